@@ -1,0 +1,439 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * nettally data plane: TC clsact programs that count every packet once per
+ * interface and direction, by layer, into per-CPU maps.
+ *
+ * Each packet is parsed once into a struct pkt (figures + flow identity) and
+ * then added to the interface total and to exactly one category: its flow, or
+ * one unattributed bucket. The interface total is written first, the category
+ * second, so a reader that reads categories and then the totals never sees
+ * more in the categories than in the totals (see daemon/collector.cpp).
+ *
+ * The programs never drop or modify packets: they always return TC_ACT_UNSPEC
+ * so the next filter (or the default action) decides.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "nettally_abi.h"
+
+#define TC_ACT_UNSPEC (-1)
+
+#define ETH_HLEN 14
+#define ETH_P_IP 0x0800
+#define ETH_P_IPV6 0x86DD
+#define ETH_P_8021Q 0x8100
+#define ETH_P_8021AD 0x88A8
+#define ETH_P_PPP_DISC 0x8863
+#define ETH_P_PPP_SES 0x8864
+#define PPP_IP 0x0021
+#define PPP_IPV6 0x0057
+
+#define IPPROTO_HOPOPTS_ 0
+#define IPPROTO_ICMP_ 1
+#define IPPROTO_TCP_ 6
+#define IPPROTO_UDP_ 17
+#define IPPROTO_ROUTING_ 43
+#define IPPROTO_FRAGMENT_ 44
+#define IPPROTO_AH_ 51
+#define IPPROTO_ICMPV6_ 58
+#define IPPROTO_DSTOPTS_ 60
+#define IPPROTO_MH_ 135
+
+#define IP_OFFSET_MASK 0x1FFF
+#define IP_MF 0x2000
+
+/* Headers are never looked for beyond this offset from the frame start. */
+#define NT_MAX_HDR_OFF 1024
+
+/* Start-up knobs, set by nettallyd through the skeleton's rodata before load. */
+const volatile __u8 cfg_count_flows = 1;
+const volatile __u8 cfg_count_hosts = 1;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, NT_MAX_IFACES * NT_DIR_MAX);
+	__type(key, struct nt_iface_key);
+	__type(value, struct nt_iface_val);
+} nt_ifaces SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, NT_DEFAULT_MAX_FLOWS);
+	__type(key, struct nt_flow_key);
+	__type(value, struct nt_flow_val);
+} nt_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, NT_DEFAULT_MAX_HOSTS);
+	__type(key, struct nt_host_key);
+	__type(value, struct nt_host_val);
+} nt_hosts SEC(".maps");
+
+/* What one parse yields. */
+struct pkt {
+	struct nt_counts c;
+	__u32 bucket; /* NT_BUCKET_MAX when the packet belongs to a flow */
+	__u8 family;
+	__u8 proto;
+	__u8 tcp_flags;
+	__u8 pad;
+	__u16 sport;
+	__u16 dport;
+	__u32 src[4];
+	__u32 dst[4];
+	__u8 smac[6];
+	__u8 dmac[6];
+};
+
+/*
+ * Copy len bytes at off from the packet: straight from the linear area when
+ * the headers are there (the common case), through the helper when they sit
+ * in paged data (GRO/GSO skbs, some drivers).
+ */
+static __always_inline int load_hdr(struct __sk_buff *skb, __u32 off, void *to, const __u32 len)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+
+	if (off > NT_MAX_HDR_OFF)
+		return -1;
+	if (data + off + len <= data_end) {
+		__builtin_memcpy(to, data + off, len);
+		return 0;
+	}
+	return bpf_skb_load_bytes(skb, off, to, len);
+}
+
+static __always_inline int is_ipv6_ext(__u8 nh)
+{
+	return nh == IPPROTO_HOPOPTS_ || nh == IPPROTO_ROUTING_ || nh == IPPROTO_FRAGMENT_ ||
+	       nh == IPPROTO_DSTOPTS_ || nh == IPPROTO_AH_ || nh == IPPROTO_MH_;
+}
+
+/*
+ * Parse the frame. Fills p->c with the wire figures and either the flow
+ * identity (p->bucket == NT_BUCKET_MAX) or the bucket the packet falls into.
+ */
+static __always_inline void parse(struct __sk_buff *skb, struct pkt *p)
+{
+	__u32 len = skb->len;
+	__u32 vlan_hw = skb->vlan_present ? 4 : 0; /* tag held in skb metadata */
+	__u32 segs = skb->gso_segs ? skb->gso_segs : 1;
+	__u32 off = ETH_HLEN;
+	__u32 l3 = 0, iphl = 0, l4hl = 0;
+	int first_frag = 1;
+	struct ethhdr eth;
+	__u16 proto;
+
+	p->c.packets = segs;
+	p->c.l2 = len + vlan_hw;
+	p->bucket = NT_BUCKET_UNPARSABLE;
+
+	if (load_hdr(skb, 0, &eth, sizeof(eth)))
+		return;
+	__builtin_memcpy(p->smac, eth.h_source, 6);
+	__builtin_memcpy(p->dmac, eth.h_dest, 6);
+	proto = bpf_ntohs(eth.h_proto);
+
+#pragma unroll
+	for (int i = 0; i < NT_MAX_VLAN_TAGS; i++) {
+		__be16 inner[2];
+
+		if (proto != ETH_P_8021Q && proto != ETH_P_8021AD)
+			break;
+		if (load_hdr(skb, off, inner, sizeof(inner)))
+			return;
+		proto = bpf_ntohs(inner[1]);
+		off += 4;
+	}
+	if (proto == ETH_P_8021Q || proto == ETH_P_8021AD)
+		return; /* more tags than the budget: fail closed */
+
+	if (proto == ETH_P_PPP_SES) {
+		__u8 ses[8]; /* 6 bytes PPPoE header, 2 bytes PPP protocol */
+		__u16 ppp;
+
+		if (load_hdr(skb, off, ses, sizeof(ses)))
+			return;
+		off += sizeof(ses);
+		ppp = (__u16)ses[6] << 8 | ses[7];
+		if (ppp == PPP_IP)
+			proto = ETH_P_IP;
+		else if (ppp == PPP_IPV6)
+			proto = ETH_P_IPV6;
+		else
+			proto = ETH_P_PPP_SES; /* LCP, IPCP, ...: not IP */
+	}
+
+	if (proto == ETH_P_IP) {
+		struct iphdr ip;
+		__u16 frag;
+
+		if (load_hdr(skb, off, &ip, sizeof(ip)))
+			return;
+		if (ip.version != 4 || ip.ihl < 5)
+			return;
+		iphl = ip.ihl * 4;
+		l3 = bpf_ntohs(ip.tot_len);
+		if (l3 == 0 && segs > 1) /* BIG TCP: length lives in the skb only */
+			l3 = len - off;
+		if (l3 < iphl || off + l3 > len)
+			return;
+		frag = bpf_ntohs(ip.frag_off);
+		first_frag = (frag & IP_OFFSET_MASK) == 0;
+		p->family = NT_AF_INET;
+		p->proto = ip.protocol;
+		p->src[0] = ip.saddr;
+		p->dst[0] = ip.daddr;
+	} else if (proto == ETH_P_IPV6) {
+		struct ipv6hdr ip6;
+		__u8 nh;
+
+		if (load_hdr(skb, off, &ip6, sizeof(ip6)))
+			return;
+		if (ip6.version != 6)
+			return;
+		l3 = 40 + bpf_ntohs(ip6.payload_len);
+		if (l3 == 40 && segs > 1) /* BIG TCP */
+			l3 = len - off;
+		if (off + l3 > len)
+			return;
+		iphl = 40;
+		nh = ip6.nexthdr;
+		__builtin_memcpy(p->src, &ip6.saddr, 16);
+		__builtin_memcpy(p->dst, &ip6.daddr, 16);
+#pragma unroll
+		for (int i = 0; i < NT_MAX_IPV6_EXT_HDRS; i++) {
+			__u8 ext[4];
+			__u32 elen;
+
+			if (!is_ipv6_ext(nh))
+				break;
+			if (load_hdr(skb, off + iphl, ext, sizeof(ext)))
+				return;
+			if (nh == IPPROTO_FRAGMENT_) {
+				__u16 fo = (__u16)ext[2] << 8 | ext[3];
+
+				first_frag = (fo & 0xFFF8) == 0;
+				elen = 8;
+			} else if (nh == IPPROTO_AH_) {
+				elen = ((__u32)ext[1] + 2) * 4;
+			} else {
+				elen = ((__u32)ext[1] + 1) * 8;
+			}
+			nh = ext[0];
+			iphl += elen;
+			if (iphl > l3)
+				return;
+		}
+		if (is_ipv6_ext(nh))
+			return; /* chain longer than the budget: fail closed */
+		p->family = NT_AF_INET6;
+		p->proto = nh;
+	} else {
+		p->bucket = NT_BUCKET_NON_IP;
+		return;
+	}
+
+	/* Transport header: only the first fragment carries it. */
+	if (first_frag) {
+		__u32 l4off = off + iphl;
+
+		if (p->proto == IPPROTO_TCP_) {
+			struct tcphdr tcp;
+
+			if (load_hdr(skb, l4off, &tcp, sizeof(tcp)))
+				return;
+			l4hl = tcp.doff * 4;
+			if (l4hl < sizeof(tcp))
+				return;
+			p->sport = bpf_ntohs(tcp.source);
+			p->dport = bpf_ntohs(tcp.dest);
+			p->tcp_flags = ((__u8 *)&tcp)[13];
+		} else if (p->proto == IPPROTO_UDP_) {
+			struct udphdr udp;
+
+			if (load_hdr(skb, l4off, &udp, sizeof(udp)))
+				return;
+			l4hl = sizeof(udp);
+			p->sport = bpf_ntohs(udp.source);
+			p->dport = bpf_ntohs(udp.dest);
+		} else if (p->proto == IPPROTO_ICMP_ || p->proto == IPPROTO_ICMPV6_) {
+			__u8 tc[2];
+
+			if (load_hdr(skb, l4off, tc, sizeof(tc)))
+				return;
+			l4hl = 8;
+			p->dport = (__u16)tc[0] << 8 | tc[1];
+		}
+		if (iphl + l4hl > l3)
+			return;
+	}
+
+	if (segs > 1) {
+		/* Each wire segment repeats the L2, IP and transport headers. */
+		__u32 hdrs = off + iphl + l4hl;
+
+		p->c.l2 = len + (segs - 1) * hdrs + segs * vlan_hw;
+		l3 = (len - off) + (segs - 1) * (iphl + l4hl);
+	}
+	p->c.l3 = l3;
+	p->c.l4 = l3 - segs * iphl;
+	p->c.payload = p->c.l4 - segs * l4hl;
+	p->bucket = NT_BUCKET_MAX;
+}
+
+static __always_inline void add_counts(struct nt_counts *to, const struct nt_counts *c)
+{
+	to->packets += c->packets;
+	to->l2 += c->l2;
+	to->l3 += c->l3;
+	to->l4 += c->l4;
+	to->payload += c->payload;
+}
+
+static __always_inline struct nt_iface_val *iface_val(__u32 ifindex, __u32 dir)
+{
+	struct nt_iface_key key = { .ifindex = ifindex, .dir = dir };
+	struct nt_iface_val *v = bpf_map_lookup_elem(&nt_ifaces, &key);
+
+	if (v)
+		return v;
+	/* nettallyd creates the entry before attaching; this covers a race only. */
+	struct nt_iface_val zero = {};
+
+	bpf_map_update_elem(&nt_ifaces, &key, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&nt_ifaces, &key);
+}
+
+/* Returns 0 when counted in a flow, -1 when the flow map had no room. */
+static __always_inline int count_flow(const struct pkt *p, __u32 ifindex, __u32 dir, __u64 now)
+{
+	struct nt_flow_key key = {
+		.ifindex = ifindex,
+		.dir = dir,
+		.proto = p->proto,
+		.family = p->family,
+		.sport = p->sport,
+		.dport = p->dport,
+	};
+	struct nt_flow_val *v;
+
+	__builtin_memcpy(key.src, p->src, sizeof(key.src));
+	__builtin_memcpy(key.dst, p->dst, sizeof(key.dst));
+
+	v = bpf_map_lookup_elem(&nt_flows, &key);
+	if (!v) {
+		struct nt_flow_val init = {
+			.c = p->c,
+			.first_ns = now,
+			.last_ns = now,
+			.tcp_flags = p->tcp_flags,
+		};
+		long err = bpf_map_update_elem(&nt_flows, &key, &init, BPF_NOEXIST);
+
+		if (err == 0)
+			return 0;
+		/* Another CPU created it in between: add to our slot below. */
+		v = bpf_map_lookup_elem(&nt_flows, &key);
+		if (!v)
+			return -1;
+	}
+	add_counts(&v->c, &p->c);
+	if (!v->first_ns)
+		v->first_ns = now;
+	v->last_ns = now;
+	v->tcp_flags |= p->tcp_flags;
+	return 0;
+}
+
+/* Returns 0 when counted, -1 when the host map had no room. */
+static __always_inline int count_host(const struct pkt *p, __u32 ifindex, __u32 dir, __u64 now)
+{
+	struct nt_host_key key = { .ifindex = ifindex, .family = p->family };
+	struct nt_host_val *v;
+
+	if (dir == NT_DIR_INGRESS) {
+		__builtin_memcpy(key.mac, p->smac, 6);
+		__builtin_memcpy(key.addr, p->src, sizeof(key.addr));
+	} else {
+		if (p->dmac[0] & 1)
+			return 0; /* multicast/broadcast: no single host received it */
+		__builtin_memcpy(key.mac, p->dmac, 6);
+		__builtin_memcpy(key.addr, p->dst, sizeof(key.addr));
+	}
+
+	v = bpf_map_lookup_elem(&nt_hosts, &key);
+	if (!v) {
+		struct nt_host_val init = { .first_ns = now, .last_ns = now };
+
+		if (dir == NT_DIR_INGRESS)
+			init.sent = p->c;
+		else
+			init.received = p->c;
+		if (bpf_map_update_elem(&nt_hosts, &key, &init, BPF_NOEXIST) == 0)
+			return 0;
+		v = bpf_map_lookup_elem(&nt_hosts, &key);
+		if (!v)
+			return -1;
+	}
+	add_counts(dir == NT_DIR_INGRESS ? &v->sent : &v->received, &p->c);
+	if (!v->first_ns)
+		v->first_ns = now;
+	v->last_ns = now;
+	return 0;
+}
+
+static __always_inline int account(struct __sk_buff *skb, __u32 dir, int lan)
+{
+	struct pkt p = {};
+	struct nt_iface_val *iv;
+	__u32 ifindex = skb->ifindex;
+	__u64 now;
+
+	parse(skb, &p);
+
+	iv = iface_val(ifindex, dir);
+	if (!iv)
+		return TC_ACT_UNSPEC;
+	add_counts(&iv->total, &p.c);
+
+	if (p.bucket == NT_BUCKET_MAX) {
+		now = bpf_ktime_get_boot_ns();
+		if (!cfg_count_flows || count_flow(&p, ifindex, dir, now))
+			p.bucket = NT_BUCKET_FLOW_OVERFLOW;
+		if (lan && cfg_count_hosts && count_host(&p, ifindex, dir, now))
+			iv->host_overflow += p.c.packets;
+	}
+	if (p.bucket < NT_BUCKET_MAX)
+		add_counts(&iv->bucket[p.bucket], &p.c);
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int nt_tc_ingress_lan(struct __sk_buff *skb)
+{
+	return account(skb, NT_DIR_INGRESS, 1);
+}
+
+SEC("tc")
+int nt_tc_egress_lan(struct __sk_buff *skb)
+{
+	return account(skb, NT_DIR_EGRESS, 1);
+}
+
+SEC("tc")
+int nt_tc_ingress_wan(struct __sk_buff *skb)
+{
+	return account(skb, NT_DIR_INGRESS, 0);
+}
+
+SEC("tc")
+int nt_tc_egress_wan(struct __sk_buff *skb)
+{
+	return account(skb, NT_DIR_EGRESS, 0);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

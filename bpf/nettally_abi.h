@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The one ABI between nettally's BPF programs and nettallyd: map keys, map
+ * values, enums and limits. Both builds include this file; nothing here is
+ * mirrored by hand anywhere else. The C++ side static_asserts the sizes in
+ * daemon/abi.h so a layout change breaks the build, not the counts.
+ *
+ * Rules: fixed-width types only, explicit padding, no bitfields, no pointers.
+ */
+#ifndef NETTALLY_ABI_H
+#define NETTALLY_ABI_H
+
+#ifdef __bpf__
+/* vmlinux.h already provided __u8 .. __u64 */
+#else
+#include <linux/types.h>
+#endif
+
+/* Bumped whenever a pinned map's key or value layout changes. */
+#define NT_ABI_VERSION 1
+
+/* Default map capacities; the daemon may resize before load. */
+#define NT_MAX_IFACES 256
+#define NT_DEFAULT_MAX_FLOWS 65536
+#define NT_DEFAULT_MAX_HOSTS 16384
+
+/* Parser budgets: a walk that runs out of them fails closed into a bucket. */
+#define NT_MAX_VLAN_TAGS 2
+#define NT_MAX_IPV6_EXT_HDRS 8
+
+enum nt_dir {
+	NT_DIR_INGRESS = 0,
+	NT_DIR_EGRESS = 1,
+	NT_DIR_MAX = 2,
+};
+
+enum nt_role {
+	NT_ROLE_LAN = 0,
+	NT_ROLE_WAN = 1,
+};
+
+/*
+ * Unattributed buckets: every packet lands in exactly one flow or exactly one
+ * of these (the reconciliation invariant).
+ */
+enum nt_bucket {
+	NT_BUCKET_NON_IP = 0,        /* ARP, LLDP, PPPoE discovery, ... */
+	NT_BUCKET_UNPARSABLE = 1,    /* truncated/invalid headers, budget exhausted */
+	NT_BUCKET_FLOW_OVERFLOW = 2, /* valid IP but the flow map was full */
+	NT_BUCKET_MAX = 3,
+};
+
+/* The five figures every counter carries (see DESIGN.md "Layers"). */
+struct nt_counts {
+	__u64 packets;
+	__u64 l2;
+	__u64 l3;
+	__u64 l4;
+	__u64 payload;
+};
+
+/* nt_ifaces: PERCPU_HASH, one entry per attached interface and direction. */
+struct nt_iface_key {
+	__u32 ifindex;
+	__u32 dir; /* enum nt_dir */
+};
+
+struct nt_iface_val {
+	struct nt_counts total;
+	struct nt_counts bucket[NT_BUCKET_MAX];
+	__u64 host_overflow; /* packets whose host entry could not be created */
+};
+
+/* Address family tags used in keys (AF_INET / AF_INET6 values). */
+#define NT_AF_INET 2
+#define NT_AF_INET6 10
+
+/*
+ * nt_flows: PERCPU_HASH. Unidirectional 5-tuple + interface + direction.
+ * IPv4 addresses live in addr[0], the rest zero. For ICMP/ICMPv6 sport is 0
+ * and dport is (type << 8 | code), as NetFlow does. Protocols without ports
+ * and non-first fragments have both ports 0.
+ */
+struct nt_flow_key {
+	__u32 ifindex;
+	__u8 dir;
+	__u8 proto;
+	__u8 family;
+	__u8 pad;
+	__u16 sport; /* host byte order */
+	__u16 dport; /* host byte order */
+	__u32 src[4];
+	__u32 dst[4];
+};
+
+struct nt_flow_val {
+	struct nt_counts c;
+	__u64 first_ns; /* CLOCK_BOOTTIME; 0 = never on this CPU */
+	__u64 last_ns;
+	__u8 tcp_flags; /* OR of the TCP flags byte */
+	__u8 pad[7];
+};
+
+/*
+ * nt_hosts: PERCPU_HASH, filled on lan-role interfaces only. A host is the
+ * source of ingress packets (sent) and the destination of unicast egress
+ * packets (received).
+ */
+struct nt_host_key {
+	__u32 ifindex;
+	__u8 family;
+	__u8 pad;
+	__u8 mac[6];
+	__u32 addr[4];
+};
+
+struct nt_host_val {
+	struct nt_counts sent;
+	struct nt_counts received;
+	__u64 first_ns;
+	__u64 last_ns;
+};
+
+#endif /* NETTALLY_ABI_H */
