@@ -1,7 +1,8 @@
 # bpf_object(NAME SOURCE [HEADERS h...])
 #
 # Compiles SOURCE (a .bpf.c file) with clang -target bpf, keeping BTF for CO-RE,
-# generates a libbpf skeleton NAME.skel.h with bpftool, and defines the
+# generates a libbpf skeleton NAME.skel.h (struct NAME_bpf, functions
+# NAME_bpf__open/load/destroy) with bpftool, and defines the
 # INTERFACE target NAME_skel that puts the skeleton on the include path and
 # links libbpf. HEADERS are extra dependencies (the ABI header).
 #
@@ -52,7 +53,7 @@ function(bpf_object name src)
     VERBATIM)
   add_custom_command(
     OUTPUT ${skel}
-    COMMAND ${BPFTOOL} gen skeleton ${obj} name ${name} > ${skel}.tmp
+    COMMAND ${BPFTOOL} gen skeleton ${obj} name ${name}_bpf > ${skel}.tmp
     COMMAND ${CMAKE_COMMAND} -E rename ${skel}.tmp ${skel}
     DEPENDS ${obj}
     COMMENT "BPF ${name}: generating skeleton"

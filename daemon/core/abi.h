@@ -1,0 +1,21 @@
+// C++ view of bpf/nettally_abi.h. The asserts pin every shared struct's size
+// and the offsets userspace relies on: a layout change in the ABI header fails
+// the build here (bump NT_ABI_VERSION then) instead of silently misreading maps.
+#pragma once
+
+#include <cstddef>
+
+extern "C" {
+#include "nettally_abi.h"
+}
+
+static_assert(sizeof(nt_counts) == 40);
+static_assert(sizeof(nt_iface_key) == 8);
+static_assert(sizeof(nt_iface_val) == 40 + 40 * NT_BUCKET_MAX + 8);
+static_assert(sizeof(nt_flow_key) == 44);
+static_assert(offsetof(nt_flow_key, src) == 12);
+static_assert(sizeof(nt_flow_val) == 64);
+static_assert(sizeof(nt_host_key) == 28);
+static_assert(offsetof(nt_host_key, addr) == 12);
+static_assert(sizeof(nt_host_val) == 96);
+static_assert(NT_ABI_VERSION == 1, "update the asserts above with the ABI version");

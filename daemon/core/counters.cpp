@@ -1,0 +1,175 @@
+// Counter arithmetic: see counters.h.
+#include "core/counters.h"
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <cstdio>
+#include <numeric>
+
+namespace nettally {
+
+Counts& Counts::operator+=(const Counts& o) {
+    packets += o.packets;
+    l2 += o.l2;
+    l3 += o.l3;
+    l4 += o.l4;
+    payload += o.payload;
+    return *this;
+}
+
+bool Counts::all_le(const Counts& o) const {
+    return packets <= o.packets && l2 <= o.l2 && l3 <= o.l3 && l4 <= o.l4 && payload <= o.payload;
+}
+
+std::string Counts::to_string() const {
+    return "packets=" + std::to_string(packets) + " l2=" + std::to_string(l2) + " l3=" + std::to_string(l3) +
+           " l4=" + std::to_string(l4) + " payload=" + std::to_string(payload);
+}
+
+std::string_view to_string(Direction d) { return d == Direction::Ingress ? "ingress" : "egress"; }
+
+std::string_view bucket_name(size_t bucket) {
+    switch (bucket) {
+    case NT_BUCKET_NON_IP:
+        return "non_ip";
+    case NT_BUCKET_UNPARSABLE:
+        return "unparsable";
+    case NT_BUCKET_FLOW_OVERFLOW:
+        return "flow_overflow";
+    default:
+        return "unknown";
+    }
+}
+
+Counts IfaceCounters::bucket_sum() const {
+    return std::accumulate(bucket.begin(), bucket.end(), Counts{});
+}
+
+IfaceCounters fold_percpu(std::span<const nt_iface_val> per_cpu) {
+    IfaceCounters r;
+    for (const auto& v : per_cpu) {
+        r.total += Counts(v.total);
+        for (size_t b = 0; b < kBucketCount; b++)
+            r.bucket[b] += Counts(v.bucket[b]);
+        r.host_overflow += v.host_overflow;
+    }
+    return r;
+}
+
+// first_ns == 0 marks a CPU that never saw the entry.
+template <typename Entry> static void fold_times(Entry& e, uint64_t first, uint64_t last) {
+    if (first && (!e.first_ns || first < e.first_ns))
+        e.first_ns = first;
+    e.last_ns = std::max(e.last_ns, last);
+}
+
+FlowEntry fold_percpu(const nt_flow_key& key, std::span<const nt_flow_val> per_cpu) {
+    FlowEntry e;
+    e.key = key;
+    for (const auto& v : per_cpu) {
+        e.counts += Counts(v.c);
+        fold_times(e, v.first_ns, v.last_ns);
+        e.tcp_flags |= v.tcp_flags;
+    }
+    return e;
+}
+
+HostEntry fold_percpu(const nt_host_key& key, std::span<const nt_host_val> per_cpu) {
+    HostEntry e;
+    e.key = key;
+    for (const auto& v : per_cpu) {
+        e.sent += Counts(v.sent);
+        e.received += Counts(v.received);
+        fold_times(e, v.first_ns, v.last_ns);
+    }
+    return e;
+}
+
+uint64_t MonotonicCounter::observe(uint64_t raw) {
+    if (raw < last_raw_)
+        base_ += last_raw_; // the kernel counter restarted: keep what it had
+    last_raw_ = raw;
+    return total();
+}
+
+void MonotonicCounter::restore(uint64_t total) {
+    base_ = total;
+    last_raw_ = 0;
+}
+
+const Counts& MonotonicCounts::observe(const Counts& raw) {
+    total_ = Counts(c_[0].observe(raw.packets), c_[1].observe(raw.l2), c_[2].observe(raw.l3),
+                    c_[3].observe(raw.l4), c_[4].observe(raw.payload));
+    return total_;
+}
+
+ReconcileOutcome reconcile(const ReconcileInput& in) {
+    const Counts categories = in.flows + in.buckets_after;
+    if (in.total_before == in.total_after)
+        return categories == in.total_after ? ReconcileOutcome::Exact : ReconcileOutcome::Violated;
+    if (in.total_before.all_le(categories) && categories.all_le(in.total_after))
+        return ReconcileOutcome::Bracketed;
+    return ReconcileOutcome::Violated;
+}
+
+std::optional<SortKey> parse_sort_key(std::string_view s, bool allow_first_seen) {
+    if (s == "packets")
+        return SortKey::Packets;
+    if (s == "l2" || s == "bytes")
+        return SortKey::L2;
+    if (s == "l3")
+        return SortKey::L3;
+    if (s == "l4")
+        return SortKey::L4;
+    if (s == "payload")
+        return SortKey::Payload;
+    if (s == "last_seen")
+        return SortKey::LastSeen;
+    if (s == "first_seen" && allow_first_seen)
+        return SortKey::FirstSeen;
+    return std::nullopt;
+}
+
+uint64_t sort_value(const Counts& c, SortKey k) {
+    switch (k) {
+    case SortKey::Packets:
+        return c.packets;
+    case SortKey::L2:
+        return c.l2;
+    case SortKey::L3:
+        return c.l3;
+    case SortKey::L4:
+        return c.l4;
+    case SortKey::Payload:
+        return c.payload;
+    default:
+        return 0;
+    }
+}
+
+std::vector<size_t> top_n(std::span<const uint64_t> values, size_t n) {
+    std::vector<size_t> idx(values.size());
+    std::iota(idx.begin(), idx.end(), 0);
+    n = std::min(n, idx.size());
+    auto cmp = [&](size_t a, size_t b) { return values[a] != values[b] ? values[a] > values[b] : a < b; };
+    std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(n), idx.end(), cmp);
+    idx.resize(n);
+    return idx;
+}
+
+std::string format_mac(const uint8_t mac[6]) {
+    char buf[18];
+    std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4],
+                  mac[5]);
+    return buf;
+}
+
+std::string format_addr(uint8_t family, const uint32_t addr[4]) {
+    char buf[INET6_ADDRSTRLEN];
+    const int af = family == NT_AF_INET6 ? AF_INET6 : AF_INET;
+    if (!inet_ntop(af, addr, buf, sizeof(buf)))
+        return "?";
+    return buf;
+}
+
+} // namespace nettally

@@ -1,0 +1,136 @@
+// Counter arithmetic shared by the collector, the ledger and the D-Bus API:
+// per-CPU folding of map values, monotonic totals across map resets, the
+// reconciliation check, and sorting. Pure: no syscalls, unit-tested without root.
+#pragma once
+
+#include "core/abi.h"
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace nettally {
+
+struct Counts {
+    uint64_t packets = 0;
+    uint64_t l2 = 0;
+    uint64_t l3 = 0;
+    uint64_t l4 = 0;
+    uint64_t payload = 0;
+
+    Counts() = default;
+    Counts(uint64_t p, uint64_t b2, uint64_t b3, uint64_t b4, uint64_t pl)
+        : packets(p), l2(b2), l3(b3), l4(b4), payload(pl) {}
+    explicit Counts(const nt_counts& c) : Counts(c.packets, c.l2, c.l3, c.l4, c.payload) {}
+
+    Counts& operator+=(const Counts& o);
+    friend Counts operator+(Counts a, const Counts& b) { return a += b; }
+    bool operator==(const Counts&) const = default;
+    // True when every figure of *this is <= the same figure of o.
+    bool all_le(const Counts& o) const;
+    std::string to_string() const;
+};
+
+enum class Direction : uint8_t { Ingress = NT_DIR_INGRESS, Egress = NT_DIR_EGRESS };
+std::string_view to_string(Direction);
+
+enum class Bucket : uint8_t {
+    NonIp = NT_BUCKET_NON_IP,
+    Unparsable = NT_BUCKET_UNPARSABLE,
+    FlowOverflow = NT_BUCKET_FLOW_OVERFLOW,
+};
+constexpr size_t kBucketCount = NT_BUCKET_MAX;
+std::string_view bucket_name(size_t bucket);
+
+// One interface and direction, folded over CPUs.
+struct IfaceCounters {
+    Counts total;
+    std::array<Counts, kBucketCount> bucket{};
+    uint64_t host_overflow = 0;
+
+    Counts bucket_sum() const;
+    bool operator==(const IfaceCounters&) const = default;
+};
+
+struct FlowEntry {
+    nt_flow_key key{};
+    Counts counts;
+    uint64_t first_ns = 0; // CLOCK_BOOTTIME
+    uint64_t last_ns = 0;
+    uint8_t tcp_flags = 0;
+};
+
+struct HostEntry {
+    nt_host_key key{};
+    Counts sent;
+    Counts received;
+    uint64_t first_ns = 0;
+    uint64_t last_ns = 0;
+};
+
+// Per-CPU folding. Each span holds one value per possible CPU.
+IfaceCounters fold_percpu(std::span<const nt_iface_val> per_cpu);
+FlowEntry fold_percpu(const nt_flow_key& key, std::span<const nt_flow_val> per_cpu);
+HostEntry fold_percpu(const nt_host_key& key, std::span<const nt_host_val> per_cpu);
+
+// A 64-bit total that never goes backwards although the raw kernel counter it
+// follows may restart from zero (map recreated, interface re-attached).
+class MonotonicCounter {
+public:
+    // Feeds the latest raw reading; returns the new total.
+    uint64_t observe(uint64_t raw);
+    uint64_t total() const { return base_ + last_raw_; }
+    // Starts from a known total (restored state), with no raw reading yet.
+    void restore(uint64_t total);
+
+private:
+    uint64_t base_ = 0;
+    uint64_t last_raw_ = 0;
+};
+
+// The same for a Counts (five figures, each monotonic on its own).
+class MonotonicCounts {
+public:
+    const Counts& observe(const Counts& raw);
+    const Counts& total() const { return total_; }
+
+private:
+    std::array<MonotonicCounter, 5> c_{};
+    Counts total_;
+};
+
+// Reconciliation invariant: for every interface and direction, total ==
+// flows (live + finished) + unattributed buckets. The kernel writes the total
+// before the category, and the collector reads totals (before), flows, then
+// totals+buckets (after). So categories can never exceed the later total, and
+// on a quiet snapshot (before == after) they must be equal exactly.
+struct ReconcileInput {
+    Counts total_before;
+    Counts total_after;
+    Counts flows;         // live flows read between the two totals + finished flows
+    Counts buckets_after; // buckets read with total_after
+};
+enum class ReconcileOutcome { Exact, Bracketed, Violated };
+ReconcileOutcome reconcile(const ReconcileInput& in);
+
+// Sorting and top-N for the list methods.
+enum class SortKey { Packets, L2, L3, L4, Payload, FirstSeen, LastSeen };
+std::optional<SortKey> parse_sort_key(std::string_view s, bool allow_first_seen);
+uint64_t sort_value(const Counts& c, SortKey k);
+
+constexpr uint32_t kMaxTop = 100000;
+
+// Returns indices of the top n entries by value, descending, ties broken by
+// index order so results are stable.
+std::vector<size_t> top_n(std::span<const uint64_t> values, size_t n);
+
+// Formatting helpers for the API (pure, libc-only).
+std::string format_mac(const uint8_t mac[6]);
+std::string format_addr(uint8_t family, const uint32_t addr[4]);
+
+} // namespace nettally

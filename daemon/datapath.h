@@ -1,0 +1,66 @@
+// Datapath owns the BPF skeleton: open/configure/load in the constructor,
+// TC attach per interface, batched per-CPU map reads, and detach + destroy in
+// the destructor. It is the only code that talks to the kernel about BPF.
+#pragma once
+
+#include "core/collector.h"
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <string>
+
+struct nettally_bpf;
+
+namespace nettally {
+
+// An OS call failed: carries errno and what was being done.
+class SysError : public std::runtime_error {
+public:
+    SysError(int err, const std::string& what)
+        : std::runtime_error(what + ": " + std::strerror(err)), err_(err) {}
+    int err() const { return err_; }
+
+private:
+    int err_;
+};
+
+struct DatapathOptions {
+    uint32_t max_flows = NT_DEFAULT_MAX_FLOWS;
+    uint32_t max_hosts = NT_DEFAULT_MAX_HOSTS;
+    bool count_hosts = true;
+};
+
+class Datapath final : public MapReader {
+public:
+    explicit Datapath(const DatapathOptions& opts); // throws SysError
+    ~Datapath() override;
+    Datapath(const Datapath&) = delete;
+    Datapath& operator=(const Datapath&) = delete;
+
+    // Attaches ingress and egress programs for the role; replaces a filter a
+    // previous run may have left at nettally's handle. Throws SysError.
+    void attach(uint32_t ifindex, bool lan);
+    void detach(uint32_t ifindex);
+    void detach_all();
+
+    IfaceSnapshot read_ifaces() override;
+    std::vector<FlowEntry> read_flows() override;
+    std::vector<HostEntry> read_hosts() override;
+
+    uint32_t flow_capacity() const { return max_flows_; }
+    uint32_t host_capacity() const { return max_hosts_; }
+
+private:
+    nettally_bpf* skel_ = nullptr;
+    int ncpus_ = 0;
+    uint32_t max_flows_ = 0;
+    uint32_t max_hosts_ = 0;
+    std::map<uint32_t, bool> attached_; // ifindex -> lan
+};
+
+// Installs libbpf's print callback into the project logger, one level down.
+void route_libbpf_logs();
+
+} // namespace nettally

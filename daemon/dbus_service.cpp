@@ -1,0 +1,146 @@
+// org.nettally.Accounting1 method implementations. See dbus_service.h and
+// daemon/dbus/org.nettally.Accounting1.xml for the contract.
+#include "dbus_service.h"
+
+#include "core/config.h"
+#include "datapath.h"
+
+#include <algorithm>
+#include <grp.h>
+#include <spdlog/spdlog.h>
+
+namespace nettally {
+namespace {
+
+void check_top(uint32_t top) {
+    if (top == 0 || top > kMaxTop)
+        throw sdbus::Error(kErrInvalidArgument,
+                           "top must be between 1 and " + std::to_string(kMaxTop) + ", got " + std::to_string(top));
+}
+
+SortKey check_sort(const std::string& key, bool allow_first_seen) {
+    auto k = parse_sort_key(key, allow_first_seen);
+    if (!k)
+        throw sdbus::Error(kErrInvalidArgument,
+                           "unknown sort key '" + key + "' (use packets, l2, l3, l4, payload, " +
+                               (allow_first_seen ? "first_seen, " : "") + "last_seen)");
+    return *k;
+}
+
+} // namespace
+
+AccountingService::AccountingService(sdbus::IConnection& conn, const Collector& collector, ServiceHooks hooks)
+    : AdaptorInterfaces(conn, kObjectPath), collector_(collector), hooks_(std::move(hooks)) {
+    registerAdaptor();
+}
+
+AccountingService::~AccountingService() { unregisterAdaptor(); }
+
+AccountingService::C AccountingService::to_dbus(const Counts& c) {
+    return C(c.packets, c.l2, c.l3, c.l4, c.payload);
+}
+
+std::map<std::string, sdbus::Variant> AccountingService::GetStatus() { return hooks_.status(); }
+
+std::vector<sdbus::Struct<std::string, std::string, uint32_t, AccountingService::C, AccountingService::C,
+                          std::map<std::string, AccountingService::C>>>
+AccountingService::ListInterfaces() {
+    std::vector<sdbus::Struct<std::string, std::string, uint32_t, C, C, std::map<std::string, C>>> out;
+    for (const auto& [name, st] : collector_.interfaces()) {
+        std::map<std::string, C> unattributed;
+        for (uint8_t d = 0; d < NT_DIR_MAX; d++)
+            for (size_t b = 0; b < kBucketCount; b++)
+                unattributed[std::string(to_string(static_cast<Direction>(d))) + "." +
+                             std::string(bucket_name(b))] = to_dbus(st.dir[d].bucket[b].total());
+        out.emplace_back(name, st.info.role, st.info.ifindex, to_dbus(st.dir[NT_DIR_INGRESS].total.total()),
+                         to_dbus(st.dir[NT_DIR_EGRESS].total.total()), std::move(unattributed));
+    }
+    return out;
+}
+
+std::vector<sdbus::Struct<std::string, std::string, std::string, AccountingService::C, AccountingService::C,
+                          uint64_t, uint64_t>>
+AccountingService::ListHosts(const std::string& sort_key, const uint32_t& top) {
+    const SortKey key = check_sort(sort_key, false);
+    check_top(top);
+    const auto& hosts = collector_.hosts();
+    std::vector<uint64_t> values;
+    values.reserve(hosts.size());
+    for (const auto& h : hosts)
+        values.push_back(key == SortKey::LastSeen ? h.last_ns : sort_value(h.sent + h.received, key));
+
+    std::vector<sdbus::Struct<std::string, std::string, std::string, C, C, uint64_t, uint64_t>> out;
+    for (size_t i : top_n(values, top)) {
+        const auto& h = hosts[i];
+        out.emplace_back(format_mac(h.key.mac), format_addr(h.key.family, h.key.addr),
+                         collector_.name_of(h.key.ifindex), to_dbus(h.sent), to_dbus(h.received),
+                         collector_.to_unix_us(h.first_ns), collector_.to_unix_us(h.last_ns));
+    }
+    return out;
+}
+
+std::vector<sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string, uint16_t,
+                          AccountingService::C, uint64_t, uint64_t, uint8_t>>
+AccountingService::ListFlows(const std::string& sort_key, const uint32_t& top) {
+    const SortKey key = check_sort(sort_key, true);
+    check_top(top);
+    const auto& flows = collector_.flows();
+    std::vector<uint64_t> values;
+    values.reserve(flows.size());
+    for (const auto& f : flows)
+        values.push_back(key == SortKey::LastSeen    ? f.last_ns
+                         : key == SortKey::FirstSeen ? f.first_ns
+                                                     : sort_value(f.counts, key));
+
+    std::vector<sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string, uint16_t, C,
+                              uint64_t, uint64_t, uint8_t>>
+        out;
+    for (size_t i : top_n(values, top)) {
+        const auto& f = flows[i];
+        out.emplace_back(collector_.name_of(f.key.ifindex),
+                         std::string(to_string(static_cast<Direction>(f.key.dir))), f.key.proto,
+                         format_addr(f.key.family, f.key.src), f.key.sport, format_addr(f.key.family, f.key.dst),
+                         f.key.dport, to_dbus(f.counts), collector_.to_unix_us(f.first_ns),
+                         collector_.to_unix_us(f.last_ns), f.tcp_flags);
+    }
+    return out;
+}
+
+void AccountingService::require_privileged(const char* method) {
+    const sdbus::Message* msg = getObject().getCurrentlyProcessedMessage();
+    if (!msg)
+        throw sdbus::Error(kErrAccessDenied, "caller unknown");
+    uid_t uid;
+    std::vector<gid_t> gids;
+    try {
+        uid = msg->getCredsEuid();
+    } catch (const sdbus::Error&) {
+        uid = msg->getCredsUid();
+    }
+    if (uid == 0)
+        return;
+    if (const group* g = getgrnam("nettally")) {
+        try {
+            gids = msg->getCredsSupplementaryGids();
+            gids.push_back(msg->getCredsEgid());
+        } catch (const sdbus::Error&) {
+        }
+        if (std::find(gids.begin(), gids.end(), g->gr_gid) != gids.end())
+            return;
+    }
+    spdlog::warn("dbus: {} refused to uid {} (not root, not in group nettally)", method, uid);
+    throw sdbus::Error(kErrAccessDenied, std::string(method) + " needs root or membership of group nettally");
+}
+
+void AccountingService::Reload() {
+    require_privileged("Reload");
+    try {
+        hooks_.reload();
+    } catch (const ConfigError& e) {
+        throw sdbus::Error(kErrInvalidConfig, e.what());
+    } catch (const SysError& e) {
+        throw sdbus::Error(kErrFailed, e.what());
+    }
+}
+
+} // namespace nettally

@@ -1,0 +1,55 @@
+// The org.nettally.Accounting1 object: the generated adaptor's methods,
+// implemented over the daemon's Collector. Owned by the daemon; registers on
+// construction and unregisters on destruction (sdbus-c++ RAII).
+#pragma once
+
+#include "accounting1_adaptor.h"
+#include "core/collector.h"
+
+#include <functional>
+#include <map>
+#include <sdbus-c++/sdbus-c++.h>
+#include <string>
+
+namespace nettally {
+
+inline constexpr const char* kBusName = "org.nettally.Accounting1";
+inline constexpr const char* kObjectPath = "/org/nettally/Accounting1";
+inline constexpr const char* kErrInvalidArgument = "org.nettally.Accounting1.Error.InvalidArgument";
+inline constexpr const char* kErrInvalidConfig = "org.nettally.Accounting1.Error.InvalidConfig";
+inline constexpr const char* kErrFailed = "org.nettally.Accounting1.Error.Failed";
+inline constexpr const char* kErrAccessDenied = "org.freedesktop.DBus.Error.AccessDenied";
+
+// What the service needs from the daemon, beyond the collector.
+struct ServiceHooks {
+    std::function<std::map<std::string, sdbus::Variant>()> status;
+    std::function<void()> reload; // throws ConfigError or SysError
+};
+
+class AccountingService final : public sdbus::AdaptorInterfaces<org::nettally::Accounting1_adaptor> {
+public:
+    AccountingService(sdbus::IConnection& conn, const Collector& collector, ServiceHooks hooks);
+    ~AccountingService();
+
+private:
+    using C = sdbus::Struct<uint64_t, uint64_t, uint64_t, uint64_t, uint64_t>;
+    static C to_dbus(const Counts& c);
+
+    std::map<std::string, sdbus::Variant> GetStatus() override;
+    std::vector<sdbus::Struct<std::string, std::string, uint32_t, C, C, std::map<std::string, C>>>
+    ListInterfaces() override;
+    std::vector<sdbus::Struct<std::string, std::string, std::string, C, C, uint64_t, uint64_t>>
+    ListHosts(const std::string& sort_key, const uint32_t& top) override;
+    std::vector<sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string, uint16_t, C,
+                              uint64_t, uint64_t, uint8_t>>
+    ListFlows(const std::string& sort_key, const uint32_t& top) override;
+    void Reload() override;
+
+    // Root or group "nettally", from the caller's credentials as the bus saw them.
+    void require_privileged(const char* method);
+
+    const Collector& collector_;
+    ServiceHooks hooks_;
+};
+
+} // namespace nettally

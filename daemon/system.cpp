@@ -1,0 +1,66 @@
+// OS queries: see system.h.
+#include "system.h"
+
+#include "datapath.h"
+
+#include <linux/capability.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace nettally {
+
+std::vector<LinkInfo> list_links() {
+    struct if_nameindex* ifs = if_nameindex();
+    if (!ifs)
+        throw SysError(errno, "listing network interfaces");
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    std::vector<LinkInfo> out;
+    for (auto* i = ifs; i->if_index != 0; i++) {
+        LinkInfo l{i->if_name, i->if_index, false};
+        struct ifreq ifr {};
+        std::strncpy(ifr.ifr_name, i->if_name, IFNAMSIZ - 1);
+        if (sock >= 0 && ioctl(sock, SIOCGIFFLAGS, &ifr) == 0)
+            l.loopback = (ifr.ifr_flags & IFF_LOOPBACK) != 0;
+        out.push_back(std::move(l));
+    }
+    if (sock >= 0)
+        close(sock);
+    if_freenameindex(ifs);
+    return out;
+}
+
+std::string check_btf() {
+    static constexpr const char* kBtf = "/sys/kernel/btf/vmlinux";
+    if (access(kBtf, R_OK) != 0)
+        return std::string("kernel BTF not readable at ") + kBtf + " (" + std::strerror(errno) +
+               "): nettally needs a kernel built with CONFIG_DEBUG_INFO_BTF=y";
+    return {};
+}
+
+std::string check_capabilities() {
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+    if (syscall(SYS_capget, &hdr, data) != 0)
+        return std::string("cannot read capabilities: ") + std::strerror(errno);
+    auto has = [&](int cap) { return (data[cap / 32].effective & (1u << (cap % 32))) != 0; };
+    std::string missing;
+    auto need = [&](bool ok, const char* name) {
+        if (!ok)
+            missing += std::string(missing.empty() ? "" : ", ") + name;
+    };
+    const bool sys_admin = has(CAP_SYS_ADMIN);
+    need(has(CAP_BPF) || sys_admin, "CAP_BPF");
+    need(has(CAP_PERFMON) || sys_admin, "CAP_PERFMON");
+    need(has(CAP_NET_ADMIN), "CAP_NET_ADMIN");
+    if (missing.empty())
+        return {};
+    return "missing privileges: " + missing +
+           " (run nettallyd as root or through its systemd unit, which grants them)";
+}
+
+} // namespace nettally

@@ -1,0 +1,20 @@
+// Thin OS queries nettallyd needs at start-up and reload: the links of the
+// current network namespace, kernel BTF, and the process's capabilities.
+#pragma once
+
+#include "core/interfaces.h"
+
+#include <string>
+#include <vector>
+
+namespace nettally {
+
+// Links of the current network namespace (netlink through if_nameindex; no
+// /sys, which belongs to another namespace under `ip netns exec`/nsenter).
+std::vector<LinkInfo> list_links(); // throws SysError
+
+// Empty when fine, else one line saying what is missing.
+std::string check_btf();
+std::string check_capabilities();
+
+} // namespace nettally

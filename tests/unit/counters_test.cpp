@@ -1,0 +1,208 @@
+// Unit tests for the counter logic: per-CPU folding, monotonic totals across
+// kernel counter restarts, reconciliation outcomes, top-N ordering, and the
+// Collector over an in-memory MapReader.
+#include "core/collector.h"
+#include "core/counters.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+using namespace nettally;
+
+namespace {
+
+nt_counts nc(uint64_t p, uint64_t l2, uint64_t l3, uint64_t l4, uint64_t pl) { return {p, l2, l3, l4, pl}; }
+
+TEST(Counts, AddAndCompare) {
+    Counts a(1, 100, 80, 60, 40);
+    Counts b(2, 200, 160, 120, 80);
+    EXPECT_EQ(a + a, b);
+    EXPECT_TRUE(a.all_le(b));
+    EXPECT_FALSE(b.all_le(a));
+    EXPECT_TRUE(a.all_le(a));
+}
+
+TEST(Fold, IfaceSumsEveryCpuAndBucket) {
+    nt_iface_val v[3]{};
+    v[0].total = nc(1, 60, 46, 26, 6);
+    v[2].total = nc(2, 120, 0, 0, 0);
+    v[2].bucket[NT_BUCKET_NON_IP] = nc(2, 120, 0, 0, 0);
+    v[1].host_overflow = 5;
+    IfaceCounters r = fold_percpu(std::span<const nt_iface_val>(v, 3));
+    EXPECT_EQ(r.total, Counts(3, 180, 46, 26, 6));
+    EXPECT_EQ(r.bucket[NT_BUCKET_NON_IP], Counts(2, 120, 0, 0, 0));
+    EXPECT_EQ(r.bucket_sum(), Counts(2, 120, 0, 0, 0));
+    EXPECT_EQ(r.host_overflow, 5u);
+}
+
+TEST(Fold, FlowTimesIgnoreCpusThatNeverSawIt) {
+    nt_flow_key k{};
+    nt_flow_val v[3]{};
+    v[0].c = nc(1, 100, 86, 66, 46);
+    v[0].first_ns = 500;
+    v[0].last_ns = 900;
+    v[0].tcp_flags = 0x02;
+    v[2].c = nc(1, 100, 86, 66, 46);
+    v[2].first_ns = 300;
+    v[2].last_ns = 700;
+    v[2].tcp_flags = 0x10;
+    FlowEntry e = fold_percpu(k, std::span<const nt_flow_val>(v, 3));
+    EXPECT_EQ(e.counts, Counts(2, 200, 172, 132, 92));
+    EXPECT_EQ(e.first_ns, 300u); // CPU 1 (zero) is ignored
+    EXPECT_EQ(e.last_ns, 900u);
+    EXPECT_EQ(e.tcp_flags, 0x12);
+}
+
+TEST(Monotonic, FollowsRawAndSurvivesRestart) {
+    MonotonicCounter c;
+    EXPECT_EQ(c.observe(10), 10u);
+    EXPECT_EQ(c.observe(25), 25u);
+    EXPECT_EQ(c.observe(4), 29u); // kernel counter restarted at 0 and counted 4
+    EXPECT_EQ(c.observe(6), 31u);
+    EXPECT_EQ(c.observe(6), 31u);
+}
+
+TEST(Monotonic, RestoreContinuesFromSavedTotal) {
+    MonotonicCounter c;
+    c.restore(1000);
+    EXPECT_EQ(c.total(), 1000u);
+    EXPECT_EQ(c.observe(7), 1007u);
+}
+
+TEST(Monotonic, NearWrapStaysExact) {
+    MonotonicCounter c;
+    const uint64_t big = UINT64_MAX - 5;
+    EXPECT_EQ(c.observe(big), big);
+    EXPECT_EQ(c.observe(big + 3), big + 3);
+}
+
+TEST(Reconcile, QuietSnapshotMustBeExact) {
+    ReconcileInput in;
+    in.total_before = in.total_after = Counts(10, 1000, 800, 600, 400);
+    in.flows = Counts(8, 900, 800, 600, 400);
+    in.buckets_after = Counts(2, 100, 0, 0, 0);
+    EXPECT_EQ(reconcile(in), ReconcileOutcome::Exact);
+    in.buckets_after = Counts(1, 60, 0, 0, 0); // one packet lost
+    EXPECT_EQ(reconcile(in), ReconcileOutcome::Violated);
+}
+
+TEST(Reconcile, BusySnapshotIsBracketed) {
+    ReconcileInput in;
+    in.total_before = Counts(10, 1000, 800, 600, 400);
+    in.total_after = Counts(12, 1200, 960, 720, 480);
+    in.flows = Counts(9, 1000, 880, 660, 440);
+    in.buckets_after = Counts(2, 100, 0, 0, 0);
+    EXPECT_EQ(reconcile(in), ReconcileOutcome::Bracketed);
+    in.flows = Counts(11, 1200, 960, 720, 480); // categories above the later total
+    EXPECT_EQ(reconcile(in), ReconcileOutcome::Violated);
+    in.flows = Counts(5, 500, 400, 300, 200); // categories below the earlier total
+    EXPECT_EQ(reconcile(in), ReconcileOutcome::Violated);
+}
+
+TEST(Sort, KeysAndTopN) {
+    EXPECT_EQ(parse_sort_key("payload", false), SortKey::Payload);
+    EXPECT_EQ(parse_sort_key("first_seen", false), std::nullopt);
+    EXPECT_EQ(parse_sort_key("first_seen", true), SortKey::FirstSeen);
+    EXPECT_EQ(parse_sort_key("bogus", true), std::nullopt);
+    EXPECT_EQ(parse_sort_key("", true), std::nullopt);
+
+    const uint64_t v[] = {5, 9, 1, 9, 7};
+    auto idx = top_n(v, 3);
+    ASSERT_EQ(idx.size(), 3u);
+    EXPECT_EQ(idx[0], 1u); // ties keep index order
+    EXPECT_EQ(idx[1], 3u);
+    EXPECT_EQ(idx[2], 4u);
+    EXPECT_EQ(top_n(v, 100).size(), 5u);
+    EXPECT_TRUE(top_n(std::span<const uint64_t>(), 3).empty());
+}
+
+TEST(Format, MacAndAddresses) {
+    const uint8_t mac[6] = {0x02, 0x00, 0xab, 0xcd, 0xef, 0x01};
+    EXPECT_EQ(format_mac(mac), "02:00:ab:cd:ef:01");
+    uint32_t a4[4]{};
+    inet_pton(AF_INET, "198.18.1.2", a4);
+    EXPECT_EQ(format_addr(NT_AF_INET, a4), "198.18.1.2");
+    uint32_t a6[4]{};
+    inet_pton(AF_INET6, "fd00:1::2", a6);
+    EXPECT_EQ(format_addr(NT_AF_INET6, a6), "fd00:1::2");
+}
+
+// In-memory maps for the Collector: what a test writes is what a poll reads.
+class FakeMaps : public MapReader {
+public:
+    IfaceSnapshot ifaces;
+    std::vector<FlowEntry> flows;
+    std::vector<HostEntry> hosts;
+    IfaceSnapshot read_ifaces() override { return ifaces; }
+    std::vector<FlowEntry> read_flows() override { return flows; }
+    std::vector<HostEntry> read_hosts() override { return hosts; }
+};
+
+FlowEntry flow(uint32_t ifindex, uint8_t dir, Counts c) {
+    FlowEntry f;
+    f.key.ifindex = ifindex;
+    f.key.dir = dir;
+    f.counts = c;
+    return f;
+}
+
+TEST(Collector, TotalsByNameAndReconciliation) {
+    FakeMaps maps;
+    Collector col(maps);
+    std::vector<std::string> violations;
+    col.on_violation([&](const std::string& m) { violations.push_back(m); });
+    col.set_interfaces({{"lan0", "lan", 3}, {"wan0", "wan", 4}});
+
+    IfaceCounters in;
+    in.total = Counts(3, 300, 200, 150, 100);
+    in.bucket[NT_BUCKET_NON_IP] = Counts(1, 60, 0, 0, 0);
+    maps.ifaces[{3, NT_DIR_INGRESS}] = in;
+    maps.flows.push_back(flow(3, NT_DIR_INGRESS, Counts(2, 240, 200, 150, 100)));
+    col.poll({1'000'000, 5'000'000'000});
+
+    EXPECT_EQ(col.stats().polls, 1u);
+    EXPECT_EQ(col.stats().reconcile_checks, 1u);
+    EXPECT_EQ(col.stats().reconcile_exact, 1u);
+    EXPECT_EQ(col.stats().reconcile_violations, 0u);
+    const auto& lan = col.interfaces().at("lan0");
+    EXPECT_EQ(lan.dir[NT_DIR_INGRESS].total.total(), Counts(3, 300, 200, 150, 100));
+    EXPECT_EQ(lan.dir[NT_DIR_INGRESS].bucket[NT_BUCKET_NON_IP].total(), Counts(1, 60, 0, 0, 0));
+    EXPECT_EQ(col.name_of(3), "lan0");
+    EXPECT_EQ(col.name_of(99), "");
+
+    // A packet counted in the total but in no category is a violation.
+    maps.ifaces[{3, NT_DIR_INGRESS}].total += Counts(1, 60, 46, 26, 6);
+    col.poll({2'000'000, 6'000'000'000});
+    EXPECT_EQ(col.stats().reconcile_violations, 1u);
+    ASSERT_EQ(violations.size(), 1u);
+    EXPECT_NE(violations[0].find("ifindex 3 ingress"), std::string::npos) << violations[0];
+}
+
+TEST(Collector, InterfaceTotalsSurviveAKernelReset) {
+    FakeMaps maps;
+    Collector col(maps);
+    col.set_interfaces({{"lan0", "lan", 3}});
+    IfaceCounters c;
+    c.total = Counts(5, 500, 0, 0, 0);
+    c.bucket[NT_BUCKET_NON_IP] = c.total;
+    maps.ifaces[{3, NT_DIR_EGRESS}] = c;
+    col.poll({1, 1});
+    // The interface came back with a new ifindex and fresh kernel counters.
+    col.set_interfaces({{"lan0", "lan", 7}});
+    c.total = Counts(1, 100, 0, 0, 0);
+    c.bucket[NT_BUCKET_NON_IP] = c.total;
+    maps.ifaces.clear();
+    maps.ifaces[{7, NT_DIR_EGRESS}] = c;
+    col.poll({2, 2});
+    EXPECT_EQ(col.interfaces().at("lan0").dir[NT_DIR_EGRESS].total.total(), Counts(6, 600, 0, 0, 0));
+}
+
+TEST(Collector, BootTimeToWallClock) {
+    FakeMaps maps;
+    Collector col(maps);
+    col.poll({1'700'000'000'000'000, 10'000'000'000}); // boot clock at 10 s
+    EXPECT_EQ(col.to_unix_us(0), 0u);
+    EXPECT_EQ(col.to_unix_us(9'000'000'000), 1'700'000'000'000'000u - 1'000'000u);
+}
+
+} // namespace
