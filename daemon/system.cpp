@@ -18,7 +18,8 @@ std::vector<LinkInfo> list_links() {
     struct if_nameindex* ifs = if_nameindex();
     if (!ifs)
         throw SysError(errno, "listing network interfaces");
-    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    // Any socket serves for SIOCGIFFLAGS; AF_UNIX keeps the unit free of IP sockets.
+    int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     std::vector<LinkInfo> out;
     for (auto* i = ifs; i->if_index != 0; i++) {
         LinkInfo l{i->if_name, i->if_index, false};

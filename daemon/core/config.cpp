@@ -1,0 +1,588 @@
+// Parser and validator behind config.h. yaml-cpp only supplies the tree and node positions; types,
+// ranges, unknown and duplicate keys are all checked here, so every error can name the position of
+// the offending node and the key path leading to it. Errors are reported in file order: the first
+// problem in the file is the one the operator sees.
+#include "core/config.h"
+
+#include <fnmatch.h>
+#include <net/if.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <functional>
+#include <limits>
+#include <memory>
+#include <system_error>
+#include <utility>
+
+namespace nettally {
+
+namespace {
+
+std::string format_message(const std::string& source, int line, int column, const std::string& key_path,
+                           const std::string& problem) {
+    std::string msg = source;
+    if (line > 0)
+        msg += ":" + std::to_string(line) + ":" + std::to_string(column);
+    msg += ": ";
+    if (!key_path.empty())
+        msg += key_path + ": ";
+    msg += problem;
+    return msg;
+}
+
+// Values are echoed back inside one-line messages, and YAML can smuggle newlines into a scalar
+// (block scalars, escapes), so control characters are escaped and long values are cut.
+std::string escape(std::string_view text) {
+    constexpr size_t max_len = 64;
+    std::string out;
+    for (size_t i = 0; i < text.size() && i < max_len; ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else if (c < 0x20 || c == 0x7f) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\x%02x", c);
+            out += buf;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    if (text.size() > max_len)
+        out += "...";
+    return out;
+}
+
+std::string quote(std::string_view text) {
+    return "'" + escape(text) + "'";
+}
+
+std::string kind_of(const YAML::Node& node) {
+    switch (node.Type()) {
+    case YAML::NodeType::Map:
+        return "a map";
+    case YAML::NodeType::Sequence:
+        return "a list";
+    case YAML::NodeType::Scalar:
+        return "the value " + quote(node.Scalar());
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+        break;
+    }
+    return "nothing";
+}
+
+std::string join_list(const std::vector<std::string_view>& items) {
+    std::string out;
+    for (const auto item : items) {
+        if (!out.empty())
+            out += ", ";
+        out += item;
+    }
+    return out;
+}
+
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
+
+std::string format_duration(std::chrono::milliseconds d) {
+    static constexpr std::pair<int64_t, std::string_view> units[] = {
+        {86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
+    const int64_t ms = d.count();
+    for (const auto& [factor, unit] : units) {
+        if (ms != 0 && ms % factor == 0)
+            return std::to_string(ms / factor) + std::string(unit);
+    }
+    return std::to_string(ms) + "ms";
+}
+
+bool glob_matches(const std::string& pattern, const std::string& name) {
+    return ::fnmatch(pattern.c_str(), name.c_str(), 0) == 0;
+}
+
+// "*", "**", ...: matches every interface, so any rule after it is dead.
+bool is_catch_all(std::string_view pattern) {
+    return !pattern.empty() && pattern.find_first_not_of('*') == std::string_view::npos;
+}
+
+// fnmatch(3) silently treats an unclosed '[' as a literal, which turns a typo like "eth[0-9" into a
+// rule that never matches; catch it here instead.
+bool has_unterminated_bracket(std::string_view pattern) {
+    for (size_t i = 0; i < pattern.size(); ++i) {
+        if (pattern[i] == '\\') {
+            ++i;
+            continue;
+        }
+        if (pattern[i] != '[')
+            continue;
+        size_t j = i + 1;
+        if (j < pattern.size() && (pattern[j] == '!' || pattern[j] == '^'))
+            ++j;
+        if (j < pattern.size() && pattern[j] == ']') // a leading ']' is a member, not the end
+            ++j;
+        const size_t close = pattern.find(']', j);
+        if (close == std::string_view::npos)
+            return true;
+        i = close;
+    }
+    return false;
+}
+
+struct Entry {
+    std::string key;
+    YAML::Mark key_mark;
+    YAML::Node value;
+};
+
+struct Field {
+    std::string_view key;
+    std::function<void(const Entry&, const std::string& key_path)> handle;
+};
+
+std::string join_path(const std::string& parent, const std::string& key) {
+    return parent.empty() ? key : parent + "." + key;
+}
+
+class Parser {
+public:
+    explicit Parser(const std::string& source) : source_(source.empty() ? "<config>" : source) {}
+
+    Config parse(const std::string& text) const {
+        try {
+            return parse_document(text);
+        } catch (const YAML::Exception& e) {
+            fail(e.mark, "yaml", e.msg);
+        }
+    }
+
+private:
+    [[noreturn]] void fail(const YAML::Mark& mark, const std::string& key_path,
+                           const std::string& problem) const {
+        // yaml-cpp counts from 0; editors and compilers count from 1.
+        const int line = mark.line >= 0 ? mark.line + 1 : 1;
+        const int column = mark.column >= 0 ? mark.column + 1 : 1;
+        throw ConfigError(source_, line, column, key_path, problem);
+    }
+
+    // yaml-cpp gives an empty value ("key:" with nothing after it) the position of the next token,
+    // often on a later line; the key is where the operator has to look.
+    static YAML::Mark mark_of(const Entry& entry) {
+        if (entry.value.IsNull() || entry.value.Mark().is_null())
+            return entry.key_mark;
+        return entry.value.Mark();
+    }
+
+    Config parse_document(const std::string& text) const {
+        const std::vector<YAML::Node> docs = YAML::LoadAll(text);
+        if (docs.size() > 1)
+            fail(docs[1].Mark(), "document", "only one YAML document is allowed, found a second one");
+        if (docs.empty() || docs[0].IsNull())
+            fail(YAML::Mark::null_mark(), "document",
+                 "the config is empty; at least an 'interfaces' list is required");
+        const YAML::Node& root = docs[0];
+        if (!root.IsMap())
+            fail(root.Mark(), "document",
+                 "expected a map of settings at the top level, got " + kind_of(root));
+
+        Config config;
+        bool have_interfaces = false;
+        const std::vector<Field> fields = {
+            {"interfaces",
+             [&](const Entry& e, const std::string& path) {
+                 parse_interfaces(e, path, config);
+                 have_interfaces = true;
+             }},
+            {"poll_interval",
+             [&](const Entry& e, const std::string& path) {
+                 config.poll_interval =
+                     duration(e, path, config_limits::min_poll_interval, config_limits::max_poll_interval);
+             }},
+            {"state_dir",
+             [&](const Entry& e, const std::string& path) { config.state_dir = state_dir(e, path); }},
+            {"flows",
+             [&](const Entry& e, const std::string& path) {
+                 section(e, path, {{"max_entries", [&](const Entry& sub, const std::string& sub_path) {
+                                        config.max_flows = number(sub, sub_path, config_limits::min_flows,
+                                                                  config_limits::max_flows);
+                                    }}});
+             }},
+            {"hosts",
+             [&](const Entry& e, const std::string& path) {
+                 section(e, path,
+                         {{"max_entries",
+                           [&](const Entry& sub, const std::string& sub_path) {
+                               config.max_hosts =
+                                   number(sub, sub_path, config_limits::min_hosts, config_limits::max_hosts);
+                           }},
+                          {"enabled", [&](const Entry& sub, const std::string& sub_path) {
+                               config.count_hosts = boolean(sub, sub_path);
+                           }}});
+             }},
+            {"log_level",
+             [&](const Entry& e, const std::string& path) {
+                 config.log_level = one_of(e, path, "log level", {"debug", "info", "warning", "error"});
+             }},
+        };
+        walk_map(root, "", fields);
+        if (!have_interfaces)
+            fail(root.Mark(), "interfaces",
+                 "required key is missing (list the interfaces to account, each with a name and a role)");
+        return config;
+    }
+
+    // Checks every key of `map` (plain name, known, not repeated) and hands each entry to its
+    // field's handler in file order.
+    void walk_map(const YAML::Node& map, const std::string& path, const std::vector<Field>& fields) const {
+        std::vector<Entry> seen;
+        // By value: yaml-cpp's iterator->first lives in a proxy that dies with the expression.
+        for (const auto& pair : map) {
+            const YAML::Node key = pair.first;
+            if (!key.IsScalar())
+                fail(key.Mark(), path.empty() ? "document" : path,
+                     "keys must be plain names, got " + kind_of(key) + " as a key");
+            Entry entry{key.Scalar(), key.Mark(), pair.second};
+            const std::string key_path = join_path(path, escape(entry.key));
+            const auto field = std::find_if(fields.begin(), fields.end(),
+                                            [&](const Field& f) { return f.key == entry.key; });
+            if (field == fields.end()) {
+                std::vector<std::string_view> valid;
+                for (const auto& f : fields)
+                    valid.push_back(f.key);
+                fail(entry.key_mark, key_path, "unknown key (valid keys: " + join_list(valid) + ")");
+            }
+            for (const auto& prev : seen) {
+                if (prev.key == entry.key)
+                    fail(entry.key_mark, key_path,
+                         "duplicate key (first set at line " + std::to_string(prev.key_mark.line + 1) + ")");
+            }
+            field->handle(entry, key_path);
+            seen.push_back(std::move(entry));
+        }
+    }
+
+    // A sub-map such as `flows:`. An empty one ("flows:" with every child commented out) means
+    // "all defaults", not an error.
+    void section(const Entry& entry, const std::string& path, const std::vector<Field>& fields) const {
+        if (entry.value.IsNull())
+            return;
+        if (!entry.value.IsMap())
+            fail(mark_of(entry), path, "expected a map, got " + kind_of(entry.value));
+        walk_map(entry.value, path, fields);
+    }
+
+    std::string scalar(const Entry& entry, const std::string& path, const std::string& expected) const {
+        if (entry.value.IsNull())
+            fail(entry.key_mark, path, "missing value (expected " + expected + ")");
+        if (!entry.value.IsScalar())
+            fail(mark_of(entry), path, "expected " + expected + ", got " + kind_of(entry.value));
+        return entry.value.Scalar();
+    }
+
+    std::string one_of(const Entry& entry, const std::string& path, const std::string& what,
+                       const std::vector<std::string_view>& valid) const {
+        const std::string text = scalar(entry, path, "one of " + join_list(valid));
+        if (std::find(valid.begin(), valid.end(), text) == valid.end())
+            fail(mark_of(entry), path,
+                 "unknown " + what + " " + quote(text) + " (valid: " + join_list(valid) + ")");
+        return text;
+    }
+
+    std::chrono::milliseconds duration(const Entry& entry, const std::string& path,
+                                       std::chrono::milliseconds min, std::chrono::milliseconds max) const {
+        const std::string text = scalar(entry, path, "a duration such as 1s");
+        const auto parsed = parse_duration(text);
+        if (!parsed)
+            fail(mark_of(entry), path,
+                 "invalid duration " + quote(text) +
+                     " (use a number with ms, s, m, h or d, e.g. 500ms, 1s, 5m)");
+        if (*parsed < min || *parsed > max)
+            fail(mark_of(entry), path,
+                 "duration " + quote(text) + " is out of range (" + format_duration(min) + " .. " +
+                     format_duration(max) + ")");
+        return *parsed;
+    }
+
+    uint32_t number(const Entry& entry, const std::string& path, uint32_t min, uint32_t max) const {
+        const std::string range = std::to_string(min) + " .. " + std::to_string(max);
+        const std::string text = scalar(entry, path, "a whole number in " + range);
+        // Digits only: no sign, hex, octal, exponent or YAML 1.1 underscores, whose meaning varies
+        // between YAML libraries.
+        if (text.empty() || !std::all_of(text.begin(), text.end(), is_digit))
+            fail(mark_of(entry), path, "expected a whole number in " + range + ", got " + quote(text));
+        uint64_t value = 0;
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (ec != std::errc{} || end != text.data() + text.size() || value < min || value > max)
+            fail(mark_of(entry), path, escape(text) + " is out of range (" + range + ")");
+        return static_cast<uint32_t>(value);
+    }
+
+    // YAML 1.2 booleans only: YAML 1.1's yes/no/on/off are read differently by different tools.
+    bool boolean(const Entry& entry, const std::string& path) const {
+        const std::string text = scalar(entry, path, "true or false");
+        if (text == "true" || text == "True" || text == "TRUE")
+            return true;
+        if (text == "false" || text == "False" || text == "FALSE")
+            return false;
+        fail(mark_of(entry), path, "expected true or false, got " + quote(text));
+    }
+
+    std::filesystem::path state_dir(const Entry& entry, const std::string& path) const {
+        const std::string text = scalar(entry, path, "an absolute directory path");
+        if (text.empty())
+            fail(mark_of(entry), path, "must not be empty");
+        const std::filesystem::path dir(text);
+        if (!dir.is_absolute())
+            fail(mark_of(entry), path, "must be an absolute path, got " + quote(text));
+        // The daemon owns and expires files in this directory; "/" would be a disaster.
+        if (dir.lexically_normal().relative_path().empty())
+            fail(mark_of(entry), path, "must not be the root directory");
+        return dir;
+    }
+
+    void parse_interfaces(const Entry& entry, const std::string& path, Config& config) const {
+        if (entry.value.IsNull())
+            fail(entry.key_mark, path, "must list at least one interface");
+        if (!entry.value.IsSequence())
+            fail(mark_of(entry), path, "expected a list of interfaces, got " + kind_of(entry.value));
+        if (entry.value.size() == 0)
+            fail(mark_of(entry), path, "must list at least one interface");
+
+        size_t index = 0;
+        for (const YAML::Node& item : entry.value) {
+            const std::string item_path = path + "[" + std::to_string(index++) + "]";
+            YAML::Mark name_mark = item.Mark();
+            InterfaceRule rule = parse_rule(item, item_path, name_mark);
+            check_reachable(config.interfaces, rule, name_mark, item_path + ".name");
+            config.interfaces.push_back(std::move(rule));
+        }
+    }
+
+    InterfaceRule parse_rule(const YAML::Node& item, const std::string& path, YAML::Mark& name_mark) const {
+        if (!item.IsMap())
+            fail(item.Mark(), path, "expected a map with name, role and mode, got " + kind_of(item));
+        InterfaceRule rule;
+        rule.line = item.Mark().line + 1;
+        bool have_name = false;
+        bool have_role = false;
+        walk_map(item, path,
+                 {
+                     {"name",
+                      [&](const Entry& e, const std::string& p) {
+                          rule.name = interface_name(e, p);
+                          name_mark = mark_of(e);
+                          have_name = true;
+                      }},
+                     {"role",
+                      [&](const Entry& e, const std::string& p) {
+                          rule.role = one_of(e, p, "role", {"lan", "wan"}) == "wan" ? Role::Wan : Role::Lan;
+                          have_role = true;
+                      }},
+                     {"mode",
+                      [&](const Entry& e, const std::string& p) {
+                          rule.mode =
+                              one_of(e, p, "mode", {"tc", "xdp"}) == "xdp" ? AttachMode::Xdp : AttachMode::Tc;
+                      }},
+                 });
+        if (!have_name)
+            fail(item.Mark(), path + ".name",
+                 "required key is missing (an interface name or a glob such as eth*)");
+        // No default role: guessing lan for an uplink would silently swap uplink and downlink.
+        if (!have_role)
+            fail(item.Mark(), path + ".role", "required key is missing (lan or wan)");
+        return rule;
+    }
+
+    std::string interface_name(const Entry& entry, const std::string& path) const {
+        const std::string name = scalar(entry, path, "an interface name or glob");
+        if (name.empty())
+            fail(mark_of(entry), path, "must not be empty");
+        // What the kernel's dev_valid_name() refuses can never match a real interface.
+        for (const char ch : name) {
+            const auto c = static_cast<unsigned char>(ch);
+            if (c == '/' || c == ':' || c == ' ' || c < 0x20 || c == 0x7f)
+                fail(mark_of(entry), path,
+                     quote(name) +
+                         " is not a valid interface name (no '/', ':', spaces or control characters)");
+        }
+        if (interface_is_glob(name)) {
+            if (has_unterminated_bracket(name))
+                fail(mark_of(entry), path, "unterminated '[' in pattern " + quote(name));
+        } else {
+            if (name.size() >= IFNAMSIZ)
+                fail(mark_of(entry), path,
+                     quote(name) + " is longer than " + std::to_string(IFNAMSIZ - 1) +
+                         " characters, the Linux limit for interface names");
+            if (name == "." || name == "..")
+                fail(mark_of(entry), path, quote(name) + " is not a valid interface name");
+        }
+        return name;
+    }
+
+    // First match wins, so a rule hidden behind an earlier one is a config mistake that would
+    // silently give the interface the earlier rule's role.
+    void check_reachable(const std::vector<InterfaceRule>& earlier, const InterfaceRule& rule,
+                         const YAML::Mark& name_mark, const std::string& path) const {
+        for (size_t i = 0; i < earlier.size(); ++i) {
+            const InterfaceRule& prev = earlier[i];
+            const std::string where =
+                "interfaces[" + std::to_string(i) + "] at line " + std::to_string(prev.line);
+            if (prev.name == rule.name)
+                fail(name_mark, path,
+                     "duplicate interface " + quote(rule.name) + " (already listed as " + where + ")");
+            const bool shadowed =
+                is_catch_all(prev.name) || (interface_is_glob(prev.name) && !interface_is_glob(rule.name) &&
+                                            glob_matches(prev.name, rule.name));
+            if (shadowed)
+                fail(name_mark, path,
+                     "rule " + quote(rule.name) + " can never match: " + quote(prev.name) + " (" + where +
+                         ") matches first; put more specific rules first");
+        }
+    }
+
+    std::string source_;
+};
+
+} // namespace
+
+ConfigError::ConfigError(std::string source, int line, int column, std::string key_path, std::string problem)
+    : std::runtime_error(format_message(source, line, column, key_path, problem)), source_(std::move(source)),
+      line_(line), column_(column), key_path_(std::move(key_path)), problem_(std::move(problem)) {}
+
+std::string_view to_string(Role role) {
+    switch (role) {
+    case Role::Lan:
+        return "lan";
+    case Role::Wan:
+        return "wan";
+    }
+    return "?";
+}
+
+std::string_view to_string(AttachMode mode) {
+    switch (mode) {
+    case AttachMode::Tc:
+        return "tc";
+    case AttachMode::Xdp:
+        return "xdp";
+    }
+    return "?";
+}
+
+Config parse_config(const std::string& text, const std::string& source_name) {
+    return Parser(source_name).parse(text);
+}
+
+Config load_config(const std::filesystem::path& path) {
+    const std::string name = path.string();
+    struct FileCloser {
+        void operator()(std::FILE* f) const { std::fclose(f); }
+    };
+    const std::unique_ptr<std::FILE, FileCloser> file(std::fopen(name.c_str(), "rb"));
+    if (!file) {
+        const int err = errno;
+        throw ConfigError(name, 0, 0, "", "cannot open: " + std::generic_category().message(err));
+    }
+    std::string text;
+    char buf[4096];
+    size_t n = 0;
+    while ((n = std::fread(buf, 1, sizeof buf, file.get())) > 0)
+        text.append(buf, n);
+    // fopen() succeeds on a directory; the read is what fails (EISDIR).
+    if (std::ferror(file.get())) {
+        const int err = errno;
+        throw ConfigError(name, 0, 0, "", "cannot read: " + std::generic_category().message(err));
+    }
+    Config config = parse_config(text, name);
+    config.path = name;
+    return config;
+}
+
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
+    const auto digits_end = [&](size_t from) {
+        while (from < text.size() && is_digit(text[from]))
+            ++from;
+        return from;
+    };
+    const size_t int_end = digits_end(0);
+    if (int_end == 0)
+        return std::nullopt;
+    std::string_view frac = {};
+    size_t pos = int_end;
+    if (pos < text.size() && text[pos] == '.') {
+        const size_t frac_end = digits_end(pos + 1);
+        if (frac_end == pos + 1)
+            return std::nullopt;
+        frac = text.substr(pos + 1, frac_end - pos - 1);
+        pos = frac_end;
+    }
+    const std::string_view unit = text.substr(pos);
+    int64_t factor = 0;
+    if (unit == "ms")
+        factor = 1;
+    else if (unit == "s")
+        factor = 1000;
+    else if (unit == "m")
+        factor = 60 * 1000;
+    else if (unit == "h")
+        factor = 60 * 60 * 1000;
+    else if (unit == "d")
+        factor = 24 * 60 * 60 * 1000;
+    else
+        return std::nullopt;
+
+    using Rep = std::chrono::milliseconds::rep;
+    constexpr auto max = static_cast<uint64_t>(std::numeric_limits<Rep>::max());
+    uint64_t whole = 0;
+    if (std::from_chars(text.data(), text.data() + int_end, whole).ec != std::errc{})
+        return std::nullopt;
+    if (whole > max / static_cast<uint64_t>(factor))
+        return std::nullopt;
+    uint64_t ms = whole * static_cast<uint64_t>(factor);
+
+    while (!frac.empty() && frac.back() == '0')
+        frac.remove_suffix(1);
+    if (!frac.empty()) {
+        // 9 digits keep frac * factor below 2^63; finer fractions are never whole milliseconds
+        // in practice.
+        if (frac.size() > 9)
+            return std::nullopt;
+        uint64_t numerator = 0;
+        std::from_chars(frac.data(), frac.data() + frac.size(), numerator);
+        uint64_t scale = 1;
+        for (size_t i = 0; i < frac.size(); ++i)
+            scale *= 10;
+        numerator *= static_cast<uint64_t>(factor);
+        if (numerator % scale != 0)
+            return std::nullopt;
+        const uint64_t extra = numerator / scale;
+        if (extra > max - ms)
+            return std::nullopt;
+        ms += extra;
+    }
+    return std::chrono::milliseconds{static_cast<Rep>(ms)};
+}
+
+bool interface_is_glob(std::string_view name) {
+    return name.find_first_of("*?[") != std::string_view::npos;
+}
+
+const InterfaceRule* match_interface(const Config& config, std::string_view ifname) {
+    // An embedded NUL would let fnmatch() see only a prefix of the name.
+    if (ifname.find('\0') != std::string_view::npos)
+        return nullptr;
+    const std::string name(ifname);
+    for (const InterfaceRule& rule : config.interfaces) {
+        const bool matches = interface_is_glob(rule.name) ? glob_matches(rule.name, name) : rule.name == name;
+        if (matches)
+            return &rule;
+    }
+    return nullptr;
+}
+
+} // namespace nettally

@@ -1,0 +1,101 @@
+// nettallyd's configuration: the YAML file (/etc/nettally/nettally.yaml) validated into a typed
+// Config. Parsing is pure (no I/O except load_config reading the named file) so reload can build a
+// new Config, and only swap it in when this returned without throwing; a bad file never
+// half-applies. Every rejection is a ConfigError whose what() is one line naming file, line, column
+// and key path, because operators read it in `journalctl` or in a D-Bus reply, not in a debugger.
+#pragma once
+
+#include "nettally_abi.h"
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace nettally {
+
+// Same values as the ABI's enum nt_role, so a rule's role goes into the interface map unchanged.
+enum class Role { Lan = NT_ROLE_LAN, Wan = NT_ROLE_WAN };
+std::string_view to_string(Role role);
+
+// How a matched interface is attached. Xdp is accepted here; the loader decides what it supports.
+enum class AttachMode { Tc, Xdp };
+std::string_view to_string(AttachMode mode);
+
+struct InterfaceRule {
+    std::string name; // an interface name or an fnmatch(3) glob (see interface_is_glob)
+    Role role = Role::Lan;
+    AttachMode mode = AttachMode::Tc;
+    int line = 0; // 1-based line of the rule in the file, so logs can point at the rule that matched
+};
+
+struct Config {
+    std::string path;                      // file it came from ("" when parsed from text)
+    std::vector<InterfaceRule> interfaces; // order matters: the first matching rule wins
+    std::chrono::milliseconds poll_interval{1000};
+    std::filesystem::path state_dir{"/var/lib/nettally"};
+    uint32_t max_flows = NT_DEFAULT_MAX_FLOWS; // key flows.max_entries
+    uint32_t max_hosts = NT_DEFAULT_MAX_HOSTS; // key hosts.max_entries
+    bool count_hosts = true;                   // key hosts.enabled
+    std::string log_level = "info";            // key log_level: debug | info | warning | error
+};
+
+// Accepted ranges; the shipped config/nettally.yaml documents the same numbers.
+namespace config_limits {
+inline constexpr std::chrono::milliseconds min_poll_interval{100};
+inline constexpr std::chrono::milliseconds max_poll_interval{std::chrono::hours{1}};
+inline constexpr uint32_t min_flows = 1024;
+inline constexpr uint32_t max_flows = 16777216;
+inline constexpr uint32_t min_hosts = 256;
+inline constexpr uint32_t max_hosts = 4194304;
+} // namespace config_limits
+
+// what() is the whole one-line message: "<file>:<line>:<col>: <key path>: <problem>", or
+// "<file>: <problem>" when there is no position (the file could not be read). The parts are kept
+// so a D-Bus reload reply can return them as fields.
+class ConfigError : public std::runtime_error {
+public:
+    // line and column are 1-based; line 0 means "no position".
+    ConfigError(std::string source, int line, int column, std::string key_path, std::string problem);
+
+    const std::string& source() const { return source_; }
+    int line() const { return line_; }
+    int column() const { return column_; }
+    const std::string& key_path() const { return key_path_; }
+    const std::string& problem() const { return problem_; }
+
+private:
+    std::string source_;
+    int line_;
+    int column_;
+    std::string key_path_;
+    std::string problem_;
+};
+
+// Parses and validates YAML text; source_name only labels error messages (Config::path stays "").
+// Key paths in errors index lists from 0: interfaces[0] is the first rule.
+Config parse_config(const std::string& text, const std::string& source_name);
+
+// Reads the file and parses it; Config::path is set to `path`. An unreadable file is a
+// ConfigError too ("<file>: cannot read: <strerror>").
+Config load_config(const std::filesystem::path& path);
+
+// "<number><unit>" with unit ms, s, m, h or d (lowercase), e.g. "500ms", "1s", "5m", "2h", "1d".
+// A decimal fraction is allowed when the result is a whole number of milliseconds ("1.5s",
+// "0.25m"; not "1.5ms"), with at most 9 significant fractional digits. The unit is mandatory,
+// even for zero ("0" is rejected, "0s" is zero): a bare number is ambiguous. Rejected: empty,
+// signs, spaces, exponents, other units or cases, and anything that overflows milliseconds.
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
+
+// True if the name contains a glob metacharacter (* ? [); such names are matched with fnmatch(3),
+// all others compare exactly.
+bool interface_is_glob(std::string_view name);
+
+// The first rule matching ifname, in file order, or nullptr if none does.
+const InterfaceRule* match_interface(const Config& config, std::string_view ifname);
+
+} // namespace nettally

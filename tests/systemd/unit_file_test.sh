@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Checks the shipped unit file: `systemd-analyze verify` finds no problem and
+# `systemd-analyze security --offline=true` rates its exposure at or below the
+# bar (a regression guard: hardening must not quietly erode).
+# Usage: unit_file_test.sh SOURCE_DIR BUILD_DIR MAX_EXPOSURE
+set -euo pipefail
+src=$1 build=$2 max=$3
+command -v systemd-analyze >/dev/null || { echo "SKIP: systemd-analyze not installed"; exit 77; }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# verify wants ExecStart to exist: point it at the freshly built daemon.
+sed "s|^ExecStart=/usr/sbin/nettallyd|ExecStart=$build/daemon/nettallyd|" \
+	"$src/systemd/nettallyd.service" > "$tmp/nettallyd.service"
+
+if ! out=$(systemd-analyze verify "$tmp/nettallyd.service" 2>&1) || [ -n "$out" ]; then
+	echo "FAIL: systemd-analyze verify:"; echo "$out"; exit 1
+fi
+echo "verify: clean"
+
+report=$(systemd-analyze security --offline=true "$tmp/nettallyd.service" 2>&1)
+level=$(printf '%s\n' "$report" | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+[ -n "$level" ] || { echo "FAIL: no exposure level in:"; echo "$report"; exit 1; }
+echo "exposure level: $level (bar: $max)"
+if awk -v l="$level" -v m="$max" 'BEGIN { exit !(l > m) }'; then
+	printf '%s\n' "$report" | grep -E '^✗' || true
+	echo "FAIL: exposure $level above $max"; exit 1
+fi
+for cap in CAP_BPF CAP_PERFMON CAP_NET_ADMIN; do
+	grep -q "^CapabilityBoundingSet=.*$cap" "$src/systemd/nettallyd.service" ||
+		{ echo "FAIL: $cap missing from CapabilityBoundingSet"; exit 1; }
+done
+extra=$(sed -n 's/^CapabilityBoundingSet=//p' "$src/systemd/nettallyd.service" |
+	tr ' ' '\n' | grep -vxE 'CAP_BPF|CAP_PERFMON|CAP_NET_ADMIN' || true)
+[ -z "$extra" ] || { echo "FAIL: capabilities beyond the loader's needs: $extra"; exit 1; }
+echo "1 passed, 0 failed"
