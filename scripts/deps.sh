@@ -8,7 +8,7 @@ packages=(
 	build-essential cmake pkg-config clang llvm
 	libbpf-dev bpftool libelf-dev zlib1g-dev
 	libsystemd-dev libsdbus-c++-dev libsdbus-c++-bin
-	libyaml-cpp-dev libspdlog-dev libfmt-dev libgtest-dev
+	libyaml-cpp-dev libspdlog-dev libfmt-dev libgtest-dev nlohmann-json3-dev
 	# run
 	dbus-daemon dbus-bin systemd iproute2 util-linux
 	# test
