@@ -1,0 +1,194 @@
+// nettallyctl: the command-line client of nettallyd's D-Bus API (org.nettally.Accounting1).
+// This file is the thin, bus-facing half: open the system bus, make one call through the
+// generated proxy, turn sdbus types into format.h's structs and map errors to exit codes.
+// Output is built completely before anything is written, so a failed call leaves stdout empty.
+#include <cmath>
+#include <cstdint>
+#include <exception>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
+
+#include <sdbus-c++/sdbus-c++.h>
+
+#include "accounting1_proxy.h"
+#include "format.h"
+
+#ifndef NT_VERSION
+#error "NT_VERSION must be defined by the build"
+#endif
+
+namespace nettally::ctl {
+namespace {
+
+constexpr const char* kBusName = "org.nettally.Accounting1";
+constexpr const char* kObjectPath = "/org/nettally/Accounting1";
+
+// The generated interface class is abstract until joined with the proxy object holder.
+class AccountingProxy final : public sdbus::ProxyInterfaces<org::nettally::Accounting1_proxy> {
+public:
+    explicit AccountingProxy(sdbus::IConnection& connection)
+        : ProxyInterfaces(connection, kBusName, kObjectPath) {
+        registerProxy();
+    }
+    ~AccountingProxy() { unregisterProxy(); }
+    AccountingProxy(const AccountingProxy&) = delete;
+    AccountingProxy& operator=(const AccountingProxy&) = delete;
+};
+
+using DbusCounters = sdbus::Struct<std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t>;
+
+Counters to_counters(const DbusCounters& c) {
+    return Counters{std::get<0>(c), std::get<1>(c), std::get<2>(c), std::get<3>(c), std::get<4>(c)};
+}
+
+StatusValue to_status_value(const sdbus::Variant& v) {
+    const std::string sig = v.peekValueType();
+    if (sig == "b")
+        return v.get<bool>();
+    if (sig == "y")
+        return std::uint64_t{v.get<std::uint8_t>()};
+    if (sig == "q")
+        return std::uint64_t{v.get<std::uint16_t>()};
+    if (sig == "u")
+        return std::uint64_t{v.get<std::uint32_t>()};
+    if (sig == "t")
+        return v.get<std::uint64_t>();
+    if (sig == "n")
+        return std::int64_t{v.get<std::int16_t>()};
+    if (sig == "i")
+        return std::int64_t{v.get<std::int32_t>()};
+    if (sig == "x")
+        return v.get<std::int64_t>();
+    if (sig == "d")
+        return v.get<double>();
+    if (sig == "s")
+        return v.get<std::string>();
+    if (sig == "o")
+        return std::string(v.get<sdbus::ObjectPath>());
+    if (sig == "g")
+        return std::string(v.get<sdbus::Signature>());
+    if (sig == "as")
+        return v.get<std::vector<std::string>>();
+    return Unsupported{sig};
+}
+
+std::string dump(const Json& j) {
+    // D-Bus strings are valid UTF-8 already; replace rather than throw if one ever is not.
+    return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+// Makes the one call the options ask for and returns the complete text for stdout.
+std::string run(AccountingProxy& proxy, const Options& opt) {
+    switch (opt.command) {
+    case Command::Status: {
+        StatusMap status;
+        for (const auto& [key, value] : proxy.GetStatus())
+            status.emplace(key, to_status_value(value));
+        return opt.json ? dump(status_json(status)) : status_text(status);
+    }
+    case Command::Interfaces: {
+        std::vector<InterfaceRow> rows;
+        for (const auto& e : proxy.ListInterfaces()) {
+            InterfaceRow r{std::get<0>(e),
+                           std::get<1>(e),
+                           std::get<2>(e),
+                           to_counters(std::get<3>(e)),
+                           to_counters(std::get<4>(e)),
+                           {}};
+            for (const auto& [bucket, c] : std::get<5>(e))
+                r.unattributed.emplace(bucket, to_counters(c));
+            rows.push_back(std::move(r));
+        }
+        return opt.json ? dump(interfaces_json(rows)) : interfaces_text(rows);
+    }
+    case Command::Hosts: {
+        std::vector<HostRow> rows;
+        for (const auto& e : proxy.ListHosts(opt.sort, opt.top.value_or(kDefaultTop)))
+            rows.push_back(HostRow{std::get<0>(e), std::get<1>(e), std::get<2>(e),
+                                   to_counters(std::get<3>(e)), to_counters(std::get<4>(e)), std::get<5>(e),
+                                   std::get<6>(e)});
+        return opt.json ? dump(hosts_json(rows)) : hosts_text(rows, opt.sort);
+    }
+    case Command::Flows: {
+        std::vector<FlowRow> rows;
+        for (const auto& e : proxy.ListFlows(opt.sort, opt.top.value_or(kDefaultTop)))
+            rows.push_back(FlowRow{std::get<0>(e), std::get<1>(e), std::get<2>(e), std::get<3>(e),
+                                   std::get<4>(e), std::get<5>(e), std::get<6>(e),
+                                   to_counters(std::get<7>(e)), std::get<8>(e), std::get<9>(e),
+                                   std::get<10>(e)});
+        return opt.json ? dump(flows_json(rows)) : flows_text(rows);
+    }
+    case Command::Reload:
+        proxy.Reload();
+        return opt.json ? dump(reload_json()) : reload_text();
+    case Command::Help:
+    case Command::Version:
+        break;
+    }
+    return {};
+}
+
+int report_dbus_error(const sdbus::Error& e, bool while_connecting) {
+    const ExitCode code = classify_dbus_error(e.getName(), while_connecting);
+    if (code == kExitUnreachable)
+        std::cerr << "nettallyctl: nettallyd is not reachable on the system bus (" << e.getName() << ": "
+                  << e.getMessage() << ")\n";
+    else
+        std::cerr << "nettallyctl: " << e.getName() << ": " << e.getMessage() << "\n";
+    return code;
+}
+
+int main_impl(int argc, char** argv) {
+    const std::vector<std::string_view> args(argv + 1, argv + argc);
+    const ParseResult parsed = parse_args(args);
+    if (const auto* err = std::get_if<UsageError>(&parsed)) {
+        std::cerr << "nettallyctl: " << err->message << "\nTry 'nettallyctl --help' for more information.\n";
+        return kExitUsage;
+    }
+    const Options& opt = std::get<Options>(parsed);
+    if (opt.command == Command::Help) {
+        std::cout << help_text("nettallyctl " NT_VERSION);
+        return kExitOk;
+    }
+    if (opt.command == Command::Version) {
+        std::cout << "nettallyctl " NT_VERSION "\n";
+        return kExitOk;
+    }
+
+    std::unique_ptr<sdbus::IConnection> connection;
+    try {
+        connection = sdbus::createSystemBusConnection();
+        const double timeout = opt.timeout_sec > 0 ? opt.timeout_sec : kDefaultTimeoutSec;
+        connection->setMethodCallTimeout(static_cast<std::uint64_t>(std::llround(timeout * 1e6)));
+    } catch (const sdbus::Error& e) {
+        return report_dbus_error(e, true);
+    }
+
+    std::string out;
+    try {
+        AccountingProxy proxy(*connection);
+        out = run(proxy, opt);
+    } catch (const sdbus::Error& e) {
+        return report_dbus_error(e, false);
+    }
+    std::cout << out << std::flush;
+    return kExitOk;
+}
+
+} // namespace
+} // namespace nettally::ctl
+
+int main(int argc, char** argv) {
+    try {
+        return nettally::ctl::main_impl(argc, argv);
+    } catch (const std::exception& e) {
+        // Anything not sdbus::Error (bad_alloc, a reply that does not deserialize into the
+        // generated types) happened after the daemon answered.
+        std::cerr << "nettallyctl: " << e.what() << "\n";
+        return nettally::ctl::kExitDaemonError;
+    }
+}
