@@ -9,8 +9,11 @@
  * second, so a reader that reads categories and then the totals never sees
  * more in the categories than in the totals (see daemon/collector.cpp).
  *
- * The programs never drop or modify packets: they always return TC_ACT_UNSPEC
- * so the next filter (or the default action) decides.
+ * The same parser serves TC (struct __sk_buff) and XDP (struct xdp_md): an
+ * interface in XDP mode counts ingress at XDP and egress at TC, never both
+ * hooks in one direction. The programs never drop or modify packets: TC
+ * returns TC_ACT_UNSPEC (the next filter or the default action decides), XDP
+ * returns XDP_PASS.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -47,7 +50,6 @@
 #define NT_MAX_HDR_OFF 1024
 
 /* Start-up knobs, set by nettallyd through the skeleton's rodata before load. */
-const volatile __u8 cfg_count_flows = 1;
 const volatile __u8 cfg_count_hosts = 1;
 
 struct {
@@ -71,6 +73,22 @@ struct {
 	__type(value, struct nt_host_val);
 } nt_hosts SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NT_MAX_FRAGS);
+	__type(key, struct nt_frag_key);
+	__type(value, struct nt_frag_val);
+} nt_frags SEC(".maps");
+
+/* The packet as the hook hands it over. */
+struct pctx {
+	void *ctx; /* struct __sk_buff * or struct xdp_md * */
+	__u32 len; /* bytes of this (possibly aggregated) packet from the L2 header */
+	__u32 vlan_hw; /* 4 when the outer VLAN tag sits in skb metadata, not in data */
+	__u32 segs; /* wire segments this packet stands for */
+	__u32 ifindex;
+};
+
 /* What one parse yields. */
 struct pkt {
 	struct nt_counts c;
@@ -85,25 +103,24 @@ struct pkt {
 	__u32 dst[4];
 	__u8 smac[6];
 	__u8 dmac[6];
+	__u8 frag; /* 0 not a fragment, 1 first fragment, 2 later fragment */
+	__u32 frag_id;
 };
 
 /*
- * Copy len bytes at off from the packet: straight from the linear area when
- * the headers are there (the common case), through the helper when they sit
- * in paged data (GRO/GSO skbs, some drivers).
+ * Copy len bytes at off from the packet into the stack. One helper call on
+ * every path: it reads linear and paged data alike (GRO/GSO skbs), and a
+ * single path per header keeps the verifier's state count flat where a
+ * direct-access fast path with a helper fallback doubled it at every header.
  */
-static __always_inline int load_hdr(struct __sk_buff *skb, __u32 off, void *to, const __u32 len)
+static __always_inline int load_hdr(const struct pctx *c, __u32 off, void *to, const __u32 len,
+				    const int xdp)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-
 	if (off > NT_MAX_HDR_OFF)
 		return -1;
-	if (data + off + len <= data_end) {
-		__builtin_memcpy(to, data + off, len);
-		return 0;
-	}
-	return bpf_skb_load_bytes(skb, off, to, len);
+	if (xdp)
+		return bpf_xdp_load_bytes(c->ctx, off, to, len);
+	return bpf_skb_load_bytes(c->ctx, off, to, len);
 }
 
 static __always_inline int is_ipv6_ext(__u8 nh)
@@ -116,11 +133,11 @@ static __always_inline int is_ipv6_ext(__u8 nh)
  * Parse the frame. Fills p->c with the wire figures and either the flow
  * identity (p->bucket == NT_BUCKET_MAX) or the bucket the packet falls into.
  */
-static __always_inline void parse(struct __sk_buff *skb, struct pkt *p)
+static __always_inline void parse(const struct pctx *c, struct pkt *p, const int xdp)
 {
-	__u32 len = skb->len;
-	__u32 vlan_hw = skb->vlan_present ? 4 : 0; /* tag held in skb metadata */
-	__u32 segs = skb->gso_segs ? skb->gso_segs : 1;
+	__u32 len = c->len;
+	__u32 vlan_hw = c->vlan_hw;
+	__u32 segs = c->segs;
 	__u32 off = ETH_HLEN;
 	__u32 l3 = 0, iphl = 0, l4hl = 0;
 	int first_frag = 1;
@@ -131,7 +148,7 @@ static __always_inline void parse(struct __sk_buff *skb, struct pkt *p)
 	p->c.l2 = len + vlan_hw;
 	p->bucket = NT_BUCKET_UNPARSABLE;
 
-	if (load_hdr(skb, 0, &eth, sizeof(eth)))
+	if (load_hdr(c, 0, &eth, sizeof(eth), xdp))
 		return;
 	__builtin_memcpy(p->smac, eth.h_source, 6);
 	__builtin_memcpy(p->dmac, eth.h_dest, 6);
@@ -143,7 +160,7 @@ static __always_inline void parse(struct __sk_buff *skb, struct pkt *p)
 
 		if (proto != ETH_P_8021Q && proto != ETH_P_8021AD)
 			break;
-		if (load_hdr(skb, off, inner, sizeof(inner)))
+		if (load_hdr(c, off, inner, sizeof(inner), xdp))
 			return;
 		proto = bpf_ntohs(inner[1]);
 		off += 4;
@@ -155,7 +172,7 @@ static __always_inline void parse(struct __sk_buff *skb, struct pkt *p)
 		__u8 ses[8]; /* 6 bytes PPPoE header, 2 bytes PPP protocol */
 		__u16 ppp;
 
-		if (load_hdr(skb, off, ses, sizeof(ses)))
+		if (load_hdr(c, off, ses, sizeof(ses), xdp))
 			return;
 		off += sizeof(ses);
 		ppp = (__u16)ses[6] << 8 | ses[7];
@@ -171,7 +188,7 @@ static __always_inline void parse(struct __sk_buff *skb, struct pkt *p)
 		struct iphdr ip;
 		__u16 frag;
 
-		if (load_hdr(skb, off, &ip, sizeof(ip)))
+		if (load_hdr(c, off, &ip, sizeof(ip), xdp))
 			return;
 		if (ip.version != 4 || ip.ihl < 5)
 			return;
@@ -183,6 +200,10 @@ static __always_inline void parse(struct __sk_buff *skb, struct pkt *p)
 			return;
 		frag = bpf_ntohs(ip.frag_off);
 		first_frag = (frag & IP_OFFSET_MASK) == 0;
+		if (frag & (IP_OFFSET_MASK | IP_MF)) {
+			p->frag = first_frag ? 1 : 2;
+			p->frag_id = bpf_ntohs(ip.id);
+		}
 		p->family = NT_AF_INET;
 		p->proto = ip.protocol;
 		p->src[0] = ip.saddr;
@@ -191,7 +212,7 @@ static __always_inline void parse(struct __sk_buff *skb, struct pkt *p)
 		struct ipv6hdr ip6;
 		__u8 nh;
 
-		if (load_hdr(skb, off, &ip6, sizeof(ip6)))
+		if (load_hdr(c, off, &ip6, sizeof(ip6), xdp))
 			return;
 		if (ip6.version != 6)
 			return;
@@ -204,19 +225,24 @@ static __always_inline void parse(struct __sk_buff *skb, struct pkt *p)
 		nh = ip6.nexthdr;
 		__builtin_memcpy(p->src, &ip6.saddr, 16);
 		__builtin_memcpy(p->dst, &ip6.daddr, 16);
-#pragma unroll
+		/* A bounded loop, not unrolled: the verifier walks it per iteration. */
 		for (int i = 0; i < NT_MAX_IPV6_EXT_HDRS; i++) {
 			__u8 ext[4];
 			__u32 elen;
 
 			if (!is_ipv6_ext(nh))
 				break;
-			if (load_hdr(skb, off + iphl, ext, sizeof(ext)))
+			if (load_hdr(c, off + iphl, ext, sizeof(ext), xdp))
 				return;
 			if (nh == IPPROTO_FRAGMENT_) {
 				__u16 fo = (__u16)ext[2] << 8 | ext[3];
+				__be32 id;
 
+				if (load_hdr(c, off + iphl + 4, &id, sizeof(id), xdp))
+					return;
 				first_frag = (fo & 0xFFF8) == 0;
+				p->frag = first_frag ? 1 : 2;
+				p->frag_id = bpf_ntohl(id);
 				elen = 8;
 			} else if (nh == IPPROTO_AH_) {
 				elen = ((__u32)ext[1] + 2) * 4;
@@ -244,7 +270,7 @@ static __always_inline void parse(struct __sk_buff *skb, struct pkt *p)
 		if (p->proto == IPPROTO_TCP_) {
 			struct tcphdr tcp;
 
-			if (load_hdr(skb, l4off, &tcp, sizeof(tcp)))
+			if (load_hdr(c, l4off, &tcp, sizeof(tcp), xdp))
 				return;
 			l4hl = tcp.doff * 4;
 			if (l4hl < sizeof(tcp))
@@ -255,7 +281,7 @@ static __always_inline void parse(struct __sk_buff *skb, struct pkt *p)
 		} else if (p->proto == IPPROTO_UDP_) {
 			struct udphdr udp;
 
-			if (load_hdr(skb, l4off, &udp, sizeof(udp)))
+			if (load_hdr(c, l4off, &udp, sizeof(udp), xdp))
 				return;
 			l4hl = sizeof(udp);
 			p->sport = bpf_ntohs(udp.source);
@@ -263,7 +289,7 @@ static __always_inline void parse(struct __sk_buff *skb, struct pkt *p)
 		} else if (p->proto == IPPROTO_ICMP_ || p->proto == IPPROTO_ICMPV6_) {
 			__u8 tc[2];
 
-			if (load_hdr(skb, l4off, tc, sizeof(tc)))
+			if (load_hdr(c, l4off, tc, sizeof(tc), xdp))
 				return;
 			l4hl = 8;
 			p->dport = (__u16)tc[0] << 8 | tc[1];
@@ -386,54 +412,125 @@ static __always_inline int count_host(const struct pkt *p, __u32 ifindex, __u32 
 	return 0;
 }
 
-static __always_inline int account(struct __sk_buff *skb, __u32 dir, int lan)
+/* Later fragments carry no ports: take them from the first fragment. */
+static __always_inline void track_fragment(struct pkt *p, __u32 ifindex, __u32 dir)
+{
+	struct nt_frag_key key = {
+		.ifindex = ifindex,
+		.family = p->family,
+		.proto = p->proto,
+		.dir = dir,
+		.id = p->frag_id,
+	};
+
+	__builtin_memcpy(key.src, p->src, sizeof(key.src));
+	__builtin_memcpy(key.dst, p->dst, sizeof(key.dst));
+	if (p->frag == 1) {
+		struct nt_frag_val v = { .sport = p->sport, .dport = p->dport };
+
+		bpf_map_update_elem(&nt_frags, &key, &v, BPF_ANY);
+	} else {
+		struct nt_frag_val *v = bpf_map_lookup_elem(&nt_frags, &key);
+
+		if (v) {
+			p->sport = v->sport;
+			p->dport = v->dport;
+		}
+	}
+}
+
+static __always_inline void account(const struct pctx *c, __u32 dir, const int lan, const int xdp)
 {
 	struct pkt p = {};
 	struct nt_iface_val *iv;
-	__u32 ifindex = skb->ifindex;
 	__u64 now;
 
-	parse(skb, &p);
+	parse(c, &p, xdp);
 
-	iv = iface_val(ifindex, dir);
+	iv = iface_val(c->ifindex, dir);
 	if (!iv)
-		return TC_ACT_UNSPEC;
+		return;
 	add_counts(&iv->total, &p.c);
 
 	if (p.bucket == NT_BUCKET_MAX) {
+		if (p.frag)
+			track_fragment(&p, c->ifindex, dir);
 		now = bpf_ktime_get_boot_ns();
-		if (!cfg_count_flows || count_flow(&p, ifindex, dir, now))
+		if (count_flow(&p, c->ifindex, dir, now))
 			p.bucket = NT_BUCKET_FLOW_OVERFLOW;
-		if (lan && cfg_count_hosts && count_host(&p, ifindex, dir, now))
+		if (lan && cfg_count_hosts && count_host(&p, c->ifindex, dir, now))
 			iv->host_overflow += p.c.packets;
 	}
 	if (p.bucket < NT_BUCKET_MAX)
 		add_counts(&iv->bucket[p.bucket], &p.c);
+}
+
+static __always_inline int tc_account(struct __sk_buff *skb, __u32 dir, const int lan)
+{
+	struct pctx c = {
+		.ctx = skb,
+		.len = skb->len,
+		.vlan_hw = skb->vlan_present ? 4 : 0,
+		.segs = skb->gso_segs ? skb->gso_segs : 1,
+		.ifindex = skb->ifindex,
+	};
+
+	account(&c, dir, lan, 0);
 	return TC_ACT_UNSPEC;
+}
+
+/*
+ * XDP runs before GRO and before any VLAN tag is moved to metadata, so every
+ * frame is one wire packet with all its headers in data. Without xdp.frags
+ * the frame is linear (veth even turns off the peer's GSO for such programs).
+ */
+static __always_inline int xdp_account(struct xdp_md *xdp, const int lan)
+{
+	struct pctx c = {
+		.ctx = xdp,
+		.len = xdp->data_end - xdp->data,
+		.segs = 1,
+		.ifindex = xdp->ingress_ifindex,
+	};
+
+	account(&c, NT_DIR_INGRESS, lan, 1);
+	return XDP_PASS;
 }
 
 SEC("tc")
 int nt_tc_ingress_lan(struct __sk_buff *skb)
 {
-	return account(skb, NT_DIR_INGRESS, 1);
+	return tc_account(skb, NT_DIR_INGRESS, 1);
 }
 
 SEC("tc")
 int nt_tc_egress_lan(struct __sk_buff *skb)
 {
-	return account(skb, NT_DIR_EGRESS, 1);
+	return tc_account(skb, NT_DIR_EGRESS, 1);
 }
 
 SEC("tc")
 int nt_tc_ingress_wan(struct __sk_buff *skb)
 {
-	return account(skb, NT_DIR_INGRESS, 0);
+	return tc_account(skb, NT_DIR_INGRESS, 0);
 }
 
 SEC("tc")
 int nt_tc_egress_wan(struct __sk_buff *skb)
 {
-	return account(skb, NT_DIR_EGRESS, 0);
+	return tc_account(skb, NT_DIR_EGRESS, 0);
+}
+
+SEC("xdp")
+int nt_xdp_ingress_lan(struct xdp_md *xdp)
+{
+	return xdp_account(xdp, 1);
+}
+
+SEC("xdp")
+int nt_xdp_ingress_wan(struct xdp_md *xdp)
+{
+	return xdp_account(xdp, 0);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

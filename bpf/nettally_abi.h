@@ -23,6 +23,7 @@
 #define NT_MAX_IFACES 256
 #define NT_DEFAULT_MAX_FLOWS 65536
 #define NT_DEFAULT_MAX_HOSTS 16384
+#define NT_MAX_FRAGS 4096 /* datagrams in flight whose first fragment was seen */
 
 /* Parser budgets: a walk that runs out of them fails closed into a bucket. */
 #define NT_MAX_VLAN_TAGS 2
@@ -119,6 +120,30 @@ struct nt_host_val {
 	struct nt_counts received;
 	__u64 first_ns;
 	__u64 last_ns;
+};
+
+/*
+ * nt_frags: LRU_HASH shared by all CPUs (fragments of one datagram may be
+ * handled on different CPUs). The first fragment records the ports so the
+ * later fragments join the same flow. A later fragment whose first fragment
+ * was not seen (lost, reordered, evicted) goes to the flow with ports 0 for
+ * the same addresses and protocol: still a flow, so the invariant holds.
+ */
+struct nt_frag_key {
+	__u32 ifindex;
+	__u8 family;
+	__u8 proto;
+	__u8 dir;
+	__u8 pad;
+	__u32 id; /* IPv4 identification or IPv6 fragment id */
+	__u32 src[4];
+	__u32 dst[4];
+};
+
+struct nt_frag_val {
+	__u16 sport;
+	__u16 dport;
+	__u32 pad;
 };
 
 #endif /* NETTALLY_ABI_H */

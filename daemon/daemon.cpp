@@ -43,9 +43,9 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)) {
     collector_ = std::make_unique<Collector>(*datapath_);
     collector_->on_violation([](const std::string& m) { spdlog::error("reconcile: invariant violated: {}", m); });
     for (const auto& i : plan.interfaces) {
-        datapath_->attach(i.ifindex, i.role == "lan");
-        spdlog::info("datapath: accounting {} (ifindex {}, role {}, TC ingress+egress)", i.name, i.ifindex,
-                     i.role);
+        datapath_->attach(i.ifindex, i.role == "lan", i.xdp);
+        spdlog::info("datapath: accounting {} (ifindex {}, role {}, {})", i.name, i.ifindex, i.role,
+                     i.xdp ? "XDP ingress + TC egress" : "TC ingress+egress");
     }
     attached_ = plan.interfaces;
     collector_->set_interfaces(attached_);
@@ -124,7 +124,7 @@ void Daemon::apply_interfaces(const Config& next) {
         spdlog::warn("config: {}", w);
 
     auto same = [](const InterfaceInfo& a, const InterfaceInfo& b) {
-        return a.ifindex == b.ifindex && a.role == b.role && a.name == b.name;
+        return a.ifindex == b.ifindex && a.role == b.role && a.name == b.name && a.xdp == b.xdp;
     };
     // Attach what is new or changed role; on failure undo this reload's attaches.
     std::vector<InterfaceInfo> done;
@@ -133,7 +133,7 @@ void Daemon::apply_interfaces(const Config& next) {
             bool kept = std::any_of(attached_.begin(), attached_.end(), [&](const auto& a) { return same(a, i); });
             if (kept)
                 continue;
-            datapath_->attach(i.ifindex, i.role == "lan"); // replaces our filter if role changed
+            datapath_->attach(i.ifindex, i.role == "lan", i.xdp); // replaces ours if role/mode changed
             done.push_back(i);
         }
     } catch (...) {
@@ -141,7 +141,7 @@ void Daemon::apply_interfaces(const Config& next) {
             auto old = std::find_if(attached_.begin(), attached_.end(),
                                     [&](const auto& a) { return a.ifindex == i.ifindex; });
             if (old != attached_.end())
-                datapath_->attach(old->ifindex, old->role == "lan");
+                datapath_->attach(old->ifindex, old->role == "lan", old->xdp);
             else
                 datapath_->detach(i.ifindex);
         }
@@ -156,7 +156,8 @@ void Daemon::apply_interfaces(const Config& next) {
         }
     }
     for (const auto& i : done)
-        spdlog::info("datapath: accounting {} (ifindex {}, role {})", i.name, i.ifindex, i.role);
+        spdlog::info("datapath: accounting {} (ifindex {}, role {}, {})", i.name, i.ifindex, i.role,
+                     i.xdp ? "XDP ingress + TC egress" : "TC");
     attached_ = plan.interfaces;
     collector_->set_interfaces(attached_);
 }

@@ -7,6 +7,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <cstdarg>
+#include <linux/if_link.h>
+#include <unistd.h>
 #include <spdlog/spdlog.h>
 #include <vector>
 
@@ -77,6 +79,15 @@ Datapath::Datapath(const DatapathOptions& opts) : max_flows_(opts.max_flows), ma
     if (!skel_)
         throw SysError(errno, "opening BPF object");
     skel_->rodata->cfg_count_hosts = opts.count_hosts ? 1 : 0;
+
+    // XDP mode needs bpf_xdp_load_bytes (Linux 5.18). Probe once; without it
+    // the XDP programs are not loaded and `mode: xdp` interfaces are refused.
+    xdp_supported_ = libbpf_probe_bpf_helper(BPF_PROG_TYPE_XDP, BPF_FUNC_xdp_load_bytes, nullptr) == 1;
+    if (!xdp_supported_) {
+        spdlog::warn("datapath: kernel lacks bpf_xdp_load_bytes; XDP mode unavailable, TC only");
+        bpf_program__set_autoload(skel_->progs.nt_xdp_ingress_lan, false);
+        bpf_program__set_autoload(skel_->progs.nt_xdp_ingress_wan, false);
+    }
     bpf_map__set_max_entries(skel_->maps.nt_flows, opts.max_flows);
     bpf_map__set_max_entries(skel_->maps.nt_hosts, opts.max_hosts);
 
@@ -93,7 +104,9 @@ Datapath::~Datapath() {
     nettally_bpf__destroy(skel_);
 }
 
-void Datapath::attach(uint32_t ifindex, bool lan) {
+void Datapath::attach(uint32_t ifindex, bool lan, bool xdp) {
+    if (xdp && !xdp_supported_)
+        throw SysError(EOPNOTSUPP, "XDP mode on ifindex " + std::to_string(ifindex));
     // Create the counter entries first so the first packet never races an insert.
     const nt_iface_val zero_val{};
     std::vector<nt_iface_val> zeros(static_cast<size_t>(ncpus_), zero_val);
@@ -109,6 +122,12 @@ void Datapath::attach(uint32_t ifindex, bool lan) {
     if (err && err != -EEXIST)
         throw SysError(-err, "creating clsact qdisc on ifindex " + std::to_string(ifindex));
 
+    // Re-attaching (role or mode changed) first removes what the old mode had,
+    // so ingress is never counted at both XDP and TC.
+    if (attached_.count(ifindex))
+        detach(ifindex);
+    Attachment a{lan, 0};
+
     struct {
         bpf_tc_attach_point point;
         bpf_program* prog;
@@ -117,6 +136,8 @@ void Datapath::attach(uint32_t ifindex, bool lan) {
         {BPF_TC_EGRESS, lan ? skel_->progs.nt_tc_egress_lan : skel_->progs.nt_tc_egress_wan},
     };
     for (const auto& h : hooks) {
+        if (xdp && h.point == BPF_TC_INGRESS)
+            continue;
         hook.attach_point = h.point;
         LIBBPF_OPTS(bpf_tc_opts, tc, .prog_fd = bpf_program__fd(h.prog), .flags = BPF_TC_F_REPLACE,
                     .handle = kTcHandle, .priority = kTcPriority);
@@ -128,10 +149,65 @@ void Datapath::attach(uint32_t ifindex, bool lan) {
                                      std::to_string(ifindex));
         }
     }
-    attached_[ifindex] = lan;
+    attached_[ifindex] = a;
+    if (xdp) {
+        try {
+            attach_xdp(ifindex, lan, attached_[ifindex]);
+        } catch (...) {
+            detach(ifindex);
+            throw;
+        }
+    }
+}
+
+void Datapath::attach_xdp(uint32_t ifindex, bool lan, Attachment& a) {
+    const int fd = bpf_program__fd(lan ? skel_->progs.nt_xdp_ingress_lan : skel_->progs.nt_xdp_ingress_wan);
+    // Never replace somebody else's XDP program; replace only one of ours
+    // (nt_xdp_*), e.g. left behind by a crashed run.
+    uint32_t existing = 0;
+    for (uint32_t mode : {XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE}) {
+        LIBBPF_OPTS(bpf_xdp_query_opts, q);
+        if (bpf_xdp_query(static_cast<int>(ifindex), static_cast<int>(mode), &q) == 0) {
+            existing = mode == XDP_FLAGS_DRV_MODE ? q.drv_prog_id : q.skb_prog_id;
+            if (existing) {
+                int efd = bpf_prog_get_fd_by_id(existing);
+                bpf_prog_info info{};
+                uint32_t len = sizeof(info);
+                bool ours = efd >= 0 && bpf_obj_get_info_by_fd(efd, &info, &len) == 0 &&
+                            std::string_view(info.name).starts_with("nt_xdp_");
+                if (efd >= 0)
+                    close(efd);
+                if (!ours)
+                    throw SysError(EBUSY, "ifindex " + std::to_string(ifindex) +
+                                              " already runs another XDP program (id " +
+                                              std::to_string(existing) + ")");
+                bpf_xdp_detach(static_cast<int>(ifindex), static_cast<int>(mode), nullptr);
+            }
+        }
+    }
+    int err = bpf_xdp_attach(static_cast<int>(ifindex), fd, XDP_FLAGS_UPDATE_IF_NOEXIST | XDP_FLAGS_DRV_MODE,
+                             nullptr);
+    if (err == 0) {
+        a.xdp_flags = XDP_FLAGS_DRV_MODE;
+        return;
+    }
+    spdlog::warn("datapath: native XDP refused on ifindex {} ({}); using generic XDP, which runs later "
+                 "in the stack and costs more",
+                 ifindex, std::strerror(-err));
+    err = bpf_xdp_attach(static_cast<int>(ifindex), fd, XDP_FLAGS_UPDATE_IF_NOEXIST | XDP_FLAGS_SKB_MODE,
+                         nullptr);
+    if (err)
+        throw SysError(-err, "attaching XDP on ifindex " + std::to_string(ifindex));
+    a.xdp_flags = XDP_FLAGS_SKB_MODE;
 }
 
 void Datapath::detach(uint32_t ifindex) {
+    auto it = attached_.find(ifindex);
+    if (it != attached_.end() && it->second.xdp_flags) {
+        int err = bpf_xdp_detach(static_cast<int>(ifindex), static_cast<int>(it->second.xdp_flags), nullptr);
+        if (err && err != -ENODEV)
+            spdlog::warn("datapath: detaching XDP from ifindex {}: {}", ifindex, std::strerror(-err));
+    }
     for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
         LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex), .attach_point = point);
         LIBBPF_OPTS(bpf_tc_opts, tc, .handle = kTcHandle, .priority = kTcPriority);

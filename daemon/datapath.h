@@ -40,8 +40,10 @@ public:
     Datapath& operator=(const Datapath&) = delete;
 
     // Attaches ingress and egress programs for the role; replaces a filter a
-    // previous run may have left at nettally's handle. Throws SysError.
-    void attach(uint32_t ifindex, bool lan);
+    // previous run may have left at nettally's handle. With xdp, ingress is
+    // counted at XDP (native, else generic with a warning) and egress at TC.
+    // Throws SysError.
+    void attach(uint32_t ifindex, bool lan, bool xdp = false);
     void detach(uint32_t ifindex);
     void detach_all();
 
@@ -49,6 +51,7 @@ public:
     std::vector<FlowEntry> read_flows() override;
     std::vector<HostEntry> read_hosts() override;
 
+    bool xdp_supported() const { return xdp_supported_; }
     uint32_t flow_capacity() const { return max_flows_; }
     uint32_t host_capacity() const { return max_hosts_; }
 
@@ -57,7 +60,14 @@ private:
     int ncpus_ = 0;
     uint32_t max_flows_ = 0;
     uint32_t max_hosts_ = 0;
-    std::map<uint32_t, bool> attached_; // ifindex -> lan
+    struct Attachment {
+        bool lan = false;
+        uint32_t xdp_flags = 0; // XDP_FLAGS_*_MODE when ingress is at XDP, else 0
+    };
+    void attach_xdp(uint32_t ifindex, bool lan, Attachment& a);
+
+    bool xdp_supported_ = false;
+    std::map<uint32_t, Attachment> attached_;
 };
 
 // Installs libbpf's print callback into the project logger, one level down.

@@ -29,6 +29,7 @@ struct InterfaceInfo {
     std::string name;
     std::string role; // "lan" | "wan"
     uint32_t ifindex = 0;
+    bool xdp = false; // ingress counted at XDP instead of TC
 };
 
 // Monotonic totals of one interface in one direction.

@@ -19,7 +19,8 @@ InterfacePlan plan_interfaces(const Config& cfg, const std::vector<LinkInfo>& li
             continue;
         }
         hits[static_cast<size_t>(rule - cfg.interfaces.data())]++;
-        plan.interfaces.push_back({link.name, std::string(to_string(rule->role)), link.ifindex});
+        plan.interfaces.push_back(
+            {link.name, std::string(to_string(rule->role)), link.ifindex, rule->mode == AttachMode::Xdp});
     }
 
     for (size_t i = 0; i < cfg.interfaces.size(); i++) {
