@@ -80,6 +80,18 @@ struct {
 	__type(value, struct nt_frag_val);
 } nt_frags SEC(".maps");
 
+/*
+ * nt_meta[0] holds NT_ABI_VERSION, written by nettallyd when it creates the
+ * maps. A later nettallyd reads it before reusing pinned maps, so a layout
+ * change is refused with a message instead of misread.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} nt_meta SEC(".maps");
+
 /* The packet as the hook hands it over. */
 struct pctx {
 	void *ctx; /* struct __sk_buff * or struct xdp_md * */
@@ -87,6 +99,7 @@ struct pctx {
 	__u32 vlan_hw; /* 4 when the outer VLAN tag sits in skb metadata, not in data */
 	__u32 segs; /* wire segments this packet stands for */
 	__u32 ifindex;
+	__u16 l3_proto; /* skb->protocol (host order): what an L3 device carries */
 };
 
 /* What one parse yields. */
@@ -133,7 +146,12 @@ static __always_inline int is_ipv6_ext(__u8 nh)
  * Parse the frame. Fills p->c with the wire figures and either the flow
  * identity (p->bucket == NT_BUCKET_MAX) or the bucket the packet falls into.
  */
-static __always_inline void parse(const struct pctx *c, struct pkt *p, const int xdp)
+/*
+ * l3dev: the interface has no link-layer header (ppp, wireguard, tun): the
+ * packet starts at the IP header, skb->protocol says which, and l2 == l3 as
+ * in a capture on such an interface.
+ */
+static __always_inline void parse(const struct pctx *c, struct pkt *p, const int xdp, const int l3dev)
 {
 	__u32 len = c->len;
 	__u32 vlan_hw = c->vlan_hw;
@@ -148,6 +166,11 @@ static __always_inline void parse(const struct pctx *c, struct pkt *p, const int
 	p->c.l2 = len + vlan_hw;
 	p->bucket = NT_BUCKET_UNPARSABLE;
 
+	if (l3dev) {
+		off = 0;
+		proto = c->l3_proto;
+		goto network;
+	}
 	if (load_hdr(c, 0, &eth, sizeof(eth), xdp))
 		return;
 	__builtin_memcpy(p->smac, eth.h_source, 6);
@@ -184,6 +207,7 @@ static __always_inline void parse(const struct pctx *c, struct pkt *p, const int
 			proto = ETH_P_PPP_SES; /* LCP, IPCP, ...: not IP */
 	}
 
+network:
 	if (proto == ETH_P_IP) {
 		struct iphdr ip;
 		__u16 frag;
@@ -439,13 +463,14 @@ static __always_inline void track_fragment(struct pkt *p, __u32 ifindex, __u32 d
 	}
 }
 
-static __always_inline void account(const struct pctx *c, __u32 dir, const int lan, const int xdp)
+static __always_inline void account(const struct pctx *c, __u32 dir, const int lan, const int xdp,
+				    const int l3dev)
 {
 	struct pkt p = {};
 	struct nt_iface_val *iv;
 	__u64 now;
 
-	parse(c, &p, xdp);
+	parse(c, &p, xdp, l3dev);
 
 	iv = iface_val(c->ifindex, dir);
 	if (!iv)
@@ -465,7 +490,7 @@ static __always_inline void account(const struct pctx *c, __u32 dir, const int l
 		add_counts(&iv->bucket[p.bucket], &p.c);
 }
 
-static __always_inline int tc_account(struct __sk_buff *skb, __u32 dir, const int lan)
+static __always_inline int tc_account(struct __sk_buff *skb, __u32 dir, const int lan, const int l3dev)
 {
 	struct pctx c = {
 		.ctx = skb,
@@ -473,9 +498,10 @@ static __always_inline int tc_account(struct __sk_buff *skb, __u32 dir, const in
 		.vlan_hw = skb->vlan_present ? 4 : 0,
 		.segs = skb->gso_segs ? skb->gso_segs : 1,
 		.ifindex = skb->ifindex,
+		.l3_proto = bpf_ntohs(skb->protocol),
 	};
 
-	account(&c, dir, lan, 0);
+	account(&c, dir, lan, 0, l3dev);
 	return TC_ACT_UNSPEC;
 }
 
@@ -493,32 +519,45 @@ static __always_inline int xdp_account(struct xdp_md *xdp, const int lan)
 		.ifindex = xdp->ingress_ifindex,
 	};
 
-	account(&c, NT_DIR_INGRESS, lan, 1);
+	account(&c, NT_DIR_INGRESS, lan, 1, 0);
 	return XDP_PASS;
 }
 
 SEC("tc")
 int nt_tc_ingress_lan(struct __sk_buff *skb)
 {
-	return tc_account(skb, NT_DIR_INGRESS, 1);
+	return tc_account(skb, NT_DIR_INGRESS, 1, 0);
 }
 
 SEC("tc")
 int nt_tc_egress_lan(struct __sk_buff *skb)
 {
-	return tc_account(skb, NT_DIR_EGRESS, 1);
+	return tc_account(skb, NT_DIR_EGRESS, 1, 0);
 }
 
 SEC("tc")
 int nt_tc_ingress_wan(struct __sk_buff *skb)
 {
-	return tc_account(skb, NT_DIR_INGRESS, 0);
+	return tc_account(skb, NT_DIR_INGRESS, 0, 0);
 }
 
 SEC("tc")
 int nt_tc_egress_wan(struct __sk_buff *skb)
 {
-	return tc_account(skb, NT_DIR_EGRESS, 0);
+	return tc_account(skb, NT_DIR_EGRESS, 0, 0);
+}
+
+/* Interfaces without a link-layer header: no MAC, so no host accounting. */
+SEC("tc")
+int nt_tc_ingress_l3(struct __sk_buff *skb)
+{
+	return tc_account(skb, NT_DIR_INGRESS, 0, 1);
+}
+
+SEC("tc")
+int nt_tc_egress_l3(struct __sk_buff *skb)
+{
+	return tc_account(skb, NT_DIR_EGRESS, 0, 1);
 }
 
 SEC("xdp")

@@ -80,7 +80,8 @@ struct nt_iface_val {
  * nt_flows: PERCPU_HASH. Unidirectional 5-tuple + interface + direction.
  * IPv4 addresses live in addr[0], the rest zero. For ICMP/ICMPv6 sport is 0
  * and dport is (type << 8 | code), as NetFlow does. Protocols without ports
- * and non-first fragments have both ports 0.
+ * have both ports 0; later fragments carry their first fragment's ports
+ * (nt_frags), or 0 when it was not seen.
  */
 struct nt_flow_key {
 	__u32 ifindex;
@@ -145,5 +146,44 @@ struct nt_frag_val {
 	__u16 dport;
 	__u32 pad;
 };
+
+/*
+ * ---- Per-cgroup accounting (bpf/cgroup.bpf.c) ----------------------------
+ * cgroup_skb ingress/egress programs on the cgroup v2 root count the traffic
+ * of the gateway's own sockets by the socket's cgroup. The hooks start at the
+ * IP header, so l2 is never known: every nt_counts written by these programs
+ * has l2 == 0. Every packet a hook sees lands in the per-direction total and
+ * in exactly one category: one cgroup's entry, or one of these buckets.
+ */
+#define NT_CG_DEFAULT_MAX_ENTRIES 4096
+#define NT_CG_MAX_SUBTREES 16 /* tracked subtree roots (config cgroups.subtrees) */
+#define NT_CG_MAX_DEPTH 16    /* subtree roots deeper than this are never matched */
+
+enum nt_cg_bucket {
+	NT_CG_BUCKET_OTHER_NETNS = 0, /* a socket of another network namespace */
+	NT_CG_BUCKET_LOOPBACK = 1,    /* on lo: not traffic of any interface */
+	NT_CG_BUCKET_UNPARSABLE = 2,  /* truncated/invalid headers, budget exhausted */
+	NT_CG_BUCKET_UNTRACKED = 3,   /* a cgroup outside every tracked subtree */
+	NT_CG_BUCKET_OVERFLOW = 4,    /* tracked, but nt_cg_counts was full */
+	NT_CG_BUCKET_MAX = 5,
+};
+
+/* nt_cg_counts: PERCPU_HASH, key: cgroup v2 id (__u64, the cgroup directory's inode). */
+struct nt_cg_val {
+	struct nt_counts dir[NT_DIR_MAX]; /* indexed by enum nt_dir; l2 always 0 */
+};
+
+/* nt_cg_totals: PERCPU_ARRAY, index: enum nt_dir. */
+struct nt_cg_dir_val {
+	struct nt_counts total; /* everything the hook saw (l2 always 0) */
+	struct nt_counts bucket[NT_CG_BUCKET_MAX];
+};
+
+/*
+ * nt_cg_subtrees: HASH, key: cgroup id of a tracked subtree root, value: __u8
+ * (unused). A cgroup is tracked when it or one of its ancestors is a key.
+ * nt_cg_busy: PERCPU_ARRAY of one __u64: programs between their total and
+ * their category (egress programs run preemptible, in process context).
+ */
 
 #endif /* NETTALLY_ABI_H */

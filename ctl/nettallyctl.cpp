@@ -45,6 +45,12 @@ Counters to_counters(const DbusCounters& c) {
     return Counters{std::get<0>(c), std::get<1>(c), std::get<2>(c), std::get<3>(c), std::get<4>(c)};
 }
 
+using DbusCounters4 = sdbus::Struct<std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t>;
+
+Counters4 to_counters4(const DbusCounters4& c) {
+    return Counters4{std::get<0>(c), std::get<1>(c), std::get<2>(c), std::get<3>(c)};
+}
+
 StatusValue to_status_value(const sdbus::Variant& v) {
     const std::string sig = v.peekValueType();
     if (sig == "b")
@@ -121,6 +127,18 @@ std::string run(AccountingProxy& proxy, const Options& opt) {
                                    to_counters(std::get<7>(e)), std::get<8>(e), std::get<9>(e),
                                    std::get<10>(e)});
         return opt.json ? dump(flows_json(rows)) : flows_text(rows);
+    }
+    case Command::Cgroups: {
+        const auto [entries, dbus_buckets] = proxy.ListCgroups();
+        std::vector<CgroupEntry> rows;
+        for (const auto& e : entries)
+            rows.push_back(CgroupEntry{std::get<0>(e), std::get<1>(e), to_counters4(std::get<2>(e)),
+                                       to_counters4(std::get<3>(e)), to_counters4(std::get<4>(e)),
+                                       to_counters4(std::get<5>(e)), std::get<6>(e)});
+        CgroupBuckets buckets;
+        for (const auto& [key, c] : dbus_buckets)
+            buckets.emplace(key, to_counters4(c));
+        return opt.json ? dump(cgroups_json(rows, buckets, opt.tree)) : cgroups_text(rows, buckets, opt.tree);
     }
     case Command::Reload:
         proxy.Reload();

@@ -1,17 +1,22 @@
 // nettallyd's event loop, start-up, reload and shutdown. See daemon.h.
 #include "daemon.h"
 
+#include "cgroups.h"
 #include "core/interfaces.h"
 #include "dbus_service.h"
 #include "logging.h"
 #include "system.h"
 
 #include <algorithm>
+#include <optional>
 #include <csignal>
 #include <ctime>
 #include <sdbus-c++/sdbus-c++.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
+#include <linux/rtnetlink.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #ifndef NETTALLY_VERSION
@@ -28,28 +33,199 @@ uint64_t clock_us(clockid_t id) {
 }
 
 DatapathOptions datapath_options(const Config& c) {
-    return DatapathOptions{c.max_flows, c.max_hosts, c.count_hosts};
+    return DatapathOptions{c.max_flows, c.max_hosts, c.count_hosts, c.pin_dir.string()};
+}
+
+FlowTimeouts flow_timeouts(const Config& c) {
+    return FlowTimeouts{std::chrono::duration_cast<std::chrono::nanoseconds>(c.flow_idle_timeout),
+                        std::chrono::duration_cast<std::chrono::nanoseconds>(c.flow_active_timeout)};
+}
+
+constexpr int kStateVersion = 1;
+
+PeriodSpec period_spec(const Config& c) {
+    PeriodSpec p;
+    p.month_start_day = c.month_start_day;
+    p.time_zone = c.time_zone;
+    p.keep_days = c.keep_days;
+    p.keep_months = c.keep_months;
+    return p;
+}
+
+History make_history(const Config& c) {
+    try {
+        return History(period_spec(c));
+    } catch (const std::invalid_argument& e) {
+        throw ConfigError(c.path, 0, 0, "periods", e.what());
+    }
 }
 
 } // namespace
 
 Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)) {
     started_us_ = clock_us(CLOCK_REALTIME);
+    boot_id_ = read_boot_id();
+    state_ = std::make_unique<StateFile>(cfg_.state_dir, "state.json");
     InterfacePlan plan = plan_interfaces(cfg_, list_links());
     for (const auto& w : plan.warnings)
         spdlog::warn("config: {}", w);
 
     datapath_ = std::make_unique<Datapath>(datapath_options(cfg_));
     collector_ = std::make_unique<Collector>(*datapath_);
+    collector_->set_flow_timeouts(flow_timeouts(cfg_));
     collector_->on_violation([](const std::string& m) { spdlog::error("reconcile: invariant violated: {}", m); });
+    collector_->on_overflow([](const std::string& m) { spdlog::warn("collector: {}", m); });
+    collector_->set_interfaces(plan.interfaces);
+    if (cfg_.cgroups.enabled)
+        cgroups_ = std::make_unique<CgroupAccounting>(cfg_.cgroups);
+    restore_state();
+
+    std::vector<uint32_t> keep;
+    for (const auto& i : plan.interfaces)
+        keep.push_back(i.ifindex);
+    for (const auto& name : datapath_->detach_stale(keep))
+        spdlog::info("datapath: removed a nettally program left on {} by an earlier run", name);
     for (const auto& i : plan.interfaces) {
-        datapath_->attach(i.ifindex, i.role == "lan", i.xdp);
+        datapath_->attach(i.ifindex, i.role == "lan", i.xdp, i.l3);
         spdlog::info("datapath: accounting {} (ifindex {}, role {}, {})", i.name, i.ifindex, i.role,
                      i.xdp ? "XDP ingress + TC egress" : "TC ingress+egress");
     }
     attached_ = plan.interfaces;
-    collector_->set_interfaces(attached_);
     poll_now();
+    save_state();
+}
+
+void Daemon::restore_state() {
+    std::vector<std::string> problems;
+    auto loaded = state_->read(&problems);
+    for (const auto& p : problems)
+        spdlog::error("state: {}: skipped", p);
+    if (!loaded) {
+        if (!problems.empty())
+            spdlog::error("state: no usable state file; totals start from the kernel counters");
+        return;
+    }
+    for (const auto& p : loaded->problems)
+        spdlog::error("state: {}: skipped, using {}", p, loaded->from);
+    try {
+        const auto j = nlohmann::json::parse(loaded->content);
+        if (j.at("version").get<int>() != kStateVersion)
+            throw std::runtime_error("unsupported state version " + std::to_string(j.at("version").get<int>()));
+        // The kernel counters are the ones the state saw only if the pinned
+        // maps survived and the machine did not reboot.
+        const bool same_counters = datapath_->reused_pins() && j.at("boot_id").get<std::string>() == boot_id_ &&
+                                   !j.value("detached", false);
+        collector_->restore(j.at("collector"), same_counters);
+        if (j.contains("history")) {
+            try {
+                history_->restore(j.at("history"), period_spec(cfg_));
+            } catch (const std::exception& e) {
+                spdlog::error("state: history in {} unusable ({}); history starts afresh", loaded->from,
+                              e.what());
+            }
+        }
+        if (cgroups_ && j.contains("cgroups"))
+            cgroups_->restore(j.at("cgroups"));
+        state_restored_from_ = loaded->from;
+        spdlog::info("state: restored totals from {} (saved {} s ago; {})", loaded->from,
+                     (clock_us(CLOCK_REALTIME) - j.at("saved_at_us").get<uint64_t>()) / 1000000,
+                     same_counters ? "same kernel counters: continuing exactly"
+                                   : "new kernel counters: adding to the saved totals");
+    } catch (const std::exception& e) {
+        spdlog::error("state: {} unusable ({}); totals start from the kernel counters", loaded->from, e.what());
+    }
+}
+
+void Daemon::save_state(bool detached) {
+    nlohmann::json j = {{"version", kStateVersion},
+                        {"boot_id", boot_id_},
+                        {"saved_at_us", clock_us(CLOCK_REALTIME)},
+                        {"detached", detached},
+                        {"collector", collector_->to_json()},
+                        {"history", history_->to_json()}};
+    if (cgroups_)
+        j["cgroups"] = cgroups_->to_json();
+    try {
+        state_->write(j.dump());
+        state_saved_us_ = clock_us(CLOCK_REALTIME);
+    } catch (const SysError& e) {
+        spdlog::error("state: saving failed: {}", e.what());
+    }
+}
+
+void Daemon::detach_everything() {
+    poll_now();
+    if (cgroups_)
+        cgroups_->detach();
+    datapath_->detach_all();
+    datapath_->detach_stale({});
+    save_state(true);
+    datapath_->remove_pins();
+    spdlog::info("daemon: detached from every interface and removed the pins; totals saved in {}",
+                 state_->path().string());
+}
+
+void Daemon::arm_persist_timer() {
+    const uint64_t usec = static_cast<uint64_t>(cfg_.persist_interval.count()) * 1000u;
+    if (!persist_src_) {
+        int r = sd_event_add_time_relative(ev_, &persist_src_, CLOCK_MONOTONIC, usec, 0, on_persist, this);
+        if (r < 0)
+            throw SysError(-r, "adding persist timer");
+        return;
+    }
+    sd_event_source_set_time_relative(persist_src_, usec);
+    sd_event_source_set_enabled(persist_src_, SD_EVENT_ONESHOT);
+}
+
+int Daemon::on_persist(sd_event_source*, uint64_t, void* self) {
+    auto* d = static_cast<Daemon*>(self);
+    d->save_state();
+    d->arm_persist_timer();
+    return 0;
+}
+
+// Hotplug: any link change (new, gone, renamed) re-plans the interfaces
+// after a short settle time, so a burst of events costs one re-plan.
+void Daemon::watch_links() {
+    link_fd_ = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+    if (link_fd_ < 0) {
+        spdlog::warn("hotplug: cannot open rtnetlink ({}); interfaces are planned at start and reload only",
+                     std::strerror(errno));
+        return;
+    }
+    sockaddr_nl sa{};
+    sa.nl_family = AF_NETLINK;
+    sa.nl_groups = RTMGRP_LINK;
+    if (bind(link_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0)
+        throw SysError(errno, "subscribing to link events");
+    int r = sd_event_add_io(ev_, &link_io_, link_fd_, EPOLLIN, on_link_event, this);
+    if (r >= 0)
+        r = sd_event_add_time(ev_, &link_settle_, CLOCK_MONOTONIC, UINT64_MAX, 0, on_link_settle, this);
+    if (r < 0)
+        throw SysError(-r, "adding link events to the event loop");
+    sd_event_source_set_enabled(link_settle_, SD_EVENT_OFF);
+}
+
+int Daemon::on_link_event(sd_event_source*, int fd, uint32_t, void* self) {
+    auto* d = static_cast<Daemon*>(self);
+    char buf[8192];
+    while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+    }
+    uint64_t now = 0;
+    sd_event_now(d->ev_, CLOCK_MONOTONIC, &now);
+    sd_event_source_set_time(d->link_settle_, now + 100000);
+    sd_event_source_set_enabled(d->link_settle_, SD_EVENT_ONESHOT);
+    return 0;
+}
+
+int Daemon::on_link_settle(sd_event_source*, uint64_t, void* self) {
+    auto* d = static_cast<Daemon*>(self);
+    try {
+        d->apply_interfaces(d->cfg_, false);
+    } catch (const std::exception& e) {
+        spdlog::error("hotplug: {}", e.what());
+    }
+    return 0;
 }
 
 Daemon::~Daemon() {
@@ -58,11 +234,20 @@ Daemon::~Daemon() {
     sd_event_source_unref(bus_io_);
     sd_event_source_unref(bus_time_);
     sd_event_source_unref(poll_src_);
+    sd_event_source_unref(persist_src_);
+    sd_event_source_unref(link_io_);
+    sd_event_source_unref(link_settle_);
+    if (link_fd_ >= 0)
+        close(link_fd_);
     sd_event_unref(ev_);
 }
 
 void Daemon::poll_now() {
-    collector_->poll(PollClock{clock_us(CLOCK_REALTIME), clock_us(CLOCK_BOOTTIME) * 1000u});
+    const uint64_t now_us = clock_us(CLOCK_REALTIME);
+    collector_->poll(PollClock{now_us, clock_us(CLOCK_BOOTTIME) * 1000u});
+    history_->feed(*collector_, static_cast<int64_t>(now_us));
+    if (cgroups_)
+        cgroups_->poll(clock_us(CLOCK_REALTIME));
 }
 
 void Daemon::arm_poll_timer() {
@@ -109,14 +294,20 @@ int Daemon::on_signal(sd_event_source*, const signalfd_siginfo* si, void* self) 
     }
     spdlog::info("daemon: signal {} received, stopping", si->ssi_signo);
     sd_notify(0, "STOPPING=1");
+    try {
+        d->poll_now();
+    } catch (const std::exception& e) {
+        spdlog::error("collector: final poll failed: {}", e.what());
+    }
+    d->save_state();
     sd_event_exit(d->ev_, 0);
     return 0;
 }
 
-void Daemon::apply_interfaces(const Config& next) {
+void Daemon::apply_interfaces(const Config& next, bool strict) {
     InterfacePlan plan;
     try {
-        plan = plan_interfaces(next, list_links());
+        plan = plan_interfaces(next, list_links(), strict);
     } catch (const InterfaceError& e) {
         throw ConfigError(next.path, 0, 0, "interfaces", e.what());
     }
@@ -124,7 +315,7 @@ void Daemon::apply_interfaces(const Config& next) {
         spdlog::warn("config: {}", w);
 
     auto same = [](const InterfaceInfo& a, const InterfaceInfo& b) {
-        return a.ifindex == b.ifindex && a.role == b.role && a.name == b.name && a.xdp == b.xdp;
+        return a.ifindex == b.ifindex && a.role == b.role && a.name == b.name && a.xdp == b.xdp && a.l3 == b.l3;
     };
     // Attach what is new or changed role; on failure undo this reload's attaches.
     std::vector<InterfaceInfo> done;
@@ -133,7 +324,7 @@ void Daemon::apply_interfaces(const Config& next) {
             bool kept = std::any_of(attached_.begin(), attached_.end(), [&](const auto& a) { return same(a, i); });
             if (kept)
                 continue;
-            datapath_->attach(i.ifindex, i.role == "lan", i.xdp); // replaces ours if role/mode changed
+            datapath_->attach(i.ifindex, i.role == "lan", i.xdp, i.l3); // replaces ours if role/mode changed
             done.push_back(i);
         }
     } catch (...) {
@@ -141,18 +332,27 @@ void Daemon::apply_interfaces(const Config& next) {
             auto old = std::find_if(attached_.begin(), attached_.end(),
                                     [&](const auto& a) { return a.ifindex == i.ifindex; });
             if (old != attached_.end())
-                datapath_->attach(old->ifindex, old->role == "lan", old->xdp);
+                datapath_->attach(old->ifindex, old->role == "lan", old->xdp, old->l3);
             else
                 datapath_->detach(i.ifindex);
         }
         throw;
     }
+    // Released interfaces: count what they had up to now, then drop their
+    // kernel counters so a reused ifindex starts clean. Totals stay by name.
+    bool polled = false;
     for (const auto& a : attached_) {
         bool kept = std::any_of(plan.interfaces.begin(), plan.interfaces.end(),
                                 [&](const auto& i) { return i.ifindex == a.ifindex; });
         if (!kept) {
+            if (!polled) {
+                poll_now();
+                polled = true;
+            }
             datapath_->detach(a.ifindex);
-            spdlog::info("datapath: released {} (ifindex {})", a.name, a.ifindex);
+            collector_->forget_interface(a.ifindex);
+            datapath_->forget_interface(a.ifindex);
+            spdlog::info("datapath: released {} (ifindex {}); its totals are kept", a.name, a.ifindex);
         }
     }
     for (const auto& i : done)
@@ -166,16 +366,40 @@ void Daemon::reload() {
     sd_notify(0, "RELOADING=1");
     Config next = load_config(cfg_.path);
     if (next.max_flows != cfg_.max_flows || next.max_hosts != cfg_.max_hosts ||
-        next.count_hosts != cfg_.count_hosts)
-        throw ConfigError(next.path, 0, 0, "flows/hosts",
-                          "map sizes and hosts.enabled take effect only at start: restart nettallyd to change them");
+        next.count_hosts != cfg_.count_hosts || next.pin_dir != cfg_.pin_dir || next.state_dir != cfg_.state_dir)
+        throw ConfigError(next.path, 0, 0, "flows/hosts/pin_dir/state_dir",
+                          "map sizes, hosts.enabled, pin_dir and state_dir take effect only at start: "
+                          "restart nettallyd to change them");
+    if (next.cgroups.enabled != cfg_.cgroups.enabled || next.cgroups.max_entries != cfg_.cgroups.max_entries ||
+        next.cgroups.all_netns != cfg_.cgroups.all_netns)
+        throw ConfigError(next.path, 0, 0, "cgroups",
+                          "cgroups.enabled, cgroups.max_entries and cgroups.netns take effect only at start: "
+                          "restart nettallyd to change them");
     if (!set_log_level(next.log_level))
         throw ConfigError(next.path, 0, 0, "log_level", "unknown level '" + next.log_level + "'");
-    apply_interfaces(next);
+    std::optional<History> next_history;
+    if (next.month_start_day != cfg_.month_start_day || next.time_zone != cfg_.time_zone ||
+        next.keep_days != cfg_.keep_days || next.keep_months != cfg_.keep_months) {
+        make_history(next); // validates the new period settings before anything changes
+        try {
+            next_history = History::from_json(history_->history().to_json(), period_spec(next));
+        } catch (const std::exception& e) {
+            throw ConfigError(next.path, 0, 0, "periods", e.what());
+        }
+    }
+    apply_interfaces(next, true);
+    if (next_history)
+        history_->set_history(std::move(*next_history));
+    if (cgroups_)
+        cgroups_->set_subtrees(next.cgroups.subtrees);
+    collector_->set_flow_timeouts(flow_timeouts(next));
+    const bool persist_changed = next.persist_interval != cfg_.persist_interval;
     const bool interval_changed = next.poll_interval != cfg_.poll_interval;
     cfg_ = std::move(next);
     if (interval_changed && poll_src_)
         arm_poll_timer();
+    if (persist_changed && persist_src_)
+        arm_persist_timer();
     spdlog::info("config: reloaded {} ({} interface(s), poll every {} ms)", cfg_.path, attached_.size(),
                  cfg_.poll_interval.count());
     sd_notify(0, "READY=1");
@@ -187,7 +411,7 @@ std::map<std::string, sdbus::Variant> Daemon::status() const {
     for (const auto& [name, st] : collector_->interfaces())
         for (const auto& d : st.dir) {
             flow_overflow += d.bucket[NT_BUCKET_FLOW_OVERFLOW].total().packets;
-            host_overflow += d.host_overflow.total();
+            host_overflow += d.host_overflow.total().packets;
         }
     std::map<std::string, sdbus::Variant> m;
     m["version"] = sdbus::Variant(std::string(NETTALLY_VERSION));
@@ -207,6 +431,17 @@ std::map<std::string, sdbus::Variant> Daemon::status() const {
     m["reconcile_checks"] = sdbus::Variant(s.reconcile_checks);
     m["reconcile_exact"] = sdbus::Variant(s.reconcile_exact);
     m["reconcile_violations"] = sdbus::Variant(s.reconcile_violations);
+    m["flows_evicted"] = sdbus::Variant(s.flows_evicted);
+    m["flow_map_full"] = sdbus::Variant(s.flow_map_full);
+    m["overflow_episodes"] = sdbus::Variant(s.overflow_episodes);
+    m["state_saved_at"] = sdbus::Variant(state_saved_us_);
+    m["state_file"] = sdbus::Variant(state_->path().string());
+    m["pinned_maps_reused"] = sdbus::Variant(datapath_->reused_pins());
+    m["boot_id"] = sdbus::Variant(boot_id_);
+    if (cgroups_)
+        cgroups_->add_status(m);
+    else
+        m["cgroups_enabled"] = sdbus::Variant(false);
     return m;
 }
 
@@ -214,7 +449,10 @@ void Daemon::connect_bus() {
     try {
         bus_ = sdbus::createSystemBusConnection();
         service_ = std::make_unique<AccountingService>(
-            *bus_, *collector_, ServiceHooks{[this] { return status(); }, [this] { reload(); }});
+            *bus_, *collector_,
+            ServiceHooks{[this] { return status(); }, [this] { reload(); },
+                         [this]() -> const CgroupLedger* { return cgroups_ ? &cgroups_->ledger() : nullptr; },
+                         [this]() -> const History& { return history_->history(); }});
         bus_->requestName(kBusName);
     } catch (const sdbus::Error& e) {
         spdlog::warn("dbus: system bus not available ({}: {}); counting continues without the API",
@@ -283,6 +521,8 @@ int Daemon::run() {
     }
     sd_event_set_watchdog(ev_, 1);
     arm_poll_timer();
+    arm_persist_timer();
+    watch_links();
     connect_bus();
 
     spdlog::info("daemon: ready: {} interface(s), poll every {} ms", attached_.size(), cfg_.poll_interval.count());
@@ -293,10 +533,8 @@ int Daemon::run() {
     if (r < 0)
         throw SysError(-r, "event loop");
 
-    // Detach before the bus goes so a client that sees the name vanish knows
-    // the filters are gone.
-    datapath_->detach_all();
-    spdlog::info("daemon: detached from all interfaces, exiting");
+    spdlog::info("daemon: state saved; programs stay attached and keep counting until the next start "
+                 "(nettallyd --detach removes them)");
     return 0;
 }
 

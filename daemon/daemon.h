@@ -1,11 +1,16 @@
-// nettallyd's process: one sd-event loop owns the poll timer, signals, the
-// watchdog and the D-Bus connection. Start-up order: datapath (load + attach),
-// first poll, bus name, READY=1. Shutdown: STOPPING=1, detach, exit.
+// nettallyd's process: one sd-event loop owns the poll and persist timers,
+// signals, the watchdog, link events (hotplug) and the D-Bus connection.
+// Start-up: datapath (load, reusing pinned maps), restore the state file,
+// attach, first poll, bus name, READY=1. Shutdown (SIGTERM): final poll, save
+// state, exit with programs still attached and counting into the pinned maps;
+// the next start picks them up. `--detach` (uninstall) removes everything.
 #pragma once
 
 #include "core/collector.h"
 #include "core/config.h"
+#include "core/history_feed.h"
 #include "datapath.h"
+#include "state_file.h"
 
 #include <memory>
 #include <sdbus-c++/sdbus-c++.h>
@@ -15,27 +20,44 @@
 namespace nettally {
 
 class AccountingService;
+class CgroupAccounting;
 
 class Daemon {
 public:
-    explicit Daemon(Config cfg); // throws SysError, InterfaceError
+    explicit Daemon(Config cfg); // throws SysError, InterfaceError, PinMismatch
     ~Daemon();
     Daemon(const Daemon&) = delete;
     Daemon& operator=(const Daemon&) = delete;
 
     int run();
 
+    // Uninstall: final poll, save state, detach every nettally program from
+    // every link and remove the pins. The next start resumes from the state.
+    void detach_everything();
+
     // Re-reads the config file and applies it whole, or throws (ConfigError,
     // InterfaceError as ConfigError, SysError) and keeps the running config.
     void reload();
 
 private:
-    void apply_interfaces(const Config& next);
+    void apply_interfaces(const Config& next, bool strict);
+    void restore_state();
+    void save_state(bool detached = false);
     void poll_now();
     void arm_poll_timer();
+    void arm_persist_timer();
+    void watch_links();
+    static int on_persist(sd_event_source*, uint64_t, void*);
+    static int on_link_event(sd_event_source*, int, uint32_t, void*);
+    static int on_link_settle(sd_event_source*, uint64_t, void*);
     void connect_bus();
     void notify_status();
     std::map<std::string, sdbus::Variant> status() const;
+
+public:
+    const History& history() const { return history_->history(); }
+
+private:
 
     static int on_poll(sd_event_source*, uint64_t, void*);
     static int on_signal(sd_event_source*, const signalfd_siginfo*, void*);
@@ -47,11 +69,21 @@ private:
     Config cfg_;
     std::unique_ptr<Datapath> datapath_;
     std::unique_ptr<Collector> collector_;
+    std::unique_ptr<HistoryFeed> history_;
+    std::unique_ptr<CgroupAccounting> cgroups_; // null unless cgroups.enabled
     std::vector<InterfaceInfo> attached_;
     uint64_t started_us_ = 0;
+    std::string boot_id_;
+    std::unique_ptr<StateFile> state_;
+    uint64_t state_saved_us_ = 0;
+    std::string state_restored_from_;
+    int link_fd_ = -1;
 
     sd_event* ev_ = nullptr;
     sd_event_source* poll_src_ = nullptr;
+    sd_event_source* persist_src_ = nullptr;
+    sd_event_source* link_io_ = nullptr;
+    sd_event_source* link_settle_ = nullptr;
     sd_event_source* bus_io_ = nullptr;
     sd_event_source* bus_time_ = nullptr;
     std::unique_ptr<sdbus::IConnection> bus_;

@@ -6,8 +6,14 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <algorithm>
 #include <cstdarg>
+#include <net/if.h>
+#include <filesystem>
 #include <linux/if_link.h>
+#include <linux/magic.h>
+#include <sys/mount.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 #include <spdlog/spdlog.h>
 #include <vector>
@@ -19,6 +25,7 @@ namespace {
 // restart replaces its own filter and never touches anybody else's.
 constexpr uint32_t kTcHandle = 0x4e54; // "NT"
 constexpr uint32_t kTcPriority = 1;    // first: see every packet before others act on it
+constexpr int kENOTSUPP = 524;         // the kernel's internal ENOTSUPP, not in userspace headers
 
 int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
     char buf[1024];
@@ -28,13 +35,13 @@ int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
         msg.pop_back();
     switch (level) {
     case LIBBPF_WARN:
-        spdlog::info("libbpf: {}", msg);
+        spdlog::info("{}", msg);
         break;
     case LIBBPF_INFO:
-        spdlog::debug("libbpf: {}", msg);
+        spdlog::debug("{}", msg);
         break;
     default:
-        spdlog::trace("libbpf: {}", msg);
+        spdlog::trace("{}", msg);
         break;
     }
     return n;
@@ -90,6 +97,14 @@ Datapath::Datapath(const DatapathOptions& opts) : max_flows_(opts.max_flows), ma
     }
     bpf_map__set_max_entries(skel_->maps.nt_flows, opts.max_flows);
     bpf_map__set_max_entries(skel_->maps.nt_hosts, opts.max_hosts);
+    if (!opts.pin_dir.empty()) {
+        try {
+            pin_maps(opts.pin_dir);
+        } catch (...) {
+            nettally_bpf__destroy(skel_);
+            throw;
+        }
+    }
 
     int err = nettally_bpf__load(skel_);
     if (err) {
@@ -97,14 +112,124 @@ Datapath::Datapath(const DatapathOptions& opts) : max_flows_(opts.max_flows), ma
         skel_ = nullptr;
         throw SysError(-err, "loading BPF programs");
     }
+    if (!reused_) {
+        const uint32_t zero = 0, version = NT_ABI_VERSION;
+        bpf_map_update_elem(bpf_map__fd(skel_->maps.nt_meta), &zero, &version, BPF_ANY);
+    }
+}
+
+namespace {
+
+bool is_bpffs(const std::string& path) {
+    struct statfs st {};
+    return statfs(path.c_str(), &st) == 0 && st.f_type == BPF_FS_MAGIC;
+}
+
+struct MapShape {
+    uint32_t type, key_size, value_size, max_entries;
+};
+
+MapShape shape_of(int fd) {
+    bpf_map_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len))
+        throw SysError(errno, "reading pinned map info");
+    return {info.type, info.key_size, info.value_size, info.max_entries};
+}
+
+} // namespace
+
+void Datapath::pin_maps(const std::string& dir) {
+    namespace fs = std::filesystem;
+    // bpffs is usually mounted by systemd at /sys/fs/bpf; mount it there when
+    // it is not (containers, minimal systems, test machines).
+    const fs::path parent = fs::path(dir).parent_path();
+    if (!is_bpffs(parent.string()) && !is_bpffs(dir)) {
+        if (parent == "/sys/fs/bpf") {
+            if (mount("bpf", "/sys/fs/bpf", "bpf", 0, nullptr) != 0)
+                throw SysError(errno, "bpffs is not mounted at /sys/fs/bpf and mounting it failed");
+            spdlog::info("datapath: mounted bpffs at /sys/fs/bpf");
+        } else {
+            throw SysError(ENOTSUP, "pin_dir " + dir + " is not inside a mounted bpffs");
+        }
+    }
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec)
+        throw SysError(ec.value(), "creating pin directory " + dir);
+    pin_dir_ = dir;
+
+    // An ABI change is refused before any map is touched.
+    const std::string meta_path = dir + "/nt_meta";
+    int meta = bpf_obj_get(meta_path.c_str());
+    if (meta >= 0) {
+        uint32_t zero = 0, version = 0;
+        bpf_map_lookup_elem(meta, &zero, &version);
+        close(meta);
+        if (version != NT_ABI_VERSION)
+            throw PinMismatch("pinned maps in " + dir + " use map layout version " + std::to_string(version) +
+                              ", this nettallyd uses " + std::to_string(NT_ABI_VERSION) +
+                              ": run the old nettallyd with --detach (saves totals to the state file), "
+                              "or `nettallyd --detach` to save what can be read and remove the pins");
+    }
+
+    bpf_map* maps[] = {skel_->maps.nt_ifaces, skel_->maps.nt_flows, skel_->maps.nt_hosts, skel_->maps.nt_frags,
+                       skel_->maps.nt_meta};
+    bool any_pinned = false, all_pinned = true;
+    for (bpf_map* m : maps) {
+        const std::string path = dir + "/" + bpf_map__name(m);
+        int fd = bpf_obj_get(path.c_str());
+        if (fd >= 0) {
+            const MapShape have = shape_of(fd);
+            close(fd);
+            const MapShape want{static_cast<uint32_t>(bpf_map__type(m)), bpf_map__key_size(m),
+                                bpf_map__value_size(m), bpf_map__max_entries(m)};
+            if (have.type != want.type || have.key_size != want.key_size || have.value_size != want.value_size)
+                throw PinMismatch("pinned map " + path + " has a different layout (key " +
+                                  std::to_string(have.key_size) + " B, value " + std::to_string(have.value_size) +
+                                  " B; expected " + std::to_string(want.key_size) + " B, " +
+                                  std::to_string(want.value_size) +
+                                  " B): run `nettallyd --detach` to save the totals and remove the pins");
+            if (have.max_entries != want.max_entries)
+                throw PinMismatch("pinned map " + path + " holds " + std::to_string(have.max_entries) +
+                                  " entries but the config asks for " + std::to_string(want.max_entries) +
+                                  ": the live counts are in the pinned map; run `nettallyd --detach` (saves "
+                                  "totals to the state file and removes the pins), then start again");
+            any_pinned = true;
+        } else {
+            all_pinned = false;
+        }
+        // libbpf reuses a compatible pinned map, or creates and pins a new one.
+        int err = bpf_map__set_pin_path(m, path.c_str());
+        if (err)
+            throw SysError(-err, "setting pin path " + path);
+    }
+    if (any_pinned && !all_pinned)
+        spdlog::warn("datapath: some pinned maps in {} were missing; missing ones start empty", dir);
+    reused_ = any_pinned;
+    if (reused_)
+        spdlog::info("datapath: reusing pinned maps in {}: counting continued while nettallyd was down", dir);
+}
+
+void Datapath::remove_pins() {
+    if (pin_dir_.empty())
+        return;
+    bpf_map* maps[] = {skel_->maps.nt_ifaces, skel_->maps.nt_flows, skel_->maps.nt_hosts, skel_->maps.nt_frags,
+                       skel_->maps.nt_meta};
+    for (bpf_map* m : maps)
+        bpf_map__unpin(m, nullptr);
+    std::error_code ec;
+    std::filesystem::remove(pin_dir_, ec);
+    spdlog::info("datapath: removed pins in {}", pin_dir_);
 }
 
 Datapath::~Datapath() {
-    detach_all();
+    // Filters and XDP programs stay attached and keep counting into the
+    // pinned maps; only the process's own references go.
     nettally_bpf__destroy(skel_);
 }
 
-void Datapath::attach(uint32_t ifindex, bool lan, bool xdp) {
+void Datapath::attach(uint32_t ifindex, bool lan, bool xdp, bool l3) {
     if (xdp && !xdp_supported_)
         throw SysError(EOPNOTSUPP, "XDP mode on ifindex " + std::to_string(ifindex));
     // Create the counter entries first so the first packet never races an insert.
@@ -122,18 +247,25 @@ void Datapath::attach(uint32_t ifindex, bool lan, bool xdp) {
     if (err && err != -EEXIST)
         throw SysError(-err, "creating clsact qdisc on ifindex " + std::to_string(ifindex));
 
-    // Re-attaching (role or mode changed) first removes what the old mode had,
-    // so ingress is never counted at both XDP and TC.
-    if (attached_.count(ifindex))
-        detach(ifindex);
+    // A role or mode change swaps programs in place (BPF_TC_F_REPLACE, XDP's
+    // replace of our own program): no instant without a program. Moving
+    // ingress between XDP and TC attaches the new hook before removing the
+    // old one, so a packet in that instant may be counted twice, never lost.
+    const auto prev = attached_.find(ifindex);
+    const bool fresh = prev == attached_.end();
+    const uint32_t prev_xdp = fresh ? 0 : prev->second.xdp_flags;
     Attachment a{lan, 0};
 
     struct {
         bpf_tc_attach_point point;
         bpf_program* prog;
     } const hooks[] = {
-        {BPF_TC_INGRESS, lan ? skel_->progs.nt_tc_ingress_lan : skel_->progs.nt_tc_ingress_wan},
-        {BPF_TC_EGRESS, lan ? skel_->progs.nt_tc_egress_lan : skel_->progs.nt_tc_egress_wan},
+        {BPF_TC_INGRESS, l3    ? skel_->progs.nt_tc_ingress_l3
+                         : lan ? skel_->progs.nt_tc_ingress_lan
+                               : skel_->progs.nt_tc_ingress_wan},
+        {BPF_TC_EGRESS, l3    ? skel_->progs.nt_tc_egress_l3
+                        : lan ? skel_->progs.nt_tc_egress_lan
+                              : skel_->progs.nt_tc_egress_wan},
     };
     for (const auto& h : hooks) {
         if (xdp && h.point == BPF_TC_INGRESS)
@@ -143,21 +275,32 @@ void Datapath::attach(uint32_t ifindex, bool lan, bool xdp) {
                     .handle = kTcHandle, .priority = kTcPriority);
         err = bpf_tc_attach(&hook, &tc);
         if (err) {
-            detach(ifindex);
+            if (fresh)
+                detach(ifindex);
             throw SysError(-err, std::string("attaching TC ") +
                                      (h.point == BPF_TC_INGRESS ? "ingress" : "egress") + " on ifindex " +
                                      std::to_string(ifindex));
         }
     }
-    attached_[ifindex] = a;
     if (xdp) {
         try {
-            attach_xdp(ifindex, lan, attached_[ifindex]);
+            attach_xdp(ifindex, lan, a);
         } catch (...) {
-            detach(ifindex);
+            if (fresh)
+                detach(ifindex);
             throw;
         }
+        if (!fresh && !prev_xdp) {
+            // Ingress moved from TC to XDP: the TC ingress filter goes now.
+            LIBBPF_OPTS(bpf_tc_hook, in, .ifindex = static_cast<int>(ifindex), .attach_point = BPF_TC_INGRESS);
+            LIBBPF_OPTS(bpf_tc_opts, del, .handle = kTcHandle, .priority = kTcPriority);
+            bpf_tc_detach(&in, &del);
+        }
+    } else if (prev_xdp) {
+        // Ingress moved from XDP to TC (attached above): the XDP program goes now.
+        bpf_xdp_detach(static_cast<int>(ifindex), static_cast<int>(prev_xdp), nullptr);
     }
+    attached_[ifindex] = a;
 }
 
 void Datapath::attach_xdp(uint32_t ifindex, bool lan, Attachment& a) {
@@ -181,6 +324,16 @@ void Datapath::attach_xdp(uint32_t ifindex, bool lan, Attachment& a) {
                     throw SysError(EBUSY, "ifindex " + std::to_string(ifindex) +
                                               " already runs another XDP program (id " +
                                               std::to_string(existing) + ")");
+                // Ours from an earlier run: swap in place, no window without a program.
+                int old_fd = bpf_prog_get_fd_by_id(existing);
+                LIBBPF_OPTS(bpf_xdp_attach_opts, xo, .old_prog_fd = old_fd);
+                int err = bpf_xdp_attach(static_cast<int>(ifindex), fd, XDP_FLAGS_REPLACE | mode, &xo);
+                if (old_fd >= 0)
+                    close(old_fd);
+                if (err == 0) {
+                    a.xdp_flags = mode;
+                    return;
+                }
                 bpf_xdp_detach(static_cast<int>(ifindex), static_cast<int>(mode), nullptr);
             }
         }
@@ -222,6 +375,83 @@ void Datapath::detach(uint32_t ifindex) {
 void Datapath::detach_all() {
     while (!attached_.empty())
         detach(attached_.begin()->first);
+}
+
+std::vector<std::string> Datapath::detach_stale(const std::vector<uint32_t>& keep) {
+    std::vector<std::string> out;
+    struct if_nameindex* ifs = if_nameindex();
+    if (!ifs)
+        return out;
+    for (auto* i = ifs; i->if_index != 0; i++) {
+        if (std::find(keep.begin(), keep.end(), i->if_index) != keep.end())
+            continue;
+        bool found = false;
+        for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
+            LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(i->if_index), .attach_point = point);
+            LIBBPF_OPTS(bpf_tc_opts, tc, .handle = kTcHandle, .priority = kTcPriority);
+            if (bpf_tc_query(&hook, &tc) == 0) {
+                LIBBPF_OPTS(bpf_tc_opts, del, .handle = kTcHandle, .priority = kTcPriority);
+                bpf_tc_detach(&hook, &del);
+                found = true;
+            }
+        }
+        for (uint32_t mode : {XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE}) {
+            LIBBPF_OPTS(bpf_xdp_query_opts, q);
+            if (bpf_xdp_query(static_cast<int>(i->if_index), static_cast<int>(mode), &q) != 0)
+                continue;
+            const uint32_t id = mode == XDP_FLAGS_DRV_MODE ? q.drv_prog_id : q.skb_prog_id;
+            int pfd = id ? bpf_prog_get_fd_by_id(id) : -1;
+            if (pfd < 0)
+                continue;
+            bpf_prog_info info{};
+            uint32_t len = sizeof(info);
+            if (bpf_obj_get_info_by_fd(pfd, &info, &len) == 0 &&
+                std::string_view(info.name).starts_with("nt_xdp_")) {
+                bpf_xdp_detach(static_cast<int>(i->if_index), static_cast<int>(mode), nullptr);
+                found = true;
+            }
+            close(pfd);
+        }
+        if (found)
+            out.emplace_back(i->if_name);
+    }
+    if_freenameindex(ifs);
+    return out;
+}
+
+void Datapath::forget_interface(uint32_t ifindex) {
+    for (uint32_t dir = 0; dir < NT_DIR_MAX; dir++) {
+        nt_iface_key key{ifindex, dir};
+        bpf_map_delete_elem(bpf_map__fd(skel_->maps.nt_ifaces), &key);
+    }
+}
+
+std::vector<FlowEntry> Datapath::evict_flows(const std::vector<nt_flow_key>& keys) {
+    std::vector<FlowEntry> out;
+    out.reserve(keys.size());
+    const int fd = bpf_map__fd(skel_->maps.nt_flows);
+    std::vector<nt_flow_val> vals(static_cast<size_t>(ncpus_));
+    for (const auto& k : keys) {
+        int err = -EOPNOTSUPP;
+        if (lookup_and_delete_ok_) {
+            err = bpf_map_lookup_and_delete_elem(fd, &k, vals.data());
+            if (err == -EINVAL || err == -EOPNOTSUPP || err == -kENOTSUPP) {
+                // Before Linux 5.14 hash maps lack it: lookup then delete, and
+                // say that a packet landing in between is lost.
+                lookup_and_delete_ok_ = false;
+                spdlog::warn("datapath: kernel lacks lookup-and-delete for hash maps; flow eviction may "
+                             "lose packets that arrive during it");
+            }
+        }
+        if (!lookup_and_delete_ok_) {
+            err = bpf_map_lookup_elem(fd, &k, vals.data());
+            if (err == 0)
+                bpf_map_delete_elem(fd, &k);
+        }
+        if (err == 0)
+            out.push_back(fold_percpu(k, std::span<const nt_flow_val>(vals)));
+    }
+    return out;
 }
 
 IfaceSnapshot Datapath::read_ifaces() {

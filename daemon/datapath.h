@@ -30,11 +30,23 @@ struct DatapathOptions {
     uint32_t max_flows = NT_DEFAULT_MAX_FLOWS;
     uint32_t max_hosts = NT_DEFAULT_MAX_HOSTS;
     bool count_hosts = true;
+    // Counting maps are pinned here (inside a bpffs) and reused by the next
+    // start, so counts survive a daemon restart or crash.
+    std::string pin_dir = "/sys/fs/bpf/nettally";
+};
+
+// Pinned maps exist but cannot be reused (ABI or size changed): never reset
+// them silently; the message says what differs and what to do.
+class PinMismatch : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
 };
 
 class Datapath final : public MapReader {
 public:
-    explicit Datapath(const DatapathOptions& opts); // throws SysError
+    explicit Datapath(const DatapathOptions& opts); // throws SysError, PinMismatch
+    // Leaves programs attached and maps pinned (counting goes on while the
+    // daemon is down) unless detach_all() or remove_pins() ran.
     ~Datapath() override;
     Datapath(const Datapath&) = delete;
     Datapath& operator=(const Datapath&) = delete;
@@ -43,13 +55,25 @@ public:
     // previous run may have left at nettally's handle. With xdp, ingress is
     // counted at XDP (native, else generic with a warning) and egress at TC.
     // Throws SysError.
-    void attach(uint32_t ifindex, bool lan, bool xdp = false);
+    // l3: the link has no Ethernet header (programs that start at IP).
+    void attach(uint32_t ifindex, bool lan, bool xdp = false, bool l3 = false);
     void detach(uint32_t ifindex);
     void detach_all();
+    // Removes nettally's filters and XDP programs from links it does not
+    // account now (left by an earlier run with another config). Returns names.
+    std::vector<std::string> detach_stale(const std::vector<uint32_t>& keep);
+    // Drops the counters of an interface that is gone (after a final poll),
+    // so an ifindex reused by a new link starts from zero.
+    void forget_interface(uint32_t ifindex);
+    // Unlinks the pins (uninstall): the maps die with the last reference.
+    void remove_pins();
+    // True when this start reused pinned maps (a restart, not a fresh boot).
+    bool reused_pins() const { return reused_; }
 
     IfaceSnapshot read_ifaces() override;
     std::vector<FlowEntry> read_flows() override;
     std::vector<HostEntry> read_hosts() override;
+    std::vector<FlowEntry> evict_flows(const std::vector<nt_flow_key>& keys) override;
 
     bool xdp_supported() const { return xdp_supported_; }
     uint32_t flow_capacity() const { return max_flows_; }
@@ -66,7 +90,12 @@ private:
     };
     void attach_xdp(uint32_t ifindex, bool lan, Attachment& a);
 
+    void pin_maps(const std::string& dir);
+
     bool xdp_supported_ = false;
+    bool reused_ = false;
+    bool lookup_and_delete_ok_ = true;
+    std::string pin_dir_;
     std::map<uint32_t, Attachment> attached_;
 };
 

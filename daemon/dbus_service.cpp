@@ -52,7 +52,11 @@ AccountingService::ListInterfaces() {
             for (size_t b = 0; b < kBucketCount; b++)
                 unattributed[std::string(to_string(static_cast<Direction>(d))) + "." +
                              std::string(bucket_name(b))] = to_dbus(st.dir[d].bucket[b].total());
-        out.emplace_back(name, st.info.role, st.info.ifindex, to_dbus(st.dir[NT_DIR_INGRESS].total.total()),
+        for (uint8_t d = 0; d < NT_DIR_MAX; d++)
+            unattributed[std::string(to_string(static_cast<Direction>(d))) + ".finished_flows"] =
+                to_dbus(collector_.finished(name, d));
+        out.emplace_back(name, st.info.role, st.present ? st.info.ifindex : 0u,
+                         to_dbus(st.dir[NT_DIR_INGRESS].total.total()),
                          to_dbus(st.dir[NT_DIR_EGRESS].total.total()), std::move(unattributed));
     }
     return out;
@@ -63,18 +67,18 @@ std::vector<sdbus::Struct<std::string, std::string, std::string, AccountingServi
 AccountingService::ListHosts(const std::string& sort_key, const uint32_t& top) {
     const SortKey key = check_sort(sort_key, false);
     check_top(top);
-    const auto& hosts = collector_.hosts();
+    std::vector<const HostTotals*> hosts;
     std::vector<uint64_t> values;
-    values.reserve(hosts.size());
-    for (const auto& h : hosts)
-        values.push_back(key == SortKey::LastSeen ? h.last_ns : sort_value(h.sent + h.received, key));
-
+    for (const auto& [id, h] : collector_.hosts()) {
+        hosts.push_back(&h);
+        values.push_back(key == SortKey::LastSeen ? h.last_us
+                                                  : sort_value(h.sent.total() + h.received.total(), key));
+    }
     std::vector<sdbus::Struct<std::string, std::string, std::string, C, C, uint64_t, uint64_t>> out;
     for (size_t i : top_n(values, top)) {
-        const auto& h = hosts[i];
-        out.emplace_back(format_mac(h.key.mac), format_addr(h.key.family, h.key.addr),
-                         collector_.name_of(h.key.ifindex), to_dbus(h.sent), to_dbus(h.received),
-                         collector_.to_unix_us(h.first_ns), collector_.to_unix_us(h.last_ns));
+        const HostTotals& h = *hosts[i];
+        out.emplace_back(h.mac, h.ip, h.interface, to_dbus(h.sent.total()), to_dbus(h.received.total()), h.first_us,
+                         h.last_us);
     }
     return out;
 }
@@ -106,6 +110,27 @@ AccountingService::ListFlows(const std::string& sort_key, const uint32_t& top) {
     return out;
 }
 
+std::tuple<std::vector<sdbus::Struct<std::string, std::string, AccountingService::C4, AccountingService::C4,
+                                     AccountingService::C4, AccountingService::C4, bool>>,
+           std::map<std::string, AccountingService::C4>>
+AccountingService::ListCgroups() {
+    const CgroupLedger* ledger = hooks_.cgroups ? hooks_.cgroups() : nullptr;
+    if (!ledger)
+        throw sdbus::Error(kErrFailed, "cgroup accounting is off (set cgroups.enabled: true in the config)");
+    auto c4 = [](const Counts& c) { return C4(c.packets, c.l3, c.l4, c.payload); };
+    std::vector<sdbus::Struct<std::string, std::string, C4, C4, C4, C4, bool>> rows;
+    for (const auto& r : ledger->rows())
+        rows.emplace_back(r.path, r.unit, c4(r.total.ingress), c4(r.total.egress), c4(r.self.ingress),
+                          c4(r.self.egress), r.gone);
+    std::map<std::string, C4> buckets;
+    for (size_t b = 0; b < kCgroupBucketCount; ++b) {
+        const CgroupCounts c = ledger->bucket(b);
+        buckets["ingress." + std::string(cgroup_bucket_name(b))] = c4(c.ingress);
+        buckets["egress." + std::string(cgroup_bucket_name(b))] = c4(c.egress);
+    }
+    return {std::move(rows), std::move(buckets)};
+}
+
 void AccountingService::require_privileged(const char* method) {
     const sdbus::Message* msg = getObject().getCurrentlyProcessedMessage();
     if (!msg)
@@ -130,6 +155,23 @@ void AccountingService::require_privileged(const char* method) {
     }
     spdlog::warn("dbus: {} refused to uid {} (not root, not in group nettally)", method, uid);
     throw sdbus::Error(kErrAccessDenied, std::string(method) + " needs root or membership of group nettally");
+}
+
+std::vector<sdbus::Struct<std::string, uint64_t, uint64_t, std::map<std::string, AccountingService::C>>>
+AccountingService::GetHistory(const std::string& period, const std::string& subject_prefix) {
+    const auto kind = parse_period_kind(period);
+    if (!kind)
+        throw sdbus::Error(kErrInvalidArgument, "unknown period '" + period + "' (use day or month)");
+    std::vector<sdbus::Struct<std::string, uint64_t, uint64_t, std::map<std::string, C>>> out;
+    for (const auto& p : hooks_.history().periods(*kind)) {
+        std::map<std::string, C> totals;
+        for (const auto& [subject, c] : p.totals)
+            if (subject.compare(0, subject_prefix.size(), subject_prefix) == 0)
+                totals.emplace(subject, to_dbus(c));
+        out.emplace_back(p.label, static_cast<uint64_t>(p.start_us), static_cast<uint64_t>(p.end_us),
+                         std::move(totals));
+    }
+    return out;
 }
 
 void AccountingService::Reload() {

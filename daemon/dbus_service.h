@@ -4,7 +4,9 @@
 #pragma once
 
 #include "accounting1_adaptor.h"
+#include "core/cgroup_tree.h"
 #include "core/collector.h"
+#include "core/history.h"
 
 #include <functional>
 #include <map>
@@ -24,6 +26,9 @@ inline constexpr const char* kErrAccessDenied = "org.freedesktop.DBus.Error.Acce
 struct ServiceHooks {
     std::function<std::map<std::string, sdbus::Variant>()> status;
     std::function<void()> reload; // throws ConfigError or SysError
+    // The per-cgroup ledger; unset or nullptr when cgroup accounting is off.
+    std::function<const CgroupLedger*()> cgroups;
+    std::function<const History&()> history;
 };
 
 class AccountingService final : public sdbus::AdaptorInterfaces<org::nettally::Accounting1_adaptor> {
@@ -43,6 +48,11 @@ private:
     std::vector<sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string, uint16_t, C,
                               uint64_t, uint64_t, uint8_t>>
     ListFlows(const std::string& sort_key, const uint32_t& top) override;
+    using C4 = sdbus::Struct<uint64_t, uint64_t, uint64_t, uint64_t>;
+    std::tuple<std::vector<sdbus::Struct<std::string, std::string, C4, C4, C4, C4, bool>>, std::map<std::string, C4>>
+    ListCgroups() override;
+    std::vector<sdbus::Struct<std::string, uint64_t, uint64_t, std::map<std::string, C>>>
+    GetHistory(const std::string& period, const std::string& subject_prefix) override;
     void Reload() override;
 
     // Root or group "nettally", from the caller's credentials as the bus saw them.

@@ -2,6 +2,7 @@
 // Daemon. Every fatal error is one line on stderr and a non-zero exit:
 // 2 for usage and config errors, 1 for everything else.
 #include "core/config.h"
+#include "core/history.h"
 #include "core/interfaces.h"
 #include "daemon.h"
 #include "logging.h"
@@ -30,10 +31,13 @@ void usage(FILE* to) {
                  "\n"
                  "  -c, --config PATH   config file (default %s)\n"
                  "      --check-config  validate the config and exit (0 valid, 2 invalid)\n"
+                 "      --detach        uninstall: save totals to the state file, remove every nettally\n"
+                 "                      program from every interface and the pinned maps, exit\n"
                  "  -h, --help          this help\n"
                  "      --version       print the version\n"
                  "\n"
-                 "Signals: SIGHUP reloads the config; SIGTERM/SIGINT detach and exit.\n"
+                 "Signals: SIGHUP reloads the config; SIGTERM/SIGINT save the totals and exit, leaving\n"
+                 "the programs attached and counting into pinned maps until the next start.\n"
                  "Exit status: 0 clean exit, 1 runtime failure, 2 usage or config error.\n",
                  kDefaultConfig);
 }
@@ -43,6 +47,7 @@ void usage(FILE* to) {
 int main(int argc, char** argv) {
     std::string config_path = kDefaultConfig;
     bool check_only = false;
+    bool detach = false;
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         if ((a == "-c" || a == "--config") && i + 1 < argc) {
@@ -51,6 +56,8 @@ int main(int argc, char** argv) {
             config_path = a.substr(9);
         } else if (a == "--check-config") {
             check_only = true;
+        } else if (a == "--detach") {
+            detach = true;
         } else if (a == "-h" || a == "--help") {
             usage(stdout);
             return 0;
@@ -77,6 +84,12 @@ int main(int argc, char** argv) {
         spdlog::critical("config: {}: log_level: unknown level '{}'", config_path, cfg.log_level);
         return 2;
     }
+    try {
+        nettally::TimeZone::load(cfg.time_zone, "/usr/share/zoneinfo");
+    } catch (const std::exception& e) {
+        spdlog::critical("config: {}: periods.time_zone: {}", config_path, e.what());
+        return 2;
+    }
     if (check_only) {
         std::printf("%s: valid\n", config_path.c_str());
         return 0;
@@ -92,9 +105,19 @@ int main(int argc, char** argv) {
 
     try {
         nettally::Daemon daemon(std::move(cfg));
+        if (detach) {
+            daemon.detach_everything();
+            return 0;
+        }
         return daemon.run();
     } catch (const nettally::InterfaceError& e) {
         spdlog::critical("config: {}", e.what());
+        return 1;
+    } catch (const nettally::ConfigError& e) {
+        spdlog::critical("config: {}", e.what());
+        return 2;
+    } catch (const nettally::PinMismatch& e) {
+        spdlog::critical("datapath: {}", e.what());
         return 1;
     } catch (const nettally::SysError& e) {
         if (e.err() == EPERM || e.err() == EACCES)

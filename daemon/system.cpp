@@ -5,11 +5,13 @@
 
 #include <linux/capability.h>
 #include <net/if.h>
+#include <net/if_arp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 
 namespace nettally {
@@ -27,12 +29,29 @@ std::vector<LinkInfo> list_links() {
         std::strncpy(ifr.ifr_name, i->if_name, IFNAMSIZ - 1);
         if (sock >= 0 && ioctl(sock, SIOCGIFFLAGS, &ifr) == 0)
             l.loopback = (ifr.ifr_flags & IFF_LOOPBACK) != 0;
+        struct ifreq hw {};
+        std::strncpy(hw.ifr_name, i->if_name, IFNAMSIZ - 1);
+        if (sock >= 0 && ioctl(sock, SIOCGIFHWADDR, &hw) == 0)
+            l.l3 = hw.ifr_hwaddr.sa_family != ARPHRD_ETHER && !l.loopback;
         out.push_back(std::move(l));
     }
     if (sock >= 0)
         close(sock);
     if_freenameindex(ifs);
     return out;
+}
+
+std::string read_boot_id() {
+    char buf[64] = {};
+    FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "re");
+    if (!f)
+        return {};
+    size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+    std::fclose(f);
+    std::string id(buf, n);
+    while (!id.empty() && (id.back() == '\n' || id.back() == ' '))
+        id.pop_back();
+    return id;
 }
 
 std::string check_btf() {

@@ -13,6 +13,9 @@ namespace nettally {
 // /sys, which belongs to another namespace under `ip netns exec`/nsenter).
 std::vector<LinkInfo> list_links(); // throws SysError
 
+// /proc/sys/kernel/random/boot_id: tells a reboot from a daemon restart.
+std::string read_boot_id();
+
 // Empty when fine, else one line saying what is missing.
 std::string check_btf();
 std::string check_capabilities();

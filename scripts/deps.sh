@@ -12,7 +12,7 @@ packages=(
 	# run
 	dbus-daemon dbus-bin systemd iproute2 util-linux
 	# test
-	python3 tshark iperf3 ethtool procps iputils-ping
+	python3 tshark iperf3 ethtool procps iputils-ping pmacct softflowd linux-perf
 )
 
 missing=()

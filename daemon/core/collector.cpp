@@ -4,12 +4,33 @@
 namespace nettally {
 
 void Collector::set_interfaces(const std::vector<InterfaceInfo>& ifaces) {
-    names_.clear();
+    std::map<uint32_t, std::string> next;
+    for (const auto& i : ifaces) {
+        // Same ifindex under a new name: a rename. Move the totals along
+        // unless the new name already has its own.
+        auto old = names_.find(i.ifindex);
+        if (old != names_.end() && old->second != i.name && !ifaces_.count(i.name)) {
+            auto node = ifaces_.extract(old->second);
+            node.key() = i.name;
+            ifaces_.insert(std::move(node));
+            std::map<std::string, HostTotals> rekeyed;
+            for (auto& [key, h] : hosts_) {
+                if (h.interface == old->second)
+                    h.interface = i.name;
+                rekeyed[h.interface + "|" + h.mac + "|" + h.ip] = std::move(h);
+            }
+            hosts_ = std::move(rekeyed);
+        }
+        next[i.ifindex] = i.name;
+    }
+    for (auto& [name, st] : ifaces_)
+        st.present = false;
     for (const auto& i : ifaces) {
         auto& st = ifaces_[i.name];
         st.info = i;
-        names_[i.ifindex] = i.name;
+        st.present = true;
     }
+    names_ = std::move(next);
 }
 
 const std::string& Collector::name_of(uint32_t ifindex) const {
@@ -34,7 +55,6 @@ void Collector::poll(const PollClock& clock) {
     std::vector<HostEntry> hosts = reader_.read_hosts();
 
     flows_ = std::move(flows);
-    hosts_ = std::move(hosts);
     last_clock_ = clock;
     check_reconciliation(before, after);
 
@@ -46,13 +66,117 @@ void Collector::poll(const PollClock& clock) {
         d.total.observe(counters.total);
         for (size_t b = 0; b < kBucketCount; b++)
             d.bucket[b].observe(counters.bucket[b]);
-        d.host_overflow.observe(counters.host_overflow);
+        d.host_overflow.observe(Counts(counters.host_overflow, 0, 0, 0, 0));
     }
+    update_hosts(hosts);
+    track_overflow(after);
+    evict(clock);
     stats_.polls++;
 }
 
+void Collector::forget_interface(uint32_t ifindex) {
+    std::vector<nt_flow_key> keys;
+    std::vector<FlowEntry> live;
+    for (auto& f : flows_) {
+        if (f.key.ifindex == ifindex)
+            keys.push_back(f.key);
+        else
+            live.push_back(std::move(f));
+    }
+    if (!keys.empty())
+        for (const auto& f : reader_.evict_flows(keys)) {
+            stats_.flows_evicted++;
+            if (const std::string& n = name_of(f.key.ifindex); !n.empty() && f.key.dir < NT_DIR_MAX)
+                finished_[n][f.key.dir] += f.counts;
+            if (on_flow_finished_)
+                on_flow_finished_(f, name_of(f.key.ifindex));
+        }
+    flows_ = std::move(live);
+    for (uint8_t d = 0; d < NT_DIR_MAX; d++)
+        evicted_.erase({ifindex, d});
+    if (auto n = names_.find(ifindex); n != names_.end()) {
+        if (auto st = ifaces_.find(n->second); st != ifaces_.end())
+            st->second.present = false;
+        names_.erase(n);
+    }
+}
+
+Counts Collector::finished(const std::string& interface, uint8_t dir) const {
+    auto it = finished_.find(interface);
+    return it == finished_.end() || dir >= NT_DIR_MAX ? Counts{} : it->second[dir];
+}
+
+void Collector::update_hosts(const std::vector<HostEntry>& raw) {
+    for (const auto& h : raw) {
+        const std::string& iface = name_of(h.key.ifindex);
+        if (iface.empty())
+            continue;
+        const std::string mac = format_mac(h.key.mac);
+        const std::string ip = format_addr(h.key.family, h.key.addr);
+        auto& t = hosts_[iface + "|" + mac + "|" + ip];
+        if (t.interface.empty()) {
+            t.interface = iface;
+            t.mac = mac;
+            t.ip = ip;
+        }
+        t.sent.observe(h.sent);
+        t.received.observe(h.received);
+        const uint64_t first = to_unix_us(h.first_ns), last = to_unix_us(h.last_ns);
+        if (first && (!t.first_us || first < t.first_us))
+            t.first_us = first;
+        t.last_us = std::max(t.last_us, last);
+    }
+}
+
+void Collector::track_overflow(const IfaceSnapshot& after) {
+    uint64_t overflow = 0;
+    for (const auto& [key, c] : after)
+        overflow += c.bucket[NT_BUCKET_FLOW_OVERFLOW].packets;
+    const bool growing = overflow > overflow_seen_;
+    if (growing && !stats_.flow_map_full) {
+        stats_.overflow_episodes++;
+        if (on_overflow_)
+            on_overflow_("flow map full: " + std::to_string(overflow - overflow_seen_) +
+                         " packet(s) went to the flow_overflow bucket since the last poll (" +
+                         std::to_string(flows_.size()) + " live flows)");
+    }
+    stats_.flow_map_full = growing;
+    overflow_seen_ = overflow;
+}
+
+void Collector::evict(const PollClock& clock) {
+    const auto now = static_cast<int64_t>(clock.boottime_ns);
+    const int64_t idle = timeouts_.idle.count(), active = timeouts_.active.count();
+    std::vector<nt_flow_key> expired;
+    std::vector<FlowEntry> live;
+    live.reserve(flows_.size());
+    for (auto& f : flows_) {
+        const bool is_idle = now - static_cast<int64_t>(f.last_ns) >= idle;
+        const bool too_long = f.first_ns && now - static_cast<int64_t>(f.first_ns) >= active;
+        if (is_idle || too_long)
+            expired.push_back(f.key);
+        else
+            live.push_back(std::move(f));
+    }
+    if (expired.empty()) {
+        flows_ = std::move(live);
+        return;
+    }
+    // The final values come from the kernel at deletion time, so packets that
+    // arrived since the read above are in them.
+    for (const auto& f : reader_.evict_flows(expired)) {
+        evicted_[{f.key.ifindex, f.key.dir}] += f.counts;
+        if (const std::string& n = name_of(f.key.ifindex); !n.empty() && f.key.dir < NT_DIR_MAX)
+            finished_[n][f.key.dir] += f.counts;
+        stats_.flows_evicted++;
+        if (on_flow_finished_)
+            on_flow_finished_(f, name_of(f.key.ifindex));
+    }
+    flows_ = std::move(live);
+}
+
 void Collector::check_reconciliation(const IfaceSnapshot& before, const IfaceSnapshot& after) {
-    std::map<IfaceKey, Counts> flow_sums;
+    std::map<IfaceKey, Counts> flow_sums = evicted_;
     for (const auto& f : flows_)
         flow_sums[{f.key.ifindex, f.key.dir}] += f.counts;
 
@@ -86,6 +210,116 @@ void Collector::check_reconciliation(const IfaceSnapshot& before, const IfaceSna
         }
         }
     }
+}
+
+nlohmann::json Collector::to_json() const {
+    nlohmann::json ifaces = nlohmann::json::object();
+    for (const auto& [name, st] : ifaces_) {
+        nlohmann::json dirs = nlohmann::json::object();
+        for (uint8_t d = 0; d < NT_DIR_MAX; d++) {
+            nlohmann::json buckets = nlohmann::json::object();
+            for (size_t b = 0; b < kBucketCount; b++)
+                buckets[std::string(bucket_name(b))] = st.dir[d].bucket[b].to_json();
+            dirs[std::string(to_string(static_cast<Direction>(d)))] = {
+                {"total", st.dir[d].total.to_json()},
+                {"buckets", std::move(buckets)},
+                {"host_overflow", st.dir[d].host_overflow.to_json()}};
+        }
+        ifaces[name] = {{"role", st.info.role}, {"ifindex", st.info.ifindex}, {"dirs", std::move(dirs)}};
+    }
+    nlohmann::json hosts = nlohmann::json::array();
+    for (const auto& [key, h] : hosts_)
+        hosts.push_back({{"interface", h.interface},
+                         {"mac", h.mac},
+                         {"ip", h.ip},
+                         {"sent", h.sent.to_json()},
+                         {"received", h.received.to_json()},
+                         {"first_us", h.first_us},
+                         {"last_us", h.last_us}});
+    nlohmann::json evicted = nlohmann::json::array();
+    for (const auto& [key, c] : evicted_)
+        evicted.push_back({{"ifindex", key.first}, {"dir", key.second}, {"counts", nettally::to_json(c)}});
+    // Finished flows by name, and the live flows' sums at this moment: after
+    // a reboot the live ones are gone from the kernel, but their counts are
+    // in the totals, so they join the finished ones.
+    nlohmann::json finished = nlohmann::json::object(), live = nlohmann::json::object();
+    for (const auto& [name, dirs] : finished_)
+        finished[name] = {nettally::to_json(dirs[0]), nettally::to_json(dirs[1])};
+    std::map<std::string, std::array<Counts, NT_DIR_MAX>> live_sums;
+    for (const auto& f : flows_)
+        if (const std::string& n = name_of(f.key.ifindex); !n.empty() && f.key.dir < NT_DIR_MAX)
+            live_sums[n][f.key.dir] += f.counts;
+    for (const auto& [name, dirs] : live_sums)
+        live[name] = {nettally::to_json(dirs[0]), nettally::to_json(dirs[1])};
+    return {{"interfaces", std::move(ifaces)},
+            {"hosts", std::move(hosts)},
+            {"evicted", std::move(evicted)},
+            {"finished", std::move(finished)},
+            {"live", std::move(live)},
+            {"flows_evicted", stats_.flows_evicted}};
+}
+
+void Collector::restore(const nlohmann::json& j, bool same_counters) {
+    // Parse everything first; only a fully valid state replaces ours.
+    std::map<std::string, InterfaceState> ifaces;
+    for (const auto& [name, v] : j.at("interfaces").items()) {
+        InterfaceState st;
+        st.info.name = name;
+        st.info.role = v.at("role").get<std::string>();
+        st.info.ifindex = v.at("ifindex").get<uint32_t>();
+        for (uint8_t d = 0; d < NT_DIR_MAX; d++) {
+            const auto& dj = v.at("dirs").at(std::string(to_string(static_cast<Direction>(d))));
+            st.dir[d].total.restore(dj.at("total"), same_counters);
+            for (size_t b = 0; b < kBucketCount; b++)
+                st.dir[d].bucket[b].restore(dj.at("buckets").at(std::string(bucket_name(b))), same_counters);
+            st.dir[d].host_overflow.restore(dj.at("host_overflow"), same_counters);
+        }
+        ifaces[name] = std::move(st);
+    }
+    std::map<std::string, HostTotals> hosts;
+    for (const auto& hj : j.at("hosts")) {
+        HostTotals h;
+        h.interface = hj.at("interface").get<std::string>();
+        h.mac = hj.at("mac").get<std::string>();
+        h.ip = hj.at("ip").get<std::string>();
+        h.sent.restore(hj.at("sent"), same_counters);
+        h.received.restore(hj.at("received"), same_counters);
+        h.first_us = hj.at("first_us").get<uint64_t>();
+        h.last_us = hj.at("last_us").get<uint64_t>();
+        hosts[h.interface + "|" + h.mac + "|" + h.ip] = std::move(h);
+    }
+    std::map<IfaceKey, Counts> evicted;
+    // Evicted sums belong to the kernel counters they reconcile with.
+    if (same_counters)
+        for (const auto& ej : j.at("evicted"))
+            evicted[{ej.at("ifindex").get<uint32_t>(), ej.at("dir").get<uint8_t>()}] =
+                counts_from_json(ej.at("counts"));
+    const uint64_t flows_evicted = j.value("flows_evicted", uint64_t{0});
+    std::map<std::string, std::array<Counts, NT_DIR_MAX>> finished;
+    for (const auto& [name, dirs] : j.at("finished").items())
+        for (uint8_t d = 0; d < NT_DIR_MAX; d++)
+            finished[name][d] = counts_from_json(dirs.at(d));
+    if (!same_counters)
+        for (const auto& [name, dirs] : j.at("live").items())
+            for (uint8_t d = 0; d < NT_DIR_MAX; d++)
+                finished[name][d] += counts_from_json(dirs.at(d));
+
+    // Interfaces declared before the restore keep their present flag and info.
+    for (auto& [name, st] : ifaces) {
+        auto cur = ifaces_.find(name);
+        if (cur != ifaces_.end()) {
+            st.info = cur->second.info;
+            st.present = cur->second.present;
+        }
+    }
+    for (auto& [name, st] : ifaces_)
+        if (!ifaces.count(name))
+            ifaces[name] = st;
+    ifaces_ = std::move(ifaces);
+    hosts_ = std::move(hosts);
+    evicted_ = std::move(evicted);
+    finished_ = std::move(finished);
+    stats_.flows_evicted = flows_evicted;
 }
 
 } // namespace nettally

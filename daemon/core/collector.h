@@ -1,13 +1,16 @@
 // The Collector turns kernel map snapshots into the daemon's view: 64-bit
-// totals per interface that never go backwards, the live flow and host tables,
-// and the reconciliation check at every poll. Map access is injected (MapReader)
-// so the logic runs in unit tests without root or BPF.
+// totals per interface and per host that never go backwards, the live flow
+// table, flow eviction (idle/active timeouts) with the finished flows handed
+// on, overflow episodes, and the reconciliation check at every poll. Map
+// access is injected (MapReader) so the logic runs in unit tests without root.
 #pragma once
 
 #include "core/counters.h"
 
+#include <chrono>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,6 +26,9 @@ public:
     virtual IfaceSnapshot read_ifaces() = 0;
     virtual std::vector<FlowEntry> read_flows() = 0;
     virtual std::vector<HostEntry> read_hosts() = 0;
+    // Removes the flows and returns their final counts (atomically per flow:
+    // a packet is either in the returned value or in a new entry).
+    virtual std::vector<FlowEntry> evict_flows(const std::vector<nt_flow_key>& keys) = 0;
 };
 
 struct InterfaceInfo {
@@ -30,18 +36,32 @@ struct InterfaceInfo {
     std::string role; // "lan" | "wan"
     uint32_t ifindex = 0;
     bool xdp = false; // ingress counted at XDP instead of TC
+    bool l3 = false;  // no link-layer header: the L3 programs are attached
 };
 
 // Monotonic totals of one interface in one direction.
 struct DirTotals {
     MonotonicCounts total;
     std::array<MonotonicCounts, kBucketCount> bucket{};
-    MonotonicCounter host_overflow;
+    MonotonicCounts host_overflow; // packets only (other figures stay 0)
 };
 
 struct InterfaceState {
     InterfaceInfo info;
+    bool present = false; // accounted now (false: gone or released, totals kept)
     std::array<DirTotals, NT_DIR_MAX> dir{};
+};
+
+// A host's totals: kept by interface name, MAC and address, so they outlive
+// the kernel entry (reboot, map reset) and a renamed interface index.
+struct HostTotals {
+    std::string interface;
+    std::string mac;
+    std::string ip;
+    MonotonicCounts sent;
+    MonotonicCounts received;
+    uint64_t first_us = 0; // wall clock, 0 = unknown
+    uint64_t last_us = 0;
 };
 
 struct CollectorStats {
@@ -50,48 +70,85 @@ struct CollectorStats {
     uint64_t reconcile_exact = 0;
     uint64_t reconcile_violations = 0;
     std::string last_violation;
+    uint64_t flows_evicted = 0;
+    bool flow_map_full = false; // flow_overflow grew at the last poll
+    uint64_t overflow_episodes = 0;
 };
 
 // Clock readings taken by the caller at poll time, to convert the kernel's
-// CLOCK_BOOTTIME stamps to wall-clock time.
+// CLOCK_BOOTTIME stamps to wall-clock time and to age flows.
 struct PollClock {
     uint64_t realtime_us = 0;
     uint64_t boottime_ns = 0;
 };
 
+struct FlowTimeouts {
+    std::chrono::nanoseconds idle{std::chrono::seconds(15)};
+    std::chrono::nanoseconds active{std::chrono::minutes(30)};
+};
+
 class Collector {
 public:
-    using ViolationHandler = std::function<void(const std::string&)>;
+    using Notify = std::function<void(const std::string&)>;
+    using FlowSink = std::function<void(const FlowEntry&, const std::string& interface)>;
 
     explicit Collector(MapReader& reader) : reader_(reader) {}
 
-    // Declares the interfaces being accounted. Totals are kept by name, so an
-    // interface that comes back (same or new ifindex) continues its totals.
+    // Declares the interfaces being accounted. Totals are kept by name: an
+    // interface that comes back continues its totals, a renamed one (same
+    // ifindex, new name) takes its totals along.
     void set_interfaces(const std::vector<InterfaceInfo>& ifaces);
-    void on_violation(ViolationHandler h) { on_violation_ = std::move(h); }
+    void set_flow_timeouts(const FlowTimeouts& t) { timeouts_ = t; }
+    void on_violation(Notify h) { on_violation_ = std::move(h); }
+    void on_overflow(Notify h) { on_overflow_ = std::move(h); }
+    void on_flow_finished(FlowSink s) { on_flow_finished_ = std::move(s); }
 
     void poll(const PollClock& clock);
+    // An interface is gone or released: its live flows are finished now (they
+    // are in the last poll's reading) and its ifindex is forgotten.
+    void forget_interface(uint32_t ifindex);
 
     const std::map<std::string, InterfaceState>& interfaces() const { return ifaces_; }
     const std::vector<FlowEntry>& flows() const { return flows_; }
-    const std::vector<HostEntry>& hosts() const { return hosts_; }
+    const std::map<std::string, HostTotals>& hosts() const { return hosts_; }
     const CollectorStats& stats() const { return stats_; }
     uint64_t last_poll_us() const { return last_clock_.realtime_us; }
+    // Finished (evicted) flows' counts per interface and direction, kept for
+    // the reconciliation invariant.
+    const std::map<IfaceKey, Counts>& evicted() const { return evicted_; }
+    // The same by interface name, on the scale of the interface totals
+    // (survives reboots): total == live flows + finished + buckets.
+    Counts finished(const std::string& interface, uint8_t dir) const;
 
     // Wall-clock microseconds for a kernel CLOCK_BOOTTIME stamp (0 stays 0).
     uint64_t to_unix_us(uint64_t boot_ns) const;
     // Name of the interface an ifindex belongs to, "" if unknown.
     const std::string& name_of(uint32_t ifindex) const;
 
+    // State for the state file. same_counters: the kernel maps are the same
+    // ones as when the state was saved (pinned maps reused, same boot), so
+    // counters continue exactly; otherwise totals restart from the saved ones.
+    nlohmann::json to_json() const;
+    void restore(const nlohmann::json& j, bool same_counters); // throws std::exception on bad input
+
 private:
     void check_reconciliation(const IfaceSnapshot& before, const IfaceSnapshot& after);
+    void update_hosts(const std::vector<HostEntry>& raw);
+    void evict(const PollClock& clock);
+    void track_overflow(const IfaceSnapshot& after);
 
     MapReader& reader_;
-    ViolationHandler on_violation_;
+    Notify on_violation_;
+    Notify on_overflow_;
+    FlowSink on_flow_finished_;
+    FlowTimeouts timeouts_;
     std::map<std::string, InterfaceState> ifaces_;
     std::map<uint32_t, std::string> names_;
     std::vector<FlowEntry> flows_;
-    std::vector<HostEntry> hosts_;
+    std::map<std::string, HostTotals> hosts_;
+    std::map<IfaceKey, Counts> evicted_;
+    std::map<std::string, std::array<Counts, NT_DIR_MAX>> finished_;
+    uint64_t overflow_seen_ = 0;
     CollectorStats stats_;
     PollClock last_clock_;
 };

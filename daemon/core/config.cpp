@@ -192,6 +192,7 @@ private:
 
         Config config;
         bool have_interfaces = false;
+        bool active_timeout_set = false;
         const std::vector<Field> fields = {
             {"interfaces",
              [&](const Entry& e, const std::string& path) {
@@ -207,10 +208,22 @@ private:
              [&](const Entry& e, const std::string& path) { config.state_dir = state_dir(e, path); }},
             {"flows",
              [&](const Entry& e, const std::string& path) {
-                 section(e, path, {{"max_entries", [&](const Entry& sub, const std::string& sub_path) {
-                                        config.max_flows = number(sub, sub_path, config_limits::min_flows,
-                                                                  config_limits::max_flows);
-                                    }}});
+                 section(e, path,
+                         {{"max_entries",
+                           [&](const Entry& sub, const std::string& sub_path) {
+                               config.max_flows =
+                                   number(sub, sub_path, config_limits::min_flows, config_limits::max_flows);
+                           }},
+                          {"idle_timeout",
+                           [&](const Entry& sub, const std::string& sub_path) {
+                               config.flow_idle_timeout = duration(sub, sub_path, config_limits::min_idle_timeout,
+                                                                   config_limits::max_idle_timeout);
+                           }},
+                          {"active_timeout", [&](const Entry& sub, const std::string& sub_path) {
+                               active_timeout_set = true;
+                               config.flow_active_timeout = duration(
+                                   sub, sub_path, config_limits::min_active_timeout, config_limits::max_active_timeout);
+                           }}});
              }},
             {"hosts",
              [&](const Entry& e, const std::string& path) {
@@ -228,8 +241,60 @@ private:
              [&](const Entry& e, const std::string& path) {
                  config.log_level = one_of(e, path, "log level", {"debug", "info", "warning", "error"});
              }},
+            {"persist_interval",
+             [&](const Entry& e, const std::string& path) {
+                 config.persist_interval = duration(e, path, config_limits::min_persist_interval,
+                                                    config_limits::max_persist_interval);
+             }},
+            {"pin_dir", [&](const Entry& e, const std::string& path) { config.pin_dir = state_dir(e, path); }},
+            {"periods",
+             [&](const Entry& e, const std::string& path) {
+                 section(e, path,
+                         {{"month_start_day",
+                           [&](const Entry& sub, const std::string& sub_path) {
+                               config.month_start_day = static_cast<int>(number(sub, sub_path, 1, 28));
+                           }},
+                          {"time_zone",
+                           [&](const Entry& sub, const std::string& sub_path) {
+                               config.time_zone = scalar(sub, sub_path, "a time zone such as UTC or Europe/Berlin");
+                           }},
+                          {"keep_days",
+                           [&](const Entry& sub, const std::string& sub_path) {
+                               config.keep_days = number(sub, sub_path, 1, 3660);
+                           }},
+                          {"keep_months", [&](const Entry& sub, const std::string& sub_path) {
+                               config.keep_months = number(sub, sub_path, 1, 1200);
+                           }}});
+             }},
+            {"cgroups",
+             [&](const Entry& e, const std::string& path) {
+                 section(e, path,
+                         {{"enabled",
+                           [&](const Entry& sub, const std::string& sub_path) {
+                               config.cgroups.enabled = boolean(sub, sub_path);
+                           }},
+                          {"subtrees",
+                           [&](const Entry& sub, const std::string& sub_path) {
+                               config.cgroups.subtrees = cgroup_subtrees(sub, sub_path);
+                           }},
+                          {"max_entries",
+                           [&](const Entry& sub, const std::string& sub_path) {
+                               config.cgroups.max_entries = number(sub, sub_path, config_limits::min_cgroups,
+                                                                   config_limits::max_cgroups);
+                           }},
+                          {"netns", [&](const Entry& sub, const std::string& sub_path) {
+                               config.cgroups.all_netns = one_of(sub, sub_path, "netns", {"own", "all"}) == "all";
+                           }}});
+             }},
         };
         walk_map(root, "", fields);
+        // An unset active timeout follows a longer idle timeout up.
+        if (!active_timeout_set && config.flow_active_timeout < config.flow_idle_timeout)
+            config.flow_active_timeout = config.flow_idle_timeout;
+        if (config.flow_active_timeout < config.flow_idle_timeout)
+            fail(root.Mark(), "flows.active_timeout",
+                 "must not be shorter than flows.idle_timeout (" + format_duration(config.flow_idle_timeout) +
+                     ")");
         if (!have_interfaces)
             fail(root.Mark(), "interfaces",
                  "required key is missing (list the interfaces to account, each with a name and a role)");
@@ -422,6 +487,72 @@ private:
                 fail(mark_of(entry), path, quote(name) + " is not a valid interface name");
         }
         return name;
+    }
+
+    // cgroups.subtrees: absolute, normalized cgroup paths, none inside another (it would be counted
+    // by both in the operator's head, and by one in the kernel).
+    std::vector<std::string> cgroup_subtrees(const Entry& entry, const std::string& path) const {
+        const std::string example = "a list of cgroup paths such as [\"/system.slice\"]";
+        if (entry.value.IsNull())
+            fail(entry.key_mark, path, "missing value (expected " + example + ")");
+        if (!entry.value.IsSequence())
+            fail(mark_of(entry), path, "expected " + example + ", got " + kind_of(entry.value));
+        if (entry.value.size() == 0)
+            fail(mark_of(entry), path, "must list at least one subtree (\"/\" tracks every cgroup)");
+        std::vector<std::string> out;
+        size_t index = 0;
+        for (const YAML::Node& item : entry.value) {
+            const std::string item_path = path + "[" + std::to_string(index++) + "]";
+            if (!item.IsScalar())
+                fail(item.Mark(), item_path, "expected a cgroup path such as /system.slice, got " + kind_of(item));
+            const std::string text = item.Scalar();
+            if (text.empty() || text[0] != '/')
+                fail(item.Mark(), item_path,
+                     quote(text) + " is not an absolute cgroup path (start it with '/', e.g. /system.slice)");
+            size_t depth = 0;
+            for (size_t i = 1; i < text.size();) {
+                const size_t slash = text.find('/', i);
+                const std::string part = text.substr(i, slash == std::string::npos ? std::string::npos : slash - i);
+                if (part.empty() || part == "." || part == ".." || slash == text.size() - 1)
+                    fail(item.Mark(), item_path,
+                         quote(text) + " is not a normalized cgroup path (no empty, '.' or '..' components and no "
+                                       "trailing '/')");
+                if (part.size() > 255)
+                    fail(item.Mark(), item_path, "a component of " + quote(text) + " is longer than 255 characters");
+                for (const char ch : part) {
+                    const auto c = static_cast<unsigned char>(ch);
+                    if (c < 0x20 || c == 0x7f)
+                        fail(item.Mark(), item_path, quote(text) + " contains a control character");
+                }
+                ++depth;
+                i = slash == std::string::npos ? text.size() : slash + 1;
+            }
+            if (depth >= NT_CG_MAX_DEPTH)
+                fail(item.Mark(), item_path,
+                     quote(text) + " is " + std::to_string(depth) + " levels deep; subtree roots deeper than " +
+                         std::to_string(NT_CG_MAX_DEPTH - 1) + " levels are not supported");
+            for (size_t i = 0; i < out.size(); ++i) {
+                const std::string& prev = out[i];
+                const std::string where = path + "[" + std::to_string(i) + "]";
+                const auto within = [](const std::string& p, const std::string& root) {
+                    return root == "/" || p == root || (p.size() > root.size() && p.compare(0, root.size(), root) == 0 &&
+                                                        p[root.size()] == '/');
+                };
+                if (prev == text)
+                    fail(item.Mark(), item_path, "duplicate subtree " + quote(text) + " (already listed as " + where + ")");
+                if (within(text, prev))
+                    fail(item.Mark(), item_path,
+                         quote(text) + " is inside " + quote(prev) + " (" + where + "), which already tracks it");
+                if (within(prev, text))
+                    fail(item.Mark(), item_path,
+                         quote(text) + " contains " + quote(prev) + " (" + where + "); list only the outer one");
+            }
+            if (out.size() == NT_CG_MAX_SUBTREES)
+                fail(item.Mark(), item_path,
+                     "too many subtrees: at most " + std::to_string(NT_CG_MAX_SUBTREES) + " are supported");
+            out.push_back(text);
+        }
+        return out;
     }
 
     // First match wins, so a rule hidden behind an earlier one is a config mistake that would

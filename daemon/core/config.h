@@ -33,6 +33,15 @@ struct InterfaceRule {
     int line = 0; // 1-based line of the rule in the file, so logs can point at the rule that matched
 };
 
+// Per-cgroup accounting (key cgroups.*; README "Per-cgroup accounting").
+struct CgroupConfig {
+    bool enabled = false;                             // cgroups.enabled
+    std::vector<std::string> subtrees{"/"};           // cgroups.subtrees: tracked subtree roots
+    uint32_t max_entries = NT_CG_DEFAULT_MAX_ENTRIES; // cgroups.max_entries: kernel map capacity
+    bool all_netns = false;                           // cgroups.netns: own (false) | all (true)
+    bool operator==(const CgroupConfig&) const = default;
+};
+
 struct Config {
     std::string path;                      // file it came from ("" when parsed from text)
     std::vector<InterfaceRule> interfaces; // order matters: the first matching rule wins
@@ -42,6 +51,20 @@ struct Config {
     uint32_t max_hosts = NT_DEFAULT_MAX_HOSTS; // key hosts.max_entries
     bool count_hosts = true;                   // key hosts.enabled
     std::string log_level = "info";            // key log_level: debug | info | warning | error
+
+    // Durability (see README "Counts that survive").
+    std::chrono::milliseconds persist_interval{std::chrono::minutes{5}}; // key persist_interval
+    std::filesystem::path pin_dir{"/sys/fs/bpf/nettally"};               // key pin_dir (inside a bpffs)
+    std::chrono::milliseconds flow_idle_timeout{std::chrono::seconds{15}};  // key flows.idle_timeout
+    std::chrono::milliseconds flow_active_timeout{std::chrono::minutes{30}}; // key flows.active_timeout
+
+    // Accounting periods (key periods.*).
+    int month_start_day = 1;         // 1 .. 28
+    std::string time_zone = "UTC";   // periods.time_zone
+    uint32_t keep_days = 62;         // periods.keep_days
+    uint32_t keep_months = 24;       // periods.keep_months
+
+    CgroupConfig cgroups;
 };
 
 // Accepted ranges; the shipped config/nettally.yaml documents the same numbers.
@@ -52,6 +75,14 @@ inline constexpr uint32_t min_flows = 1024;
 inline constexpr uint32_t max_flows = 16777216;
 inline constexpr uint32_t min_hosts = 256;
 inline constexpr uint32_t max_hosts = 4194304;
+inline constexpr std::chrono::milliseconds min_persist_interval{std::chrono::seconds{1}};
+inline constexpr std::chrono::milliseconds max_persist_interval{std::chrono::hours{24}};
+inline constexpr std::chrono::milliseconds min_idle_timeout{std::chrono::seconds{1}};
+inline constexpr std::chrono::milliseconds max_idle_timeout{std::chrono::hours{1}};
+inline constexpr std::chrono::milliseconds min_active_timeout{std::chrono::seconds{10}};
+inline constexpr std::chrono::milliseconds max_active_timeout{std::chrono::hours{24}};
+inline constexpr uint32_t min_cgroups = 1;
+inline constexpr uint32_t max_cgroups = 1048576;
 } // namespace config_limits
 
 // what() is the whole one-line message: "<file>:<line>:<col>: <key path>: <problem>", or

@@ -97,6 +97,41 @@ void MonotonicCounter::restore(uint64_t total) {
     last_raw_ = 0;
 }
 
+void MonotonicCounter::restore_exact(uint64_t base, uint64_t last_raw) {
+    base_ = base;
+    last_raw_ = last_raw;
+}
+
+nlohmann::json MonotonicCounts::to_json() const {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& c : c_)
+        a.push_back({c.base(), c.last_raw()});
+    return a;
+}
+
+void MonotonicCounts::restore(const nlohmann::json& j, bool same_counters) {
+    if (!j.is_array() || j.size() != c_.size())
+        throw std::runtime_error("counter state: expected 5 [base, last_raw] pairs");
+    for (size_t i = 0; i < c_.size(); i++) {
+        const uint64_t base = j.at(i).at(0).get<uint64_t>();
+        const uint64_t raw = j.at(i).at(1).get<uint64_t>();
+        if (same_counters)
+            c_[i].restore_exact(base, raw);
+        else
+            c_[i].restore(base + raw);
+    }
+    total_ = Counts(c_[0].total(), c_[1].total(), c_[2].total(), c_[3].total(), c_[4].total());
+}
+
+nlohmann::json to_json(const Counts& c) { return {c.packets, c.l2, c.l3, c.l4, c.payload}; }
+
+Counts counts_from_json(const nlohmann::json& j) {
+    if (!j.is_array() || j.size() != 5)
+        throw std::runtime_error("counts: expected [packets, l2, l3, l4, payload]");
+    return Counts(j.at(0).get<uint64_t>(), j.at(1).get<uint64_t>(), j.at(2).get<uint64_t>(),
+                  j.at(3).get<uint64_t>(), j.at(4).get<uint64_t>());
+}
+
 const Counts& MonotonicCounts::observe(const Counts& raw) {
     total_ = Counts(c_[0].observe(raw.packets), c_[1].observe(raw.l2), c_[2].observe(raw.l3),
                     c_[3].observe(raw.l4), c_[4].observe(raw.payload));

@@ -6,6 +6,7 @@
 #include "core/abi.h"
 
 #include <array>
+#include <nlohmann/json.hpp>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -85,8 +86,14 @@ public:
     // Feeds the latest raw reading; returns the new total.
     uint64_t observe(uint64_t raw);
     uint64_t total() const { return base_ + last_raw_; }
-    // Starts from a known total (restored state), with no raw reading yet.
+    // Starts from a known total (restored state), with no raw reading yet:
+    // the kernel counters it follows start from zero (fresh maps).
     void restore(uint64_t total);
+    // Restores base and last raw reading exactly: the kernel counters it
+    // follows are the same ones (reused pinned maps), still counting.
+    void restore_exact(uint64_t base, uint64_t last_raw);
+    uint64_t base() const { return base_; }
+    uint64_t last_raw() const { return last_raw_; }
 
 private:
     uint64_t base_ = 0;
@@ -98,6 +105,10 @@ class MonotonicCounts {
 public:
     const Counts& observe(const Counts& raw);
     const Counts& total() const { return total_; }
+    // [[base, last_raw] x 5] in packets, l2, l3, l4, payload order.
+    nlohmann::json to_json() const;
+    // same_counters: see MonotonicCounter::restore_exact vs restore.
+    void restore(const nlohmann::json& j, bool same_counters);
 
 private:
     std::array<MonotonicCounter, 5> c_{};
@@ -132,5 +143,8 @@ std::vector<size_t> top_n(std::span<const uint64_t> values, size_t n);
 // Formatting helpers for the API (pure, libc-only).
 std::string format_mac(const uint8_t mac[6]);
 std::string format_addr(uint8_t family, const uint32_t addr[4]);
+
+nlohmann::json to_json(const Counts& c);
+Counts counts_from_json(const nlohmann::json& j); // throws nlohmann::json::exception on bad input
 
 } // namespace nettally

@@ -15,6 +15,7 @@ struct LinkInfo {
     std::string name;
     uint32_t ifindex = 0;
     bool loopback = false;
+    bool l3 = false; // no link-layer header (ppp, wireguard, tun, ip tunnels)
 };
 
 // A rule names an interface that does not exist, or nothing is left to account.
@@ -28,8 +29,9 @@ struct InterfacePlan {
     std::vector<std::string> warnings; // globs that matched nothing, loopback skipped
 };
 
-// Loopback is never accounted. A literal (non-glob) rule must match an
-// existing link; a glob may match none (it is reported as a warning).
-InterfacePlan plan_interfaces(const Config& cfg, const std::vector<LinkInfo>& links);
+// Loopback is never accounted. When strict (start-up, reload), a literal
+// (non-glob) rule must match an existing link and something must be left to
+// account; when not (hotplug: links come and go), both are warnings.
+InterfacePlan plan_interfaces(const Config& cfg, const std::vector<LinkInfo>& links, bool strict = true);
 
 } // namespace nettally

@@ -299,10 +299,10 @@ TEST(ConfigErrors, UnknownKeys) {
     EXPECT_EQ(
         error_of(std::string(valid_rules) + "pol_interval: 1s\n"),
         "test.yaml:4:1: pol_interval: unknown key (valid keys: interfaces, poll_interval, state_dir, flows, "
-        "hosts, log_level)");
+        "hosts, log_level, persist_interval, pin_dir, periods, cgroups)");
     EXPECT_EQ(error_of(std::string(valid_rules) + "flows:\n"
                                                   "  max_entrys: 2048\n"),
-              "test.yaml:5:3: flows.max_entrys: unknown key (valid keys: max_entries)");
+              "test.yaml:5:3: flows.max_entrys: unknown key (valid keys: max_entries, idle_timeout, active_timeout)");
     EXPECT_EQ(error_of(std::string(valid_rules) + "hosts: {enable: true}\n"),
               "test.yaml:4:9: hosts.enable: unknown key (valid keys: max_entries, enabled)");
     EXPECT_EQ(error_of("interfaces:\n"
@@ -580,3 +580,49 @@ TEST_F(LoadConfigFile, UnreadableFileNamesFileAndReason) {
 
 } // namespace
 } // namespace nettally
+
+// Durability and period keys (issue: counts that survive).
+TEST(ConfigDurability, DefaultsAndParsedValues) {
+    const nettally::Config d = nettally::parse_config("interfaces:\n  - name: lan0\n    role: lan\n", "t.yaml");
+    EXPECT_EQ(d.persist_interval, std::chrono::minutes(5));
+    EXPECT_EQ(d.pin_dir, "/sys/fs/bpf/nettally");
+    EXPECT_EQ(d.flow_idle_timeout, std::chrono::seconds(15));
+    EXPECT_EQ(d.flow_active_timeout, std::chrono::minutes(30));
+    EXPECT_EQ(d.month_start_day, 1);
+    EXPECT_EQ(d.time_zone, "UTC");
+
+    const nettally::Config c = nettally::parse_config("interfaces:\n  - name: lan0\n    role: lan\n"
+                                                      "persist_interval: 30s\n"
+                                                      "pin_dir: /sys/fs/bpf/nt-test\n"
+                                                      "flows:\n  idle_timeout: 5s\n  active_timeout: 2m\n"
+                                                      "periods:\n  month_start_day: 15\n  time_zone: Europe/Berlin\n"
+                                                      "  keep_days: 10\n  keep_months: 3\n",
+                                                      "t.yaml");
+    EXPECT_EQ(c.persist_interval, std::chrono::seconds(30));
+    EXPECT_EQ(c.pin_dir, "/sys/fs/bpf/nt-test");
+    EXPECT_EQ(c.flow_idle_timeout, std::chrono::seconds(5));
+    EXPECT_EQ(c.flow_active_timeout, std::chrono::minutes(2));
+    EXPECT_EQ(c.month_start_day, 15);
+    EXPECT_EQ(c.time_zone, "Europe/Berlin");
+    EXPECT_EQ(c.keep_days, 10u);
+    EXPECT_EQ(c.keep_months, 3u);
+}
+
+TEST(ConfigDurability, Errors) {
+    auto err = [](const std::string& extra) {
+        try {
+            nettally::parse_config("interfaces:\n  - name: lan0\n    role: lan\n" + extra, "t.yaml");
+        } catch (const nettally::ConfigError& e) {
+            return std::string(e.what());
+        }
+        return std::string("no error");
+    };
+    EXPECT_EQ(err("periods:\n  month_start_day: 29\n"),
+              "t.yaml:5:20: periods.month_start_day: 29 is out of range (1 .. 28)");
+    EXPECT_EQ(err("persist_interval: 0s\n"),
+              "t.yaml:4:19: persist_interval: duration '0s' is out of range (1s .. 1d)");
+    EXPECT_EQ(err("pin_dir: bpf\n"), "t.yaml:4:10: pin_dir: must be an absolute path, got 'bpf'");
+    EXPECT_NE(err("flows:\n  idle_timeout: 10m\n  active_timeout: 1m\n").find(
+                  "flows.active_timeout: must not be shorter than flows.idle_timeout"),
+              std::string::npos);
+}

@@ -5,6 +5,7 @@
 #include "core/counters.h"
 
 #include <arpa/inet.h>
+#include <cstring>
 #include <gtest/gtest.h>
 
 using namespace nettally;
@@ -136,13 +137,29 @@ public:
     IfaceSnapshot read_ifaces() override { return ifaces; }
     std::vector<FlowEntry> read_flows() override { return flows; }
     std::vector<HostEntry> read_hosts() override { return hosts; }
+    // Like the kernel: removes the flows and hands back their last values.
+    std::vector<FlowEntry> evict_flows(const std::vector<nt_flow_key>& keys) override {
+        std::vector<FlowEntry> out;
+        for (const auto& k : keys)
+            for (auto it = flows.begin(); it != flows.end(); ++it)
+                if (std::memcmp(&it->key, &k, sizeof(k)) == 0) {
+                    out.push_back(*it);
+                    flows.erase(it);
+                    break;
+                }
+        return out;
+    }
 };
 
-FlowEntry flow(uint32_t ifindex, uint8_t dir, Counts c) {
+FlowEntry flow(uint32_t ifindex, uint8_t dir, Counts c, uint16_t sport = 1000, uint64_t first_ns = 0,
+               uint64_t last_ns = 0) {
     FlowEntry f;
     f.key.ifindex = ifindex;
     f.key.dir = dir;
+    f.key.sport = sport;
     f.counts = c;
+    f.first_ns = first_ns;
+    f.last_ns = last_ns;
     return f;
 }
 
@@ -157,7 +174,8 @@ TEST(Collector, TotalsByNameAndReconciliation) {
     in.total = Counts(3, 300, 200, 150, 100);
     in.bucket[NT_BUCKET_NON_IP] = Counts(1, 60, 0, 0, 0);
     maps.ifaces[{3, NT_DIR_INGRESS}] = in;
-    maps.flows.push_back(flow(3, NT_DIR_INGRESS, Counts(2, 240, 200, 150, 100)));
+    maps.flows.push_back(flow(3, NT_DIR_INGRESS, Counts(2, 240, 200, 150, 100), 1000, 4'000'000'000,
+                              4'900'000'000));
     col.poll({1'000'000, 5'000'000'000});
 
     EXPECT_EQ(col.stats().polls, 1u);
@@ -203,6 +221,128 @@ TEST(Collector, BootTimeToWallClock) {
     col.poll({1'700'000'000'000'000, 10'000'000'000}); // boot clock at 10 s
     EXPECT_EQ(col.to_unix_us(0), 0u);
     EXPECT_EQ(col.to_unix_us(9'000'000'000), 1'700'000'000'000'000u - 1'000'000u);
+}
+
+TEST(Collector, EvictsIdleAndLongFlowsAndKeepsThemInTheInvariant) {
+    FakeMaps maps;
+    Collector col(maps);
+    col.set_interfaces({{"lan0", "lan", 3}});
+    col.set_flow_timeouts({std::chrono::seconds(15), std::chrono::seconds(60)});
+    std::vector<std::string> finished;
+    col.on_flow_finished([&](const FlowEntry& f, const std::string& iface) {
+        finished.push_back(iface + ":" + std::to_string(f.key.sport));
+    });
+    const uint64_t s = 1'000'000'000;
+    IfaceCounters c;
+    c.total = Counts(6, 600, 500, 400, 300);
+    maps.ifaces[{3, NT_DIR_EGRESS}] = c;
+    maps.flows = {flow(3, NT_DIR_EGRESS, Counts(2, 200, 100, 100, 100), 1, 190 * s, 195 * s),   // fresh
+                  flow(3, NT_DIR_EGRESS, Counts(2, 200, 200, 150, 100), 2, 100 * s, 184 * s),   // idle 16 s
+                  flow(3, NT_DIR_EGRESS, Counts(2, 200, 200, 150, 100), 3, 130 * s, 199 * s)};  // active 70 s
+    col.poll({1, 200 * s});
+    EXPECT_EQ(col.stats().flows_evicted, 2u);
+    ASSERT_EQ(finished.size(), 2u);
+    EXPECT_EQ(finished[0], "lan0:2");
+    EXPECT_EQ(finished[1], "lan0:3");
+    ASSERT_EQ(col.flows().size(), 1u);
+    EXPECT_EQ(maps.flows.size(), 1u);
+    EXPECT_EQ(col.evicted().at({3, NT_DIR_EGRESS}), Counts(4, 400, 400, 300, 200));
+    // Next poll: live + evicted still reconcile with the total, exactly.
+    col.poll({2, 201 * s});
+    EXPECT_EQ(col.stats().reconcile_violations, 0u);
+    EXPECT_EQ(col.stats().reconcile_exact, 2u);
+}
+
+TEST(Collector, OverflowEpisodeReportedOnce) {
+    FakeMaps maps;
+    Collector col(maps);
+    col.set_interfaces({{"lan0", "lan", 3}});
+    std::vector<std::string> notes;
+    col.on_overflow([&](const std::string& m) { notes.push_back(m); });
+    IfaceCounters c;
+    for (uint64_t p : {0, 5, 9, 9, 12}) {
+        c.total = Counts(p, p * 100, 0, 0, 0);
+        c.bucket[NT_BUCKET_FLOW_OVERFLOW] = c.total;
+        maps.ifaces[{3, NT_DIR_INGRESS}] = c;
+        col.poll({1, 1});
+    }
+    // Two episodes: 0 -> 5 -> 9 (one), quiet at 9, then 12 (another).
+    EXPECT_EQ(notes.size(), 2u);
+    EXPECT_EQ(col.stats().overflow_episodes, 2u);
+    EXPECT_TRUE(col.stats().flow_map_full);
+}
+
+TEST(Collector, StateRoundTripSameAndNewCounters) {
+    FakeMaps maps;
+    Collector col(maps);
+    col.set_interfaces({{"lan0", "lan", 3}});
+    IfaceCounters c;
+    c.total = Counts(10, 1000, 800, 600, 400);
+    c.bucket[NT_BUCKET_NON_IP] = c.total;
+    maps.ifaces[{3, NT_DIR_INGRESS}] = c;
+    HostEntry h;
+    h.key.ifindex = 3;
+    h.key.family = NT_AF_INET;
+    inet_pton(AF_INET, "198.18.1.2", h.key.addr);
+    h.key.mac[0] = 2;
+    h.sent = Counts(4, 400, 300, 200, 100);
+    maps.hosts.push_back(h);
+    col.poll({1, 1});
+    const auto saved = col.to_json();
+
+    // Restart, same kernel counters (pinned maps reused): continue exactly.
+    c.total = Counts(12, 1200, 800, 600, 400);
+    c.bucket[NT_BUCKET_NON_IP] = c.total;
+    FakeMaps same;
+    same.ifaces[{3, NT_DIR_INGRESS}] = c;
+    same.hosts.push_back(h);
+    Collector a(same);
+    a.set_interfaces({{"lan0", "lan", 3}});
+    a.restore(saved, true);
+    a.poll({2, 2});
+    EXPECT_EQ(a.interfaces().at("lan0").dir[NT_DIR_INGRESS].total.total(), Counts(12, 1200, 800, 600, 400));
+    EXPECT_EQ(a.hosts().begin()->second.sent.total(), Counts(4, 400, 300, 200, 100));
+
+    // Reboot: fresh kernel counters start at zero and add to the saved totals.
+    c.total = Counts(1, 100, 0, 0, 0);
+    c.bucket[NT_BUCKET_NON_IP] = c.total;
+    FakeMaps fresh;
+    fresh.ifaces[{5, NT_DIR_INGRESS}] = c;
+    Collector b(fresh);
+    b.set_interfaces({{"lan0", "lan", 5}});
+    b.restore(saved, false);
+    b.poll({3, 3});
+    EXPECT_EQ(b.interfaces().at("lan0").dir[NT_DIR_INGRESS].total.total(), Counts(11, 1100, 800, 600, 400));
+    EXPECT_EQ(b.hosts().begin()->second.sent.total(), Counts(4, 400, 300, 200, 100));
+
+    // A broken state is refused whole.
+    Collector broken(fresh);
+    auto bad = saved;
+    bad["interfaces"]["lan0"]["dirs"]["ingress"]["total"] = "garbage";
+    EXPECT_ANY_THROW(broken.restore(bad, false));
+}
+
+TEST(Collector, RenameMovesTotals) {
+    FakeMaps maps;
+    Collector col(maps);
+    col.set_interfaces({{"eth1", "lan", 4}});
+    IfaceCounters c;
+    c.total = Counts(3, 300, 0, 0, 0);
+    c.bucket[NT_BUCKET_NON_IP] = c.total;
+    maps.ifaces[{4, NT_DIR_EGRESS}] = c;
+    col.poll({1, 1});
+    HostEntry h;
+    h.key.ifindex = 4;
+    h.key.family = NT_AF_INET;
+    h.sent = Counts(1, 100, 0, 0, 0);
+    maps.hosts.push_back(h);
+    col.poll({2, 2});
+    col.set_interfaces({{"lan1", "lan", 4}});
+    col.poll({3, 3});
+    ASSERT_EQ(col.hosts().size(), 1u); // the host moved with the interface, not duplicated
+    EXPECT_EQ(col.hosts().begin()->second.interface, "lan1");
+    EXPECT_EQ(col.interfaces().count("eth1"), 0u);
+    EXPECT_EQ(col.interfaces().at("lan1").dir[NT_DIR_EGRESS].total.total(), Counts(3, 300, 0, 0, 0));
 }
 
 } // namespace

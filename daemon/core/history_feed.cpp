@@ -1,0 +1,105 @@
+// HistoryFeed: see history_feed.h.
+#include "core/history_feed.h"
+
+namespace nettally {
+namespace {
+
+std::string proto_label(uint8_t proto) {
+    switch (proto) {
+    case 6:
+        return "tcp";
+    case 17:
+        return "udp";
+    case 1:
+        return "icmp";
+    case 58:
+        return "icmpv6";
+    default:
+        return std::to_string(proto);
+    }
+}
+
+Counts diff(const Counts& now, const Counts& before) {
+    auto d = [](uint64_t a, uint64_t b) { return a >= b ? a - b : a; }; // a drop means a reset
+    return Counts(d(now.packets, before.packets), d(now.l2, before.l2), d(now.l3, before.l3), d(now.l4, before.l4),
+                  d(now.payload, before.payload));
+}
+
+} // namespace
+
+std::string flow_aggregate(const FlowEntry& f, const std::string& interface) {
+    std::string svc = proto_label(f.key.proto);
+    if (f.key.proto == 6 || f.key.proto == 17)
+        svc += "/" + std::to_string(std::min(f.key.sport, f.key.dport));
+    return "flow:" + interface + ":" + std::string(to_string(static_cast<Direction>(f.key.dir))) + ":" + svc;
+}
+
+void HistoryFeed::on_flow_finished(const FlowEntry& f, const std::string& interface) {
+    if (!interface.empty())
+        finished_flows_[flow_aggregate(f, interface)] += f.counts;
+}
+
+std::map<std::string, Counts> HistoryFeed::cumulative(const Collector& c) {
+    std::map<std::string, Counts> cum;
+    for (const auto& [name, st] : c.interfaces())
+        for (uint8_t d = 0; d < NT_DIR_MAX; d++)
+            cum["iface:" + name + ":" + std::string(to_string(static_cast<Direction>(d)))] = st.dir[d].total.total();
+    for (const auto& [key, h] : c.hosts()) {
+        cum["host:" + key + ":sent"] = h.sent.total();
+        cum["host:" + key + ":received"] = h.received.total();
+    }
+    std::map<std::string, Counts> agg = finished_flows_;
+    for (const auto& f : c.flows()) {
+        const std::string& iface = c.name_of(f.key.ifindex);
+        if (!iface.empty())
+            agg[flow_aggregate(f, iface)] += f.counts;
+    }
+    for (const auto& [k, v] : agg)
+        cum[k] = flowagg_[k].observe(v);
+    return cum;
+}
+
+void HistoryFeed::feed(const Collector& c, int64_t now_us) {
+    auto cum = cumulative(c);
+    if (have_last_)
+        for (const auto& [subject, total] : cum) {
+            auto it = last_.find(subject);
+            const Counts delta = it == last_.end() ? total : diff(total, it->second);
+            if (!(delta == Counts{}))
+                history_.add(subject, delta, now_us);
+        }
+    last_ = std::move(cum);
+    have_last_ = true;
+}
+
+nlohmann::json HistoryFeed::to_json() const {
+    nlohmann::json last = nlohmann::json::object(), finished = nlohmann::json::object(),
+                   agg = nlohmann::json::object();
+    for (const auto& [k, v] : last_)
+        last[k] = nettally::to_json(v);
+    for (const auto& [k, v] : finished_flows_)
+        finished[k] = nettally::to_json(v);
+    for (const auto& [k, v] : flowagg_)
+        agg[k] = v.to_json();
+    return {{"history", history_.to_json()}, {"last", last}, {"finished_flows", finished}, {"flowagg", agg}};
+}
+
+void HistoryFeed::restore(const nlohmann::json& j, const PeriodSpec& spec) {
+    History h = History::from_json(j.at("history"), spec);
+    std::map<std::string, Counts> last, finished;
+    std::map<std::string, MonotonicCounts> agg;
+    for (const auto& [k, v] : j.at("last").items())
+        last[k] = counts_from_json(v);
+    for (const auto& [k, v] : j.at("finished_flows").items())
+        finished[k] = counts_from_json(v);
+    // Aggregates are followed as "new counters": live flows may be gone.
+    for (const auto& [k, v] : j.at("flowagg").items())
+        agg[k].restore(v, false);
+    history_ = std::move(h);
+    last_ = std::move(last);
+    finished_flows_ = std::move(finished);
+    flowagg_ = std::move(agg);
+    have_last_ = true;
+}
+
+} // namespace nettally

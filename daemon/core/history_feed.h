@@ -1,0 +1,50 @@
+// HistoryFeed turns the Collector's running totals into per-period history:
+// at each poll it hands History the change since the previous poll for every
+// subject. Subjects:
+//   iface:<name>:<ingress|egress>              interface totals
+//   host:<iface>|<mac>|<ip>:<sent|received>    hosts on lan interfaces
+//   flow:<iface>:<ingress|egress>:<proto>/<port>  flow aggregates by protocol and service port
+//                                              (the lower of the two ports; "icmp", "icmpv6",
+//                                              or the protocol number for portless protocols)
+// Pure: the caller passes the wall-clock time.
+#pragma once
+
+#include "core/collector.h"
+#include "core/history.h"
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace nettally {
+
+std::string flow_aggregate(const FlowEntry& f, const std::string& interface);
+
+class HistoryFeed {
+public:
+    explicit HistoryFeed(History history) : history_(std::move(history)) {}
+
+    // A flow the collector finished (evicted): its counts stay in its aggregate.
+    void on_flow_finished(const FlowEntry& f, const std::string& interface);
+    // Adds what changed since the last feed (or since the restored state).
+    void feed(const Collector& c, int64_t now_us);
+
+    const History& history() const { return history_; }
+    // Replaces the History (new period settings), keeping the feed's baselines.
+    void set_history(History h) { history_ = std::move(h); }
+
+    nlohmann::json to_json() const;
+    // Throws std::exception on malformed input; then nothing changed.
+    void restore(const nlohmann::json& j, const PeriodSpec& spec);
+
+private:
+    std::map<std::string, Counts> cumulative(const Collector& c);
+
+    History history_;
+    std::map<std::string, Counts> last_;            // cumulative per subject at the last feed
+    std::map<std::string, Counts> finished_flows_;  // evicted flows per aggregate, cumulative
+    std::map<std::string, MonotonicCounts> flowagg_; // live + finished per aggregate, monotonic
+    bool have_last_ = false;
+};
+
+} // namespace nettally
