@@ -236,17 +236,26 @@ Json counters_json(const Counters& c) {
 }
 
 Json interfaces_json(const std::vector<InterfaceRow>& rows) {
+    static constexpr std::string_view kFinished = ".finished_flows";
     Json list = Json::array();
     for (const auto& r : rows) {
-        Json unattributed = Json::object();
-        for (const auto& [bucket, c] : r.unattributed)
-            unattributed[bucket] = counters_json(c);
-        list.push_back(Json{{"name", r.name},
-                            {"role", r.role},
-                            {"ifindex", r.ifindex},
-                            {"ingress", counters_json(r.ingress)},
-                            {"egress", counters_json(r.egress)},
-                            {"unattributed", std::move(unattributed)}});
+        // Finished flows are flows, not unattributed traffic: they get their own key.
+        Json unattributed = Json::object(), finished = Json::object();
+        for (const auto& [key, c] : r.unattributed) {
+            if (key.size() > kFinished.size() && key.ends_with(kFinished))
+                finished[key.substr(0, key.size() - kFinished.size())] = counters_json(c);
+            else
+                unattributed[key] = counters_json(c);
+        }
+        Json entry{{"name", r.name},
+                   {"role", r.role},
+                   {"ifindex", r.ifindex},
+                   {"ingress", counters_json(r.ingress)},
+                   {"egress", counters_json(r.egress)},
+                   {"unattributed", std::move(unattributed)}};
+        if (!finished.empty())
+            entry["finished_flows"] = std::move(finished);
+        list.push_back(std::move(entry));
     }
     return Json{{"interfaces", std::move(list)}};
 }
@@ -373,6 +382,20 @@ Json reload_json() {
     return Json{{"reloaded", true}};
 }
 
+Json history_json(std::string_view period, const std::vector<HistoryRow>& rows) {
+    Json list = Json::array();
+    for (const auto& r : rows) {
+        Json totals = Json::object();
+        for (const auto& [subject, c] : r.totals)
+            totals[subject] = counters_json(c);
+        list.push_back(Json{{"label", r.label},
+                            {"start", time_json(r.start)},
+                            {"end", time_json(r.end)},
+                            {"totals", std::move(totals)}});
+    }
+    return Json{{"history", Json{{"period", std::string(period)}, {"periods", std::move(list)}}}};
+}
+
 // ---- human output ----------------------------------------------------------------------
 
 std::string render_table(const std::vector<Column>& columns,
@@ -408,6 +431,21 @@ std::string render_table(const std::vector<Column>& columns,
             return i < row.size() ? std::string_view(row[i]) : "";
         });
     return out;
+}
+
+std::string history_text(const std::vector<HistoryRow>& rows) {
+    const std::vector<Column> cols = {{"PERIOD"},          {"SUBJECT"},         {"PACKETS", Align::Right},
+                                      {"L2", Align::Right}, {"L3", Align::Right}, {"L4", Align::Right},
+                                      {"PAYLOAD", Align::Right}};
+    std::vector<std::vector<std::string>> cells;
+    for (const auto& r : rows)
+        for (const auto& [subject, c] : r.totals) {
+            std::vector<std::string> row = {r.label, subject};
+            auto nums = counter_cells(c);
+            row.insert(row.end(), nums.begin(), nums.end());
+            cells.push_back(std::move(row));
+        }
+    return render_table(cols, cells);
 }
 
 std::string interfaces_text(const std::vector<InterfaceRow>& rows) {
@@ -620,6 +658,7 @@ ParseResult parse_args(const std::vector<std::string_view>& args) {
     bool help = false;
     bool version = false;
     bool sort_given = false;
+    std::string history_opt; // set when --period or --subject was given
     std::optional<UsageError> error; // the first one; --help still wins over it
 
     auto fail = [&](std::string msg) {
@@ -654,6 +693,16 @@ ParseResult parse_args(const std::vector<std::string_view>& args) {
             opt.json = true;
         } else if (arg == "--tree") {
             opt.tree = true;
+        } else if (is_opt("--period")) {
+            if (auto v = value_of("--period")) {
+                opt.period = std::string(*v);
+                history_opt = "--period";
+            }
+        } else if (is_opt("--subject")) {
+            if (auto v = value_of("--subject")) {
+                opt.subject = std::string(*v);
+                history_opt = "--subject";
+            }
         } else if (is_opt("--timeout")) {
             if (auto v = value_of("--timeout")) {
                 if (auto t = parse_timeout(*v))
@@ -689,6 +738,8 @@ ParseResult parse_args(const std::vector<std::string_view>& args) {
                 command = Command::Flows;
             else if (arg == "cgroups")
                 command = Command::Cgroups;
+            else if (arg == "history")
+                command = Command::History;
             else if (arg == "reload")
                 command = Command::Reload;
             else if (arg == "help")
@@ -719,6 +770,8 @@ ParseResult parse_args(const std::vector<std::string_view>& args) {
     if (!listing && (opt.top || sort_given))
         return UsageError{std::string(opt.top ? "--top" : "--sort") +
                           " is only valid with 'hosts' and 'flows', not '" + std::string(command_word) + "'"};
+    if (!history_opt.empty() && *command != Command::History)
+        return UsageError{history_opt + " is only valid with 'history', not '" + std::string(command_word) + "'"};
     if (opt.tree && *command != Command::Cgroups)
         return UsageError{"--tree is only valid with 'cgroups', not '" + std::string(command_word) + "'"};
     opt.command = *command;
@@ -758,6 +811,11 @@ COMMANDS
                 received (IN) and sent (OUT). A cgroup's figures include every cgroup
                 below it; --tree draws the hierarchy. STATE "gone": the cgroup was removed,
                 its totals are kept. Needs cgroups.enabled in nettallyd's config.
+    history [--period day|month] [--subject PREFIX]
+                Totals per accounting period (GetHistory), oldest first: days or months
+                (default day) in nettallyd's configured time zone, for every subject or
+                those starting with PREFIX. Subjects: iface:NAME:DIR,
+                host:IFACE|MAC|IP:sent|received, flow:IFACE:DIR:PROTO[/PORT].
     reload      Re-read the config file (Reload). Allowed to root and group nettally.
                 An invalid config is refused (exit 1) and the running one stays.
     help        Print this text.
@@ -771,6 +829,8 @@ OPTIONS
                    with --json too). nettallyd accepts 1..100000 and says so otherwise.
     --sort KEY     hosts, flows: order by KEY (default l2). nettallyd validates KEY.
     --tree         cgroups: show the hierarchy (tables) or nest it (JSON "children").
+    --period P     history: day (default) or month.
+    --subject S    history: only subjects starting with S (e.g. iface:wan0).
     -h, --help     Print this text and exit.
     --version      Print the version and exit.
 
@@ -791,9 +851,14 @@ JSON OUTPUT
                 reconcile_exact, reconcile_violations.
     interfaces  {"interfaces": [{"name": S, "role": "lan"|"wan", "ifindex": N,
                   "ingress": C, "egress": C,
-                  "unattributed": {"ingress.non_ip": C, "egress.flow_overflow": C, ...}}]}
+                  "unattributed": {"ingress.non_ip": C, "egress.flow_overflow": C, ...},
+                  "finished_flows": {"ingress": C, "egress": C}}]}
+                ifindex 0: not accounted now (gone or released); totals are kept.
+                total == live flows + finished_flows + unattributed, per direction.
     hosts       {"hosts": [{"mac": S, "ip": S, "interface": S, "sent": C, "received": C,
                   "first_seen": TIME, "last_seen": TIME}]}
+    history     {"history": {"period": "day"|"month", "periods": [{"label": S,
+                  "start": TIME, "end": TIME, "totals": {SUBJECT: C, ...}}]}}
     flows       {"flows": [{"interface": S, "direction": "ingress"|"egress",
                   "proto": "tcp"|"udp"|"icmp"|"icmpv6"|"<number>", "src": S, "sport": N,
                   "dst": S, "dport": N, "packets": N, "l2": N, "l3": N, "l4": N,

@@ -155,9 +155,24 @@ std::string status_text(const StatusMap& status);
 std::string cgroups_text(const std::vector<CgroupEntry>& rows, const CgroupBuckets& buckets, bool tree);
 std::string reload_text();
 
+// ---- history ---------------------------------------------------------------------------
+
+// One accounting period (GetHistory): label, [start, end), totals by subject.
+struct HistoryRow {
+    std::string label;
+    MicrosSinceEpoch start = 0;
+    MicrosSinceEpoch end = 0;
+    std::map<std::string, Counters> totals;
+};
+// {"history": {"period": "day"|"month", "periods": [{"label", "start": TIME, "end": TIME,
+//   "totals": {SUBJECT: C}}]}}
+Json history_json(std::string_view period, const std::vector<HistoryRow>& rows);
+// One row per period and subject: PERIOD SUBJECT PACKETS L2 L3 L4 PAYLOAD.
+std::string history_text(const std::vector<HistoryRow>& rows);
+
 // ---- command line ----------------------------------------------------------------------
 
-enum class Command { Status, Interfaces, Hosts, Flows, Cgroups, Reload, Help, Version };
+enum class Command { Status, Interfaces, Hosts, Flows, Cgroups, History, Reload, Help, Version };
 
 struct Options {
     Command command = Command::Help;
@@ -166,6 +181,8 @@ struct Options {
     std::string sort = "l2";
     std::optional<std::uint32_t> top;
     bool tree = false; // cgroups --tree
+    std::string period = "day"; // history --period (the daemon validates it)
+    std::string subject;        // history --subject PREFIX
 };
 
 inline constexpr double kDefaultTimeoutSec = 10;

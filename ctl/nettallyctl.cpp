@@ -140,6 +140,16 @@ std::string run(AccountingProxy& proxy, const Options& opt) {
             buckets.emplace(key, to_counters4(c));
         return opt.json ? dump(cgroups_json(rows, buckets, opt.tree)) : cgroups_text(rows, buckets, opt.tree);
     }
+    case Command::History: {
+        std::vector<HistoryRow> rows;
+        for (const auto& e : proxy.GetHistory(opt.period, opt.subject)) {
+            HistoryRow r{std::get<0>(e), std::get<1>(e), std::get<2>(e), {}};
+            for (const auto& [subject, c] : std::get<3>(e))
+                r.totals.emplace(subject, to_counters(c));
+            rows.push_back(std::move(r));
+        }
+        return opt.json ? dump(history_json(opt.period, rows)) : history_text(rows);
+    }
     case Command::Reload:
         proxy.Reload();
         return opt.json ? dump(reload_json()) : reload_text();

@@ -75,6 +75,9 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)) {
     collector_->set_flow_timeouts(flow_timeouts(cfg_));
     collector_->on_violation([](const std::string& m) { spdlog::error("reconcile: invariant violated: {}", m); });
     collector_->on_overflow([](const std::string& m) { spdlog::warn("collector: {}", m); });
+    history_ = std::make_unique<HistoryFeed>(make_history(cfg_));
+    collector_->on_flow_finished(
+        [this](const FlowEntry& f, const std::string& iface) { history_->on_flow_finished(f, iface); });
     collector_->set_interfaces(plan.interfaces);
     if (cfg_.cgroups.enabled)
         cgroups_ = std::make_unique<CgroupAccounting>(cfg_.cgroups);

@@ -116,6 +116,16 @@ class CrashTest(DurabilityBase):
         self.assert_equal_capture(before, after, capture, "totals across two kill -9 restarts")
         self.assertEqual(int(status["reconcile_violations"]), 0, status)
         self.assertTrue(status["pinned_maps_reused"], status)
+        # History survives the crashes too: the day periods add up to the interface totals
+        # (the network is quiet, so the first poll after the first start counted nothing).
+        hist = self.ctl.json("history", "--period", "day", "--subject", "iface:")["history"]
+        self.assertEqual(hist["period"], "day")
+        for iface in IFACES:
+            for d in h.DIRECTIONS:
+                s = h.zero()
+                for p in hist["periods"]:
+                    s = h.cadd(s, h.cget(p["totals"].get(f"iface:{iface}:{d}", h.zero())))
+                self.assertEqual(s, after[(iface, d)], f"history of {iface} {d} vs its total")
 
 
 class RebootTest(DurabilityBase):
