@@ -1317,6 +1317,10 @@ class Snapshot:
             for k, c in i.get("unattributed", {}).items():
                 d, b = k.split(".", 1)
                 self.buckets[(i["name"], d, b)] = cget(c)
+            # nettallyctl lists finished (evicted) flows under their own key; the D-Bus API
+            # carries them in the same dictionary as the buckets, as DIRECTION.finished_flows.
+            for d, c in i.get("finished_flows", {}).items():
+                self.buckets[(i["name"], d, "finished_flows")] = cget(c)
         self.flows = {}
         for f in flows:
             key = (f["interface"], f["direction"], str(f["proto"]), norm_ip(f["src"]), int(f["sport"]),
