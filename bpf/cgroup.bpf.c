@@ -246,7 +246,8 @@ static __always_inline int tracked(struct __sk_buff *skb)
 }
 
 /* Returns NT_CG_BUCKET_MAX when counted in the cgroup's entry, else the bucket. */
-static __always_inline __u32 count_cgroup(struct __sk_buff *skb, __u32 dir, const struct nt_counts *c)
+static __always_inline __u32 count_cgroup(struct __sk_buff *skb, __u32 dir,
+					  const struct nt_counts *c)
 {
 	__u64 id = bpf_skb_cgroup_id(skb);
 	struct nt_cg_val *v = bpf_map_lookup_elem(&nt_cg_counts, &id);

@@ -256,33 +256,15 @@ void Datapath::attach(uint32_t ifindex, bool lan, bool xdp, bool l3) {
     const uint32_t prev_xdp = fresh ? 0 : prev->second.xdp_flags;
     Attachment a{lan, 0};
 
-    struct {
-        bpf_tc_attach_point point;
-        bpf_program* prog;
-    } const hooks[] = {
-        {BPF_TC_INGRESS, l3    ? skel_->progs.nt_tc_ingress_l3
-                         : lan ? skel_->progs.nt_tc_ingress_lan
-                               : skel_->progs.nt_tc_ingress_wan},
-        {BPF_TC_EGRESS, l3    ? skel_->progs.nt_tc_egress_l3
-                        : lan ? skel_->progs.nt_tc_egress_lan
-                              : skel_->progs.nt_tc_egress_wan},
-    };
-    for (const auto& h : hooks) {
-        if (xdp && h.point == BPF_TC_INGRESS)
-            continue;
-        hook.attach_point = h.point;
-        LIBBPF_OPTS(bpf_tc_opts, tc, .prog_fd = bpf_program__fd(h.prog), .flags = BPF_TC_F_REPLACE,
-                    .handle = kTcHandle, .priority = kTcPriority);
-        err = bpf_tc_attach(&hook, &tc);
-        if (err) {
-            if (fresh)
-                detach(ifindex);
-            throw SysError(-err, std::string("attaching TC ") +
-                                     (h.point == BPF_TC_INGRESS ? "ingress" : "egress") + " on ifindex " +
-                                     std::to_string(ifindex));
-        }
-    }
+    bpf_program* ingress = l3    ? skel_->progs.nt_tc_ingress_l3
+                           : lan ? skel_->progs.nt_tc_ingress_lan
+                                 : skel_->progs.nt_tc_ingress_wan;
+    bpf_program* egress = l3    ? skel_->progs.nt_tc_egress_l3
+                          : lan ? skel_->progs.nt_tc_egress_lan
+                                : skel_->progs.nt_tc_egress_wan;
     if (xdp) {
+        // XDP first: moving ingress from TC to XDP may count a packet twice
+        // in that instant, never lose one.
         try {
             attach_xdp(ifindex, lan, a);
         } catch (...) {
@@ -290,13 +272,27 @@ void Datapath::attach(uint32_t ifindex, bool lan, bool xdp, bool l3) {
                 detach(ifindex);
             throw;
         }
-        if (!fresh && !prev_xdp) {
-            // Ingress moved from TC to XDP: the TC ingress filter goes now.
-            LIBBPF_OPTS(bpf_tc_hook, in, .ifindex = static_cast<int>(ifindex), .attach_point = BPF_TC_INGRESS);
-            LIBBPF_OPTS(bpf_tc_opts, del, .handle = kTcHandle, .priority = kTcPriority);
-            bpf_tc_detach(&in, &del);
+    }
+    for (const auto& [point, prog] : {std::pair{BPF_TC_INGRESS, ingress}, std::pair{BPF_TC_EGRESS, egress}}) {
+        if (xdp && point == BPF_TC_INGRESS)
+            continue;
+        hook.attach_point = point;
+        LIBBPF_OPTS(bpf_tc_opts, tc, .prog_fd = bpf_program__fd(prog), .flags = BPF_TC_F_REPLACE,
+                    .handle = kTcHandle, .priority = kTcPriority);
+        err = bpf_tc_attach(&hook, &tc);
+        if (err) {
+            if (fresh)
+                detach(ifindex);
+            throw SysError(-err, std::string("attaching TC ") + (point == BPF_TC_INGRESS ? "ingress" : "egress") +
+                                     " on ifindex " + std::to_string(ifindex));
         }
-    } else if (prev_xdp) {
+    }
+    if (xdp && !fresh && !prev_xdp) {
+        // Ingress moved from TC to XDP (attached above): the TC ingress filter goes now.
+        LIBBPF_OPTS(bpf_tc_hook, in, .ifindex = static_cast<int>(ifindex), .attach_point = BPF_TC_INGRESS);
+        LIBBPF_OPTS(bpf_tc_opts, del, .handle = kTcHandle, .priority = kTcPriority);
+        bpf_tc_detach(&in, &del);
+    } else if (!xdp && prev_xdp) {
         // Ingress moved from XDP to TC (attached above): the XDP program goes now.
         bpf_xdp_detach(static_cast<int>(ifindex), static_cast<int>(prev_xdp), nullptr);
     }

@@ -22,9 +22,9 @@ Run as a script (inside a namespace) it is the traffic side:
 
 import ctypes
 import errno
-import ipaddress
 import json
 import os
+import re
 import socket
 import struct
 import subprocess
@@ -248,14 +248,30 @@ class _Bpf:
         return self.call(cmd, attr)
 
 
+TUNSETIFF, TUNSETOFFLOAD = 0x400454CA, 0x400454D0
+IFF_TAP, IFF_NO_PI, IFF_VNET_HDR = 0x0002, 0x1000, 0x4000
+TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6 = 0x01, 0x02, 0x04
+VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
+VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_UDP_L4, VIRTIO_NET_HDR_GSO_TCPV6 = 1, 5, 4
+
+
+def virtio_net_hdr(gso_type, hdr_len, gso_size, csum_start, csum_offset):
+    """struct virtio_net_hdr (little endian, as a tap with IFF_VNET_HDR reads it)."""
+    return struct.pack("<BBHHHH", VIRTIO_NET_HDR_F_NEEDS_CSUM, gso_type, hdr_len, gso_size, csum_start,
+                       csum_offset)
+
+
 def _framesrv():
     """Commands on stdin, one per line, each answered with 'ok ...' or 'err ERRNO text':
          send IFACE HEX[,HEX...]     one sendto per frame through AF_PACKET
+         tap NAME                    create tap NAME (virtio-net headers), keep it open
+         write NAME HEX[,HEX...]     one write per frame (virtio_net_hdr + frame) to tap NAME
          push IFACE DIR TPID:VID[,TPID:VID...]   TCX program pushing those tags (DIR ingress|egress)
          unpush IFACE DIR                        detach it
     """
+    import fcntl
     bpf = _Bpf()
-    socks, progs = {}, {}
+    socks, progs, taps = {}, {}, {}
     for line in sys.stdin:
         parts = line.split()
         if not parts:
@@ -278,6 +294,19 @@ def _framesrv():
                 bpf.tcx(BPF_PROG_ATTACH, socket.if_nametoindex(iface), fd, at)
                 progs[(iface, d)] = fd
                 print(f"ok {fd}", flush=True)
+            elif parts[0] == "tap":
+                # A tap device with virtio-net headers: what this process writes, the namespace
+                # receives on it, GSO metadata included (tun_get_user -> virtio_net_hdr_to_skb).
+                name = parts[1]
+                fd = os.open("/dev/net/tun", os.O_RDWR)
+                fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", name.encode(), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR))
+                fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)
+                taps[name] = fd
+                print("ok", flush=True)
+            elif parts[0] == "write":
+                fd = taps[parts[1]]
+                sent = [os.write(fd, bytes.fromhex(x)) for x in parts[2].split(",")]
+                print("ok " + ",".join(map(str, sent)), flush=True)
             elif parts[0] == "unpush":
                 iface, d = parts[1], parts[2]
                 fd = progs.pop((iface, d))
@@ -315,6 +344,26 @@ class FrameSender:
             code, _, text = reply[4:].partition(" ")
             raise OSError(int(code), text)
         return [int(x) for x in reply[3:].split(",")]
+
+    def tap(self, name):
+        reply = self._cmd(f"tap {name}")
+        if not reply.startswith("ok"):
+            raise OSError(int(reply.split()[1]), f"creating tap {name}: {reply}")
+
+    def write_tap(self, name, *frames):
+        reply = self._cmd(f"write {name} " + ",".join(f.hex() for f in frames))
+        if not reply.startswith("ok"):
+            raise OSError(int(reply.split()[1]), f"writing to tap {name}: {reply}")
+        return [int(x) for x in reply[3:].split(",")]
+
+    def tcx_supported(self, iface):
+        """Whether this kernel attaches TCX programs (Linux 6.6): one push attached and removed."""
+        try:
+            self.push_vlan(iface, "ingress", [(0x8100, 1)])
+        except OSError:
+            return False
+        self.unpush_vlan(iface, "ingress")
+        return True
 
     def push_vlan(self, iface, direction, tags):
         """Attaches a TCX program (first in the chain, so before nettally's clsact filter) that
@@ -454,16 +503,22 @@ def set_features(topo, ns, dev, **features):
                   "sg": "scatter-gather", "rxvlan": "rx-vlan-offload", "txvlan": "tx-vlan-offload"}
     for k, v in features.items():
         name = long_names.get(k, k.replace("_", "-"))
-        if got.get(name) != v:
-            raise RuntimeError(f"{dev} in {ns}: {name} is {got.get(name)!r} after ethtool -K, wanted {v}")
+        value, fixed = got.get(name, (None, True))
+        if value != v:
+            if fixed:  # this kernel's veth does not have it, or cannot change it
+                raise h.EnvSkip(f"{dev}: offload {name} is {value or 'missing'}{' [fixed]' if value else ''}, "
+                                f"cannot be turned {v}")
+            raise RuntimeError(f"{dev} in {ns}: {name} is {value!r} after ethtool -K, wanted {v}")
 
 
 def features_of(topo, ns, dev):
+    """{feature: (on|off, fixed)} from ethtool -k."""
     out = h.run(topo.nsenter_argv(ns, ["ethtool", "-k", dev])).stdout
     feats = {}
     for line in out.splitlines()[1:]:
         k, _, v = line.strip().partition(":")
-        feats[k.strip()] = v.split()[0] if v.split() else ""
+        words = v.split()
+        feats[k.strip()] = (words[0] if words else "", "[fixed]" in words)
     return feats
 
 
@@ -498,8 +553,25 @@ class DevCapture(PeerCapture):
     direction (VLAN sub-interfaces)."""
 
     def __init__(self, topo, iface, workdir, ns, dev, own_mac):
-        super().__init__(topo, iface, workdir, ns, dev)
-        self.mac = own_mac.lower()
+        super().__init__(topo, "lan0", workdir, ns, dev)  # any name Topology.MAC knows
+        self.iface, self.mac = iface, own_mac.lower()
+        self.path = self.path.replace("lan0-", f"{iface}-")
+        self.errpath = self.path + ".stderr"
+
+
+def packets(cap):
+    """cap.read(), dissected once and kept (after cap.stop())."""
+    if getattr(cap, "_ntw_packets", None) is None:
+        cap._ntw_packets = cap.read()
+    return cap._ntw_packets
+
+
+def result(caps, lan_ifaces=("lan0",)):
+    """ntharness.analyse() over already-read captures."""
+    r = h.CaptureResult([p for c in caps for p in packets(c)])
+    for lan in lan_ifaces:
+        r.add_hosts(lan)
+    return r
 
 
 def raw_frames(cap):
@@ -520,8 +592,13 @@ def raw_frames(cap):
 # ---------------------------------------------------------------------------------------------
 # Daemon config and measuring.
 
-def wire_config(interfaces, poll="200ms", extra=""):
-    """A config text for h.Daemon(config_text=...): interfaces = [(name, role, mode or None)]."""
+QUIET_FLOWS = "flows:\n  idle_timeout: 1h\n"
+
+
+def wire_config(interfaces, poll="200ms", extra=QUIET_FLOWS):
+    """A config text for h.Daemon(config_text=...): interfaces = [(name, role, mode or None)].
+    By default flows are not evicted for an hour: an eviction moves counts from a listed flow to
+    finished_flows between the three reads of a snapshot and would blur per-window deltas."""
     lines = ["interfaces:"]
     for name, role, mode in interfaces:
         lines += [f"  - name: {name}", f"    role: {role}"]
@@ -529,6 +606,30 @@ def wire_config(interfaces, poll="200ms", extra=""):
             lines.append(f"    mode: {mode}")
     lines += [f"poll_interval: {poll}", "state_dir: {state_dir}", "pin_dir: {pin_dir}", "log_level: debug"]
     return "\n".join(lines) + "\n" + extra
+
+
+_POLLS_RE = re.compile(r"(\d+) polls")
+
+
+def _notified_polls(daemon):
+    for m in reversed(list(daemon.notify)):
+        for line in m.split("\n"):
+            if line.startswith("STATUS="):
+                x = _POLLS_RE.search(line)
+                if x:
+                    return int(x.group(1))
+    return None
+
+
+def wait_polls(daemon, n=2, timeout=15):
+    """Waits until n more polls have completed. Reads the poll count from the STATUS= line
+    nettallyd sends after every poll (no process per check); falls back to GetStatus."""
+    start = _notified_polls(daemon)
+    if start is None:
+        return daemon.wait_polls(n, timeout)
+    h.wait_until(lambda: (_notified_polls(daemon) or 0) >= start + n, timeout, f"{n} polls (STATUS=)",
+                 interval=0.01)
+    return None
 
 
 def start_caps(caps):
@@ -544,10 +645,10 @@ def measure(daemon, ctl, caps, traffic):
     Returns (before, after, traffic's result). The caps are stopped, not read."""
     start_caps(caps)
     try:
-        daemon.wait_polls(2)
+        wait_polls(daemon)
         before = ctl.snapshot()
         result = traffic()
-        daemon.wait_polls(2)
+        wait_polls(daemon)
         after = ctl.snapshot()
         time.sleep(0.3)  # the last frames reach dumpcap
     finally:
