@@ -848,7 +848,12 @@ JSON OUTPUT
                 version, pid, started_at, config_path, poll_interval_ms, polls,
                 last_poll_at, interfaces, flows, flow_capacity, hosts, host_capacity,
                 flow_overflow_packets, host_overflow_packets, reconcile_checks,
-                reconcile_exact, reconcile_violations.
+                reconcile_exact, reconcile_violations, cgroups_enabled and, when it is
+                true, cgroup_mount, cgroup_netns, cgroup_attach, cgroup_paths,
+                cgroup_entries, cgroup_capacity, cgroup_overflow_packets,
+                cgroup_untracked_packets, cgroup_retired, cgroup_reconcile_checks,
+                cgroup_reconcile_exact, cgroup_reconcile_violations (the list in
+                org.nettally.Accounting1.xml is authoritative; others may be added).
     interfaces  {"interfaces": [{"name": S, "role": "lan"|"wan", "ifindex": N,
                   "ingress": C, "egress": C,
                   "unattributed": {"ingress.non_ip": C, "egress.flow_overflow": C, ...},

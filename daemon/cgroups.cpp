@@ -89,7 +89,8 @@ CgroupAccounting::CgroupAccounting(const CgroupConfig& cfg)
     if (cfg.all_netns) {
         netns_mode_ = "all";
     } else {
-        const bool helper = libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SKB, BPF_FUNC_get_netns_cookie, nullptr) == 1;
+        const bool helper =
+            libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SKB, BPF_FUNC_get_netns_cookie, nullptr) == 1;
         cookie = helper ? own_netns_cookie() : 0;
         if (cookie) {
             netns_mode_ = "own";
@@ -119,7 +120,8 @@ CgroupAccounting::CgroupAccounting(const CgroupConfig& cfg)
     CgroupSource& source = *this;
     tracker_ = std::make_unique<CgroupTracker>(source, subtrees_,
                                                std::max<size_t>(2 * static_cast<size_t>(max_entries_), 1024));
-    tracker_->on_violation([](const std::string& m) { spdlog::error("cgroups: reconcile: invariant violated: {}", m); });
+    tracker_->on_violation(
+        [](const std::string& m) { spdlog::error("cgroups: reconcile: invariant violated: {}", m); });
     // The subtree map is filled before the programs run, so no packet is "untracked" for lack of it.
     sync_subtree_map();
     try {
@@ -133,8 +135,9 @@ CgroupAccounting::CgroupAccounting(const CgroupConfig& cfg)
     std::string list;
     for (const auto& s : subtrees_)
         list += (list.empty() ? "" : ", ") + s;
-    spdlog::info("cgroups: accounting sockets by cgroup on {} ({}; namespaces: {}; subtrees: {}; up to {} cgroups)",
-                 mount_.mount_point, attach_mode_, netns_mode_, list, max_entries_);
+    spdlog::info(
+        "cgroups: accounting sockets by cgroup on {} ({}; namespaces: {}; subtrees: {}; up to {} cgroups)",
+        mount_.mount_point, attach_mode_, netns_mode_, list, max_entries_);
 }
 
 CgroupAccounting::~CgroupAccounting() {
@@ -223,7 +226,8 @@ std::map<uint64_t, std::string> CgroupAccounting::walk(const std::vector<std::st
         const auto rel = relative(path);
         if (!rel)
             continue;
-        const int fd = rel->empty() ? dup(root_fd_) : openat(root_fd_, rel->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        const int fd =
+            rel->empty() ? dup(root_fd_) : openat(root_fd_, rel->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
             continue; // removed while we walk
         DIR* dir = fdopendir(fd);
@@ -234,7 +238,8 @@ std::map<uint64_t, std::string> CgroupAccounting::walk(const std::vector<std::st
         // fdopendir on a dup shares the offset with root_fd_: start from the beginning.
         rewinddir(dir);
         while (const dirent* de = readdir(dir)) {
-            if (de->d_type != DT_DIR || std::strcmp(de->d_name, ".") == 0 || std::strcmp(de->d_name, "..") == 0)
+            if (de->d_type != DT_DIR || std::strcmp(de->d_name, ".") == 0 ||
+                std::strcmp(de->d_name, "..") == 0)
                 continue;
             const auto id = handle_id(dirfd(dir), de->d_name);
             if (!id)
@@ -257,8 +262,8 @@ void CgroupAccounting::sync_subtree_map() {
             missing_warned_.erase(s);
         } else if (!missing_warned_[s]) {
             missing_warned_[s] = true;
-            spdlog::warn("cgroups: subtree {} does not exist (yet); its traffic counts as untracked until it does",
-                         s);
+            spdlog::warn(
+                "cgroups: subtree {} does not exist (yet); its traffic counts as untracked until it does", s);
         }
     }
     // Add before removing, so a re-created subtree root never has a window without either id.

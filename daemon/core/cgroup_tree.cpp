@@ -22,8 +22,8 @@ std::vector<std::string_view> components(std::string_view path) {
 }
 
 bool unit_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ':' || c == '-' ||
-           c == '_' || c == '.' || c == '\\' || c == '@';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ':' ||
+           c == '-' || c == '_' || c == '.' || c == '\\' || c == '@';
 }
 
 // "foo.service" -> "service"; "" when name is not a valid unit name (systemd's rules, loosely:
@@ -133,8 +133,8 @@ std::string_view cgroup_parent(std::string_view path) {
 bool cgroup_within(std::string_view path, std::string_view root) {
     if (root == "/")
         return !path.empty() && path[0] == '/';
-    return path == root || (path.size() > root.size() && path.substr(0, root.size()) == root &&
-                            path[root.size()] == '/');
+    return path == root ||
+           (path.size() > root.size() && path.substr(0, root.size()) == root && path[root.size()] == '/');
 }
 
 size_t cgroup_depth(std::string_view path) {
@@ -350,7 +350,8 @@ std::vector<CgroupRow> CgroupLedger::rows() const {
         r.gone = alive.count(path) == 0;
         out.push_back(std::move(r));
     }
-    std::sort(out.begin(), out.end(), [](const CgroupRow& a, const CgroupRow& b) { return cgroup_less(a.path, b.path); });
+    std::sort(out.begin(), out.end(),
+              [](const CgroupRow& a, const CgroupRow& b) { return cgroup_less(a.path, b.path); });
     return out;
 }
 
@@ -399,7 +400,9 @@ nlohmann::json CgroupLedger::to_json() const {
     nlohmann::json buckets = nlohmann::json::object();
     for (size_t b = 0; b < kCgroupBucketCount; ++b)
         buckets[std::string(cgroup_bucket_name(b))] = cc_json(buckets_[b].total());
-    return {{"version", 1}, {"paths", std::move(paths)}, {"buckets", std::move(buckets)},
+    return {{"version", 1},
+            {"paths", std::move(paths)},
+            {"buckets", std::move(buckets)},
             {"seen", cc_json(seen_.total())}};
 }
 
@@ -572,10 +575,11 @@ void CgroupTracker::check(const CgroupKernelTotals& before, const CgroupKernelTo
             continue;
         }
         ++stats_.reconcile_violations;
-        stats_.last_violation = std::string(d == NT_DIR_INGRESS ? "ingress" : "egress") + ": cgroups " +
-                                cgroups.to_string() + " + buckets " + buckets_last.to_string() +
-                                (upper_ok ? " below the total read before them, " : " above the total read after them, ") +
-                                (upper_ok ? before[d].total.to_string() : after[d].total.to_string());
+        stats_.last_violation =
+            std::string(d == NT_DIR_INGRESS ? "ingress" : "egress") + ": cgroups " + cgroups.to_string() +
+            " + buckets " + buckets_last.to_string() +
+            (upper_ok ? " below the total read before them, " : " above the total read after them, ") +
+            (upper_ok ? before[d].total.to_string() : after[d].total.to_string());
         if (on_violation_)
             on_violation_(stats_.last_violation);
     }

@@ -259,7 +259,7 @@ private:
     CgroupLedger ledger_;
     std::map<uint64_t, Known> known_;
     std::map<uint64_t, CgroupCounts> quiet_; // gone cgroups' readings at the last poll
-    CgroupCounts retired_raw_; // every deleted kernel entry's last value, this process
+    CgroupCounts retired_raw_;               // every deleted kernel entry's last value, this process
     uint64_t last_walk_us_ = 0;
     bool walked_ = false;
     CgroupStats stats_;

@@ -28,9 +28,14 @@ l3/l4/payload/packets are summed per cgroup and direction. Checked, for one exac
   retired;
 - a program attached to T beforehand with BPF_F_ALLOW_MULTI (as systemd attaches IPAccounting=)
   keeps running and counting while nettallyd's are attached, and stays after nettallyd exits;
+- a reload that narrows cgroups.subtrees applies without reloading the programs, and totals survive
+  a daemon restart (state file);
 - a UDP datagram fragmented on the way out and reassembled on the way in counts as one packet with
   one IP header (the socket's view, README "Per-cgroup accounting"): l4 and payload equal the wire's;
-- with cgroups.max_entries 2, a third cgroup's traffic lands in the "overflow" bucket, exactly.
+- with GRO on the gateway's wan0, TCP aggregates count as their wire segments (captured on the
+  server's side, where the gateway's GRO cannot merge anything);
+- with cgroups.max_entries 2, a third cgroup's traffic lands in the "overflow" bucket, exactly;
+- with cgroups.enabled false (the default), nothing is attached and ListCgroups fails cleanly.
 Without root, BTF, bpffs, a cgroup v2 mount or the tools, the tests are skipped (exit 77).
 """
 
@@ -40,7 +45,6 @@ import os
 import shlex
 import random
 import re
-import shutil
 import signal
 import struct
 import subprocess
@@ -236,12 +240,32 @@ class ForeignCounter:
             self.cgroup_fd = None
 
 
-def attached_prog_names(cgroup_dir):
-    """Names of the programs attached to the cgroup itself (bpftool)."""
+def attached_progs(cgroup_dir):
+    """{id: name} of the programs attached to the cgroup itself (bpftool). Other nettallyd
+    instances (other test runs) may have theirs on the same root: tell them apart by id."""
     p = h.run(["bpftool", "-j", "cgroup", "show", cgroup_dir], check=False)
     if p.returncode != 0 or not p.stdout.strip():
-        return []
-    return sorted(x.get("name", "") for x in json.loads(p.stdout))
+        return {}
+    return {x["id"]: x.get("name", "") for x in json.loads(p.stdout)}
+
+
+def attached_prog_names(cgroup_dir):
+    return sorted(attached_progs(cgroup_dir).values())
+
+
+def owned_prog_ids(pid):
+    """Ids of the BPF programs a process holds (program and link fds, from /proc/PID/fdinfo)."""
+    ids = set()
+    fd_dir = f"/proc/{pid}/fdinfo"
+    for fd in os.listdir(fd_dir):
+        try:
+            with open(os.path.join(fd_dir, fd)) as f:
+                for line in f:
+                    if line.startswith("prog_id:"):
+                        ids.add(int(line.split()[1]))
+        except OSError:
+            pass
+    return ids
 
 
 # ---------------------------------------------------------------------------------------------
@@ -434,7 +458,8 @@ class CgroupAccountingTest(unittest.TestCase):
             start_env(cls, cgroups_config([T]))
             cls.daemon.start()
             cls.status_start = cls.bus.status()
-            cls.attached_during = attached_prog_names(mount)
+            owned = owned_prog_ids(cls.status_start["pid"])
+            cls.ours = {i: n for i, n in attached_progs(mount).items() if i in owned}
             cls.topo.settle()
             cls.foreign_before = cls.foreign.packets()
             cls.before, cls.after, cls.packets = window(cls, cls._traffic)
@@ -579,8 +604,8 @@ class CgroupAccountingTest(unittest.TestCase):
         sent += 3  # the loopback datagrams (a's sockets)
         self.assertEqual(self.foreign_after - self.foreign_before, sent,
                          "the foreign program's count == packets sent from T's cgroups")
-        self.assertIn("nt_cg_egress", self.attached_during)
-        self.assertIn("nt_cg_ingress", self.attached_during)
+        self.assertEqual(sorted(self.ours.values()), ["nt_cg_egress", "nt_cg_ingress"],
+                         "nettallyd's two programs on the cgroup2 root")
         self.assertIn("ntt_foreign", attached_prog_names(self.cg.fs(self.cg.T)))
 
     def test_nettallyctl_matches_bus(self):
@@ -651,12 +676,32 @@ class CgroupAccountingTest(unittest.TestCase):
         self.assertFalse(now.rows[self.A]["gone"])
         self.assertEqual(self.bus.status()["cgroup_reconcile_violations"], 0)
 
+    def test_zz_restart_keeps_the_totals(self):
+        """Runs late: totals are durable like every other total: saved at SIGTERM in the state file,
+        restored at the next start (the cgroup programs themselves do not outlive the daemon)."""
+        before = Listing(self.bus.call_ok("ListCgroups"))
+        self.assertEqual(self.daemon.stop(keep_pins=True), 0, self.daemon.log_tail())
+        self.daemon.start()
+        self.daemon.wait_polls(2)
+        after = Listing(self.bus.call_ok("ListCgroups"))
+        for path in (self.cg.T, self.A, self.N, self.B, self.G):
+            with self.subTest(cgroup=path):
+                self.assertEqual(after.figure(path), before.figure(path))
+                self.assertEqual(after.figure(path, "self"), before.figure(path, "self"))
+                self.assertEqual(after.rows[path]["gone"], before.rows[path]["gone"])
+        self.assertEqual(after.bucket("untracked"), before.bucket("untracked"))
+        # New programs, owned by the new process.
+        st = self.bus.status()
+        owned = owned_prog_ids(st["pid"])
+        mine = sorted(n for i, n in attached_progs(self.cg.mount).items() if i in owned)
+        self.assertEqual(mine, ["nt_cg_egress", "nt_cg_ingress"])
+        type(self).ours = {i: n for i, n in attached_progs(self.cg.mount).items() if i in owned}
+
     def test_zz_stop_detaches_ours_only(self):
         """Runs last: nettallyd's programs leave with it; the foreign one stays attached."""
         self.assertEqual(self.daemon.stop(), 0, self.daemon.log_tail())
-        names = attached_prog_names(self.cg.mount)
-        self.assertNotIn("nt_cg_ingress", names)
-        self.assertNotIn("nt_cg_egress", names)
+        left = set(attached_progs(self.cg.mount)) & set(self.ours)
+        self.assertEqual(left, set(), "nettallyd's cgroup programs are gone with it")
         self.assertEqual(attached_prog_names(self.cg.fs(self.cg.T)), ["ntt_foreign"])
 
 
@@ -687,7 +732,8 @@ class DisabledTest(unittest.TestCase):
         p = self.ctl.run("cgroups")
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertEqual(p.stdout, "")
-        mine = [n for n in attached_prog_names(self.mount) if n.startswith("nt_cg_")]
+        owned = owned_prog_ids(self.bus.status()["pid"])
+        mine = [n for i, n in attached_progs(self.mount).items() if i in owned]
         self.assertEqual(mine, [], "no cgroup programs when disabled")
 
     def test_reload_cannot_switch_it_on(self):

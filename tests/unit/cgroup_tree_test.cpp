@@ -86,10 +86,9 @@ TEST(CgroupUnit, AsTheSystemManagerSeesIt) {
 
 TEST(Cgroup2Mount, FromMountinfo) {
     // This machine's hybrid layout: v1 controllers plus cgroup2 at /sys/fs/cgroup/unified.
-    const std::string hybrid =
-        "30 22 0:27 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
-        "31 30 0:28 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n"
-        "40 30 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+    const std::string hybrid = "30 22 0:27 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755\n"
+                               "31 30 0:28 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n"
+                               "40 30 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
     EXPECT_EQ(find_cgroup2_mount(hybrid), (Cgroup2Mount{"/sys/fs/cgroup/unified", "/"}));
     // Optional fields before the separator, an escaped space in the mount point.
     const std::string unified = "25 1 0:22 / /sys/fs/cgroup rw shared:9 - cgroup2 cgroup2 rw,nsdelegate\n"
@@ -100,7 +99,8 @@ TEST(Cgroup2Mount, FromMountinfo) {
     EXPECT_EQ(find_cgroup2_mount(sub), (Cgroup2Mount{"/mnt/ntt", "/ntt"}));
     // A whole-hierarchy mount wins over an earlier subtree mount.
     EXPECT_EQ(find_cgroup2_mount(sub + unified), (Cgroup2Mount{"/sys/fs/cgroup", "/"}));
-    EXPECT_EQ(find_cgroup2_mount("31 30 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"), std::nullopt);
+    EXPECT_EQ(find_cgroup2_mount("31 30 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"),
+              std::nullopt);
     EXPECT_EQ(find_cgroup2_mount(""), std::nullopt);
     EXPECT_EQ(find_cgroup2_mount("garbage\n- cgroup2\n"), std::nullopt);
     EXPECT_EQ(cgroup_bucket_name(NT_CG_BUCKET_UNTRACKED), "untracked");
@@ -169,7 +169,7 @@ TEST(CgroupLedger, GoneCgroupKeepsItsTotalsUnderItsLastPath) {
     l.observe(20, "/t/g", cc(4, 4), 1);
     l.observe(21, "/t/live", cc(1, 1), 1);
     l.set_present({"/t/g", "/t/live"});
-    l.set_present({"/t/live"}); // /t/g was removed
+    l.set_present({"/t/live"});         // /t/g was removed
     l.observe(20, "/t/g", cc(6, 4), 2); // a socket outlived it and sent a little more
     l.retire(20, cc(6, 5), 3);          // its kernel entry is deleted
     EXPECT_FALSE(l.knows(20));
@@ -418,7 +418,7 @@ TEST(CgroupTracker, UnresolvableIdsAndOverflowGoToBuckets) {
     src.capacity = 1;
     CgroupTracker t(src, {"/t"}, 1024);
     src.send(6, cc(1, 1));
-    src.send(7, cc(2, 2)); // map full
+    src.send(7, cc(2, 2));      // map full
     src.entries[99] = cc(3, 0); // a cgroup created and removed between polls
     src.totals[NT_DIR_INGRESS].total += cc(3, 0).ingress;
     t.poll(1);

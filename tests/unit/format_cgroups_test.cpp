@@ -27,8 +27,8 @@ std::vector<CgroupEntry> sample() {
     return {
         {"/", "-.slice", c4(10, 5000, 4000, 3000), c4(8, 4000, 3200, 2400), {}, {}, false},
         {"/ntt", "", c4(4, 2000, 1600, 1200), c4(4, 2000, 1600, 1200), {}, {}, false},
-        {"/ntt/x", "", c4(4, 2000, 1600, 1200), c4(4, 2000, 1600, 1200), c4(1, 500, 400, 300), c4(1, 500, 400, 300),
-         false},
+        {"/ntt/x", "", c4(4, 2000, 1600, 1200), c4(4, 2000, 1600, 1200), c4(1, 500, 400, 300),
+         c4(1, 500, 400, 300), false},
         {"/ntt/x/n", "", c4(3, 1500, 1200, 900), c4(3, 1500, 1200, 900), c4(3, 1500, 1200, 900),
          c4(3, 1500, 1200, 900), false},
         {"/system.slice", "system.slice", c4(6, 3000, 2400, 1800), c4(4, 2000, 1600, 1200), {}, {}, false},
@@ -47,7 +47,8 @@ TEST(CgroupsJson, FlatShapeAndNullL2) {
     EXPECT_EQ(keys_in_order(j), (std::vector<std::string>{"cgroups", "buckets"}));
     ASSERT_EQ(j["cgroups"].size(), 7u);
     const Json& a = j["cgroups"][5];
-    EXPECT_EQ(keys_in_order(a), (std::vector<std::string>{"path", "unit", "ingress", "egress", "self", "gone"}));
+    EXPECT_EQ(keys_in_order(a),
+              (std::vector<std::string>{"path", "unit", "ingress", "egress", "self", "gone"}));
     EXPECT_EQ(a["path"], "/system.slice/a.service");
     EXPECT_EQ(a["unit"], "a.service");
     EXPECT_EQ(keys_in_order(a["ingress"]), (std::vector<std::string>{"packets", "l2", "l3", "l4", "payload"}))
@@ -92,14 +93,22 @@ TEST(CgroupsJson, TreeNestsChildren) {
 
 TEST(CgroupsText, FlatTable) {
     EXPECT_EQ(cgroups_text(sample(), buckets(), false),
-              "PATH                     UNIT          IN PKTS    IN L3  IN PAYLOAD  OUT PKTS   OUT L3  OUT PAYLOAD  STATE\n"
-              "/                        -.slice            10  4.9 KiB     2.9 KiB         8  3.9 KiB      2.3 KiB\n"
-              "/ntt                     -                   4  2.0 KiB     1.2 KiB         4  2.0 KiB      1.2 KiB\n"
-              "/ntt/x                   -                   4  2.0 KiB     1.2 KiB         4  2.0 KiB      1.2 KiB\n"
-              "/ntt/x/n                 -                   3  1.5 KiB       900 B         3  1.5 KiB        900 B\n"
-              "/system.slice            system.slice        6  2.9 KiB     1.8 KiB         4  2.0 KiB      1.2 KiB\n"
-              "/system.slice/a.service  a.service           5  2.4 KiB     1.5 KiB         4  2.0 KiB      1.2 KiB\n"
-              "/system.slice/b.service  b.service           1    500 B       300 B         0      0 B          0 B  gone\n"
+              "PATH                     UNIT          IN PKTS    IN L3  IN PAYLOAD  OUT PKTS   OUT L3  OUT "
+              "PAYLOAD  STATE\n"
+              "/                        -.slice            10  4.9 KiB     2.9 KiB         8  3.9 KiB      "
+              "2.3 KiB\n"
+              "/ntt                     -                   4  2.0 KiB     1.2 KiB         4  2.0 KiB      "
+              "1.2 KiB\n"
+              "/ntt/x                   -                   4  2.0 KiB     1.2 KiB         4  2.0 KiB      "
+              "1.2 KiB\n"
+              "/ntt/x/n                 -                   3  1.5 KiB       900 B         3  1.5 KiB        "
+              "900 B\n"
+              "/system.slice            system.slice        6  2.9 KiB     1.8 KiB         4  2.0 KiB      "
+              "1.2 KiB\n"
+              "/system.slice/a.service  a.service           5  2.4 KiB     1.5 KiB         4  2.0 KiB      "
+              "1.2 KiB\n"
+              "/system.slice/b.service  b.service           1    500 B       300 B         0      0 B        "
+              "  0 B  gone\n"
               "\n"
               "Not in any cgroup row (non-zero buckets):\n"
               "DIR      BUCKET     PACKETS     L3     L4  PAYLOAD\n"
@@ -108,15 +117,16 @@ TEST(CgroupsText, FlatTable) {
 
 TEST(CgroupsText, TreeDrawsTheHierarchy) {
     // systemd-cgls style; columns line up by code points, not bytes.
-    EXPECT_EQ(cgroups_text(sample(), {}, true),
-              "CGROUP           UNIT          IN PKTS    IN L3  IN PAYLOAD  OUT PKTS   OUT L3  OUT PAYLOAD  STATE\n"
-              "/                -.slice            10  4.9 KiB     2.9 KiB         8  3.9 KiB      2.3 KiB\n"
-              "├─ ntt           -                   4  2.0 KiB     1.2 KiB         4  2.0 KiB      1.2 KiB\n"
-              "│  └─ x          -                   4  2.0 KiB     1.2 KiB         4  2.0 KiB      1.2 KiB\n"
-              "│     └─ n       -                   3  1.5 KiB       900 B         3  1.5 KiB        900 B\n"
-              "└─ system.slice  system.slice        6  2.9 KiB     1.8 KiB         4  2.0 KiB      1.2 KiB\n"
-              "   ├─ a.service  a.service           5  2.4 KiB     1.5 KiB         4  2.0 KiB      1.2 KiB\n"
-              "   └─ b.service  b.service           1    500 B       300 B         0      0 B          0 B  gone\n")
+    EXPECT_EQ(
+        cgroups_text(sample(), {}, true),
+        "CGROUP           UNIT          IN PKTS    IN L3  IN PAYLOAD  OUT PKTS   OUT L3  OUT PAYLOAD  STATE\n"
+        "/                -.slice            10  4.9 KiB     2.9 KiB         8  3.9 KiB      2.3 KiB\n"
+        "├─ ntt           -                   4  2.0 KiB     1.2 KiB         4  2.0 KiB      1.2 KiB\n"
+        "│  └─ x          -                   4  2.0 KiB     1.2 KiB         4  2.0 KiB      1.2 KiB\n"
+        "│     └─ n       -                   3  1.5 KiB       900 B         3  1.5 KiB        900 B\n"
+        "└─ system.slice  system.slice        6  2.9 KiB     1.8 KiB         4  2.0 KiB      1.2 KiB\n"
+        "   ├─ a.service  a.service           5  2.4 KiB     1.5 KiB         4  2.0 KiB      1.2 KiB\n"
+        "   └─ b.service  b.service           1    500 B       300 B         0      0 B          0 B  gone\n")
         << "no buckets, no bucket table";
 }
 
@@ -135,7 +145,8 @@ TEST(CgroupsArgs, TreeOnlyWithCgroups) {
     EXPECT_EQ(std::get<UsageError>(bad).message, "--tree is only valid with 'cgroups', not 'flows'");
     const auto top = opts({"cgroups", "--top", "3"});
     ASSERT_TRUE(std::holds_alternative<UsageError>(top));
-    EXPECT_EQ(std::get<UsageError>(top).message, "--top is only valid with 'hosts' and 'flows', not 'cgroups'");
+    EXPECT_EQ(std::get<UsageError>(top).message,
+              "--top is only valid with 'hosts' and 'flows', not 'cgroups'");
     const std::string help = help_text("nettallyctl test");
     EXPECT_NE(help.find("cgroups [--tree]"), std::string::npos);
     EXPECT_NE(help.find("\"l2\": null"), std::string::npos);
