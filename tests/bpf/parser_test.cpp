@@ -911,6 +911,21 @@ std::vector<Row> rows() {
                  std::nullopt,
                  SkbCtx{.gso_segs = 3, .gso_size = 1000}});
 
+    // Untrusted GSO (SKB_GSO_DODGY: a tap or virtio-net sender) leaves gso_segs 0: the segments
+    // are derived from gso_size, 3000 / 1000 = 3, with the same figures as above.
+    t.push_back({"gso_tcp4_untrusted_segs_0",
+                 PacketBuilder()
+                     .eth(kWanPeerMac, kWanOurMac)
+                     .ipv4(v4(kHost4, kRemote4))
+                     .tcp({.sport = 40014, .dport = 443, .flags = kTcpAck | kTcpPsh})
+                     .payload(3000)
+                     .build(),
+                 Prog::EgressWan,
+                 {3, 3 * (14 + 20 + 20 + 1000), 3 * (20 + 20 + 1000), 3 * (20 + 1000), 3000},
+                 FlowExpect{NT_AF_INET, kTcp, 40014, 443, kHost4, kRemote4, 0x18},
+                 std::nullopt,
+                 SkbCtx{.gso_segs = 0, .gso_size = 1000}});
+
     // IPv6 TSO with timestamps and a short tail: 1448 + 1448 + 500 = 3396 bytes of payload,
     // 3 segments of 14 + 40 + 32 bytes of headers each.
     t.push_back(
