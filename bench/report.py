@@ -122,6 +122,13 @@ def main():
     print(f"{'-' * w0}  {'-' * w1}  {'-' * 10}  {'-' * 7}")
     for r in rows:
         print(f"{r[0]:<{w0}}  {r[1]:<{w1}}  {r[2]:<10}  {r[3]}")
+    errors = list(system.get("errors", []))
+    for name, present in (("kernel.json (nt_bench_kernel)", kernel), ("poll-*.json (nt_bench_poll)", polls),
+                          ("system.json (system_bench.py)", system)):
+        if not present:
+            errors.append(f"no {name}")
+    if errors:
+        print("\nnot measured: " + "; ".join(errors))
 
 
 if __name__ == "__main__":

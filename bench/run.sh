@@ -94,7 +94,7 @@ def ver(argv):
         return None
 json.dump({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": sys.argv[2], "nproc": os.cpu_count(),
            "kernel": os.uname().release, "loadavg": sys.argv[3], "mem_gib": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30),
-           "iperf3": ver(["iperf3", "--version"]), "pmacctd": ver(["pmacctd", "-V"]), "softflowd": ver(["softflowd", "-v"]),
+           "iperf3": ver(["iperf3", "--version"]), "pmacctd": ver(["pmacctd", "-V"]), "softflowd": ver(["sh", "-c", "softflowd -h 2>&1 | grep -o 'softflowd version [0-9.]*'"]),
            "bpftool": ver(["bpftool", "version"]), "clang": ver(["clang", "--version"])},
           open(sys.argv[1], "w"), indent=2)
 EOF
@@ -107,6 +107,7 @@ if [ "$stats_saved" != 0 ]; then
 fi
 
 bin=$build/bench
+failed=()
 if [ "$quick" = 1 ]; then
 	kernel_args=(--repeat 200000 --rounds 3 --flows 1,1000000)
 	poll_flows=(10000 100000)
@@ -121,7 +122,8 @@ fi
 if [[ "$skip" != *" kernel "* ]]; then
 	echo
 	echo "== 1. in-kernel cost per packet"
-	"$bin/nt_bench_kernel" "${kernel_args[@]}" --json "$out/kernel.json" | tee "$out/kernel.txt"
+	"$bin/nt_bench_kernel" "${kernel_args[@]}" --json "$out/kernel.json" | tee "$out/kernel.txt" ||
+		failed+=(nt_bench_kernel)
 fi
 
 # ---- 2. daemon poll cost -------------------------------------------------------------------
@@ -129,7 +131,13 @@ if [[ "$skip" != *" poll "* ]]; then
 	echo
 	echo "== 2. daemon cost: Collector::poll() over the real Datapath (one process per N)"
 	for n in "${poll_flows[@]}"; do
-		"$bin/nt_bench_poll" --flows "$n" --json "$out/poll-$n.json" | tee -a "$out/poll.txt"
+		"$bin/nt_bench_poll" --flows "$n" --json "$out/poll-$n.json" | tee -a "$out/poll.txt" ||
+			failed+=("nt_bench_poll --flows $n")
+	done
+	echo "-- flow eviction (finishing every flow with lookup-and-delete)"
+	for n in 100000 1000000; do
+		"$bin/nt_bench_evict" --flows "$n" --json "$out/evict-$n.json" | tee -a "$out/evict.txt" ||
+			failed+=("nt_bench_evict --flows $n")
 	done
 fi
 
@@ -144,7 +152,7 @@ if [[ "$skip" != *" system "* ]]; then
 	python3 bench/system_bench.py --build "$build" --source "$src" --prefix "$prefix" "${system_args[@]}" \
 		"${perf_args[@]}" --json "$out/system.json" | tee "$out/system.txt" &
 	children+=($!)
-	wait "${children[-1]}"
+	wait "${children[-1]}" || failed+=(system_bench.py)
 fi
 
 # ---- 4. profiles ---------------------------------------------------------------------------
@@ -198,3 +206,7 @@ fi
 python3 bench/report.py "$out" | tee "$out/summary.txt"
 echo
 echo "results: $out (*.json, *.txt)"
+if [ ${#failed[@]} -gt 0 ]; then
+	echo "bench/run.sh: could not run everything: ${failed[*]}" >&2
+	exit 1
+fi

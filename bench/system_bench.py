@@ -47,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 CLONE_NEWNET = 0x40000000
@@ -374,41 +375,52 @@ class Nettally:
         self.sock_path = os.path.join(self.dir, "notify.sock")
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(self.sock_path)
+        self.sock.settimeout(0.2)
         add_cleanup(self.sock.close)
         env = dict(os.environ, NOTIFY_SOCKET=self.sock_path, DBUS_SYSTEM_BUS_ADDRESS=self.bus)
         self.errlog = os.path.join(self.dir, "nettallyd.log")
+        self.polls = 0
+        self.ready = threading.Event()
         t0 = time.monotonic()
         self.proc = spawn([self.args.nettallyd, "--config", self.config], ns=self.topo.gw, env=env,
                           stderr=open(self.errlog, "w"))
-        self.polls = 0
-        if not self.notifications(lambda m: "READY=1" in m, 60, t0):
-            raise RuntimeError("nettallyd sent no READY=1 within 60 s")
-        self.ready_ms = (time.monotonic() - t0) * 1000
+        # Drain the notify socket for the daemon's whole life: sd_notify blocks the daemon once
+        # net.unix.max_dgram_qlen (10) messages wait unread.
+        self.reader = threading.Thread(target=self._read_notifications, daemon=True)
+        self.reader.start()
+        while not self.ready.wait(0.05):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nettallyd exited with {self.proc.returncode}: {open(self.errlog).read()[-2000:]}")
+            if time.monotonic() - t0 > 60:
+                raise RuntimeError("nettallyd sent no READY=1 within 60 s")
+        self.ready_ms = (self.ready_at - t0) * 1000
 
-    def notifications(self, until, timeout, t0=None):
-        """Reads sd_notify messages until until(lines) is true; tracks the poll count from STATUS=."""
-        deadline = (t0 or time.monotonic()) + timeout
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, min(0.2, deadline - time.monotonic())))
+    def _read_notifications(self):
+        """sd_notify messages: READY=1 and the poll count from STATUS=."""
+        while True:
             try:
                 lines = self.sock.recv(4096).decode(errors="replace").split("\n")
             except socket.timeout:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"nettallyd exited with {self.proc.returncode}: "
-                                       f"{open(self.errlog).read()[-2000:]}")
                 continue
+            except OSError:
+                return  # socket closed: the daemon is gone
             for line in lines:
                 m = re.match(r"STATUS=.*?(\d+) polls", line)
                 if m:
                     self.polls = int(m.group(1))
-            if until(lines):
-                return True
-        return False
+                if line == "READY=1" and not self.ready.is_set():
+                    self.ready_at = time.monotonic()
+                    self.ready.set()
 
     def wait_polls(self, n, timeout):
         """Waits until the daemon has finished n more polls; returns False on timeout."""
         target = self.polls + n
-        return self.polls >= target or self.notifications(lambda _: self.polls >= target, timeout)
+        deadline = time.monotonic() + timeout
+        while self.polls < target and time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nettallyd exited with {self.proc.returncode}")
+            time.sleep(0.05)
+        return self.polls >= target
 
     def read(self):
         if not os.access(self.args.nettallyctl, os.X_OK):
@@ -443,7 +455,11 @@ class Nettally:
     def stop(self):
         if not self.proc:
             return
-        stop_process(self.proc)
+        t0 = time.monotonic()
+        rc = stop_process(self.proc, timeout=60)
+        self.stop_ms = (time.monotonic() - t0) * 1000
+        if rc != 0:
+            log(f"nettallyd exited with {rc} after {self.stop_ms:.0f} ms: {open(self.errlog).read()[-600:]}")
         self.proc = None
         self.sock.close()
         os.unlink(self.sock_path)
@@ -472,6 +488,15 @@ def tc_filters(topo, dev):
     """What is attached to dev's clsact hooks (to prove a tool left nothing behind)."""
     return nsrun(topo.gw, ["tc", "filter", "show", "dev", dev, "ingress"], check=False) + \
         nsrun(topo.gw, ["tc", "filter", "show", "dev", dev, "egress"], check=False)
+
+
+def clean_gateway(topo, before):
+    """Removes whatever a tool left on the gateway's clsact hooks, saying so."""
+    for dev in ("lan0", "wan0"):
+        left = tc_filters(topo, dev).strip()
+        if left:
+            log(f"warning: filters left on {dev} before {before}, removing them: {left}")
+            nsrun(topo.gw, ["tc", "qdisc", "del", "dev", dev, "clsact"], check=False)
 
 
 class Pmacctd:
@@ -603,6 +628,7 @@ def daemon_section(args, topo, workdir, bus):
                            "max_entries": 65536}
         d.stop()
     for n in args.daemon_flows:
+        clean_gateway(topo, f"the daemon at {n} flows")
         me = next_pow2(n)
         log(f"daemon: {n} live flows (flows.max_entries {me})")
         d = Nettally(args, topo, workdir, bus, max_entries=me, tag=f"f{n}", keep_flows=True)
@@ -621,6 +647,7 @@ def daemon_section(args, topo, workdir, bus):
                                 "cpu_ms_per_poll": (s1 - s0) / 1e6 / polls,
                                 "cpu_pct": (s1 - s0) / 1e9 / (t1 - t0) * 100})
         d.stop()
+        res["at_flows"][-1]["stop_ms"] = d.stop_ms
     return res
 
 
@@ -634,10 +661,12 @@ def print_daemon(res):
         print(f"  idle {i['seconds']:.0f} s: CPU {i['cpu_ns_schedstat'] / 1e6:.1f} ms ({i['cpu_pct']:.3f}% of one CPU; "
               f"utime+stime {i['cpu_s']:.2f} s); VmRSS {i['rss_kib'] / 1024:.1f} MiB, VmHWM {i['hwm_kib'] / 1024:.1f} MiB")
     if res["at_flows"]:
-        print(f"  {'live flows':>10} {'max_entries':>11} {'READY':>8} {'VmRSS':>10} {'VmHWM':>10} {'CPU/poll':>10}")
+        print(f"  {'live flows':>10} {'max_entries':>11} {'READY':>8} {'VmRSS':>10} {'VmHWM':>10} {'CPU/poll':>10} "
+              f"{'per flow':>9} {'SIGTERM->exit':>13}")
         for a in res["at_flows"]:
             print(f"  {a['flows']:>10} {a['max_entries']:>11} {a['ready_ms']:>6.0f}ms {a['rss_kib'] / 1024:>6.1f} MiB "
-                  f"{a['hwm_kib'] / 1024:>6.1f} MiB {a['cpu_ms_per_poll']:>7.1f} ms")
+                  f"{a['hwm_kib'] / 1024:>6.1f} MiB {a['cpu_ms_per_poll']:>7.1f} ms "
+                  f"{a['cpu_ms_per_poll'] * 1000 / a['flows']:>6.2f} us {a.get('stop_ms', 0):>10.0f} ms")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -722,7 +751,7 @@ def set_bpf_stats(value):
     sh(["sysctl", "-qw", f"kernel.bpf_stats_enabled={value}"])
 
 
-def throughput_section(args, topo, workdir, bus):
+def throughput_section(args, topo, workdir, bus, errors):
     runs = []
     port = 5201 + (os.getpid() % 1000)
     factories = {
@@ -735,27 +764,29 @@ def throughput_section(args, topo, workdir, bus):
     for rep in range(args.reps):
         order = args.tools[rep % len(args.tools):] + args.tools[:rep % len(args.tools)]
         for name in order:
-            left = tc_filters(topo, "lan0").strip() + tc_filters(topo, "wan0").strip()
-            if left:
-                raise RuntimeError(f"filters left on the gateway before {name}: {left}")
+            clean_gateway(topo, name)
             tool = factories[name]()
-            tool.start()
             try:
+                tool.start()
                 for test in args.tests:
                     log(f"throughput: rep {rep + 1}/{args.reps}, {tool.name}, {test}")
                     r = one_run(args, topo, tool, test, port)
                     r["rep"] = rep
                     runs.append(r)
+            except Exception as e:  # one tool failing does not stop the others
+                log(f"throughput: {name} failed: {e}")
+                errors.append(f"throughput, {name}: {e}")
             finally:
                 tool.stop()
     # In-kernel program time: bpf_stats on, one run per test, not used for throughput.
     if "nettally" in args.tools:
+        clean_gateway(topo, "nettally with bpf_stats")
         saved = read_sysctl("kernel.bpf_stats_enabled")
         add_cleanup(set_bpf_stats, saved)
         set_bpf_stats(1)
         tool = Nettally(args, topo, workdir, bus, tag="s")
-        tool.start()
         try:
+            tool.start()
             for test in args.tests:
                 log(f"throughput: nettally with bpf_stats, {test}")
                 perf_data = args.perf_data if test == "udp64" and args.perf_data else None
@@ -763,6 +794,9 @@ def throughput_section(args, topo, workdir, bus):
                 r["tool"] = "nettally+bpf_stats"
                 r["rep"] = 0
                 runs.append(r)
+        except Exception as e:
+            log(f"throughput: nettally with bpf_stats failed: {e}")
+            errors.append(f"throughput, nettally with bpf_stats: {e}")
         finally:
             tool.stop()
             set_bpf_stats(saved)
@@ -904,13 +938,17 @@ def main():
     if not os.access(args.nettallyctl, os.X_OK):
         log(f"{args.nettallyctl} missing: nettally's counts come from its maps (nt_bench_poll --read-ifaces)")
 
-    out = {}
+    out = {"errors": []}
     if "daemon" in sections:
-        out["daemon"] = daemon_section(args, topo, workdir, bus)
-        print_daemon(out["daemon"])
+        try:
+            out["daemon"] = daemon_section(args, topo, workdir, bus)
+            print_daemon(out["daemon"])
+        except Exception as e:
+            log(f"daemon section failed: {e}")
+            out["errors"].append(f"daemon section: {e}")
         sys.stdout.flush()
     if "throughput" in sections:
-        runs = throughput_section(args, topo, workdir, bus)
+        runs = throughput_section(args, topo, workdir, bus, out["errors"])
         out["throughput_runs"] = runs
         out["throughput"] = summarize(runs, args.tools, args.tests)
         out["throughput_config"] = {"seconds": args.seconds, "reps": args.reps, "tools": args.tools}
@@ -918,6 +956,9 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)
+    if out["errors"]:
+        print("\nsystem_bench: could not measure everything:\n  " + "\n  ".join(out["errors"]))
+        sys.exit(1)
 
 
 if __name__ == "__main__":
