@@ -113,6 +113,7 @@ struct pctx {
 	__u32 segs_unknown; /* GSO packet whose gso_segs is not set (untrusted GSO: tap, virtio) */
 	__u32 ifindex;
 	__u16 l3_proto; /* skb->protocol (host order): what an L3 device carries */
+	__u32 xdp_data_tags; /* vlan_fix: in-frame VLAN tags XDP saw (its marker) */
 };
 
 /* What one parse yields. */
@@ -130,6 +131,7 @@ struct pkt {
 	__u8 smac[6];
 	__u8 dmac[6];
 	__u8 frag; /* 0 not a fragment, 1 first fragment, 2 later fragment */
+	__u8 data_tags; /* VLAN tags found in the frame's bytes */
 	__u32 frag_id;
 };
 
@@ -203,6 +205,7 @@ static __always_inline void parse(const struct pctx *c, struct pkt *p, const int
 			return;
 		proto = bpf_ntohs(inner[1]);
 		off += 4;
+		p->data_tags++;
 	}
 	if (proto == ETH_P_8021Q || proto == ETH_P_8021AD)
 		return; /* more tags than the budget: fail closed */
@@ -492,18 +495,36 @@ static __always_inline void track_fragment(struct pkt *p, __u32 ifindex, __u32 d
 	}
 }
 
-static __always_inline void account(const struct pctx *c, __u32 dir, const int lan, const int xdp,
-				    const int l3dev)
+/*
+ * vlan_fix: XDP mode's TC-ingress companion (see nt_tc_ingress_xdpfix_*).
+ * Counts only the 4 bytes per segment of a VLAN tag that was held outside the
+ * frame when XDP counted it, into the same interface, category and host.
+ */
+static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int lan, const int xdp,
+				    const int l3dev, const int vlan_fix)
 {
 	struct pkt p = {};
 	struct nt_iface_val *iv;
 	__u64 now;
 
 	parse(c, &p, xdp, l3dev);
+	if (vlan_fix) {
+		__u64 segs = p.c.packets;
+
+		/*
+		 * The stack moves a tag from the frame into metadata before TC
+		 * when none was there: then TC sees one tag fewer in the frame
+		 * than XDP did, and XDP already counted it.
+		 */
+		if (p.data_tags != c->xdp_data_tags)
+			return 0;
+		p.c = (struct nt_counts){ .l2 = 4 * segs };
+		p.tcp_flags = 0;
+	}
 
 	iv = iface_val(c->ifindex, dir);
 	if (!iv)
-		return;
+		return p.data_tags;
 	add_counts(&iv->total, &p.c);
 
 	if (p.bucket == NT_BUCKET_MAX) {
@@ -517,10 +538,30 @@ static __always_inline void account(const struct pctx *c, __u32 dir, const int l
 	}
 	if (p.bucket < NT_BUCKET_MAX)
 		add_counts(&iv->bucket[p.bucket], &p.c);
+	return p.data_tags;
 }
 
-static __always_inline int tc_account(struct __sk_buff *skb, __u32 dir, const int lan, const int l3dev)
+/* XDP leaves this in the packet's metadata: "counted at XDP, N tags in the frame". */
+#define NT_XDP_MARK 0x4E540000u
+
+static __always_inline int tc_account(struct __sk_buff *skb, __u32 dir, const int lan, const int l3dev,
+				      const int vlan_fix)
 {
+	__u32 xdp_tags = 0;
+
+	if (vlan_fix) {
+		void *data = (void *)(long)skb->data;
+		void *meta = (void *)(long)skb->data_meta;
+		__u32 mark;
+
+		if (!skb->vlan_present || meta + 4 > data)
+			return TC_ACT_UNSPEC;
+		mark = *(__u32 *)meta;
+		if ((mark & 0xFFFF0000u) != NT_XDP_MARK)
+			return TC_ACT_UNSPEC;
+		xdp_tags = mark & 0xFF;
+	}
+
 	struct pctx c = {
 		.ctx = skb,
 		.len = skb->len,
@@ -531,9 +572,10 @@ static __always_inline int tc_account(struct __sk_buff *skb, __u32 dir, const in
 		.segs_unknown = skb->gso_size && !skb->gso_segs,
 		.ifindex = skb->ifindex,
 		.l3_proto = bpf_ntohs(skb->protocol),
+		.xdp_data_tags = xdp_tags,
 	};
 
-	account(&c, dir, lan, 0, l3dev);
+	account(&c, dir, lan, 0, l3dev, vlan_fix);
 	return TC_ACT_UNSPEC;
 }
 
@@ -541,7 +583,8 @@ static __always_inline int tc_account(struct __sk_buff *skb, __u32 dir, const in
  * XDP runs before GRO and before the stack moves VLAN tags to metadata, so every
  * frame is one wire packet with its headers in data; except a tag the NIC
  * (or a veth peer's tx-vlan offload) already holds outside the frame, which
- * XDP cannot see: such frames count 4 bytes short at l2 (known, see README). Without xdp.frags
+ * XDP cannot see: the marker left in the XDP metadata lets the TC fix-up
+ * (nt_tc_ingress_xdpfix_*) add those 4 bytes. Without xdp.frags
  * the frame is linear (veth even turns off the peer's GSO for such programs).
  */
 static __always_inline int xdp_account(struct xdp_md *xdp, const int lan)
@@ -553,45 +596,70 @@ static __always_inline int xdp_account(struct xdp_md *xdp, const int lan)
 		.ifindex = xdp->ingress_ifindex,
 	};
 
-	account(&c, NT_DIR_INGRESS, lan, 1, 0);
+	__u8 tags = account(&c, NT_DIR_INGRESS, lan, 1, 0, 0);
+
+	/*
+	 * Leave the marker for the TC fix-up: a tag held outside the frame (NIC
+	 * rx-vlan stripping, a veth peer's tx-vlan offload) is invisible here.
+	 */
+	if (bpf_xdp_adjust_meta(xdp, -(int)sizeof(__u32)) == 0) {
+		void *data = (void *)(long)xdp->data;
+		__u32 *meta = (void *)(long)xdp->data_meta;
+
+		if ((void *)(meta + 1) <= data)
+			*meta = NT_XDP_MARK | tags;
+	}
 	return XDP_PASS;
 }
 
 SEC("tc")
 int nt_tc_ingress_lan(struct __sk_buff *skb)
 {
-	return tc_account(skb, NT_DIR_INGRESS, 1, 0);
+	return tc_account(skb, NT_DIR_INGRESS, 1, 0, 0);
 }
 
 SEC("tc")
 int nt_tc_egress_lan(struct __sk_buff *skb)
 {
-	return tc_account(skb, NT_DIR_EGRESS, 1, 0);
+	return tc_account(skb, NT_DIR_EGRESS, 1, 0, 0);
 }
 
 SEC("tc")
 int nt_tc_ingress_wan(struct __sk_buff *skb)
 {
-	return tc_account(skb, NT_DIR_INGRESS, 0, 0);
+	return tc_account(skb, NT_DIR_INGRESS, 0, 0, 0);
 }
 
 SEC("tc")
 int nt_tc_egress_wan(struct __sk_buff *skb)
 {
-	return tc_account(skb, NT_DIR_EGRESS, 0, 0);
+	return tc_account(skb, NT_DIR_EGRESS, 0, 0, 0);
 }
 
 /* Interfaces without a link-layer header: no MAC, so no host accounting. */
 SEC("tc")
 int nt_tc_ingress_l3(struct __sk_buff *skb)
 {
-	return tc_account(skb, NT_DIR_INGRESS, 0, 1);
+	return tc_account(skb, NT_DIR_INGRESS, 0, 1, 0);
 }
 
 SEC("tc")
 int nt_tc_egress_l3(struct __sk_buff *skb)
 {
-	return tc_account(skb, NT_DIR_EGRESS, 0, 1);
+	return tc_account(skb, NT_DIR_EGRESS, 0, 1, 0);
+}
+
+/* XDP mode's TC ingress: the 4 bytes of a VLAN tag XDP could not see. */
+SEC("tc")
+int nt_tc_ingress_xdpfix_lan(struct __sk_buff *skb)
+{
+	return tc_account(skb, NT_DIR_INGRESS, 1, 0, 1);
+}
+
+SEC("tc")
+int nt_tc_ingress_xdpfix_wan(struct __sk_buff *skb)
+{
+	return tc_account(skb, NT_DIR_INGRESS, 0, 0, 1);
 }
 
 SEC("xdp")

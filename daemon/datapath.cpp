@@ -256,7 +256,11 @@ void Datapath::attach(uint32_t ifindex, bool lan, bool xdp, bool l3) {
     const uint32_t prev_xdp = fresh ? 0 : prev->second.xdp_flags;
     Attachment a{lan, 0};
 
-    bpf_program* ingress = l3    ? skel_->progs.nt_tc_ingress_l3
+    // In XDP mode the TC ingress slot holds the fix-up for VLAN tags XDP
+    // could not see (held outside the frame); it counts nothing else.
+    bpf_program* ingress = xdp   ? (lan ? skel_->progs.nt_tc_ingress_xdpfix_lan
+                                        : skel_->progs.nt_tc_ingress_xdpfix_wan)
+                           : l3  ? skel_->progs.nt_tc_ingress_l3
                            : lan ? skel_->progs.nt_tc_ingress_lan
                                  : skel_->progs.nt_tc_ingress_wan;
     bpf_program* egress = l3    ? skel_->progs.nt_tc_egress_l3
@@ -274,8 +278,6 @@ void Datapath::attach(uint32_t ifindex, bool lan, bool xdp, bool l3) {
         }
     }
     for (const auto& [point, prog] : {std::pair{BPF_TC_INGRESS, ingress}, std::pair{BPF_TC_EGRESS, egress}}) {
-        if (xdp && point == BPF_TC_INGRESS)
-            continue;
         hook.attach_point = point;
         LIBBPF_OPTS(bpf_tc_opts, tc, .prog_fd = bpf_program__fd(prog), .flags = BPF_TC_F_REPLACE,
                     .handle = kTcHandle, .priority = kTcPriority);
@@ -287,12 +289,7 @@ void Datapath::attach(uint32_t ifindex, bool lan, bool xdp, bool l3) {
                                      " on ifindex " + std::to_string(ifindex));
         }
     }
-    if (xdp && !fresh && !prev_xdp) {
-        // Ingress moved from TC to XDP (attached above): the TC ingress filter goes now.
-        LIBBPF_OPTS(bpf_tc_hook, in, .ifindex = static_cast<int>(ifindex), .attach_point = BPF_TC_INGRESS);
-        LIBBPF_OPTS(bpf_tc_opts, del, .handle = kTcHandle, .priority = kTcPriority);
-        bpf_tc_detach(&in, &del);
-    } else if (!xdp && prev_xdp) {
+    if (!xdp && prev_xdp) {
         // Ingress moved from XDP to TC (attached above): the XDP program goes now.
         bpf_xdp_detach(static_cast<int>(ifindex), static_cast<int>(prev_xdp), nullptr);
     }
