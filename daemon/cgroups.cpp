@@ -1,6 +1,8 @@
 // Per-cgroup accounting, OS-facing half: see cgroups.h.
 #include "cgroups.h"
 
+#include "percpu_map.h"
+
 #include "datapath.h" // SysError
 #include "nettally_cg.skel.h"
 
@@ -24,7 +26,6 @@
 namespace nettally {
 namespace {
 
-constexpr int kENOTSUPP = 524; // the kernel's internal ENOTSUPP, not in userspace headers
 
 std::string read_file(const char* path) {
     std::ifstream in(path);
@@ -319,49 +320,20 @@ uint64_t CgroupAccounting::in_flight() {
 }
 
 std::vector<std::pair<uint64_t, CgroupCounts>> CgroupAccounting::read_entries() {
-    constexpr uint32_t kChunk = 1024;
-    static_assert(sizeof(nt_cg_val) % 8 == 0, "per-CPU values are laid out on 8-byte strides");
-    const int fd = bpf_map__fd(skel_->maps.nt_cg_counts);
-    std::vector<uint64_t> keys(kChunk);
-    std::vector<nt_cg_val> vals(static_cast<size_t>(kChunk) * static_cast<size_t>(ncpus_));
     std::vector<std::pair<uint64_t, CgroupCounts>> out;
-    uint64_t in_token = 0, out_token = 0;
-    bool first = true;
-    LIBBPF_OPTS(bpf_map_batch_opts, opts);
-    for (;;) {
-        uint32_t count = kChunk;
-        int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_token, &out_token, keys.data(), vals.data(),
-                                       &count, &opts);
-        if (err && err != -ENOENT)
-            throw SysError(-err, "cgroups: reading per-cgroup counters");
-        for (uint32_t i = 0; i < count; ++i)
-            out.emplace_back(keys[i], fold_percpu(std::span<const nt_cg_val>(
-                                          &vals[static_cast<size_t>(i) * static_cast<size_t>(ncpus_)],
-                                          static_cast<size_t>(ncpus_))));
-        if (err == -ENOENT)
-            return out;
-        in_token = out_token;
-        first = false;
-    }
+    read_percpu_map<uint64_t, nt_cg_val>(
+        bpf_map__fd(skel_->maps.nt_cg_counts), ncpus_, "cgroups: reading per-cgroup counters",
+        [&](uint64_t id, std::span<const nt_cg_val> v) { out.emplace_back(id, fold_percpu(v)); }, 1024);
+    return out;
 }
 
 std::optional<CgroupCounts> CgroupAccounting::take_entry(uint64_t id) {
-    const int fd = bpf_map__fd(skel_->maps.nt_cg_counts);
     std::vector<nt_cg_val> vals(static_cast<size_t>(ncpus_));
-    int err = -EOPNOTSUPP;
-    if (lookup_and_delete_ok_) {
-        err = bpf_map_lookup_and_delete_elem(fd, &id, vals.data());
-        if (err == -EINVAL || err == -EOPNOTSUPP || err == -kENOTSUPP) {
-            lookup_and_delete_ok_ = false;
-            spdlog::warn("cgroups: kernel lacks lookup-and-delete for hash maps; retiring a gone cgroup's "
-                         "entry may lose a packet that arrives during it");
-        }
-    }
-    if (!lookup_and_delete_ok_) {
-        err = bpf_map_lookup_elem(fd, &id, vals.data());
-        if (err == 0)
-            bpf_map_delete_elem(fd, &id);
-    }
+    const bool was_atomic = lookup_and_delete_ok_;
+    const int err = take_percpu_entry(bpf_map__fd(skel_->maps.nt_cg_counts), &id, vals.data(), lookup_and_delete_ok_);
+    if (was_atomic && !lookup_and_delete_ok_)
+        spdlog::warn("cgroups: kernel lacks lookup-and-delete for hash maps; retiring a gone cgroup's "
+                     "entry may lose a packet that arrives during it");
     if (err)
         return std::nullopt;
     return fold_percpu(std::span<const nt_cg_val>(vals));

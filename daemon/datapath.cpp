@@ -3,6 +3,7 @@
 #include "datapath.h"
 
 #include "nettally.skel.h"
+#include "percpu_map.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -25,7 +26,6 @@ namespace {
 // restart replaces its own filter and never touches anybody else's.
 constexpr uint32_t kTcHandle = 0x4e54; // "NT"
 constexpr uint32_t kTcPriority = 1;    // first: see every packet before others act on it
-constexpr int kENOTSUPP = 524;         // the kernel's internal ENOTSUPP, not in userspace headers
 
 int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
     char buf[1024];
@@ -45,32 +45,6 @@ int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
         break;
     }
     return n;
-}
-
-// Reads a whole per-CPU hash map in batches. fn(key, span of per-CPU values).
-template <typename K, typename V, typename Fn> void read_percpu_map(int fd, int ncpus, Fn&& fn) {
-    constexpr uint32_t kChunk = 4096;
-    static_assert(sizeof(V) % 8 == 0, "per-CPU values are laid out on 8-byte strides");
-    std::vector<K> keys(kChunk);
-    std::vector<V> vals(static_cast<size_t>(kChunk) * static_cast<size_t>(ncpus));
-    uint64_t in_token = 0, out_token = 0;
-    bool first = true;
-    LIBBPF_OPTS(bpf_map_batch_opts, opts);
-
-    for (;;) {
-        uint32_t count = kChunk;
-        int err = bpf_map_lookup_batch(fd, first ? nullptr : &in_token, &out_token, keys.data(), vals.data(),
-                                       &count, &opts);
-        if (err && err != -ENOENT)
-            throw SysError(-err, "reading map fd " + std::to_string(fd));
-        for (uint32_t i = 0; i < count; i++)
-            fn(keys[i], std::span<const V>(&vals[static_cast<size_t>(i) * static_cast<size_t>(ncpus)],
-                                           static_cast<size_t>(ncpus)));
-        if (err == -ENOENT)
-            return;
-        in_token = out_token;
-        first = false;
-    }
 }
 
 } // namespace
@@ -425,22 +399,11 @@ std::vector<FlowEntry> Datapath::evict_flows(const std::vector<nt_flow_key>& key
     const int fd = bpf_map__fd(skel_->maps.nt_flows);
     std::vector<nt_flow_val> vals(static_cast<size_t>(ncpus_));
     for (const auto& k : keys) {
-        int err = -EOPNOTSUPP;
-        if (lookup_and_delete_ok_) {
-            err = bpf_map_lookup_and_delete_elem(fd, &k, vals.data());
-            if (err == -EINVAL || err == -EOPNOTSUPP || err == -kENOTSUPP) {
-                // Before Linux 5.14 hash maps lack it: lookup then delete, and
-                // say that a packet landing in between is lost.
-                lookup_and_delete_ok_ = false;
-                spdlog::warn("datapath: kernel lacks lookup-and-delete for hash maps; flow eviction may "
-                             "lose packets that arrive during it");
-            }
-        }
-        if (!lookup_and_delete_ok_) {
-            err = bpf_map_lookup_elem(fd, &k, vals.data());
-            if (err == 0)
-                bpf_map_delete_elem(fd, &k);
-        }
+        const bool was_atomic = lookup_and_delete_ok_;
+        const int err = take_percpu_entry(fd, &k, vals.data(), lookup_and_delete_ok_);
+        if (was_atomic && !lookup_and_delete_ok_)
+            spdlog::warn("datapath: kernel lacks lookup-and-delete for hash maps; flow eviction may "
+                         "lose packets that arrive during it");
         if (err == 0)
             out.push_back(fold_percpu(k, std::span<const nt_flow_val>(vals)));
     }
@@ -450,7 +413,7 @@ std::vector<FlowEntry> Datapath::evict_flows(const std::vector<nt_flow_key>& key
 IfaceSnapshot Datapath::read_ifaces() {
     IfaceSnapshot snap;
     read_percpu_map<nt_iface_key, nt_iface_val>(
-        bpf_map__fd(skel_->maps.nt_ifaces), ncpus_,
+        bpf_map__fd(skel_->maps.nt_ifaces), ncpus_, "reading interface counters",
         [&](const nt_iface_key& k, std::span<const nt_iface_val> v) {
             snap[{k.ifindex, static_cast<uint8_t>(k.dir)}] = fold_percpu(v);
         });
@@ -460,7 +423,7 @@ IfaceSnapshot Datapath::read_ifaces() {
 std::vector<FlowEntry> Datapath::read_flows() {
     std::vector<FlowEntry> out;
     read_percpu_map<nt_flow_key, nt_flow_val>(
-        bpf_map__fd(skel_->maps.nt_flows), ncpus_,
+        bpf_map__fd(skel_->maps.nt_flows), ncpus_, "reading flows",
         [&](const nt_flow_key& k, std::span<const nt_flow_val> v) { out.push_back(fold_percpu(k, v)); });
     return out;
 }
@@ -468,7 +431,7 @@ std::vector<FlowEntry> Datapath::read_flows() {
 std::vector<HostEntry> Datapath::read_hosts() {
     std::vector<HostEntry> out;
     read_percpu_map<nt_host_key, nt_host_val>(
-        bpf_map__fd(skel_->maps.nt_hosts), ncpus_,
+        bpf_map__fd(skel_->maps.nt_hosts), ncpus_, "reading hosts",
         [&](const nt_host_key& k, std::span<const nt_host_val> v) { out.push_back(fold_percpu(k, v)); });
     return out;
 }
