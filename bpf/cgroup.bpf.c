@@ -31,24 +31,9 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "nettally_abi.h"
+#include "nettally_proto.h"
 
-#define ETH_P_IP 0x0800
-#define ETH_P_IPV6 0x86DD
 #define LOOPBACK_IFINDEX 1 /* lo is ifindex 1 in every network namespace */
-
-#define IPPROTO_HOPOPTS_ 0
-#define IPPROTO_ICMP_ 1
-#define IPPROTO_TCP_ 6
-#define IPPROTO_UDP_ 17
-#define IPPROTO_ROUTING_ 43
-#define IPPROTO_FRAGMENT_ 44
-#define IPPROTO_AH_ 51
-#define IPPROTO_ICMPV6_ 58
-#define IPPROTO_DSTOPTS_ 60
-#define IPPROTO_MH_ 135
-
-#define IP_OFFSET_MASK 0x1FFF
-#define IP_MF 0x2000
 
 /* Headers are never looked for beyond this offset from the IP header. */
 #define NT_MAX_HDR_OFF 1024

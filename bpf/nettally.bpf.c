@@ -19,32 +19,9 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "nettally_abi.h"
+#include "nettally_proto.h"
 
 #define TC_ACT_UNSPEC (-1)
-
-#define ETH_HLEN 14
-#define ETH_P_IP 0x0800
-#define ETH_P_IPV6 0x86DD
-#define ETH_P_8021Q 0x8100
-#define ETH_P_8021AD 0x88A8
-#define ETH_P_PPP_DISC 0x8863
-#define ETH_P_PPP_SES 0x8864
-#define PPP_IP 0x0021
-#define PPP_IPV6 0x0057
-
-#define IPPROTO_HOPOPTS_ 0
-#define IPPROTO_ICMP_ 1
-#define IPPROTO_TCP_ 6
-#define IPPROTO_UDP_ 17
-#define IPPROTO_ROUTING_ 43
-#define IPPROTO_FRAGMENT_ 44
-#define IPPROTO_AH_ 51
-#define IPPROTO_ICMPV6_ 58
-#define IPPROTO_DSTOPTS_ 60
-#define IPPROTO_MH_ 135
-
-#define IP_OFFSET_MASK 0x1FFF
-#define IP_MF 0x2000
 
 /*
  * Parse budget: headers must start within the first 1024 bytes of the frame.
