@@ -71,6 +71,7 @@ FIGURES = ("packets", "l2", "l3", "l4", "payload")
 BUCKETS = ("non_ip", "unparsable", "flow_overflow")
 DIRECTIONS = ("ingress", "egress")
 SETTLE_S = 1.0
+CAPTURE_BUFFER_MIB = 64
 BUS_NAME = "org.nettally.Accounting1"
 BUS_PATH = "/org/nettally/Accounting1"
 BUS_IFACE = "org.nettally.Accounting1"
@@ -886,9 +887,11 @@ class Capture:
     def start(self):
         with open(self.errpath, "w") as err:
             # dumpcap is tshark's capture engine (`tshark -w` runs it); used directly it starts in
-            # milliseconds instead of seconds. tshark reads the file afterwards.
-            self.proc = spawn(self.topo.exec_argv(self.ns, ["dumpcap", "-q", "-i", self.iface,
-                                                            "-w", self.path]),
+            # milliseconds instead of seconds. tshark reads the file afterwards. A 64 MiB capture
+            # buffer (-B) keeps bursts (GRO/GSO tests, a loaded CI machine) from being dropped: a
+            # capture that drops is no ground truth and fails the test.
+            self.proc = spawn(self.topo.exec_argv(self.ns, ["dumpcap", "-q", "-B", str(CAPTURE_BUFFER_MIB),
+                                                            "-i", self.iface, "-w", self.path]),
                               stdout=subprocess.DEVNULL, stderr=err)
         self._token = add_cleanup(self.stop)
         return self

@@ -542,7 +542,8 @@ class PeerCapture(h.Capture):
 
     def start(self):
         with open(self.errpath, "w") as err:
-            self.proc = h.spawn(self.topo.exec_argv(self.ns, ["dumpcap", "-q", "-i", self.dev, "-w", self.path]),
+            self.proc = h.spawn(self.topo.exec_argv(self.ns, ["dumpcap", "-q", "-B", str(h.CAPTURE_BUFFER_MIB),
+                                                              "-i", self.dev, "-w", self.path]),
                                 stdout=subprocess.DEVNULL, stderr=err)
         self._token = h.add_cleanup(self.stop)
         return self
