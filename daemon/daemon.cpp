@@ -250,7 +250,7 @@ void Daemon::poll_now() {
     collector_->poll(PollClock{now_us, clock_us(CLOCK_BOOTTIME) * 1000u});
     history_->feed(*collector_, static_cast<int64_t>(now_us));
     if (cgroups_)
-        cgroups_->poll(clock_us(CLOCK_REALTIME));
+        cgroups_->poll(now_us);
 }
 
 void Daemon::arm_poll_timer() {

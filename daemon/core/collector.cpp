@@ -2,6 +2,14 @@
 #include "core/collector.h"
 
 namespace nettally {
+namespace {
+
+// A host's ledger key: interface, MAC and address, as HistoryFeed's subjects use it.
+std::string host_id(const std::string& iface, const std::string& mac, const std::string& ip) {
+    return iface + "|" + mac + "|" + ip;
+}
+
+} // namespace
 
 void Collector::set_interfaces(const std::vector<InterfaceInfo>& ifaces) {
     std::map<uint32_t, std::string> next;
@@ -17,7 +25,7 @@ void Collector::set_interfaces(const std::vector<InterfaceInfo>& ifaces) {
             for (auto& [key, h] : hosts_) {
                 if (h.interface == old->second)
                     h.interface = i.name;
-                rekeyed[h.interface + "|" + h.mac + "|" + h.ip] = std::move(h);
+                rekeyed[host_id(h.interface, h.mac, h.ip)] = std::move(h);
             }
             hosts_ = std::move(rekeyed);
         }
@@ -113,7 +121,7 @@ void Collector::update_hosts(const std::vector<HostEntry>& raw) {
             continue;
         const std::string mac = format_mac(h.key.mac);
         const std::string ip = format_addr(h.key.family, h.key.addr);
-        auto& t = hosts_[iface + "|" + mac + "|" + ip];
+        auto& t = hosts_[host_id(iface, mac, ip)];
         if (t.interface.empty()) {
             t.interface = iface;
             t.mac = mac;
@@ -286,7 +294,7 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
         h.received.restore(hj.at("received"), same_counters);
         h.first_us = hj.at("first_us").get<uint64_t>();
         h.last_us = hj.at("last_us").get<uint64_t>();
-        hosts[h.interface + "|" + h.mac + "|" + h.ip] = std::move(h);
+        hosts[host_id(h.interface, h.mac, h.ip)] = std::move(h);
     }
     std::map<IfaceKey, Counts> evicted;
     // Evicted sums belong to the kernel counters they reconcile with.
