@@ -3,10 +3,10 @@
 #include "dbus_service.h"
 
 #include "core/config.h"
+#include "bus_access.h"
 #include "datapath.h"
 
 #include <algorithm>
-#include <grp.h>
 #include <spdlog/spdlog.h>
 
 namespace nettally {
@@ -131,32 +131,6 @@ AccountingService::ListCgroups() {
     return {std::move(rows), std::move(buckets)};
 }
 
-void AccountingService::require_privileged(const char* method) {
-    const sdbus::Message* msg = getObject().getCurrentlyProcessedMessage();
-    if (!msg)
-        throw sdbus::Error(kErrAccessDenied, "caller unknown");
-    uid_t uid;
-    std::vector<gid_t> gids;
-    try {
-        uid = msg->getCredsEuid();
-    } catch (const sdbus::Error&) {
-        uid = msg->getCredsUid();
-    }
-    if (uid == 0)
-        return;
-    if (const group* g = getgrnam("nettally")) {
-        try {
-            gids = msg->getCredsSupplementaryGids();
-            gids.push_back(msg->getCredsEgid());
-        } catch (const sdbus::Error&) {
-        }
-        if (std::find(gids.begin(), gids.end(), g->gr_gid) != gids.end())
-            return;
-    }
-    spdlog::warn("dbus: {} refused to uid {} (not root, not in group nettally)", method, uid);
-    throw sdbus::Error(kErrAccessDenied, std::string(method) + " needs root or membership of group nettally");
-}
-
 std::vector<sdbus::Struct<std::string, uint64_t, uint64_t, std::map<std::string, AccountingService::C>>>
 AccountingService::GetHistory(const std::string& period, const std::string& subject_prefix) {
     const auto kind = parse_period_kind(period);
@@ -175,7 +149,7 @@ AccountingService::GetHistory(const std::string& period, const std::string& subj
 }
 
 void AccountingService::Reload() {
-    require_privileged("Reload");
+    require_privileged(getObject(), "Reload");
     try {
         hooks_.reload();
     } catch (const ConfigError& e) {

@@ -20,7 +20,6 @@ inline constexpr const char* kObjectPath = "/org/nettally/Accounting1";
 inline constexpr const char* kErrInvalidArgument = "org.nettally.Accounting1.Error.InvalidArgument";
 inline constexpr const char* kErrInvalidConfig = "org.nettally.Accounting1.Error.InvalidConfig";
 inline constexpr const char* kErrFailed = "org.nettally.Accounting1.Error.Failed";
-inline constexpr const char* kErrAccessDenied = "org.freedesktop.DBus.Error.AccessDenied";
 
 // What the service needs from the daemon, beyond the collector.
 struct ServiceHooks {
@@ -54,9 +53,6 @@ private:
     std::vector<sdbus::Struct<std::string, uint64_t, uint64_t, std::map<std::string, C>>>
     GetHistory(const std::string& period, const std::string& subject_prefix) override;
     void Reload() override;
-
-    // Root or group "nettally", from the caller's credentials as the bus saw them.
-    void require_privileged(const char* method);
 
     const Collector& collector_;
     ServiceHooks hooks_;
