@@ -9,10 +9,13 @@ packages=(
 	libbpf-dev bpftool libelf-dev zlib1g-dev
 	libsystemd-dev libsdbus-c++-dev libsdbus-c++-bin
 	libyaml-cpp-dev libspdlog-dev libfmt-dev libgtest-dev nlohmann-json3-dev
+	libcurl4-openssl-dev
 	# run
 	dbus-daemon dbus-bin systemd iproute2 util-linux
 	# test
 	python3 tshark iperf3 ethtool procps iputils-ping pmacct softflowd linux-perf
+	# test: the file servers the upload tests start themselves
+	vsftpd nginx-light openssh-server openssh-client openssl
 )
 
 missing=()

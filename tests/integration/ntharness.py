@@ -990,6 +990,10 @@ _BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Confi
           send_member="UpdateActivationEnvironment"/>
     <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Debug.Stats"/>
   </policy>
+  <policy user="root">
+    <!-- as in system.conf: root may become a monitor (SignalMonitor) -->
+    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Monitoring"/>
+  </policy>
   <include>{policy}</include>
 {extra}
 </busconfig>
@@ -1085,6 +1089,80 @@ class PrivateBus:
         p = run(argv, check=False, timeout=30, env=self.env())
         m = re.search(r"^Error ([A-Za-z0-9_.]+): ?(.*)$", p.stderr, re.M)
         return p.returncode, (m.group(1) if m else None), (p.stderr.strip() or p.stdout.strip())
+
+
+class SignalMonitor:
+    """A separate client on the bus that records every signal nettallyd emits: `busctl monitor`
+    (root: a bus monitor sees all traffic), one JSON message per line, read by a thread. Each
+    recorded signal is a dict: interface, member, path, signature, data (decoded payload), at
+    (bus timestamp, seconds since the epoch, float)."""
+
+    def __init__(self, bus):
+        self.bus = bus
+        self.proc = None
+        self._token = None
+        self._lock = threading.Lock()
+        self._signals = []
+        self._thread = None
+
+    def start(self, timeout=10):
+        self.proc = spawn(["stdbuf", "-oL", "busctl", f"--address={self.bus.address}", "--json=short", "monitor"],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=self.bus.env())
+        self._token = add_cleanup(self.stop)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        # The monitor is live once it reports traffic: poke the bus until it shows some.
+        def live():
+            self.bus.busctl("call", "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
+                            "GetId")
+            return self._seen_any
+        wait_until(live, timeout, "busctl monitor to start", interval=0.2)
+        return self
+
+    _seen_any = False
+
+    def _read(self):
+        for line in self.proc.stdout:
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            self._seen_any = True
+            try:
+                m = json.loads(line)
+            except ValueError:
+                continue
+            if m.get("type") != "signal" or m.get("path", "").startswith("/org/freedesktop/DBus"):
+                continue
+            rec = {"interface": m.get("interface"), "member": m.get("member"), "path": m.get("path"),
+                   "signature": m.get("payload", {}).get("type", ""),
+                   "data": m.get("payload", {}).get("data", []),
+                   "at": m.get("timestamp-realtime", 0) / 1e6}
+            with self._lock:
+                self._signals.append(rec)
+
+    def signals(self, member=None, interface=None):
+        with self._lock:
+            return [s for s in self._signals
+                    if (member is None or s["member"] == member)
+                    and (interface is None or s["interface"] == interface)]
+
+    def clear(self):
+        with self._lock:
+            self._signals.clear()
+
+    def wait_for(self, member, count=1, timeout=30, interface=None):
+        """Waits until at least `count` signals named `member` arrived; returns them all."""
+        wait_until(lambda: len(self.signals(member, interface)) >= count, timeout,
+                   f"{count} x signal {member}")
+        return self.signals(member, interface)
+
+    def stop(self):
+        if self._token:
+            drop_cleanup(self._token)
+            self._token = None
+        if self.proc:
+            stop_process(self.proc)
+            self.proc = None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -101,6 +101,13 @@ class DbusApiTest(unittest.TestCase):
                 self.assertEqual(p.returncode, 0, f"ListFlows as {who}: {p.stderr}")
                 self.assertEqual(len(flows[0]), 5, f"ListFlows packets 5 as {who} (more flows exist)")
 
+                # Cgroup accounting is off in this daemon: the read still answers (empty), not denied.
+                p, _ = self.bus.call("ListCgroups", user=uid)
+                self.assertEqual(p.returncode, 0, f"ListCgroups as {who}: {p.stderr}")
+
+                p, periods = self.bus.call("GetHistory", "ss", "day", "", user=uid)
+                self.assertEqual(p.returncode, 0, f"GetHistory day as {who}: {p.stderr}")
+
                 p = self.ctl.run("--json", "status", user=uid)
                 self.assertEqual(p.returncode, 0, f"nettallyctl status as {who}: {p.stderr}")
 
