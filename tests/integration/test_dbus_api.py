@@ -20,6 +20,7 @@ import ntharness as h  # noqa: E402
 PORT = 5002
 ERR_INVALID_ARGUMENT = "org.nettally.Accounting1.Error.InvalidArgument"
 ERR_ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
+ERR_FAILED = "org.nettally.Accounting1.Error.Failed"
 XML_PATH = os.path.join(h.SOURCE_DIR, "daemon", "dbus", "org.nettally.Accounting1.xml")
 STATUS_KEYS = ("version", "pid", "started_at", "config_path", "poll_interval_ms", "polls", "last_poll_at",
                "interfaces", "flows", "flow_capacity", "hosts", "host_capacity", "flow_overflow_packets",
@@ -101,9 +102,11 @@ class DbusApiTest(unittest.TestCase):
                 self.assertEqual(p.returncode, 0, f"ListFlows as {who}: {p.stderr}")
                 self.assertEqual(len(flows[0]), 5, f"ListFlows packets 5 as {who} (more flows exist)")
 
-                # Cgroup accounting is off in this daemon: the read still answers (empty), not denied.
-                p, _ = self.bus.call("ListCgroups", user=uid)
-                self.assertEqual(p.returncode, 0, f"ListCgroups as {who}: {p.stderr}")
+                # Cgroup accounting is off in this daemon: the daemon itself answers that (its own
+                # error), the bus policy does not refuse the call.
+                rc, err, out = self.bus.dbus_send("ListCgroups", user=uid)
+                self.assertEqual(err, ERR_FAILED, f"ListCgroups as {who}: {out}")
+                self.assertIn("cgroup accounting is off", out)
 
                 p, periods = self.bus.call("GetHistory", "ss", "day", "", user=uid)
                 self.assertEqual(p.returncode, 0, f"GetHistory day as {who}: {p.stderr}")
