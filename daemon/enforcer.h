@@ -35,6 +35,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <sdbus-c++/sdbus-c++.h>
 #include <string>
 #include <vector>
@@ -56,10 +57,12 @@ public:
     void lift(const std::string& id) override;
     std::vector<std::string> active() const override;
 
-    // "policer" or "edt": how throttled egress is paced on this machine.
+    // "edt" (fq available: throttled egress is paced, ingress policed) or
+    // "policer" (both directions policed).
     std::string throttle_mode() const;
-    // GetStatus keys: enforce_throttle_mode, enforce_active, enforce_dropped_packets,
-    // enforce_dropped_bytes (packets/bytes dropped by block and the policer since start).
+    // GetStatus keys: enforce_throttle_mode, enforce_active (threshold ids in force),
+    // enforce_hosts (kernel entries), enforce_dropped_packets, enforce_dropped_bytes
+    // (dropped by block and the policer since start).
     void add_status(std::map<std::string, sdbus::Variant>& m) const;
 
 private:
@@ -71,6 +74,8 @@ private:
     std::map<PolicyKey, PolicyParams> in_kernel_;
     std::unique_ptr<QdiscControl> qdisc_;
     bool fq_available_ = false;
+    std::string fq_why_not_;
+    std::set<uint32_t> edt_ifaces_; // lan interfaces where we installed fq
     uint64_t dropped_packets_gone_ = 0; // drops counted by entries since removed
     uint64_t dropped_bytes_gone_ = 0;
 };
