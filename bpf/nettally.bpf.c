@@ -11,9 +11,11 @@
  *
  * The same parser serves TC (struct __sk_buff) and XDP (struct xdp_md): an
  * interface in XDP mode counts ingress at XDP and egress at TC, never both
- * hooks in one direction. The programs never drop or modify packets: TC
- * returns TC_ACT_UNSPEC (the next filter or the default action decides), XDP
- * returns XDP_PASS.
+ * hooks in one direction. The programs never drop or modify packets, except
+ * where a threshold's action is in force (nt_policy, lan-role interfaces
+ * only): block drops, throttle polices (or paces, EDT) a host's traffic.
+ * Otherwise TC returns TC_ACT_UNSPEC (the next filter or the default action
+ * decides) and XDP returns XDP_PASS.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -22,6 +24,8 @@
 #include "nettally_proto.h"
 
 #define TC_ACT_UNSPEC (-1)
+#define TC_ACT_SHOT 2
+#define NSEC_PER_SEC 1000000000ull
 
 /*
  * Parse budget: headers must start within the first 1024 bytes of the frame.
@@ -73,6 +77,29 @@ struct {
 	__type(key, __u32);
 	__type(value, __u32);
 } nt_meta SEC(".maps");
+
+/*
+ * Threshold actions in force (daemon/enforcer.cpp). Not pinned: the daemon
+ * re-applies them at start. nt_policy_kinds says which kinds of keys
+ * nt_policy holds (NT_POLICY_KIND_*), so with no action in force the packet
+ * path costs one load of this global and no lookup.
+ */
+__u32 nt_policy_kinds = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NT_POLICY_MAX_ENTRIES);
+	__type(key, struct nt_policy_key);
+	__type(value, struct nt_policy_val);
+} nt_policy SEC(".maps");
+
+/* lan interfaces whose root qdisc is fq: throttled egress is paced there (EDT). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NT_MAX_IFACES);
+	__type(key, __u32);
+	__type(value, __u8);
+} nt_policy_edt SEC(".maps");
 
 /* The packet as the hook hands it over. */
 struct pctx {
@@ -472,19 +499,113 @@ static __always_inline void track_fragment(struct pkt *p, __u32 ifindex, __u32 d
 	}
 }
 
+/* What the policy decided for one packet. */
+struct verdict {
+	__u32 drop;
+	__u64 tstamp; /* EDT departure time (CLOCK_MONOTONIC ns), 0 = leave as is */
+};
+
+/*
+ * The policy entry of the packet's host on a lan interface: the source on
+ * ingress (what the host sends), the destination on egress (what it receives).
+ */
+static __always_inline struct nt_policy_val *policy_of(const struct pkt *p, __u32 dir, __u32 kinds)
+{
+	struct nt_policy_key key = {};
+	struct nt_policy_val *v = NULL;
+
+	if ((kinds & NT_POLICY_KIND_IP) && p->family) {
+		key.family = p->family;
+		__builtin_memcpy(key.addr, dir == NT_DIR_INGRESS ? p->src : p->dst, sizeof(key.addr));
+		v = bpf_map_lookup_elem(&nt_policy, &key);
+	}
+	if (!v && (kinds & NT_POLICY_KIND_MAC)) {
+		__builtin_memset(&key, 0, sizeof(key));
+		key.family = NT_POLICY_MAC;
+		__builtin_memcpy(key.addr, dir == NT_DIR_INGRESS ? p->smac : p->dmac, 6);
+		v = bpf_map_lookup_elem(&nt_policy, &key);
+	}
+	return v;
+}
+
+/*
+ * Block drops. Throttle runs the GCRA schedule of nt_policy_val: as a
+ * policer it drops a packet that would run the schedule more than burst_ns
+ * ahead of now; on an egress interface with fq (EDT) it stamps the packet
+ * with its departure time and drops only beyond horizon_ns. A packet is
+ * charged its wire bytes (l2, every segment of a GSO/GRO packet).
+ */
+static __always_inline void enforce(struct nt_policy_val *v, const struct nt_counts *c, const __u32 dir,
+				    __u32 ifindex, struct verdict *vd)
+{
+	__u32 d = dir & 1;
+	__u64 now, t, cost, limit;
+	int edt = 0;
+
+	if (v->action == NT_POLICY_THROTTLE) {
+		if (!v->rate)
+			return;
+		if (dir == NT_DIR_EGRESS && bpf_map_lookup_elem(&nt_policy_edt, &ifindex))
+			edt = 1;
+		now = bpf_ktime_get_ns();
+		cost = c->l2 * NSEC_PER_SEC / v->rate;
+		bpf_spin_lock(&v->lock);
+		t = v->tat[d];
+		if (t < now)
+			t = now;
+		limit = edt ? v->horizon_ns : v->burst_ns;
+		if (t - now > limit) {
+			vd->drop = 1;
+			v->dropped_packets[d] += c->packets;
+			v->dropped_bytes[d] += c->l2;
+		} else {
+			v->tat[d] = t + cost;
+		}
+		bpf_spin_unlock(&v->lock);
+		if (edt && !vd->drop)
+			vd->tstamp = t;
+		return;
+	}
+	if (v->action == NT_POLICY_BLOCK) {
+		vd->drop = 1;
+		bpf_spin_lock(&v->lock);
+		v->dropped_packets[d] += c->packets;
+		v->dropped_bytes[d] += c->l2;
+		bpf_spin_unlock(&v->lock);
+	}
+}
+
 /*
  * vlan_fix: XDP mode's TC-ingress companion (see nt_tc_ingress_xdpfix_*).
  * Counts only the 4 bytes per segment of a VLAN tag that was held outside the
  * frame when XDP counted it, into the same interface, category and host.
  */
 static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int lan, const int xdp,
-				    const int l3dev, const int vlan_fix)
+				    const int l3dev, const int vlan_fix, struct verdict *vd)
 {
 	struct pkt p = {};
 	struct nt_iface_val *iv;
 	__u64 now;
 
 	parse(c, &p, xdp, l3dev);
+	if (lan && !vlan_fix) {
+		__u32 kinds = *(volatile __u32 *)&nt_policy_kinds;
+
+		if (kinds) {
+			struct nt_policy_val *pv = policy_of(&p, dir, kinds);
+
+			if (pv)
+				enforce(pv, &p.c, dir, c->ifindex, vd);
+			/*
+			 * What is counted is what crossed the wire: a packet
+			 * dropped on egress never left (a capture does not show
+			 * it), one dropped on ingress did arrive (a capture
+			 * shows it) and is counted below.
+			 */
+			if (vd->drop && dir == NT_DIR_EGRESS)
+				return p.data_tags;
+		}
+	}
 	if (vlan_fix) {
 		__u64 segs = p.c.packets;
 
@@ -551,8 +672,13 @@ static __always_inline int tc_account(struct __sk_buff *skb, __u32 dir, const in
 		.l3_proto = bpf_ntohs(skb->protocol),
 		.xdp_data_tags = xdp_tags,
 	};
+	struct verdict vd = {};
 
-	account(&c, dir, lan, 0, l3dev, vlan_fix);
+	account(&c, dir, lan, 0, l3dev, vlan_fix, &vd);
+	if (vd.drop)
+		return TC_ACT_SHOT;
+	if (vd.tstamp)
+		skb->tstamp = vd.tstamp; /* EDT: fq holds the packet until then */
 	return TC_ACT_UNSPEC;
 }
 
@@ -573,7 +699,11 @@ static __always_inline int xdp_account(struct xdp_md *xdp, const int lan)
 		.ifindex = xdp->ingress_ifindex,
 	};
 
-	__u8 tags = account(&c, NT_DIR_INGRESS, lan, 1, 0, 0);
+	struct verdict vd = {};
+	__u8 tags = account(&c, NT_DIR_INGRESS, lan, 1, 0, 0, &vd);
+
+	if (vd.drop)
+		return XDP_DROP;
 
 	/*
 	 * Leave the marker for the TC fix-up: a tag held outside the frame (NIC

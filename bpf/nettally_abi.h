@@ -11,8 +11,9 @@
 #define NETTALLY_ABI_H
 
 #ifdef __bpf__
-/* vmlinux.h already provided __u8 .. __u64 */
+/* vmlinux.h already provided __u8 .. __u64 and struct bpf_spin_lock */
 #else
+#include <linux/bpf.h> /* struct bpf_spin_lock */
 #include <linux/types.h>
 #endif
 
@@ -146,6 +147,54 @@ struct nt_frag_val {
 	__u16 dport;
 	__u32 pad;
 };
+
+/*
+ * ---- Enforcement of threshold actions (daemon/enforcer.h) ----------------
+ * nt_policy: HASH, not pinned (the daemon re-applies actions at start), filled
+ * only while a threshold's action is in force. Consulted on lan-role
+ * interfaces for a host as source (ingress) and as destination (egress), and
+ * only when nt_policy_kinds (.bss) says entries of that kind exist, so the
+ * no-action path costs one load of a global.
+ */
+#define NT_POLICY_MAX_ENTRIES 4096
+
+enum nt_policy_action {
+	NT_POLICY_THROTTLE = 1, /* police (or pace, EDT) to rate bytes/s of l2 */
+	NT_POLICY_BLOCK = 2,    /* drop every packet */
+};
+
+/* Family tag of a MAC key (IP keys use NT_AF_INET / NT_AF_INET6). */
+#define NT_POLICY_MAC 1
+
+/* Bits of the .bss global nt_policy_kinds. */
+#define NT_POLICY_KIND_IP 1
+#define NT_POLICY_KIND_MAC 2
+
+struct nt_policy_key {
+	__u8 family; /* NT_AF_INET, NT_AF_INET6 or NT_POLICY_MAC */
+	__u8 pad[3];
+	__u32 addr[4]; /* IPv4 in addr[0]; a MAC in the first 6 bytes; rest zero */
+};
+
+/*
+ * The throttle schedule is a GCRA ("theoretical arrival time") per host
+ * direction, CLOCK_MONOTONIC ns: a packet of n bytes may pass when
+ * tat - now <= burst_ns and then moves tat = max(tat, now) + n * 1e9 / rate.
+ * As a policer it drops what does not fit; as EDT (egress with fq) it stamps
+ * skb->tstamp = max(tat, now) and drops only beyond horizon_ns.
+ */
+struct nt_policy_val {
+	struct bpf_spin_lock lock; /* guards tat and the drop counters */
+	__u32 action;              /* enum nt_policy_action */
+	__u64 rate;                /* bytes per second (throttle) */
+	__u64 burst_ns;
+	__u64 horizon_ns;          /* EDT: how far ahead a packet may be scheduled */
+	__u64 tat[NT_DIR_MAX];     /* indexed by the interface direction */
+	__u64 dropped_packets[NT_DIR_MAX];
+	__u64 dropped_bytes[NT_DIR_MAX]; /* l2 */
+};
+
+/* nt_policy_edt: HASH ifindex (__u32) -> __u8: lan interfaces with fq as root qdisc. */
 
 /*
  * ---- Per-cgroup accounting (bpf/cgroup.bpf.c) ----------------------------

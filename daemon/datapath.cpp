@@ -410,6 +410,45 @@ std::vector<FlowEntry> Datapath::evict_flows(const std::vector<nt_flow_key>& key
     return out;
 }
 
+void Datapath::policy_put(const nt_policy_key& key, const nt_policy_val& val) {
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.nt_policy), &key, &val, BPF_ANY))
+        throw SysError(errno, "writing the policy map");
+}
+
+void Datapath::policy_remove(const nt_policy_key& key) {
+    if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.nt_policy), &key) && errno != ENOENT)
+        spdlog::warn("datapath: removing a policy entry: {}", std::strerror(errno));
+}
+
+std::optional<nt_policy_val> Datapath::policy_get(const nt_policy_key& key) const {
+    nt_policy_val v{};
+    if (bpf_map_lookup_elem_flags(bpf_map__fd(skel_->maps.nt_policy), &key, &v, BPF_F_LOCK))
+        return std::nullopt;
+    return v;
+}
+
+void Datapath::set_policy_kinds(uint32_t kinds) {
+    // .bss is memory-mapped: the programs see the store at once.
+    __atomic_store_n(&skel_->bss->nt_policy_kinds, kinds, __ATOMIC_RELEASE);
+}
+
+void Datapath::set_edt_interface(uint32_t ifindex, bool on) {
+    const int fd = bpf_map__fd(skel_->maps.nt_policy_edt);
+    const uint8_t one = 1;
+    if (on && bpf_map_update_elem(fd, &ifindex, &one, BPF_ANY))
+        throw SysError(errno, "marking ifindex " + std::to_string(ifindex) + " for EDT");
+    if (!on)
+        bpf_map_delete_elem(fd, &ifindex);
+}
+
+std::vector<uint32_t> Datapath::lan_interfaces() const {
+    std::vector<uint32_t> out;
+    for (const auto& [ifindex, a] : attached_)
+        if (a.lan)
+            out.push_back(ifindex);
+    return out;
+}
+
 IfaceSnapshot Datapath::read_ifaces() {
     IfaceSnapshot snap;
     read_percpu_map<nt_iface_key, nt_iface_val>(

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -74,6 +75,18 @@ public:
     std::vector<FlowEntry> read_flows() override;
     std::vector<HostEntry> read_hosts() override;
     std::vector<FlowEntry> evict_flows(const std::vector<nt_flow_key>& keys) override;
+
+    // Threshold actions (daemon/enforcer.h): the unpinned nt_policy map. Throw SysError.
+    void policy_put(const nt_policy_key& key, const nt_policy_val& val);
+    void policy_remove(const nt_policy_key& key);
+    // The entry as the kernel holds it (read under its spin lock), nullopt when absent.
+    std::optional<nt_policy_val> policy_get(const nt_policy_key& key) const;
+    // NT_POLICY_KIND_* bits: which kinds of keys the programs look up (0: none, no lookup).
+    void set_policy_kinds(uint32_t kinds);
+    // Marks a lan interface whose root qdisc is fq: throttled egress is paced there (EDT).
+    void set_edt_interface(uint32_t ifindex, bool on);
+    // The interfaces attached with the lan role (where actions are enforced).
+    std::vector<uint32_t> lan_interfaces() const;
 
     bool xdp_supported() const { return xdp_supported_; }
     uint32_t flow_capacity() const { return max_flows_; }

@@ -20,4 +20,8 @@ static_assert(offsetof(nt_host_key, addr) == 12);
 static_assert(sizeof(nt_host_val) == 96);
 static_assert(sizeof(nt_cg_val) == 2 * sizeof(nt_counts));
 static_assert(sizeof(nt_cg_dir_val) == sizeof(nt_counts) * (1 + NT_CG_BUCKET_MAX));
+// Not pinned (no ABI version bump for these): the enforcer's policy map.
+static_assert(sizeof(nt_policy_key) == 20);
+static_assert(sizeof(nt_policy_val) == 8 + 8 * 3 + 8 * 3 * NT_DIR_MAX);
+static_assert(offsetof(nt_policy_val, rate) == 8);
 static_assert(NT_ABI_VERSION == 1, "update the asserts above with the ABI version");

@@ -17,6 +17,10 @@ Topology (veths are created inside the namespaces; nothing is named in the root 
    +---------------+      +------------------------------+      +---------------+
      default via gw         IPv4 + IPv6 forwarding on            default via gw
 
+   Optional (Topology(cli2=True)): a second LAN client on a second lan interface of the gateway:
+      ntt-P-R-cli2 eth0 198.18.3.2/24 fd00:3::2/64 02:00:c6:12:03:02
+        ------ gw lan1 198.18.3.1/24 fd00:3::1/64 02:00:c6:12:03:01
+
 The network is made quiet so that a capture and nettally's counters see exactly the same packets:
 offloads off on every veth end (one skb = one wire packet), IPv6 without link-local addresses
 (addr_gen_mode=1) and with `nodad` addresses, no RA/RS, permanent ARP and NDP entries for every peer
@@ -320,16 +324,24 @@ def make_workdir(tag):
 
 class Topology:
     MAC = {"cli": "02:00:c6:12:01:02", "lan0": "02:00:c6:12:01:01",
-           "wan0": "02:00:c6:12:02:01", "srv": "02:00:c6:12:02:02"}
+           "wan0": "02:00:c6:12:02:01", "srv": "02:00:c6:12:02:02",
+           "cli2": "02:00:c6:12:03:02", "lan1": "02:00:c6:12:03:01"}
     CLI4, CLI6 = "198.18.1.2", "fd00:1::2"
     LAN4, LAN6 = "198.18.1.1", "fd00:1::1"
     WAN4, WAN6 = "198.18.2.1", "fd00:2::1"
     SRV4, SRV6 = "198.18.2.2", "fd00:2::2"
+    CLI2_4, CLI2_6 = "198.18.3.2", "fd00:3::2"
+    LAN1_4, LAN1_6 = "198.18.3.1", "fd00:3::1"
 
-    def __init__(self, tag=None):
+    def __init__(self, tag=None, cli2=False):
+        """cli2: also a second LAN client namespace (self.cli2) behind the gateway's lan1."""
         self.tag = tag or unique_tag()
         self.cli, self.gw, self.srv = (f"{self.tag}-{n}" for n in ("cli", "gw", "srv"))
+        self.cli2 = f"{self.tag}-cli2" if cli2 else None
         self._token = None
+
+    def namespaces(self):
+        return (self.cli, self.gw, self.srv) + ((self.cli2,) if self.cli2 else ())
 
     def ns_file(self, ns):
         return os.path.join(NETNS_DIR, ns)
@@ -349,7 +361,7 @@ class Topology:
 
     def up(self):
         self._token = add_cleanup(self.down)
-        nss = (self.cli, self.gw, self.srv)
+        nss = self.namespaces()
         self._batch(None, [f"netns add {ns}" for ns in nss])
         for ns in nss:
             # Quiet IPv6: no link-local address, no DAD, no RA/RS; MLD reports all at once on up.
@@ -366,10 +378,16 @@ class Topology:
             # /proc/sys/net is the opener's namespace: nsenter is enough, no /sys remount needed.
             run(self.nsenter_argv(ns, ["sysctl", "-q", "-w"] + knobs))
         M = self.MAC
+        pairs = [("lan0", "cli", self.cli), ("wan0", "srv", self.srv)]
+        if self.cli2:
+            pairs.append(("lan1", "cli2", self.cli2))
         self._batch(self.gw, [
             f"link add {dev} address {M[dev]} type veth peer name eth0 address {M[peer]} netns {ns}"
-            for dev, peer, ns in (("lan0", "cli", self.cli), ("wan0", "srv", self.srv))])
+            for dev, peer, ns in pairs])
         ends = {self.cli: ["eth0"], self.gw: ["lan0", "wan0"], self.srv: ["eth0"]}
+        if self.cli2:
+            ends[self.cli2] = ["eth0"]
+            ends[self.gw].append("lan1")
         for ns, devs in ends.items():
             for dev in devs:
                 # No offloads: the stack hands every wire packet to TC and to the capture as one skb.
@@ -382,6 +400,10 @@ class Topology:
             self.srv: [("eth0", self.SRV4, self.SRV6, [self.WAN4, self.WAN6], M["wan0"])],
         }
         routes = {self.cli: (self.LAN4, self.LAN6), self.srv: (self.WAN4, self.WAN6)}
+        if self.cli2:
+            setup[self.cli2] = [("eth0", self.CLI2_4, self.CLI2_6, [self.LAN1_4, self.LAN1_6], M["lan1"])]
+            setup[self.gw].append(("lan1", self.LAN1_4, self.LAN1_6, [self.CLI2_4, self.CLI2_6], M["cli2"]))
+            routes[self.cli2] = (self.LAN1_4, self.LAN1_6)
         for ns, devs in setup.items():
             lines = ["link set lo up"]
             for dev, a4, a6, peers, peer_mac in devs:
@@ -417,7 +439,7 @@ class Topology:
         if self._token is not None:
             drop_cleanup(self._token)
             self._token = None
-        for ns in (self.cli, self.gw, self.srv):
+        for ns in self.namespaces():
             path = self.ns_file(ns)
             if not os.path.exists(path):
                 continue

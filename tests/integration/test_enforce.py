@@ -1,0 +1,219 @@
+#!/usr/bin/python3
+"""Threshold actions enforced in the kernel: throttle and block of a LAN host.
+
+Topology: ntharness.py with the second LAN client (Topology(cli2=True)):
+
+      cli  198.18.1.2 --- lan0 [gw, nettallyd: lan0 lan, lan1 lan, wan0 wan] wan0 --- srv 198.18.2.2
+      cli2 198.18.3.2 --- lan1
+
+Everything is driven through the daemon on a private bus with the shipped policy: a runtime
+threshold on host 198.18.1.2 (org.nettally.Accounting1.Thresholds.AddThreshold) with a small
+limit and action throttle (2,000,000 B/s) or block; traffic crosses the limit, the daemon applies
+the action at its next poll (GetUsage: action_active), and the test measures with tools that do
+not ask nettally: iperf3 TCP between the clients and srv, and the receivers' own interface
+counters (rx_bytes of the veth end in the receiving namespace: wire bytes that got through).
+
+What is shown:
+  - unthrottled: cli's download is far above the rate (>= 10x);
+  - throttled: cli's download and upload, measured at the receiver after the policer's burst has
+    drained, are within 10% of the configured rate (the rate counts wire bytes, l2, as rx_bytes);
+  - at the same time cli2's download is not limited (>= 10x the rate);
+  - GetStatus reports the enforcement (mode, a host entry, dropped packets);
+  - RemoveThreshold lifts it: cli's download is back above 10x the rate;
+  - block: 0 bytes reach srv from cli and 0 bytes reach cli from srv while in force; traffic
+    passes again after RemoveThreshold.
+"""
+
+import json
+import os
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ntharness as h  # noqa: E402
+
+TH_IFACE = "org.nettally.Accounting1.Thresholds"
+RATE = 2_000_000          # bytes per second of wire traffic
+TOLERANCE = 0.10          # acceptance: within 10% of the rate
+FAST = 10 * RATE          # "not limited": at least ten times the rate
+PORTS = (5301, 5302, 5303, 5304, 5305, 5306, 5307, 5308)
+WARMUP_S = 2.5            # the policer's burst (1 s of rate) drains, TCP settles
+MEASURE_S = 5.0
+
+
+def rx_bytes(topo, ns, dev="eth0"):
+    out = h.run(["ip", "-n", ns, "-j", "-s", "link", "show", "dev", dev]).stdout
+    return int(json.loads(out)[0]["stats64"]["rx"]["bytes"])
+
+
+class Iperf:
+    """One iperf3 server in srv and one client in a client namespace, for `seconds`."""
+
+    def __init__(self, topo, client_ns, port, seconds, reverse):
+        self.server = h.spawn(topo.exec_argv(topo.srv, ["iperf3", "-s", "-1", "-B", topo.SRV4, "-p", str(port)]),
+                              stdout=h.subprocess.DEVNULL, stderr=h.subprocess.DEVNULL)
+        self._tokens = [h.add_cleanup(h.stop_process, self.server)]
+        h.wait_until(lambda: self._listening(topo, port), 10, f"iperf3 server on port {port}")
+        argv = ["iperf3", "-c", topo.SRV4, "-p", str(port), "-t", str(seconds), "-J"]
+        if reverse:
+            argv.append("-R")
+        self.client = h.spawn(topo.exec_argv(client_ns, argv), stdout=h.subprocess.PIPE,
+                              stderr=h.subprocess.PIPE)
+        self._tokens.append(h.add_cleanup(h.stop_process, self.client))
+
+    @staticmethod
+    def _listening(topo, port):
+        out = h.run(["ip", "netns", "exec", topo.srv, "ss", "-Htln", f"sport = :{port}"], check=False).stdout
+        return bool(out.strip())
+
+    def wait(self, timeout=60):
+        out, err = self.client.communicate(timeout=timeout)
+        self.server.wait(10)
+        for t in self._tokens:
+            h.drop_cleanup(t)
+        if self.client.returncode != 0:
+            raise AssertionError(f"iperf3 client failed ({self.client.returncode}): {err.decode()[-500:]} "
+                                 f"{out.decode()[-500:]}")
+        return json.loads(out)
+
+
+class EnforceTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        h.require_all()
+        h.require_tools("iperf3", "ss")
+        cls.tag = h.unique_tag()
+        cls.workdir = h.make_workdir(cls.tag)
+        cls.topo = h.Topology(cls.tag, cli2=True).up()
+        cls.bus = h.PrivateBus(cls.workdir).start()
+        cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, poll="200ms",
+                              interfaces=(("lan0", "lan"), ("lan1", "lan"), ("wan0", "wan")))
+        try:
+            cls.daemon.start()
+            cls.topo.settle()
+        except Exception:
+            cls.tearDownClass()
+            raise
+        cls.ports = iter(PORTS * 4)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.stop()
+        cls.bus.stop()
+        cls.topo.down()
+
+    # -- thresholds over D-Bus ---------------------------------------------------------------
+
+    def th_call(self, method, sig, *args):
+        p = self.bus.busctl("--json=short", "call", h.BUS_NAME, h.BUS_PATH, TH_IFACE, method, sig, *args)
+        if p.returncode != 0:
+            raise AssertionError(f"{method} failed: {p.stderr.strip()}\n{self.daemon.log_tail()}")
+        return json.loads(p.stdout)["data"] if p.stdout.strip() else None
+
+    def add_threshold(self, name, action, limit, rate=None):
+        d = [("name", "s", name), ("subject_kind", "s", "host"), ("subject", "s", self.topo.CLI4),
+             ("layer", "s", "l2"), ("step", "t", limit), ("limit", "t", limit), ("action", "s", action)]
+        if rate is not None:
+            d.append(("action_rate", "t", rate))
+        args = [str(len(d))]
+        for k, t, v in d:
+            args += [k, t, str(v)]
+        self.th_call("AddThreshold", "a{sv}", *args)
+
+    def usage(self, name):
+        rows = self.th_call("GetUsage", "s", name)[0]
+        return {k: v["data"] for k, v in rows[0].items()}
+
+    def wait_action(self, name, active, kick=None):
+        def done():
+            if kick:
+                kick()
+            return self.usage(name)["action_active"] == active
+        h.wait_until(done, 20, f"{name}: action_active == {active}", interval=0.2)
+
+    # -- measurement ---------------------------------------------------------------------------
+
+    def measure(self, flows, seconds=MEASURE_S + WARMUP_S + 1):
+        """flows: [(label, client ns, reverse, receiver ns)]. Runs them together; returns
+        {label: wire bytes per second at the receiver, over MEASURE_S after WARMUP_S}."""
+        runs = [(label, Iperf(self.topo, ns, next(self.ports), seconds, reverse), rx_ns)
+                for label, ns, reverse, rx_ns in flows]
+        time.sleep(WARMUP_S)
+        t0 = time.monotonic()
+        b0 = {label: rx_bytes(self.topo, rx_ns) for label, _, rx_ns in runs}
+        time.sleep(MEASURE_S)
+        t1 = time.monotonic()
+        b1 = {label: rx_bytes(self.topo, rx_ns) for label, _, rx_ns in runs}
+        for _, ip, _ in runs:
+            ip.wait()
+        rates = {label: (b1[label] - b0[label]) / (t1 - t0) for label in b0}
+        h.log("measured (wire B/s at the receiver): " +
+              ", ".join(f"{k} {v / 1e6:.3f} MB/s" for k, v in rates.items()))
+        return rates
+
+    def assert_near_rate(self, got, what):
+        self.assertLessEqual(abs(got - RATE), TOLERANCE * RATE,
+                             f"{what}: {got / 1e6:.3f} MB/s, configured {RATE / 1e6:.3f} MB/s (±10%)\n"
+                             f"{self.daemon.log_tail(15)}")
+
+    def test_throttle_then_lift(self):
+        t = self.topo
+        before = self.measure([("cli down", t.cli, True, t.cli)])
+        self.assertGreaterEqual(before["cli down"], FAST, "unthrottled download should be far above the rate")
+
+        self.add_threshold("enf-throttle", "throttle", limit=2_000_000, rate=RATE)
+        # Cross the limit (2 MB of l2 traffic of the host) with a short download.
+        Iperf(t, t.cli, next(self.ports), 1, True).wait()
+        self.wait_action("enf-throttle", True)
+
+        during = self.measure([("cli down", t.cli, True, t.cli), ("cli2 down", t.cli2, True, t.cli2)])
+        self.assert_near_rate(during["cli down"], "throttled download (srv -> cli)")
+        self.assertGreaterEqual(during["cli2 down"], FAST, "cli2 must not be throttled")
+
+        up = self.measure([("cli up", t.cli, False, t.srv)])
+        self.assert_near_rate(up["cli up"], "throttled upload (cli -> srv)")
+
+        st = self.bus.status()
+        self.assertIn(st.get("enforce_throttle_mode"), ("policer", "edt"), st)
+        self.assertEqual(st.get("enforce_hosts"), 1, st)
+        if st["enforce_throttle_mode"] == "policer":
+            self.assertGreater(st.get("enforce_dropped_packets", 0), 0, st)
+
+        self.th_call("RemoveThreshold", "s", "enf-throttle")
+        after = self.measure([("cli down", t.cli, True, t.cli)])
+        self.assertGreaterEqual(after["cli down"], FAST, "lifting the throttle must restore full speed")
+        self.assertEqual(self.bus.status().get("enforce_hosts"), 0)
+
+    def test_block_then_lift(self):
+        t = self.topo
+
+        def ping(src_ns, dst, count=5, size=56):
+            return h.run(t.exec_argv(src_ns, ["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-W", "1",
+                                              "-s", str(size), dst]), check=False, timeout=30)
+
+        self.add_threshold("enf-block", "block", limit=20_000)
+        # 20 kB of l2 to and from the host: big pings until the daemon blocks it.
+        self.wait_action("enf-block", True, kick=lambda: ping(t.cli, t.SRV4, 3, 1400))
+
+        srv0, cli0, cli2_0 = rx_bytes(t, t.srv), rx_bytes(t, t.cli), rx_bytes(t, t.cli2)
+        up, down, other = ping(t.cli, t.SRV4, 10), ping(t.srv, t.CLI4, 10), ping(t.cli2, t.SRV4, 10)
+        srv1, cli1, cli2_1 = rx_bytes(t, t.srv), rx_bytes(t, t.cli), rx_bytes(t, t.cli2)
+        h.log(f"block: srv got {srv1 - srv0} B, cli got {cli1 - cli0} B, cli2 got {cli2_1 - cli2_0} B")
+        self.assertNotEqual(up.returncode, 0, "ping from a blocked host must fail")
+        self.assertNotEqual(down.returncode, 0, "ping to a blocked host must fail")
+        self.assertEqual(other.returncode, 0, "cli2 is not blocked:\n" + other.stdout)
+        # srv received only cli2's pings (10 x 98 B frames: 56 B of data); nothing of cli's.
+        self.assertEqual(srv1 - srv0, 10 * 98, "srv must receive nothing from the blocked host")
+        self.assertEqual(cli1 - cli0, 0, "the blocked host must receive nothing")
+        self.assertGreater(self.bus.status().get("enforce_dropped_packets", 0), 0)
+
+        self.th_call("RemoveThreshold", "s", "enf-block")
+        self.assertEqual(ping(t.cli, t.SRV4, 3).returncode, 0, "traffic must pass after the block is lifted")
+        self.assertEqual(ping(t.srv, t.CLI4, 3).returncode, 0, "traffic must pass after the block is lifted")
+
+
+if __name__ == "__main__":
+    h.run_tests()
