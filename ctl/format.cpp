@@ -1,6 +1,7 @@
 // nettallyctl's pure half (see format.h): everything between "the daemon's answer as plain
 // structs" and "the text to print", plus argument parsing and error classification.
 #include "format.h"
+#include "format_thresholds.h"
 
 #include <algorithm>
 #include <array>
@@ -742,6 +743,15 @@ ParseResult parse_args(const std::vector<std::string_view>& args) {
                 command = Command::History;
             else if (arg == "reload")
                 command = Command::Reload;
+            else if (arg == "thresholds" || arg == "watch") {
+                // Their own arguments follow (format_thresholds.h); global options come first.
+                command = arg == "watch" ? Command::Watch : Command::Thresholds;
+                const std::vector<std::string_view> rest(args.begin() + static_cast<std::ptrdiff_t>(i) + 1,
+                                                         args.end());
+                if (auto err = parse_threshold_args(*command, rest, opt))
+                    fail(*err);
+                break;
+            }
             else if (arg == "help")
                 command = Command::Help;
             else {
