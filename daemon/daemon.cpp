@@ -4,6 +4,7 @@
 #include "cgroups.h"
 #include "core/interfaces.h"
 #include "dbus_service.h"
+#include "enforcer.h"
 #include "logging.h"
 #include "system.h"
 #include "thresholds_service.h"
@@ -109,8 +110,11 @@ LedgerUsage Daemon::usage() const {
 
 void Daemon::setup_thresholds() {
     thresholds_file_ = std::make_unique<StateFile>(cfg_.state_dir, "thresholds.json");
-    // Kernel enforcement is not wired in yet: throttle/block are refused with a clear reason.
-    enforcer_ = std::make_unique<NotifyOnlyEnforcer>();
+    // Throttle and block in the kernel (daemon/enforcer.h); it holds the datapath's policy map,
+    // so it is declared after datapath_ and destroyed before it.
+    auto kernel = make_kernel_enforcer(*datapath_);
+    kernel_enforcer_ = kernel.get();
+    enforcer_ = std::move(kernel);
     thresholds_ = std::make_unique<ThresholdEngine>(period_spec(cfg_), *enforcer_);
     const auto now = static_cast<int64_t>(clock_us(CLOCK_REALTIME));
     try {
@@ -519,6 +523,9 @@ std::map<std::string, sdbus::Variant> Daemon::status() const {
     m["state_file"] = sdbus::Variant(state_->path().string());
     m["pinned_maps_reused"] = sdbus::Variant(datapath_->reused_pins());
     m["boot_id"] = sdbus::Variant(boot_id_);
+    if (kernel_enforcer_)
+        kernel_enforcer_->add_status(m);
+    m["thresholds"] = sdbus::Variant(static_cast<uint32_t>(thresholds_ ? thresholds_->thresholds().size() : 0));
     if (cgroups_)
         cgroups_->add_status(m);
     else

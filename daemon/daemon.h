@@ -22,6 +22,7 @@ namespace nettally {
 
 class AccountingService;
 class ThresholdsService;
+class KernelEnforcer;
 class CgroupAccounting;
 
 class Daemon {
@@ -96,6 +97,7 @@ private:
     std::unique_ptr<sdbus::IConnection> bus_;
     std::unique_ptr<AccountingService> service_;
     std::unique_ptr<ActionEnforcer> enforcer_;
+    KernelEnforcer* kernel_enforcer_ = nullptr; // enforcer_, for its GetStatus keys
     std::unique_ptr<ThresholdEngine> thresholds_;
     std::unique_ptr<StateFile> thresholds_file_;
     std::unique_ptr<ThresholdsService> thresholds_service_;
