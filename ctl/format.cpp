@@ -1,6 +1,7 @@
 // nettallyctl's pure half (see format.h): everything between "the daemon's answer as plain
 // structs" and "the text to print", plus argument parsing and error classification.
 #include "format.h"
+#include "format_thresholds.h"
 
 #include <algorithm>
 #include <array>
@@ -742,6 +743,15 @@ ParseResult parse_args(const std::vector<std::string_view>& args) {
                 command = Command::History;
             else if (arg == "reload")
                 command = Command::Reload;
+            else if (arg == "thresholds" || arg == "watch") {
+                // Their own arguments follow (format_thresholds.h); global options come first.
+                command = arg == "watch" ? Command::Watch : Command::Thresholds;
+                const std::vector<std::string_view> rest(args.begin() + static_cast<std::ptrdiff_t>(i) + 1,
+                                                         args.end());
+                if (auto err = parse_threshold_args(*command, rest, opt))
+                    fail(*err);
+                break;
+            }
             else if (arg == "help")
                 command = Command::Help;
             else {
@@ -818,6 +828,32 @@ COMMANDS
                 host:IFACE|MAC|IP:sent|received, flow:IFACE:DIR:PROTO[/PORT].
     reload      Re-read the config file (Reload). Allowed to root and group nettally.
                 An invalid config is refused (exit 1) and the running one stays.
+    thresholds list
+                Every threshold (ListThresholds): source (config or runtime), subject,
+                direction, layer, period, step, limit, action.
+    thresholds usage [NAME]
+                Usage against each threshold, or NAME's (GetUsage): bytes in the period,
+                steps signalled, share of the limit, end of the period, action in force.
+    thresholds add NAME SUBJECT --step SIZE [OPTIONS]
+    thresholds modify NAME [OPTIONS]
+                Add a runtime threshold or change one (AddThreshold, ModifyThreshold).
+                SUBJECT is one of --interface NAME, --host MAC|IP, --cgroup PATH|UNIT,
+                --flow FILTER ("iface=wan0,proto=tcp,dport=443"). OPTIONS: --limit SIZE,
+                --direction sent|received|both, --layer l2|l3|l4|payload,
+                --period day|month|rolling|since, --window DURATION (rolling),
+                --min-interval DURATION (Burst), --rate SIZE and --rate-window DURATION
+                (RateExceeded; SIZE per second), --action notify|throttle|block,
+                --action-rate SIZE (throttle, per second), --action-on limit|burst|any.
+                SIZE: bytes or 1MB (10^6), 1MiB (2^20), 5GB...; DURATION: 800ms, 90s, 1h.
+                nettallyd checks every value. Root and group nettally only.
+    thresholds remove NAME
+    thresholds reset NAME
+                Remove a runtime threshold, or restart a threshold's usage from now
+                (RemoveThreshold, ResetPeriod). Root and group nettally only.
+    watch       Print the thresholds signals (StepCrossed, LimitReached, Burst,
+                RateExceeded, ActionApplied, ActionLifted, ActionFailed) as they arrive,
+                one line each (--json: one JSON object per line, "signal" naming it, times
+                as TIME), until SIGINT or SIGTERM (exit 0).
     help        Print this text.
 
 OPTIONS

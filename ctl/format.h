@@ -172,7 +172,14 @@ std::string history_text(const std::vector<HistoryRow>& rows);
 
 // ---- command line ----------------------------------------------------------------------
 
-enum class Command { Status, Interfaces, Hosts, Flows, Cgroups, History, Reload, Help, Version };
+enum class Command { Status, Interfaces, Hosts, Flows, Cgroups, History, Reload, Thresholds, Watch, Help, Version };
+
+// nettallyctl thresholds SUB [NAME] [--OPTION VALUE]... (format_thresholds.h parses them).
+struct ThresholdArgs {
+    std::string sub;  // list | usage | add | modify | remove | reset
+    std::string name; // usage: optional; add, modify, remove, reset: required
+    std::map<std::string, std::string> fields; // definition keys (D-Bus names) -> text values
+};
 
 struct Options {
     Command command = Command::Help;
@@ -183,6 +190,7 @@ struct Options {
     bool tree = false; // cgroups --tree
     std::string period = "day"; // history --period (the daemon validates it)
     std::string subject;        // history --subject PREFIX
+    ThresholdArgs thresholds;   // thresholds ...
 };
 
 inline constexpr double kDefaultTimeoutSec = 10;

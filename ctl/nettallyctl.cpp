@@ -16,6 +16,13 @@
 
 #include "accounting1_proxy.h"
 #include "format.h"
+#include "format_thresholds.h"
+#include "thresholds1_proxy.h"
+
+#include <csignal>
+#include <poll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
 #ifndef NT_VERSION
 #error "NT_VERSION must be defined by the build"
@@ -37,6 +44,60 @@ public:
     ~AccountingProxy() { unregisterProxy(); }
     AccountingProxy(const AccountingProxy&) = delete;
     AccountingProxy& operator=(const AccountingProxy&) = delete;
+};
+
+class ThresholdsProxy final : public sdbus::ProxyInterfaces<org::nettally::Accounting1::Thresholds_proxy> {
+public:
+    explicit ThresholdsProxy(sdbus::IConnection& connection) : ProxyInterfaces(connection, kBusName, kObjectPath) {
+        registerProxy();
+    }
+    ~ThresholdsProxy() { unregisterProxy(); }
+    ThresholdsProxy(const ThresholdsProxy&) = delete;
+    ThresholdsProxy& operator=(const ThresholdsProxy&) = delete;
+
+    bool json = false;
+
+private:
+    void print(WatchEvent e) {
+        std::cout << (json ? watch_json_line(e) : watch_text_line(e)) << std::flush;
+    }
+    static StatusValue u(std::uint64_t v) { return v; }
+    void onStepCrossed(const std::string& name, const std::string& subject, const uint64_t& usage,
+                       const uint64_t& step_index, const uint64_t& time, const uint64_t& skipped) override {
+        print({"StepCrossed", {{"name", name}, {"subject", subject}, {"usage", u(usage)},
+                               {"step_index", u(step_index)}, {"skipped", u(skipped)}, {"time", u(time)}}});
+    }
+    void onLimitReached(const std::string& name, const std::string& subject, const uint64_t& usage,
+                        const uint64_t& limit, const uint64_t& time) override {
+        print({"LimitReached",
+               {{"name", name}, {"subject", subject}, {"usage", u(usage)}, {"limit", u(limit)}, {"time", u(time)}}});
+    }
+    void onBurst(const std::string& name, const std::string& subject, const uint64_t& interval_ms,
+                 const uint64_t& min_interval_ms, const uint64_t& step_index, const uint64_t& time) override {
+        print({"Burst", {{"name", name}, {"subject", subject}, {"interval_ms", u(interval_ms)},
+                         {"min_interval_ms", u(min_interval_ms)}, {"step_index", u(step_index)}, {"time", u(time)}}});
+    }
+    void onRateExceeded(const std::string& name, const std::string& subject, const uint64_t& rate_bps,
+                        const uint64_t& limit_bps, const uint64_t& time) override {
+        print({"RateExceeded", {{"name", name}, {"subject", subject}, {"rate_bps", u(rate_bps)},
+                                {"limit_bps", u(limit_bps)}, {"time", u(time)}}});
+    }
+    void action(const char* sig, const std::string& name, const std::string& subject, const std::string& action,
+                const std::string& reason, uint64_t time) {
+        print({sig, {{"name", name}, {"subject", subject}, {"action", action}, {"reason", reason}, {"time", u(time)}}});
+    }
+    void onActionApplied(const std::string& n, const std::string& s, const std::string& a, const std::string& r,
+                         const uint64_t& t) override {
+        action("ActionApplied", n, s, a, r, t);
+    }
+    void onActionLifted(const std::string& n, const std::string& s, const std::string& a, const std::string& r,
+                        const uint64_t& t) override {
+        action("ActionLifted", n, s, a, r, t);
+    }
+    void onActionFailed(const std::string& n, const std::string& s, const std::string& a, const std::string& r,
+                        const uint64_t& t) override {
+        action("ActionFailed", n, s, a, r, t);
+    }
 };
 
 using DbusCounters = sdbus::Struct<std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t>;
@@ -85,6 +146,79 @@ StatusValue to_status_value(const sdbus::Variant& v) {
 std::string dump(const Json& j) {
     // D-Bus strings are valid UTF-8 already; replace rather than throw if one ever is not.
     return j.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
+}
+
+std::vector<Dict> to_dicts(const std::vector<std::map<std::string, sdbus::Variant>>& in) {
+    std::vector<Dict> out;
+    for (const auto& m : in) {
+        Dict d;
+        for (const auto& [k, v] : m)
+            d.emplace(k, to_status_value(v));
+        out.push_back(std::move(d));
+    }
+    return out;
+}
+
+std::string run_thresholds(ThresholdsProxy& proxy, const Options& opt) {
+    const ThresholdArgs& t = opt.thresholds;
+    if (t.sub == "list") {
+        const auto rows = to_dicts(proxy.ListThresholds());
+        return opt.json ? dump(thresholds_json(rows)) : thresholds_text(rows);
+    }
+    if (t.sub == "usage") {
+        const auto rows = to_dicts(proxy.GetUsage(t.name));
+        return opt.json ? dump(usage_json(rows)) : usage_text(rows);
+    }
+    std::map<std::string, sdbus::Variant> fields;
+    for (const auto& [k, v] : t.fields)
+        fields[k] = sdbus::Variant(v);
+    if (t.sub == "add") {
+        fields["name"] = sdbus::Variant(t.name);
+        proxy.AddThreshold(fields);
+    } else if (t.sub == "modify") {
+        proxy.ModifyThreshold(t.name, fields);
+    } else if (t.sub == "remove") {
+        proxy.RemoveThreshold(t.name);
+    } else if (t.sub == "reset") {
+        proxy.ResetPeriod(t.name);
+    }
+    return opt.json ? dump(threshold_done_json(t.sub, t.name)) : threshold_done_text(t.sub, t.name);
+}
+
+// Prints every Thresholds signal as it arrives until SIGINT or SIGTERM. One thread: the bus
+// connection and a signalfd in one poll(2) loop.
+int watch(sdbus::IConnection& connection, bool json) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigprocmask(SIG_BLOCK, &set, nullptr);
+    const int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+    if (sfd < 0) {
+        std::cerr << "nettallyctl: signalfd failed\n";
+        return kExitDaemonError;
+    }
+    ThresholdsProxy proxy(connection);
+    proxy.json = json;
+    for (;;) {
+        while (connection.processPendingRequest()) {
+        }
+        const auto pd = connection.getEventLoopPollData();
+        pollfd fds[2] = {{pd.fd, static_cast<short>(pd.events), 0}, {sfd, POLLIN, 0}};
+        int timeout = -1;
+        if (pd.timeout_usec != UINT64_MAX) {
+            timespec now{};
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            const uint64_t now_us = static_cast<uint64_t>(now.tv_sec) * 1000000u + static_cast<uint64_t>(now.tv_nsec) / 1000u;
+            timeout = pd.timeout_usec <= now_us ? 0 : static_cast<int>(std::min<uint64_t>((pd.timeout_usec - now_us + 999) / 1000, 60000));
+        }
+        if (poll(fds, 2, timeout) < 0 && errno != EINTR)
+            break;
+        if (fds[1].revents & POLLIN)
+            break;
+    }
+    close(sfd);
+    return kExitOk;
 }
 
 // Makes the one call the options ask for and returns the complete text for stdout.
@@ -153,6 +287,8 @@ std::string run(AccountingProxy& proxy, const Options& opt) {
     case Command::Reload:
         proxy.Reload();
         return opt.json ? dump(reload_json()) : reload_text();
+    case Command::Thresholds:
+    case Command::Watch:
     case Command::Help:
     case Command::Version:
         break;
@@ -198,6 +334,14 @@ int main_impl(int argc, char** argv) {
 
     std::string out;
     try {
+        if (opt.command == Command::Watch)
+            return watch(*connection, opt.json);
+        if (opt.command == Command::Thresholds) {
+            ThresholdsProxy proxy(*connection);
+            out = run_thresholds(proxy, opt);
+            std::cout << out << std::flush;
+            return kExitOk;
+        }
         AccountingProxy proxy(*connection);
         out = run(proxy, opt);
     } catch (const sdbus::Error& e) {

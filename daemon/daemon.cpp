@@ -4,8 +4,10 @@
 #include "cgroups.h"
 #include "core/interfaces.h"
 #include "dbus_service.h"
+#include "enforcer.h"
 #include "logging.h"
 #include "system.h"
+#include "thresholds_service.h"
 
 #include <algorithm>
 #include <optional>
@@ -76,12 +78,16 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)) {
     collector_->on_violation([](const std::string& m) { spdlog::error("reconcile: invariant violated: {}", m); });
     collector_->on_overflow([](const std::string& m) { spdlog::warn("collector: {}", m); });
     history_ = std::make_unique<HistoryFeed>(make_history(cfg_));
-    collector_->on_flow_finished(
-        [this](const FlowEntry& f, const std::string& iface) { history_->on_flow_finished(f, iface); });
+    collector_->on_flow_finished([this](const FlowEntry& f, const std::string& iface) {
+        history_->on_flow_finished(f, iface);
+        if (thresholds_)
+            thresholds_->on_flow_finished(f, iface);
+    });
     collector_->set_interfaces(plan.interfaces);
     if (cfg_.cgroups.enabled)
         cgroups_ = std::make_unique<CgroupAccounting>(cfg_.cgroups);
     restore_state();
+    setup_thresholds();
 
     std::vector<uint32_t> keep;
     for (const auto& i : plan.interfaces)
@@ -96,6 +102,65 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)) {
     attached_ = plan.interfaces;
     poll_now();
     save_state();
+}
+
+LedgerUsage Daemon::usage() const {
+    return LedgerUsage(*collector_, cgroups_ ? &cgroups_->ledger() : nullptr);
+}
+
+void Daemon::setup_thresholds() {
+    thresholds_file_ = std::make_unique<StateFile>(cfg_.state_dir, "thresholds.json");
+    // Throttle and block in the kernel (daemon/enforcer.h); it holds the datapath's policy map,
+    // so it is declared after datapath_ and destroyed before it.
+    auto kernel = make_kernel_enforcer(*datapath_);
+    kernel_enforcer_ = kernel.get();
+    enforcer_ = std::move(kernel);
+    thresholds_ = std::make_unique<ThresholdEngine>(period_spec(cfg_), *enforcer_);
+    const auto now = static_cast<int64_t>(clock_us(CLOCK_REALTIME));
+    try {
+        thresholds_->set_config(cfg_.thresholds, usage(), now);
+    } catch (const ThresholdError& e) {
+        throw ConfigError(cfg_.path, 0, 0, "thresholds", e.what());
+    }
+    std::vector<std::string> problems;
+    auto loaded = thresholds_file_->read(&problems);
+    for (const auto& p : problems)
+        spdlog::error("thresholds: {}: skipped", p);
+    if (loaded) {
+        try {
+            problems.clear();
+            thresholds_->restore(nlohmann::json::parse(loaded->content), now, &problems);
+            for (const auto& p : problems)
+                spdlog::error("thresholds: {}", p);
+            spdlog::info("thresholds: restored {} threshold(s) from {}", thresholds_->thresholds().size(),
+                         loaded->from);
+        } catch (const std::exception& e) {
+            spdlog::error("thresholds: {} unusable ({}); runtime thresholds are lost", loaded->from, e.what());
+        }
+    }
+}
+
+void Daemon::save_thresholds() {
+    if (!thresholds_)
+        return;
+    try {
+        thresholds_file_->write(thresholds_->to_json().dump());
+    } catch (const SysError& e) {
+        spdlog::error("thresholds: saving failed: {}", e.what());
+    }
+}
+
+void Daemon::flush_threshold_events() {
+    if (!thresholds_)
+        return;
+    auto events = thresholds_->take_events();
+    for (const auto& e : events)
+        spdlog::info("thresholds: {} {} {} usage {} step {}{}{}", to_string(e.kind), e.name, e.subject, e.usage,
+                     e.step_index, e.reason.empty() ? "" : " ", e.reason);
+    if (thresholds_service_)
+        thresholds_service_->emit(events);
+    else if (!bus_tried_)
+        pending_events_.insert(pending_events_.end(), events.begin(), events.end());
 }
 
 void Daemon::restore_state() {
@@ -154,6 +219,7 @@ void Daemon::save_state(bool detached) {
     } catch (const SysError& e) {
         spdlog::error("state: saving failed: {}", e.what());
     }
+    save_thresholds();
 }
 
 void Daemon::detach_everything() {
@@ -232,6 +298,7 @@ int Daemon::on_link_settle(sd_event_source*, uint64_t, void* self) {
 }
 
 Daemon::~Daemon() {
+    thresholds_service_.reset();
     service_.reset();
     bus_.reset();
     sd_event_source_unref(bus_io_);
@@ -251,6 +318,11 @@ void Daemon::poll_now() {
     history_->feed(*collector_, static_cast<int64_t>(now_us));
     if (cgroups_)
         cgroups_->poll(now_us);
+    last_poll_us_ = static_cast<int64_t>(now_us);
+    if (thresholds_) {
+        thresholds_->observe(usage(), last_poll_us_);
+        flush_threshold_events();
+    }
 }
 
 void Daemon::arm_poll_timer() {
@@ -391,6 +463,16 @@ void Daemon::reload() {
         }
     }
     apply_interfaces(next, true);
+    try {
+        thresholds_->check_config(next.thresholds, usage());
+    } catch (const ThresholdError& e) {
+        apply_interfaces(cfg_, false); // back to the running config's interfaces
+        throw ConfigError(next.path, 0, 0, "thresholds", e.what());
+    }
+    thresholds_->set_config(next.thresholds, usage(), last_poll_us_);
+    thresholds_->set_period_spec(period_spec(next));
+    flush_threshold_events();
+    save_thresholds();
     if (next_history)
         history_->set_history(std::move(*next_history));
     if (cgroups_)
@@ -441,6 +523,9 @@ std::map<std::string, sdbus::Variant> Daemon::status() const {
     m["state_file"] = sdbus::Variant(state_->path().string());
     m["pinned_maps_reused"] = sdbus::Variant(datapath_->reused_pins());
     m["boot_id"] = sdbus::Variant(boot_id_);
+    if (kernel_enforcer_)
+        kernel_enforcer_->add_status(m);
+    m["thresholds"] = sdbus::Variant(static_cast<uint32_t>(thresholds_ ? thresholds_->thresholds().size() : 0));
     if (cgroups_)
         cgroups_->add_status(m);
     else
@@ -456,14 +541,27 @@ void Daemon::connect_bus() {
             ServiceHooks{[this] { return status(); }, [this] { reload(); },
                          [this]() -> const CgroupLedger* { return cgroups_ ? &cgroups_->ledger() : nullptr; },
                          [this]() -> const History& { return history_->history(); }});
+        thresholds_service_ = std::make_unique<ThresholdsService>(
+            *bus_, ThresholdsHooks{[this]() -> ThresholdEngine& { return *thresholds_; }, [this] { return usage(); },
+                                   [this]() -> const CgroupLedger* { return cgroups_ ? &cgroups_->ledger() : nullptr; },
+                                   [this] { return last_poll_us_; },
+                                   [this] {
+                                       flush_threshold_events();
+                                       save_thresholds();
+                                   }});
         bus_->requestName(kBusName);
     } catch (const sdbus::Error& e) {
         spdlog::warn("dbus: system bus not available ({}: {}); counting continues without the API",
                      e.getName(), e.getMessage());
+        thresholds_service_.reset();
         service_.reset();
         bus_.reset();
+        bus_tried_ = true;
+        pending_events_.clear();
         return;
     }
+    bus_tried_ = true;
+    thresholds_service_->emit(std::exchange(pending_events_, {}));
     const auto pd = bus_->getEventLoopPollData();
     int r = sd_event_add_io(ev_, &bus_io_, pd.fd, static_cast<uint32_t>(pd.events), on_bus_io, this);
     if (r >= 0)

@@ -9,6 +9,7 @@
 #include "core/collector.h"
 #include "core/config.h"
 #include "core/history_feed.h"
+#include "core/thresholds.h"
 #include "datapath.h"
 #include "state_file.h"
 
@@ -20,6 +21,8 @@
 namespace nettally {
 
 class AccountingService;
+class ThresholdsService;
+class KernelEnforcer;
 class CgroupAccounting;
 
 class Daemon {
@@ -52,6 +55,11 @@ private:
     static int on_link_settle(sd_event_source*, uint64_t, void*);
     void connect_bus();
     void notify_status();
+    // Thresholds: config + saved runtime ones at start, saved on every change.
+    void setup_thresholds();
+    void save_thresholds();
+    void flush_threshold_events();
+    LedgerUsage usage() const;
     std::map<std::string, sdbus::Variant> status() const;
 
 public:
@@ -88,6 +96,14 @@ private:
     sd_event_source* bus_time_ = nullptr;
     std::unique_ptr<sdbus::IConnection> bus_;
     std::unique_ptr<AccountingService> service_;
+    std::unique_ptr<ActionEnforcer> enforcer_;
+    KernelEnforcer* kernel_enforcer_ = nullptr; // enforcer_, for its GetStatus keys
+    std::unique_ptr<ThresholdEngine> thresholds_;
+    std::unique_ptr<StateFile> thresholds_file_;
+    std::unique_ptr<ThresholdsService> thresholds_service_;
+    std::vector<ThresholdEvent> pending_events_; // before the bus is up
+    int64_t last_poll_us_ = 0;
+    bool bus_tried_ = false;
 };
 
 } // namespace nettally

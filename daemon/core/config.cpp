@@ -286,6 +286,7 @@ private:
                                config.cgroups.all_netns = one_of(sub, sub_path, "netns", {"own", "all"}) == "all";
                            }}});
              }},
+            {"thresholds", [&](const Entry& e, const std::string& path) { config.thresholds = thresholds(e, path); }},
         };
         walk_map(root, "", fields);
         // An unset active timeout follows a longer idle timeout up.
@@ -408,6 +409,57 @@ private:
         if (dir.lexically_normal().relative_path().empty())
             fail(mark_of(entry), path, "must not be the root directory");
         return dir;
+    }
+
+    // thresholds: a list of maps with the keys of a threshold definition (core/thresholds.h),
+    // every value a scalar (sizes "1MB", durations "800ms" or plain numbers).
+    std::vector<ThresholdDef> thresholds(const Entry& entry, const std::string& path) const {
+        std::vector<ThresholdDef> out;
+        if (entry.value.IsNull())
+            return out;
+        if (!entry.value.IsSequence())
+            fail(mark_of(entry), path, "expected a list of thresholds, got " + kind_of(entry.value));
+        for (size_t i = 0; i < entry.value.size(); ++i) {
+            const YAML::Node item = entry.value[i];
+            const std::string item_path = path + "[" + std::to_string(i) + "]";
+            if (!item.IsMap())
+                fail(item.Mark(), item_path, "expected a map with name, subject_kind, subject, step..., got " +
+                                                 kind_of(item));
+            FieldMap fields;
+            std::map<std::string, YAML::Mark> marks;
+            for (const auto& pair : item) {
+                const YAML::Node key = pair.first;
+                const YAML::Node value = pair.second;
+                if (!key.IsScalar())
+                    fail(key.Mark(), item_path, "keys must be plain names, got " + kind_of(key));
+                const std::string k = key.Scalar();
+                if (marks.count(k))
+                    fail(key.Mark(), item_path + "." + escape(k),
+                         "duplicate key (first set at line " + std::to_string(marks[k].line + 1) + ")");
+                if (!value.IsScalar())
+                    fail(value.IsNull() ? key.Mark() : value.Mark(), item_path + "." + escape(k),
+                         "expected a single value, got " + kind_of(value));
+                marks[k] = value.Mark().is_null() ? key.Mark() : value.Mark();
+                fields[k] = value.Scalar();
+            }
+            try {
+                out.push_back(parse_threshold(fields));
+            } catch (const ThresholdError& e) {
+                // "key: problem" -> the key's position and path.
+                const std::string msg = e.what();
+                const size_t colon = msg.find(": ");
+                const std::string key = colon == std::string::npos ? "" : msg.substr(0, colon);
+                const auto m = marks.find(key);
+                fail(m != marks.end() ? m->second : item.Mark(), key.empty() ? item_path : item_path + "." + key,
+                     colon == std::string::npos ? msg : msg.substr(colon + 2));
+            }
+            for (size_t j = 0; j + 1 < out.size(); ++j)
+                if (out[j].name == out.back().name)
+                    fail(marks.count("name") ? marks["name"] : item.Mark(), item_path + ".name",
+                         "duplicate threshold name " + quote(out.back().name) + " (first in " + path + "[" +
+                             std::to_string(j) + "])");
+        }
+        return out;
     }
 
     void parse_interfaces(const Entry& entry, const std::string& path, Config& config) const {

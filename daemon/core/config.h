@@ -5,6 +5,7 @@
 // and key path, because operators read it in `journalctl` or in a D-Bus reply, not in a debugger.
 #pragma once
 
+#include "core/thresholds.h"
 #include "nettally_abi.h"
 
 #include <chrono>
@@ -65,6 +66,9 @@ struct Config {
     uint32_t keep_months = 24;       // periods.keep_months
 
     CgroupConfig cgroups;
+
+    // Thresholds from the file (key thresholds: a list of definitions, core/thresholds.h keys).
+    std::vector<ThresholdDef> thresholds;
 };
 
 // Accepted ranges; the shipped config/nettally.yaml documents the same numbers.

@@ -299,7 +299,7 @@ TEST(ConfigErrors, UnknownKeys) {
     EXPECT_EQ(
         error_of(std::string(valid_rules) + "pol_interval: 1s\n"),
         "test.yaml:4:1: pol_interval: unknown key (valid keys: interfaces, poll_interval, state_dir, flows, "
-        "hosts, log_level, persist_interval, pin_dir, periods, cgroups)");
+        "hosts, log_level, persist_interval, pin_dir, periods, cgroups, thresholds)");
     EXPECT_EQ(error_of(std::string(valid_rules) + "flows:\n"
                                                   "  max_entrys: 2048\n"),
               "test.yaml:5:3: flows.max_entrys: unknown key (valid keys: max_entries, idle_timeout, active_timeout)");
@@ -626,3 +626,42 @@ TEST(ConfigDurability, Errors) {
                   "flows.active_timeout: must not be shorter than flows.idle_timeout"),
               std::string::npos);
 }
+
+namespace nettally {
+namespace {
+
+TEST(ConfigThresholds, ParsedAndCheckedWithPositions) {
+    const Config c = parse_config(std::string(valid_rules) + "thresholds:\n"
+                                                             "  - name: cli\n"
+                                                             "    subject_kind: host\n"
+                                                             "    subject: 198.18.1.2\n"
+                                                             "    step: 1MB\n"
+                                                             "    limit: 5MB\n"
+                                                             "    min_interval_ms: 800ms\n",
+                                  "test.yaml");
+    ASSERT_EQ(c.thresholds.size(), 1u);
+    EXPECT_EQ(c.thresholds[0].name, "cli");
+    EXPECT_EQ(c.thresholds[0].limit, 5000000u);
+    EXPECT_EQ(c.thresholds[0].min_interval_ms, 800u);
+    EXPECT_EQ(error_of(std::string(valid_rules) + "thresholds:\n"
+                                                  "  - name: cli\n"
+                                                  "    subject_kind: host\n"
+                                                  "    subject: 198.18.1.2\n"
+                                                  "    step: 0\n"),
+              "test.yaml:8:11: thresholds[0].step: must be greater than 0");
+    EXPECT_EQ(error_of(std::string(valid_rules) + "thresholds:\n"
+                                                  "  - name: a\n"
+                                                  "    subject_kind: interface\n"
+                                                  "    subject: lan0\n"
+                                                  "    step: 1MB\n"
+                                                  "  - name: a\n"
+                                                  "    subject_kind: interface\n"
+                                                  "    subject: lan0\n"
+                                                  "    step: 1MB\n"),
+              "test.yaml:9:11: thresholds[1].name: duplicate threshold name 'a' (first in thresholds[0])");
+    EXPECT_EQ(error_of(std::string(valid_rules) + "thresholds: 5\n"),
+              "test.yaml:4:13: thresholds: expected a list of thresholds, got the value '5'");
+}
+
+} // namespace
+} // namespace nettally
