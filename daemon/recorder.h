@@ -97,6 +97,8 @@ public:
     void set_overrides(const nlohmann::json& overrides);
     // Drops every override (records.json removed) and returns to the config's settings.
     void reset_overrides();
+    // The keys set over D-Bus (records.json).
+    std::vector<std::string> overridden_keys() const;
     // Config reload: new base settings; the overrides stay on top.
     void set_config(const RecordsConfig& cfg);
 
@@ -115,23 +117,36 @@ public:
     const Stats& stats() const { return stats_; }
 
 private:
-    struct OpenFile;
-    void recover();
-    void load_cursor();
-    void commit();
-    OpenFile& open_file(RecordType t, int64_t now_us);
+    struct OpenFile {
+        RecordType type = RecordType::Interface;
+        RecordFormat format = RecordFormat::Csv;
+        std::string name; // final name (with ".gz" when compressed)
+        int64_t start_us = 0;
+        uint64_t seq = 0;
+        OpenFileFill fill;      // written
+        OpenFileFill committed; // durable and described by the cursor
+        bool closing = false;   // full: goes to the spool after the next commit
+        int fd = -1;
+    };
+    OpenFile& file_for(RecordType t, int64_t now_us);
     void append(RecordType t, const std::string& line, int64_t now_us);
-    std::vector<ClosedFile> close_all(RotateReason why);
-    ClosedFile close_file(OpenFile& f, RotateReason why);
+    // fsync every written file, then replace the cursor; then move the closing files to the spool.
+    void commit();
+    void write_cursor();
+    void load_cursor();
+    void recover();
+    std::vector<ClosedFile> finish_closing(RotateReason why);
+    ClosedFile move_to_spool(OpenFile& f, RotateReason why);
     void write_usage(const Collector& c, const CgroupLedger* cgroups, int64_t now_us);
+    void flush_via_poll();
     void apply(const RecordsConfig& next);
     void arm_timer();
     static int on_period(sd_event_source*, uint64_t, void*);
+    nlohmann::json file_json(const OpenFile& f) const;
 
     RecordsConfig base_;
     nlohmann::json overrides_ = nlohmann::json::object();
     RecordsConfig cfg_;
-    std::filesystem::path state_dir_;
     std::filesystem::path records_dir_;
     std::filesystem::path current_dir_;
     std::filesystem::path spool_dir_;
@@ -140,12 +155,14 @@ private:
     std::string host_;
     bool from_zero_ = false;
     bool have_baseline_ = false;
+    bool force_next_ = false;
+    bool dirty_ = false;
     std::map<std::string, Counts> baseline_; // cumulative totals the written records reach
     int64_t last_write_us_ = 0;              // end of the last usage records
+    int64_t created_us_ = 0;
     uint64_t next_seq_ = 1;
-    std::map<RecordType, std::unique_ptr<OpenFile>> open_;
-    std::vector<std::string> pending_flows_; // encoded per flow format at record()
-    std::vector<FlowRecordIn> pending_flow_in_;
+    std::vector<std::unique_ptr<OpenFile>> files_; // open and closing
+    std::vector<FlowRecordIn> pending_flows_;
     std::vector<FileClosed> file_closed_;
     Rotated rotated_;
     PollNow poll_now_;

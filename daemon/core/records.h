@@ -5,7 +5,7 @@
 // Recorder (daemon/recorder.h) does the files. README "Accounting records" documents the fields.
 #pragma once
 
-#include "core/counts.h"
+#include "core/counters.h"
 
 #include <array>
 #include <chrono>
