@@ -6,6 +6,8 @@
 #include "dbus_service.h"
 #include "logging.h"
 #include "system.h"
+#include "upload_service.h"
+#include "uploader.h"
 
 #include <algorithm>
 #include <optional>
@@ -232,8 +234,10 @@ int Daemon::on_link_settle(sd_event_source*, uint64_t, void* self) {
 }
 
 Daemon::~Daemon() {
+    upload_service_.reset();
     service_.reset();
     bus_.reset();
+    uploader_.reset();
     sd_event_source_unref(bus_io_);
     sd_event_source_unref(bus_time_);
     sd_event_source_unref(poll_src_);
@@ -390,6 +394,11 @@ void Daemon::reload() {
             throw ConfigError(next.path, 0, 0, "periods", e.what());
         }
     }
+    try {
+        Uploader::check_config(next.upload);
+    } catch (const std::runtime_error& e) {
+        throw ConfigError(next.path, 0, 0, "upload", e.what());
+    }
     apply_interfaces(next, true);
     if (next_history)
         history_->set_history(std::move(*next_history));
@@ -403,6 +412,13 @@ void Daemon::reload() {
         arm_poll_timer();
     if (persist_changed && persist_src_)
         arm_persist_timer();
+    if (uploader_) {
+        try {
+            uploader_->apply_config(cfg_.upload);
+        } catch (const std::exception& e) { // checked above; a credential file may vanish meanwhile
+            spdlog::error("upload: {}", e.what());
+        }
+    }
     spdlog::info("config: reloaded {} ({} interface(s), poll every {} ms)", cfg_.path, attached_.size(),
                  cfg_.poll_interval.count());
     sd_notify(0, "READY=1");
@@ -456,10 +472,12 @@ void Daemon::connect_bus() {
             ServiceHooks{[this] { return status(); }, [this] { reload(); },
                          [this]() -> const CgroupLedger* { return cgroups_ ? &cgroups_->ledger() : nullptr; },
                          [this]() -> const History& { return history_->history(); }});
+        upload_service_ = std::make_unique<UploadService>(*bus_, uploader_.get());
         bus_->requestName(kBusName);
     } catch (const sdbus::Error& e) {
         spdlog::warn("dbus: system bus not available ({}: {}); counting continues without the API",
                      e.getName(), e.getMessage());
+        upload_service_.reset();
         service_.reset();
         bus_.reset();
         return;
@@ -508,6 +526,38 @@ int Daemon::on_bus_prepare(sd_event_source*, void* self) {
     return 0;
 }
 
+std::filesystem::path Daemon::spool_dir() const {
+    return cfg_.state_dir / "spool";
+}
+
+void Daemon::start_uploader() {
+    // Signals go out through the Upload interface once the bus is up; before that (and without
+    // a bus) the log is the only record.
+    UploadEvents ev;
+    ev.succeeded = [this](const std::string& n, const std::string& url, uint64_t bytes) {
+        if (upload_service_)
+            upload_service_->events().succeeded(n, url, bytes);
+    };
+    ev.failed = [this](const std::string& n, const std::string& kind, const std::string& err, uint32_t attempts,
+                       uint64_t next) {
+        if (upload_service_)
+            upload_service_->events().failed(n, kind, err, attempts, next);
+    };
+    ev.dropped = [this](const std::vector<std::string>& names, uint64_t bytes, const std::string& reason) {
+        if (upload_service_)
+            upload_service_->events().dropped(names, bytes, reason);
+    };
+    try {
+        uploader_ = std::make_unique<Uploader>(ev_, spool_dir(), cfg_.state_dir, cfg_.upload, std::move(ev));
+    } catch (const SysError&) {
+        throw;
+    } catch (const std::runtime_error& e) {
+        throw ConfigError(cfg_.path, 0, 0, "upload", e.what());
+    }
+    if (!cfg_.upload.url.empty())
+        spdlog::info("upload: spool {} -> {}", spool_dir().string(), cfg_.upload.url);
+}
+
 int Daemon::run() {
     int r = sd_event_default(&ev_);
     if (r < 0)
@@ -526,6 +576,7 @@ int Daemon::run() {
     arm_poll_timer();
     arm_persist_timer();
     watch_links();
+    start_uploader();
     connect_bus();
 
     spdlog::info("daemon: ready: {} interface(s), poll every {} ms", attached_.size(), cfg_.poll_interval.count());

@@ -21,6 +21,8 @@ namespace nettally {
 
 class AccountingService;
 class CgroupAccounting;
+class UploadService;
+class Uploader;
 
 class Daemon {
 public:
@@ -88,6 +90,12 @@ private:
     sd_event_source* bus_time_ = nullptr;
     std::unique_ptr<sdbus::IConnection> bus_;
     std::unique_ptr<AccountingService> service_;
+
+    // Upload of spooled files (upload.*); created in run(), on the loop.
+    void start_uploader();
+    std::filesystem::path spool_dir() const;
+    std::unique_ptr<Uploader> uploader_;
+    std::unique_ptr<UploadService> upload_service_;
 };
 
 } // namespace nettally

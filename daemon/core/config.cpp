@@ -286,6 +286,7 @@ private:
                                config.cgroups.all_netns = one_of(sub, sub_path, "netns", {"own", "all"}) == "all";
                            }}});
              }},
+            {"upload", [&](const Entry& e, const std::string& path) { parse_upload(e, path, config.upload); }},
         };
         walk_map(root, "", fields);
         // An unset active timeout follows a longer idle timeout up.
@@ -299,6 +300,129 @@ private:
             fail(root.Mark(), "interfaces",
                  "required key is missing (list the interfaces to account, each with a name and a role)");
         return config;
+    }
+
+    // upload.*: where spooled accounting files go. Cross-key rules are checked after the section
+    // so each error points at the key that needs changing.
+    void parse_upload(const Entry& entry, const std::string& path, UploadConfig& up) const {
+        using std::chrono::milliseconds;
+        YAML::Mark url_mark = entry.key_mark, sources_mark = entry.key_mark, retry_mark = entry.key_mark;
+        std::vector<std::string> sources;
+        auto text = [&](const Entry& e, const std::string& p, const std::string& what) {
+            return scalar(e, p, what);
+        };
+        auto abs_path = [&](const Entry& e, const std::string& p) {
+            const std::string t = text(e, p, "an absolute file path");
+            if (t.empty() || t[0] != '/')
+                fail(mark_of(e), p, "must be an absolute file path, got " + quote(t));
+            return t;
+        };
+        auto size = [&](const Entry& e, const std::string& p) {
+            const std::string t = text(e, p, "a size such as 100M");
+            const auto v = parse_size(t);
+            if (!v)
+                fail(mark_of(e), p,
+                     "invalid size " + quote(t) + " (a whole number of bytes, or with K, M, G or T: 512M, 2G; 0 = no limit)");
+            return *v;
+        };
+        section(entry, path,
+                {{"url",
+                  [&](const Entry& e, const std::string& p) {
+                      const std::string t = text(e, p, "a URL such as sftp://host/dir/");
+                      if (!t.empty()) {
+                          std::string why;
+                          const auto target = parse_upload_url(t, &why);
+                          if (!target)
+                              fail(mark_of(e), p, why);
+                          up.url = target->url;
+                      }
+                      url_mark = mark_of(e);
+                  }},
+                 {"username", [&](const Entry& e, const std::string& p) { up.username = text(e, p, "a user name"); }},
+                 {"password",
+                  [&](const Entry& e, const std::string& p) {
+                      // Never echoed back: a typo would print the secret into the journal.
+                      if (e.value.IsNull() || !e.value.IsScalar())
+                          fail(mark_of(e), p, "expected the password as a string");
+                      up.password = e.value.Scalar();
+                      sources.push_back("password");
+                      sources_mark = mark_of(e);
+                  }},
+                 {"password_file",
+                  [&](const Entry& e, const std::string& p) {
+                      up.password_file = abs_path(e, p);
+                      sources.push_back("password_file");
+                      sources_mark = mark_of(e);
+                  }},
+                 {"password_credential",
+                  [&](const Entry& e, const std::string& p) {
+                      const std::string t = text(e, p, "a systemd credential name");
+                      if (t.empty() || t == "." || t == ".." || t.find('/') != std::string::npos)
+                          fail(mark_of(e), p, "invalid credential name " + quote(t) + " (a file name, no '/')");
+                      up.password_credential = t;
+                      sources.push_back("password_credential");
+                      sources_mark = mark_of(e);
+                  }},
+                 {"retry_min",
+                  [&](const Entry& e, const std::string& p) {
+                      up.retry_min = duration(e, p, upload_limits::min_retry, upload_limits::max_retry);
+                      retry_mark = mark_of(e);
+                  }},
+                 {"retry_max",
+                  [&](const Entry& e, const std::string& p) {
+                      up.retry_max = duration(e, p, upload_limits::min_retry, upload_limits::max_retry);
+                      retry_mark = mark_of(e);
+                  }},
+                 {"auth_retry",
+                  [&](const Entry& e, const std::string& p) {
+                      up.auth_retry = duration(e, p, milliseconds{1000}, upload_limits::max_retry);
+                  }},
+                 {"connect_timeout",
+                  [&](const Entry& e, const std::string& p) {
+                      up.connect_timeout = duration(e, p, milliseconds{100}, milliseconds{600000});
+                  }},
+                 {"stall_timeout",
+                  [&](const Entry& e, const std::string& p) {
+                      up.stall_timeout = duration(e, p, milliseconds{1000}, milliseconds{3600000});
+                  }},
+                 {"transfer_timeout",
+                  [&](const Entry& e, const std::string& p) {
+                      up.transfer_timeout = duration(e, p, milliseconds{1000}, milliseconds{86400000});
+                  }},
+                 {"spool_max_bytes", [&](const Entry& e, const std::string& p) { up.spool_max_bytes = size(e, p); }},
+                 {"spool_max_files",
+                  [&](const Entry& e, const std::string& p) { up.spool_max_files = number(e, p, 0, 100000000); }},
+                 {"ca_file", [&](const Entry& e, const std::string& p) { up.ca_file = abs_path(e, p); }},
+                 {"ssh_host_key_sha256",
+                  [&](const Entry& e, const std::string& p) {
+                      std::string t = text(e, p, "the server's host key fingerprint (ssh-keygen -l -E sha256)");
+                      if (t.rfind("SHA256:", 0) == 0)
+                          t = t.substr(7);
+                      while (!t.empty() && t.back() == '=')
+                          t.pop_back();
+                      const bool b64 = t.size() == 43 && std::all_of(t.begin(), t.end(), [](char c) {
+                                           return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) ||
+                                                  c == '+' || c == '/';
+                                       });
+                      if (!b64)
+                          fail(mark_of(e), p,
+                               "expected a SHA-256 host key fingerprint in base64 (43 characters, as "
+                               "`ssh-keygen -l -E sha256 -f KEY.pub` prints after 'SHA256:'), got " + quote(t));
+                      up.ssh_host_key_sha256 = t;
+                  }},
+                 {"ssh_known_hosts", [&](const Entry& e, const std::string& p) { up.ssh_known_hosts = abs_path(e, p); }},
+                 {"insecure", [&](const Entry& e, const std::string& p) { up.insecure = boolean(e, p); }}});
+        if (sources.size() > 1)
+            fail(sources_mark, path + "." + sources.back(),
+                 "set only one of password, password_file and password_credential (also " + sources.front() + ")");
+        if (up.retry_max < up.retry_min)
+            fail(retry_mark, path + ".retry_max",
+                 "must not be shorter than upload.retry_min (" + format_duration(up.retry_min) + ")");
+        if (up.url.rfind("sftp://", 0) == 0 && up.ssh_host_key_sha256.empty() && up.ssh_known_hosts.empty() &&
+            !up.insecure)
+            fail(url_mark, path + ".url",
+                 "sftp needs the server's host key: set upload.ssh_host_key_sha256 or upload.ssh_known_hosts "
+                 "(or insecure: true to skip the check)");
     }
 
     // Checks every key of `map` (plain name, known, not repeated) and hands each entry to its

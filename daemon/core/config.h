@@ -6,6 +6,7 @@
 #pragma once
 
 #include "nettally_abi.h"
+#include "core/upload_policy.h"
 
 #include <chrono>
 #include <cstdint>
@@ -65,6 +66,8 @@ struct Config {
     uint32_t keep_months = 24;       // periods.keep_months
 
     CgroupConfig cgroups;
+
+    UploadConfig upload; // key upload.* (README "Uploading accounting files")
 };
 
 // Accepted ranges; the shipped config/nettally.yaml documents the same numbers.
