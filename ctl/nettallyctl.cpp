@@ -17,6 +17,7 @@
 
 #include "accounting1_proxy.h"
 #include "format.h"
+#include "records_cmd.h"
 #include "upload_cmd.h"
 
 #ifndef NT_VERSION
@@ -177,6 +178,9 @@ int main_impl(int argc, char** argv) {
     if (is_upload_command(args) &&
         std::find(args.begin(), args.end(), std::string_view("--help")) == args.end())
         return upload_main(args);
+    if (is_records_command(args) &&
+        std::find(args.begin(), args.end(), std::string_view("--help")) == args.end())
+        return records_main(args);
     const ParseResult parsed = parse_args(args);
     if (const auto* err = std::get_if<UsageError>(&parsed)) {
         std::cerr << "nettallyctl: " << err->message << "\nTry 'nettallyctl --help' for more information.\n";
@@ -184,7 +188,7 @@ int main_impl(int argc, char** argv) {
     }
     const Options& opt = std::get<Options>(parsed);
     if (opt.command == Command::Help) {
-        std::cout << help_text("nettallyctl " NT_VERSION) << "\n" << upload_help_text();
+        std::cout << help_text("nettallyctl " NT_VERSION) << "\n" << upload_help_text() << "\n" << records_help_text();
         return kExitOk;
     }
     if (opt.command == Command::Version) {

@@ -6,6 +6,8 @@
 #include "dbus_service.h"
 #include "logging.h"
 #include "system.h"
+#include "records_service.h"
+#include "recorder.h"
 #include "upload_service.h"
 #include "uploader.h"
 
@@ -78,12 +80,17 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)) {
     collector_->on_violation([](const std::string& m) { spdlog::error("reconcile: invariant violated: {}", m); });
     collector_->on_overflow([](const std::string& m) { spdlog::warn("collector: {}", m); });
     history_ = std::make_unique<HistoryFeed>(make_history(cfg_));
-    collector_->on_flow_finished(
-        [this](const FlowEntry& f, const std::string& iface) { history_->on_flow_finished(f, iface); });
+    collector_->on_flow_finished([this](const FlowEntry& f, const std::string& iface) {
+        history_->on_flow_finished(f, iface);
+        if (recorder_)
+            recorder_->on_flow_finished(f, iface, *collector_);
+    });
     collector_->set_interfaces(plan.interfaces);
     if (cfg_.cgroups.enabled)
         cgroups_ = std::make_unique<CgroupAccounting>(cfg_.cgroups);
     restore_state();
+    // Without restored totals everything counted so far is new: the first records cover it.
+    recorder_ = std::make_unique<Recorder>(cfg_.records, cfg_.state_dir, state_restored_from_.empty());
 
     std::vector<uint32_t> keep;
     for (const auto& i : plan.interfaces)
@@ -234,10 +241,12 @@ int Daemon::on_link_settle(sd_event_source*, uint64_t, void* self) {
 }
 
 Daemon::~Daemon() {
+    records_service_.reset();
     upload_service_.reset();
     service_.reset();
     bus_.reset();
     uploader_.reset();
+    recorder_.reset();
     sd_event_source_unref(bus_io_);
     sd_event_source_unref(bus_time_);
     sd_event_source_unref(poll_src_);
@@ -255,6 +264,8 @@ void Daemon::poll_now() {
     history_->feed(*collector_, static_cast<int64_t>(now_us));
     if (cgroups_)
         cgroups_->poll(now_us);
+    if (recorder_)
+        recorder_->record(*collector_, cgroups_ ? &cgroups_->ledger() : nullptr, static_cast<int64_t>(now_us));
 }
 
 void Daemon::arm_poll_timer() {
@@ -306,6 +317,9 @@ int Daemon::on_signal(sd_event_source*, const signalfd_siginfo* si, void* self) 
     } catch (const std::exception& e) {
         spdlog::error("collector: final poll failed: {}", e.what());
     }
+    if (d->recorder_)
+        d->recorder_->shutdown(*d->collector_, d->cgroups_ ? &d->cgroups_->ledger() : nullptr,
+                               static_cast<int64_t>(clock_us(CLOCK_REALTIME)));
     d->save_state();
     sd_event_exit(d->ev_, 0);
     return 0;
@@ -394,6 +408,9 @@ void Daemon::reload() {
             throw ConfigError(next.path, 0, 0, "periods", e.what());
         }
     }
+    if (next.records.spool_dir != cfg_.records.spool_dir)
+        throw ConfigError(next.path, 0, 0, "records.spool_dir",
+                          "takes effect only at start: restart nettallyd to change it");
     try {
         Uploader::check_config(next.upload);
     } catch (const std::runtime_error& e) {
@@ -412,6 +429,8 @@ void Daemon::reload() {
         arm_poll_timer();
     if (persist_changed && persist_src_)
         arm_persist_timer();
+    if (recorder_)
+        recorder_->set_config(cfg_.records);
     if (uploader_) {
         try {
             uploader_->apply_config(cfg_.upload);
@@ -473,10 +492,13 @@ void Daemon::connect_bus() {
                          [this]() -> const CgroupLedger* { return cgroups_ ? &cgroups_->ledger() : nullptr; },
                          [this]() -> const History& { return history_->history(); }});
         upload_service_ = std::make_unique<UploadService>(*bus_, uploader_.get());
+        if (recorder_)
+            records_service_ = std::make_unique<RecordsService>(*bus_, *recorder_);
         bus_->requestName(kBusName);
     } catch (const sdbus::Error& e) {
         spdlog::warn("dbus: system bus not available ({}: {}); counting continues without the API",
                      e.getName(), e.getMessage());
+        records_service_.reset();
         upload_service_.reset();
         service_.reset();
         bus_.reset();
@@ -527,7 +549,7 @@ int Daemon::on_bus_prepare(sd_event_source*, void* self) {
 }
 
 std::filesystem::path Daemon::spool_dir() const {
-    return cfg_.state_dir / "spool";
+    return cfg_.records.spool_dir.empty() ? cfg_.state_dir / "spool" : cfg_.records.spool_dir;
 }
 
 void Daemon::start_uploader() {
@@ -577,6 +599,11 @@ int Daemon::run() {
     arm_persist_timer();
     watch_links();
     start_uploader();
+    recorder_->on_rotated([this](const ClosedFile& f) {
+        if (records_service_)
+            records_service_->file_rotated(f);
+    });
+    recorder_->start(ev_, [this] { poll_now(); });
     connect_bus();
 
     spdlog::info("daemon: ready: {} interface(s), poll every {} ms", attached_.size(), cfg_.poll_interval.count());

@@ -22,6 +22,8 @@ namespace nettally {
 class AccountingService;
 class CgroupAccounting;
 class UploadService;
+class Recorder;
+class RecordsService;
 class Uploader;
 
 class Daemon {
@@ -96,6 +98,11 @@ private:
     std::filesystem::path spool_dir() const;
     std::unique_ptr<Uploader> uploader_;
     std::unique_ptr<UploadService> upload_service_;
+
+    // Accounting records (records.*): files, rotation, spool; created with the collector, so the
+    // first poll is recorded.
+    std::unique_ptr<Recorder> recorder_;
+    std::unique_ptr<RecordsService> records_service_;
 };
 
 } // namespace nettally

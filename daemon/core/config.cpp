@@ -287,6 +287,7 @@ private:
                            }}});
              }},
             {"upload", [&](const Entry& e, const std::string& path) { parse_upload(e, path, config.upload); }},
+            {"records", [&](const Entry& e, const std::string& path) { parse_records(e, path, config.records); }},
         };
         walk_map(root, "", fields);
         // An unset active timeout follows a longer idle timeout up.
@@ -300,6 +301,103 @@ private:
             fail(root.Mark(), "interfaces",
                  "required key is missing (list the interfaces to account, each with a name and a role)");
         return config;
+    }
+
+    // records.*: accounting record files (core/records.h). types is a list of names, or a map of
+    // name to a format or to {enabled, format}; `format` is the default for types without one.
+    void parse_records(const Entry& entry, const std::string& path, RecordsConfig& rc) const {
+        std::optional<RecordFormat> default_format;
+        std::array<bool, kRecordTypeCount> explicit_format{};
+        YAML::Mark last_mark = entry.key_mark;
+        std::string last_path = path;
+        auto format_of = [&](const Entry& e, const std::string& p) {
+            return *parse_record_format(one_of(e, p, "format", {"csv", "jsonl"}));
+        };
+        auto type_of = [&](const std::string& name, const YAML::Mark& mark, const std::string& p) {
+            const auto t = parse_record_type(name);
+            if (!t)
+                fail(mark, p, "unknown record type " + quote(name) + " (valid: interface, host, cgroup, flow, alert)");
+            return *t;
+        };
+        section(entry, path,
+                {{"enabled", [&](const Entry& e, const std::string& p) { rc.enabled = boolean(e, p); }},
+                 {"period",
+                  [&](const Entry& e, const std::string& p) {
+                      rc.period = duration(e, p, records_limits::min_period, records_limits::max_period);
+                      last_mark = mark_of(e);
+                      last_path = p;
+                  }},
+                 {"interval",
+                  [&](const Entry& e, const std::string& p) {
+                      rc.interval = duration(e, p, records_limits::min_interval, records_limits::max_period);
+                      last_mark = mark_of(e);
+                      last_path = p;
+                  }},
+                 {"format", [&](const Entry& e, const std::string& p) { default_format = format_of(e, p); }},
+                 {"types",
+                  [&](const Entry& e, const std::string& p) {
+                      for (auto& t : rc.types)
+                          t.enabled = false;
+                      if (e.value.IsSequence()) {
+                          size_t i = 0;
+                          for (const YAML::Node& item : e.value) {
+                              const std::string ip = p + "[" + std::to_string(i++) + "]";
+                              if (!item.IsScalar())
+                                  fail(item.Mark(), ip, "expected a record type name, got " + kind_of(item));
+                              const RecordType t = type_of(item.Scalar(), item.Mark(), ip);
+                              if (rc.type(t).enabled)
+                                  fail(item.Mark(), ip, "record type " + quote(item.Scalar()) + " listed twice");
+                              rc.type(t).enabled = true;
+                          }
+                          return;
+                      }
+                      if (!e.value.IsMap())
+                          fail(mark_of(e), p, "expected a list of record types or a map of type to format, got " +
+                                                  kind_of(e.value));
+                      for (const auto& kv : e.value) {
+                          const std::string name = kv.first.Scalar();
+                          const std::string tp = p + "." + name;
+                          const RecordType t = type_of(name, kv.first.Mark(), tp);
+                          const Entry sub{name, kv.first.Mark(), kv.second};
+                          auto& ts = rc.type(t);
+                          if (kv.second.IsMap()) {
+                              ts.enabled = true;
+                              section(sub, tp,
+                                      {{"enabled", [&](const Entry& se, const std::string& sp) { ts.enabled = boolean(se, sp); }},
+                                       {"format", [&](const Entry& se, const std::string& sp) {
+                                            ts.format = format_of(se, sp);
+                                            explicit_format[static_cast<size_t>(t)] = true;
+                                        }}});
+                          } else {
+                              ts.enabled = true;
+                              ts.format = format_of(sub, tp);
+                              explicit_format[static_cast<size_t>(t)] = true;
+                          }
+                      }
+                  }},
+                 {"max_file_size",
+                  [&](const Entry& e, const std::string& p) {
+                      const std::string t = scalar(e, p, "a size such as 64M");
+                      const auto v = parse_size(t);
+                      if (!v || *v < records_limits::min_file_size || *v > records_limits::max_file_size)
+                          fail(mark_of(e), p, "invalid size " + quote(t) + " (512 .. 1T bytes; K, M, G, T allowed: 64M)");
+                      rc.max_file_size = *v;
+                  }},
+                 {"max_records",
+                  [&](const Entry& e, const std::string& p) { rc.max_records = number(e, p, 0, 4000000000u); }},
+                 {"compress",
+                  [&](const Entry& e, const std::string& p) {
+                      rc.compress = one_of(e, p, "compression", {"none", "gzip"}) == "gzip";
+                  }},
+                 {"spool_dir", [&](const Entry& e, const std::string& p) { rc.spool_dir = state_dir(e, p); }}});
+        if (default_format)
+            for (size_t i = 0; i < kRecordTypeCount; i++)
+                if (!explicit_format[i])
+                    rc.types[i].format = *default_format;
+        if (rc.interval > rc.period)
+            fail(last_mark, last_path,
+                 "records.interval (" + format_duration(rc.interval) + ") must not be longer than records.period (" +
+                     format_duration(rc.period) + ")");
     }
 
     // upload.*: where spooled accounting files go. Cross-key rules are checked after the section

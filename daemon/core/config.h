@@ -6,6 +6,7 @@
 #pragma once
 
 #include "nettally_abi.h"
+#include "core/records.h"
 #include "core/upload_policy.h"
 
 #include <chrono>
@@ -68,6 +69,7 @@ struct Config {
     CgroupConfig cgroups;
 
     UploadConfig upload; // key upload.* (README "Uploading accounting files")
+    RecordsConfig records; // key records.* (README "Accounting records")
 };
 
 // Accepted ranges; the shipped config/nettally.yaml documents the same numbers.
