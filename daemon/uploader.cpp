@@ -414,10 +414,14 @@ int Uploader::on_inotify(sd_event_source*, const struct inotify_event* ev, void*
     auto* u = static_cast<Uploader*>(userp);
     if (ev->len && !spool_name_ok(ev->name))
         return 0;
-    if (!u->transfer_) {
-        // Several files often close together: one rescan shortly after.
-        u->schedule(20000);
+    // The cap applies at once, even while waiting out a backoff.
+    try {
+        u->rescan();
+    } catch (const std::exception& e) {
+        spdlog::error("upload: {}", e.what());
     }
+    if (!u->transfer_)
+        u->schedule(0);
     return 0;
 }
 
