@@ -245,6 +245,10 @@ class TimerRotationTest(RecordsBase):
         p, data = self.rcall("ListSpool", user=NOBODY)
         self.assertEqual(p.returncode, 0, f"ListSpool is a read: {p.stderr}")
         self.assertEqual(sorted(x[0] for x in data[0]), sorted(os.listdir(self.spool)))
+        # A file is open (traffic, then an interval boundary) when the formats change.
+        cur = os.path.join(self.daemon.state_dir, "records", "current")
+        h.client_run(self.topo, "udp", self.topo.SRV4, PORT, "100", 3, 40011)
+        h.wait_until(lambda: any(n.endswith(".open") for n in os.listdir(cur)), 5, "an open record file")
         p = ctl.run("records", "set", "types=interface=jsonl,host=csv", "max_records=5")
         self.assertEqual(p.returncode, 0, p.stderr)
         after = ctl.json("records", "status")["records"]
@@ -257,7 +261,7 @@ class TimerRotationTest(RecordsBase):
         self.assertEqual(sorted(after["overridden"]), ["max_records", "types"])
         with open(os.path.join(self.daemon.state_dir, "records.json")) as f:
             self.assertEqual(json.load(f), {"types": "interface=jsonl,host=csv", "max_records": 5})
-        self.assertTrue(self.rotated("settings"), "changing the formats closes the open files")
+        h.wait_until(lambda: self.rotated("settings"), 10, "FileRotated(settings): a format change closes open files")
 
         cap = self.finish_capture()
         self.rcall_ok("Rotate")
