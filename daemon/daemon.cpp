@@ -599,6 +599,12 @@ int Daemon::run() {
     arm_persist_timer();
     watch_links();
     start_uploader();
+    // The recorder says when a file lands in the spool; the uploader's inotify watch and its scan
+    // at start find files from other writers and from before a restart.
+    recorder_->on_file_closed([this](const std::filesystem::path&) {
+        if (uploader_)
+            uploader_->file_closed();
+    });
     recorder_->on_rotated([this](const ClosedFile& f) {
         if (records_service_)
             records_service_->file_rotated(f);

@@ -749,7 +749,7 @@ Uploader::Status Uploader::status() const {
     s.state = !target_                             ? "disabled"
               : transfer_                          ? "uploading"
               : auth_paused_                       ? "auth_failed"
-              : next_attempt_mono_ > now           ? "waiting"
+              : failures_ > 0 || next_attempt_mono_ > now ? "waiting"
                                                    : "idle";
     s.last_error = last_error_;
     if (next_attempt_mono_ > now) {
