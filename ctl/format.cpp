@@ -844,7 +844,7 @@ COMMANDS
                 --min-interval DURATION (Burst), --rate SIZE and --rate-window DURATION
                 (RateExceeded; SIZE per second), --action notify|throttle|block,
                 --action-rate SIZE (throttle, per second), --action-on limit|burst|any.
-                SIZE: bytes or 1MB (10^6), 1MiB (2^20), 5GB...; DURATION: 800ms, 90s, 1h.
+                SIZE: bytes or 1MB (10^6), 1MiB = 1M (2^20), 5GB...; DURATION: 800ms, 90s, 1h.
                 nettallyd checks every value. Root and group nettally only.
     thresholds remove NAME
     thresholds reset NAME

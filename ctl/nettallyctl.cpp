@@ -2,6 +2,7 @@
 // This file is the thin, bus-facing half: open the system bus, make one call through the
 // generated proxy, turn sdbus types into format.h's structs and map errors to exit codes.
 // Output is built completely before anything is written, so a failed call leaves stdout empty.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <exception>
@@ -23,6 +24,8 @@
 #include <poll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
+#include "records_cmd.h"
+#include "upload_cmd.h"
 
 #ifndef NT_VERSION
 #error "NT_VERSION must be defined by the build"
@@ -308,6 +311,12 @@ int report_dbus_error(const sdbus::Error& e, bool while_connecting) {
 
 int main_impl(int argc, char** argv) {
     const std::vector<std::string_view> args(argv + 1, argv + argc);
+    if (is_upload_command(args) &&
+        std::find(args.begin(), args.end(), std::string_view("--help")) == args.end())
+        return upload_main(args);
+    if (is_records_command(args) &&
+        std::find(args.begin(), args.end(), std::string_view("--help")) == args.end())
+        return records_main(args);
     const ParseResult parsed = parse_args(args);
     if (const auto* err = std::get_if<UsageError>(&parsed)) {
         std::cerr << "nettallyctl: " << err->message << "\nTry 'nettallyctl --help' for more information.\n";
@@ -315,7 +324,7 @@ int main_impl(int argc, char** argv) {
     }
     const Options& opt = std::get<Options>(parsed);
     if (opt.command == Command::Help) {
-        std::cout << help_text("nettallyctl " NT_VERSION);
+        std::cout << help_text("nettallyctl " NT_VERSION) << "\n" << upload_help_text() << "\n" << records_help_text();
         return kExitOk;
     }
     if (opt.command == Command::Version) {

@@ -8,6 +8,10 @@
 #include "logging.h"
 #include "system.h"
 #include "thresholds_service.h"
+#include "records_service.h"
+#include "recorder.h"
+#include "upload_service.h"
+#include "uploader.h"
 
 #include <algorithm>
 #include <optional>
@@ -82,12 +86,16 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)) {
         history_->on_flow_finished(f, iface);
         if (thresholds_)
             thresholds_->on_flow_finished(f, iface);
+        if (recorder_)
+            recorder_->on_flow_finished(f, iface, *collector_);
     });
     collector_->set_interfaces(plan.interfaces);
     if (cfg_.cgroups.enabled)
         cgroups_ = std::make_unique<CgroupAccounting>(cfg_.cgroups);
     restore_state();
     setup_thresholds();
+    // Without restored totals everything counted so far is new: the first records cover it.
+    recorder_ = std::make_unique<Recorder>(cfg_.records, cfg_.state_dir, state_restored_from_.empty());
 
     std::vector<uint32_t> keep;
     for (const auto& i : plan.interfaces)
@@ -299,8 +307,12 @@ int Daemon::on_link_settle(sd_event_source*, uint64_t, void* self) {
 
 Daemon::~Daemon() {
     thresholds_service_.reset();
+    records_service_.reset();
+    upload_service_.reset();
     service_.reset();
     bus_.reset();
+    uploader_.reset();
+    recorder_.reset();
     sd_event_source_unref(bus_io_);
     sd_event_source_unref(bus_time_);
     sd_event_source_unref(poll_src_);
@@ -323,6 +335,8 @@ void Daemon::poll_now() {
         thresholds_->observe(usage(), last_poll_us_);
         flush_threshold_events();
     }
+    if (recorder_)
+        recorder_->record(*collector_, cgroups_ ? &cgroups_->ledger() : nullptr, static_cast<int64_t>(now_us));
 }
 
 void Daemon::arm_poll_timer() {
@@ -374,6 +388,9 @@ int Daemon::on_signal(sd_event_source*, const signalfd_siginfo* si, void* self) 
     } catch (const std::exception& e) {
         spdlog::error("collector: final poll failed: {}", e.what());
     }
+    if (d->recorder_)
+        d->recorder_->shutdown(*d->collector_, d->cgroups_ ? &d->cgroups_->ledger() : nullptr,
+                               static_cast<int64_t>(clock_us(CLOCK_REALTIME)));
     d->save_state();
     sd_event_exit(d->ev_, 0);
     return 0;
@@ -462,6 +479,14 @@ void Daemon::reload() {
             throw ConfigError(next.path, 0, 0, "periods", e.what());
         }
     }
+    if (next.records.spool_dir != cfg_.records.spool_dir)
+        throw ConfigError(next.path, 0, 0, "records.spool_dir",
+                          "takes effect only at start: restart nettallyd to change it");
+    try {
+        Uploader::check_config(next.upload);
+    } catch (const std::runtime_error& e) {
+        throw ConfigError(next.path, 0, 0, "upload", e.what());
+    }
     apply_interfaces(next, true);
     try {
         thresholds_->check_config(next.thresholds, usage());
@@ -485,6 +510,15 @@ void Daemon::reload() {
         arm_poll_timer();
     if (persist_changed && persist_src_)
         arm_persist_timer();
+    if (recorder_)
+        recorder_->set_config(cfg_.records);
+    if (uploader_) {
+        try {
+            uploader_->apply_config(cfg_.upload);
+        } catch (const std::exception& e) { // checked above; a credential file may vanish meanwhile
+            spdlog::error("upload: {}", e.what());
+        }
+    }
     spdlog::info("config: reloaded {} ({} interface(s), poll every {} ms)", cfg_.path, attached_.size(),
                  cfg_.poll_interval.count());
     sd_notify(0, "READY=1");
@@ -549,11 +583,16 @@ void Daemon::connect_bus() {
                                        flush_threshold_events();
                                        save_thresholds();
                                    }});
+        upload_service_ = std::make_unique<UploadService>(*bus_, uploader_.get());
+        if (recorder_)
+            records_service_ = std::make_unique<RecordsService>(*bus_, *recorder_);
         bus_->requestName(kBusName);
     } catch (const sdbus::Error& e) {
         spdlog::warn("dbus: system bus not available ({}: {}); counting continues without the API",
                      e.getName(), e.getMessage());
         thresholds_service_.reset();
+        records_service_.reset();
+        upload_service_.reset();
         service_.reset();
         bus_.reset();
         bus_tried_ = true;
@@ -606,6 +645,38 @@ int Daemon::on_bus_prepare(sd_event_source*, void* self) {
     return 0;
 }
 
+std::filesystem::path Daemon::spool_dir() const {
+    return cfg_.records.spool_dir.empty() ? cfg_.state_dir / "spool" : cfg_.records.spool_dir;
+}
+
+void Daemon::start_uploader() {
+    // Signals go out through the Upload interface once the bus is up; before that (and without
+    // a bus) the log is the only record.
+    UploadEvents ev;
+    ev.succeeded = [this](const std::string& n, const std::string& url, uint64_t bytes) {
+        if (upload_service_)
+            upload_service_->events().succeeded(n, url, bytes);
+    };
+    ev.failed = [this](const std::string& n, const std::string& kind, const std::string& err, uint32_t attempts,
+                       uint64_t next) {
+        if (upload_service_)
+            upload_service_->events().failed(n, kind, err, attempts, next);
+    };
+    ev.dropped = [this](const std::vector<std::string>& names, uint64_t bytes, const std::string& reason) {
+        if (upload_service_)
+            upload_service_->events().dropped(names, bytes, reason);
+    };
+    try {
+        uploader_ = std::make_unique<Uploader>(ev_, spool_dir(), cfg_.state_dir, cfg_.upload, std::move(ev));
+    } catch (const SysError&) {
+        throw;
+    } catch (const std::runtime_error& e) {
+        throw ConfigError(cfg_.path, 0, 0, "upload", e.what());
+    }
+    if (!cfg_.upload.url.empty())
+        spdlog::info("upload: spool {} -> {}", spool_dir().string(), cfg_.upload.url);
+}
+
 int Daemon::run() {
     int r = sd_event_default(&ev_);
     if (r < 0)
@@ -624,6 +695,18 @@ int Daemon::run() {
     arm_poll_timer();
     arm_persist_timer();
     watch_links();
+    start_uploader();
+    // The recorder says when a file lands in the spool; the uploader's inotify watch and its scan
+    // at start find files from other writers and from before a restart.
+    recorder_->on_file_closed([this](const std::filesystem::path&) {
+        if (uploader_)
+            uploader_->file_closed();
+    });
+    recorder_->on_rotated([this](const ClosedFile& f) {
+        if (records_service_)
+            records_service_->file_rotated(f);
+    });
+    recorder_->start(ev_, [this] { poll_now(); });
     connect_bus();
 
     spdlog::info("daemon: ready: {} interface(s), poll every {} ms", attached_.size(), cfg_.poll_interval.count());

@@ -24,6 +24,10 @@ class AccountingService;
 class ThresholdsService;
 class KernelEnforcer;
 class CgroupAccounting;
+class UploadService;
+class Recorder;
+class RecordsService;
+class Uploader;
 
 class Daemon {
 public:
@@ -104,6 +108,17 @@ private:
     std::vector<ThresholdEvent> pending_events_; // before the bus is up
     int64_t last_poll_us_ = 0;
     bool bus_tried_ = false;
+
+    // Upload of spooled files (upload.*); created in run(), on the loop.
+    void start_uploader();
+    std::filesystem::path spool_dir() const;
+    std::unique_ptr<Uploader> uploader_;
+    std::unique_ptr<UploadService> upload_service_;
+
+    // Accounting records (records.*): files, rotation, spool; created with the collector, so the
+    // first poll is recorded.
+    std::unique_ptr<Recorder> recorder_;
+    std::unique_ptr<RecordsService> records_service_;
 };
 
 } // namespace nettally

@@ -15,6 +15,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <numeric>
 #include <system_error>
 #include <utility>
 
@@ -287,6 +288,8 @@ private:
                            }}});
              }},
             {"thresholds", [&](const Entry& e, const std::string& path) { config.thresholds = thresholds(e, path); }},
+            {"upload", [&](const Entry& e, const std::string& path) { parse_upload(e, path, config.upload); }},
+            {"records", [&](const Entry& e, const std::string& path) { parse_records(e, path, config.records); }},
         };
         walk_map(root, "", fields);
         // An unset active timeout follows a longer idle timeout up.
@@ -300,6 +303,226 @@ private:
             fail(root.Mark(), "interfaces",
                  "required key is missing (list the interfaces to account, each with a name and a role)");
         return config;
+    }
+
+    // records.*: accounting record files (core/records.h). types is a list of names, or a map of
+    // name to a format or to {enabled, format}; `format` is the default for types without one.
+    void parse_records(const Entry& entry, const std::string& path, RecordsConfig& rc) const {
+        std::optional<RecordFormat> default_format;
+        std::array<bool, kRecordTypeCount> explicit_format{};
+        YAML::Mark last_mark = entry.key_mark;
+        std::string last_path = path;
+        auto format_of = [&](const Entry& e, const std::string& p) {
+            return *parse_record_format(one_of(e, p, "format", {"csv", "jsonl"}));
+        };
+        auto type_of = [&](const std::string& name, const YAML::Mark& mark, const std::string& p) {
+            const auto t = parse_record_type(name);
+            if (!t)
+                fail(mark, p, "unknown record type " + quote(name) + " (valid: interface, host, cgroup, flow, alert)");
+            return *t;
+        };
+        section(entry, path,
+                {{"enabled", [&](const Entry& e, const std::string& p) { rc.enabled = boolean(e, p); }},
+                 {"period",
+                  [&](const Entry& e, const std::string& p) {
+                      rc.period = duration(e, p, records_limits::min_period, records_limits::max_period);
+                      last_mark = mark_of(e);
+                      last_path = p;
+                  }},
+                 {"interval",
+                  [&](const Entry& e, const std::string& p) {
+                      rc.interval = duration(e, p, records_limits::min_interval, records_limits::max_period);
+                      last_mark = mark_of(e);
+                      last_path = p;
+                  }},
+                 {"format", [&](const Entry& e, const std::string& p) { default_format = format_of(e, p); }},
+                 {"types",
+                  [&](const Entry& e, const std::string& p) {
+                      for (auto& t : rc.types)
+                          t.enabled = false;
+                      if (e.value.IsSequence()) {
+                          size_t i = 0;
+                          for (const YAML::Node& item : e.value) {
+                              const std::string ip = p + "[" + std::to_string(i++) + "]";
+                              if (!item.IsScalar())
+                                  fail(item.Mark(), ip, "expected a record type name, got " + kind_of(item));
+                              const RecordType t = type_of(item.Scalar(), item.Mark(), ip);
+                              if (rc.type(t).enabled)
+                                  fail(item.Mark(), ip, "record type " + quote(item.Scalar()) + " listed twice");
+                              rc.type(t).enabled = true;
+                          }
+                          return;
+                      }
+                      if (!e.value.IsMap())
+                          fail(mark_of(e), p, "expected a list of record types or a map of type to format, got " +
+                                                  kind_of(e.value));
+                      for (const auto& kv : e.value) {
+                          const std::string name = kv.first.Scalar();
+                          const std::string tp = p + "." + name;
+                          const RecordType t = type_of(name, kv.first.Mark(), tp);
+                          const Entry sub{name, kv.first.Mark(), kv.second};
+                          auto& ts = rc.type(t);
+                          if (kv.second.IsMap()) {
+                              ts.enabled = true;
+                              section(sub, tp,
+                                      {{"enabled", [&](const Entry& se, const std::string& sp) { ts.enabled = boolean(se, sp); }},
+                                       {"format", [&](const Entry& se, const std::string& sp) {
+                                            ts.format = format_of(se, sp);
+                                            explicit_format[static_cast<size_t>(t)] = true;
+                                        }}});
+                          } else {
+                              ts.enabled = true;
+                              ts.format = format_of(sub, tp);
+                              explicit_format[static_cast<size_t>(t)] = true;
+                          }
+                      }
+                  }},
+                 {"max_file_size",
+                  [&](const Entry& e, const std::string& p) {
+                      const std::string t = scalar(e, p, "a size such as 64M");
+                      const auto v = parse_size(t);
+                      if (!v || *v < records_limits::min_file_size || *v > records_limits::max_file_size)
+                          fail(mark_of(e), p, "invalid size " + quote(t) + " (512 .. 1T bytes: 64M, 64MiB, 100MB)");
+                      rc.max_file_size = *v;
+                  }},
+                 {"max_records",
+                  [&](const Entry& e, const std::string& p) { rc.max_records = number(e, p, 0, 4000000000u); }},
+                 {"compress",
+                  [&](const Entry& e, const std::string& p) {
+                      rc.compress = one_of(e, p, "compression", {"none", "gzip"}) == "gzip";
+                  }},
+                 {"spool_dir", [&](const Entry& e, const std::string& p) { rc.spool_dir = state_dir(e, p); }}});
+        if (default_format)
+            for (size_t i = 0; i < kRecordTypeCount; i++)
+                if (!explicit_format[i])
+                    rc.types[i].format = *default_format;
+        if (rc.interval > rc.period)
+            fail(last_mark, last_path,
+                 "records.interval (" + format_duration(rc.interval) + ") must not be longer than records.period (" +
+                     format_duration(rc.period) + ")");
+    }
+
+    // upload.*: where spooled accounting files go. Cross-key rules are checked after the section
+    // so each error points at the key that needs changing.
+    void parse_upload(const Entry& entry, const std::string& path, UploadConfig& up) const {
+        using std::chrono::milliseconds;
+        YAML::Mark url_mark = entry.key_mark, sources_mark = entry.key_mark, retry_mark = entry.key_mark;
+        std::vector<std::string> sources;
+        auto text = [&](const Entry& e, const std::string& p, const std::string& what) {
+            return scalar(e, p, what);
+        };
+        auto abs_path = [&](const Entry& e, const std::string& p) {
+            const std::string t = text(e, p, "an absolute file path");
+            if (t.empty() || t[0] != '/')
+                fail(mark_of(e), p, "must be an absolute file path, got " + quote(t));
+            return t;
+        };
+        auto size = [&](const Entry& e, const std::string& p) {
+            const std::string t = text(e, p, "a size such as 100M");
+            const auto v = parse_size(t);
+            if (!v)
+                fail(mark_of(e), p,
+                     "invalid size " + quote(t) + " (bytes or with a unit: 512M, 2GB, 1GiB; 0 = no limit)");
+            return *v;
+        };
+        section(entry, path,
+                {{"url",
+                  [&](const Entry& e, const std::string& p) {
+                      const std::string t = text(e, p, "a URL such as sftp://host/dir/");
+                      if (!t.empty()) {
+                          std::string why;
+                          const auto target = parse_upload_url(t, &why);
+                          if (!target)
+                              fail(mark_of(e), p, why);
+                          up.url = target->url;
+                      }
+                      url_mark = mark_of(e);
+                  }},
+                 {"username", [&](const Entry& e, const std::string& p) { up.username = text(e, p, "a user name"); }},
+                 {"password",
+                  [&](const Entry& e, const std::string& p) {
+                      // Never echoed back: a typo would print the secret into the journal.
+                      if (e.value.IsNull() || !e.value.IsScalar())
+                          fail(mark_of(e), p, "expected the password as a string");
+                      up.password = e.value.Scalar();
+                      sources.push_back("password");
+                      sources_mark = mark_of(e);
+                  }},
+                 {"password_file",
+                  [&](const Entry& e, const std::string& p) {
+                      up.password_file = abs_path(e, p);
+                      sources.push_back("password_file");
+                      sources_mark = mark_of(e);
+                  }},
+                 {"password_credential",
+                  [&](const Entry& e, const std::string& p) {
+                      const std::string t = text(e, p, "a systemd credential name");
+                      if (t.empty() || t == "." || t == ".." || t.find('/') != std::string::npos)
+                          fail(mark_of(e), p, "invalid credential name " + quote(t) + " (a file name, no '/')");
+                      up.password_credential = t;
+                      sources.push_back("password_credential");
+                      sources_mark = mark_of(e);
+                  }},
+                 {"retry_min",
+                  [&](const Entry& e, const std::string& p) {
+                      up.retry_min = duration(e, p, upload_limits::min_retry, upload_limits::max_retry);
+                      retry_mark = mark_of(e);
+                  }},
+                 {"retry_max",
+                  [&](const Entry& e, const std::string& p) {
+                      up.retry_max = duration(e, p, upload_limits::min_retry, upload_limits::max_retry);
+                      retry_mark = mark_of(e);
+                  }},
+                 {"auth_retry",
+                  [&](const Entry& e, const std::string& p) {
+                      up.auth_retry = duration(e, p, milliseconds{1000}, upload_limits::max_retry);
+                  }},
+                 {"connect_timeout",
+                  [&](const Entry& e, const std::string& p) {
+                      up.connect_timeout = duration(e, p, milliseconds{100}, milliseconds{600000});
+                  }},
+                 {"stall_timeout",
+                  [&](const Entry& e, const std::string& p) {
+                      up.stall_timeout = duration(e, p, milliseconds{1000}, milliseconds{3600000});
+                  }},
+                 {"transfer_timeout",
+                  [&](const Entry& e, const std::string& p) {
+                      up.transfer_timeout = duration(e, p, milliseconds{1000}, milliseconds{86400000});
+                  }},
+                 {"spool_max_bytes", [&](const Entry& e, const std::string& p) { up.spool_max_bytes = size(e, p); }},
+                 {"spool_max_files",
+                  [&](const Entry& e, const std::string& p) { up.spool_max_files = number(e, p, 0, 100000000); }},
+                 {"ca_file", [&](const Entry& e, const std::string& p) { up.ca_file = abs_path(e, p); }},
+                 {"ssh_host_key_sha256",
+                  [&](const Entry& e, const std::string& p) {
+                      std::string t = text(e, p, "the server's host key fingerprint (ssh-keygen -l -E sha256)");
+                      if (t.rfind("SHA256:", 0) == 0)
+                          t = t.substr(7);
+                      while (!t.empty() && t.back() == '=')
+                          t.pop_back();
+                      const bool b64 = t.size() == 43 && std::all_of(t.begin(), t.end(), [](char c) {
+                                           return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) ||
+                                                  c == '+' || c == '/';
+                                       });
+                      if (!b64)
+                          fail(mark_of(e), p,
+                               "expected a SHA-256 host key fingerprint in base64 (43 characters, as "
+                               "`ssh-keygen -l -E sha256 -f KEY.pub` prints after 'SHA256:'), got " + quote(t));
+                      up.ssh_host_key_sha256 = t;
+                  }},
+                 {"ssh_known_hosts", [&](const Entry& e, const std::string& p) { up.ssh_known_hosts = abs_path(e, p); }},
+                 {"insecure", [&](const Entry& e, const std::string& p) { up.insecure = boolean(e, p); }}});
+        if (sources.size() > 1)
+            fail(sources_mark, path + "." + sources.back(),
+                 "set only one of password, password_file and password_credential (also " + sources.front() + ")");
+        if (up.retry_max < up.retry_min)
+            fail(retry_mark, path + ".retry_max",
+                 "must not be shorter than upload.retry_min (" + format_duration(up.retry_min) + ")");
+        if (up.url.rfind("sftp://", 0) == 0 && up.ssh_host_key_sha256.empty() && up.ssh_known_hosts.empty() &&
+            !up.insecure)
+            fail(url_mark, path + ".url",
+                 "sftp needs the server's host key: set upload.ssh_host_key_sha256 or upload.ssh_known_hosts "
+                 "(or insecure: true to skip the check)");
     }
 
     // Checks every key of `map` (plain name, known, not repeated) and hands each entry to its
@@ -684,6 +907,67 @@ Config load_config(const std::filesystem::path& path) {
     Config config = parse_config(text, name);
     config.path = name;
     return config;
+}
+
+namespace {
+// A run of decimal digits as a number; nullopt when empty, not all digits or too large.
+std::optional<uint64_t> digits_value(std::string_view s) {
+    uint64_t v = 0;
+    if (s.empty() || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return std::nullopt;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc{} || p != s.data() + s.size())
+        return std::nullopt;
+    return v;
+}
+} // namespace
+
+std::optional<uint64_t> parse_size(std::string_view text) {
+    size_t i = 0;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9')
+        ++i;
+    if (i == 0)
+        return std::nullopt;
+    std::string_view whole = text.substr(0, i), frac;
+    if (i < text.size() && text[i] == '.') {
+        size_t j = i + 1;
+        while (j < text.size() && text[j] >= '0' && text[j] <= '9')
+            ++j;
+        frac = text.substr(i + 1, j - i - 1);
+        if (frac.empty() || frac.size() > 9)
+            return std::nullopt;
+        i = j;
+    }
+    const std::string_view unit = text.substr(i);
+    static const std::pair<std::string_view, uint64_t> kUnits[] = {
+        {"", 1},          {"B", 1},           {"kB", 1000},       {"KB", 1000},          {"MB", 1000000},
+        {"GB", 1000000000}, {"TB", 1000000000000}, {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30},
+        {"TiB", 1ull << 40}, {"K", 1ull << 10},     {"M", 1ull << 20},     {"G", 1ull << 30},     {"T", 1ull << 40}};
+    const auto u = std::find_if(std::begin(kUnits), std::end(kUnits), [&](const auto& p) { return p.first == unit; });
+    if (u == std::end(kUnits))
+        return std::nullopt;
+    const auto w = digits_value(whole);
+    if (!w)
+        return std::nullopt;
+    const uint64_t mult = u->second;
+    if (*w > std::numeric_limits<uint64_t>::max() / mult)
+        return std::nullopt;
+    uint64_t value = *w * mult;
+    if (!frac.empty()) {
+        const uint64_t f = *digits_value(frac);
+        uint64_t denom = 1;
+        for (size_t k = 0; k < frac.size(); ++k)
+            denom *= 10;
+        // f * mult / denom must be whole; f < denom, so the result is below mult (no overflow).
+        const uint64_t g = std::gcd(mult, denom);
+        if (f % (denom / g) != 0)
+            return std::nullopt;
+        const uint64_t add = f / (denom / g) * (mult / g);
+        if (add > std::numeric_limits<uint64_t>::max() - value)
+            return std::nullopt;
+        value += add;
+    }
+    return value;
 }
 
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {

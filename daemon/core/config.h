@@ -7,6 +7,8 @@
 
 #include "core/thresholds.h"
 #include "nettally_abi.h"
+#include "core/records.h"
+#include "core/upload_policy.h"
 
 #include <chrono>
 #include <cstdint>
@@ -69,6 +71,8 @@ struct Config {
 
     // Thresholds from the file (key thresholds: a list of definitions, core/thresholds.h keys).
     std::vector<ThresholdDef> thresholds;
+    UploadConfig upload; // key upload.* (README "Uploading accounting files")
+    RecordsConfig records; // key records.* (README "Accounting records")
 };
 
 // Accepted ranges; the shipped config/nettally.yaml documents the same numbers.
@@ -118,6 +122,13 @@ Config parse_config(const std::string& text, const std::string& source_name);
 // Reads the file and parses it; Config::path is set to `path`. An unreadable file is a
 // ConfigError too ("<file>: cannot read: <strerror>").
 Config load_config(const std::filesystem::path& path);
+
+// A byte count, the one size syntax of the config file, D-Bus arguments and nettallyctl: a bare
+// number is bytes; units B, kB/KB, MB, GB, TB (powers of 1000), KiB, MiB, GiB, TiB and the short
+// K, M, G, T (powers of 1024, as systemd reads them), case as written here: "1MB" = 10^6,
+// "1MiB" = "1M" = 2^20, "1.5kB" = 1500. A decimal fraction is allowed when the result is a whole
+// number of bytes. nullopt when malformed or out of range.
+std::optional<uint64_t> parse_size(std::string_view text);
 
 // "<number><unit>" with unit ms, s, m, h or d (lowercase), e.g. "500ms", "1s", "5m", "2h", "1d".
 // A decimal fraction is allowed when the result is a whole number of milliseconds ("1.5s",

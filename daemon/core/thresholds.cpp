@@ -353,54 +353,6 @@ std::string_view to_string(ThresholdEvent::Kind k) {
 
 std::string subject_text(const Subject& s) { return std::string(to_string(s.kind)) + ":" + s.value; }
 
-std::optional<uint64_t> parse_size(std::string_view text) {
-    size_t i = 0;
-    while (i < text.size() && text[i] >= '0' && text[i] <= '9')
-        ++i;
-    if (i == 0)
-        return std::nullopt;
-    std::string_view whole = text.substr(0, i), frac;
-    if (i < text.size() && text[i] == '.') {
-        size_t j = i + 1;
-        while (j < text.size() && text[j] >= '0' && text[j] <= '9')
-            ++j;
-        frac = text.substr(i + 1, j - i - 1);
-        if (frac.empty() || frac.size() > 9)
-            return std::nullopt;
-        i = j;
-    }
-    const std::string_view unit = text.substr(i);
-    static const std::pair<std::string_view, uint64_t> kUnits[] = {
-        {"", 1},          {"B", 1},           {"kB", 1000},       {"KB", 1000},          {"MB", 1000000},
-        {"GB", 1000000000}, {"TB", 1000000000000}, {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30},
-        {"TiB", 1ull << 40}};
-    const auto u = std::find_if(std::begin(kUnits), std::end(kUnits), [&](const auto& p) { return p.first == unit; });
-    if (u == std::end(kUnits))
-        return std::nullopt;
-    const auto w = parse_uint(whole);
-    if (!w)
-        return std::nullopt;
-    const uint64_t mult = u->second;
-    if (*w > std::numeric_limits<uint64_t>::max() / mult)
-        return std::nullopt;
-    uint64_t value = *w * mult;
-    if (!frac.empty()) {
-        const uint64_t f = *parse_uint(frac);
-        uint64_t denom = 1;
-        for (size_t k = 0; k < frac.size(); ++k)
-            denom *= 10;
-        // f * mult / denom must be whole; f < denom, so the result is below mult (no overflow).
-        const uint64_t g = std::gcd(mult, denom);
-        if (f % (denom / g) != 0)
-            return std::nullopt;
-        const uint64_t add = f / (denom / g) * (mult / g);
-        if (add > std::numeric_limits<uint64_t>::max() - value)
-            return std::nullopt;
-        value += add;
-    }
-    return value;
-}
-
 std::string format_size(uint64_t bytes) {
     static const std::pair<const char*, uint64_t> kUnits[] = {{"TB", 1000000000000}, {"GB", 1000000000},
                                                               {"MB", 1000000},       {"kB", 1000},

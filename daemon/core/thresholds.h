@@ -73,10 +73,6 @@ std::string_view to_string(ActionTrigger t);
 // "host:198.18.1.2", "interface:lan0", "cgroup:/system.slice/x.service", "flow:proto=tcp,dport=443"
 std::string subject_text(const Subject& s);
 
-// "1000", "1MB" (10^6), "1MiB" (2^20), "5GB", "1.5kB", "2TiB": a byte count. Units: B, kB/KB, MB,
-// GB, TB (powers of 1000), KiB, MiB, GiB, TiB (powers of 1024), case as written here; a bare number
-// is bytes. The result must be a whole number of bytes. nullopt when malformed or out of range.
-std::optional<uint64_t> parse_size(std::string_view text);
 // "1000000 B", "1 MB", "1.5 MiB"...: exact when the figure is a whole number of the unit.
 std::string format_size(uint64_t bytes);
 

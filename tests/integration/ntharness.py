@@ -1499,6 +1499,79 @@ def window_problems(before, after, cap, ifaces=("lan0", "wan0"), flows=True, hos
 
 
 # ---------------------------------------------------------------------------------------------
+# Accounting record files (README "Accounting records").
+
+# Record field -> FIGURES name.
+RECORD_FIGURES = {"packets": "packets", "l2_bytes": "l2", "l3_bytes": "l3", "l4_bytes": "l4",
+                  "payload_bytes": "payload"}
+RECORD_NAME_RE = re.compile(r"^(?P<host>[A-Za-z0-9.-]+)_(?P<type>interface|host|cgroup|flow|alert)_"
+                            r"(?P<start>\d{8}T\d{6}Z)_(?P<seq>\d{6,})\.(?P<fmt>csv|jsonl)(?P<gz>\.gz)?$")
+
+
+def read_record_file(path):
+    """The records of one closed file (CSV with header, or JSON Lines; .gz transparently) as a list
+    of dicts (CSV values stay text). Raises AssertionError on a malformed file."""
+    import csv
+    import gzip
+    import io
+    name = os.path.basename(path)
+    m = RECORD_NAME_RE.match(name)
+    if not m:
+        raise AssertionError(f"{name}: not a record file name")
+    with open(path, "rb") as f:
+        raw = f.read()
+    if m.group("gz"):
+        raw = gzip.decompress(raw)
+    text = raw.decode()
+    if text and not text.endswith("\n"):
+        raise AssertionError(f"{name}: last line is incomplete")
+    if m.group("fmt") == "jsonl":
+        return [json.loads(line) for line in text.splitlines()]
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if not rows:
+        raise AssertionError(f"{name}: no header line")
+    header = rows[0]
+    for r in rows[1:]:
+        if len(r) != len(header):
+            raise AssertionError(f"{name}: {len(r)} fields, header has {len(header)}: {r}")
+    return [dict(zip(header, r)) for r in rows[1:]]
+
+
+def read_records(directory, rtype=None):
+    """Every record in the closed files of `directory` (a spool, or an upload target), oldest file
+    first (by sequence number): a list of dicts, each with "_file" and "_type" added."""
+    out = []
+    files = []
+    for n in os.listdir(directory):
+        m = RECORD_NAME_RE.match(n)
+        if m and (rtype is None or m.group("type") == rtype):
+            files.append((int(m.group("seq")), n, m.group("type")))
+    for _seq, n, t in sorted(files):
+        for r in read_record_file(os.path.join(directory, n)):
+            r["_file"], r["_type"] = n, t
+            out.append(r)
+    return out
+
+
+def record_counts(r):
+    """The counter figures of one record as a FIGURES dict (l2 0 where the type has none)."""
+    c = zero()
+    for field, fig in RECORD_FIGURES.items():
+        if field in r:
+            c[fig] = int(r[field])
+    return c
+
+
+def sum_records(records, key):
+    """Sums record_counts per key(record): {key: C}."""
+    out = {}
+    for r in records:
+        k = key(r)
+        out[k] = cadd(out.get(k, zero()), record_counts(r))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # Running a test module.
 
 def run_tests(module_name="__main__"):

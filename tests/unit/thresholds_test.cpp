@@ -1,6 +1,7 @@
 // The thresholds engine (core/thresholds.h) against a scripted usage source and a fake
 // enforcer: steps, limit, burst, rate, rollover, rolling windows, validation, persistence,
 // and when actions are applied and lifted.
+#include "core/config.h"
 #include "core/thresholds.h"
 
 #include <arpa/inet.h>
@@ -107,6 +108,14 @@ TEST(ThresholdSizes, ParseAndFormat) {
     EXPECT_FALSE(parse_size("MB"));
     EXPECT_FALSE(parse_size("99999999999999999999"));
     EXPECT_FALSE(parse_size("20000000TB"));
+    // The short binary units the records and upload keys use ("64M", "1G").
+    EXPECT_EQ(parse_size("0"), 0u);
+    EXPECT_EQ(parse_size("512K"), 512u << 10);
+    EXPECT_EQ(parse_size("100M"), 100ull << 20);
+    EXPECT_EQ(parse_size("2G"), 2ull << 30);
+    EXPECT_EQ(parse_size("1.5M"), 3ull << 19);
+    EXPECT_FALSE(parse_size("99999999999T"));
+    EXPECT_FALSE(parse_size("2g"));
     EXPECT_EQ(format_size(5000000), "5 MB");
     EXPECT_EQ(format_size(1048576), "1 MiB");
     EXPECT_EQ(format_size(1001), "1001 B");
