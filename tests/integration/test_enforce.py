@@ -21,7 +21,8 @@ What is shown:
   - GetStatus reports the enforcement (mode, a host entry, dropped packets);
   - RemoveThreshold lifts it: cli's download is back above 10x the rate;
   - block: 0 bytes reach srv from cli and 0 bytes reach cli from srv while in force; traffic
-    passes again after RemoveThreshold.
+    passes again after RemoveThreshold;
+  - restart: a clean stop lifts the block, the next start re-applies it from the saved state.
 """
 
 import json
@@ -158,6 +159,28 @@ class EnforceTest(unittest.TestCase):
         self.assertLessEqual(abs(got - RATE), TOLERANCE * RATE,
                              f"{what}: {got / 1e6:.3f} MB/s, configured {RATE / 1e6:.3f} MB/s (±10%)\n"
                              f"{self.daemon.log_tail(15)}")
+
+    def test_restart_lifts_then_reapplies(self):
+        """A clean stop lifts the block (nobody could lift it while nettallyd is down); the next
+        start re-applies it from the thresholds' saved state."""
+        t = self.topo
+
+        def ping_ok(src_ns, dst, size=56):
+            return h.run(t.exec_argv(src_ns, ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1",
+                                              "-s", str(size), dst]), check=False, timeout=30).returncode == 0
+
+        self.add_threshold("enf-restart", "block", limit=20_000)
+        self.wait_action("enf-restart", True, kick=lambda: ping_ok(t.cli, t.SRV4, 1400))
+        self.assertFalse(ping_ok(t.cli, t.SRV4), "blocked before the restart")
+        self.daemon.stop(keep_pins=True)
+        try:
+            self.assertTrue(ping_ok(t.cli, t.SRV4), "a clean stop must lift the block")
+        finally:
+            self.daemon.start()
+        h.wait_until(lambda: not ping_ok(t.cli, t.SRV4), 20, "block re-applied after the restart")
+        self.assertEqual(self.bus.status().get("enforce_hosts"), 1)
+        self.th_call("RemoveThreshold", "s", "enf-restart")
+        self.assertTrue(ping_ok(t.cli, t.SRV4), "traffic must pass after the block is removed")
 
     def test_throttle_then_lift(self):
         t = self.topo
