@@ -35,6 +35,7 @@
 #include "core/actions.h"
 #include "core/collector.h"
 #include "core/history.h"
+#include "core/records.h"
 
 #include <cstdint>
 #include <deque>
@@ -178,6 +179,13 @@ struct ThresholdEvent {
     std::string reason;   // Action*: limit|burst|rate|rollover|reset|removed|modified|restart, or the error
 };
 std::string_view to_string(ThresholdEvent::Kind k);
+
+// The alert record (records type "alert", README "Accounting records") of an event; `def` is the
+// threshold's definition (nullptr when it is gone: the subject then comes from the event's text).
+// metric/value/limit by event: step_crossed: "<layer>_<direction>" usage / the step boundary;
+// limit_reached: the same usage / the limit; burst: "interval_ms" measured / min_interval_ms;
+// rate_exceeded: "bytes_per_s" measured / rate_bps; action_*: the usage / 0.
+AlertRecord alert_record_of(const ThresholdEvent& e, const ThresholdDef* def);
 
 // A threshold's running state: what has been counted and signalled in the current period.
 struct ThresholdState {

@@ -145,7 +145,9 @@ class ThresholdsTest(unittest.TestCase):
         cls.workdir = h.make_workdir(cls.tag)
         cls.topo = h.Topology(cls.tag).up()
         cls.bus = h.PrivateBus(cls.workdir).start()
-        cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, flows=h.NO_EVICTION)
+        # Alert records (records type "alert") are written for every signal; checked in the quota test.
+        cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, flows=h.NO_EVICTION,
+                              extra="records:\n  enabled: true\n  types: [alert]\n  format: jsonl\n")
         cls.ctl = h.Ctl(cls.bus.address)
         cls.tb = ThresholdBus(cls.bus)
         cls.server = None
@@ -236,6 +238,18 @@ class ThresholdsTest(unittest.TestCase):
         w_steps = [x["step_index"] for x in lines if x["signal"] == "StepCrossed" and x["name"] == "cli-quota"]
         self.assertEqual(w_steps, list(range(1, n + 1)), f"nettallyctl watch: {w_out[:2000]}")
         self.assertEqual(sum(1 for x in lines if x["signal"] == "LimitReached" and x["name"] == "cli-quota"), 1)
+        # The alert records say what the signals said: closed into the spool on demand.
+        self.bus.busctl("call", h.BUS_NAME, h.BUS_PATH, "org.nettally.Accounting1.Records", "Rotate")
+        spool = os.path.join(self.daemon.state_dir, "spool")
+        alerts = [r for r in h.read_records(spool, "alert") if r["name"] == "cli-quota"]
+        rec_steps = [r for r in alerts if r["event"] == "step_crossed"]
+        self.assertEqual([(r["value"], r["limit"]) for r in rec_steps],
+                         [(s["data"][2], s["data"][3] * step) for s in steps], f"alert records: {alerts[:3]}")
+        for r in rec_steps:
+            self.assertEqual((r["subject_kind"], r["subject"], r["metric"]), ("host", self.topo.CLI4, "l3_sent"))
+        rec_limits = [r for r in alerts if r["event"] == "limit_reached"]
+        self.assertEqual([(r["value"], r["limit"]) for r in rec_limits], [(limits[0]["data"][2], limit)])
+
         # nettallyctl thresholds usage reads the same figure.
         rows = self.ctl.json("thresholds", "usage")["usage"]
         self.assertEqual([r["usage"] for r in rows if r["name"] == "cli-quota"], [truth])

@@ -514,5 +514,47 @@ TEST_F(Thresholds, ConfigThresholdsAreReadOnlyAndReplacedWhole) {
     EXPECT_EQ(again.find("c1")->st.usage, 0u);
 }
 
+TEST(ThresholdAlertRecords, EachEventMapsToItsFigures) {
+    ThresholdDef def;
+    def.name = "q";
+    def.subject = {SubjectKind::Host, "198.18.1.2"};
+    def.direction = UsageDirection::Sent;
+    def.layer = UsageLayer::L3;
+    def.step = 1000000;
+    def.action = ActionKind::Throttle;
+
+    ThresholdEvent step{K::StepCrossed, "q", "host:198.18.1.2", 3000123, 3, 0, 0, 1700000000000000, "", ""};
+    const AlertRecord a = alert_record_of(step, &def);
+    EXPECT_EQ(a.event, "step_crossed");
+    EXPECT_EQ(a.subject_kind, "host");
+    EXPECT_EQ(a.subject, "198.18.1.2");
+    EXPECT_EQ(a.metric, "l3_sent");
+    EXPECT_EQ(a.value, 3000123u);
+    EXPECT_EQ(a.limit, 3000000u);
+    EXPECT_EQ(a.action, "throttle");
+    EXPECT_EQ(a.time_us, 1700000000000000);
+
+    ThresholdEvent limit{K::LimitReached, "q", "host:198.18.1.2", 5000100, 5, 5000000, 0, 1, "", ""};
+    const AlertRecord l = alert_record_of(limit, &def);
+    EXPECT_EQ(std::make_tuple(l.event, l.value, l.limit), std::make_tuple(std::string("limit_reached"), 5000100ull, 5000000ull));
+
+    ThresholdEvent burst{K::Burst, "q", "host:198.18.1.2", 0, 4, 30, 800, 1, "", ""};
+    const AlertRecord b = alert_record_of(burst, &def);
+    EXPECT_EQ(std::make_tuple(b.event, b.metric, b.value, b.limit),
+              std::make_tuple(std::string("burst"), std::string("interval_ms"), 30ull, 800ull));
+
+    ThresholdEvent rate{K::RateExceeded, "q", "host:198.18.1.2", 0, 0, 2071642, 500000, 1, "", ""};
+    const AlertRecord r = alert_record_of(rate, &def);
+    EXPECT_EQ(std::make_tuple(r.event, r.metric, r.value, r.limit),
+              std::make_tuple(std::string("rate_exceeded"), std::string("bytes_per_s"), 2071642ull, 500000ull));
+
+    // A removed threshold's last event (ActionLifted "removed") still names its subject.
+    ThresholdEvent lifted{K::ActionLifted, "q", "host:198.18.1.2", 42, 0, 0, 0, 1, "throttle", "removed"};
+    const AlertRecord x = alert_record_of(lifted, nullptr);
+    EXPECT_EQ(std::make_tuple(x.event, x.subject_kind, x.subject, x.action, x.message),
+              std::make_tuple(std::string("action_lifted"), std::string("host"), std::string("198.18.1.2"),
+                              std::string("throttle"), std::string("removed")));
+}
+
 } // namespace
 } // namespace nettally
