@@ -165,11 +165,14 @@ void Daemon::flush_threshold_events() {
     for (const auto& e : events)
         spdlog::info("thresholds: {} {} {} usage {} step {}{}{}", to_string(e.kind), e.name, e.subject, e.usage,
                      e.step_index, e.reason.empty() ? "" : " ", e.reason);
-    if (recorder_)
+    if (recorder_) {
+        std::vector<AlertRecord> alerts;
         for (const auto& e : events) {
             const Threshold* t = thresholds_->find(e.name);
-            recorder_->add_alert(alert_record_of(e, t ? &t->def : nullptr));
+            alerts.push_back(alert_record_of(e, t ? &t->def : nullptr));
         }
+        recorder_->add_alerts(alerts);
+    }
     if (thresholds_service_)
         thresholds_service_->emit(events);
     else if (!bus_tried_)

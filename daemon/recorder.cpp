@@ -526,11 +526,12 @@ void Recorder::on_flow_finished(const FlowEntry& f, const std::string& interface
     pending_flows_.push_back(std::move(r));
 }
 
-void Recorder::add_alert(const AlertRecord& a) {
-    if (!cfg_.enabled || !cfg_.type(RecordType::Alert).enabled)
+void Recorder::add_alerts(const std::vector<AlertRecord>& alerts) {
+    if (alerts.empty() || !cfg_.enabled || !cfg_.type(RecordType::Alert).enabled)
         return;
     try {
-        append(RecordType::Alert, encode(alert_record(a), cfg_.type(RecordType::Alert).format), realtime_us());
+        for (const auto& a : alerts)
+            append(RecordType::Alert, encode(alert_record(a), cfg_.type(RecordType::Alert).format), realtime_us());
         commit();
         finish_closing(RotateReason::Full);
     } catch (const std::exception& e) {

@@ -81,8 +81,9 @@ public:
     void record(const Collector& c, const CgroupLedger* cgroups, int64_t now_us, bool force = false);
     // A flow the collector finished (Collector::on_flow_finished); written at the next record().
     void on_flow_finished(const FlowEntry& f, const std::string& interface, const Collector& c);
-    // An alert record, appended now (if alerts are recorded).
-    void add_alert(const AlertRecord& a);
+    // Alert records, appended now (if alerts are recorded) and made durable together (one
+    // fsync and one cursor write for the batch).
+    void add_alerts(const std::vector<AlertRecord>& alerts);
 
     // Closes every open file into the spool; returns what was closed.
     std::vector<ClosedFile> rotate(RotateReason why);

@@ -84,7 +84,7 @@ struct FlowRecordIn {
 };
 Record flow_record(const FlowRecordIn& f);
 
-// An alert as the alert logic reports it (thresholds, bursts); see Recorder::add_alert.
+// An alert as the alert logic reports it (thresholds, bursts); see Recorder::add_alerts.
 struct AlertRecord {
     int64_t time_us = 0;
     std::string name;         // threshold / rule name
