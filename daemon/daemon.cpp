@@ -475,8 +475,6 @@ void Daemon::reload() {
         throw ConfigError(next.path, 0, 0, "cgroups",
                           "cgroups.enabled, cgroups.max_entries and cgroups.netns take effect only at start: "
                           "restart nettallyd to change them");
-    if (!set_log_level(next.log_level))
-        throw ConfigError(next.path, 0, 0, "log_level", "unknown level '" + next.log_level + "'");
     std::optional<History> next_history;
     if (next.month_start_day != cfg_.month_start_day || next.time_zone != cfg_.time_zone ||
         next.keep_days != cfg_.keep_days || next.keep_months != cfg_.keep_months) {
@@ -502,6 +500,8 @@ void Daemon::reload() {
         apply_interfaces(cfg_, false); // back to the running config's interfaces
         throw ConfigError(next.path, 0, 0, "thresholds", e.what());
     }
+    // Every check has passed: from here on the new config is applied.
+    set_log_level(next.log_level); // a level the config accepted
     thresholds_->set_config(next.thresholds, usage(), last_poll_us_);
     thresholds_->set_period_spec(period_spec(next));
     flush_threshold_events();
