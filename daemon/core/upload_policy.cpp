@@ -315,6 +315,15 @@ Classified classify_transfer(UploadScheme scheme, const TransferResult& r, std::
     }
     if (ftp && rc == 530)
         return make(UploadOutcome::Auth, "FTP 530 not logged in: check upload.username and the password");
+    // The last reply was 331 (user name accepted, password asked): the transfer ended while the
+    // server weighed the password. Servers delay a refused login on purpose (vsftpd's
+    // delay_failed_login, pure-ftpd, fail2ban-guarded hosts) and some hang up instead of saying
+    // 530; a timeout or hang-up here is a refused password far more often than a network fault,
+    // and retrying it on the transient schedule is a login storm that can lock the account.
+    if (ftp && rc == 331)
+        return make(UploadOutcome::Auth, "FTP server gave no answer to the password (" + detail +
+                                             " after reply 331): a refused login is usually answered "
+                                             "late or not at all; check upload.username and the password");
     const std::string with_code = detail + (rc ? " (server reply " + std::to_string(rc) + ")" : std::string());
     switch (code) {
     case CURLE_REMOTE_ACCESS_DENIED:

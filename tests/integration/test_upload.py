@@ -14,8 +14,9 @@ enabled, small files, Rotate over D-Bus), never from the test.
 - Flaky HTTP server: 503 + Retry-After twice, then success: the retries wait at least Retry-After;
   a connection cut mid-body leaves a torn temporary file that never gets the final name, and the
   retry delivers the whole file once.
-- Wrong password (nginx 401): one attempt, then a pause (no retry storm, state auth_failed, a clear
-  error); `nettallyctl upload set-target --password-stdin` with the right one resumes at once.
+- Wrong password (nginx 401; vsftpd 530, given after a delay longer than stall_timeout): one
+  attempt, then a pause (no retry storm, state auth_failed, a clear error);
+  `nettallyctl upload set-target --password-stdin` with the right one resumes at once.
 - Spool cap: with the server down and spool_max_files 3, the oldest files are dropped and
   SpoolDropped is seen; the newest stay.
 - In every test the password appears nowhere in the daemon's log, any process's command line, or
@@ -232,6 +233,46 @@ class UploadBase(unittest.TestCase):
                          ("idle", len(self.rotated_names()), ""), st)
         self.check_no_leak()
 
+    def wrong_password_then_resume(self, url, attempts, code, **upload):
+        """Wrong password: one login attempt, then a pause (no retry storm), state auth_failed with a
+        clear error naming `code`; `nettallyctl upload set-target --password-stdin` with the right
+        one resumes at once. `attempts()` lists the server's log lines of login attempts."""
+        wrong = "wrong-" + self.user.password[::-1]
+        self.secrets.append(wrong)
+        self.start_daemon(dict({"url": url, "username": self.user.name, "password": wrong, "auth_retry": "1h"},
+                               **upload))
+        self.traffic(1)
+        self.rotate()
+        h.wait_until(lambda: self.failed("auth"), 20, "UploadFailed(auth)")
+        time.sleep(3)  # 3 s = many retry_max rounds: an unpaused uploader would try again and again
+        tries = attempts()
+        st = self.status()
+        h.log(f"wrong password: {len(tries)} attempts in 3 s; state {st['state']}; error: {st['last_error']}")
+        self.assertEqual(len(tries), 1, f"retry storm on a wrong password: {tries}")
+        self.assertEqual(len(self.failed("auth")), 1)
+        self.assertEqual(st["state"], "auth_failed", st)
+        self.assertIn(code, st["last_error"])
+        self.assertIn("check upload.username and the password", st["last_error"])
+        self.assertIn("check upload.username and the password", self.daemon.log_text())
+        self.assertTrue(self.spool_list(), "the file must stay in the spool")
+        # The right password through nettallyctl (stdin, never argv) resumes at once.
+        ctl = h.Ctl(self.bus.address)
+        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address)
+        p = h.run([h.nettallyctl_path(), "upload", "set-target", url, "--user", self.user.name,
+                   "--password-stdin"], input=self.user.password + "\n", env=env, check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = ctl.run("upload", "set-target", url, "--password=x")
+        self.assertEqual(p.returncode, 2, "a password on the command line is refused")
+        p = ctl.run("upload", "set-target", url, "--password-stdin", user=h.NOBODY)
+        self.assertNotEqual(p.returncode, 0, "set-target is refused to nobody")
+        self.wait_spool_empty()
+        st = self.status()
+        self.assertEqual((st["target_source"], st["state"]), ("dbus", "idle"), st)
+        self.assertFalse(st.get("password") if isinstance(st.get("password"), str) else False)
+        override = os.path.join(self.daemon.state_dir, "upload.json")
+        self.assertEqual(os.stat(override).st_mode & 0o777, 0o600, "upload.json mode")
+        self.check_no_leak()
+
 
 class FtpTest(UploadBase):
     def test_vsftpd_down_then_up_exactly_once(self):
@@ -239,6 +280,21 @@ class FtpTest(UploadBase):
         self.addCleanup(server.stop)
         self.down_then_up(server, server.url("incoming/nettally"),
                           os.path.join(self.user.home, "incoming", "nettally"))
+
+    def test_wrong_password_530_pauses_then_set_target_resumes(self):
+        # vsftpd answers a wrong password with 530 after PAM's failure delay (pam_unix: ~2 s) and
+        # its own delay_failed_login; the login phase counts against connect_timeout.
+        server = us.Vsftpd(self.topo, self.workdir, self.user, delay_failed_login=0).start()
+        self.addCleanup(server.stop)
+        self.wrong_password_then_resume(server.url("incoming/nettally"), server.failed_logins, "530",
+                                        connect_timeout="10s")
+
+    def test_slow_refusal_is_an_auth_failure_not_a_timeout_storm(self):
+        # PAM's delay plus delay_failed_login 4 s > connect_timeout 2 s: the client gives up after
+        # reply 331 before the 530 comes; that is a refused password too, not a timeout to retry.
+        server = us.Vsftpd(self.topo, self.workdir, self.user, delay_failed_login=4).start()
+        self.addCleanup(server.stop)
+        self.wrong_password_then_resume(server.url("incoming/nettally"), server.failed_logins, "reply 331")
 
 
 class WebdavTest(UploadBase):
@@ -254,42 +310,11 @@ class WebdavTest(UploadBase):
     def test_wrong_password_pauses_then_set_target_resumes(self):
         server = us.Nginx(self.topo, self.workdir, self.user.name, self.user.password).start()
         self.addCleanup(server.stop)
-        wrong = "wrong-" + self.user.password[::-1]
-        self.secrets.append(wrong)
-        self.start_daemon({"url": server.url("in"), "username": self.user.name, "password": wrong,
-                           "auth_retry": "1h"})
-        self.traffic(1)
-        self.rotate()
-        h.wait_until(lambda: self.failed("auth"), 15, "UploadFailed(auth)")
-        time.sleep(3)  # 3 s = many retry_max rounds: an unpaused uploader would try again and again
-        puts = [x for x in server.access_log() if '"PUT ' in x]
-        st = self.status()
-        h.log(f"wrong password: {len(puts)} PUT in 3 s; state {st['state']}; error: {st['last_error']}")
-        self.assertEqual(len(puts), 1, f"retry storm on a wrong password: {puts}")
-        self.assertIn(" 401 ", puts[0])
-        self.assertEqual(len(self.failed("auth")), 1)
-        self.assertEqual(st["state"], "auth_failed", st)
-        self.assertIn("401", st["last_error"])
-        self.assertIn("authentication failed", st["last_error"])
-        self.assertIn("authentication failed", self.daemon.log_text())
-        self.assertTrue(self.spool_list(), "the file must stay in the spool")
-        # The right password through nettallyctl (stdin, never argv) resumes at once.
-        ctl = h.Ctl(self.bus.address)
-        env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address)
-        p = h.run([h.nettallyctl_path(), "upload", "set-target", server.url("in"), "--user", self.user.name,
-                   "--password-stdin"], input=self.user.password + "\n", env=env, check=False)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        p = ctl.run("upload", "set-target", server.url("in"), "--password=x")
-        self.assertEqual(p.returncode, 2, "a password on the command line is refused")
-        p = ctl.run("upload", "set-target", server.url("in"), "--password-stdin", user=h.NOBODY)
-        self.assertNotEqual(p.returncode, 0, "set-target is refused to nobody")
-        self.wait_spool_empty()
-        st = self.status()
-        self.assertEqual((st["target_source"], st["state"]), ("dbus", "idle"), st)
-        self.assertFalse(st.get("password") if isinstance(st.get("password"), str) else False)
-        override = os.path.join(self.daemon.state_dir, "upload.json")
-        self.assertEqual(os.stat(override).st_mode & 0o777, 0o600, "upload.json mode")
-        self.check_no_leak()
+
+        def attempts():
+            return [x for x in server.access_log() if '"PUT ' in x]
+        self.wrong_password_then_resume(server.url("in"), attempts, "401")
+        self.assertIn(" 401 ", attempts()[0])
 
 
 class SftpTest(UploadBase):

@@ -117,10 +117,11 @@ class _Server:
 class Vsftpd(_Server):
     name = "vsftpd"
 
-    def __init__(self, topo, workdir, user):
+    def __init__(self, topo, workdir, user, delay_failed_login=1):
         super().__init__(topo, workdir)
         self.user = user
         self.conf = os.path.join(self.dir, "vsftpd.conf")
+        self.xfer_log = os.path.join(self.dir, "vsftpd.xfer.log")
         pasv = self.port + 1
         os.makedirs("/var/run/vsftpd/empty", exist_ok=True)
         with open(self.conf, "w") as f:
@@ -146,6 +147,7 @@ vsftpd_log_file={self.dir}/vsftpd.xfer.log
 dual_log_enable=YES
 xferlog_file={self.dir}/xferlog
 secure_chroot_dir=/var/run/vsftpd/empty
+delay_failed_login={delay_failed_login}
 """)
         os.chmod(self.conf, 0o600)
 
@@ -154,6 +156,13 @@ secure_chroot_dir=/var/run/vsftpd/empty
 
     def url(self, sub="incoming"):
         return f"ftp://127.0.0.1:{self.port}/{sub}/"
+
+    def failed_logins(self):
+        try:
+            with open(self.xfer_log, errors="replace") as f:
+                return [x for x in f if "FAIL LOGIN" in x]
+        except FileNotFoundError:
+            return []
 
 
 class Nginx(_Server):

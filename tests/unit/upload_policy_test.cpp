@@ -130,6 +130,15 @@ TEST(Classify, FtpAndTransportErrors) {
     EXPECT_EQ(ftp(CURLE_QUOTE_ERROR, 450), UploadOutcome::Transient);
     EXPECT_EQ(ftp(CURLE_COULDNT_CONNECT, 0), UploadOutcome::Transient);
     EXPECT_EQ(ftp(CURLE_OPERATION_TIMEDOUT, 0), UploadOutcome::Transient);
+    // A timeout or hang-up right after 331 (password sent, answer pending) is a refused login
+    // answered late, not a fault to retry on the transient schedule.
+    EXPECT_EQ(ftp(CURLE_OPERATION_TIMEDOUT, 331), UploadOutcome::Auth);
+    EXPECT_EQ(ftp(CURLE_GOT_NOTHING, 331), UploadOutcome::Auth);
+    EXPECT_EQ(ftp(CURLE_OPERATION_TIMEDOUT, 230), UploadOutcome::Transient); // logged in: a stall
+    EXPECT_EQ(ftp(CURLE_OPERATION_TIMEDOUT, 220), UploadOutcome::Transient); // greeting only
+    EXPECT_NE(classify_transfer(UploadScheme::Ftp, {CURLE_OPERATION_TIMEDOUT, 331, ""}, "upload")
+                  .reason.find("check upload.username and the password"),
+              std::string::npos);
     EXPECT_EQ(classify_transfer(UploadScheme::Sftp, {CURLE_LOGIN_DENIED, 0, ""}, "upload").outcome,
               UploadOutcome::Auth);
     EXPECT_EQ(classify_transfer(UploadScheme::Sftp, {CURLE_PEER_FAILED_VERIFICATION, 0, ""}, "upload").outcome,
