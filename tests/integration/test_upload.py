@@ -14,7 +14,7 @@ enabled, small files, Rotate over D-Bus), never from the test.
 - Flaky HTTP server: 503 + Retry-After twice, then success: the retries wait at least Retry-After;
   a connection cut mid-body leaves a torn temporary file that never gets the final name, and the
   retry delivers the whole file once.
-- Wrong password (nginx 401; vsftpd 530, given after a delay longer than stall_timeout): one
+- Wrong password (nginx 401; sshd; vsftpd 530, and a 530 given later than connect_timeout): one
   attempt, then a pause (no retry storm, state auth_failed, a clear error);
   `nettallyctl upload set-target --password-stdin` with the right one resumes at once.
 - Spool cap: with the server down and spool_max_files 3, the oldest files are dropped and
@@ -27,6 +27,7 @@ import glob
 import hashlib
 import json
 import os
+import pwd
 import sys
 import time
 import unittest
@@ -318,14 +319,26 @@ class WebdavTest(UploadBase):
 
 
 class SftpTest(UploadBase):
+    def user_dir(self, name):
+        path = os.path.join(self.user.home, name)
+        os.makedirs(path)
+        pw = pwd.getpwnam(self.user.name)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+        return path
+
     def test_sftp_down_then_up_exactly_once(self):
         server = us.Sshd(self.topo, self.workdir, self.user)
         self.addCleanup(server.stop)
-        target = os.path.join(self.user.home, "acct")
-        os.makedirs(target)
-        os.chown(target, *(lambda pw: (pw.pw_uid, pw.pw_gid))(__import__("pwd").getpwnam(self.user.name)))
+        target = self.user_dir("acct")
         self.down_then_up(server, f"sftp://127.0.0.1:{server.port}{target}/", target,
                           {"ssh_host_key_sha256": server.host_key_sha256})
+
+    def test_wrong_password_pauses_then_set_target_resumes(self):
+        server = us.Sshd(self.topo, self.workdir, self.user).start()
+        self.addCleanup(server.stop)
+        target = self.user_dir("acct")
+        self.wrong_password_then_resume(f"sftp://127.0.0.1:{server.port}{target}/", server.failed_logins,
+                                        "login denied", ssh_host_key_sha256=server.host_key_sha256)
 
 
 class FlakyHttpTest(UploadBase):

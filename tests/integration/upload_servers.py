@@ -257,6 +257,9 @@ LogLevel VERBOSE
     def argv(self):
         return ["/usr/sbin/sshd", "-D", "-e", "-f", self.conf]
 
+    def failed_logins(self):
+        return [x for x in self.log_text().splitlines() if "Failed password" in x]
+
 
 class Flaky(_Server):
     name = "flaky"
