@@ -652,6 +652,20 @@ std::optional<double> parse_timeout(std::string_view s) {
     return v;
 }
 
+std::string_view command_word(const std::vector<std::string_view>& args) {
+    for (size_t i = 0; i < args.size(); ++i) {
+        const auto a = args[i];
+        if (a == "--timeout") {
+            ++i;
+            continue;
+        }
+        if (!a.empty() && a[0] == '-')
+            continue;
+        return a;
+    }
+    return {};
+}
+
 ParseResult parse_args(const std::vector<std::string_view>& args) {
     Options opt;
     std::optional<Command> command;

@@ -201,6 +201,10 @@ struct UsageError {
     std::string message;
 };
 
+// The first word of args (argv without argv[0]) that is not an option, skipping --timeout's
+// value: the command ("records", "upload", ...). Empty when there is none.
+std::string_view command_word(const std::vector<std::string_view>& args);
+
 using ParseResult = std::variant<Options, UsageError>;
 
 // args excludes argv[0].

@@ -16,6 +16,7 @@
 #include <sdbus-c++/sdbus-c++.h>
 
 #include "accounting1_proxy.h"
+#include "bus.h"
 #include "format.h"
 #include "format_thresholds.h"
 #include "thresholds1_proxy.h"
@@ -299,23 +300,12 @@ std::string run(AccountingProxy& proxy, const Options& opt) {
     return {};
 }
 
-int report_dbus_error(const sdbus::Error& e, bool while_connecting) {
-    const ExitCode code = classify_dbus_error(e.getName(), while_connecting);
-    if (code == kExitUnreachable)
-        std::cerr << "nettallyctl: nettallyd is not reachable on the system bus (" << e.getName() << ": "
-                  << e.getMessage() << ")\n";
-    else
-        std::cerr << "nettallyctl: " << e.getName() << ": " << e.getMessage() << "\n";
-    return code;
-}
-
 int main_impl(int argc, char** argv) {
     const std::vector<std::string_view> args(argv + 1, argv + argc);
-    if (is_upload_command(args) &&
-        std::find(args.begin(), args.end(), std::string_view("--help")) == args.end())
+    const bool help = std::find(args.begin(), args.end(), std::string_view("--help")) != args.end();
+    if (command_word(args) == "upload" && !help)
         return upload_main(args);
-    if (is_records_command(args) &&
-        std::find(args.begin(), args.end(), std::string_view("--help")) == args.end())
+    if (command_word(args) == "records" && !help)
         return records_main(args);
     const ParseResult parsed = parse_args(args);
     if (const auto* err = std::get_if<UsageError>(&parsed)) {
@@ -334,9 +324,7 @@ int main_impl(int argc, char** argv) {
 
     std::unique_ptr<sdbus::IConnection> connection;
     try {
-        connection = sdbus::createSystemBusConnection();
-        const double timeout = opt.timeout_sec > 0 ? opt.timeout_sec : kDefaultTimeoutSec;
-        connection->setMethodCallTimeout(static_cast<std::uint64_t>(std::llround(timeout * 1e6)));
+        connection = connect_system_bus(opt.timeout_sec > 0 ? opt.timeout_sec : kDefaultTimeoutSec);
     } catch (const sdbus::Error& e) {
         return report_dbus_error(e, true);
     }

@@ -1,6 +1,7 @@
 // See records_cmd.h.
 #include "records_cmd.h"
 
+#include "bus.h"
 #include "format.h"
 #include "records1_proxy.h"
 
@@ -76,20 +77,6 @@ std::optional<sdbus::Variant> setting_value(const std::string& key, const std::s
 
 } // namespace
 
-bool is_records_command(const std::vector<std::string_view>& args) {
-    for (size_t i = 0; i < args.size(); ++i) {
-        const auto a = args[i];
-        if (a == "--timeout") {
-            ++i;
-            continue;
-        }
-        if (!a.empty() && a[0] == '-')
-            continue;
-        return a == "records";
-    }
-    return false;
-}
-
 int records_main(const std::vector<std::string_view>& args) {
     bool json = false;
     double timeout = kDefaultTimeoutSec;
@@ -146,18 +133,9 @@ int records_main(const std::vector<std::string_view>& args) {
     if (sub == "reset")
         settings["reset"] = sdbus::Variant(true);
 
-    std::unique_ptr<sdbus::IConnection> conn;
-    try {
-        conn = sdbus::createSystemBusConnection();
-        conn->setMethodCallTimeout(static_cast<uint64_t>(std::llround(timeout * 1e6)));
-    } catch (const sdbus::Error& e) {
-        std::cerr << "nettallyctl: nettallyd is not reachable on the system bus (" << e.getName() << ": "
-                  << e.getMessage() << ")\n";
-        return kExitUnreachable;
-    }
-    std::string out;
-    try {
-        RecordsProxy proxy(*conn);
+    return run_on_bus(timeout, [&](sdbus::IConnection& conn) {
+        std::string out;
+        RecordsProxy proxy(conn);
         auto status = [&] {
             Json j = Json::object();
             for (const auto& [k, v] : proxy.GetSettings())
@@ -203,17 +181,8 @@ int records_main(const std::vector<std::string_view>& args) {
                 out = render_table({{"NAME"}, {"BYTES", Align::Right}, {"TYPE"}, {"CREATED"}}, rows);
             }
         }
-    } catch (const sdbus::Error& e) {
-        const ExitCode code = classify_dbus_error(e.getName(), false);
-        if (code == kExitUnreachable)
-            std::cerr << "nettallyctl: nettallyd is not reachable on the system bus (" << e.getName() << ": "
-                      << e.getMessage() << ")\n";
-        else
-            std::cerr << "nettallyctl: " << e.getName() << ": " << e.getMessage() << "\n";
-        return code;
-    }
-    std::cout << out << std::flush;
-    return kExitOk;
+        return out;
+    });
 }
 
 std::string records_help_text() {

@@ -8,9 +8,6 @@
 
 namespace nettally::ctl {
 
-// True when the first command word of args (argv without argv[0]) is "records".
-bool is_records_command(const std::vector<std::string_view>& args);
-
 // Runs the command; returns the exit status (format.h ExitCode values).
 int records_main(const std::vector<std::string_view>& args);
 

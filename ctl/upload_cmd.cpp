@@ -1,6 +1,7 @@
 // See upload_cmd.h.
 #include "upload_cmd.h"
 
+#include "bus.h"
 #include "format.h"
 #include "upload1_proxy.h"
 
@@ -80,20 +81,6 @@ int usage(const std::string& msg) {
 
 } // namespace
 
-bool is_upload_command(const std::vector<std::string_view>& args) {
-    for (size_t i = 0; i < args.size(); ++i) {
-        const auto a = args[i];
-        if (a == "--timeout") {
-            ++i;
-            continue;
-        }
-        if (!a.empty() && a[0] == '-')
-            continue;
-        return a == "upload";
-    }
-    return false;
-}
-
 int upload_main(const std::vector<std::string_view>& args) {
     UploadOptions o;
     bool seen_upload = false;
@@ -171,18 +158,9 @@ int upload_main(const std::vector<std::string_view>& args) {
         password = strip_newline(ss.str());
     }
 
-    std::unique_ptr<sdbus::IConnection> conn;
-    try {
-        conn = sdbus::createSystemBusConnection();
-        conn->setMethodCallTimeout(static_cast<uint64_t>(std::llround(o.timeout * 1e6)));
-    } catch (const sdbus::Error& e) {
-        std::cerr << "nettallyctl: nettallyd is not reachable on the system bus (" << e.getName() << ": "
-                  << e.getMessage() << ")\n";
-        return kExitUnreachable;
-    }
-    std::string out;
-    try {
-        UploadProxy proxy(*conn);
+    return run_on_bus(o.timeout, [&](sdbus::IConnection& conn) {
+        std::string out;
+        UploadProxy proxy(conn);
         if (o.sub == "status") {
             Json j = Json::object();
             for (const auto& [k, v] : proxy.GetUploadStatus())
@@ -225,17 +203,8 @@ int upload_main(const std::vector<std::string_view>& args) {
                          : (url.empty() ? "target cleared: the config's upload target applies\n"
                                         : "target set: " + url + "\n");
         }
-    } catch (const sdbus::Error& e) {
-        const ExitCode code = classify_dbus_error(e.getName(), false);
-        if (code == kExitUnreachable)
-            std::cerr << "nettallyctl: nettallyd is not reachable on the system bus (" << e.getName() << ": "
-                      << e.getMessage() << ")\n";
-        else
-            std::cerr << "nettallyctl: " << e.getName() << ": " << e.getMessage() << "\n";
-        return code;
-    }
-    std::cout << out << std::flush;
-    return kExitOk;
+        return out;
+    });
 }
 
 std::string upload_help_text() {

@@ -11,9 +11,6 @@
 
 namespace nettally::ctl {
 
-// True when the first command word of args (argv without argv[0]) is "upload".
-bool is_upload_command(const std::vector<std::string_view>& args);
-
 // Runs the command; returns the exit status (format.h ExitCode values).
 int upload_main(const std::vector<std::string_view>& args);
 

@@ -494,6 +494,15 @@ TEST(Args, UsageErrors) {
     EXPECT_NE(std::get<UsageError>(r).message.find("frobnicate"), std::string::npos);
 }
 
+TEST(Args, CommandWordSkipsOptionsAndTheTimeoutValue) {
+    using V = std::vector<std::string_view>;
+    EXPECT_EQ(command_word(V{"upload", "status"}), "upload");
+    EXPECT_EQ(command_word(V{"--json", "--timeout", "5", "records", "rotate"}), "records");
+    EXPECT_EQ(command_word(V{"--timeout", "upload", "status"}), "status"); // "upload" is the value
+    EXPECT_EQ(command_word(V{"--json"}), "");
+    EXPECT_EQ(command_word(V{}), "");
+}
+
 TEST(Args, HelpAndVersion) {
     EXPECT_EQ(parse_ok({"help"}).command, Command::Help);
     EXPECT_EQ(parse_ok({"--help"}).command, Command::Help);
