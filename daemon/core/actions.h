@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace nettally {
@@ -18,6 +19,21 @@ namespace nettally {
 //   FlowAggregate  a flow filter, documented with the thresholds D-Bus API
 enum class SubjectKind { Interface, Host, Cgroup, FlowAggregate };
 
+// "interface", "host", "cgroup", "flow": the names of the D-Bus API and the config file.
+constexpr std::string_view to_string(SubjectKind k) {
+    switch (k) {
+    case SubjectKind::Interface:
+        return "interface";
+    case SubjectKind::Host:
+        return "host";
+    case SubjectKind::Cgroup:
+        return "cgroup";
+    case SubjectKind::FlowAggregate:
+        return "flow";
+    }
+    return "?";
+}
+
 struct Subject {
     SubjectKind kind = SubjectKind::Interface;
     std::string value;
@@ -27,6 +43,18 @@ struct Subject {
 // Notify: signals only (default). Throttle: the subject's traffic is paced to
 // a rate in the kernel. Block: the subject's traffic is dropped in the kernel.
 enum class ActionKind { Notify, Throttle, Block };
+
+constexpr std::string_view to_string(ActionKind a) {
+    switch (a) {
+    case ActionKind::Notify:
+        return "notify";
+    case ActionKind::Throttle:
+        return "throttle";
+    case ActionKind::Block:
+        return "block";
+    }
+    return "?";
+}
 
 class ActionEnforcer {
 public:

@@ -909,9 +909,7 @@ Config load_config(const std::filesystem::path& path) {
     return config;
 }
 
-namespace {
-// A run of decimal digits as a number; nullopt when empty, not all digits or too large.
-std::optional<uint64_t> digits_value(std::string_view s) {
+std::optional<uint64_t> parse_uint(std::string_view s) {
     uint64_t v = 0;
     if (s.empty() || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
         return std::nullopt;
@@ -920,7 +918,6 @@ std::optional<uint64_t> digits_value(std::string_view s) {
         return std::nullopt;
     return v;
 }
-} // namespace
 
 std::optional<uint64_t> parse_size(std::string_view text) {
     size_t i = 0;
@@ -946,7 +943,7 @@ std::optional<uint64_t> parse_size(std::string_view text) {
     const auto u = std::find_if(std::begin(kUnits), std::end(kUnits), [&](const auto& p) { return p.first == unit; });
     if (u == std::end(kUnits))
         return std::nullopt;
-    const auto w = digits_value(whole);
+    const auto w = parse_uint(whole);
     if (!w)
         return std::nullopt;
     const uint64_t mult = u->second;
@@ -954,7 +951,7 @@ std::optional<uint64_t> parse_size(std::string_view text) {
         return std::nullopt;
     uint64_t value = *w * mult;
     if (!frac.empty()) {
-        const uint64_t f = *digits_value(frac);
+        const uint64_t f = *parse_uint(frac);
         uint64_t denom = 1;
         for (size_t k = 0; k < frac.size(); ++k)
             denom *= 10;

@@ -123,6 +123,9 @@ Config parse_config(const std::string& text, const std::string& source_name);
 // ConfigError too ("<file>: cannot read: <strerror>").
 Config load_config(const std::filesystem::path& path);
 
+// A run of decimal digits as a number; nullopt when empty, not all digits or above 2^64-1.
+std::optional<uint64_t> parse_uint(std::string_view s);
+
 // A byte count, the one size syntax of the config file, D-Bus arguments and nettallyctl: a bare
 // number is bytes; units B, kB/KB, MB, GB, TB (powers of 1000), KiB, MiB, GiB, TiB and the short
 // K, M, G, T (powers of 1024, as systemd reads them), case as written here: "1MB" = 10^6,

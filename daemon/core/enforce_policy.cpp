@@ -35,32 +35,6 @@ std::optional<std::array<uint8_t, 6>> parse_mac(const std::string& s) {
     return mac;
 }
 
-const char* action_name(ActionKind a) {
-    switch (a) {
-    case ActionKind::Notify:
-        return "notify";
-    case ActionKind::Throttle:
-        return "throttle";
-    case ActionKind::Block:
-        return "block";
-    }
-    return "?";
-}
-
-const char* kind_name(SubjectKind k) {
-    switch (k) {
-    case SubjectKind::Interface:
-        return "interface";
-    case SubjectKind::Host:
-        return "host";
-    case SubjectKind::Cgroup:
-        return "cgroup";
-    case SubjectKind::FlowAggregate:
-        return "flow aggregate";
-    }
-    return "?";
-}
-
 } // namespace
 
 nt_policy_key PolicyKey::to_abi() const {
@@ -107,8 +81,8 @@ std::string check_enforceable(const Subject& subject, ActionKind action, uint64_
     if (action == ActionKind::Notify)
         return "";
     if (subject.kind != SubjectKind::Host)
-        return std::string("action ") + action_name(action) + " is enforced for host subjects only (an IP address "
-               "or a MAC), not for a " + kind_name(subject.kind) + "; use notify";
+        return "action " + std::string(to_string(action)) + " is enforced for host subjects only (an IP address "
+               "or a MAC), not for a " + std::string(to_string(subject.kind)) + " subject; use notify";
     std::string why;
     if (!host_policy_key(subject.value, &why))
         return why;

@@ -104,16 +104,6 @@ std::optional<std::string> canonical_ip(std::string_view s, uint8_t* family = nu
     return std::nullopt;
 }
 
-std::optional<uint64_t> parse_uint(std::string_view s) {
-    uint64_t v = 0;
-    if (s.empty() || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; }))
-        return std::nullopt;
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc{} || p != s.data() + s.size())
-        return std::nullopt;
-    return v;
-}
-
 std::string text_of(const std::string& key, const FieldValue& v) {
     if (const auto* s = std::get_if<std::string>(&v))
         return *s;
@@ -292,30 +282,6 @@ std::string_view to_string(ThresholdPeriod p) {
         return "rolling";
     case ThresholdPeriod::Since:
         return "since";
-    }
-    return "?";
-}
-std::string_view to_string(SubjectKind k) {
-    switch (k) {
-    case SubjectKind::Interface:
-        return "interface";
-    case SubjectKind::Host:
-        return "host";
-    case SubjectKind::Cgroup:
-        return "cgroup";
-    case SubjectKind::FlowAggregate:
-        return "flow";
-    }
-    return "?";
-}
-std::string_view to_string(ActionKind a) {
-    switch (a) {
-    case ActionKind::Notify:
-        return "notify";
-    case ActionKind::Throttle:
-        return "throttle";
-    case ActionKind::Block:
-        return "block";
     }
     return "?";
 }

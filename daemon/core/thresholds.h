@@ -68,8 +68,6 @@ enum class ActionTrigger { Limit, Burst, Any };
 std::string_view to_string(UsageDirection d);
 std::string_view to_string(UsageLayer l);
 std::string_view to_string(ThresholdPeriod p);
-std::string_view to_string(SubjectKind k);
-std::string_view to_string(ActionKind a);
 std::string_view to_string(ActionTrigger t);
 // "host:198.18.1.2", "interface:lan0", "cgroup:/system.slice/x.service", "flow:proto=tcp,dport=443"
 std::string subject_text(const Subject& s);
