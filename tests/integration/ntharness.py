@@ -319,6 +319,22 @@ def make_workdir(tag):
     return d
 
 
+def open_env(owner, cli2=False, bus=True, add_cleanup=None):
+    """What every namespace test starts with: sets owner.tag, owner.workdir, owner.topo (the
+    uniquely named topology, up) and, with bus, owner.bus (a private dbus-daemon, started).
+    `add_cleanup` (a TestCase's addCleanup) gets their teardown; without it the caller's
+    tearDownClass does it (the registry above removes them at exit in any case)."""
+    owner.tag = unique_tag()
+    owner.workdir = make_workdir(owner.tag)
+    owner.topo = Topology(owner.tag, cli2=cli2).up()
+    if add_cleanup:
+        add_cleanup(owner.topo.down)
+    if bus:
+        owner.bus = PrivateBus(owner.workdir).start()
+        if add_cleanup:
+            add_cleanup(owner.bus.stop)
+
+
 # ---------------------------------------------------------------------------------------------
 # Topology.
 

@@ -89,10 +89,7 @@ class AccountingTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         h.require_all()
-        cls.tag = h.unique_tag()
-        cls.workdir = h.make_workdir(cls.tag)
-        cls.topo = h.Topology(cls.tag).up()
-        cls.bus = h.PrivateBus(cls.workdir).start()
+        h.open_env(cls)
         cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, poll="200ms", flows=h.NO_EVICTION)
         cls.ctl = h.Ctl(cls.bus.address)
         try:
@@ -424,10 +421,7 @@ class FlowOverflowTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         h.require_all()
-        cls.tag = h.unique_tag()
-        cls.workdir = h.make_workdir(cls.tag)
-        cls.topo = h.Topology(cls.tag).up()
-        cls.bus = h.PrivateBus(cls.workdir).start()
+        h.open_env(cls)
         cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, poll="200ms",
                               flows=dict(h.NO_EVICTION, max_entries=1024))
         cls.server = None

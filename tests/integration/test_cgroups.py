@@ -391,10 +391,7 @@ def cgroups_config(subtrees, max_entries=None):
 
 
 def start_env(cls, extra, servers=True):
-    cls.tag = h.unique_tag()
-    cls.workdir = h.make_workdir(cls.tag)
-    cls.topo = h.Topology(cls.tag).up()
-    cls.bus = h.PrivateBus(cls.workdir).start()
+    h.open_env(cls)
     cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, poll="200ms", extra=extra)
     cls.ctl = h.Ctl(cls.bus.address)
     cls.servers = []

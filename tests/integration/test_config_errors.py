@@ -184,9 +184,7 @@ class RuntimeConfigErrors(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         h.require_all(ctl=False)
-        cls.tag = h.unique_tag()
-        cls.workdir = h.make_workdir(cls.tag)
-        cls.topo = h.Topology(cls.tag).up()
+        h.open_env(cls, bus=False)
 
     @classmethod
     def tearDownClass(cls):
@@ -226,10 +224,7 @@ class ReloadTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         h.require_all(ctl=False)
-        cls.tag = h.unique_tag()
-        cls.workdir = h.make_workdir(cls.tag)
-        cls.topo = h.Topology(cls.tag).up()
-        cls.bus = h.PrivateBus(cls.workdir).start()
+        h.open_env(cls)
         cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, poll="200ms", flows=h.NO_EVICTION)
         try:
             cls.daemon.start()

@@ -44,10 +44,7 @@ class DbusApiTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         h.require_all()
-        cls.tag = h.unique_tag()
-        cls.workdir = h.make_workdir(cls.tag)
-        cls.topo = h.Topology(cls.tag).up()
-        cls.bus = h.PrivateBus(cls.workdir).start()
+        h.open_env(cls)
         cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, flows=h.NO_EVICTION)
         cls.ctl = h.Ctl(cls.bus.address)
         try:

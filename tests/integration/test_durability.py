@@ -41,12 +41,7 @@ class DurabilityBase(unittest.TestCase):
 
     def setUp(self):
         h.require_all()
-        self.tag = h.unique_tag()
-        self.workdir = h.make_workdir(self.tag)
-        self.topo = h.Topology(self.tag).up()
-        self.addCleanup(self.topo.down)
-        self.bus = h.PrivateBus(self.workdir).start()
-        self.addCleanup(self.bus.stop)
+        h.open_env(self, add_cleanup=self.addCleanup)
         self.daemon = h.Daemon(self.topo, self.bus, self.workdir,
                                config_text=h.config_yaml("{state_dir}", poll=self.poll, pin_dir="{pin_dir}",
                                                          extra=self.extra))

@@ -86,10 +86,7 @@ class EnforceTest(unittest.TestCase):
     def setUpClass(cls):
         h.require_all()
         h.require_tools("iperf3", "ss")
-        cls.tag = h.unique_tag()
-        cls.workdir = h.make_workdir(cls.tag)
-        cls.topo = h.Topology(cls.tag, cli2=True).up()
-        cls.bus = h.PrivateBus(cls.workdir).start()
+        h.open_env(cls, cli2=True)
         cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, poll="200ms",
                               interfaces=(("lan0", "lan"), ("lan1", "lan"), ("wan0", "wan")))
         try:

@@ -141,10 +141,7 @@ class ThresholdsTest(unittest.TestCase):
     def setUpClass(cls):
         h.require_all()
         h.require_tools("gdbus", "tshark")
-        cls.tag = h.unique_tag()
-        cls.workdir = h.make_workdir(cls.tag)
-        cls.topo = h.Topology(cls.tag).up()
-        cls.bus = h.PrivateBus(cls.workdir).start()
+        h.open_env(cls)
         # Alert records (records type "alert") are written for every signal; checked in the quota test.
         cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, flows=h.NO_EVICTION,
                               extra="records:\n  enabled: true\n  types: [alert]\n  format: jsonl\n")

@@ -87,10 +87,7 @@ class WireBase(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         h.require_all()
-        cls.tag = h.unique_tag()
-        cls.workdir = h.make_workdir(cls.tag)
-        cls.topo = h.Topology(cls.tag).up()
-        cls.bus = h.PrivateBus(cls.workdir).start()
+        h.open_env(cls)
         cls.ctl = h.Ctl(cls.bus.address)
         cls.daemon = None
         cls._stops = []
