@@ -17,6 +17,9 @@ enabled, small files, Rotate over D-Bus), never from the test.
 - Wrong password (nginx 401; sshd; vsftpd 530, and a 530 given later than connect_timeout): one
   attempt, then a pause (no retry storm, state auth_failed, a clear error);
   `nettallyctl upload set-target --password-stdin` with the right one resumes at once.
+- TLS: https (nginx) and ftps (vsftpd, implicit TLS for login and data) work the same
+  way with the server's certificate trusted through upload.ca_file; a certificate the CA file
+  does not vouch for fails once as "auth" (could not be verified) and pauses, sending nothing.
 - Spool cap: with the server down and spool_max_files 3, the oldest files are dropped and
   SpoolDropped is seen; the newest stay.
 - In every test the password appears nowhere in the daemon's log, any process's command line, or
@@ -61,12 +64,7 @@ class UploadBase(unittest.TestCase):
     def setUp(self):
         h.require_all()
         h.require_tools("vsftpd", "nginx", "sshd", "ssh-keygen", "openssl", "useradd", "chpasswd")
-        self.tag = h.unique_tag()
-        self.workdir = h.make_workdir(self.tag)
-        self.topo = h.Topology(self.tag).up()
-        self.addCleanup(self.topo.down)
-        self.bus = h.PrivateBus(self.workdir).start()
-        self.addCleanup(self.bus.stop)
+        h.open_env(self, add_cleanup=self.addCleanup)
         self.user = us.TestUser(self.workdir, self.tag).create()
         self.addCleanup(self.user.remove)
         self.monitor = h.SignalMonitor(self.bus).start()
@@ -339,6 +337,41 @@ class SftpTest(UploadBase):
         target = self.user_dir("acct")
         self.wrong_password_then_resume(f"sftp://127.0.0.1:{server.port}{target}/", server.failed_logins,
                                         "login denied", ssh_host_key_sha256=server.host_key_sha256)
+
+
+class TlsTest(UploadBase):
+    """https (nginx WebDAV) and implicit-TLS ftps (vsftpd), the server's self-signed certificate
+    trusted through upload.ca_file; a certificate from another CA is an auth failure."""
+
+    def test_https_webdav_down_then_up_exactly_once(self):
+        server = us.Nginx(self.topo, self.workdir, self.user.name, self.user.password, tls=True)
+        self.addCleanup(server.stop)
+        self.down_then_up(server, server.url("incoming"), server.path("incoming"), {"ca_file": server.cert})
+
+    def test_ftps_down_then_up_exactly_once(self):
+        server = us.Vsftpd(self.topo, self.workdir, self.user, tls=True)
+        self.addCleanup(server.stop)
+        self.down_then_up(server, server.url("incoming/nettally"),
+                          os.path.join(self.user.home, "incoming", "nettally"), {"ca_file": server.cert})
+
+    def test_untrusted_certificate_pauses_uploads(self):
+        server = us.Nginx(self.topo, self.workdir, self.user.name, self.user.password, tls=True).start()
+        self.addCleanup(server.stop)
+        other_ca, _ = us.self_signed_cert(self.workdir, "other")
+        self.start_daemon({"url": server.url("in"), "username": self.user.name, "password": self.user.password,
+                           "ca_file": other_ca, "auth_retry": "1h"})
+        self.traffic(1)
+        self.rotate()
+        h.wait_until(lambda: self.failed("auth"), 20, "UploadFailed(auth)")
+        time.sleep(2)
+        st = self.status()
+        h.log(f"untrusted certificate: state {st['state']}; error: {st['last_error']}")
+        self.assertEqual(len(self.failed()), 1, "one attempt, then a pause")
+        self.assertEqual(st["state"], "auth_failed", st)
+        self.assertIn("could not be verified", st["last_error"])
+        self.assertFalse([x for x in server.access_log() if '"PUT ' in x], "nothing was sent to that server")
+        self.assertTrue(self.spool_list(), "the file must stay in the spool")
+        self.check_no_leak()
 
 
 class FlakyHttpTest(UploadBase):

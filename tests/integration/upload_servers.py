@@ -4,8 +4,12 @@ test's workdir, and stopped (and their user removed) in cleanup even when the te
 
 - TestUser: a uniquely named local user (useradd) with a random password set through chpasswd's
   stdin (never on a command line); its home is the upload directory.
-- Vsftpd: vsftpd with its own config (background=NO, local users, passive ports).
-- Nginx: nginx (WebDAV PUT/MOVE/DELETE) behind basic auth, htpasswd from `openssl passwd -apr1 -stdin`.
+- Vsftpd: vsftpd with its own config (background=NO, local users, passive ports); tls=True makes
+  it an implicit-TLS (ftps://) server: TLS from the first byte, control and data.
+- Nginx: nginx (WebDAV PUT/MOVE/DELETE) behind basic auth, htpasswd from `openssl passwd -apr1 -stdin`;
+  tls=True serves https.
+- self_signed_cert: a fresh key and self-signed certificate for 127.0.0.1 (subjectAltName IP), the
+  cert being its own CA: nettallyd trusts it through upload.ca_file.
 - Sshd: OpenSSH's sshd with its own ed25519 host key, password auth for the test user,
   `Subsystem sftp internal-sftp`; host_key_sha256 is what nettallyd must be told.
 - Flaky: a Python WebDAV-ish HTTP server (PUT, MOVE) whose answers follow a plan: "503:S" (503 with
@@ -46,6 +50,17 @@ def wait_tcp(topo, port, timeout=15, what="server"):
                                            f"sys.exit(s.connect_ex(('127.0.0.1',{port})))"]), check=False)
         return p.returncode == 0
     h.wait_until(up, timeout, f"{what} on 127.0.0.1:{port}", interval=0.2)
+
+
+def self_signed_cert(directory, name="server"):
+    """(cert, key) paths of a new P-256 key and a certificate for IP 127.0.0.1, valid a day."""
+    cert = os.path.join(directory, name + ".crt")
+    key = os.path.join(directory, name + ".key")
+    h.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+           "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+           "-addext", "subjectAltName=IP:127.0.0.1"])
+    os.chmod(key, 0o600)
+    return cert, key
 
 
 class TestUser:
@@ -117,9 +132,18 @@ class _Server:
 class Vsftpd(_Server):
     name = "vsftpd"
 
-    def __init__(self, topo, workdir, user, delay_failed_login=1):
+    def __init__(self, topo, workdir, user, delay_failed_login=1, tls=False):
         super().__init__(topo, workdir)
         self.user = user
+        self.tls = tls
+        tls_conf = ""
+        if tls:
+            self.cert, key = self_signed_cert(self.dir)
+            # require_ssl_reuse off: libcurl does not resume the control session's TLS session
+            # on every data connection.
+            tls_conf = (f"ssl_enable=YES\nrsa_cert_file={self.cert}\nrsa_private_key_file={key}\n"
+                        "implicit_ssl=YES\nforce_local_logins_ssl=YES\nforce_local_data_ssl=YES\n"
+                        "require_ssl_reuse=NO\n")
         self.conf = os.path.join(self.dir, "vsftpd.conf")
         self.xfer_log = os.path.join(self.dir, "vsftpd.xfer.log")
         pasv = self.port + 1
@@ -148,14 +172,14 @@ dual_log_enable=YES
 xferlog_file={self.dir}/xferlog
 secure_chroot_dir=/var/run/vsftpd/empty
 delay_failed_login={delay_failed_login}
-""")
+{tls_conf}""")
         os.chmod(self.conf, 0o600)
 
     def argv(self):
         return ["/usr/sbin/vsftpd", self.conf]
 
     def url(self, sub="incoming"):
-        return f"ftp://127.0.0.1:{self.port}/{sub}/"
+        return f"{'ftps' if self.tls else 'ftp'}://127.0.0.1:{self.port}/{sub}/"
 
     def failed_logins(self):
         try:
@@ -168,8 +192,13 @@ delay_failed_login={delay_failed_login}
 class Nginx(_Server):
     name = "nginx"
 
-    def __init__(self, topo, workdir, user, password):
+    def __init__(self, topo, workdir, user, password, tls=False):
         super().__init__(topo, workdir)
+        self.tls = tls
+        listen_tls = ""
+        if tls:
+            self.cert, key = self_signed_cert(self.dir)
+            listen_tls = f" ssl;\n        ssl_certificate {self.cert};\n        ssl_certificate_key {key}"
         self.root = os.path.join(self.dir, "www")
         self.dav = os.path.join(self.root, "dav")
         os.makedirs(self.dav)
@@ -190,7 +219,7 @@ http {{
     access_log {self.dir}/access.log;
     client_body_temp_path {self.dir}/tmp;
     server {{
-        listen 127.0.0.1:{self.port};
+        listen 127.0.0.1:{self.port}{listen_tls};
         root {self.root};
         location /dav/ {{
             dav_methods PUT DELETE MOVE;
@@ -208,7 +237,7 @@ http {{
         return ["/usr/sbin/nginx", "-c", self.conf, "-p", self.dir + "/", "-e", self.dir + "/error.log"]
 
     def url(self, sub="incoming"):
-        return f"http://127.0.0.1:{self.port}/dav/{sub}/"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/dav/{sub}/"
 
     def path(self, sub="incoming"):
         return os.path.join(self.dav, sub)
