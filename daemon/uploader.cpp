@@ -541,8 +541,8 @@ void Uploader::start_step() {
         if (!c.ssh_known_hosts.empty())
             curl_easy_setopt(e, CURLOPT_SSH_KNOWNHOSTS, c.ssh_known_hosts.c_str());
     }
-    if (scheme == UploadScheme::Ftps)
-        curl_easy_setopt(e, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_ALL));
+    if (scheme == UploadScheme::Ftps || scheme == UploadScheme::Ftpes)
+        curl_easy_setopt(e, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_ALL)); // never fall back to plain
     if (scheme == UploadScheme::Http || scheme == UploadScheme::Https)
         curl_easy_setopt(e, CURLOPT_HTTPAUTH, static_cast<long>(CURLAUTH_BASIC));
 

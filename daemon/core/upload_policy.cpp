@@ -104,6 +104,8 @@ std::string_view to_string(UploadScheme s) {
         return "ftp";
     case UploadScheme::Ftps:
         return "ftps";
+    case UploadScheme::Ftpes:
+        return "ftpes";
     case UploadScheme::Sftp:
         return "sftp";
     case UploadScheme::Http:
@@ -152,6 +154,8 @@ std::optional<UploadTarget> parse_upload_url(std::string_view url, std::string* 
         t.scheme = UploadScheme::Ftp;
     else if (scheme == "ftps")
         t.scheme = UploadScheme::Ftps;
+    else if (scheme == "ftpes")
+        t.scheme = UploadScheme::Ftpes;
     else if (scheme == "sftp")
         t.scheme = UploadScheme::Sftp;
     else if (scheme == "http")
@@ -161,7 +165,7 @@ std::optional<UploadTarget> parse_upload_url(std::string_view url, std::string* 
     else if (scheme == "file")
         t.scheme = UploadScheme::File;
     else
-        return fail("unsupported scheme '" + scheme + "' (use ftp, ftps, sftp, http, https or file)");
+        return fail("unsupported scheme '" + scheme + "' (use ftp, ftps, ftpes, sftp, http, https or file)");
     if (url.find_first_of("?#") != std::string_view::npos)
         return fail("the URL must not have a query or fragment ('?', '#')");
     const std::string_view rest = url.substr(sep + 3);
@@ -241,9 +245,12 @@ RemotePlan plan_remote(const UploadTarget& target, std::string_view name) {
     // spool_name_ok() names need no percent-encoding.
     p.final_url = target.url + std::string(name);
     p.temp_url = target.url + part;
+    if (target.scheme == UploadScheme::Ftpes) // curl knows it as ftp:// with TLS required
+        p.temp_url = "ftp" + p.temp_url.substr(std::string_view("ftpes").size());
     switch (target.scheme) {
     case UploadScheme::Ftp:
     case UploadScheme::Ftps:
+    case UploadScheme::Ftpes:
         // curl has changed into the target directory: bare names.
         p.postquote = {"RNFR " + part, "RNTO " + std::string(name)};
         break;
@@ -278,7 +285,7 @@ std::chrono::milliseconds backoff_delay(std::chrono::milliseconds min, std::chro
 Classified classify_transfer(UploadScheme scheme, const TransferResult& r, std::string_view step) {
     const auto code = static_cast<CURLcode>(r.curl_code);
     const long rc = r.response_code;
-    const bool ftp = scheme == UploadScheme::Ftp || scheme == UploadScheme::Ftps;
+    const bool ftp = scheme == UploadScheme::Ftp || scheme == UploadScheme::Ftps || scheme == UploadScheme::Ftpes;
     const bool http = scheme == UploadScheme::Http || scheme == UploadScheme::Https;
     std::string what = std::string(step) + ": ";
     auto make = [&](UploadOutcome o, std::string text) { return Classified{o, what + text}; };
@@ -305,6 +312,7 @@ Classified classify_transfer(UploadScheme scheme, const TransferResult& r, std::
     case CURLE_SSL_ISSUER_ERROR:
         return make(UploadOutcome::Auth, "the server's identity could not be verified (" + detail +
                                              "); check upload.ca_file / ssh_host_key_sha256 / ssh_known_hosts");
+    case CURLE_USE_SSL_FAILED: // ftpes: the server does not offer AUTH TLS; never sent in the clear
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
     case CURLE_NOT_BUILT_IN:

@@ -16,7 +16,10 @@
 
 namespace nettally {
 
-enum class UploadScheme { Ftp, Ftps, Sftp, Http, Https, File };
+// Ftps: implicit TLS (TLS from the first byte, port 990 by default), as curl reads ftps://.
+// Ftpes: explicit TLS (plain connect, then AUTH TLS; required for login and data), written
+// ftpes:// as lftp and FileZilla do; curl is given ftp:// with TLS required.
+enum class UploadScheme { Ftp, Ftps, Ftpes, Sftp, Http, Https, File };
 std::string_view to_string(UploadScheme s);
 
 // Key upload.* of the config (README "Uploading accounting files").
@@ -71,8 +74,8 @@ inline constexpr std::string_view kPartSuffix = ".part";
 
 // Where a file goes, and how it is put in place without a torn file ever carrying the final name.
 struct RemotePlan {
-    std::string temp_url;                // upload here first
-    std::string final_url;               // what it is called once confirmed
+    std::string temp_url;                // upload here first (the URL curl is given)
+    std::string final_url;               // what it is called once confirmed (as configured)
     std::vector<std::string> postquote;  // ftp/sftp commands after the upload (the rename)
     std::string move_destination;        // http: MOVE temp_url with this Destination
 };

@@ -17,7 +17,7 @@ enabled, small files, Rotate over D-Bus), never from the test.
 - Wrong password (nginx 401; sshd; vsftpd 530, and a 530 given later than connect_timeout): one
   attempt, then a pause (no retry storm, state auth_failed, a clear error);
   `nettallyctl upload set-target --password-stdin` with the right one resumes at once.
-- TLS: https (nginx) and ftps (vsftpd, implicit TLS for login and data) work the same
+- TLS: https (nginx), ftps and ftpes (vsftpd, implicit and explicit TLS) work the same
   way with the server's certificate trusted through upload.ca_file; a certificate the CA file
   does not vouch for fails once as "auth" (could not be verified) and pauses, sending nothing.
 - Spool cap: with the server down and spool_max_files 3, the oldest files are dropped and
@@ -340,19 +340,27 @@ class SftpTest(UploadBase):
 
 
 class TlsTest(UploadBase):
-    """https (nginx WebDAV) and implicit-TLS ftps (vsftpd), the server's self-signed certificate
-    trusted through upload.ca_file; a certificate from another CA is an auth failure."""
+    """https (nginx WebDAV), ftps (implicit TLS) and ftpes (explicit TLS) with vsftpd, the
+    server's self-signed certificate trusted through upload.ca_file; a certificate from another CA
+    is an auth failure."""
 
     def test_https_webdav_down_then_up_exactly_once(self):
         server = us.Nginx(self.topo, self.workdir, self.user.name, self.user.password, tls=True)
         self.addCleanup(server.stop)
         self.down_then_up(server, server.url("incoming"), server.path("incoming"), {"ca_file": server.cert})
 
-    def test_ftps_down_then_up_exactly_once(self):
-        server = us.Vsftpd(self.topo, self.workdir, self.user, tls=True)
+    def test_ftps_implicit_down_then_up_exactly_once(self):
+        server = us.Vsftpd(self.topo, self.workdir, self.user, tls="implicit")
         self.addCleanup(server.stop)
         self.down_then_up(server, server.url("incoming/nettally"),
                           os.path.join(self.user.home, "incoming", "nettally"), {"ca_file": server.cert})
+
+    def test_ftpes_explicit_down_then_up_exactly_once(self):
+        server = us.Vsftpd(self.topo, self.workdir, self.user, tls="explicit")
+        self.addCleanup(server.stop)
+        self.down_then_up(server, server.url("incoming/nettally"),
+                          os.path.join(self.user.home, "incoming", "nettally"), {"ca_file": server.cert})
+        self.assertTrue(self.succeeded()[0][1].startswith("ftpes://"), self.succeeded()[0])
 
     def test_untrusted_certificate_pauses_uploads(self):
         server = us.Nginx(self.topo, self.workdir, self.user.name, self.user.password, tls=True).start()

@@ -4,8 +4,9 @@ test's workdir, and stopped (and their user removed) in cleanup even when the te
 
 - TestUser: a uniquely named local user (useradd) with a random password set through chpasswd's
   stdin (never on a command line); its home is the upload directory.
-- Vsftpd: vsftpd with its own config (background=NO, local users, passive ports); tls=True makes
-  it an implicit-TLS (ftps://) server: TLS from the first byte, control and data.
+- Vsftpd: vsftpd with its own config (background=NO, local users, passive ports); tls="implicit"
+  makes it an ftps:// server (TLS from the first byte), tls="explicit" an ftpes:// one (AUTH TLS,
+  logins and data refused without TLS).
 - Nginx: nginx (WebDAV PUT/MOVE/DELETE) behind basic auth, htpasswd from `openssl passwd -apr1 -stdin`;
   tls=True serves https.
 - self_signed_cert: a fresh key and self-signed certificate for 127.0.0.1 (subjectAltName IP), the
@@ -132,7 +133,7 @@ class _Server:
 class Vsftpd(_Server):
     name = "vsftpd"
 
-    def __init__(self, topo, workdir, user, delay_failed_login=1, tls=False):
+    def __init__(self, topo, workdir, user, delay_failed_login=1, tls=None):
         super().__init__(topo, workdir)
         self.user = user
         self.tls = tls
@@ -142,8 +143,8 @@ class Vsftpd(_Server):
             # require_ssl_reuse off: libcurl does not resume the control session's TLS session
             # on every data connection.
             tls_conf = (f"ssl_enable=YES\nrsa_cert_file={self.cert}\nrsa_private_key_file={key}\n"
-                        "implicit_ssl=YES\nforce_local_logins_ssl=YES\nforce_local_data_ssl=YES\n"
-                        "require_ssl_reuse=NO\n")
+                        f"implicit_ssl={'YES' if tls == 'implicit' else 'NO'}\n"
+                        "force_local_logins_ssl=YES\nforce_local_data_ssl=YES\nrequire_ssl_reuse=NO\n")
         self.conf = os.path.join(self.dir, "vsftpd.conf")
         self.xfer_log = os.path.join(self.dir, "vsftpd.xfer.log")
         pasv = self.port + 1
@@ -179,7 +180,8 @@ delay_failed_login={delay_failed_login}
         return ["/usr/sbin/vsftpd", self.conf]
 
     def url(self, sub="incoming"):
-        return f"{'ftps' if self.tls else 'ftp'}://127.0.0.1:{self.port}/{sub}/"
+        scheme = {None: "ftp", "implicit": "ftps", "explicit": "ftpes"}[self.tls]
+        return f"{scheme}://127.0.0.1:{self.port}/{sub}/"
 
     def failed_logins(self):
         try:

@@ -27,6 +27,7 @@ TEST(UploadUrl, AcceptsEachSchemeAndNormalizesToADirectory) {
     } cases[] = {
         {"ftp://198.18.0.1:2121/in", UploadScheme::Ftp, "ftp://198.18.0.1:2121/in/", "/in/"},
         {"FTPS://h/", UploadScheme::Ftps, "ftps://h/", "/"},
+        {"ftpes://h:21/in", UploadScheme::Ftpes, "ftpes://h:21/in/", "/in/"},
         {"sftp://h/srv/up%20load/", UploadScheme::Sftp, "sftp://h/srv/up%20load/", "/srv/up load/"},
         {"http://[fd00::1]:8080/dav/x", UploadScheme::Http, "http://[fd00::1]:8080/dav/x/", "/dav/x/"},
         {"https://h", UploadScheme::Https, "https://h/", "/"},
@@ -85,6 +86,11 @@ TEST(RemotePlan, EachSchemeUploadsToPartThenRenames) {
     EXPECT_EQ(ftp.final_url, "ftp://h/in/f_t_20260101T000000Z_1.csv");
     EXPECT_EQ(ftp.postquote, (std::vector<std::string>{"RNFR f_t_20260101T000000Z_1.csv.part",
                                                        "RNTO f_t_20260101T000000Z_1.csv"}));
+    // Explicit TLS: curl is given ftp:// (with TLS required); the name shown stays ftpes://.
+    const auto ftpes = plan_remote(*parse_upload_url("ftpes://h:2121/in/", nullptr), "a.csv");
+    EXPECT_EQ(ftpes.temp_url, "ftp://h:2121/in/a.csv.part");
+    EXPECT_EQ(ftpes.final_url, "ftpes://h:2121/in/a.csv");
+    EXPECT_EQ(ftpes.postquote, (std::vector<std::string>{"RNFR a.csv.part", "RNTO a.csv"}));
     const auto sftp = plan_remote(*parse_upload_url("sftp://h/srv/in", nullptr), "a.csv");
     EXPECT_EQ(sftp.postquote,
               (std::vector<std::string>{"*rm \"/srv/in/a.csv\"", "rename \"/srv/in/a.csv.part\" \"/srv/in/a.csv\""}));
@@ -136,6 +142,10 @@ TEST(Classify, FtpAndTransportErrors) {
     EXPECT_EQ(ftp(CURLE_GOT_NOTHING, 331), UploadOutcome::Auth);
     EXPECT_EQ(ftp(CURLE_OPERATION_TIMEDOUT, 230), UploadOutcome::Transient); // logged in: a stall
     EXPECT_EQ(ftp(CURLE_OPERATION_TIMEDOUT, 220), UploadOutcome::Transient); // greeting only
+    EXPECT_EQ(classify_transfer(UploadScheme::Ftpes, {CURLE_LOGIN_DENIED, 530, ""}, "upload").outcome,
+              UploadOutcome::Auth);
+    EXPECT_EQ(classify_transfer(UploadScheme::Ftpes, {CURLE_USE_SSL_FAILED, 0, ""}, "upload").outcome,
+              UploadOutcome::Permanent);
     EXPECT_NE(classify_transfer(UploadScheme::Ftp, {CURLE_OPERATION_TIMEDOUT, 331, ""}, "upload")
                   .reason.find("check upload.username and the password"),
               std::string::npos);
