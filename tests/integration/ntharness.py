@@ -1268,6 +1268,7 @@ class Daemon:
         self.proc = None
         self.log_start = 0
         self.notify = []  # every sd_notify message of the current run, in order
+        self.env = {}     # added to its environment (e.g. CREDENTIALS_DIRECTORY)
         self._sock = None
         self._reader = None
         self._token = None
@@ -1296,6 +1297,7 @@ class Daemon:
         default_pins_before = os.path.exists(DEFAULT_PIN_DIR)
         env = self.bus.env() if self.bus else isolated_env()
         env["NOTIFY_SOCKET"] = self.notify_path
+        env.update(self.env)
         argv = self.topo.nsenter_argv(self.topo.gw, [nettallyd_path(), "--config", self.config_path])
         with open(self.log_path, "a") as logf:
             self.log_start = logf.tell()

@@ -22,6 +22,8 @@ enabled, small files, Rotate over D-Bus), never from the test.
   does not vouch for fails once as "auth" (could not be verified) and pauses, sending nothing.
 - Spool cap: with the server down and spool_max_files 3, the oldest files are dropped and
   SpoolDropped is seen; the newest stay.
+- Credentials: the password read from upload.password_file, and from upload.password_credential
+  in $CREDENTIALS_DIRECTORY (systemd LoadCredential=), uploads every file.
 - In every test the password appears nowhere in the daemon's log, any process's command line, or
   any D-Bus reply.
 """
@@ -79,12 +81,13 @@ class UploadBase(unittest.TestCase):
         if self.daemon is not None:
             self.daemon.stop()
 
-    def start_daemon(self, upload, records=RECORDS):
+    def start_daemon(self, upload, records=RECORDS, env=None):
         upload = dict({"retry_min": "200ms", "retry_max": "1s", "connect_timeout": "2s", "stall_timeout": "3s"},
                       **upload)
         text = h.config_yaml("{state_dir}", poll="200ms", pin_dir="{pin_dir}",
                              extra=section("records", records) + section("upload", upload))
         self.daemon = h.Daemon(self.topo, self.bus, self.workdir, config_text=text)
+        self.daemon.env.update(env or {})
         os.chmod(self.daemon.config_path, 0o600)
         self.daemon.start()
         self.spool = os.path.join(self.daemon.state_dir, "spool")
@@ -380,6 +383,39 @@ class TlsTest(UploadBase):
         self.assertFalse([x for x in server.access_log() if '"PUT ' in x], "nothing was sent to that server")
         self.assertTrue(self.spool_list(), "the file must stay in the spool")
         self.check_no_leak()
+
+
+class CredentialsTest(UploadBase):
+    """The password from upload.password_file, and from upload.password_credential as systemd's
+    LoadCredential= hands it over ($CREDENTIALS_DIRECTORY/<name>): the config holds no password."""
+
+    def upload_with(self, upload, env=None):
+        server = us.Nginx(self.topo, self.workdir, self.user.name, self.user.password).start()
+        self.addCleanup(server.stop)
+        self.start_daemon(dict({"url": server.url("in"), "username": self.user.name}, **upload), env=env)
+        with open(self.daemon.config_path) as f:
+            self.assertNotIn(self.user.password, f.read())
+        self.traffic(1)
+        self.assertTrue(self.rotate())
+        self.wait_spool_empty()
+        self.assertEqual(sorted(os.listdir(server.path("in"))), sorted(self.rotated_names()))
+        self.check_no_leak()
+
+    def secret_file(self, directory, name):
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, name)
+        with open(path, "w") as f:
+            f.write(self.user.password + "\n")
+        os.chmod(path, 0o600)
+        return path
+
+    def test_password_file(self):
+        self.upload_with({"password_file": self.secret_file(os.path.join(self.workdir, "secret"), "pw")})
+
+    def test_systemd_credential(self):
+        creds = os.path.join(self.workdir, "credentials")
+        self.secret_file(creds, "upload-password")
+        self.upload_with({"password_credential": "upload-password"}, env={"CREDENTIALS_DIRECTORY": creds})
 
 
 class FlakyHttpTest(UploadBase):
