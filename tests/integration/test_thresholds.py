@@ -251,6 +251,42 @@ class ThresholdsTest(unittest.TestCase):
         rows = self.ctl.json("thresholds", "usage")["usage"]
         self.assertEqual([r["usage"] for r in rows if r["name"] == "cli-quota"], [truth])
 
+    def test_interface_and_flow_subjects_match_capture(self):
+        """Interface subjects (received = ingress, sent = egress) and a flow-aggregate subject
+        count, layer by layer, what the capture of lan0 saw of a 2 MB upload."""
+        step = 250_000
+        subjects = {
+            "lan0-in-l2": ("interface", "lan0", "received", "l2"),
+            "lan0-out-l4": ("interface", "lan0", "sent", "l4"),
+            "upload-payload": ("flow", f"iface=lan0,proto=tcp,dport={PORT}", "received", "payload"),
+        }
+        for name, (kind, subject, direction, layer) in subjects.items():
+            self.tb.add_ok({"name": name, "subject_kind": kind, "subject": subject, "direction": direction,
+                            "layer": layer, "period": "since", "step": "250kB"})
+            self.addCleanup(self.tb.write, "RemoveThreshold", name)
+        start = {}
+
+        def upload():
+            start.update({n: self.tb.usage(n)["usage"] for n in subjects})
+            h.client_run(self.topo, "tcp", self.topo.SRV4, PORT, 2_000_000, 0)
+        res = h.analyse([self.measured(upload)])
+        flow = h.zero()
+        for k, c in res.flows.items():
+            if k[:3] == ("lan0", "ingress", "tcp") and k[6] == PORT:
+                flow = h.cadd(flow, c)
+        truth = {"lan0-in-l2": res.iface("lan0", "ingress")["l2"],
+                 "lan0-out-l4": res.iface("lan0", "egress")["l4"],
+                 "upload-payload": flow["payload"]}
+        for name, want in truth.items():
+            usage = self.tb.usage(name)["usage"]
+            h.log(f"{name}: usage {usage} (from {start[name]}), capture {want}")
+            self.assertEqual(usage - start[name], want, f"{name}: GetUsage != capture")
+            steps = self.sigs("StepCrossed", name)
+            self.assertEqual([x["data"][3] for x in steps], list(range(1, usage // step + 1)), name)
+            kind, subject = subjects[name][:2]
+            self.assertTrue(all(x["data"][1] == f"{kind}:{subject}" for x in steps), steps[:1])
+        self.assertGreater(truth["upload-payload"], 2_000_000 - 1, "the whole upload is payload of that flow")
+
     # -- burst and rate ------------------------------------------------------------------------
 
     def check_bursts(self, name, step, min_ms, rate_bps, rate_win, traffic):
