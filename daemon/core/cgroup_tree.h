@@ -136,6 +136,8 @@ public:
     void observe_kernel(const CgroupKernelTotals& raw);
     // Paths that exist now (from the last walk of the tracked subtrees); others are gone.
     void set_present(std::set<std::string> paths) { present_ = std::move(paths); }
+    // `path` was in the tracked subtrees at the last walk (with or without traffic).
+    bool present(const std::string& path) const { return present_.count(path) != 0; }
 
     // Every path with counts and all its ancestors up to "/", in tree order (cgroup_less).
     std::vector<CgroupRow> rows() const;

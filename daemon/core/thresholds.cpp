@@ -713,10 +713,14 @@ std::string LedgerUsage::check(const Subject& s, UsageLayer layer) const {
             return "cgroup accounting is off (cgroups.enabled: false)";
         if (layer == UsageLayer::L2)
             return "cgroups have no l2 figure";
+        // A cgroup without traffic yet has no row: it counts from 0 when its first packet comes.
+        if (cg_->present(s.value))
+            return "";
         for (const auto& r : cg_->rows())
             if (r.path == s.value)
                 return "";
-        return "unknown cgroup " + quote(s.value) + " (no traffic seen from it in the tracked subtrees)";
+        return "unknown cgroup " + quote(s.value) +
+               " (not in the tracked subtrees, cgroups.subtrees, at the last walk: a new cgroup is seen within 10 s)";
     }
     case SubjectKind::FlowAggregate: {
         const FlowFilter f = FlowFilter::parse(s.value);

@@ -63,6 +63,7 @@ C4 = ("packets", "l3", "l4", "payload")
 DIRS = ("ingress", "egress")
 UNATTRIBUTED = ("unparsable", "untracked", "overflow", "unresolved")
 CG_PREFIX = "ntt-cg"
+THRESHOLDS_IFACE = "org.nettally.Accounting1.Thresholds"
 GW_ADDRS = {h.norm_ip(a) for a in (h.Topology.LAN4, h.Topology.LAN6, h.Topology.WAN4, h.Topology.WAN6)}
 # Below the MTU: one datagram is one wire packet (fragmentation has its own test).
 UDP_SIZES = {4: "1,100,1000,1472", 6: "1,100,1000,1452"}
@@ -458,6 +459,13 @@ class CgroupAccountingTest(unittest.TestCase):
             owned = owned_prog_ids(cls.status_start["pid"])
             cls.ours = {i: n for i, n in attached_progs(mount).items() if i in owned}
             cls.topo.settle()
+            # Thresholds on cgroup A (with N below it) before it has any traffic (no row yet).
+            cls.thresholds = {"a-sent-l3": ("sent", "l3"), "a-received-payload": ("received", "payload")}
+            for name, (direction, layer) in cls.thresholds.items():
+                cls.bus.busctl("call", h.BUS_NAME, h.BUS_PATH, THRESHOLDS_IFACE, "AddThreshold", "a{sv}", 7,
+                               "name", "s", name, "subject_kind", "s", "cgroup", "subject", "s", cls.A,
+                               "direction", "s", direction, "layer", "s", layer, "period", "s", "since",
+                               "step", "s", "20kB").check_returncode()
             cls.foreign_before = cls.foreign.packets()
             cls.before, cls.after, cls.packets = window(cls, cls._traffic)
             cls.foreign_after = cls.foreign.packets()
@@ -558,6 +566,26 @@ class CgroupAccountingTest(unittest.TestCase):
         self.assertLess(order.index(T), order.index(self.A))
         self.assertLess(order.index(self.A), order.index(self.N))
         self.assertNotIn(self.cg.U, order, "an untracked cgroup has no row")
+
+    def test_cgroup_threshold_counts_its_subtree(self):
+        """A threshold on cgroup A, added before A had traffic, counts A and N below it: what
+        the capture saw of their flows, with step_index following the usage."""
+        want = adddir(self.expected(self.A), self.expected(self.N))
+        for name, (direction, layer) in self.thresholds.items():
+            p = self.bus.busctl("--json=short", "call", h.BUS_NAME, h.BUS_PATH, THRESHOLDS_IFACE, "GetUsage",
+                                "s", name)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            u = {k: v["data"] for k, v in json.loads(p.stdout)["data"][0][0].items()}
+            figure = want["egress" if direction == "sent" else "ingress"][layer]
+            h.log(f"{name}: usage {u['usage']}, capture {figure}, step_index {u['step_index']}")
+            self.assertEqual(u["usage"], figure, f"{name}: GetUsage != capture")
+            self.assertEqual(u["step_index"], figure // 20_000)
+            self.assertEqual(u["subject"], f"cgroup:{self.A}")
+        p = self.bus.busctl("call", h.BUS_NAME, h.BUS_PATH, THRESHOLDS_IFACE, "AddThreshold", "a{sv}", 4,
+                            "name", "s", "nowhere", "subject_kind", "s", "cgroup", "subject", "s",
+                            self.cg.T + "/does-not-exist", "step", "s", "1MB")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("unknown cgroup", p.stderr)
 
     def test_untracked_and_loopback_buckets(self):
         self.assert_dir_equal(bucket_delta(self.after, self.before, "untracked"), self.expected(self.cg.U),

@@ -164,6 +164,17 @@ TEST(CgroupLedger, RollsLeavesUpToEveryAncestor) {
         EXPECT_FALSE(r.gone) << r.path << " exists (it or something below it was seen)";
 }
 
+TEST(CgroupLedger, PresentIsWhatTheLastWalkFoundWithOrWithoutTraffic) {
+    CgroupLedger l;
+    l.observe(10, "/ntt/busy", cc(1, 1), 1);
+    l.set_present({"/ntt", "/ntt/busy", "/ntt/quiet"});
+    EXPECT_TRUE(l.present("/ntt/quiet")) << "no traffic yet, but it exists";
+    EXPECT_TRUE(l.present("/ntt/busy"));
+    EXPECT_FALSE(l.present("/ntt/other"));
+    l.set_present({"/ntt", "/ntt/busy"});
+    EXPECT_FALSE(l.present("/ntt/quiet")) << "removed since";
+}
+
 TEST(CgroupLedger, GoneCgroupKeepsItsTotalsUnderItsLastPath) {
     CgroupLedger l;
     l.observe(20, "/t/g", cc(4, 4), 1);
