@@ -251,14 +251,16 @@ class ThresholdsTest(unittest.TestCase):
         rows = self.ctl.json("thresholds", "usage")["usage"]
         self.assertEqual([r["usage"] for r in rows if r["name"] == "cli-quota"], [truth])
 
-    def test_interface_and_flow_subjects_match_capture(self):
-        """Interface subjects (received = ingress, sent = egress) and a flow-aggregate subject
-        count, layer by layer, what the capture of lan0 saw of a 2 MB upload."""
+    def test_interface_flow_and_mac_subjects_match_capture(self):
+        """Interface subjects (received = ingress, sent = egress), a flow-aggregate subject and a
+        host by MAC (all its addresses) count, layer by layer, what the capture of lan0 saw of a
+        2 MB upload."""
         step = 250_000
         subjects = {
             "lan0-in-l2": ("interface", "lan0", "received", "l2"),
             "lan0-out-l4": ("interface", "lan0", "sent", "l4"),
             "upload-payload": ("flow", f"iface=lan0,proto=tcp,dport={PORT}", "received", "payload"),
+            "cli-mac-l2": ("host", h.Topology.MAC["cli"], "sent", "l2"),
         }
         for name, (kind, subject, direction, layer) in subjects.items():
             self.tb.add_ok({"name": name, "subject_kind": kind, "subject": subject, "direction": direction,
@@ -274,9 +276,11 @@ class ThresholdsTest(unittest.TestCase):
         for k, c in res.flows.items():
             if k[:3] == ("lan0", "ingress", "tcp") and k[6] == PORT:
                 flow = h.cadd(flow, c)
+        mac_sent = sum(v["sent"]["l2"] for k, v in res.hosts.items() if k[:2] == ("lan0", h.Topology.MAC["cli"]))
         truth = {"lan0-in-l2": res.iface("lan0", "ingress")["l2"],
                  "lan0-out-l4": res.iface("lan0", "egress")["l4"],
-                 "upload-payload": flow["payload"]}
+                 "upload-payload": flow["payload"],
+                 "cli-mac-l2": mac_sent}
         for name, want in truth.items():
             usage = self.tb.usage(name)["usage"]
             h.log(f"{name}: usage {usage} (from {start[name]}), capture {want}")
