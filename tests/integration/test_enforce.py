@@ -23,6 +23,8 @@ What is shown:
   - block: 0 bytes reach srv from cli and 0 bytes reach cli from srv while in force; traffic
     passes again after RemoveThreshold;
   - restart: a clean stop lifts the block, the next start re-applies it from the saved state.
+  - subjects: a host given by its IPv6 address is blocked on that address only (its IPv4
+    passes); a host given by its MAC is blocked in both families; cli2 passes throughout.
 """
 
 import json
@@ -111,8 +113,8 @@ class EnforceTest(unittest.TestCase):
             raise AssertionError(f"{method} failed: {p.stderr.strip()}\n{self.daemon.log_tail()}")
         return json.loads(p.stdout)["data"] if p.stdout.strip() else None
 
-    def add_threshold(self, name, action, limit, rate=None):
-        d = [("name", "s", name), ("subject_kind", "s", "host"), ("subject", "s", self.topo.CLI4),
+    def add_threshold(self, name, action, limit, rate=None, subject=None):
+        d = [("name", "s", name), ("subject_kind", "s", "host"), ("subject", "s", subject or self.topo.CLI4),
              ("layer", "s", "l2"), ("step", "t", limit), ("limit", "t", limit), ("action", "s", action)]
         if rate is not None:
             d.append(("action_rate", "t", rate))
@@ -233,6 +235,35 @@ class EnforceTest(unittest.TestCase):
         self.th_call("RemoveThreshold", "s", "enf-block")
         self.assertEqual(ping(t.cli, t.SRV4, 3).returncode, 0, "traffic must pass after the block is lifted")
         self.assertEqual(ping(t.srv, t.CLI4, 3).returncode, 0, "traffic must pass after the block is lifted")
+
+
+    def test_block_by_ipv6_address_then_by_mac(self):
+        """A host given by its IPv6 address: only that address is blocked (its IPv4 passes). A
+        host given by its MAC: all its traffic, both families. cli2 passes throughout."""
+        t = self.topo
+
+        def ok(src_ns, dst, size=56):
+            return h.run(t.exec_argv(src_ns, ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1",
+                                              "-s", str(size), dst]), check=False, timeout=30).returncode == 0
+
+        self.add_threshold("enf-v6", "block", limit=20_000, subject=t.CLI6)
+        self.wait_action("enf-v6", True, kick=lambda: ok(t.cli, t.SRV6, 1400))
+        seen = {"cli->srv6": ok(t.cli, t.SRV6), "srv->cli6": ok(t.srv, t.CLI6), "cli->srv4": ok(t.cli, t.SRV4),
+                "cli2->srv6": ok(t.cli2, t.SRV6)}
+        h.log(f"block {t.CLI6}: {seen}")
+        self.assertEqual(seen, {"cli->srv6": False, "srv->cli6": False, "cli->srv4": True, "cli2->srv6": True})
+        self.th_call("RemoveThreshold", "s", "enf-v6")
+        h.wait_until(lambda: ok(t.cli, t.SRV6), 15, "cli's IPv6 passes after the block is lifted")
+
+        mac = h.Topology.MAC["cli"]
+        self.add_threshold("enf-mac", "block", limit=20_000, subject=mac)
+        self.wait_action("enf-mac", True, kick=lambda: ok(t.cli, t.SRV4, 1400))
+        seen = {"cli->srv4": ok(t.cli, t.SRV4), "cli->srv6": ok(t.cli, t.SRV6), "srv->cli4": ok(t.srv, t.CLI4),
+                "cli2->srv4": ok(t.cli2, t.SRV4)}
+        h.log(f"block {mac}: {seen}")
+        self.assertEqual(seen, {"cli->srv4": False, "cli->srv6": False, "srv->cli4": False, "cli2->srv4": True})
+        self.th_call("RemoveThreshold", "s", "enf-mac")
+        h.wait_until(lambda: ok(t.cli, t.SRV4) and ok(t.cli, t.SRV6), 15, "cli passes after the block is lifted")
 
 
 if __name__ == "__main__":
