@@ -17,6 +17,7 @@ rotation, so the capture holds every packet the daemon counted.
   capture: nothing lost, nothing written twice.
 """
 
+import gzip
 import json
 import os
 import signal
@@ -194,6 +195,43 @@ class SizeRotationTest(RecordsBase):
             for f in ("start", "end", "first_seen", "last_seen"):
                 if f in r:
                     self.assertRegex(r[f], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+class CountRotationCompressedTest(RecordsBase):
+    records = {"enabled": "true", "period": "1h", "interval": "1s", "max_records": 3, "compress": "gzip",
+               "types": {"interface": "csv", "host": "jsonl"}}
+
+    def test_record_count_rotation_gzip(self):
+        """max_records 3: files close when they hold 3 records ("full"); compress: every closed
+        file is a valid gzip stream named .gz, FileRotated gives the uncompressed size; the
+        decompressed records still sum to ListInterfaces == capture."""
+        self.daemon.start()
+        self.traffic()
+        self.traffic()  # several 1 s intervals of 4 interface records each
+        time.sleep(1)  # let the last frames reach dumpcap before the captures stop
+        names = self.rcall_ok("Rotate")[0]
+        h.wait_until(lambda: set(names) <= {s["data"][0] for s in self.rotated("demand")}, 15,
+                     "FileRotated(demand) for each file Rotate returned")
+        cap = self.finish_capture()
+        files = sorted(n for n in os.listdir(self.spool) if not n.startswith("."))
+        self.assertTrue(files)
+        self.assertTrue(all(n.endswith(".csv.gz") or n.endswith(".jsonl.gz") for n in files), files)
+        full = self.rotated("full")
+        h.log(f"spool: {len(files)} gzip files, {len(full)} closed at 3 records")
+        self.assertGreaterEqual(len(full), 2, "3-record files must fill up")
+        for s in self.rotated():
+            name, _rtype, nrec, nbytes, reason = s["data"]
+            path = os.path.join(self.spool, name)
+            with open(path, "rb") as f:
+                raw = gzip.decompress(f.read())  # raises on a torn or invalid stream
+            self.assertEqual(len(raw), nbytes, f"{name}: FileRotated bytes is the uncompressed size")
+            self.assertEqual(len(h.read_record_file(path)), nrec, name)
+            if reason == "full":
+                self.assertEqual(nrec, 3, f"{name} closed as full with {nrec} records")
+            else:
+                self.assertLessEqual(nrec, 3, name)
+        self.assertEqual(sorted(s["data"][0] for s in self.rotated()), files, "a signal per file, no other file")
+        self.check_interface_sums(h.read_records(self.spool), cap)
 
 
 class TimerRotationTest(RecordsBase):
