@@ -15,8 +15,9 @@ enabled, small files, Rotate over D-Bus), never from the test.
   a connection cut mid-body leaves a torn temporary file that never gets the final name, and the
   retry delivers the whole file once.
 - Wrong password (nginx 401; sshd; vsftpd 530, and a 530 given later than connect_timeout): one
-  attempt, then a pause (no retry storm, state auth_failed, a clear error);
-  `nettallyctl upload set-target --password-stdin` with the right one resumes at once.
+  attempt, then a pause (no retry storm, state auth_failed, a clear error); `nettallyctl upload
+  now` makes exactly one more attempt; `nettallyctl upload set-target --password-stdin` with the
+  right one resumes at once.
 - TLS: https (nginx), ftps and ftpes (vsftpd, implicit and explicit TLS) work the same
   way with the server's certificate trusted through upload.ca_file; a certificate the CA file
   does not vouch for fails once as "auth" (could not be verified) and pauses, sending nothing.
@@ -257,8 +258,15 @@ class UploadBase(unittest.TestCase):
         self.assertIn("check upload.username and the password", st["last_error"])
         self.assertIn("check upload.username and the password", self.daemon.log_text())
         self.assertTrue(self.spool_list(), "the file must stay in the spool")
-        # The right password through nettallyctl (stdin, never argv) resumes at once.
+        # `nettallyctl upload now` ends the pause for one attempt: still the wrong password.
         ctl = h.Ctl(self.bus.address)
+        p = ctl.run("upload", "now")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        h.wait_until(lambda: len(self.failed("auth")) == 2, 20, "a second UploadFailed(auth) after UploadNow")
+        h.wait_until(lambda: len(attempts()) == 2, 10, "the server to log the second login")
+        time.sleep(1)
+        self.assertEqual((len(attempts()), self.status()["state"]), (2, "auth_failed"), "one attempt per UploadNow")
+        # The right password through nettallyctl (stdin, never argv) resumes at once.
         env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address)
         p = h.run([h.nettallyctl_path(), "upload", "set-target", url, "--user", self.user.name,
                    "--password-stdin"], input=self.user.password + "\n", env=env, check=False)
