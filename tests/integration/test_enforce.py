@@ -23,6 +23,8 @@ What is shown:
   - block: 0 bytes reach srv from cli and 0 bytes reach cli from srv while in force; traffic
     passes again after RemoveThreshold;
   - restart: a clean stop lifts the block, the next start re-applies it from the saved state.
+  - ResetPeriod lifts the block at once (usage back to 0) and the limit blocks again when
+    crossed again;
   - subjects: a host given by its IPv6 address is blocked on that address only (its IPv4
     passes); a host given by its MAC is blocked in both families; cli2 passes throughout.
 """
@@ -236,6 +238,30 @@ class EnforceTest(unittest.TestCase):
         self.assertEqual(ping(t.cli, t.SRV4, 3).returncode, 0, "traffic must pass after the block is lifted")
         self.assertEqual(ping(t.srv, t.CLI4, 3).returncode, 0, "traffic must pass after the block is lifted")
 
+
+    def test_reset_period_lifts_and_rearms(self):
+        """ResetPeriod starts the period again, as a rollover does: usage 0, the block lifted at
+        once; crossing the limit again blocks again."""
+        t = self.topo
+
+        def ok(size=56):
+            return h.run(t.exec_argv(t.cli, ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", "-s", str(size),
+                                             t.SRV4]), check=False, timeout=30).returncode == 0
+
+        self.add_threshold("enf-reset", "block", limit=20_000)
+        self.addCleanup(self.bus.busctl, "call", h.BUS_NAME, h.BUS_PATH, TH_IFACE, "RemoveThreshold", "s",
+                        "enf-reset")
+        self.wait_action("enf-reset", True, kick=lambda: ok(1400))
+        self.assertFalse(ok(), "blocked")
+        self.th_call("ResetPeriod", "s", "enf-reset")
+        u = self.usage("enf-reset")
+        self.assertEqual((u["action_active"], u["limit_reached"]), (False, False), u)
+        self.assertLess(u["usage"], 20_000, u)
+        self.assertTrue(ok(), "ResetPeriod must lift the block at once")
+        self.wait_action("enf-reset", True, kick=lambda: ok(1400))
+        self.assertFalse(ok(), "blocked again after crossing the limit again")
+        self.th_call("RemoveThreshold", "s", "enf-reset")
+        self.assertTrue(ok(), "traffic passes after the threshold is removed")
 
     def test_block_by_ipv6_address_then_by_mac(self):
         """A host given by its IPv6 address: only that address is blocked (its IPv4 passes). A
