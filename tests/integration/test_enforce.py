@@ -136,6 +136,13 @@ class EnforceTest(unittest.TestCase):
             return self.usage(name)["action_active"] == active
         h.wait_until(done, 20, f"{name}: action_active == {active}", interval=0.2)
 
+    def ping(self, src_ns, dst, count=2, size=56):
+        return h.run(self.topo.exec_argv(src_ns, ["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-W", "1",
+                                                  "-s", str(size), dst]), check=False, timeout=30)
+
+    def ping_ok(self, src_ns, dst, size=56):
+        return self.ping(src_ns, dst, size=size).returncode == 0
+
     # -- measurement ---------------------------------------------------------------------------
 
     def measure(self, flows, seconds=MEASURE_S + WARMUP_S + 1):
@@ -164,12 +171,7 @@ class EnforceTest(unittest.TestCase):
     def test_restart_lifts_then_reapplies(self):
         """A clean stop lifts the block (nobody could lift it while nettallyd is down); the next
         start re-applies it from the thresholds' saved state."""
-        t = self.topo
-
-        def ping_ok(src_ns, dst, size=56):
-            return h.run(t.exec_argv(src_ns, ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1",
-                                              "-s", str(size), dst]), check=False, timeout=30).returncode == 0
-
+        t, ping_ok = self.topo, self.ping_ok
         self.add_threshold("enf-restart", "block", limit=20_000)
         self.wait_action("enf-restart", True, kick=lambda: ping_ok(t.cli, t.SRV4, 1400))
         self.assertFalse(ping_ok(t.cli, t.SRV4), "blocked before the restart")
@@ -212,12 +214,7 @@ class EnforceTest(unittest.TestCase):
         self.assertEqual(self.bus.status().get("enforce_hosts"), 0)
 
     def test_block_then_lift(self):
-        t = self.topo
-
-        def ping(src_ns, dst, count=5, size=56):
-            return h.run(t.exec_argv(src_ns, ["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-W", "1",
-                                              "-s", str(size), dst]), check=False, timeout=30)
-
+        t, ping = self.topo, self.ping
         self.add_threshold("enf-block", "block", limit=20_000)
         # 20 kB of l2 to and from the host: big pings until the daemon blocks it.
         self.wait_action("enf-block", True, kick=lambda: ping(t.cli, t.SRV4, 3, 1400))
@@ -245,8 +242,7 @@ class EnforceTest(unittest.TestCase):
         t = self.topo
 
         def ok(size=56):
-            return h.run(t.exec_argv(t.cli, ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", "-s", str(size),
-                                             t.SRV4]), check=False, timeout=30).returncode == 0
+            return self.ping_ok(t.cli, t.SRV4, size)
 
         self.add_threshold("enf-reset", "block", limit=20_000)
         self.addCleanup(self.bus.busctl, "call", h.BUS_NAME, h.BUS_PATH, TH_IFACE, "RemoveThreshold", "s",
@@ -266,31 +262,22 @@ class EnforceTest(unittest.TestCase):
     def test_block_by_ipv6_address_then_by_mac(self):
         """A host given by its IPv6 address: only that address is blocked (its IPv4 passes). A
         host given by its MAC: all its traffic, both families. cli2 passes throughout."""
-        t = self.topo
-
-        def ok(src_ns, dst, size=56):
-            return h.run(t.exec_argv(src_ns, ["ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1",
-                                              "-s", str(size), dst]), check=False, timeout=30).returncode == 0
-
-        self.add_threshold("enf-v6", "block", limit=20_000, subject=t.CLI6)
-        self.wait_action("enf-v6", True, kick=lambda: ok(t.cli, t.SRV6, 1400))
-        seen = {"cli->srv6": ok(t.cli, t.SRV6), "srv->cli6": ok(t.srv, t.CLI6), "cli->srv4": ok(t.cli, t.SRV4),
-                "cli2->srv6": ok(t.cli2, t.SRV6)}
-        h.log(f"block {t.CLI6}: {seen}")
-        self.assertEqual(seen, {"cli->srv6": False, "srv->cli6": False, "cli->srv4": True, "cli2->srv6": True})
-        self.th_call("RemoveThreshold", "s", "enf-v6")
-        h.wait_until(lambda: ok(t.cli, t.SRV6), 15, "cli's IPv6 passes after the block is lifted")
-
-        mac = h.Topology.MAC["cli"]
-        self.add_threshold("enf-mac", "block", limit=20_000, subject=mac)
-        self.wait_action("enf-mac", True, kick=lambda: ok(t.cli, t.SRV4, 1400))
-        seen = {"cli->srv4": ok(t.cli, t.SRV4), "cli->srv6": ok(t.cli, t.SRV6), "srv->cli4": ok(t.srv, t.CLI4),
-                "cli2->srv4": ok(t.cli2, t.SRV4)}
-        h.log(f"block {mac}: {seen}")
-        self.assertEqual(seen, {"cli->srv4": False, "cli->srv6": False, "srv->cli4": False, "cli2->srv4": True})
-        self.th_call("RemoveThreshold", "s", "enf-mac")
-        h.wait_until(lambda: ok(t.cli, t.SRV4) and ok(t.cli, t.SRV6), 15, "cli passes after the block is lifted")
-
+        t, ok = self.topo, self.ping_ok
+        cases = [
+            ("enf-v6", t.CLI6, t.SRV6, {("cli", t.SRV6): False, ("srv", t.CLI6): False, ("cli", t.SRV4): True,
+                                       ("cli2", t.SRV6): True}),
+            ("enf-mac", h.Topology.MAC["cli"], t.SRV4,
+             {("cli", t.SRV4): False, ("cli", t.SRV6): False, ("srv", t.CLI4): False, ("cli2", t.SRV4): True}),
+        ]
+        for name, subject, kick_dst, want in cases:
+            self.add_threshold(name, "block", limit=20_000, subject=subject)
+            self.wait_action(name, True, kick=lambda: ok(t.cli, kick_dst, 1400))
+            seen = {(src, dst): ok(getattr(t, src), dst) for src, dst in want}
+            h.log(f"block {subject}: " + ", ".join(f"{s}->{d} {'passes' if v else 'blocked'}"
+                                                   for (s, d), v in seen.items()))
+            self.assertEqual(seen, want, f"block {subject}")
+            self.th_call("RemoveThreshold", "s", name)
+            h.wait_until(lambda: ok(t.cli, t.SRV4) and ok(t.cli, t.SRV6), 15, f"cli passes once {name} is removed")
 
 if __name__ == "__main__":
     h.run_tests()
