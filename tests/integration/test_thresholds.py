@@ -14,6 +14,9 @@ watch`, the figures checked against a packet capture on lan0.
   - access: add/modify/remove/reset refused to nobody (by the policy, and by the daemon behind a
     loosened policy), reads open; root may do all;
   - validation: bad definitions refused with InvalidArgument naming the key, nothing added;
+  - config file: thresholds from `thresholds:` are listed as source config, refused to
+    Modify/Remove over D-Bus, applied again on reload (unchanged ones keep their usage and
+    signal nothing again), a bad one makes the reload fail with nothing changed;
   - restart: a runtime threshold and its state survive a daemon restart, no step signalled twice.
 Topology: ntharness.py.
 """
@@ -453,6 +456,63 @@ class ThresholdsTest(unittest.TestCase):
         self.assertEqual(err, ERR_INVALID_ARGUMENT, msg)
         self.assertEqual(self.tb.read_ok("ListThresholds"), before, "nothing half-applied")
         self.assertTrue(self.daemon.alive())
+
+    # -- thresholds from the config file --------------------------------------------------------
+
+    def test_config_thresholds_reload_and_are_read_only(self):
+        base = self.daemon.config_args["extra"]
+
+        def configure(*entries):
+            text = base + "thresholds:\n" + "".join(
+                "  - " + "\n    ".join(f"{k}: {v}" for k, v in e.items()) + "\n" for e in entries)
+            self.daemon.write_config(self.daemon.config(extra=text))
+            return self.ctl.run("reload")
+
+        def listed():
+            return {t["name"]: t for t in self.tb.read_ok("ListThresholds")}
+
+        def restore():
+            self.daemon.write_config(self.daemon.config())
+            self.ctl.run("reload")
+        self.addCleanup(restore)
+        step = 100_000
+        quota = {"name": "cfg-quota", "subject_kind": "host", "subject": self.topo.CLI4, "direction": "sent",
+                 "period": "since", "step": "100kB"}
+        self.assertEqual(configure(quota).returncode, 0)
+        self.assertEqual(listed()["cfg-quota"]["source"], "config")
+        # Read-only over D-Bus (ResetPeriod is allowed: it changes usage, not the definition).
+        for method, args in (("ModifyThreshold", ("cfg-quota", gdict({"step": "2MB"}))),
+                             ("RemoveThreshold", ("cfg-quota",))):
+            rc, err, msg = self.tb.write(method, *args)
+            self.assertEqual(err, ERR_INVALID_ARGUMENT, f"{method}: {msg}")
+            self.assertIn("config file", msg)
+        rc, err, msg = self.tb.add(dict(quota, step=1))
+        self.assertEqual(err, ERR_INVALID_ARGUMENT, msg)
+        self.daemon.wait_polls(2)
+        h.client_run(self.topo, "tcp", self.topo.SRV4, PORT, 350_000, 0)
+        self.daemon.wait_polls(3)
+        u = self.tb.usage("cfg-quota")
+        steps = [x["data"][3] for x in self.sigs("StepCrossed", "cfg-quota")]
+        self.assertEqual(steps, list(range(1, u["usage"] // step + 1)))
+        self.assertGreaterEqual(len(steps), 3)
+        # A reload that adds one keeps the unchanged one's usage and signals nothing again.
+        lan = {"name": "cfg-lan", "subject_kind": "interface", "subject": "lan0", "period": "since", "step": "1MB"}
+        self.assertEqual(configure(quota, lan).returncode, 0)
+        self.assertEqual(sorted(n for n, t in listed().items() if t["source"] == "config"), ["cfg-lan", "cfg-quota"])
+        self.daemon.wait_polls(2)
+        again = self.tb.usage("cfg-quota")
+        self.assertEqual((again["usage"], again["step_index"]), (u["usage"], u["step_index"]), "usage kept")
+        self.assertEqual(len(self.sigs("StepCrossed", "cfg-quota")), len(steps), "no step signalled again")
+        # A bad threshold in the file: the reload is refused and nothing changes.
+        before = listed()
+        p = configure(quota, dict(lan, step="2MB", limit="1MB"))
+        self.assertNotEqual(p.returncode, 0, "a reload with step > limit must be refused")
+        self.assertIn("limit", p.stderr)
+        self.assertEqual(listed(), before, "nothing half-applied")
+        # Removed from the file: gone after the reload.
+        self.assertEqual(configure(quota).returncode, 0)
+        self.assertNotIn("cfg-lan", listed())
+        h.log(f"config thresholds: cfg-quota usage {u['usage']} kept over reloads, {len(steps)} steps signalled once")
 
     # -- restart ---------------------------------------------------------------------------------
 
