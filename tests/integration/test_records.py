@@ -311,6 +311,19 @@ class TimerRotationTest(RecordsBase):
         self.daemon.stop(keep_pins=True)
         self.daemon.start()
         self.assertEqual(self.settings()["types"], "interface=jsonl,host=csv")
+        # Switched off: nothing stays open and traffic writes nothing; switched on: records again.
+        def open_files():
+            return [n for n in os.listdir(cur) if n.endswith(".open")]
+        self.assertEqual(ctl.run("records", "set", "enabled=false").returncode, 0)
+        h.wait_until(lambda: not open_files(), 10, "no open record file once recording is off")
+        spooled = sorted(os.listdir(self.spool))
+        h.client_run(self.topo, "udp", self.topo.SRV4, PORT, "100", 5, 40012)
+        self.daemon.wait_polls(8)  # more than one 1 s interval
+        self.assertEqual((open_files(), sorted(os.listdir(self.spool))), ([], spooled), "written while off")
+        self.assertEqual(ctl.run("records", "set", "enabled=true").returncode, 0)
+        self.daemon.wait_polls(2)  # switched on, usage counts from the totals at the next poll
+        h.client_run(self.topo, "udp", self.topo.SRV4, PORT, "100", 5, 40013)
+        h.wait_until(open_files, 10, "records written again once recording is on")
 
 
 class CrashRecoveryTest(RecordsBase):
