@@ -75,6 +75,7 @@ FIGURES = ("packets", "l2", "l3", "l4", "payload")
 BUCKETS = ("non_ip", "unparsable", "flow_overflow")
 DIRECTIONS = ("ingress", "egress")
 SETTLE_S = 1.0
+CAPTURE_SETTLE_S = 0.6
 CAPTURE_BUFFER_MIB = 64
 BUS_NAME = "org.nettally.Accounting1"
 BUS_PATH = "/org/nettally/Accounting1"
@@ -955,6 +956,10 @@ class Capture:
             drop_cleanup(self._token)
             self._token = None
         if self.proc and self.proc.poll() is None:
+            # dumpcap reads the kernel's packet ring block by block (250 ms read timeout); frames
+            # in a block not yet handed over when SIGINT comes are lost without being counted
+            # as drops. Give the last block time to be read.
+            time.sleep(CAPTURE_SETTLE_S)
             stop_process(self.proc, signal.SIGINT, 15)
         self.summary = self._stderr()
 

@@ -132,7 +132,6 @@ class AccountingTest(unittest.TestCase):
             cls.after = cls.ctl.snapshot()
             cls.after_bus = h.bus_snapshot(bus)
             cls.status_end = bus.status()
-            time.sleep(0.3)  # let the last frames reach dumpcap before it stops
         finally:
             for c in caps:
                 c.stop()

@@ -427,7 +427,6 @@ def window(cls, traffic):
         traffic()
         cls.daemon.wait_polls(2)
         after = Listing(cls.bus.call_ok("ListCgroups"))
-        time.sleep(0.3)  # let the last frames reach dumpcap before it stops
     finally:
         for c in caps:
             c.stop()

@@ -208,7 +208,6 @@ class CountRotationCompressedTest(RecordsBase):
         self.daemon.start()
         self.traffic()
         self.traffic()  # several 1 s intervals of 4 interface records each
-        time.sleep(1)  # let the last frames reach dumpcap before the captures stop
         names = self.rcall_ok("Rotate")[0]
         h.wait_until(lambda: set(names) <= {s["data"][0] for s in self.rotated("demand")}, 15,
                      "FileRotated(demand) for each file Rotate returned")
