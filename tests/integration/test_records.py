@@ -321,8 +321,21 @@ class TimerRotationTest(RecordsBase):
         self.assertEqual((open_files(), sorted(os.listdir(self.spool))), ([], spooled), "written while off")
         self.assertEqual(ctl.run("records", "set", "enabled=true").returncode, 0)
         self.daemon.wait_polls(2)  # switched on, usage counts from the totals at the next poll
+        on = self.list_interfaces()
         h.client_run(self.topo, "udp", self.topo.SRV4, PORT, "100", 5, 40013)
-        h.wait_until(open_files, 10, "records written again once recording is on")
+        # Written at the next 1 s interval into a new open file, or, when that is also a 4 s period
+        # boundary, into a file closed at once: either way something new.
+        h.wait_until(lambda: open_files() or sorted(os.listdir(self.spool)) != spooled, 10,
+                     "records written again once recording is on")
+        self.rcall_ok("Rotate")
+        new = [r for r in h.read_records(self.spool) if r["_file"] not in spooled and r["_type"] == "interface"]
+        sums = h.sum_records(new, lambda r: (r["interface"], r["direction"]))
+        end = self.list_interfaces()
+        for key in [("lan0", "ingress"), ("wan0", "egress")]:
+            self.assertEqual(sums.get(key, h.zero()), h.csub(end[key], on[key]),
+                             f"{key}: the records since switching on == the ListInterfaces delta")
+            self.assertGreaterEqual(sums[key]["packets"], 5, key)
+        h.log(f"switched on again: records since then: lan0 ingress {h.fmt_c(sums[('lan0', 'ingress')])}")
 
 
 class CrashRecoveryTest(RecordsBase):
