@@ -115,11 +115,13 @@ class EnforceTest(unittest.TestCase):
             raise AssertionError(f"{method} failed: {p.stderr.strip()}\n{self.daemon.log_tail()}")
         return json.loads(p.stdout)["data"] if p.stdout.strip() else None
 
-    def add_threshold(self, name, action, limit, rate=None, subject=None):
+    def add_threshold(self, name, action, limit, rate=None, subject=None, extra=()):
+        """extra: more (key, D-Bus type, value) fields of the definition."""
         d = [("name", "s", name), ("subject_kind", "s", "host"), ("subject", "s", subject or self.topo.CLI4),
              ("layer", "s", "l2"), ("step", "t", limit), ("limit", "t", limit), ("action", "s", action)]
         if rate is not None:
             d.append(("action_rate", "t", rate))
+        d += list(extra)
         args = [str(len(d))]
         for k, t, v in d:
             args += [k, t, str(v)]
@@ -136,8 +138,8 @@ class EnforceTest(unittest.TestCase):
             return self.usage(name)["action_active"] == active
         h.wait_until(done, 20, f"{name}: action_active == {active}", interval=0.2)
 
-    def ping(self, src_ns, dst, count=2, size=56):
-        return h.run(self.topo.exec_argv(src_ns, ["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-W", "1",
+    def ping(self, src_ns, dst, count=2, size=56, interval="0.2"):
+        return h.run(self.topo.exec_argv(src_ns, ["ping", "-n", "-q", "-c", str(count), "-i", interval, "-W", "1",
                                                   "-s", str(size), dst]), check=False, timeout=30)
 
     def ping_ok(self, src_ns, dst, size=56):
@@ -278,6 +280,44 @@ class EnforceTest(unittest.TestCase):
             self.assertEqual(seen, want, f"block {subject}")
             self.th_call("RemoveThreshold", "s", name)
             h.wait_until(lambda: ok(t.cli, t.SRV4) and ok(t.cli, t.SRV6), 15, f"cli passes once {name} is removed")
+
+    def test_rolling_window_block_lifts_itself(self):
+        """period rolling: the block holds while the traffic that crossed the limit is inside the
+        window and lifts by itself once it has left it (no rollover, no reset); crossing the
+        limit again inside a later window blocks again."""
+        t, ok = self.topo, self.ping_ok
+        window = 4
+        self.add_threshold("enf-rolling", "block", limit=20_000,
+                           extra=[("period", "s", "rolling"), ("window_s", "t", window)])
+        self.addCleanup(self.bus.busctl, "call", h.BUS_NAME, h.BUS_PATH, TH_IFACE, "RemoveThreshold", "s",
+                        "enf-rolling")
+        for rnd in (1, 2):
+            # One short flood (~20 x 1.4 kB each way in 0.2 s) crosses the limit at once, so the
+            # window holds it from a known moment on.
+            kick_start = time.monotonic()
+            self.ping(t.cli, t.SRV4, count=20, size=1400, interval="0.01")
+            kick_end = time.monotonic()
+            self.wait_action("enf-rolling", True)
+            u = self.usage("enf-rolling")
+            self.assertGreaterEqual(u["usage"], 20_000, u)
+            self.assertFalse(ok(t.cli, t.SRV4), f"round {rnd}: blocked while the traffic is in the window")
+            self.assertTrue(ok(t.cli2, t.SRV4), "cli2 passes")
+            # No more traffic from cli: the window empties and the block lifts by itself.
+            h.wait_until(lambda: not self.usage("enf-rolling")["action_active"], window + 10,
+                         "the block lifts once the traffic has left the window", interval=0.1)
+            lifted = time.monotonic()
+            u = self.usage("enf-rolling")
+            h.log(f"rolling {window} s, round {rnd}: flood in {kick_end - kick_start:.2f} s, block lifted by "
+                  f"itself {lifted - kick_start:.2f} s after the flood began; usage then {u['usage']} B")
+            self.assertLess(u["usage"], 20_000, u)
+            self.assertFalse(u["limit_reached"], u)
+            # The daemon counts a packet at the first poll after it, so the flood leaves the
+            # window no sooner than `window` after it began, and by a poll or two after it ended.
+            self.assertGreaterEqual(lifted - kick_start, window - 0.1, "lifted before the traffic left the window")
+            self.assertLessEqual(lifted - kick_end, window + 1.5, "lifted long after the traffic left the window")
+            self.assertTrue(ok(t.cli, t.SRV4), f"round {rnd}: traffic passes once lifted")
+        self.th_call("RemoveThreshold", "s", "enf-rolling")
+
 
 if __name__ == "__main__":
     h.run_tests()
