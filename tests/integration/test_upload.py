@@ -350,6 +350,55 @@ class SftpTest(UploadBase):
         self.wrong_password_then_resume(f"sftp://127.0.0.1:{server.port}{target}/", server.failed_logins,
                                         "login denied", ssh_host_key_sha256=server.host_key_sha256)
 
+    def known_hosts(self, server, key_pub):
+        """An OpenSSH known_hosts file naming the server (host and port) with the key in key_pub."""
+        with open(key_pub) as f:
+            kind, blob = f.read().split()[:2]
+        path = os.path.join(self.workdir, f"known_hosts-{server.port}-{os.path.basename(key_pub)}")
+        with open(path, "w") as f:
+            f.write(f"[127.0.0.1]:{server.port} {kind} {blob}\n")
+        return path
+
+    def test_known_hosts_file_down_then_up_exactly_once(self):
+        server = us.Sshd(self.topo, self.workdir, self.user)
+        self.addCleanup(server.stop)
+        target = self.user_dir("acct")
+        self.down_then_up(server, f"sftp://127.0.0.1:{server.port}{target}/", target,
+                          {"ssh_known_hosts": self.known_hosts(server, server.key + ".pub")})
+
+    def test_other_host_key_pauses_uploads(self):
+        """known_hosts (or the pinned SHA-256) names another key: the server is not the one
+        configured, so no password goes to it: one auth failure, the file stays."""
+        other = os.path.join(self.workdir, "other_ed25519")
+        h.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other])
+        server = us.Sshd(self.topo, self.workdir, self.user).start()
+        self.addCleanup(server.stop)
+        target = self.user_dir("acct")
+        fp = h.run(["ssh-keygen", "-l", "-E", "sha256", "-f", other + ".pub"]).stdout.split()[1][len("SHA256:"):]
+        for how, opts in [("known_hosts", {"ssh_known_hosts": self.known_hosts(server, other + ".pub")}),
+                          ("ssh_host_key_sha256", {"ssh_host_key_sha256": fp})]:
+            with self.subTest(how):
+                self.start_daemon(dict({"url": f"sftp://127.0.0.1:{server.port}{target}/",
+                                        "username": self.user.name, "password": self.user.password,
+                                        "auth_retry": "1h"}, **opts))
+                self.traffic(1)
+                self.rotate()
+                h.wait_until(lambda: self.failed("auth"), 20, "UploadFailed(auth)")
+                time.sleep(2)
+                st = self.status()
+                h.log(f"other host key by {how}: state {st['state']}; error: {st['last_error']}")
+                self.assertEqual(len(self.failed()), 1, "one attempt, then a pause")
+                self.assertEqual(st["state"], "auth_failed", st)
+                self.assertIn("could not be verified", st["last_error"])
+                log = server.log_text()
+                self.assertFalse([x for x in log.splitlines() if "password for" in x],
+                                 f"a password went to a server with another key:\n{log}")
+                self.assertEqual(os.listdir(target), [], "nothing was sent to that server")
+                self.assertTrue(self.spool_list(), "the file must stay in the spool")
+                self.check_no_leak()
+                self.daemon.stop()
+                self.monitor.clear()
+
 
 class TlsTest(UploadBase):
     """https (nginx WebDAV), ftps (implicit TLS) and ftpes (explicit TLS) with vsftpd, the
