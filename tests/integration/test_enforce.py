@@ -25,8 +25,12 @@ What is shown:
   - restart: a clean stop lifts the block, the next start re-applies it from the saved state.
   - ResetPeriod lifts the block at once (usage back to 0) and the limit blocks again when
     crossed again;
-  - subjects: a host given by its IPv6 address is blocked on that address only (its IPv4
-    passes); a host given by its MAC is blocked in both families; cli2 passes throughout.
+  - subjects: a host given by its IPv6 address is blocked (throttled) on that address only (its
+    IPv4 passes at full speed); a host given by its MAC is blocked in both families, and
+    throttled as a whole (its IPv4 and IPv6 downloads together get the rate); cli2 passes
+    throughout;
+  - rolling window: the block lifts by itself once the traffic that crossed the limit has left
+    the window, and comes back on the next crossing.
 """
 
 import json
@@ -56,12 +60,13 @@ def rx_bytes(topo, ns, dev="eth0"):
 class Iperf:
     """One iperf3 server in srv and one client in a client namespace, for `seconds`."""
 
-    def __init__(self, topo, client_ns, port, seconds, reverse):
-        self.server = h.spawn(topo.exec_argv(topo.srv, ["iperf3", "-s", "-1", "-B", topo.SRV4, "-p", str(port)]),
+    def __init__(self, topo, client_ns, port, seconds, reverse, dst=None):
+        dst = dst or topo.SRV4
+        self.server = h.spawn(topo.exec_argv(topo.srv, ["iperf3", "-s", "-1", "-B", dst, "-p", str(port)]),
                               stdout=h.subprocess.DEVNULL, stderr=h.subprocess.DEVNULL)
         self._tokens = [h.add_cleanup(h.stop_process, self.server)]
         h.wait_until(lambda: self._listening(topo, port), 10, f"iperf3 server on port {port}")
-        argv = ["iperf3", "-c", topo.SRV4, "-p", str(port), "-t", str(seconds), "-J"]
+        argv = ["iperf3", "-c", dst, "-p", str(port), "-t", str(seconds), "-J"]
         if reverse:
             argv.append("-R")
         self.client = h.spawn(topo.exec_argv(client_ns, argv), stdout=h.subprocess.PIPE,
@@ -148,10 +153,10 @@ class EnforceTest(unittest.TestCase):
     # -- measurement ---------------------------------------------------------------------------
 
     def measure(self, flows, seconds=MEASURE_S + WARMUP_S + 1):
-        """flows: [(label, client ns, reverse, receiver ns)]. Runs them together; returns
-        {label: wire bytes per second at the receiver, over MEASURE_S after WARMUP_S}."""
-        runs = [(label, Iperf(self.topo, ns, next(self.ports), seconds, reverse), rx_ns)
-                for label, ns, reverse, rx_ns in flows]
+        """flows: [(label, client ns, reverse, receiver ns[, server address])]. Runs them together;
+        returns {label: wire bytes per second at the receiver, over MEASURE_S after WARMUP_S}
+        (flows with the same receiver: the sum of them, under each label)."""
+        runs = [(f[0], Iperf(self.topo, f[1], next(self.ports), seconds, f[2], *f[4:]), f[3]) for f in flows]
         time.sleep(WARMUP_S)
         t0 = time.monotonic()
         b0 = {label: rx_bytes(self.topo, rx_ns) for label, _, rx_ns in runs}
@@ -280,6 +285,30 @@ class EnforceTest(unittest.TestCase):
             self.assertEqual(seen, want, f"block {subject}")
             self.th_call("RemoveThreshold", "s", name)
             h.wait_until(lambda: ok(t.cli, t.SRV4) and ok(t.cli, t.SRV6), 15, f"cli passes once {name} is removed")
+
+    def test_throttle_by_mac_and_by_ipv6_address(self):
+        """A host given by its MAC is throttled as a whole: its IPv4 and IPv6 downloads together
+        get the rate. A host given by its IPv6 address: that address gets the rate, its IPv4 is
+        not limited. cli2 is not limited meanwhile."""
+        t = self.topo
+        self.add_threshold("enf-thr-mac", "throttle", limit=2_000_000, rate=RATE, subject=h.Topology.MAC["cli"])
+        Iperf(t, t.cli, next(self.ports), 1, True).wait()
+        self.wait_action("enf-thr-mac", True)
+        both = self.measure([("cli down v4+v6", t.cli, True, t.cli), ("same receiver", t.cli, True, t.cli, t.SRV6),
+                             ("cli2 down", t.cli2, True, t.cli2)])
+        self.assert_near_rate(both["cli down v4+v6"], "MAC throttle: IPv4 and IPv6 download together")
+        self.assertGreaterEqual(both["cli2 down"], FAST, "cli2 must not be throttled")
+        self.th_call("RemoveThreshold", "s", "enf-thr-mac")
+
+        self.add_threshold("enf-thr-v6", "throttle", limit=2_000_000, rate=RATE, subject=t.CLI6)
+        Iperf(t, t.cli, next(self.ports), 1, True, t.SRV6).wait()
+        self.wait_action("enf-thr-v6", True)
+        v6 = self.measure([("cli down v6", t.cli, True, t.cli, t.SRV6)])
+        self.assert_near_rate(v6["cli down v6"], "IPv6-address throttle: IPv6 download")
+        v4 = self.measure([("cli down v4", t.cli, True, t.cli)])
+        self.assertGreaterEqual(v4["cli down v4"], FAST, "the host's IPv4 is not the throttled subject")
+        self.th_call("RemoveThreshold", "s", "enf-thr-v6")
+        self.assertEqual(self.bus.status().get("enforce_hosts"), 0)
 
     def test_rolling_window_block_lifts_itself(self):
         """period rolling: the block holds while the traffic that crossed the limit is inside the
