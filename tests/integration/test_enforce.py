@@ -294,7 +294,8 @@ class EnforceTest(unittest.TestCase):
         self.add_threshold("enf-thr-mac", "throttle", limit=2_000_000, rate=RATE, subject=h.Topology.MAC["cli"])
         Iperf(t, t.cli, next(self.ports), 1, True).wait()
         self.wait_action("enf-thr-mac", True)
-        both = self.measure([("cli down v4+v6", t.cli, True, t.cli), ("same receiver", t.cli, True, t.cli, t.SRV6),
+        both = self.measure([("cli down v4+v6", t.cli, True, t.cli),
+                             ("same receiver", t.cli, True, t.cli, t.SRV6),
                              ("cli2 down", t.cli2, True, t.cli2)])
         self.assert_near_rate(both["cli down v4+v6"], "MAC throttle: IPv4 and IPv6 download together")
         self.assertGreaterEqual(both["cli2 down"], FAST, "cli2 must not be throttled")
