@@ -156,7 +156,8 @@ class RolloverTest(unittest.TestCase):
                 old = dict(zip(h.FIGURES, tot1.get(subj, [0] * 5)))
                 new = dict(zip(h.FIGURES, tot2.get(subj, [0] * 5)))
                 h.log(f"  {subj}: closed {h.fmt_c(old)}; new {h.fmt_c(new)}; capture {h.fmt_c(res.iface('lan0', d))}")
-                self.assertEqual(old, before.ifaces[("lan0", d)], f"{kind} {subj}: closed period == ListInterfaces before midnight")
+                self.assertEqual(old, before.ifaces[("lan0", d)],
+                                 f"{kind} {subj}: closed period == ListInterfaces before midnight")
                 self.assertEqual(new, res.iface("lan0", d), f"{kind} {subj}: new period == capture after midnight")
                 self.assertEqual(h.cadd(old, new), after.ifaces[("lan0", d)], f"{kind} {subj}: the two add up")
 
