@@ -45,6 +45,14 @@ struct {
 	__type(value, struct nt_iface_val);
 } nt_ifaces SEC(".maps");
 
+/* Userspace only (nettally_abi.h): created and pinned with the counters. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NT_MAX_IFACES * NT_DIR_MAX);
+	__type(key, struct nt_iface_key);
+	__type(value, struct nt_evicted_val);
+} nt_evicted SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, NT_DEFAULT_MAX_FLOWS);

@@ -73,6 +73,18 @@ struct nt_iface_val {
 	__u64 host_overflow; /* packets whose host entry could not be created */
 };
 
+/*
+ * nt_evicted: HASH keyed like nt_ifaces, written by nettallyd only. What the
+ * flows taken out of nt_flows (idle or too long) held, per interface and
+ * direction, and how many flows: pinned with the counters, so a crash of the
+ * daemon between two state saves does not lose the finished flows' share of
+ * the reconciliation (total == buckets + live flows + evicted).
+ */
+struct nt_evicted_val {
+	struct nt_counts counts;
+	__u64 flows;
+};
+
 /* Address family tags used in keys (AF_INET / AF_INET6 values). */
 #define NT_AF_INET 2
 #define NT_AF_INET6 10

@@ -200,6 +200,10 @@ void Daemon::restore_state() {
         const bool same_counters = datapath_->reused_pins() && j.at("boot_id").get<std::string>() == boot_id_ &&
                                    !j.value("detached", false);
         collector_->restore(j.at("collector"), same_counters);
+        if (const uint64_t late = collector_->restored_late_flows())
+            spdlog::info("state: {} flow(s) finished after that save; their counts come from the pinned sums "
+                         "beside the counters",
+                         late);
         if (j.contains("history")) {
             try {
                 history_->restore(j.at("history"), period_spec(cfg_));

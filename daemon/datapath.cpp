@@ -147,10 +147,8 @@ void Datapath::pin_maps(const std::string& dir) {
                               "or `nettallyd --detach` to save what can be read and remove the pins");
     }
 
-    bpf_map* maps[] = {skel_->maps.nt_ifaces, skel_->maps.nt_flows, skel_->maps.nt_hosts, skel_->maps.nt_frags,
-                       skel_->maps.nt_meta};
     bool any_pinned = false, all_pinned = true;
-    for (bpf_map* m : maps) {
+    for (bpf_map* m : pinned_maps()) {
         const std::string path = dir + "/" + bpf_map__name(m);
         int fd = bpf_obj_get(path.c_str());
         if (fd >= 0) {
@@ -185,12 +183,15 @@ void Datapath::pin_maps(const std::string& dir) {
         spdlog::info("datapath: reusing pinned maps in {}: counting continued while nettallyd was down", dir);
 }
 
+std::vector<bpf_map*> Datapath::pinned_maps() const {
+    return {skel_->maps.nt_ifaces, skel_->maps.nt_flows, skel_->maps.nt_hosts,
+            skel_->maps.nt_frags,  skel_->maps.nt_meta,  skel_->maps.nt_evicted};
+}
+
 void Datapath::remove_pins() {
     if (pin_dir_.empty())
         return;
-    bpf_map* maps[] = {skel_->maps.nt_ifaces, skel_->maps.nt_flows, skel_->maps.nt_hosts, skel_->maps.nt_frags,
-                       skel_->maps.nt_meta};
-    for (bpf_map* m : maps)
+    for (bpf_map* m : pinned_maps())
         bpf_map__unpin(m, nullptr);
     std::error_code ec;
     std::filesystem::remove(pin_dir_, ec);
@@ -390,7 +391,34 @@ void Datapath::forget_interface(uint32_t ifindex) {
     for (uint32_t dir = 0; dir < NT_DIR_MAX; dir++) {
         nt_iface_key key{ifindex, dir};
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.nt_ifaces), &key);
+        bpf_map_delete_elem(bpf_map__fd(skel_->maps.nt_evicted), &key);
     }
+}
+
+std::map<IfaceKey, EvictedSums> Datapath::read_evicted() {
+    std::map<IfaceKey, EvictedSums> out;
+    const int fd = bpf_map__fd(skel_->maps.nt_evicted);
+    nt_iface_key key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        nt_evicted_val v{};
+        if (bpf_map_lookup_elem(fd, &next, &v) == 0 && next.dir < NT_DIR_MAX)
+            out[{next.ifindex, static_cast<uint8_t>(next.dir)}] = {Counts(v.counts), v.flows};
+        key = next;
+        prev = &key;
+    }
+    return out;
+}
+
+void Datapath::write_evicted(const IfaceKey& key, const EvictedSums& sums) {
+    const nt_iface_key k{key.first, key.second};
+    nt_evicted_val v{};
+    v.counts = {sums.counts.packets, sums.counts.l2, sums.counts.l3, sums.counts.l4, sums.counts.payload};
+    v.flows = sums.flows;
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.nt_evicted), &k, &v, BPF_ANY))
+        spdlog::warn("datapath: keeping the evicted flows' sums of ifindex {} {} beside the counters: {} "
+                     "(until the next state save a crash would lose them from finished_flows)",
+                     key.first, to_string(static_cast<Direction>(key.second)), std::strerror(errno));
 }
 
 std::vector<FlowEntry> Datapath::evict_flows(const std::vector<nt_flow_key>& keys) {

@@ -13,6 +13,7 @@
 #include <string>
 
 struct nettally_bpf;
+struct bpf_map;
 
 namespace nettally {
 
@@ -75,6 +76,8 @@ public:
     std::vector<FlowEntry> read_flows() override;
     std::vector<HostEntry> read_hosts() override;
     std::vector<FlowEntry> evict_flows(const std::vector<nt_flow_key>& keys) override;
+    std::map<IfaceKey, EvictedSums> read_evicted() override;
+    void write_evicted(const IfaceKey& key, const EvictedSums& sums) override;
 
     // Threshold actions (daemon/enforcer.h): the unpinned nt_policy map. Throw SysError.
     void policy_put(const nt_policy_key& key, const nt_policy_val& val);
@@ -104,6 +107,8 @@ private:
     void attach_xdp(uint32_t ifindex, bool lan, Attachment& a);
 
     void pin_maps(const std::string& dir);
+    // The maps pinned in pin_dir: the counters and what belongs with them.
+    std::vector<bpf_map*> pinned_maps() const;
 
     bool xdp_supported_ = false;
     bool reused_ = false;

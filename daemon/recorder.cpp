@@ -90,12 +90,6 @@ void make_dir(const fs::path& p) {
         throw SysError(ec.value(), "creating " + p.string());
 }
 
-Counts diff(const Counts& now, const Counts& before) {
-    auto d = [](uint64_t a, uint64_t b) { return a >= b ? a - b : a; }; // a drop means a reset
-    return Counts(d(now.packets, before.packets), d(now.l2, before.l2), d(now.l3, before.l3), d(now.l4, before.l4),
-                  d(now.payload, before.payload));
-}
-
 bool is_usage(RecordType t) {
     return t == RecordType::Interface || t == RecordType::Host || t == RecordType::Cgroup;
 }
@@ -475,7 +469,7 @@ void Recorder::write_usage(const Collector& c, const CgroupLedger* cgroups, int6
     const int64_t start = last_write_us_;
     for (const auto& [k, u] : cur) {
         auto it = baseline_.find(k);
-        const Counts delta = it == baseline_.end() ? u.total : diff(u.total, it->second);
+        const Counts delta = it == baseline_.end() ? u.total : delta_since(u.total, it->second);
         if (!(delta == Counts{}) && cfg_.type(u.type).enabled)
             append(u.type, encode(u.make(start, now_us, delta), cfg_.type(u.type).format), now_us);
         baseline_[k] = u.total;

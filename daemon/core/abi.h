@@ -18,6 +18,7 @@ static_assert(sizeof(nt_flow_val) == 64);
 static_assert(sizeof(nt_host_key) == 28);
 static_assert(offsetof(nt_host_key, addr) == 12);
 static_assert(sizeof(nt_host_val) == 96);
+static_assert(sizeof(nt_evicted_val) == sizeof(nt_counts) + 8);
 static_assert(sizeof(nt_cg_val) == 2 * sizeof(nt_counts));
 static_assert(sizeof(nt_cg_dir_val) == sizeof(nt_counts) * (1 + NT_CG_BUCKET_MAX));
 // Not pinned (no ABI version bump for these): the enforcer's policy map.

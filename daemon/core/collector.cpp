@@ -1,6 +1,8 @@
 // Collector: see collector.h.
 #include "core/collector.h"
 
+#include <set>
+
 namespace nettally {
 namespace {
 
@@ -100,8 +102,10 @@ void Collector::forget_interface(uint32_t ifindex) {
                 on_flow_finished_(f, name_of(f.key.ifindex));
         }
     flows_ = std::move(live);
-    for (uint8_t d = 0; d < NT_DIR_MAX; d++)
+    for (uint8_t d = 0; d < NT_DIR_MAX; d++) {
         evicted_.erase({ifindex, d});
+        evicted_flows_.erase({ifindex, d});
+    }
     if (auto n = names_.find(ifindex); n != names_.end()) {
         if (auto st = ifaces_.find(n->second); st != ifaces_.end())
             st->second.present = false;
@@ -172,14 +176,21 @@ void Collector::evict(const PollClock& clock) {
     }
     // The final values come from the kernel at deletion time, so packets that
     // arrived since the read above are in them.
+    std::set<IfaceKey> touched;
     for (const auto& f : reader_.evict_flows(expired)) {
-        evicted_[{f.key.ifindex, f.key.dir}] += f.counts;
+        const IfaceKey key{f.key.ifindex, f.key.dir};
+        evicted_[key] += f.counts;
+        evicted_flows_[key]++;
+        touched.insert(key);
         if (const std::string& n = name_of(f.key.ifindex); !n.empty() && f.key.dir < NT_DIR_MAX)
             finished_[n][f.key.dir] += f.counts;
         stats_.flows_evicted++;
         if (on_flow_finished_)
             on_flow_finished_(f, name_of(f.key.ifindex));
     }
+    // Kept beside the counters at once: a crash before the next state save loses nothing.
+    for (const auto& key : touched)
+        reader_.write_evicted(key, {evicted_[key], evicted_flows_[key]});
     flows_ = std::move(live);
 }
 
@@ -245,8 +256,13 @@ nlohmann::json Collector::to_json() const {
                          {"first_us", h.first_us},
                          {"last_us", h.last_us}});
     nlohmann::json evicted = nlohmann::json::array();
-    for (const auto& [key, c] : evicted_)
-        evicted.push_back({{"ifindex", key.first}, {"dir", key.second}, {"counts", nettally::to_json(c)}});
+    for (const auto& [key, c] : evicted_) {
+        auto n = evicted_flows_.find(key);
+        evicted.push_back({{"ifindex", key.first},
+                           {"dir", key.second},
+                           {"counts", nettally::to_json(c)},
+                           {"flows", n == evicted_flows_.end() ? 0 : n->second}});
+    }
     // Finished flows by name, and the live flows' sums at this moment: after
     // a reboot the live ones are gone from the kernel, but their counts are
     // in the totals, so they join the finished ones.
@@ -296,13 +312,17 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
         h.last_us = hj.at("last_us").get<uint64_t>();
         hosts[host_id(h.interface, h.mac, h.ip)] = std::move(h);
     }
-    std::map<IfaceKey, Counts> evicted;
     // Evicted sums belong to the kernel counters they reconcile with.
+    std::map<IfaceKey, EvictedSums> saved;
+    std::set<IfaceKey> flows_unknown; // states written before the flow count was kept
     if (same_counters)
-        for (const auto& ej : j.at("evicted"))
-            evicted[{ej.at("ifindex").get<uint32_t>(), ej.at("dir").get<uint8_t>()}] =
-                counts_from_json(ej.at("counts"));
-    const uint64_t flows_evicted = j.value("flows_evicted", uint64_t{0});
+        for (const auto& ej : j.at("evicted")) {
+            const IfaceKey key{ej.at("ifindex").get<uint32_t>(), ej.at("dir").get<uint8_t>()};
+            saved[key] = {counts_from_json(ej.at("counts")), ej.value("flows", uint64_t{0})};
+            if (!ej.contains("flows"))
+                flows_unknown.insert(key);
+        }
+    uint64_t flows_evicted = j.value("flows_evicted", uint64_t{0});
     std::map<std::string, std::array<Counts, NT_DIR_MAX>> finished;
     for (const auto& [name, dirs] : j.at("finished").items())
         for (uint8_t d = 0; d < NT_DIR_MAX; d++)
@@ -311,6 +331,49 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
         for (const auto& [name, dirs] : j.at("live").items())
             for (uint8_t d = 0; d < NT_DIR_MAX; d++)
                 finished[name][d] += counts_from_json(dirs.at(d));
+
+    // Same counters: the pinned sums (nt_evicted) are ahead of the state by the flows evicted
+    // after it was saved (a crash in between); those join the finished flows of their
+    // interface. A pinned entry behind the state (a pin set from before nt_evicted existed)
+    // is written from the state instead.
+    std::map<IfaceKey, Counts> evicted;
+    std::map<IfaceKey, uint64_t> evicted_flows;
+    std::vector<std::pair<IfaceKey, EvictedSums>> to_pin;
+    uint64_t late_flows = 0;
+    if (same_counters) {
+        std::map<uint32_t, std::string> names;
+        for (const auto& [name, st] : ifaces)
+            names[st.info.ifindex] = name;
+        std::map<IfaceKey, EvictedSums> pinned = reader_.read_evicted();
+        std::set<IfaceKey> keys;
+        for (const auto& [k, v] : saved)
+            keys.insert(k);
+        for (const auto& [k, v] : pinned)
+            keys.insert(k);
+        for (const auto& key : keys) {
+            const EvictedSums s = saved.count(key) ? saved.at(key) : EvictedSums{};
+            auto p = pinned.find(key);
+            const bool ahead = p != pinned.end() && s.counts.all_le(p->second.counts) && p->second.flows >= s.flows;
+            if (!ahead) {
+                evicted[key] = s.counts;
+                evicted_flows[key] = s.flows;
+                to_pin.emplace_back(key, s);
+                continue;
+            }
+            evicted[key] = p->second.counts;
+            evicted_flows[key] = p->second.flows;
+            const Counts late = delta_since(p->second.counts, s.counts);
+            if (late == Counts{})
+                continue;
+            auto n = names.find(key.first);
+            if (n != names.end() && key.second < NT_DIR_MAX)
+                finished[n->second][key.second] += late;
+            if (!flows_unknown.count(key)) {
+                flows_evicted += p->second.flows - s.flows;
+                late_flows += p->second.flows - s.flows;
+            }
+        }
+    }
 
     // Interfaces declared before the restore keep their present flag and info.
     for (auto& [name, st] : ifaces) {
@@ -326,8 +389,12 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
     ifaces_ = std::move(ifaces);
     hosts_ = std::move(hosts);
     evicted_ = std::move(evicted);
+    evicted_flows_ = std::move(evicted_flows);
     finished_ = std::move(finished);
     stats_.flows_evicted = flows_evicted;
+    for (const auto& [key, sums] : to_pin)
+        reader_.write_evicted(key, sums);
+    restored_late_flows_ = late_flows;
 }
 
 } // namespace nettally

@@ -20,6 +20,12 @@ namespace nettally {
 using IfaceKey = std::pair<uint32_t, uint8_t>; // ifindex, direction
 using IfaceSnapshot = std::map<IfaceKey, IfaceCounters>;
 
+// What the flows taken out of the flow map held, for one interface and direction.
+struct EvictedSums {
+    Counts counts;
+    uint64_t flows = 0;
+};
+
 class MapReader {
 public:
     virtual ~MapReader() = default;
@@ -29,6 +35,11 @@ public:
     // Removes the flows and returns their final counts (atomically per flow:
     // a packet is either in the returned value or in a new entry).
     virtual std::vector<FlowEntry> evict_flows(const std::vector<nt_flow_key>& keys) = 0;
+    // The evicted flows' sums kept beside the counters (the pinned nt_evicted map): they
+    // outlive a crash of the daemon as the counters do. write_evicted replaces one entry;
+    // a failure is logged, not thrown (the poll goes on; the next eviction writes it again).
+    virtual std::map<IfaceKey, EvictedSums> read_evicted() = 0;
+    virtual void write_evicted(const IfaceKey& key, const EvictedSums& sums) = 0;
 };
 
 struct InterfaceInfo {
@@ -116,6 +127,9 @@ public:
     // Finished (evicted) flows' counts per interface and direction, kept for
     // the reconciliation invariant.
     const std::map<IfaceKey, Counts>& evicted() const { return evicted_; }
+    // Flows the last restore() took from the pinned sums because the state predates their
+    // eviction (the daemon was killed before saving it).
+    uint64_t restored_late_flows() const { return restored_late_flows_; }
     // The same by interface name, on the scale of the interface totals
     // (survives reboots): total == live flows + finished + buckets.
     Counts finished(const std::string& interface, uint8_t dir) const;
@@ -147,6 +161,8 @@ private:
     std::vector<FlowEntry> flows_;
     std::map<std::string, HostTotals> hosts_;
     std::map<IfaceKey, Counts> evicted_;
+    std::map<IfaceKey, uint64_t> evicted_flows_; // how many flows evicted_ holds
+    uint64_t restored_late_flows_ = 0;
     std::map<std::string, std::array<Counts, NT_DIR_MAX>> finished_;
     uint64_t overflow_seen_ = 0;
     CollectorStats stats_;

@@ -21,6 +21,12 @@ bool Counts::all_le(const Counts& o) const {
     return packets <= o.packets && l2 <= o.l2 && l3 <= o.l3 && l4 <= o.l4 && payload <= o.payload;
 }
 
+Counts delta_since(const Counts& now, const Counts& before) {
+    auto d = [](uint64_t a, uint64_t b) { return a >= b ? a - b : a; };
+    return Counts(d(now.packets, before.packets), d(now.l2, before.l2), d(now.l3, before.l3), d(now.l4, before.l4),
+                  d(now.payload, before.payload));
+}
+
 std::string Counts::to_string() const {
     return "packets=" + std::to_string(packets) + " l2=" + std::to_string(l2) + " l3=" + std::to_string(l3) +
            " l4=" + std::to_string(l4) + " payload=" + std::to_string(payload);

@@ -37,6 +37,10 @@ struct Counts {
     std::string to_string() const;
 };
 
+// What a monotonic total grew by from `before` to `now`, figure by figure; a figure that went
+// down was reset in between, so all of `now` is new.
+Counts delta_since(const Counts& now, const Counts& before);
+
 enum class Direction : uint8_t { Ingress = NT_DIR_INGRESS, Egress = NT_DIR_EGRESS };
 std::string_view to_string(Direction);
 

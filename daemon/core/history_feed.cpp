@@ -19,12 +19,6 @@ std::string proto_label(uint8_t proto) {
     }
 }
 
-Counts diff(const Counts& now, const Counts& before) {
-    auto d = [](uint64_t a, uint64_t b) { return a >= b ? a - b : a; }; // a drop means a reset
-    return Counts(d(now.packets, before.packets), d(now.l2, before.l2), d(now.l3, before.l3), d(now.l4, before.l4),
-                  d(now.payload, before.payload));
-}
-
 } // namespace
 
 std::string flow_aggregate(const FlowEntry& f, const std::string& interface) {
@@ -64,7 +58,7 @@ void HistoryFeed::feed(const Collector& c, int64_t now_us) {
     if (have_last_)
         for (const auto& [subject, total] : cum) {
             auto it = last_.find(subject);
-            const Counts delta = it == last_.end() ? total : diff(total, it->second);
+            const Counts delta = it == last_.end() ? total : delta_since(total, it->second);
             if (!(delta == Counts{}))
                 history_.add(subject, delta, now_us);
         }

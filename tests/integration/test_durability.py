@@ -7,6 +7,8 @@ Topology and ground truth: ntharness.py (client <-> gateway lan0/wan0 with netta
 - Crashes: a steady UDP stream runs while nettallyd is SIGKILLed and started again twice; the
   programs stay attached and count into the pinned maps while it is down, so the final totals equal
   a capture of the whole run, exactly.
+- Finished flows and kill -9: flows evicted after the last state save keep their share in
+  finished_flows (equal to the capture's IP packets) and the reconciliation stays exact.
 - Reboot: pins and programs removed (what a reboot does), the state file kept: totals resume from
   the state file; what was lost is bounded by the traffic of the last persist interval.
 - State files: a corrupted state.json is reported and state.json.prev used; both broken: reported,
@@ -121,6 +123,70 @@ class CrashTest(DurabilityBase):
                 for p in hist["periods"]:
                     s = h.cadd(s, h.cget(p["totals"].get(f"iface:{iface}:{d}", h.zero())))
                 self.assertEqual(s, after[(iface, d)], f"history of {iface} {d} vs its total")
+
+
+class EvictedThenKilledTest(DurabilityBase):
+    """Flows finished (evicted from the kernel) after the last state save, then kill -9: their
+    share stays in ListInterfaces' finished_flows and the reconciliation stays exact."""
+    extra = "flows:\n  idle_timeout: 1s\n"
+
+    def test_finished_flows_survive_kill9_before_the_next_save(self):
+        self.daemon.start()
+        self.topo.settle()
+        caps = [h.Capture(self.topo, i, self.workdir).start() for i in IFACES]
+        try:
+            for c in caps:
+                c.wait_running()
+            # Link-up chatter (MLD) finished first: every flow from here on is in the capture. A
+            # packet sent just before a poll shows as a flow only after it: no flow in two
+            # checks two polls apart.
+            def no_flows():
+                return not self.bus.call_ok("ListFlows", "su", "packets", 10)[0]
+
+            def quiet():
+                if not no_flows():
+                    return False
+                self.daemon.wait_polls(2)
+                return no_flows()
+            h.wait_until(quiet, 20, "no live flow", interval=0.2)
+            before = h.bus_snapshot(self.bus)
+            evicted0 = int(self.bus.status()["flows_evicted"])
+            for i in range(4):
+                h.client_run(self.topo, "udp", self.topo.SRV4, PORT, "300,900", 10, 40101 + i)
+            # 4 flows each way on each interface finish after 1 s idle.
+            h.wait_until(lambda: int(self.bus.status()["flows_evicted"]) - evicted0 >= 16, 15,
+                         "the flows evicted", interval=0.2)
+            finished = h.bus_snapshot(self.bus)
+            status0 = self.bus.status()
+            self.daemon.proc.send_signal(signal.SIGKILL)
+            self.daemon.proc.wait(10)
+            self.daemon.stop(keep_pins=True)
+            self.daemon.start()
+            self.daemon.wait_polls(3)
+            after = h.bus_snapshot(self.bus)
+            status = self.bus.status()
+        finally:
+            for c in caps:
+                c.stop()
+        log = self.daemon.log_text()
+        self.assertIn("finished after that save", log, "the state predates the evictions")
+        res = h.CaptureResult([p for c in caps for p in c.read()])
+        for iface in IFACES:
+            for d in h.DIRECTIONS:
+                key = (iface, d, "finished_flows")
+                got = h.csub(after.buckets.get(key, h.zero()), before.buckets.get(key, h.zero()))
+                want = h.zero()
+                for fk, c in res.flows.items():
+                    if fk[0] == iface and fk[1] == d:
+                        want = h.cadd(want, c)
+                h.log(f"{iface} {d} finished_flows: before kill {h.fmt_c(finished.buckets[key])}, "
+                      f"after restart {h.fmt_c(after.buckets[key])}, capture (IP) {h.fmt_c(want)}")
+                self.assertEqual(after.buckets[key], finished.buckets[key], f"{key} across kill -9")
+                self.assertEqual(got, want, f"{key}: the finished flows == the capture's IP packets")
+                self.assertEqual(h.csub(after.ifaces[(iface, d)], before.ifaces[(iface, d)]), res.iface(iface, d))
+        self.assertEqual(int(status["flows_evicted"]), int(status0["flows_evicted"]), status)
+        self.assertEqual(int(status["reconcile_violations"]), 0, status)
+        self.assertGreater(int(status["reconcile_exact"]), 0, status)
 
 
 class RebootTest(DurabilityBase):

@@ -149,6 +149,10 @@ public:
                 }
         return out;
     }
+    // Like the pinned nt_evicted map: outlives the Collector that wrote it.
+    std::map<IfaceKey, EvictedSums> evicted;
+    std::map<IfaceKey, EvictedSums> read_evicted() override { return evicted; }
+    void write_evicted(const IfaceKey& key, const EvictedSums& sums) override { evicted[key] = sums; }
 };
 
 FlowEntry flow(uint32_t ifindex, uint8_t dir, Counts c, uint16_t sport = 1000, uint64_t first_ns = 0,
@@ -251,6 +255,69 @@ TEST(Collector, EvictsIdleAndLongFlowsAndKeepsThemInTheInvariant) {
     col.poll({2, 201 * s});
     EXPECT_EQ(col.stats().reconcile_violations, 0u);
     EXPECT_EQ(col.stats().reconcile_exact, 2u);
+}
+
+TEST(Collector, FlowsEvictedAfterTheLastSaveSurviveACrash) {
+    FakeMaps maps;
+    const uint64_t s = 1'000'000'000;
+    IfaceCounters c;
+    auto start = [&](Collector& col) {
+        col.set_interfaces({{"lan0", "lan", 3}});
+        col.set_flow_timeouts({std::chrono::seconds(15), std::chrono::seconds(60)});
+    };
+    Collector col(maps);
+    start(col);
+    // Flow 1 finishes, the state is saved; flow 2 finishes, then the daemon is killed.
+    c.total = Counts(2, 200, 180, 160, 100);
+    maps.ifaces[{3, NT_DIR_EGRESS}] = c;
+    maps.flows = {flow(3, NT_DIR_EGRESS, c.total, 1, 100 * s, 100 * s)};
+    col.poll({1, 120 * s});
+    const auto saved = col.to_json();
+    c.total += Counts(3, 300, 270, 240, 150);
+    maps.ifaces[{3, NT_DIR_EGRESS}] = c;
+    maps.flows = {flow(3, NT_DIR_EGRESS, Counts(3, 300, 270, 240, 150), 2, 121 * s, 121 * s)};
+    col.poll({2, 140 * s});
+    EXPECT_EQ(col.stats().flows_evicted, 2u);
+    EXPECT_EQ(maps.evicted.at({3, NT_DIR_EGRESS}).counts, c.total) << "written beside the counters at once";
+    EXPECT_EQ(maps.evicted.at({3, NT_DIR_EGRESS}).flows, 2u);
+
+    // Restart on the same (pinned) maps from the older state: flow 2 is not lost.
+    Collector after(maps);
+    start(after);
+    after.restore(saved, true);
+    EXPECT_EQ(after.restored_late_flows(), 1u);
+    after.poll({3, 141 * s});
+    EXPECT_EQ(after.stats().reconcile_violations, 0u);
+    EXPECT_EQ(after.stats().reconcile_exact, 1u);
+    EXPECT_EQ(after.evicted().at({3, NT_DIR_EGRESS}), c.total);
+    EXPECT_EQ(after.finished("lan0", NT_DIR_EGRESS), c.total);
+    EXPECT_EQ(after.stats().flows_evicted, 2u);
+    // Saved again and restarted cleanly: nothing is added twice.
+    Collector again(maps);
+    start(again);
+    again.restore(after.to_json(), true);
+    EXPECT_EQ(again.restored_late_flows(), 0u);
+    EXPECT_EQ(again.finished("lan0", NT_DIR_EGRESS), c.total);
+
+    // Pins from before the evicted sums were kept (none there): the state's figures are used
+    // and written beside the counters.
+    maps.evicted.clear();
+    Collector old_pins(maps);
+    start(old_pins);
+    old_pins.restore(saved, true);
+    EXPECT_EQ(old_pins.restored_late_flows(), 0u);
+    EXPECT_EQ(old_pins.evicted().at({3, NT_DIR_EGRESS}), Counts(2, 200, 180, 160, 100));
+    EXPECT_EQ(maps.evicted.at({3, NT_DIR_EGRESS}).counts, Counts(2, 200, 180, 160, 100));
+
+    // New counters (reboot): the pinned sums are not consulted.
+    FakeMaps fresh;
+    fresh.evicted[{3, NT_DIR_EGRESS}] = {Counts(9, 900, 0, 0, 0), 9};
+    Collector rebooted(fresh);
+    start(rebooted);
+    rebooted.restore(saved, false);
+    EXPECT_EQ(rebooted.restored_late_flows(), 0u);
+    EXPECT_TRUE(rebooted.evicted().empty());
+    EXPECT_EQ(rebooted.finished("lan0", NT_DIR_EGRESS), Counts(2, 200, 180, 160, 100));
 }
 
 TEST(Collector, OverflowEpisodeReportedOnce) {
