@@ -180,6 +180,21 @@ class UploadBase(unittest.TestCase):
         h.log(f"records on the server sum to ListInterfaces: "
               + "; ".join(f"{k[0]} {k[1]} {v['packets']} pkts {v['l2']} B" for k, v in sorted(sums.items())))
 
+    def identity_refused(self, upload, what):
+        """A server that is not the one configured (certificate, host key): one attempt ends as
+        an auth failure saying so, then uploads pause. The caller checks the server got nothing."""
+        self.start_daemon(dict({"username": self.user.name, "password": self.user.password, "auth_retry": "1h"},
+                               **upload))
+        self.traffic(1)
+        self.rotate()
+        h.wait_until(lambda: self.failed("auth"), 20, "UploadFailed(auth)")
+        time.sleep(2)
+        st = self.status()
+        h.log(f"{what}: state {st['state']}; error: {st['last_error']}")
+        self.assertEqual(len(self.failed()), 1, "one attempt, then a pause")
+        self.assertEqual(st["state"], "auth_failed", st)
+        self.assertIn("could not be verified", st["last_error"])
+
     def check_no_leak(self):
         """The password is in no log line, command line, or D-Bus reply."""
         for s in self.secrets:
@@ -378,18 +393,8 @@ class SftpTest(UploadBase):
         for how, opts in [("known_hosts", {"ssh_known_hosts": self.known_hosts(server, other + ".pub")}),
                           ("ssh_host_key_sha256", {"ssh_host_key_sha256": fp})]:
             with self.subTest(how):
-                self.start_daemon(dict({"url": f"sftp://127.0.0.1:{server.port}{target}/",
-                                        "username": self.user.name, "password": self.user.password,
-                                        "auth_retry": "1h"}, **opts))
-                self.traffic(1)
-                self.rotate()
-                h.wait_until(lambda: self.failed("auth"), 20, "UploadFailed(auth)")
-                time.sleep(2)
-                st = self.status()
-                h.log(f"other host key by {how}: state {st['state']}; error: {st['last_error']}")
-                self.assertEqual(len(self.failed()), 1, "one attempt, then a pause")
-                self.assertEqual(st["state"], "auth_failed", st)
-                self.assertIn("could not be verified", st["last_error"])
+                self.identity_refused(dict({"url": f"sftp://127.0.0.1:{server.port}{target}/"}, **opts),
+                                      f"other host key by {how}")
                 log = server.log_text()
                 self.assertFalse([x for x in log.splitlines() if "password for" in x],
                                  f"a password went to a server with another key:\n{log}")
@@ -427,17 +432,7 @@ class TlsTest(UploadBase):
         server = us.Nginx(self.topo, self.workdir, self.user.name, self.user.password, tls=True).start()
         self.addCleanup(server.stop)
         other_ca, _ = us.self_signed_cert(self.workdir, "other")
-        self.start_daemon({"url": server.url("in"), "username": self.user.name, "password": self.user.password,
-                           "ca_file": other_ca, "auth_retry": "1h"})
-        self.traffic(1)
-        self.rotate()
-        h.wait_until(lambda: self.failed("auth"), 20, "UploadFailed(auth)")
-        time.sleep(2)
-        st = self.status()
-        h.log(f"untrusted certificate: state {st['state']}; error: {st['last_error']}")
-        self.assertEqual(len(self.failed()), 1, "one attempt, then a pause")
-        self.assertEqual(st["state"], "auth_failed", st)
-        self.assertIn("could not be verified", st["last_error"])
+        self.identity_refused({"url": server.url("in"), "ca_file": other_ca}, "untrusted certificate")
         self.assertFalse([x for x in server.access_log() if '"PUT ' in x], "nothing was sent to that server")
         self.assertTrue(self.spool_list(), "the file must stay in the spool")
         self.check_no_leak()
@@ -546,10 +541,9 @@ class SpoolCapTest(UploadBase):
         self.assertEqual(sorted(dropped + left), sorted(all_names), "every file is either kept or dropped")
         newest = sorted(all_names, key=seq.get)[-3:]
         self.assertLessEqual(set(left) - set(newest), spared, "the newest files stay")
-        for d in dropped:
-            if d not in spared:
-                for k in left:
-                    self.assertLess(seq[d], seq[k], f"{d} dropped while the newer {k} stays")
+        for d in set(dropped) - spared:
+            for k in set(left) - spared:
+                self.assertLess(seq[d], seq[k], f"{d} dropped while the newer {k} stays")
         self.assertIn("spool_max_files", drops[0]["data"][2])
         self.assertIn("dropped", self.daemon.log_text())
         st = self.status()
