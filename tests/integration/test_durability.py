@@ -52,6 +52,15 @@ class DurabilityBase(unittest.TestCase):
         self.server = h.TrafficServer(self.topo, PORT, [self.topo.SRV4, self.topo.SRV6]).start()
         self.addCleanup(self.server.stop)
 
+    def start_captured(self):
+        """Starts nettallyd, lets link-up chatter pass, starts a capture on each interface."""
+        self.daemon.start()
+        self.topo.settle()
+        caps = [h.Capture(self.topo, i, self.workdir).start() for i in IFACES]
+        for c in caps:
+            c.wait_running()
+        return caps
+
     def totals(self):
         return self.ctl.snapshot().ifaces
 
@@ -82,12 +91,8 @@ class DurabilityBase(unittest.TestCase):
 
 class CrashTest(DurabilityBase):
     def test_kill9_twice_under_traffic_loses_nothing(self):
-        self.daemon.start()
-        self.topo.settle()
-        caps = [h.Capture(self.topo, i, self.workdir).start() for i in IFACES]
+        caps = self.start_captured()
         try:
-            for c in caps:
-                c.wait_running()
             self.daemon.wait_polls(2)
             before = self.totals()
             t, out = self.udp_stream(6.0, 40001)
@@ -131,12 +136,8 @@ class EvictedThenKilledTest(DurabilityBase):
     extra = "flows:\n  idle_timeout: 1s\n"
 
     def test_finished_flows_survive_kill9_before_the_next_save(self):
-        self.daemon.start()
-        self.topo.settle()
-        caps = [h.Capture(self.topo, i, self.workdir).start() for i in IFACES]
+        caps = self.start_captured()
         try:
-            for c in caps:
-                c.wait_running()
             # Link-up chatter (MLD) finished first: every flow from here on is in the capture. A
             # packet sent just before a poll shows as a flow only after it: no flow in two
             # checks two polls apart.
@@ -291,12 +292,8 @@ class EvictionTest(DurabilityBase):
     extra = "flows:\n  max_entries: 1024\n  idle_timeout: 2s\n  active_timeout: 10s\n"
 
     def test_overfull_flow_map_still_reconciles(self):
-        self.daemon.start()
-        self.topo.settle()
-        caps = [h.Capture(self.topo, i, self.workdir).start() for i in IFACES]
+        caps = self.start_captured()
         try:
-            for c in caps:
-                c.wait_running()
             self.daemon.wait_polls(2)
             before = self.totals()
             # 1500 client flows: each crosses lan0 and wan0 both ways -> 4 entries per flow and
