@@ -310,8 +310,14 @@ Classified classify_transfer(UploadScheme scheme, const TransferResult& r, std::
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
     case CURLE_SSL_ISSUER_ERROR:
+        // curl's own text for this code names certificates and keys at once; say which.
+        if (scheme == UploadScheme::Sftp) {
+            const std::string why = r.curl_error.empty() ? "its host key is not the one configured" : detail;
+            return make(UploadOutcome::Auth, "the server's identity could not be verified (" + why +
+                                                 "); check upload.ssh_host_key_sha256 or upload.ssh_known_hosts");
+        }
         return make(UploadOutcome::Auth, "the server's identity could not be verified (" + detail +
-                                             "); check upload.ca_file / ssh_host_key_sha256 / ssh_known_hosts");
+                                             "); check upload.ca_file (the CA that signed the server's certificate)");
     case CURLE_USE_SSL_FAILED: // ftpes: the server does not offer AUTH TLS; never sent in the clear
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:

@@ -151,8 +151,18 @@ TEST(Classify, FtpAndTransportErrors) {
               std::string::npos);
     EXPECT_EQ(classify_transfer(UploadScheme::Sftp, {CURLE_LOGIN_DENIED, 0, ""}, "upload").outcome,
               UploadOutcome::Auth);
-    EXPECT_EQ(classify_transfer(UploadScheme::Sftp, {CURLE_PEER_FAILED_VERIFICATION, 0, ""}, "upload").outcome,
-              UploadOutcome::Auth);
+    // Identity: the hint names the keys that apply to the scheme.
+    const auto key = classify_transfer(UploadScheme::Sftp, {CURLE_PEER_FAILED_VERIFICATION, 0, ""}, "upload");
+    EXPECT_EQ(key.outcome, UploadOutcome::Auth);
+    EXPECT_NE(key.reason.find("host key is not the one configured"), std::string::npos) << key.reason;
+    EXPECT_NE(key.reason.find("upload.ssh_known_hosts"), std::string::npos) << key.reason;
+    EXPECT_EQ(key.reason.find("ca_file"), std::string::npos) << key.reason;
+    const auto cert =
+        classify_transfer(UploadScheme::Https, {CURLE_PEER_FAILED_VERIFICATION, 0, "self-signed"}, "upload");
+    EXPECT_EQ(cert.outcome, UploadOutcome::Auth);
+    EXPECT_NE(cert.reason.find("(self-signed)"), std::string::npos) << cert.reason;
+    EXPECT_NE(cert.reason.find("upload.ca_file"), std::string::npos) << cert.reason;
+    EXPECT_EQ(cert.reason.find("ssh_"), std::string::npos) << cert.reason;
     EXPECT_EQ(classify_transfer(UploadScheme::Http, {CURLE_SEND_ERROR, 0, ""}, "upload").outcome,
               UploadOutcome::Transient);
 }
