@@ -206,7 +206,7 @@ void Daemon::restore_state() {
                          late);
         if (j.contains("history")) {
             try {
-                history_->restore(j.at("history"), period_spec(cfg_));
+                history_->restore(j.at("history"), period_spec(cfg_), same_counters);
             } catch (const std::exception& e) {
                 spdlog::error("state: history in {} unusable ({}); history starts afresh", loaded->from,
                               e.what());

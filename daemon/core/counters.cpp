@@ -98,6 +98,13 @@ uint64_t MonotonicCounter::observe(uint64_t raw) {
     return total();
 }
 
+uint64_t MonotonicCounter::observe_parts(uint64_t raw) {
+    if (raw < last_raw_)
+        base_ += last_raw_ - raw;
+    last_raw_ = raw;
+    return total();
+}
+
 void MonotonicCounter::restore(uint64_t total) {
     base_ = total;
     last_raw_ = 0;
@@ -141,6 +148,12 @@ Counts counts_from_json(const nlohmann::json& j) {
 const Counts& MonotonicCounts::observe(const Counts& raw) {
     total_ = Counts(c_[0].observe(raw.packets), c_[1].observe(raw.l2), c_[2].observe(raw.l3),
                     c_[3].observe(raw.l4), c_[4].observe(raw.payload));
+    return total_;
+}
+
+const Counts& MonotonicCounts::observe_parts(const Counts& raw) {
+    total_ = Counts(c_[0].observe_parts(raw.packets), c_[1].observe_parts(raw.l2), c_[2].observe_parts(raw.l3),
+                    c_[3].observe_parts(raw.l4), c_[4].observe_parts(raw.payload));
     return total_;
 }
 

@@ -87,8 +87,13 @@ HostEntry fold_percpu(const nt_host_key& key, std::span<const nt_host_val> per_c
 // follows may restart from zero (map recreated, interface re-attached).
 class MonotonicCounter {
 public:
-    // Feeds the latest raw reading; returns the new total.
+    // Feeds the latest raw reading; returns the new total. A reading below the last one
+    // means the kernel counter restarted from zero: all of it is new.
     uint64_t observe(uint64_t raw);
+    // For a sum of parts rather than one kernel counter (live + finished flows of an
+    // aggregate): a part can leave it unseen (a flow finished while the daemon was down),
+    // so a reading below the last one keeps the total and counts from there.
+    uint64_t observe_parts(uint64_t raw);
     uint64_t total() const { return base_ + last_raw_; }
     // Starts from a known total (restored state), with no raw reading yet:
     // the kernel counters it follows start from zero (fresh maps).
@@ -108,6 +113,7 @@ private:
 class MonotonicCounts {
 public:
     const Counts& observe(const Counts& raw);
+    const Counts& observe_parts(const Counts& raw); // MonotonicCounter::observe_parts, per figure
     const Counts& total() const { return total_; }
     // [[base, last_raw] x 5] in packets, l2, l3, l4, payload order.
     nlohmann::json to_json() const;

@@ -49,7 +49,7 @@ std::map<std::string, Counts> HistoryFeed::cumulative(const Collector& c) {
             agg[flow_aggregate(f, iface)] += f.counts;
     }
     for (const auto& [k, v] : agg)
-        cum[k] = flowagg_[k].observe(v);
+        cum[k] = flowagg_[k].observe_parts(v);
     return cum;
 }
 
@@ -78,17 +78,21 @@ nlohmann::json HistoryFeed::to_json() const {
     return {{"history", history_.to_json()}, {"last", last}, {"finished_flows", finished}, {"flowagg", agg}};
 }
 
-void HistoryFeed::restore(const nlohmann::json& j, const PeriodSpec& spec) {
+void HistoryFeed::restore(const nlohmann::json& j, const PeriodSpec& spec, bool same_counters) {
     History h = History::from_json(j.at("history"), spec);
     std::map<std::string, Counts> last, finished;
     std::map<std::string, MonotonicCounts> agg;
     for (const auto& [k, v] : j.at("last").items())
         last[k] = counts_from_json(v);
-    for (const auto& [k, v] : j.at("finished_flows").items())
-        finished[k] = counts_from_json(v);
-    // Aggregates are followed as "new counters": live flows may be gone.
+    // An aggregate's reading is its finished flows plus its live ones. With the same flow
+    // map both are as saved (plus growth) and the aggregate continues exactly. With a new
+    // one the live flows are gone and the finished ones are in the saved total already: the
+    // reading starts again from zero on top of that total.
+    if (same_counters)
+        for (const auto& [k, v] : j.at("finished_flows").items())
+            finished[k] = counts_from_json(v);
     for (const auto& [k, v] : j.at("flowagg").items())
-        agg[k].restore(v, false);
+        agg[k].restore(v, same_counters);
     history_ = std::move(h);
     last_ = std::move(last);
     finished_flows_ = std::move(finished);

@@ -34,8 +34,11 @@ public:
     void set_history(History h) { history_ = std::move(h); }
 
     nlohmann::json to_json() const;
-    // Throws std::exception on malformed input; then nothing changed.
-    void restore(const nlohmann::json& j, const PeriodSpec& spec);
+    // Throws std::exception on malformed input; then nothing changed. same_counters: the
+    // kernel's flow map is the one the state saw (pins reused, no reboot), so the flow
+    // aggregates continue exactly; otherwise the live flows are gone and the aggregates count
+    // on from their saved totals.
+    void restore(const nlohmann::json& j, const PeriodSpec& spec, bool same_counters);
 
 private:
     std::map<std::string, Counts> cumulative(const Collector& c);

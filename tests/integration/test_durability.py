@@ -4,9 +4,10 @@ with an overfull flow map, and interface hotplug.
 
 Topology and ground truth: ntharness.py (client <-> gateway lan0/wan0 with nettallyd <-> server).
 
-- Crashes: a steady UDP stream runs while nettallyd is SIGKILLed and started again twice; the
-  programs stay attached and count into the pinned maps while it is down, so the final totals equal
-  a capture of the whole run, exactly.
+- Crashes: a steady UDP stream runs while nettallyd is SIGKILLed and started again twice, then
+  stopped and started cleanly; the programs stay attached and count into the pinned maps while it
+  is down, so the final totals, and the day history of the interfaces and of the stream's flow
+  aggregate, equal a capture of the whole run, exactly.
 - Finished flows and kill -9: flows evicted after the last state save keep their share in
   finished_flows (equal to the capture's IP packets) and the reconciliation stays exact.
 - Reboot: pins and programs removed (what a reboot does), the state file kept: totals resume from
@@ -96,10 +97,11 @@ class CrashTest(DurabilityBase):
             self.daemon.wait_polls(2)
             before = self.totals()
             t, out = self.udp_stream(6.0, 40001)
-            for _ in range(2):
+            for how in ("kill", "kill", "clean"):
                 time.sleep(1.5)
-                self.daemon.proc.send_signal(signal.SIGKILL)
-                self.daemon.proc.wait(10)
+                if how == "kill":
+                    self.daemon.proc.send_signal(signal.SIGKILL)
+                    self.daemon.proc.wait(10)
                 self.daemon.stop(keep_pins=True)
                 time.sleep(0.3)  # down for a moment while packets keep flowing
                 self.daemon.start()
@@ -128,6 +130,21 @@ class CrashTest(DurabilityBase):
                 for p in hist["periods"]:
                     s = h.cadd(s, h.cget(p["totals"].get(f"iface:{iface}:{d}", h.zero())))
                 self.assertEqual(s, after[(iface, d)], f"history of {iface} {d} vs its total")
+        # The flow aggregate of the stream (udp/PORT) neither lost nor repeated across the
+        # restarts (a restart used to add an aggregate's whole total again).
+        flow_hist = self.ctl.json("history", "--period", "day", "--subject", "flow:")["history"]
+        for iface in IFACES:
+            for d in h.DIRECTIONS:
+                want = h.zero()
+                for fk, c in capture.flows.items():
+                    if fk[0] == iface and fk[1] == d and fk[2] == "udp" and PORT in (fk[4], fk[6]):
+                        want = h.cadd(want, c)
+                subject = f"flow:{iface}:{d}:udp/{PORT}"
+                got = h.zero()
+                for p in flow_hist["periods"]:
+                    got = h.cadd(got, h.cget(p["totals"].get(subject, h.zero())))
+                h.log(f"history {subject}: {h.fmt_c(got)} (capture {h.fmt_c(want)})")
+                self.assertEqual(got, want, f"history of {subject} vs the capture")
 
 
 class EvictedThenKilledTest(DurabilityBase):
