@@ -437,52 +437,54 @@ FlowEntry udp_flow(uint16_t sport, Counts c, uint64_t last_ns) {
 
 } // namespace
 
-TEST(HistoryFeed, FlowAggregatesContinueAcrossRestartsWithoutCountingTwice) {
-    const uint64_t s = 1'000'000'000;
-    const int64_t day = 1'700'000'000'000'000;
-    const std::string agg = "flow:lan0:egress:udp/53";
-    FakeMaps maps;
-    auto start = [](Collector& col) {
+// One run of the daemon's accounting: the collector on the maps, feeding the history.
+struct FeedRun {
+    Collector col;
+    HistoryFeed feed{History(PeriodSpec{})};
+    explicit FeedRun(MapReader& maps) : col(maps) {
         col.set_interfaces({{"lan0", "lan", 3}});
         col.set_flow_timeouts({std::chrono::seconds(15), std::chrono::seconds(60)});
-    };
-    auto wire = [](Collector& col, HistoryFeed& feed) {
-        col.on_flow_finished([&feed](const FlowEntry& f, const std::string& i) { feed.on_flow_finished(f, i); });
-    };
-    Collector col(maps);
-    start(col);
-    HistoryFeed feed{History(PeriodSpec{})};
-    wire(col, feed);
-    col.poll({1, 1 * s});
-    feed.feed(col, day);
+        col.on_flow_finished([this](const FlowEntry& f, const std::string& i) { feed.on_flow_finished(f, i); });
+    }
+    FeedRun(MapReader& maps, const nlohmann::json& col_state, const nlohmann::json& feed_state, bool same)
+        : FeedRun(maps) {
+        col.restore(col_state, same);
+        feed.restore(feed_state, PeriodSpec{}, same);
+    }
+    void poll(uint64_t boot_s, int64_t unix_us, bool feed_it = true) {
+        col.poll({static_cast<uint64_t>(unix_us), boot_s * 1'000'000'000});
+        if (feed_it)
+            feed.feed(col, unix_us);
+    }
+};
+
+TEST(HistoryFeed, FlowAggregatesContinueAcrossRestartsWithoutCountingTwice) {
+    const int64_t day = 1'700'000'000'000'000;
+    const uint64_t s = 1'000'000'000;
+    const std::string agg = "flow:lan0:egress:udp/53";
+    const Counts more(1, 100, 90, 80, 50);
+    FakeMaps maps;
+    FeedRun run(maps);
+    run.poll(1, day);
     // Flow 1 finishes (idle), flow 2 is live when the daemon stops.
     maps.flows = {udp_flow(1000, Counts(2, 200, 180, 160, 100), 2 * s)};
-    col.poll({2, 3 * s});
-    feed.feed(col, day + 1);
-    col.poll({3, 30 * s}); // flow 1 idle 28 s: evicted
+    run.poll(3, day + 1);
+    run.poll(30, day + 2, false); // flow 1 idle 28 s: evicted
     maps.flows.push_back(udp_flow(1001, Counts(3, 300, 270, 240, 150), 29 * s));
-    col.poll({4, 31 * s});
-    feed.feed(col, day + 2);
-    const Counts before = history_of(feed, agg);
+    run.poll(31, day + 3);
+    const Counts before = history_of(run.feed, agg);
     ASSERT_EQ(before, Counts(5, 500, 450, 400, 250));
-    const auto col_state = col.to_json();
-    const auto feed_state = feed.to_json();
+    const auto col_state = run.col.to_json();
+    const auto feed_state = run.feed.to_json();
 
     // Clean restart on the same flow map: nothing again; then flow 2's growth only.
     {
-        Collector c2(maps);
-        start(c2);
-        HistoryFeed f2{History(PeriodSpec{})};
-        wire(c2, f2);
-        c2.restore(col_state, true);
-        f2.restore(feed_state, PeriodSpec{}, true);
-        c2.poll({5, 32 * s});
-        f2.feed(c2, day + 3);
-        EXPECT_EQ(history_of(f2, agg), before) << "a restart added the aggregate again";
-        maps.flows.back().counts += Counts(1, 100, 90, 80, 50);
-        c2.poll({6, 33 * s});
-        f2.feed(c2, day + 4);
-        EXPECT_EQ(history_of(f2, agg), before + Counts(1, 100, 90, 80, 50));
+        FeedRun again(maps, col_state, feed_state, true);
+        again.poll(32, day + 4);
+        EXPECT_EQ(history_of(again.feed, agg), before) << "a restart added the aggregate again";
+        maps.flows.back().counts += more;
+        again.poll(33, day + 5);
+        EXPECT_EQ(history_of(again.feed, agg), before + more);
         maps.flows.back().counts = Counts(3, 300, 270, 240, 150);
     }
     // Killed after flow 2 finished unseen (gone from the map, not in the saved state): the
@@ -490,32 +492,19 @@ TEST(HistoryFeed, FlowAggregatesContinueAcrossRestartsWithoutCountingTwice) {
     {
         FakeMaps gone = maps;
         gone.flows.clear();
-        Collector c3(gone);
-        start(c3);
-        HistoryFeed f3{History(PeriodSpec{})};
-        wire(c3, f3);
-        c3.restore(col_state, true);
-        f3.restore(feed_state, PeriodSpec{}, true);
-        c3.poll({7, 34 * s});
-        f3.feed(c3, day + 5);
-        EXPECT_EQ(history_of(f3, agg), before);
-        gone.flows = {udp_flow(1002, Counts(1, 100, 90, 80, 50), 34 * s)};
-        c3.poll({8, 35 * s});
-        f3.feed(c3, day + 6);
-        EXPECT_EQ(history_of(f3, agg), before + Counts(1, 100, 90, 80, 50));
+        FeedRun killed(gone, col_state, feed_state, true);
+        killed.poll(34, day + 6);
+        EXPECT_EQ(history_of(killed.feed, agg), before);
+        gone.flows = {udp_flow(1002, more, 34 * s)};
+        killed.poll(35, day + 7);
+        EXPECT_EQ(history_of(killed.feed, agg), before + more);
     }
     // Reboot (new flow map): the saved totals stay, new flows add to them.
     {
         FakeMaps fresh;
-        fresh.flows = {udp_flow(2000, Counts(1, 100, 90, 80, 50), 1 * s)};
-        Collector c4(fresh);
-        start(c4);
-        HistoryFeed f4{History(PeriodSpec{})};
-        wire(c4, f4);
-        c4.restore(col_state, false);
-        f4.restore(feed_state, PeriodSpec{}, false);
-        c4.poll({9, 2 * s});
-        f4.feed(c4, day + 7);
-        EXPECT_EQ(history_of(f4, agg), before + Counts(1, 100, 90, 80, 50));
+        fresh.flows = {udp_flow(2000, more, 1 * s)};
+        FeedRun rebooted(fresh, col_state, feed_state, false);
+        rebooted.poll(2, day + 8);
+        EXPECT_EQ(history_of(rebooted.feed, agg), before + more);
     }
 }
