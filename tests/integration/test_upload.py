@@ -351,19 +351,23 @@ class SftpTest(UploadBase):
         os.chown(path, pw.pw_uid, pw.pw_gid)
         return path
 
-    def test_sftp_down_then_up_exactly_once(self):
+    def sshd(self, start=False):
+        """(server, target directory in the test user's home, sftp URL of it); started or not."""
         server = us.Sshd(self.topo, self.workdir, self.user)
+        if start:
+            server.start()
         self.addCleanup(server.stop)
         target = self.user_dir("acct")
-        self.down_then_up(server, f"sftp://127.0.0.1:{server.port}{target}/", target,
-                          {"ssh_host_key_sha256": server.host_key_sha256})
+        return server, target, f"sftp://127.0.0.1:{server.port}{target}/"
+
+    def test_sftp_down_then_up_exactly_once(self):
+        server, target, url = self.sshd()
+        self.down_then_up(server, url, target, {"ssh_host_key_sha256": server.host_key_sha256})
 
     def test_wrong_password_pauses_then_set_target_resumes(self):
-        server = us.Sshd(self.topo, self.workdir, self.user).start()
-        self.addCleanup(server.stop)
-        target = self.user_dir("acct")
-        self.wrong_password_then_resume(f"sftp://127.0.0.1:{server.port}{target}/", server.failed_logins,
-                                        "login denied", ssh_host_key_sha256=server.host_key_sha256)
+        server, _, url = self.sshd(start=True)
+        self.wrong_password_then_resume(url, server.failed_logins, "login denied",
+                                        ssh_host_key_sha256=server.host_key_sha256)
 
     def known_hosts(self, server, key_pub):
         """An OpenSSH known_hosts file naming the server (host and port) with the key in key_pub."""
@@ -375,25 +379,20 @@ class SftpTest(UploadBase):
         return path
 
     def test_known_hosts_file_down_then_up_exactly_once(self):
-        server = us.Sshd(self.topo, self.workdir, self.user)
-        self.addCleanup(server.stop)
-        target = self.user_dir("acct")
-        self.down_then_up(server, f"sftp://127.0.0.1:{server.port}{target}/", target,
-                          {"ssh_known_hosts": self.known_hosts(server, server.key + ".pub")})
+        server, target, url = self.sshd()
+        self.down_then_up(server, url, target, {"ssh_known_hosts": self.known_hosts(server, server.key + ".pub")})
 
     def test_other_host_key_pauses_uploads(self):
         """known_hosts (or the pinned SHA-256) names another key: the server is not the one
         configured, so no password goes to it: one auth failure, the file stays."""
         other = os.path.join(self.workdir, "other_ed25519")
         h.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other])
-        server = us.Sshd(self.topo, self.workdir, self.user).start()
-        self.addCleanup(server.stop)
-        target = self.user_dir("acct")
+        server, target, url = self.sshd(start=True)
         fp = h.run(["ssh-keygen", "-l", "-E", "sha256", "-f", other + ".pub"]).stdout.split()[1][len("SHA256:"):]
         for how, opts in [("known_hosts", {"ssh_known_hosts": self.known_hosts(server, other + ".pub")}),
                           ("ssh_host_key_sha256", {"ssh_host_key_sha256": fp})]:
             with self.subTest(how):
-                self.identity_refused(dict({"url": f"sftp://127.0.0.1:{server.port}{target}/"}, **opts),
+                self.identity_refused(dict({"url": url}, **opts),
                                       f"other host key by {how}")
                 log = server.log_text()
                 self.assertFalse([x for x in log.splitlines() if "password for" in x],
