@@ -367,7 +367,8 @@ void Uploader::enforce_cap(std::vector<SpoolFile>& files) {
         spool_overflow(files, cfg_.spool_max_bytes, cfg_.spool_max_files, transfer_ ? transfer_->name : "");
     if (drop.empty())
         return;
-    if (transfer_ && std::any_of(drop.begin(), drop.end(), [&](const std::string& d) { return spool_older(transfer_->name, d); }))
+    auto newer_than_sent = [&](const std::string& d) { return spool_older(transfer_->name, d); };
+    if (transfer_ && std::any_of(drop.begin(), drop.end(), newer_than_sent))
         spdlog::info("upload: {} stays over the cap although it is older: it is being sent", transfer_->name);
     uint64_t bytes = 0;
     std::vector<std::string> gone;

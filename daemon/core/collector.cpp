@@ -102,10 +102,8 @@ void Collector::forget_interface(uint32_t ifindex) {
                 on_flow_finished_(f, name_of(f.key.ifindex));
         }
     flows_ = std::move(live);
-    for (uint8_t d = 0; d < NT_DIR_MAX; d++) {
+    for (uint8_t d = 0; d < NT_DIR_MAX; d++)
         evicted_.erase({ifindex, d});
-        evicted_flows_.erase({ifindex, d});
-    }
     if (auto n = names_.find(ifindex); n != names_.end()) {
         if (auto st = ifaces_.find(n->second); st != ifaces_.end())
             st->second.present = false;
@@ -179,8 +177,8 @@ void Collector::evict(const PollClock& clock) {
     std::set<IfaceKey> touched;
     for (const auto& f : reader_.evict_flows(expired)) {
         const IfaceKey key{f.key.ifindex, f.key.dir};
-        evicted_[key] += f.counts;
-        evicted_flows_[key]++;
+        evicted_[key].counts += f.counts;
+        evicted_[key].flows++;
         touched.insert(key);
         if (const std::string& n = name_of(f.key.ifindex); !n.empty() && f.key.dir < NT_DIR_MAX)
             finished_[n][f.key.dir] += f.counts;
@@ -190,12 +188,14 @@ void Collector::evict(const PollClock& clock) {
     }
     // Kept beside the counters at once: a crash before the next state save loses nothing.
     for (const auto& key : touched)
-        reader_.write_evicted(key, {evicted_[key], evicted_flows_[key]});
+        reader_.write_evicted(key, evicted_[key]);
     flows_ = std::move(live);
 }
 
 void Collector::check_reconciliation(const IfaceSnapshot& before, const IfaceSnapshot& after) {
-    std::map<IfaceKey, Counts> flow_sums = evicted_;
+    std::map<IfaceKey, Counts> flow_sums;
+    for (const auto& [key, e] : evicted_)
+        flow_sums[key] = e.counts;
     for (const auto& f : flows_)
         flow_sums[{f.key.ifindex, f.key.dir}] += f.counts;
 
@@ -256,13 +256,11 @@ nlohmann::json Collector::to_json() const {
                          {"first_us", h.first_us},
                          {"last_us", h.last_us}});
     nlohmann::json evicted = nlohmann::json::array();
-    for (const auto& [key, c] : evicted_) {
-        auto n = evicted_flows_.find(key);
+    for (const auto& [key, e] : evicted_)
         evicted.push_back({{"ifindex", key.first},
                            {"dir", key.second},
-                           {"counts", nettally::to_json(c)},
-                           {"flows", n == evicted_flows_.end() ? 0 : n->second}});
-    }
+                           {"counts", nettally::to_json(e.counts)},
+                           {"flows", e.flows}});
     // Finished flows by name, and the live flows' sums at this moment: after
     // a reboot the live ones are gone from the kernel, but their counts are
     // in the totals, so they join the finished ones.
@@ -336,8 +334,7 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
     // after it was saved (a crash in between); those join the finished flows of their
     // interface. A pinned entry behind the state (a pin set from before nt_evicted existed)
     // is written from the state instead.
-    std::map<IfaceKey, Counts> evicted;
-    std::map<IfaceKey, uint64_t> evicted_flows;
+    std::map<IfaceKey, EvictedSums> evicted;
     std::vector<std::pair<IfaceKey, EvictedSums>> to_pin;
     uint64_t late_flows = 0;
     if (same_counters) {
@@ -355,13 +352,11 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
             auto p = pinned.find(key);
             const bool ahead = p != pinned.end() && s.counts.all_le(p->second.counts) && p->second.flows >= s.flows;
             if (!ahead) {
-                evicted[key] = s.counts;
-                evicted_flows[key] = s.flows;
+                evicted[key] = s;
                 to_pin.emplace_back(key, s);
                 continue;
             }
-            evicted[key] = p->second.counts;
-            evicted_flows[key] = p->second.flows;
+            evicted[key] = p->second;
             const Counts late = delta_since(p->second.counts, s.counts);
             if (late == Counts{})
                 continue;
@@ -389,7 +384,6 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
     ifaces_ = std::move(ifaces);
     hosts_ = std::move(hosts);
     evicted_ = std::move(evicted);
-    evicted_flows_ = std::move(evicted_flows);
     finished_ = std::move(finished);
     stats_.flows_evicted = flows_evicted;
     for (const auto& [key, sums] : to_pin)

@@ -126,7 +126,7 @@ public:
     uint64_t last_poll_us() const { return last_clock_.realtime_us; }
     // Finished (evicted) flows' counts per interface and direction, kept for
     // the reconciliation invariant.
-    const std::map<IfaceKey, Counts>& evicted() const { return evicted_; }
+    const std::map<IfaceKey, EvictedSums>& evicted() const { return evicted_; }
     // Flows the last restore() took from the pinned sums because the state predates their
     // eviction (the daemon was killed before saving it).
     uint64_t restored_late_flows() const { return restored_late_flows_; }
@@ -160,8 +160,7 @@ private:
     std::map<uint32_t, std::string> names_;
     std::vector<FlowEntry> flows_;
     std::map<std::string, HostTotals> hosts_;
-    std::map<IfaceKey, Counts> evicted_;
-    std::map<IfaceKey, uint64_t> evicted_flows_; // how many flows evicted_ holds
+    std::map<IfaceKey, EvictedSums> evicted_;
     uint64_t restored_late_flows_ = 0;
     std::map<std::string, std::array<Counts, NT_DIR_MAX>> finished_;
     uint64_t overflow_seen_ = 0;

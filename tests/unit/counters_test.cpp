@@ -251,7 +251,7 @@ TEST(Collector, EvictsIdleAndLongFlowsAndKeepsThemInTheInvariant) {
     EXPECT_EQ(finished[1], "lan0:3");
     ASSERT_EQ(col.flows().size(), 1u);
     EXPECT_EQ(maps.flows.size(), 1u);
-    EXPECT_EQ(col.evicted().at({3, NT_DIR_EGRESS}), Counts(4, 400, 400, 300, 200));
+    EXPECT_EQ(col.evicted().at({3, NT_DIR_EGRESS}).counts, Counts(4, 400, 400, 300, 200));
     // Next poll: live + evicted still reconcile with the total, exactly.
     col.poll({2, 201 * s});
     EXPECT_EQ(col.stats().reconcile_violations, 0u);
@@ -290,7 +290,7 @@ TEST(Collector, FlowsEvictedAfterTheLastSaveSurviveACrash) {
     after.poll({3, 141 * s});
     EXPECT_EQ(after.stats().reconcile_violations, 0u);
     EXPECT_EQ(after.stats().reconcile_exact, 1u);
-    EXPECT_EQ(after.evicted().at({3, NT_DIR_EGRESS}), c.total);
+    EXPECT_EQ(after.evicted().at({3, NT_DIR_EGRESS}).counts, c.total);
     EXPECT_EQ(after.finished("lan0", NT_DIR_EGRESS), c.total);
     EXPECT_EQ(after.stats().flows_evicted, 2u);
     // Saved again and restarted cleanly: nothing is added twice.
@@ -307,7 +307,7 @@ TEST(Collector, FlowsEvictedAfterTheLastSaveSurviveACrash) {
     start(old_pins);
     old_pins.restore(saved, true);
     EXPECT_EQ(old_pins.restored_late_flows(), 0u);
-    EXPECT_EQ(old_pins.evicted().at({3, NT_DIR_EGRESS}), Counts(2, 200, 180, 160, 100));
+    EXPECT_EQ(old_pins.evicted().at({3, NT_DIR_EGRESS}).counts, Counts(2, 200, 180, 160, 100));
     EXPECT_EQ(maps.evicted.at({3, NT_DIR_EGRESS}).counts, Counts(2, 200, 180, 160, 100));
 
     // New counters (reboot): the pinned sums are not consulted.
