@@ -8,7 +8,7 @@
 //       the eviction cost per flow: (evicting poll - plain poll) / N. Checks
 //       that every flow was finished and the map is empty afterwards.
 #include "bench_util.h"
-#include "datapath.h"
+#include "kernel/datapath.h"
 
 #include <bpf/libbpf.h>
 #include <nlohmann/json.hpp>

@@ -22,7 +22,7 @@
 // so they never take part in the reconciliation check (which compares flows
 // with the totals of accounted interfaces).
 #include "bench_util.h"
-#include "datapath.h"
+#include "kernel/datapath.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>

@@ -8,7 +8,8 @@
 #include "core/thresholds.h"
 #include "nettally_abi.h"
 #include "core/records.h"
-#include "core/upload_policy.h"
+#include "core/units.h"
+#include "core/upload.h"
 
 #include <chrono>
 #include <cstdint>
@@ -122,23 +123,6 @@ Config parse_config(const std::string& text, const std::string& source_name);
 // Reads the file and parses it; Config::path is set to `path`. An unreadable file is a
 // ConfigError too ("<file>: cannot read: <strerror>").
 Config load_config(const std::filesystem::path& path);
-
-// A run of decimal digits as a number; nullopt when empty, not all digits or above 2^64-1.
-std::optional<uint64_t> parse_uint(std::string_view s);
-
-// A byte count, the one size syntax of the config file, D-Bus arguments and nettallyctl: a bare
-// number is bytes; units B, kB/KB, MB, GB, TB (powers of 1000), KiB, MiB, GiB, TiB and the short
-// K, M, G, T (powers of 1024, as systemd reads them), case as written here: "1MB" = 10^6,
-// "1MiB" = "1M" = 2^20, "1.5kB" = 1500. A decimal fraction is allowed when the result is a whole
-// number of bytes. nullopt when malformed or out of range.
-std::optional<uint64_t> parse_size(std::string_view text);
-
-// "<number><unit>" with unit ms, s, m, h or d (lowercase), e.g. "500ms", "1s", "5m", "2h", "1d".
-// A decimal fraction is allowed when the result is a whole number of milliseconds ("1.5s",
-// "0.25m"; not "1.5ms"), with at most 9 significant fractional digits. The unit is mandatory,
-// even for zero ("0" is rejected, "0s" is zero): a bare number is ambiguous. Rejected: empty,
-// signs, spaces, exponents, other units or cases, and anything that overflows milliseconds.
-std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
 
 // True if the name contains a glob metacharacter (* ? [); such names are matched with fnmatch(3),
 // all others compare exactly.

@@ -2,7 +2,7 @@
 // (header line, RFC 4180 quoting) and JSON Lines encoders, UTC RFC 3339 timestamps, the settings
 // (config key records.*, the D-Bus overrides) with their validation, the rotation decisions (full,
 // period boundary aligned to the wall clock) and the names of closed files. No syscalls: the
-// Recorder (daemon/recorder.h) does the files. README "Accounting records" documents the fields.
+// Recorder (daemon/io/records.h) does the files. README "Accounting records" documents the fields.
 #pragma once
 
 #include "core/counters.h"

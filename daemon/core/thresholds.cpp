@@ -1,7 +1,7 @@
 // Thresholds engine. See thresholds.h.
 #include "core/thresholds.h"
 
-#include "core/cgroup_tree.h"
+#include "core/cgroups.h"
 #include "core/config.h"
 
 #include <arpa/inet.h>
@@ -64,45 +64,6 @@ constexpr auto kPeriods = {ThresholdPeriod::Day, ThresholdPeriod::Month, Thresho
                            ThresholdPeriod::Since};
 constexpr auto kActions = {ActionKind::Notify, ActionKind::Throttle, ActionKind::Block};
 constexpr auto kTriggers = {ActionTrigger::Limit, ActionTrigger::Burst, ActionTrigger::Any};
-
-std::optional<std::array<uint8_t, 6>> parse_mac(std::string_view s) {
-    if (s.size() != 17)
-        return std::nullopt;
-    std::array<uint8_t, 6> mac{};
-    for (size_t i = 0; i < 6; ++i) {
-        if (i > 0 && s[i * 3 - 1] != ':')
-            return std::nullopt;
-        unsigned v = 0;
-        const char* b = s.data() + i * 3;
-        auto [p, ec] = std::from_chars(b, b + 2, v, 16);
-        if (ec != std::errc{} || p != b + 2)
-            return std::nullopt;
-        mac[i] = static_cast<uint8_t>(v);
-    }
-    return mac;
-}
-
-// Canonical text of an IP address, or nullopt.
-std::optional<std::string> canonical_ip(std::string_view s, uint8_t* family = nullptr, uint32_t* out = nullptr) {
-    const std::string text(s);
-    uint32_t a[4]{};
-    char buf[INET6_ADDRSTRLEN];
-    if (inet_pton(AF_INET, text.c_str(), a) == 1) {
-        if (family)
-            *family = NT_AF_INET;
-        if (out)
-            std::memcpy(out, a, sizeof(a));
-        return inet_ntop(AF_INET, a, buf, sizeof(buf)) ? std::optional<std::string>(buf) : std::nullopt;
-    }
-    if (text.find(':') != std::string::npos && inet_pton(AF_INET6, text.c_str(), a) == 1) {
-        if (family)
-            *family = NT_AF_INET6;
-        if (out)
-            std::memcpy(out, a, sizeof(a));
-        return inet_ntop(AF_INET6, a, buf, sizeof(buf)) ? std::optional<std::string>(buf) : std::nullopt;
-    }
-    return std::nullopt;
-}
 
 std::string text_of(const std::string& key, const FieldValue& v) {
     if (const auto* s = std::get_if<std::string>(&v))

@@ -1,8 +1,8 @@
-// Per-cgroup accounting without root (daemon/core/cgroup_tree.h): cgroup paths and unit names,
+// Per-cgroup accounting without root (daemon/core/cgroups.h): cgroup paths and unit names,
 // the cgroup2 mount lookup, the restart-safe counter, the ledger (roll-up to parents, totals kept
 // after a cgroup is gone, renames, compaction, JSON save/restore) and the tracker's poll against a
 // fake kernel + cgroup filesystem (reconciliation, retiring gone cgroups, unresolved ids, reload).
-#include "core/cgroup_tree.h"
+#include "core/cgroups.h"
 
 #include <gtest/gtest.h>
 

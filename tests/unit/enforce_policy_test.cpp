@@ -1,7 +1,7 @@
 // Pure enforcement logic: subject -> kernel key, which subjects/actions are
 // refused, throttle schedule parameters, and the per-host fold of several
 // thresholds' actions into the one entry the kernel holds.
-#include "core/enforce_policy.h"
+#include "core/enforce.h"
 
 #include <gtest/gtest.h>
 

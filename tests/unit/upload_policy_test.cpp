@@ -2,7 +2,7 @@
 // scheme, backoff bounds, result classification, Retry-After, the spool cap, sizes, and the
 // config's upload section.
 #include "core/config.h"
-#include "core/upload_policy.h"
+#include "core/upload.h"
 
 #include <curl/curl.h>
 #include <gtest/gtest.h>

@@ -1,0 +1,86 @@
+// Pure logic of action enforcement: which subjects can be enforced, the kernel
+// policy key of a host subject, the throttle schedule's parameters, and the
+// table that folds several thresholds' actions on one host into the one entry
+// the kernel holds (block beats throttle; the lowest rate wins). No syscalls;
+// unit-tested in tests/unit/enforce_policy_test.cpp. daemon/kernel/enforce.cpp moves
+// the result into the kernel map.
+#pragma once
+
+#include "core/abi.h"
+#include "core/actions.h"
+
+#include <array>
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace nettally {
+
+// Limits of a throttle rate, bytes per second of wire (l2) traffic.
+constexpr uint64_t kMinThrottleRate = 1000;                  // 1 kB/s
+constexpr uint64_t kMaxThrottleRate = 50'000'000'000ull;     // 400 Gbit/s
+// The policer lets through about this much time's worth of rate at once...
+constexpr uint64_t kThrottleBurstNs = 1'000'000'000ull;      // 1 s
+// ...but never less than this many bytes (a few full-size GSO/GRO packets,
+// so a TCP sender is not starved at low rates).
+constexpr uint64_t kThrottleMinBurstBytes = 4 * 65536;
+// EDT: a packet scheduled further ahead than this is dropped (bounds fq's queue).
+constexpr uint64_t kEdtHorizonNs = 2'000'000'000ull;         // 2 s
+
+struct PolicyKey {
+    uint8_t family = 0; // NT_AF_INET, NT_AF_INET6, NT_POLICY_MAC
+    std::array<uint8_t, 16> addr{};
+    auto operator<=>(const PolicyKey&) const = default;
+    nt_policy_key to_abi() const;
+    std::string to_string() const;
+};
+
+// The kernel-facing parameters of one host's effective action.
+struct PolicyParams {
+    uint32_t action = 0; // NT_POLICY_THROTTLE or NT_POLICY_BLOCK
+    uint64_t rate = 0;   // bytes/s, throttle only
+    uint64_t burst_ns = 0;
+    uint64_t horizon_ns = 0;
+    bool operator==(const PolicyParams&) const = default;
+};
+
+// The policy key of a host subject: an IPv4/IPv6 address (canonical or not)
+// or a MAC ("aa:bb:cc:dd:ee:ff", any case). nullopt, with *why set, otherwise.
+std::optional<PolicyKey> host_policy_key(const std::string& value, std::string* why = nullptr);
+
+// "" when the action can be enforced for the subject; else one line why not.
+std::string check_enforceable(const Subject& subject, ActionKind action, uint64_t rate_bytes_per_s);
+
+// Throttle parameters for a rate (burst: 1 s of rate, at least kThrottleMinBurstBytes).
+PolicyParams throttle_params(uint64_t rate_bytes_per_s);
+PolicyParams block_params();
+
+// Which thresholds enforce what on which host, and what the kernel should hold.
+class PolicyTable {
+public:
+    // Replaces whatever `id` enforced. Throws std::invalid_argument when
+    // check_enforceable() refuses (nothing changes then). Notify removes the id.
+    void set(const std::string& id, const Subject& subject, ActionKind action, uint64_t rate_bytes_per_s);
+    // No-op for an unknown id.
+    void remove(const std::string& id);
+    std::vector<std::string> ids() const;
+    // One entry per host with an action in force: block if any threshold
+    // blocks it, else a throttle at the lowest rate asked for.
+    std::map<PolicyKey, PolicyParams> effective() const;
+    // nt_policy_kinds bits for the effective table.
+    uint32_t kinds() const;
+    size_t size() const { return by_id_.size(); }
+
+private:
+    struct Entry {
+        PolicyKey key;
+        ActionKind action = ActionKind::Notify;
+        uint64_t rate = 0;
+    };
+    std::map<std::string, Entry> by_id_;
+};
+
+} // namespace nettally

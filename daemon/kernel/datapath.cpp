@@ -1,0 +1,506 @@
+// Datapath: skeleton lifecycle, TC attach (legacy netlink API: libbpf 1.1
+// has no TCX), and batched per-CPU map reads. See datapath.h.
+#include "kernel/datapath.h"
+
+#include "nettally.skel.h"
+#include "kernel/percpu_map.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <algorithm>
+#include <cstdarg>
+#include <net/if.h>
+#include <filesystem>
+#include <linux/if_link.h>
+#include <linux/magic.h>
+#include <sys/mount.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+#include <spdlog/spdlog.h>
+#include <vector>
+
+namespace nettally {
+namespace {
+
+// nettally's filters sit at a fixed priority and handle on clsact so a
+// restart replaces its own filter and never touches anybody else's.
+constexpr uint32_t kTcHandle = 0x4e54; // "NT"
+constexpr uint32_t kTcPriority = 1;    // first: see every packet before others act on it
+
+int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
+    char buf[1024];
+    int n = std::vsnprintf(buf, sizeof(buf), fmt, ap);
+    std::string msg(buf, n > 0 ? std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1) : 0);
+    while (!msg.empty() && msg.back() == '\n')
+        msg.pop_back();
+    switch (level) {
+    case LIBBPF_WARN:
+        spdlog::info("{}", msg);
+        break;
+    case LIBBPF_INFO:
+        spdlog::debug("{}", msg);
+        break;
+    default:
+        spdlog::trace("{}", msg);
+        break;
+    }
+    return n;
+}
+
+} // namespace
+
+void route_libbpf_logs() { libbpf_set_print(libbpf_print); }
+
+Datapath::Datapath(const DatapathOptions& opts) : max_flows_(opts.max_flows), max_hosts_(opts.max_hosts) {
+    ncpus_ = libbpf_num_possible_cpus();
+    if (ncpus_ <= 0)
+        throw SysError(-ncpus_, "counting possible CPUs");
+
+    skel_ = nettally_bpf__open();
+    if (!skel_)
+        throw SysError(errno, "opening BPF object");
+    skel_->rodata->cfg_count_hosts = opts.count_hosts ? 1 : 0;
+
+    // XDP mode needs bpf_xdp_load_bytes (Linux 5.18). Probe once; without it
+    // the XDP programs are not loaded and `mode: xdp` interfaces are refused.
+    xdp_supported_ = libbpf_probe_bpf_helper(BPF_PROG_TYPE_XDP, BPF_FUNC_xdp_load_bytes, nullptr) == 1;
+    if (!xdp_supported_) {
+        spdlog::warn("datapath: kernel lacks bpf_xdp_load_bytes; XDP mode unavailable, TC only");
+        bpf_program__set_autoload(skel_->progs.nt_xdp_ingress_lan, false);
+        bpf_program__set_autoload(skel_->progs.nt_xdp_ingress_wan, false);
+    }
+    bpf_map__set_max_entries(skel_->maps.nt_flows, opts.max_flows);
+    bpf_map__set_max_entries(skel_->maps.nt_hosts, opts.max_hosts);
+    if (!opts.pin_dir.empty()) {
+        try {
+            pin_maps(opts.pin_dir);
+        } catch (...) {
+            nettally_bpf__destroy(skel_);
+            throw;
+        }
+    }
+
+    int err = nettally_bpf__load(skel_);
+    if (err) {
+        nettally_bpf__destroy(skel_);
+        skel_ = nullptr;
+        throw SysError(-err, "loading BPF programs");
+    }
+    if (!reused_) {
+        const uint32_t zero = 0, version = NT_ABI_VERSION;
+        bpf_map_update_elem(bpf_map__fd(skel_->maps.nt_meta), &zero, &version, BPF_ANY);
+    }
+}
+
+namespace {
+
+bool is_bpffs(const std::string& path) {
+    struct statfs st {};
+    return statfs(path.c_str(), &st) == 0 && st.f_type == BPF_FS_MAGIC;
+}
+
+struct MapShape {
+    uint32_t type, key_size, value_size, max_entries;
+};
+
+MapShape shape_of(int fd) {
+    bpf_map_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(fd, &info, &len))
+        throw SysError(errno, "reading pinned map info");
+    return {info.type, info.key_size, info.value_size, info.max_entries};
+}
+
+} // namespace
+
+void Datapath::pin_maps(const std::string& dir) {
+    namespace fs = std::filesystem;
+    // bpffs is usually mounted by systemd at /sys/fs/bpf; mount it there when
+    // it is not (containers, minimal systems, test machines).
+    const fs::path parent = fs::path(dir).parent_path();
+    if (!is_bpffs(parent.string()) && !is_bpffs(dir)) {
+        if (parent == "/sys/fs/bpf") {
+            if (mount("bpf", "/sys/fs/bpf", "bpf", 0, nullptr) != 0)
+                throw SysError(errno, "bpffs is not mounted at /sys/fs/bpf and mounting it failed");
+            spdlog::info("datapath: mounted bpffs at /sys/fs/bpf");
+        } else {
+            throw SysError(ENOTSUP, "pin_dir " + dir + " is not inside a mounted bpffs");
+        }
+    }
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec)
+        throw SysError(ec.value(), "creating pin directory " + dir);
+    pin_dir_ = dir;
+
+    // An ABI change is refused before any map is touched.
+    const std::string meta_path = dir + "/nt_meta";
+    int meta = bpf_obj_get(meta_path.c_str());
+    if (meta >= 0) {
+        uint32_t zero = 0, version = 0;
+        bpf_map_lookup_elem(meta, &zero, &version);
+        close(meta);
+        if (version != NT_ABI_VERSION)
+            throw PinMismatch("pinned maps in " + dir + " use map layout version " + std::to_string(version) +
+                              ", this nettallyd uses " + std::to_string(NT_ABI_VERSION) +
+                              ": run the old nettallyd with --detach (saves totals to the state file), "
+                              "or `nettallyd --detach` to save what can be read and remove the pins");
+    }
+
+    bool any_pinned = false, all_pinned = true;
+    for (bpf_map* m : pinned_maps()) {
+        const std::string path = dir + "/" + bpf_map__name(m);
+        int fd = bpf_obj_get(path.c_str());
+        if (fd >= 0) {
+            const MapShape have = shape_of(fd);
+            close(fd);
+            const MapShape want{static_cast<uint32_t>(bpf_map__type(m)), bpf_map__key_size(m),
+                                bpf_map__value_size(m), bpf_map__max_entries(m)};
+            if (have.type != want.type || have.key_size != want.key_size || have.value_size != want.value_size)
+                throw PinMismatch("pinned map " + path + " has a different layout (key " +
+                                  std::to_string(have.key_size) + " B, value " + std::to_string(have.value_size) +
+                                  " B; expected " + std::to_string(want.key_size) + " B, " +
+                                  std::to_string(want.value_size) +
+                                  " B): run `nettallyd --detach` to save the totals and remove the pins");
+            if (have.max_entries != want.max_entries)
+                throw PinMismatch("pinned map " + path + " holds " + std::to_string(have.max_entries) +
+                                  " entries but the config asks for " + std::to_string(want.max_entries) +
+                                  ": the live counts are in the pinned map; run `nettallyd --detach` (saves "
+                                  "totals to the state file and removes the pins), then start again");
+            any_pinned = true;
+        } else {
+            all_pinned = false;
+        }
+        // libbpf reuses a compatible pinned map, or creates and pins a new one.
+        int err = bpf_map__set_pin_path(m, path.c_str());
+        if (err)
+            throw SysError(-err, "setting pin path " + path);
+    }
+    if (any_pinned && !all_pinned)
+        spdlog::warn("datapath: some pinned maps in {} were missing; missing ones start empty", dir);
+    reused_ = any_pinned;
+    if (reused_)
+        spdlog::info("datapath: reusing pinned maps in {}: counting continued while nettallyd was down", dir);
+}
+
+std::vector<bpf_map*> Datapath::pinned_maps() const {
+    return {skel_->maps.nt_ifaces, skel_->maps.nt_flows, skel_->maps.nt_hosts,
+            skel_->maps.nt_frags,  skel_->maps.nt_meta,  skel_->maps.nt_evicted};
+}
+
+void Datapath::remove_pins() {
+    if (pin_dir_.empty())
+        return;
+    for (bpf_map* m : pinned_maps())
+        bpf_map__unpin(m, nullptr);
+    std::error_code ec;
+    std::filesystem::remove(pin_dir_, ec);
+    spdlog::info("datapath: removed pins in {}", pin_dir_);
+}
+
+Datapath::~Datapath() {
+    // Filters and XDP programs stay attached and keep counting into the
+    // pinned maps; only the process's own references go.
+    nettally_bpf__destroy(skel_);
+}
+
+void Datapath::attach(uint32_t ifindex, bool lan, bool xdp, bool l3) {
+    if (xdp && !xdp_supported_)
+        throw SysError(EOPNOTSUPP, "XDP mode on ifindex " + std::to_string(ifindex));
+    // Create the counter entries first so the first packet never races an insert.
+    const nt_iface_val zero_val{};
+    std::vector<nt_iface_val> zeros(static_cast<size_t>(ncpus_), zero_val);
+    for (uint32_t dir = 0; dir < NT_DIR_MAX; dir++) {
+        nt_iface_key key{ifindex, dir};
+        int err = bpf_map_update_elem(bpf_map__fd(skel_->maps.nt_ifaces), &key, zeros.data(), BPF_NOEXIST);
+        if (err && err != -EEXIST)
+            throw SysError(-err, "creating counters for ifindex " + std::to_string(ifindex));
+    }
+
+    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex), .attach_point = BPF_TC_INGRESS);
+    int err = bpf_tc_hook_create(&hook);
+    if (err && err != -EEXIST)
+        throw SysError(-err, "creating clsact qdisc on ifindex " + std::to_string(ifindex));
+
+    // A role or mode change swaps programs in place (BPF_TC_F_REPLACE, XDP's
+    // replace of our own program): no instant without a program. Moving
+    // ingress between XDP and TC attaches the new hook before removing the
+    // old one, so a packet in that instant may be counted twice, never lost.
+    const auto prev = attached_.find(ifindex);
+    const bool fresh = prev == attached_.end();
+    const uint32_t prev_xdp = fresh ? 0 : prev->second.xdp_flags;
+    Attachment a{lan, 0};
+
+    // In XDP mode the TC ingress slot holds the fix-up for VLAN tags XDP
+    // could not see (held outside the frame); it counts nothing else.
+    bpf_program* ingress = xdp   ? (lan ? skel_->progs.nt_tc_ingress_xdpfix_lan
+                                        : skel_->progs.nt_tc_ingress_xdpfix_wan)
+                           : l3  ? skel_->progs.nt_tc_ingress_l3
+                           : lan ? skel_->progs.nt_tc_ingress_lan
+                                 : skel_->progs.nt_tc_ingress_wan;
+    bpf_program* egress = l3    ? skel_->progs.nt_tc_egress_l3
+                          : lan ? skel_->progs.nt_tc_egress_lan
+                                : skel_->progs.nt_tc_egress_wan;
+    if (xdp) {
+        // XDP first: moving ingress from TC to XDP may count a packet twice
+        // in that instant, never lose one.
+        try {
+            attach_xdp(ifindex, lan, a);
+        } catch (...) {
+            if (fresh)
+                detach(ifindex);
+            throw;
+        }
+    }
+    for (const auto& [point, prog] : {std::pair{BPF_TC_INGRESS, ingress}, std::pair{BPF_TC_EGRESS, egress}}) {
+        hook.attach_point = point;
+        LIBBPF_OPTS(bpf_tc_opts, tc, .prog_fd = bpf_program__fd(prog), .flags = BPF_TC_F_REPLACE,
+                    .handle = kTcHandle, .priority = kTcPriority);
+        err = bpf_tc_attach(&hook, &tc);
+        if (err) {
+            if (fresh)
+                detach(ifindex);
+            throw SysError(-err, std::string("attaching TC ") + (point == BPF_TC_INGRESS ? "ingress" : "egress") +
+                                     " on ifindex " + std::to_string(ifindex));
+        }
+    }
+    if (!xdp && prev_xdp) {
+        // Ingress moved from XDP to TC (attached above): the XDP program goes now.
+        bpf_xdp_detach(static_cast<int>(ifindex), static_cast<int>(prev_xdp), nullptr);
+    }
+    attached_[ifindex] = a;
+}
+
+void Datapath::attach_xdp(uint32_t ifindex, bool lan, Attachment& a) {
+    const int fd = bpf_program__fd(lan ? skel_->progs.nt_xdp_ingress_lan : skel_->progs.nt_xdp_ingress_wan);
+    // Never replace somebody else's XDP program; replace only one of ours
+    // (nt_xdp_*), e.g. left behind by a crashed run.
+    uint32_t existing = 0;
+    for (uint32_t mode : {XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE}) {
+        LIBBPF_OPTS(bpf_xdp_query_opts, q);
+        if (bpf_xdp_query(static_cast<int>(ifindex), static_cast<int>(mode), &q) == 0) {
+            existing = mode == XDP_FLAGS_DRV_MODE ? q.drv_prog_id : q.skb_prog_id;
+            if (existing) {
+                int efd = bpf_prog_get_fd_by_id(existing);
+                bpf_prog_info info{};
+                uint32_t len = sizeof(info);
+                bool ours = efd >= 0 && bpf_obj_get_info_by_fd(efd, &info, &len) == 0 &&
+                            std::string_view(info.name).starts_with("nt_xdp_");
+                if (efd >= 0)
+                    close(efd);
+                if (!ours)
+                    throw SysError(EBUSY, "ifindex " + std::to_string(ifindex) +
+                                              " already runs another XDP program (id " +
+                                              std::to_string(existing) + ")");
+                // Ours from an earlier run: swap in place, no window without a program.
+                int old_fd = bpf_prog_get_fd_by_id(existing);
+                LIBBPF_OPTS(bpf_xdp_attach_opts, xo, .old_prog_fd = old_fd);
+                int err = bpf_xdp_attach(static_cast<int>(ifindex), fd, XDP_FLAGS_REPLACE | mode, &xo);
+                if (old_fd >= 0)
+                    close(old_fd);
+                if (err == 0) {
+                    a.xdp_flags = mode;
+                    return;
+                }
+                bpf_xdp_detach(static_cast<int>(ifindex), static_cast<int>(mode), nullptr);
+            }
+        }
+    }
+    int err = bpf_xdp_attach(static_cast<int>(ifindex), fd, XDP_FLAGS_UPDATE_IF_NOEXIST | XDP_FLAGS_DRV_MODE,
+                             nullptr);
+    if (err == 0) {
+        a.xdp_flags = XDP_FLAGS_DRV_MODE;
+        return;
+    }
+    spdlog::warn("datapath: native XDP refused on ifindex {} ({}); using generic XDP, which runs later "
+                 "in the stack and costs more",
+                 ifindex, std::strerror(-err));
+    err = bpf_xdp_attach(static_cast<int>(ifindex), fd, XDP_FLAGS_UPDATE_IF_NOEXIST | XDP_FLAGS_SKB_MODE,
+                         nullptr);
+    if (err)
+        throw SysError(-err, "attaching XDP on ifindex " + std::to_string(ifindex));
+    a.xdp_flags = XDP_FLAGS_SKB_MODE;
+}
+
+void Datapath::detach(uint32_t ifindex) {
+    auto it = attached_.find(ifindex);
+    if (it != attached_.end() && it->second.xdp_flags) {
+        int err = bpf_xdp_detach(static_cast<int>(ifindex), static_cast<int>(it->second.xdp_flags), nullptr);
+        if (err && err != -ENODEV)
+            spdlog::warn("datapath: detaching XDP from ifindex {}: {}", ifindex, std::strerror(-err));
+    }
+    for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
+        LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex), .attach_point = point);
+        LIBBPF_OPTS(bpf_tc_opts, tc, .handle = kTcHandle, .priority = kTcPriority);
+        int err = bpf_tc_detach(&hook, &tc);
+        // ENOENT: never attached here, or the interface is gone with its filters.
+        if (err && err != -ENOENT && err != -ENODEV && err != -EINVAL)
+            spdlog::warn("datapath: detaching from ifindex {}: {}", ifindex, std::strerror(-err));
+    }
+    attached_.erase(ifindex);
+}
+
+void Datapath::detach_all() {
+    while (!attached_.empty())
+        detach(attached_.begin()->first);
+}
+
+std::vector<std::string> Datapath::detach_stale(const std::vector<uint32_t>& keep) {
+    std::vector<std::string> out;
+    struct if_nameindex* ifs = if_nameindex();
+    if (!ifs)
+        return out;
+    for (auto* i = ifs; i->if_index != 0; i++) {
+        if (std::find(keep.begin(), keep.end(), i->if_index) != keep.end())
+            continue;
+        bool found = false;
+        for (auto point : {BPF_TC_INGRESS, BPF_TC_EGRESS}) {
+            LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(i->if_index), .attach_point = point);
+            LIBBPF_OPTS(bpf_tc_opts, tc, .handle = kTcHandle, .priority = kTcPriority);
+            if (bpf_tc_query(&hook, &tc) == 0) {
+                LIBBPF_OPTS(bpf_tc_opts, del, .handle = kTcHandle, .priority = kTcPriority);
+                bpf_tc_detach(&hook, &del);
+                found = true;
+            }
+        }
+        for (uint32_t mode : {XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE}) {
+            LIBBPF_OPTS(bpf_xdp_query_opts, q);
+            if (bpf_xdp_query(static_cast<int>(i->if_index), static_cast<int>(mode), &q) != 0)
+                continue;
+            const uint32_t id = mode == XDP_FLAGS_DRV_MODE ? q.drv_prog_id : q.skb_prog_id;
+            int pfd = id ? bpf_prog_get_fd_by_id(id) : -1;
+            if (pfd < 0)
+                continue;
+            bpf_prog_info info{};
+            uint32_t len = sizeof(info);
+            if (bpf_obj_get_info_by_fd(pfd, &info, &len) == 0 &&
+                std::string_view(info.name).starts_with("nt_xdp_")) {
+                bpf_xdp_detach(static_cast<int>(i->if_index), static_cast<int>(mode), nullptr);
+                found = true;
+            }
+            close(pfd);
+        }
+        if (found)
+            out.emplace_back(i->if_name);
+    }
+    if_freenameindex(ifs);
+    return out;
+}
+
+void Datapath::forget_interface(uint32_t ifindex) {
+    for (uint32_t dir = 0; dir < NT_DIR_MAX; dir++) {
+        nt_iface_key key{ifindex, dir};
+        bpf_map_delete_elem(bpf_map__fd(skel_->maps.nt_ifaces), &key);
+        bpf_map_delete_elem(bpf_map__fd(skel_->maps.nt_evicted), &key);
+    }
+}
+
+std::map<IfaceKey, EvictedSums> Datapath::read_evicted() {
+    std::map<IfaceKey, EvictedSums> out;
+    const int fd = bpf_map__fd(skel_->maps.nt_evicted);
+    nt_iface_key key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        nt_evicted_val v{};
+        if (bpf_map_lookup_elem(fd, &next, &v) == 0 && next.dir < NT_DIR_MAX)
+            out[{next.ifindex, static_cast<uint8_t>(next.dir)}] = {Counts(v.counts), v.flows};
+        key = next;
+        prev = &key;
+    }
+    return out;
+}
+
+void Datapath::write_evicted(const IfaceKey& key, const EvictedSums& sums) {
+    const nt_iface_key k{key.first, key.second};
+    nt_evicted_val v{};
+    v.counts = {sums.counts.packets, sums.counts.l2, sums.counts.l3, sums.counts.l4, sums.counts.payload};
+    v.flows = sums.flows;
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.nt_evicted), &k, &v, BPF_ANY))
+        spdlog::warn("datapath: keeping the evicted flows' sums of ifindex {} {} beside the counters: {} "
+                     "(until the next state save a crash would lose them from finished_flows)",
+                     key.first, to_string(static_cast<Direction>(key.second)), std::strerror(errno));
+}
+
+std::vector<FlowEntry> Datapath::evict_flows(const std::vector<nt_flow_key>& keys) {
+    std::vector<FlowEntry> out;
+    out.reserve(keys.size());
+    const int fd = bpf_map__fd(skel_->maps.nt_flows);
+    std::vector<nt_flow_val> vals(static_cast<size_t>(ncpus_));
+    for (const auto& k : keys) {
+        const bool was_atomic = lookup_and_delete_ok_;
+        const int err = take_percpu_entry(fd, &k, vals.data(), lookup_and_delete_ok_);
+        if (was_atomic && !lookup_and_delete_ok_)
+            spdlog::warn("datapath: kernel lacks lookup-and-delete for hash maps; flow eviction may "
+                         "lose packets that arrive during it");
+        if (err == 0)
+            out.push_back(fold_percpu(k, std::span<const nt_flow_val>(vals)));
+    }
+    return out;
+}
+
+void Datapath::policy_put(const nt_policy_key& key, const nt_policy_val& val) {
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.nt_policy), &key, &val, BPF_ANY))
+        throw SysError(errno, "writing the policy map");
+}
+
+void Datapath::policy_remove(const nt_policy_key& key) {
+    if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.nt_policy), &key) && errno != ENOENT)
+        spdlog::warn("datapath: removing a policy entry: {}", std::strerror(errno));
+}
+
+std::optional<nt_policy_val> Datapath::policy_get(const nt_policy_key& key) const {
+    nt_policy_val v{};
+    if (bpf_map_lookup_elem_flags(bpf_map__fd(skel_->maps.nt_policy), &key, &v, BPF_F_LOCK))
+        return std::nullopt;
+    return v;
+}
+
+void Datapath::set_policy_kinds(uint32_t kinds) {
+    // .bss is memory-mapped: the programs see the store at once.
+    __atomic_store_n(&skel_->bss->nt_policy_kinds, kinds, __ATOMIC_RELEASE);
+}
+
+void Datapath::set_edt_interface(uint32_t ifindex, bool on) {
+    const int fd = bpf_map__fd(skel_->maps.nt_policy_edt);
+    const uint8_t one = 1;
+    if (on && bpf_map_update_elem(fd, &ifindex, &one, BPF_ANY))
+        throw SysError(errno, "marking ifindex " + std::to_string(ifindex) + " for EDT");
+    if (!on)
+        bpf_map_delete_elem(fd, &ifindex);
+}
+
+std::vector<uint32_t> Datapath::lan_interfaces() const {
+    std::vector<uint32_t> out;
+    for (const auto& [ifindex, a] : attached_)
+        if (a.lan)
+            out.push_back(ifindex);
+    return out;
+}
+
+IfaceSnapshot Datapath::read_ifaces() {
+    IfaceSnapshot snap;
+    read_percpu_map<nt_iface_key, nt_iface_val>(
+        bpf_map__fd(skel_->maps.nt_ifaces), ncpus_, "reading interface counters",
+        [&](const nt_iface_key& k, std::span<const nt_iface_val> v) {
+            snap[{k.ifindex, static_cast<uint8_t>(k.dir)}] = fold_percpu(v);
+        });
+    return snap;
+}
+
+std::vector<FlowEntry> Datapath::read_flows() {
+    std::vector<FlowEntry> out;
+    read_percpu_map<nt_flow_key, nt_flow_val>(
+        bpf_map__fd(skel_->maps.nt_flows), ncpus_, "reading flows",
+        [&](const nt_flow_key& k, std::span<const nt_flow_val> v) { out.push_back(fold_percpu(k, v)); });
+    return out;
+}
+
+std::vector<HostEntry> Datapath::read_hosts() {
+    std::vector<HostEntry> out;
+    read_percpu_map<nt_host_key, nt_host_val>(
+        bpf_map__fd(skel_->maps.nt_hosts), ncpus_, "reading hosts",
+        [&](const nt_host_key& k, std::span<const nt_host_val> v) { out.push_back(fold_percpu(k, v)); });
+    return out;
+}
+
+} // namespace nettally

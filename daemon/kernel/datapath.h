@@ -1,0 +1,113 @@
+// Datapath owns the BPF skeleton: open/configure/load in the constructor,
+// TC attach per interface, batched per-CPU map reads, and detach + destroy in
+// the destructor. It is the only code that talks to the kernel about BPF.
+#pragma once
+
+#include "core/collector.h"
+#include "os/error.h"
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+struct nettally_bpf;
+struct bpf_map;
+
+namespace nettally {
+
+struct DatapathOptions {
+    uint32_t max_flows = NT_DEFAULT_MAX_FLOWS;
+    uint32_t max_hosts = NT_DEFAULT_MAX_HOSTS;
+    bool count_hosts = true;
+    // Counting maps are pinned here (inside a bpffs) and reused by the next
+    // start, so counts survive a daemon restart or crash.
+    std::string pin_dir = "/sys/fs/bpf/nettally";
+};
+
+// Pinned maps exist but cannot be reused (ABI or size changed): never reset
+// them silently; the message says what differs and what to do.
+class PinMismatch : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+class Datapath final : public MapReader {
+public:
+    explicit Datapath(const DatapathOptions& opts); // throws SysError, PinMismatch
+    // Leaves programs attached and maps pinned (counting goes on while the
+    // daemon is down) unless detach_all() or remove_pins() ran.
+    ~Datapath() override;
+    Datapath(const Datapath&) = delete;
+    Datapath& operator=(const Datapath&) = delete;
+
+    // Attaches ingress and egress programs for the role; replaces a filter a
+    // previous run may have left at nettally's handle. With xdp, ingress is
+    // counted at XDP (native, else generic with a warning) and egress at TC.
+    // Throws SysError.
+    // l3: the link has no Ethernet header (programs that start at IP).
+    void attach(uint32_t ifindex, bool lan, bool xdp = false, bool l3 = false);
+    void detach(uint32_t ifindex);
+    void detach_all();
+    // Removes nettally's filters and XDP programs from links it does not
+    // account now (left by an earlier run with another config). Returns names.
+    std::vector<std::string> detach_stale(const std::vector<uint32_t>& keep);
+    // Drops the counters of an interface that is gone (after a final poll),
+    // so an ifindex reused by a new link starts from zero.
+    void forget_interface(uint32_t ifindex);
+    // Unlinks the pins (uninstall): the maps die with the last reference.
+    void remove_pins();
+    // True when this start reused pinned maps (a restart, not a fresh boot).
+    bool reused_pins() const { return reused_; }
+
+    IfaceSnapshot read_ifaces() override;
+    std::vector<FlowEntry> read_flows() override;
+    std::vector<HostEntry> read_hosts() override;
+    std::vector<FlowEntry> evict_flows(const std::vector<nt_flow_key>& keys) override;
+    std::map<IfaceKey, EvictedSums> read_evicted() override;
+    void write_evicted(const IfaceKey& key, const EvictedSums& sums) override;
+
+    // Threshold actions (kernel/enforce.h): the unpinned nt_policy map. Throw SysError.
+    void policy_put(const nt_policy_key& key, const nt_policy_val& val);
+    void policy_remove(const nt_policy_key& key);
+    // The entry as the kernel holds it (read under its spin lock), nullopt when absent.
+    std::optional<nt_policy_val> policy_get(const nt_policy_key& key) const;
+    // NT_POLICY_KIND_* bits: which kinds of keys the programs look up (0: none, no lookup).
+    void set_policy_kinds(uint32_t kinds);
+    // Marks a lan interface whose root qdisc is fq: throttled egress is paced there (EDT).
+    void set_edt_interface(uint32_t ifindex, bool on);
+    // The interfaces attached with the lan role (where actions are enforced).
+    std::vector<uint32_t> lan_interfaces() const;
+
+    bool xdp_supported() const { return xdp_supported_; }
+    uint32_t flow_capacity() const { return max_flows_; }
+    uint32_t host_capacity() const { return max_hosts_; }
+
+private:
+    nettally_bpf* skel_ = nullptr;
+    int ncpus_ = 0;
+    uint32_t max_flows_ = 0;
+    uint32_t max_hosts_ = 0;
+    struct Attachment {
+        bool lan = false;
+        uint32_t xdp_flags = 0; // XDP_FLAGS_*_MODE when ingress is at XDP, else 0
+    };
+    void attach_xdp(uint32_t ifindex, bool lan, Attachment& a);
+
+    void pin_maps(const std::string& dir);
+    // The maps pinned in pin_dir: the counters and what belongs with them.
+    std::vector<bpf_map*> pinned_maps() const;
+
+    bool xdp_supported_ = false;
+    bool reused_ = false;
+    bool lookup_and_delete_ok_ = true;
+    std::string pin_dir_;
+    std::map<uint32_t, Attachment> attached_;
+};
+
+// Installs libbpf's print callback into the project logger, one level down.
+void route_libbpf_logs();
+
+} // namespace nettally

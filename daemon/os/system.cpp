@@ -1,0 +1,86 @@
+// OS queries: see system.h.
+#include "os/system.h"
+
+#include "os/error.h"
+
+#include <linux/capability.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+
+namespace nettally {
+
+std::vector<LinkInfo> list_links() {
+    struct if_nameindex* ifs = if_nameindex();
+    if (!ifs)
+        throw SysError(errno, "listing network interfaces");
+    // Any socket serves for SIOCGIFFLAGS; AF_UNIX keeps the unit free of IP sockets.
+    int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    std::vector<LinkInfo> out;
+    for (auto* i = ifs; i->if_index != 0; i++) {
+        LinkInfo l{i->if_name, i->if_index, false};
+        struct ifreq ifr {};
+        std::strncpy(ifr.ifr_name, i->if_name, IFNAMSIZ - 1);
+        if (sock >= 0 && ioctl(sock, SIOCGIFFLAGS, &ifr) == 0)
+            l.loopback = (ifr.ifr_flags & IFF_LOOPBACK) != 0;
+        struct ifreq hw {};
+        std::strncpy(hw.ifr_name, i->if_name, IFNAMSIZ - 1);
+        if (sock >= 0 && ioctl(sock, SIOCGIFHWADDR, &hw) == 0)
+            l.l3 = hw.ifr_hwaddr.sa_family != ARPHRD_ETHER && !l.loopback;
+        out.push_back(std::move(l));
+    }
+    if (sock >= 0)
+        close(sock);
+    if_freenameindex(ifs);
+    return out;
+}
+
+std::string read_boot_id() {
+    char buf[64] = {};
+    FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "re");
+    if (!f)
+        return {};
+    size_t n = std::fread(buf, 1, sizeof(buf) - 1, f);
+    std::fclose(f);
+    std::string id(buf, n);
+    while (!id.empty() && (id.back() == '\n' || id.back() == ' '))
+        id.pop_back();
+    return id;
+}
+
+std::string check_btf() {
+    static constexpr const char* kBtf = "/sys/kernel/btf/vmlinux";
+    if (access(kBtf, R_OK) != 0)
+        return std::string("kernel BTF not readable at ") + kBtf + " (" + std::strerror(errno) +
+               "): nettally needs a kernel built with CONFIG_DEBUG_INFO_BTF=y";
+    return {};
+}
+
+std::string check_capabilities() {
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+    if (syscall(SYS_capget, &hdr, data) != 0)
+        return std::string("cannot read capabilities: ") + std::strerror(errno);
+    auto has = [&](int cap) { return (data[cap / 32].effective & (1u << (cap % 32))) != 0; };
+    std::string missing;
+    auto need = [&](bool ok, const char* name) {
+        if (!ok)
+            missing += std::string(missing.empty() ? "" : ", ") + name;
+    };
+    const bool sys_admin = has(CAP_SYS_ADMIN);
+    need(has(CAP_BPF) || sys_admin, "CAP_BPF");
+    need(has(CAP_PERFMON) || sys_admin, "CAP_PERFMON");
+    need(has(CAP_NET_ADMIN), "CAP_NET_ADMIN");
+    if (missing.empty())
+        return {};
+    return "missing privileges: " + missing +
+           " (run nettallyd as root or through its systemd unit, which grants them)";
+}
+
+} // namespace nettally
