@@ -18,6 +18,7 @@
 // below ETH_HLEN, an untagged IP frame shorter than its IP header, more than one page of
 // data) carries the reason and reports SKIPPED; a neighbouring row covers the same parser
 // path with a frame the kernel accepts.
+#include "bpf_test_util.h"
 #include "packet_builder.h"
 
 #include "nettally.skel.h"
@@ -44,25 +45,6 @@ namespace {
 
 // ---------------------------------------------------------------------------------------
 // Environment and skeleton
-
-// Why BPF tests cannot run here, or empty when they can. Probed once.
-const std::string& bpf_unavailable_reason() {
-    static const std::string reason = [] {
-        if (geteuid() != 0)
-            return std::string("needs root (CAP_BPF + CAP_NET_ADMIN) to load BPF programs");
-        const int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "nt_probe", 4, 4, 1, nullptr);
-        if (fd < 0) {
-            const int err = errno;
-            if (err == EPERM || err == EACCES)
-                return std::string("BPF not permitted here: bpf(BPF_MAP_CREATE) failed: ") +
-                       std::strerror(err);
-            return std::string(); // something else: let the load report it as a failure
-        }
-        close(fd);
-        return std::string();
-    }();
-    return reason;
-}
 
 struct SkelDeleter {
     void operator()(nettally_bpf* s) const { nettally_bpf__destroy(s); }
@@ -104,57 +86,6 @@ bool is_lan(Prog p) {
 }
 uint32_t dir_of(Prog p) {
     return p == Prog::IngressLan || p == Prog::IngressWan ? NT_DIR_INGRESS : NT_DIR_EGRESS;
-}
-
-// ---------------------------------------------------------------------------------------
-// Per-CPU map reading
-
-template <typename K, typename V> struct PerCpuEntry {
-    K key;
-    std::vector<V> per_cpu;
-};
-
-// Every entry of a per-CPU hash map, with one value per possible CPU.
-template <typename K, typename V> std::vector<PerCpuEntry<K, V>> dump_percpu(const bpf_map* map) {
-    const int fd = bpf_map__fd(map);
-    const int ncpu = libbpf_num_possible_cpus();
-    const size_t stride = (sizeof(V) + 7) & ~size_t{7};
-    std::vector<PerCpuEntry<K, V>> out;
-    if (fd < 0 || ncpu <= 0) {
-        ADD_FAILURE() << "cannot read map " << bpf_map__name(map) << ": fd " << fd << ", cpus " << ncpu;
-        return out;
-    }
-    EXPECT_EQ(bpf_map__key_size(map), sizeof(K)) << bpf_map__name(map) << " key size vs ABI header";
-    EXPECT_EQ(bpf_map__value_size(map), sizeof(V)) << bpf_map__name(map) << " value size vs ABI header";
-
-    std::vector<uint8_t> raw(stride * static_cast<size_t>(ncpu));
-    K key{};
-    K next{};
-    const K* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-        if (bpf_map_lookup_elem(fd, &next, raw.data()) != 0) {
-            ADD_FAILURE() << bpf_map__name(map)
-                          << ": lookup of a listed key failed: " << std::strerror(errno);
-            break;
-        }
-        PerCpuEntry<K, V> e{next, std::vector<V>(static_cast<size_t>(ncpu))};
-        for (int c = 0; c < ncpu; c++)
-            std::memcpy(&e.per_cpu[static_cast<size_t>(c)], raw.data() + stride * static_cast<size_t>(c),
-                        sizeof(V));
-        out.push_back(std::move(e));
-        key = next;
-        prev = &key;
-    }
-    return out;
-}
-
-nt_counts& operator+=(nt_counts& a, const nt_counts& b) {
-    a.packets += b.packets;
-    a.l2 += b.l2;
-    a.l3 += b.l3;
-    a.l4 += b.l4;
-    a.payload += b.payload;
-    return a;
 }
 
 struct IfaceSum {
@@ -203,16 +134,6 @@ HostSum sum(const std::vector<nt_host_val>& v) {
     }
     return s;
 }
-
-void expect_counts(const nt_counts& got, const nt_counts& want, const std::string& label) {
-    EXPECT_EQ(got.packets, want.packets) << label << " packets";
-    EXPECT_EQ(got.l2, want.l2) << label << " l2";
-    EXPECT_EQ(got.l3, want.l3) << label << " l3";
-    EXPECT_EQ(got.l4, want.l4) << label << " l4";
-    EXPECT_EQ(got.payload, want.payload) << label << " payload";
-}
-
-constexpr nt_counts kZero{};
 
 std::string bucket_name(int b) {
     switch (b) {
