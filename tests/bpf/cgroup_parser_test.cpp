@@ -89,8 +89,8 @@ const TestNetns& test_netns() {
             r.error = std::string("cannot create a network namespace: ") + std::strerror(errno);
             return r;
         }
-        const std::string cmd = std::string("ip link add ") + kVeth + " type veth peer name " + kVeth +
-                                "p >/dev/null 2>&1";
+        const std::string cmd =
+            std::string("ip link add ") + kVeth + " type veth peer name " + kVeth + "p >/dev/null 2>&1";
         if (std::system(cmd.c_str()) == 0)
             r.ifindex = if_nametoindex(kVeth);
         if (r.ifindex == 0)
@@ -219,7 +219,9 @@ PacketBuilder pkt() {
     return PacketBuilder().eth(kOurMac, kPeerMac);
 }
 
-template <typename F = void (*)(Ipv4Opts&)> Ipv4Opts v4(const char* src, const char* dst, F&& tweak = [](Ipv4Opts&) {}) {
+template <typename F = void (*)(Ipv4Opts&)>
+Ipv4Opts v4(
+    const char* src, const char* dst, F&& tweak = [](Ipv4Opts&) {}) {
     Ipv4Opts o;
     o.src = parse_ipv4(src);
     o.dst = parse_ipv4(dst);
@@ -227,7 +229,9 @@ template <typename F = void (*)(Ipv4Opts&)> Ipv4Opts v4(const char* src, const c
     return o;
 }
 
-template <typename F = void (*)(Ipv6Opts&)> Ipv6Opts v6(const char* src, const char* dst, F&& tweak = [](Ipv6Opts&) {}) {
+template <typename F = void (*)(Ipv6Opts&)>
+Ipv6Opts v6(
+    const char* src, const char* dst, F&& tweak = [](Ipv6Opts&) {}) {
     Ipv6Opts o;
     o.src = parse_ipv6(src);
     o.dst = parse_ipv6(dst);
@@ -245,149 +249,271 @@ PacketBuilder v6_dstopts(unsigned n) {
 
 void add_ipv4_rows(std::vector<CgRow>& t) {
     t.push_back({"ipv4_tcp_df",
-                 pkt().ipv4(v4(kUs4, kPeer4, [](Ipv4Opts& o) { o.df = true; }))
+                 pkt()
+                     .ipv4(v4(kUs4, kPeer4, [](Ipv4Opts& o) { o.df = true; }))
                      .tcp({.sport = 40000, .dport = 443, .flags = kTcpAck | kTcpPsh})
-                     .payload(100).build(),
-                 kOut, {1, 0, 20 + 20 + 100, 20 + 100, 100}, Entry{}});
+                     .payload(100)
+                     .build(),
+                 kOut,
+                 {1, 0, 20 + 20 + 100, 20 + 100, 100},
+                 Entry{}});
     t.push_back({"ipv4_tcp_options_12",
-                 pkt().ipv4(v4(kPeer4, kUs4))
+                 pkt()
+                     .ipv4(v4(kPeer4, kUs4))
                      .tcp({.sport = 443, .dport = 40000, .options = tcp_timestamp_option(1, 2)})
-                     .payload(200).build(),
-                 kIn, {1, 0, 20 + 32 + 200, 32 + 200, 200}, Entry{}});
+                     .payload(200)
+                     .build(),
+                 kIn,
+                 {1, 0, 20 + 32 + 200, 32 + 200, 200},
+                 Entry{}});
     // Record route, 2 slots: 12 bytes of options, IHL 8.
     t.push_back({"ipv4_ip_options_ihl8_udp",
-                 pkt().ipv4(v4(kPeer4, kUs4, [](Ipv4Opts& o) { o.options = ipv4_record_route_option(2); }))
-                     .udp({.sport = 53, .dport = 40001}).payload(50).build(),
-                 kIn, {1, 0, 32 + 8 + 50, 8 + 50, 50}, Entry{}});
+                 pkt()
+                     .ipv4(v4(kPeer4, kUs4, [](Ipv4Opts& o) { o.options = ipv4_record_route_option(2); }))
+                     .udp({.sport = 53, .dport = 40001})
+                     .payload(50)
+                     .build(),
+                 kIn,
+                 {1, 0, 32 + 8 + 50, 8 + 50, 50},
+                 Entry{}});
     t.push_back({"ipv4_udp",
                  pkt().ipv4(v4(kUs4, kPeer4)).udp({.sport = 51000, .dport = 53}).payload(512).build(),
-                 kOut, {1, 0, 20 + 8 + 512, 8 + 512, 512}, Entry{}});
+                 kOut,
+                 {1, 0, 20 + 8 + 512, 8 + 512, 512},
+                 Entry{}});
     t.push_back({"ipv4_icmp_echo",
                  pkt().ipv4(v4(kUs4, kPeer4)).icmp(8, 0, 1, 1).payload(56).build(),
-                 kOut, {1, 0, 20 + 8 + 56, 8 + 56, 56}, Entry{}});
+                 kOut,
+                 {1, 0, 20 + 8 + 56, 8 + 56, 56},
+                 Entry{}});
     // IGMP with router alert (IHL 6): no transport header, payload = l4.
     t.push_back({"ipv4_igmp_router_alert_ihl6",
-                 pkt().ipv4(v4(kUs4, "224.0.0.22",
-                               [](Ipv4Opts& o) {
-                                   o.options = ipv4_router_alert_option();
-                                   o.protocol = kIgmp;
-                               }))
-                     .bytes({0x16, 0, 0, 0, 239, 1, 1, 1}).build(),
-                 kOut, {1, 0, 24 + 8, 8, 8}, Entry{}});
+                 pkt()
+                     .ipv4(v4(kUs4, "224.0.0.22",
+                              [](Ipv4Opts& o) {
+                                  o.options = ipv4_router_alert_option();
+                                  o.protocol = kIgmp;
+                              }))
+                     .bytes({0x16, 0, 0, 0, 239, 1, 1, 1})
+                     .build(),
+                 kOut,
+                 {1, 0, 24 + 8, 8, 8},
+                 Entry{}});
     // First fragment of a 1508-byte UDP datagram, and its 28-byte tail (payload = l4).
     t.push_back({"ipv4_frag_first_udp",
-                 pkt().ipv4(v4(kUs4, kPeer4, [](Ipv4Opts& o) { o.mf = true; }))
-                     .udp({.sport = 51001, .dport = 4500, .length = 1508}).payload(1472).build(),
-                 kOut, {1, 0, 20 + 8 + 1472, 8 + 1472, 1472}, Entry{}});
+                 pkt()
+                     .ipv4(v4(kUs4, kPeer4, [](Ipv4Opts& o) { o.mf = true; }))
+                     .udp({.sport = 51001, .dport = 4500, .length = 1508})
+                     .payload(1472)
+                     .build(),
+                 kOut,
+                 {1, 0, 20 + 8 + 1472, 8 + 1472, 1472},
+                 Entry{}});
     t.push_back({"ipv4_frag_nonfirst_udp",
-                 pkt().ipv4(v4(kUs4, kPeer4,
-                               [](Ipv4Opts& o) {
-                                   o.frag_offset = 185;
-                                   o.protocol = kUdp;
-                               }))
-                     .payload(28).build(),
-                 kOut, {1, 0, 20 + 28, 28, 28}, Entry{}});
+                 pkt()
+                     .ipv4(v4(kUs4, kPeer4,
+                              [](Ipv4Opts& o) {
+                                  o.frag_offset = 185;
+                                  o.protocol = kUdp;
+                              }))
+                     .payload(28)
+                     .build(),
+                 kOut,
+                 {1, 0, 20 + 28, 28, 28},
+                 Entry{}});
 }
 
 void add_ipv6_rows(std::vector<CgRow>& t) {
     t.push_back({"ipv6_tcp",
                  pkt().ipv6(v6(kUs6, kPeer6)).tcp({.sport = 40002, .dport = 443}).payload(1000).build(),
-                 kOut, {1, 0, 40 + 20 + 1000, 20 + 1000, 1000}, Entry{}});
+                 kOut,
+                 {1, 0, 40 + 20 + 1000, 20 + 1000, 1000},
+                 Entry{}});
     t.push_back({"ipv6_udp",
                  pkt().ipv6(v6(kPeer6, kUs6)).udp({.sport = 443, .dport = 40003}).payload(300).build(),
-                 kIn, {1, 0, 40 + 8 + 300, 8 + 300, 300}, Entry{}});
+                 kIn,
+                 {1, 0, 40 + 8 + 300, 8 + 300, 300},
+                 Entry{}});
     t.push_back({"icmpv6_echo",
                  pkt().ipv6(v6(kPeer6, kUs6)).icmpv6(128, 0, 1, 7).payload(56).build(),
-                 kIn, {1, 0, 40 + 8 + 56, 8 + 56, 56}, Entry{}});
+                 kIn,
+                 {1, 0, 40 + 8 + 56, 8 + 56, 56},
+                 Entry{}});
     // Hop-by-hop (8) + dest-opts (16) + SRH with 2 segments (40).
     t.push_back({"ipv6_hbh_dstopts_routing_udp",
-                 pkt().ipv6(v6(kUs6, kPeer6)).ipv6_hop_by_hop(0).ipv6_dest_opts(1).ipv6_routing(2)
-                     .udp({.sport = 40004, .dport = 4500}).payload(100).build(),
-                 kOut, {1, 0, 40 + 8 + 16 + 40 + 8 + 100, 8 + 100, 100}, Entry{}});
+                 pkt()
+                     .ipv6(v6(kUs6, kPeer6))
+                     .ipv6_hop_by_hop(0)
+                     .ipv6_dest_opts(1)
+                     .ipv6_routing(2)
+                     .udp({.sport = 40004, .dport = 4500})
+                     .payload(100)
+                     .build(),
+                 kOut,
+                 {1, 0, 40 + 8 + 16 + 40 + 8 + 100, 8 + 100, 100},
+                 Entry{}});
     // AH with a 12-byte ICV: 24 bytes.
-    t.push_back({"ipv6_ah_tcp",
-                 pkt().ipv6(v6(kPeer6, kUs6)).ipv6_ah(12).tcp({.sport = 443, .dport = 40005}).payload(50).build(),
-                 kIn, {1, 0, 40 + 24 + 20 + 50, 20 + 50, 50}, Entry{}});
+    t.push_back(
+        {"ipv6_ah_tcp",
+         pkt().ipv6(v6(kPeer6, kUs6)).ipv6_ah(12).tcp({.sport = 443, .dport = 40005}).payload(50).build(),
+         kIn,
+         {1, 0, 40 + 24 + 20 + 50, 20 + 50, 50},
+         Entry{}});
     t.push_back({"ipv6_frag_first_udp",
-                 pkt().ipv6(v6(kUs6, kPeer6)).ipv6_fragment({.offset = 0, .more = true})
-                     .udp({.sport = 4500, .dport = 40006, .length = 1508}).payload(1000).build(),
-                 kOut, {1, 0, 40 + 8 + 8 + 1000, 8 + 1000, 1000}, Entry{}});
+                 pkt()
+                     .ipv6(v6(kUs6, kPeer6))
+                     .ipv6_fragment({.offset = 0, .more = true})
+                     .udp({.sport = 4500, .dport = 40006, .length = 1508})
+                     .payload(1000)
+                     .build(),
+                 kOut,
+                 {1, 0, 40 + 8 + 8 + 1000, 8 + 1000, 1000},
+                 Entry{}});
     t.push_back({"ipv6_frag_nonfirst_udp",
-                 pkt().ipv6(v6(kUs6, kPeer6)).ipv6_fragment({.offset = 126, .next_header = kUdp})
-                     .payload(500).build(),
-                 kOut, {1, 0, 40 + 8 + 500, 500, 500}, Entry{}});
-    t.push_back({"ipv6_no_next_header",
-                 pkt().ipv6(v6(kPeer6, kUs6, [](Ipv6Opts& o) { o.next_header = kNoNext; })).payload(16).build(),
-                 kIn, {1, 0, 40 + 16, 16, 16}, Entry{}});
+                 pkt()
+                     .ipv6(v6(kUs6, kPeer6))
+                     .ipv6_fragment({.offset = 126, .next_header = kUdp})
+                     .payload(500)
+                     .build(),
+                 kOut,
+                 {1, 0, 40 + 8 + 500, 500, 500},
+                 Entry{}});
+    t.push_back(
+        {"ipv6_no_next_header",
+         pkt().ipv6(v6(kPeer6, kUs6, [](Ipv6Opts& o) { o.next_header = kNoNext; })).payload(16).build(),
+         kIn,
+         {1, 0, 40 + 16, 16, 16},
+         Entry{}});
     // NT_MAX_IPV6_EXT_HDRS (8) headers are within the budget, 9 fail closed.
     t.push_back({"ipv6_ext_chain_8_dstopts_within_budget",
                  v6_dstopts(8).udp({.sport = 4500, .dport = 40014}).payload(10).build(),
-                 kIn, {1, 0, 40 + 8 * 8 + 8 + 10, 8 + 10, 10}, Entry{}});
+                 kIn,
+                 {1, 0, 40 + 8 * 8 + 8 + 10, 8 + 10, 10},
+                 Entry{}});
     t.push_back({"ipv6_ext_chain_9_dstopts_over_budget",
                  v6_dstopts(9).udp({.sport = 4500, .dport = 40015}).payload(10).build(),
-                 kIn, {1, 0, 40 + 9 * 8 + 8 + 10, 0, 0}, kUnparsable});
+                 kIn,
+                 {1, 0, 40 + 9 * 8 + 8 + 10, 0, 0},
+                 kUnparsable});
 }
 
 // Unparsable: only the packets and the bytes handed to the hook (as l3) are counted.
+// Here: header and length fields that contradict each other or the packet.
 void add_malformed_rows(std::vector<CgRow>& t) {
     t.push_back({"ipv4_ihl_4",
-                 pkt().ipv4(v4(kPeer4, kUs4, [](Ipv4Opts& o) { o.ihl = 4; })).udp({.sport = 53, .dport = 1})
-                     .payload(20).build(),
-                 kIn, {1, 0, 20 + 8 + 20, 0, 0}, kUnparsable});
+                 pkt()
+                     .ipv4(v4(kPeer4, kUs4, [](Ipv4Opts& o) { o.ihl = 4; }))
+                     .udp({.sport = 53, .dport = 1})
+                     .payload(20)
+                     .build(),
+                 kIn,
+                 {1, 0, 20 + 8 + 20, 0, 0},
+                 kUnparsable});
     // skb->protocol says IPv6, the header is version 4.
     t.push_back({"ipv4_packet_under_ipv6_protocol",
-                 PacketBuilder().eth(kOurMac, kPeerMac, kEthPIpv6).ipv4(v4(kPeer4, kUs4))
-                     .udp({.sport = 53, .dport = 1}).payload(20).build(),
-                 kIn, {1, 0, 20 + 8 + 20, 0, 0}, kUnparsable});
+                 PacketBuilder()
+                     .eth(kOurMac, kPeerMac, kEthPIpv6)
+                     .ipv4(v4(kPeer4, kUs4))
+                     .udp({.sport = 53, .dport = 1})
+                     .payload(20)
+                     .build(),
+                 kIn,
+                 {1, 0, 20 + 8 + 20, 0, 0},
+                 kUnparsable});
     t.push_back({"ipv4_tot_len_exceeds_packet",
-                 pkt().ipv4(v4(kPeer4, kUs4, [](Ipv4Opts& o) { o.tot_len = 1500; }))
-                     .tcp({.sport = 443, .dport = 2}).payload(100).build(),
-                 kIn, {1, 0, 20 + 20 + 100, 0, 0}, kUnparsable});
+                 pkt()
+                     .ipv4(v4(kPeer4, kUs4, [](Ipv4Opts& o) { o.tot_len = 1500; }))
+                     .tcp({.sport = 443, .dport = 2})
+                     .payload(100)
+                     .build(),
+                 kIn,
+                 {1, 0, 20 + 20 + 100, 0, 0},
+                 kUnparsable});
     t.push_back({"ipv6_payload_len_exceeds_packet",
-                 pkt().ipv6(v6(kPeer6, kUs6, [](Ipv6Opts& o) { o.payload_len = 2000; }))
-                     .udp({.sport = 443, .dport = 3}).payload(100).build(),
-                 kIn, {1, 0, 40 + 8 + 100, 0, 0}, kUnparsable});
+                 pkt()
+                     .ipv6(v6(kPeer6, kUs6, [](Ipv6Opts& o) { o.payload_len = 2000; }))
+                     .udp({.sport = 443, .dport = 3})
+                     .payload(100)
+                     .build(),
+                 kIn,
+                 {1, 0, 40 + 8 + 100, 0, 0},
+                 kUnparsable});
     // IHL 15 (60 bytes) in a total length of 40.
     t.push_back({"ipv4_ihl_exceeds_tot_len",
-                 pkt().ipv4(v4(kPeer4, kUs4,
-                               [](Ipv4Opts& o) {
-                                   o.options = std::vector<uint8_t>(40, 0x01);
-                                   o.tot_len = 40;
-                                   o.protocol = kTcp;
-                               }))
+                 pkt()
+                     .ipv4(v4(kPeer4, kUs4,
+                              [](Ipv4Opts& o) {
+                                  o.options = std::vector<uint8_t>(40, 0x01);
+                                  o.tot_len = 40;
+                                  o.protocol = kTcp;
+                              }))
                      .build(),
-                 kIn, {1, 0, 60, 0, 0}, kUnparsable});
-    t.push_back({"icmp_truncated_header",
-                 pkt().ipv4(v4(kPeer4, kUs4, [](Ipv4Opts& o) { o.protocol = kIcmp; })).bytes({8, 0, 0, 0}).build(),
-                 kIn, {1, 0, 20 + 4, 0, 0}, kUnparsable});
+                 kIn,
+                 {1, 0, 60, 0, 0},
+                 kUnparsable});
+}
+
+// Headers cut short or longer than the datagram; not IP. Counted as unparsable.
+void add_truncated_rows(std::vector<CgRow>& t) {
+    t.push_back(
+        {"icmp_truncated_header",
+         pkt().ipv4(v4(kPeer4, kUs4, [](Ipv4Opts& o) { o.protocol = kIcmp; })).bytes({8, 0, 0, 0}).build(),
+         kIn,
+         {1, 0, 20 + 4, 0, 0},
+         kUnparsable});
     // The packet ends 10 bytes into the TCP header (total length says so too).
     t.push_back({"tcp_header_cut_short",
-                 pkt().ipv4(v4(kUs4, kPeer4, [](Ipv4Opts& o) { o.tot_len = 30; })).tcp({.sport = 1, .dport = 2})
-                     .truncate_to(14 + 30).build(),
-                 kOut, {1, 0, 30, 0, 0}, kUnparsable});
-    t.push_back({"tcp_doff_4",
-                 pkt().ipv4(v4(kPeer4, kUs4)).tcp({.sport = 443, .dport = 4, .data_offset = 4}).payload(10).build(),
-                 kIn, {1, 0, 20 + 20 + 10, 0, 0}, kUnparsable});
-    t.push_back({"tcp_doff_exceeds_datagram",
-                 pkt().ipv4(v4(kPeer4, kUs4)).tcp({.sport = 443, .dport = 5, .data_offset = 15}).payload(10).build(),
-                 kIn, {1, 0, 20 + 20 + 10, 0, 0}, kUnparsable});
+                 pkt()
+                     .ipv4(v4(kUs4, kPeer4, [](Ipv4Opts& o) { o.tot_len = 30; }))
+                     .tcp({.sport = 1, .dport = 2})
+                     .truncate_to(14 + 30)
+                     .build(),
+                 kOut,
+                 {1, 0, 30, 0, 0},
+                 kUnparsable});
+    t.push_back(
+        {"tcp_doff_4",
+         pkt().ipv4(v4(kPeer4, kUs4)).tcp({.sport = 443, .dport = 4, .data_offset = 4}).payload(10).build(),
+         kIn,
+         {1, 0, 20 + 20 + 10, 0, 0},
+         kUnparsable});
+    t.push_back(
+        {"tcp_doff_exceeds_datagram",
+         pkt().ipv4(v4(kPeer4, kUs4)).tcp({.sport = 443, .dport = 5, .data_offset = 15}).payload(10).build(),
+         kIn,
+         {1, 0, 20 + 20 + 10, 0, 0},
+         kUnparsable});
     // A 40-byte dest-opts header in a payload length of 16.
     t.push_back({"ipv6_ext_hdr_exceeds_payload_len",
-                 pkt().ipv6(v6(kPeer6, kUs6, [](Ipv6Opts& o) { o.payload_len = 16; })).ipv6_dest_opts(4)
-                     .udp({.sport = 53, .dport = 6}).payload(10).build(),
-                 kIn, {1, 0, 40 + 40 + 8 + 10, 0, 0}, kUnparsable});
+                 pkt()
+                     .ipv6(v6(kPeer6, kUs6, [](Ipv6Opts& o) { o.payload_len = 16; }))
+                     .ipv6_dest_opts(4)
+                     .udp({.sport = 53, .dport = 6})
+                     .payload(10)
+                     .build(),
+                 kIn,
+                 {1, 0, 40 + 40 + 8 + 10, 0, 0},
+                 kUnparsable});
     // Not IP: the hooks never see it (inet sockets only), the parser fails it closed.
-    t.push_back({"arp_not_ip",
-                 pkt().arp({.op = 1, .sha = kPeerMac, .spa = parse_ipv4(kPeer4), .tha = {}, .tpa = parse_ipv4(kUs4)})
-                     .build(),
-                 kIn, {1, 0, 28, 0, 0}, kUnparsable});
-    t.push_back({"ipv4_truncated_header",
-                 pkt().ipv4(v4(kPeer4, kUs4)).udp({.sport = 53, .dport = 7}).payload(10).truncate_to(14 + 10)
-                     .build(),
-                 kIn, {1, 0, 10, 0, 0}, kUnparsable, {}, std::nullopt,
-                 "BPF_PROG_TEST_RUN wants the whole IPv4 header of an ETH_P_IP frame in the test skb and "
-                 "returns EINVAL for a shorter one; rows tcp_header_cut_short and icmp_truncated_header "
-                 "cover a packet that ends inside a header"});
+    t.push_back(
+        {"arp_not_ip",
+         pkt()
+             .arp({.op = 1, .sha = kPeerMac, .spa = parse_ipv4(kPeer4), .tha = {}, .tpa = parse_ipv4(kUs4)})
+             .build(),
+         kIn,
+         {1, 0, 28, 0, 0},
+         kUnparsable});
+    t.push_back(
+        {"ipv4_truncated_header",
+         pkt().ipv4(v4(kPeer4, kUs4)).udp({.sport = 53, .dport = 7}).payload(10).truncate_to(14 + 10).build(),
+         kIn,
+         {1, 0, 10, 0, 0},
+         kUnparsable,
+         {},
+         std::nullopt,
+         "BPF_PROG_TEST_RUN wants the whole IPv4 header of an ETH_P_IP frame in the test skb and "
+         "returns EINVAL for a shorter one; rows tcp_header_cut_short and icmp_truncated_header "
+         "cover a packet that ends inside a header"});
 }
 
 // GSO/GRO: every wire segment with its own IP and transport headers.
@@ -395,58 +521,114 @@ void add_gso_rows(std::vector<CgRow>& t) {
     const nt_counts tcp4_3x1000{3, 0, 3 * (20 + 20 + 1000), 3 * (20 + 1000), 3000};
     t.push_back({"gso_tcp4_3x1000",
                  pkt().ipv4(v4(kUs4, kPeer4)).tcp({.sport = 40013, .dport = 443}).payload(3000).build(),
-                 kOut, tcp4_3x1000, Entry{}, {}, Gso{3, 1000}});
+                 kOut,
+                 tcp4_3x1000,
+                 Entry{},
+                 {},
+                 Gso{3, 1000}});
     // Untrusted GSO (SKB_GSO_DODGY, tap/virtio) leaves gso_segs 0: cut by gso_size, as TC does.
     t.push_back({"gso_tcp4_untrusted_segs_0",
                  pkt().ipv4(v4(kPeer4, kUs4)).tcp({.sport = 443, .dport = 40014}).payload(3000).build(),
-                 kIn, tcp4_3x1000, Entry{}, {}, Gso{0, 1000}});
+                 kIn,
+                 tcp4_3x1000,
+                 Entry{},
+                 {},
+                 Gso{0, 1000}});
     // 3000 / 1200 rounds up to 3 segments: 1200 + 1200 + 600.
     t.push_back({"gso_udp6_untrusted_segs_0_short_tail",
                  pkt().ipv6(v6(kPeer6, kUs6)).udp({.sport = 443, .dport = 40030}).payload(3000).build(),
-                 kIn, {3, 0, 3 * (40 + 8) + 3000, 3 * 8 + 3000, 3000}, Entry{}, {}, Gso{0, 1200}});
+                 kIn,
+                 {3, 0, 3 * (40 + 8) + 3000, 3 * 8 + 3000, 3000},
+                 Entry{},
+                 {},
+                 Gso{0, 1200}});
     // 1448 + 1448 + 500 bytes with timestamps: 3 × (40 + 32) of headers.
     t.push_back({"gso_tcp6_ts_3segs_short_tail",
-                 pkt().ipv6(v6(kUs6, kPeer6)).tcp({.sport = 443, .dport = 40022, .options = tcp_timestamp_option(5, 6)})
-                     .payload(3396).build(),
-                 kOut, {3, 0, 3 * (40 + 32) + 3396, 3 * 32 + 3396, 3396}, Entry{}, {}, Gso{3, 1448}});
+                 pkt()
+                     .ipv6(v6(kUs6, kPeer6))
+                     .tcp({.sport = 443, .dport = 40022, .options = tcp_timestamp_option(5, 6)})
+                     .payload(3396)
+                     .build(),
+                 kOut,
+                 {3, 0, 3 * (40 + 32) + 3396, 3 * 32 + 3396, 3396},
+                 Entry{},
+                 {},
+                 Gso{3, 1448}});
     // BIG TCP: the IP length field is 0, the length lives in the skb only.
     t.push_back({"gso_big_tcp4_tot_len_0",
-                 pkt().ipv4(v4(kUs4, kPeer4, [](Ipv4Opts& o) { o.tot_len = 0; })).tcp({.sport = 40028, .dport = 443})
-                     .payload(3000).build(),
-                 kOut, tcp4_3x1000, Entry{}, {}, Gso{3, 1000}});
+                 pkt()
+                     .ipv4(v4(kUs4, kPeer4, [](Ipv4Opts& o) { o.tot_len = 0; }))
+                     .tcp({.sport = 40028, .dport = 443})
+                     .payload(3000)
+                     .build(),
+                 kOut,
+                 tcp4_3x1000,
+                 Entry{},
+                 {},
+                 Gso{3, 1000}});
     t.push_back({"gso_big_tcp6_payload_len_0",
-                 pkt().ipv6(v6(kUs6, kPeer6, [](Ipv6Opts& o) { o.payload_len = 0; }))
-                     .tcp({.sport = 40029, .dport = 443}).payload(3000).build(),
-                 kOut, {3, 0, 3 * (40 + 20 + 1000), 3 * (20 + 1000), 3000}, Entry{}, {}, Gso{3, 1000}});
+                 pkt()
+                     .ipv6(v6(kUs6, kPeer6, [](Ipv6Opts& o) { o.payload_len = 0; }))
+                     .tcp({.sport = 40029, .dport = 443})
+                     .payload(3000)
+                     .build(),
+                 kOut,
+                 {3, 0, 3 * (40 + 20 + 1000), 3 * (20 + 1000), 3000},
+                 Entry{},
+                 {},
+                 Gso{3, 1000}});
     t.push_back({"gso_udp4_3x1200",
                  pkt().ipv4(v4(kUs4, kPeer4)).udp({.sport = 40023, .dport = 443}).payload(3600).build(),
-                 kOut, {3, 0, 3 * (20 + 8) + 3600, 3 * 8 + 3600, 3600}, Entry{}, {}, Gso{3, 1200}});
+                 kOut,
+                 {3, 0, 3 * (20 + 8) + 3600, 3 * 8 + 3600, 3600},
+                 Entry{},
+                 {},
+                 Gso{3, 1200}});
     // Unparsable GSO packet: its gso_segs packets and the bytes handed over, nothing more.
     t.push_back({"gso_tcp4_doff_4_unparsable",
-                 pkt().ipv4(v4(kUs4, kPeer4)).tcp({.sport = 40031, .dport = 443, .data_offset = 4}).payload(3000)
+                 pkt()
+                     .ipv4(v4(kUs4, kPeer4))
+                     .tcp({.sport = 40031, .dport = 443, .data_offset = 4})
+                     .payload(3000)
                      .build(),
-                 kOut, {3, 0, 20 + 20 + 3000, 0, 0}, kUnparsable, {}, Gso{3, 1000}});
+                 kOut,
+                 {3, 0, 20 + 20 + 3000, 0, 0},
+                 kUnparsable,
+                 {},
+                 Gso{3, 1000}});
 }
 
 // Which category: tracked or not, map full, loopback, network namespace filter; and the
 // order the buckets are decided in (netns, loopback, unparsable, then the cgroup).
 void add_bucket_rows(std::vector<CgRow>& t) {
-    const auto udp4 = [] { return pkt().ipv4(v4(kUs4, kPeer4)).udp({.sport = 40040, .dport = 53}).payload(10).build(); };
+    const auto udp4 = [] {
+        return pkt().ipv4(v4(kUs4, kPeer4)).udp({.sport = 40040, .dport = 53}).payload(10).build();
+    };
     const nt_counts one{1, 0, 20 + 8 + 10, 8 + 10, 10};
     t.push_back({"untracked_cgroup", udp4(), kOut, one, NT_CG_BUCKET_UNTRACKED, {.track = Track::Nothing}});
-    t.push_back({"untracked_cgroup_ingress", udp4(), kIn, one, NT_CG_BUCKET_UNTRACKED, {.track = Track::Nothing}});
-    t.push_back({"tracked_but_map_full", udp4(), kOut, one, NT_CG_BUCKET_OVERFLOW, {.track = Track::FullMap}});
+    t.push_back(
+        {"untracked_cgroup_ingress", udp4(), kIn, one, NT_CG_BUCKET_UNTRACKED, {.track = Track::Nothing}});
+    t.push_back(
+        {"tracked_but_map_full", udp4(), kOut, one, NT_CG_BUCKET_OVERFLOW, {.track = Track::FullMap}});
     t.push_back({"loopback_egress", udp4(), kOut, one, NT_CG_BUCKET_LOOPBACK, {.dev = Dev::Loopback}});
     t.push_back({"loopback_ingress", udp4(), kIn, one, NT_CG_BUCKET_LOOPBACK, {.dev = Dev::Loopback}});
     t.push_back({"netns_filter_ours", udp4(), kOut, one, Entry{}, {.netns = Netns::Ours}});
     t.push_back({"netns_filter_other", udp4(), kOut, one, NT_CG_BUCKET_OTHER_NETNS, {.netns = Netns::Other}});
-    t.push_back({"other_netns_before_loopback", udp4(), kIn, one, NT_CG_BUCKET_OTHER_NETNS,
+    t.push_back({"other_netns_before_loopback",
+                 udp4(),
+                 kIn,
+                 one,
+                 NT_CG_BUCKET_OTHER_NETNS,
                  {.netns = Netns::Other, .dev = Dev::Loopback}});
     const auto bad = pkt().ipv4(v4(kUs4, kPeer4)).tcp({.sport = 1, .dport = 2, .data_offset = 4}).build();
-    t.push_back({"loopback_before_unparsable", bad, kOut, {1, 0, 40, 0, 0}, NT_CG_BUCKET_LOOPBACK,
+    t.push_back({"loopback_before_unparsable",
+                 bad,
+                 kOut,
+                 {1, 0, 40, 0, 0},
+                 NT_CG_BUCKET_LOOPBACK,
                  {.dev = Dev::Loopback}});
-    t.push_back({"unparsable_before_untracked", bad, kOut, {1, 0, 40, 0, 0}, kUnparsable,
-                 {.track = Track::Nothing}});
+    t.push_back(
+        {"unparsable_before_untracked", bad, kOut, {1, 0, 40, 0, 0}, kUnparsable, {.track = Track::Nothing}});
 }
 
 std::vector<CgRow> cg_rows() {
@@ -454,6 +636,7 @@ std::vector<CgRow> cg_rows() {
     add_ipv4_rows(t);
     add_ipv6_rows(t);
     add_malformed_rows(t);
+    add_truncated_rows(t);
     add_gso_rows(t);
     add_bucket_rows(t);
     return t;
@@ -510,7 +693,8 @@ Skel load_cg_skeleton(const CgRow& row) {
     if (row.setup.track == Track::FullMap && bpf_map__set_max_entries(s->maps.nt_cg_counts, 1) != 0)
         ADD_FAILURE() << row.name << " resize nt_cg_counts";
     if (const int err = nettally_cg_bpf__load(s.get()); err != 0) {
-        ADD_FAILURE() << row.name << " nettally_cg_bpf__load: " << std::strerror(-err) << " (libbpf log above)";
+        ADD_FAILURE() << row.name << " nettally_cg_bpf__load: " << std::strerror(-err)
+                      << " (libbpf log above)";
         return nullptr;
     }
     const uint8_t one = 1;
@@ -604,7 +788,8 @@ TEST_P(CgroupParserFixture, CountsOneCategory) {
     const uint64_t prefilled = row.setup.track == Track::FullMap ? kPrefilledId : 0;
     if (prefilled) {
         const std::vector<nt_cg_val> zero(static_cast<size_t>(libbpf_num_possible_cpus()));
-        ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel->maps.nt_cg_counts), &prefilled, zero.data(), BPF_ANY), 0)
+        ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel->maps.nt_cg_counts), &prefilled, zero.data(), BPF_ANY),
+                  0)
             << n << " prefill nt_cg_counts";
     }
 

@@ -79,7 +79,8 @@ int measure(bpf_object* obj, const std::string& suffix) {
     return programs;
 }
 
-constexpr const char* kNoVerifiedInsns = "kernel does not report bpf_prog_info.verified_insns (needs >= 5.16)";
+constexpr const char* kNoVerifiedInsns =
+    "kernel does not report bpf_prog_info.verified_insns (needs >= 5.16)";
 
 TEST(VerifierBudget, EveryProgramWithinQuarterOfComplexityLimit) {
     if (const std::string why = bpf_unavailable_reason(); !why.empty())
@@ -108,8 +109,8 @@ TEST(VerifierBudget, CgroupProgramsWithinQuarterOfComplexityLimit) {
         ASSERT_TRUE(skel) << "nettally_cg_bpf__open: " << std::strerror(errno);
         skel->rodata->cfg_netns_cookie = cookie;
         const int err = nettally_cg_bpf__load(skel.get());
-        ASSERT_EQ(err, 0) << "nettally_cg_bpf__load (netns cookie " << cookie
-                          << "): " << std::strerror(-err) << " (libbpf log above)";
+        ASSERT_EQ(err, 0) << "nettally_cg_bpf__load (netns cookie " << cookie << "): " << std::strerror(-err)
+                          << " (libbpf log above)";
 
         const int programs = measure(skel->obj, cookie ? " (netns)" : "");
         if (programs < 0)
