@@ -13,10 +13,11 @@
  *
  * What the hooks see: ingress runs at the socket (sk_filter), after
  * reassembly; egress runs in ip{,6}_finish_output, before fragmentation. Both
- * start at the IP header, so there is no l2. GSO/GRO aggregates are counted
- * as their gso_segs wire segments with every segment's IP and transport
- * headers, as the TC parser in nettally.bpf.c does (same definitions, same
- * budgets); a datagram that IP fragments below the hook (or reassembled above
+ * start at the IP header, so there is no l2. The parser is the one TC and XDP
+ * use (nettally_parse.h, started at the IP header): GSO/GRO aggregates are
+ * counted as their wire segments with every segment's IP and transport
+ * headers, untrusted GSO (gso_segs 0) cut by gso_size as the stack will; a
+ * datagram that IP fragments below the hook (or reassembled above
  * it) counts as one packet with one IP header: its l4 and payload equal the
  * wire's, its packets and l3 do not (README "Per-cgroup accounting").
  *
@@ -31,12 +32,9 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "nettally_abi.h"
-#include "nettally_proto.h"
+#include "nettally_parse.h"
 
 #define LOOPBACK_IFINDEX 1 /* lo is ifindex 1 in every network namespace */
-
-/* Headers are never looked for beyond this offset from the IP header. */
-#define NT_MAX_HDR_OFF 1024
 
 /*
  * Start-up knob set by nettallyd before load: the network namespace whose
@@ -75,131 +73,27 @@ struct {
 	__type(value, __u64);
 } nt_cg_busy SEC(".maps");
 
-static __always_inline int load_hdr(struct __sk_buff *skb, __u32 off, void *to, const __u32 len)
-{
-	if (off > NT_MAX_HDR_OFF)
-		return -1;
-	return bpf_skb_load_bytes(skb, off, to, len);
-}
-
-static __always_inline int is_ipv6_ext(__u8 nh)
-{
-	return nh == IPPROTO_HOPOPTS_ || nh == IPPROTO_ROUTING_ || nh == IPPROTO_FRAGMENT_ ||
-	       nh == IPPROTO_DSTOPTS_ || nh == IPPROTO_AH_ || nh == IPPROTO_MH_;
-}
-
 /*
- * The figures of one packet as nettally.bpf.c's parse() defines them, with the
- * IP header at offset 0. Returns 0, or -1 when the packet is unparsable.
+ * The figures of one packet (nettally_parse.h, from the IP header, no flow
+ * identity). Returns 0, or -1 when the packet is unparsable (non-IP too:
+ * cgroup_skb runs for inet sockets only, never seen); then c holds only what is
+ * certain: the packets and the bytes handed to the hook.
  */
-static __always_inline int parse(struct __sk_buff *skb, struct nt_counts *c)
+static __always_inline int cg_parse(struct __sk_buff *skb, struct nt_counts *c)
 {
-	const __u32 len = skb->len;
-	const __u32 segs = skb->gso_segs ? skb->gso_segs : 1;
-	const __u16 proto = bpf_ntohs(skb->protocol);
-	__u32 l3 = 0, iphl = 0, l4hl = 0;
-	int first_frag = 1;
-	__u8 l4proto;
+	struct pctx pc = {};
+	struct pkt p = {};
 
-	if (proto == ETH_P_IP) {
-		struct iphdr ip;
-		__u16 frag;
-
-		if (load_hdr(skb, 0, &ip, sizeof(ip)))
-			return -1;
-		if (ip.version != 4 || ip.ihl < 5)
-			return -1;
-		iphl = ip.ihl * 4;
-		l3 = bpf_ntohs(ip.tot_len);
-		if (l3 == 0 && segs > 1) /* BIG TCP: length lives in the skb only */
-			l3 = len;
-		if (l3 < iphl || l3 > len)
-			return -1;
-		frag = bpf_ntohs(ip.frag_off);
-		first_frag = (frag & IP_OFFSET_MASK) == 0;
-		l4proto = ip.protocol;
-	} else if (proto == ETH_P_IPV6) {
-		struct ipv6hdr ip6;
-		__u8 nh;
-
-		if (load_hdr(skb, 0, &ip6, sizeof(ip6)))
-			return -1;
-		if (ip6.version != 6)
-			return -1;
-		l3 = 40 + bpf_ntohs(ip6.payload_len);
-		if (l3 == 40 && segs > 1) /* BIG TCP */
-			l3 = len;
-		if (l3 > len)
-			return -1;
-		iphl = 40;
-		nh = ip6.nexthdr;
-		/* A bounded loop, not unrolled: the verifier walks it per iteration. */
-#pragma clang loop unroll(disable)
-		for (int i = 0; i < NT_MAX_IPV6_EXT_HDRS; i++) {
-			__u8 ext[4];
-			__u32 elen;
-
-			if (!is_ipv6_ext(nh))
-				break;
-			if (load_hdr(skb, iphl, ext, sizeof(ext)))
-				return -1;
-			if (nh == IPPROTO_FRAGMENT_) {
-				__u16 fo = (__u16)ext[2] << 8 | ext[3];
-
-				first_frag = (fo & 0xFFF8) == 0;
-				elen = 8;
-			} else if (nh == IPPROTO_AH_) {
-				elen = ((__u32)ext[1] + 2) * 4;
-			} else {
-				elen = ((__u32)ext[1] + 1) * 8;
-			}
-			nh = ext[0];
-			iphl += elen;
-			if (iphl > l3)
-				return -1;
-		}
-		if (is_ipv6_ext(nh))
-			return -1; /* chain longer than the budget: fail closed */
-		l4proto = nh;
-	} else {
-		return -1; /* cgroup_skb runs for inet sockets only; never seen */
-	}
-
-	/* Transport header: only the first fragment carries it. */
-	if (first_frag) {
-		if (l4proto == IPPROTO_TCP_) {
-			struct tcphdr tcp;
-
-			if (load_hdr(skb, iphl, &tcp, sizeof(tcp)))
-				return -1;
-			l4hl = tcp.doff * 4;
-			if (l4hl < sizeof(tcp))
-				return -1;
-		} else if (l4proto == IPPROTO_UDP_) {
-			struct udphdr udp;
-
-			if (load_hdr(skb, iphl, &udp, sizeof(udp)))
-				return -1;
-			l4hl = sizeof(udp);
-		} else if (l4proto == IPPROTO_ICMP_ || l4proto == IPPROTO_ICMPV6_) {
-			__u8 tc[2];
-
-			if (load_hdr(skb, iphl, tc, sizeof(tc)))
-				return -1;
-			l4hl = 8;
-		}
-		if (iphl + l4hl > l3)
-			return -1;
-	}
-
-	/* Each wire segment repeats the IP and transport headers. */
-	if (segs > 1)
-		l3 = len + (segs - 1) * (iphl + l4hl);
-	c->packets = segs;
-	c->l3 = l3;
-	c->l4 = l3 - segs * iphl;
-	c->payload = c->l4 - segs * l4hl;
-	return 0;
+	pctx_from_skb(&pc, skb);
+	parse(&pc, &p, 0, 1, 0);
+	*c = p.c;
+	c->l2 = 0; /* the hooks see no link layer */
+	if (p.bucket == NT_BUCKET_MAX)
+		return 0;
+	c->l3 = pc.len;
+	c->l4 = 0;
+	c->payload = 0;
+	return -1;
 }
 
 /*
@@ -266,14 +160,7 @@ static __always_inline void account_packet(struct __sk_buff *skb, __u32 dir)
 	__u32 bucket, ifindex;
 	int ok;
 
-	ok = parse(skb, &c) == 0;
-	if (!ok) {
-		/* Only what is certain: the packets and the bytes handed to the hook. */
-		c.packets = skb->gso_segs ? skb->gso_segs : 1;
-		c.l3 = skb->len;
-		c.l4 = 0;
-		c.payload = 0;
-	}
+	ok = cg_parse(skb, &c) == 0;
 
 	/* Two plain loads: the verifier refuses a ctx pointer the compiler offsets. */
 	if (dir == NT_DIR_INGRESS)

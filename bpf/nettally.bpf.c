@@ -9,7 +9,8 @@
  * second, so a reader that reads categories and then the totals never sees
  * more in the categories than in the totals (see daemon/collector.cpp).
  *
- * The same parser serves TC (struct __sk_buff) and XDP (struct xdp_md): an
+ * The parser (nettally_parse.h, shared with the cgroup_skb programs of
+ * cgroup.bpf.c) serves TC (struct __sk_buff) and XDP (struct xdp_md): an
  * interface in XDP mode counts ingress at XDP and egress at TC, never both
  * hooks in one direction. The programs never drop or modify packets, except
  * where a threshold's action is in force (nt_policy, lan-role interfaces
@@ -21,19 +22,11 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "nettally_abi.h"
-#include "nettally_proto.h"
+#include "nettally_parse.h"
 
 #define TC_ACT_UNSPEC (-1)
 #define TC_ACT_SHOT 2
 #define NSEC_PER_SEC 1000000000ull
-
-/*
- * Parse budget: headers must start within the first 1024 bytes of the frame.
- * A header beyond (an IPv6 extension chain longer than that) fails closed into
- * the unparsable bucket. A wider window multiplies the verifier's states
- * (measured: 1024 -> 30k verified instructions, 65535 -> 570k).
- */
-#define NT_MAX_HDR_OFF 1024
 
 /* Start-up knobs, set by nettallyd through the skeleton's rodata before load. */
 const volatile __u8 cfg_count_hosts = 1;
@@ -108,276 +101,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } nt_policy_edt SEC(".maps");
-
-/* The packet as the hook hands it over. */
-struct pctx {
-	void *ctx; /* struct __sk_buff * or struct xdp_md * */
-	__u32 len; /* bytes of this (possibly aggregated) packet from the L2 header */
-	__u32 vlan_hw; /* 4 when the outer VLAN tag sits in skb metadata, not in data */
-	/*
-	 * The same fact as a tag count, read separately: the budget check
-	 * branches on this one, which is dead afterwards, so the verifier can
-	 * still prune states that differ only in vlan_hw.
-	 */
-	__u32 hw_tags;
-	__u32 segs; /* wire segments this packet stands for */
-	__u32 gso_size; /* payload bytes per segment of a GSO packet, else 0 */
-	__u32 segs_unknown; /* GSO packet whose gso_segs is not set (untrusted GSO: tap, virtio) */
-	__u32 ifindex;
-	__u16 l3_proto; /* skb->protocol (host order): what an L3 device carries */
-	__u32 xdp_data_tags; /* vlan_fix: in-frame VLAN tags XDP saw (its marker) */
-};
-
-/* What one parse yields. */
-struct pkt {
-	struct nt_counts c;
-	__u32 bucket; /* NT_BUCKET_MAX when the packet belongs to a flow */
-	__u8 family;
-	__u8 proto;
-	__u8 tcp_flags;
-	__u8 pad;
-	__u16 sport;
-	__u16 dport;
-	__u32 src[4];
-	__u32 dst[4];
-	__u8 smac[6];
-	__u8 dmac[6];
-	__u8 frag; /* 0 not a fragment, 1 first fragment, 2 later fragment */
-	__u8 data_tags; /* VLAN tags found in the frame's bytes */
-	__u32 frag_id;
-};
-
-/*
- * Copy len bytes at off from the packet into the stack. One helper call on
- * every path: it reads linear and paged data alike (GRO/GSO skbs), and a
- * single path per header keeps the verifier's state count flat where a
- * direct-access fast path with a helper fallback doubled it at every header.
- */
-static __always_inline int load_hdr(const struct pctx *c, __u32 off, void *to, const __u32 len,
-				    const int xdp)
-{
-	if (off > NT_MAX_HDR_OFF)
-		return -1;
-	if (xdp)
-		return bpf_xdp_load_bytes(c->ctx, off, to, len);
-	return bpf_skb_load_bytes(c->ctx, off, to, len);
-}
-
-static __always_inline int is_ipv6_ext(__u8 nh)
-{
-	return nh == IPPROTO_HOPOPTS_ || nh == IPPROTO_ROUTING_ || nh == IPPROTO_FRAGMENT_ ||
-	       nh == IPPROTO_DSTOPTS_ || nh == IPPROTO_AH_ || nh == IPPROTO_MH_;
-}
-
-/*
- * Parse the frame. Fills p->c with the wire figures and either the flow
- * identity (p->bucket == NT_BUCKET_MAX) or the bucket the packet falls into.
- */
-/*
- * l3dev: the interface has no link-layer header (ppp, wireguard, tun): the
- * packet starts at the IP header, skb->protocol says which, and l2 == l3 as
- * in a capture on such an interface.
- */
-static __always_inline void parse(const struct pctx *c, struct pkt *p, const int xdp, const int l3dev)
-{
-	__u32 len = c->len;
-	__u32 vlan_hw = c->vlan_hw;
-	__u32 segs = c->segs;
-	__u32 off = ETH_HLEN;
-	__u32 l3 = 0, iphl = 0, l4hl = 0;
-	int first_frag = 1;
-	struct ethhdr eth;
-	__u16 proto;
-
-	p->c.packets = segs;
-	p->c.l2 = len + vlan_hw;
-	p->bucket = NT_BUCKET_UNPARSABLE;
-
-	if (l3dev) {
-		off = 0;
-		proto = c->l3_proto;
-		goto network;
-	}
-	if (load_hdr(c, 0, &eth, sizeof(eth), xdp))
-		return;
-	__builtin_memcpy(p->smac, eth.h_source, 6);
-	__builtin_memcpy(p->dmac, eth.h_dest, 6);
-	proto = bpf_ntohs(eth.h_proto);
-
-#pragma unroll
-	for (int i = 0; i < NT_MAX_VLAN_TAGS; i++) {
-		__be16 inner[2];
-
-		if (proto != ETH_P_8021Q && proto != ETH_P_8021AD)
-			break;
-		/* A tag the NIC moved into metadata counts against the budget. */
-		if (i + c->hw_tags >= NT_MAX_VLAN_TAGS)
-			return;
-		if (load_hdr(c, off, inner, sizeof(inner), xdp))
-			return;
-		proto = bpf_ntohs(inner[1]);
-		off += 4;
-		p->data_tags++;
-	}
-	if (proto == ETH_P_8021Q || proto == ETH_P_8021AD)
-		return; /* more tags than the budget: fail closed */
-
-	if (proto == ETH_P_PPP_SES) {
-		__u8 ses[8]; /* 6 bytes PPPoE header, 2 bytes PPP protocol */
-		__u16 ppp;
-
-		if (load_hdr(c, off, ses, sizeof(ses), xdp))
-			return;
-		off += sizeof(ses);
-		ppp = (__u16)ses[6] << 8 | ses[7];
-		if (ppp == PPP_IP)
-			proto = ETH_P_IP;
-		else if (ppp == PPP_IPV6)
-			proto = ETH_P_IPV6;
-		else
-			proto = ETH_P_PPP_SES; /* LCP, IPCP, ...: not IP */
-	}
-
-network:
-	if (proto == ETH_P_IP) {
-		struct iphdr ip;
-		__u16 frag;
-
-		if (load_hdr(c, off, &ip, sizeof(ip), xdp))
-			return;
-		if (ip.version != 4 || ip.ihl < 5)
-			return;
-		iphl = ip.ihl * 4;
-		l3 = bpf_ntohs(ip.tot_len);
-		if (l3 == 0 && segs > 1) /* BIG TCP: length lives in the skb only */
-			l3 = len - off;
-		if (l3 < iphl || off + l3 > len)
-			return;
-		frag = bpf_ntohs(ip.frag_off);
-		first_frag = (frag & IP_OFFSET_MASK) == 0;
-		if (frag & (IP_OFFSET_MASK | IP_MF)) {
-			p->frag = first_frag ? 1 : 2;
-			p->frag_id = bpf_ntohs(ip.id);
-		}
-		p->family = NT_AF_INET;
-		p->proto = ip.protocol;
-		p->src[0] = ip.saddr;
-		p->dst[0] = ip.daddr;
-	} else if (proto == ETH_P_IPV6) {
-		struct ipv6hdr ip6;
-		__u8 nh;
-
-		if (load_hdr(c, off, &ip6, sizeof(ip6), xdp))
-			return;
-		if (ip6.version != 6)
-			return;
-		l3 = 40 + bpf_ntohs(ip6.payload_len);
-		if (l3 == 40 && segs > 1) /* BIG TCP */
-			l3 = len - off;
-		if (off + l3 > len)
-			return;
-		iphl = 40;
-		nh = ip6.nexthdr;
-		__builtin_memcpy(p->src, &ip6.saddr, 16);
-		__builtin_memcpy(p->dst, &ip6.daddr, 16);
-		/* A bounded loop, not unrolled: the verifier walks it per iteration. */
-		for (int i = 0; i < NT_MAX_IPV6_EXT_HDRS; i++) {
-			__u8 ext[4];
-			__u32 elen;
-
-			if (!is_ipv6_ext(nh))
-				break;
-			if (load_hdr(c, off + iphl, ext, sizeof(ext), xdp))
-				return;
-			if (nh == IPPROTO_FRAGMENT_) {
-				__u16 fo = (__u16)ext[2] << 8 | ext[3];
-				__be32 id;
-
-				if (load_hdr(c, off + iphl + 4, &id, sizeof(id), xdp))
-					return;
-				first_frag = (fo & 0xFFF8) == 0;
-				p->frag = first_frag ? 1 : 2;
-				p->frag_id = bpf_ntohl(id);
-				elen = 8;
-			} else if (nh == IPPROTO_AH_) {
-				elen = ((__u32)ext[1] + 2) * 4;
-			} else {
-				elen = ((__u32)ext[1] + 1) * 8;
-			}
-			nh = ext[0];
-			iphl += elen;
-			if (iphl > l3)
-				return;
-		}
-		if (is_ipv6_ext(nh))
-			return; /* chain longer than the budget: fail closed */
-		p->family = NT_AF_INET6;
-		p->proto = nh;
-	} else {
-		p->bucket = NT_BUCKET_NON_IP;
-		return;
-	}
-
-	/* Transport header: only the first fragment carries it. */
-	if (first_frag) {
-		__u32 l4off = off + iphl;
-
-		if (p->proto == IPPROTO_TCP_) {
-			struct tcphdr tcp;
-
-			if (load_hdr(c, l4off, &tcp, sizeof(tcp), xdp))
-				return;
-			l4hl = tcp.doff * 4;
-			if (l4hl < sizeof(tcp))
-				return;
-			p->sport = bpf_ntohs(tcp.source);
-			p->dport = bpf_ntohs(tcp.dest);
-			p->tcp_flags = ((__u8 *)&tcp)[13];
-		} else if (p->proto == IPPROTO_UDP_) {
-			struct udphdr udp;
-
-			if (load_hdr(c, l4off, &udp, sizeof(udp), xdp))
-				return;
-			l4hl = sizeof(udp);
-			p->sport = bpf_ntohs(udp.source);
-			p->dport = bpf_ntohs(udp.dest);
-		} else if (p->proto == IPPROTO_ICMP_ || p->proto == IPPROTO_ICMPV6_) {
-			__u8 tc[2];
-
-			if (load_hdr(c, l4off, tc, sizeof(tc), xdp))
-				return;
-			l4hl = 8;
-			p->dport = (__u16)tc[0] << 8 | tc[1];
-		}
-		if (iphl + l4hl > l3)
-			return;
-	}
-
-	if (c->segs_unknown) {
-		/*
-		 * GSO from an untrusted source (SKB_GSO_DODGY: tap, virtio-net)
-		 * leaves gso_segs 0 until the stack segments it: derive the
-		 * count the same way, from the payload and gso_size.
-		 */
-		__u32 data = len - (off + iphl + l4hl);
-
-		segs = (data + c->gso_size - 1) / c->gso_size;
-		if (!segs)
-			segs = 1;
-		p->c.packets = segs;
-	}
-	if (segs > 1) {
-		/* Each wire segment repeats the L2, IP and transport headers. */
-		__u32 hdrs = off + iphl + l4hl;
-
-		p->c.l2 = len + (segs - 1) * hdrs + segs * vlan_hw;
-		l3 = (len - off) + (segs - 1) * (iphl + l4hl);
-	}
-	p->c.l3 = l3;
-	p->c.l4 = l3 - segs * iphl;
-	p->c.payload = p->c.l4 - segs * l4hl;
-	p->bucket = NT_BUCKET_MAX;
-}
 
 static __always_inline void add_counts(struct nt_counts *to, const struct nt_counts *c)
 {
@@ -595,7 +318,7 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 	struct nt_iface_val *iv;
 	__u64 now;
 
-	parse(c, &p, xdp, l3dev);
+	parse(c, &p, xdp, l3dev, 1);
 	if (lan && !vlan_fix) {
 		__u32 kinds = *(volatile __u32 *)&nt_policy_kinds;
 
@@ -669,19 +392,14 @@ static __always_inline int tc_account(struct __sk_buff *skb, __u32 dir, const in
 	}
 
 	struct pctx c = {
-		.ctx = skb,
-		.len = skb->len,
 		.vlan_hw = skb->vlan_present ? 4 : 0,
 		.hw_tags = skb->vlan_present,
-		.segs = skb->gso_segs ? skb->gso_segs : 1,
-		.gso_size = skb->gso_size,
-		.segs_unknown = skb->gso_size && !skb->gso_segs,
 		.ifindex = skb->ifindex,
-		.l3_proto = bpf_ntohs(skb->protocol),
 		.xdp_data_tags = xdp_tags,
 	};
 	struct verdict vd = {};
 
+	pctx_from_skb(&c, skb);
 	account(&c, dir, lan, 0, l3dev, vlan_fix, &vd);
 	if (vd.drop)
 		return TC_ACT_SHOT;

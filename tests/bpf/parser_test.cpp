@@ -18,6 +18,7 @@
 // below ETH_HLEN, an untagged IP frame shorter than its IP header, more than one page of
 // data) carries the reason and reports SKIPPED; a neighbouring row covers the same parser
 // path with a frame the kernel accepts.
+#include "bpf_test_util.h"
 #include "packet_builder.h"
 
 #include "nettally.skel.h"
@@ -44,25 +45,6 @@ namespace {
 
 // ---------------------------------------------------------------------------------------
 // Environment and skeleton
-
-// Why BPF tests cannot run here, or empty when they can. Probed once.
-const std::string& bpf_unavailable_reason() {
-    static const std::string reason = [] {
-        if (geteuid() != 0)
-            return std::string("needs root (CAP_BPF + CAP_NET_ADMIN) to load BPF programs");
-        const int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "nt_probe", 4, 4, 1, nullptr);
-        if (fd < 0) {
-            const int err = errno;
-            if (err == EPERM || err == EACCES)
-                return std::string("BPF not permitted here: bpf(BPF_MAP_CREATE) failed: ") +
-                       std::strerror(err);
-            return std::string(); // something else: let the load report it as a failure
-        }
-        close(fd);
-        return std::string();
-    }();
-    return reason;
-}
 
 struct SkelDeleter {
     void operator()(nettally_bpf* s) const { nettally_bpf__destroy(s); }
@@ -104,57 +86,6 @@ bool is_lan(Prog p) {
 }
 uint32_t dir_of(Prog p) {
     return p == Prog::IngressLan || p == Prog::IngressWan ? NT_DIR_INGRESS : NT_DIR_EGRESS;
-}
-
-// ---------------------------------------------------------------------------------------
-// Per-CPU map reading
-
-template <typename K, typename V> struct PerCpuEntry {
-    K key;
-    std::vector<V> per_cpu;
-};
-
-// Every entry of a per-CPU hash map, with one value per possible CPU.
-template <typename K, typename V> std::vector<PerCpuEntry<K, V>> dump_percpu(const bpf_map* map) {
-    const int fd = bpf_map__fd(map);
-    const int ncpu = libbpf_num_possible_cpus();
-    const size_t stride = (sizeof(V) + 7) & ~size_t{7};
-    std::vector<PerCpuEntry<K, V>> out;
-    if (fd < 0 || ncpu <= 0) {
-        ADD_FAILURE() << "cannot read map " << bpf_map__name(map) << ": fd " << fd << ", cpus " << ncpu;
-        return out;
-    }
-    EXPECT_EQ(bpf_map__key_size(map), sizeof(K)) << bpf_map__name(map) << " key size vs ABI header";
-    EXPECT_EQ(bpf_map__value_size(map), sizeof(V)) << bpf_map__name(map) << " value size vs ABI header";
-
-    std::vector<uint8_t> raw(stride * static_cast<size_t>(ncpu));
-    K key{};
-    K next{};
-    const K* prev = nullptr;
-    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-        if (bpf_map_lookup_elem(fd, &next, raw.data()) != 0) {
-            ADD_FAILURE() << bpf_map__name(map)
-                          << ": lookup of a listed key failed: " << std::strerror(errno);
-            break;
-        }
-        PerCpuEntry<K, V> e{next, std::vector<V>(static_cast<size_t>(ncpu))};
-        for (int c = 0; c < ncpu; c++)
-            std::memcpy(&e.per_cpu[static_cast<size_t>(c)], raw.data() + stride * static_cast<size_t>(c),
-                        sizeof(V));
-        out.push_back(std::move(e));
-        key = next;
-        prev = &key;
-    }
-    return out;
-}
-
-nt_counts& operator+=(nt_counts& a, const nt_counts& b) {
-    a.packets += b.packets;
-    a.l2 += b.l2;
-    a.l3 += b.l3;
-    a.l4 += b.l4;
-    a.payload += b.payload;
-    return a;
 }
 
 struct IfaceSum {
@@ -203,16 +134,6 @@ HostSum sum(const std::vector<nt_host_val>& v) {
     }
     return s;
 }
-
-void expect_counts(const nt_counts& got, const nt_counts& want, const std::string& label) {
-    EXPECT_EQ(got.packets, want.packets) << label << " packets";
-    EXPECT_EQ(got.l2, want.l2) << label << " l2";
-    EXPECT_EQ(got.l3, want.l3) << label << " l3";
-    EXPECT_EQ(got.l4, want.l4) << label << " l4";
-    EXPECT_EQ(got.payload, want.payload) << label << " payload";
-}
-
-constexpr nt_counts kZero{};
 
 std::string bucket_name(int b) {
     switch (b) {
@@ -319,12 +240,9 @@ PacketBuilder ipv6_with_dstopts(unsigned n) {
     return b;
 }
 
-std::vector<Row> rows() {
-    std::vector<Row> t;
-    const nt_bucket kNonIp = NT_BUCKET_NON_IP;
-    const nt_bucket kUnparsable = NT_BUCKET_UNPARSABLE;
 
-    // --- IPv4 ---------------------------------------------------------------------------
+// IPv4: TCP, UDP, ICMP.
+void add_ipv4_rows(std::vector<Row>& t) {
     // DF set, as on most TCP: the DF bit must not read as a fragment offset.
     t.push_back({"ipv4_tcp",
                  PacketBuilder()
@@ -353,6 +271,33 @@ std::vector<Row> rows() {
                  FlowExpect{NT_AF_INET, kTcp, 443, 40000, kRemote4, kHost4, 0x10},
                  HostExpect{kHostMac, kHost4}});
 
+    t.push_back({"ipv4_udp",
+                 PacketBuilder()
+                     .eth(kWanPeerMac, kWanOurMac)
+                     .ipv4(v4(kHost4, kRemote4))
+                     .udp({.sport = 51000, .dport = 53})
+                     .payload(512)
+                     .build(),
+                 Prog::EgressWan,
+                 {1, 14 + 20 + 8 + 512, 20 + 8 + 512, 8 + 512, 512},
+                 FlowExpect{NT_AF_INET, kUdp, 51000, 53, kHost4, kRemote4}});
+
+    // ICMP: sport 0, dport = type << 8 | code = 8 << 8 = 2048.
+    t.push_back({"ipv4_icmp_echo",
+                 PacketBuilder()
+                     .eth(kGwMac, kHostMac)
+                     .ipv4(v4(kHost4, kRemote4))
+                     .icmp(8, 0, 0x1234, 1)
+                     .payload(56)
+                     .build(),
+                 Prog::IngressLan,
+                 {1, 14 + 20 + 8 + 56, 20 + 8 + 56, 8 + 56, 56},
+                 FlowExpect{NT_AF_INET, kIcmp, 0, 2048, kHost4, kRemote4},
+                 HostExpect{kHostMac, kHost4}});
+}
+
+// IPv4 header options (IHL above 5).
+void add_ipv4_options_rows(std::vector<Row>& t) {
     // Record route with 2 slots: 11 bytes + EOL = 12 bytes of options, IHL 8.
     t.push_back({"ipv4_ip_options_ihl8_udp",
                  PacketBuilder()
@@ -382,59 +327,118 @@ std::vector<Row> rows() {
                  Prog::EgressLan,
                  {1, 60, 24 + 8, 8, 8},
                  FlowExpect{NT_AF_INET, kIgmp, 0, 0, kGw4, "224.0.0.22"}});
+}
 
-    t.push_back({"ipv4_udp",
+// Length fields that contradict each other or the frame; Ethernet padding.
+void add_length_field_rows(std::vector<Row>& t) {
+    const nt_bucket kUnparsable = NT_BUCKET_UNPARSABLE;
+
+    t.push_back({"ipv4_tot_len_exceeds_frame",
                  PacketBuilder()
-                     .eth(kWanPeerMac, kWanOurMac)
-                     .ipv4(v4(kHost4, kRemote4))
-                     .udp({.sport = 51000, .dport = 53})
-                     .payload(512)
+                     .eth(kHostMac, kGwMac)
+                     .ipv4(v4(kRemote4, kHost4, [](Ipv4Opts& o) { o.tot_len = 1500; }))
+                     .tcp({.sport = 443, .dport = 40019})
+                     .payload(100)
                      .build(),
-                 Prog::EgressWan,
-                 {1, 14 + 20 + 8 + 512, 20 + 8 + 512, 8 + 512, 512},
-                 FlowExpect{NT_AF_INET, kUdp, 51000, 53, kHost4, kRemote4}});
+                 Prog::EgressLan,
+                 {1, 14 + 20 + 20 + 100, 0, 0, 0},
+                 kUnparsable});
 
-    // ICMP: sport 0, dport = type << 8 | code = 8 << 8 = 2048.
-    t.push_back({"ipv4_icmp_echo",
+    t.push_back({"ipv6_payload_len_exceeds_frame",
+                 PacketBuilder()
+                     .eth(kWanOurMac, kWanPeerMac)
+                     .ipv6(v6(kRemote6, kHost6, [](Ipv6Opts& o) { o.payload_len = 2000; }))
+                     .udp({.sport = 443, .dport = 40020})
+                     .payload(100)
+                     .build(),
+                 Prog::IngressWan,
+                 {1, 14 + 40 + 8 + 100, 0, 0, 0},
+                 kUnparsable});
+
+    // 14 + 20 + 8 + 4 = 46 bytes padded to 60: l2 is the frame, l3 the IP total length.
+    t.push_back({"ipv4_udp_padded_to_60",
                  PacketBuilder()
                      .eth(kGwMac, kHostMac)
                      .ipv4(v4(kHost4, kRemote4))
-                     .icmp(8, 0, 0x1234, 1)
-                     .payload(56)
+                     .udp({.sport = 40011, .dport = 123})
+                     .payload(4)
+                     .pad_to(60)
                      .build(),
                  Prog::IngressLan,
-                 {1, 14 + 20 + 8 + 56, 20 + 8 + 56, 8 + 56, 56},
-                 FlowExpect{NT_AF_INET, kIcmp, 0, 2048, kHost4, kRemote4},
+                 {1, 60, 20 + 8 + 4, 8 + 4, 4},
+                 FlowExpect{NT_AF_INET, kUdp, 40011, 123, kHost4, kRemote4},
                  HostExpect{kHostMac, kHost4}});
 
-    // First fragment of a 1508-byte UDP datagram: MF, offset 0, ports present.
-    t.push_back({"ipv4_frag_first_udp",
+    // IHL 15 (a full 60-byte header of NOP options) but total length 40.
+    t.push_back({"ipv4_ihl_exceeds_tot_len",
                  PacketBuilder()
-                     .eth(kWanPeerMac, kWanOurMac)
-                     .ipv4(v4(kHost4, kRemote4, [](Ipv4Opts& o) { o.mf = true; }))
-                     .udp({.sport = 51001, .dport = 4500, .length = 1508})
-                     .payload(1472)
-                     .build(),
-                 Prog::EgressWan,
-                 {1, 14 + 20 + 8 + 1472, 20 + 8 + 1472, 8 + 1472, 1472},
-                 FlowExpect{NT_AF_INET, kUdp, 51001, 4500, kHost4, kRemote4}});
-
-    // Its last fragment: offset 1480 / 8 = 185, the remaining 28 bytes; ports 0, payload = l4.
-    t.push_back({"ipv4_frag_nonfirst_udp",
-                 PacketBuilder()
-                     .eth(kWanPeerMac, kWanOurMac)
-                     .ipv4(v4(kHost4, kRemote4,
+                     .eth(kWanOurMac, kWanPeerMac)
+                     .ipv4(v4(kRemote4, kHost4,
                               [](Ipv4Opts& o) {
-                                  o.frag_offset = 185;
-                                  o.protocol = kUdp;
+                                  o.options = std::vector<uint8_t>(40, 0x01);
+                                  o.tot_len = 40;
+                                  o.protocol = kTcp;
                               }))
-                     .payload(28)
                      .build(),
-                 Prog::EgressWan,
-                 {1, 14 + 20 + 28, 20 + 28, 28, 28},
-                 FlowExpect{NT_AF_INET, kUdp, 0, 0, kHost4, kRemote4}});
+                 Prog::IngressWan,
+                 {1, 14 + 60, 0, 0, 0},
+                 kUnparsable});
 
-    // --- IPv6 ---------------------------------------------------------------------------
+    // A dest-opts header of 40 bytes in an IPv6 payload length of 16: the walk runs past l3.
+    t.push_back({"ipv6_ext_hdr_exceeds_payload_len",
+                 PacketBuilder()
+                     .eth(kWanOurMac, kWanPeerMac)
+                     .ipv6(v6(kRemote6, kHost6, [](Ipv6Opts& o) { o.payload_len = 16; }))
+                     .ipv6_dest_opts(4)
+                     .udp({.sport = 53, .dport = 40026})
+                     .payload(10)
+                     .build(),
+                 Prog::IngressWan,
+                 {1, 14 + 40 + 40 + 8 + 10, 0, 0, 0},
+                 kUnparsable});
+}
+
+// Header length fields below the minimum or beyond the datagram.
+void add_header_length_rows(std::vector<Row>& t) {
+    const nt_bucket kUnparsable = NT_BUCKET_UNPARSABLE;
+
+    t.push_back({"ipv4_ihl_4",
+                 PacketBuilder()
+                     .eth(kWanOurMac, kWanPeerMac)
+                     .ipv4(v4(kRemote4, kHost4, [](Ipv4Opts& o) { o.ihl = 4; }))
+                     .udp({.sport = 53, .dport = 40018})
+                     .payload(20)
+                     .build(),
+                 Prog::IngressWan,
+                 {1, 14 + 20 + 8 + 20, 0, 0, 0},
+                 kUnparsable});
+
+    // Data offset 15 (60 bytes) in a datagram with room for 20 + 10.
+    t.push_back({"tcp_doff_exceeds_datagram",
+                 PacketBuilder()
+                     .eth(kWanOurMac, kWanPeerMac)
+                     .ipv4(v4(kRemote4, kHost4))
+                     .tcp({.sport = 443, .dport = 40027, .data_offset = 15})
+                     .payload(10)
+                     .build(),
+                 Prog::IngressWan,
+                 {1, 14 + 20 + 20 + 10, 0, 0, 0},
+                 kUnparsable});
+
+    t.push_back({"tcp_doff_4",
+                 PacketBuilder()
+                     .eth(kWanOurMac, kWanPeerMac)
+                     .ipv4(v4(kRemote4, kHost4))
+                     .tcp({.sport = 443, .dport = 40021, .data_offset = 4})
+                     .payload(10)
+                     .build(),
+                 Prog::IngressWan,
+                 {1, 14 + 20 + 20 + 10, 0, 0, 0},
+                 kUnparsable});
+}
+
+// IPv6 without extension headers.
+void add_ipv6_rows(std::vector<Row>& t) {
     t.push_back({"ipv6_tcp",
                  PacketBuilder()
                      .eth(kGwMac, kHostMac)
@@ -483,6 +487,22 @@ std::vector<Row> rows() {
                  {1, 14 + 40 + 8 + 16, 40 + 8 + 16, 8 + 16, 16},
                  FlowExpect{NT_AF_INET6, kIcmpv6, 0, 32768, "fe80::1", "ff02::1"}});
 
+    // Next header 59: no transport header, payload = l4.
+    t.push_back({"ipv6_no_next_header",
+                 PacketBuilder()
+                     .eth(kWanOurMac, kWanPeerMac)
+                     .ipv6(v6(kRemote6, kHost6, [](Ipv6Opts& o) { o.next_header = kNoNext; }))
+                     .payload(16)
+                     .build(),
+                 Prog::IngressWan,
+                 {1, 14 + 40 + 16, 40 + 16, 16, 16},
+                 FlowExpect{NT_AF_INET6, kNoNext, 0, 0, kRemote6, kHost6}});
+}
+
+// IPv6 extension headers and the walk budget.
+void add_ipv6_ext_header_rows(std::vector<Row>& t) {
+    const nt_bucket kUnparsable = NT_BUCKET_UNPARSABLE;
+
     // Hop-by-hop (8) + dest-opts (hdr ext len 1: 16) + SRH with 2 segments (8 + 32 = 40).
     t.push_back({"ipv6_hbh_dstopts_routing_udp",
                  PacketBuilder()
@@ -512,6 +532,50 @@ std::vector<Row> rows() {
                  {1, 14 + 40 + 24 + 20 + 50, 40 + 24 + 20 + 50, 20 + 50, 50},
                  FlowExpect{NT_AF_INET6, kTcp, 443, 40005, kRemote6, kHost6, 0x10}});
 
+    // Exactly NT_MAX_IPV6_EXT_HDRS (8) dest-opts headers of 8 bytes: still within budget.
+    t.push_back({"ipv6_ext_chain_8_dstopts_within_budget",
+                 ipv6_with_dstopts(8).udp({.sport = 4500, .dport = 40014}).payload(10).build(),
+                 Prog::IngressWan,
+                 {1, 14 + 40 + 8 * 8 + 8 + 10, 40 + 8 * 8 + 8 + 10, 8 + 10, 10},
+                 FlowExpect{NT_AF_INET6, kUdp, 4500, 40014, kRemote6, kHost6}});
+
+    // One more than the budget: fails closed.
+    t.push_back({"ipv6_ext_chain_9_dstopts_over_budget",
+                 ipv6_with_dstopts(9).udp({.sport = 4500, .dport = 40015}).payload(10).build(),
+                 Prog::IngressWan,
+                 {1, 14 + 40 + 9 * 8 + 8 + 10, 0, 0, 0},
+                 kUnparsable});
+}
+
+// Fragments: the first carries the transport header, later ones are all l4.
+void add_fragment_rows(std::vector<Row>& t) {
+    // First fragment of a 1508-byte UDP datagram: MF, offset 0, ports present.
+    t.push_back({"ipv4_frag_first_udp",
+                 PacketBuilder()
+                     .eth(kWanPeerMac, kWanOurMac)
+                     .ipv4(v4(kHost4, kRemote4, [](Ipv4Opts& o) { o.mf = true; }))
+                     .udp({.sport = 51001, .dport = 4500, .length = 1508})
+                     .payload(1472)
+                     .build(),
+                 Prog::EgressWan,
+                 {1, 14 + 20 + 8 + 1472, 20 + 8 + 1472, 8 + 1472, 1472},
+                 FlowExpect{NT_AF_INET, kUdp, 51001, 4500, kHost4, kRemote4}});
+
+    // Its last fragment: offset 1480 / 8 = 185, the remaining 28 bytes; ports 0, payload = l4.
+    t.push_back({"ipv4_frag_nonfirst_udp",
+                 PacketBuilder()
+                     .eth(kWanPeerMac, kWanOurMac)
+                     .ipv4(v4(kHost4, kRemote4,
+                              [](Ipv4Opts& o) {
+                                  o.frag_offset = 185;
+                                  o.protocol = kUdp;
+                              }))
+                     .payload(28)
+                     .build(),
+                 Prog::EgressWan,
+                 {1, 14 + 20 + 28, 20 + 28, 28, 28},
+                 FlowExpect{NT_AF_INET, kUdp, 0, 0, kHost4, kRemote4}});
+
     // First fragment (offset 0, M) of a 1508-byte UDP datagram; carries the UDP header.
     t.push_back({"ipv6_frag_first_udp",
                  PacketBuilder()
@@ -536,33 +600,13 @@ std::vector<Row> rows() {
                  Prog::IngressWan,
                  {1, 14 + 40 + 8 + 500, 40 + 8 + 500, 500, 500},
                  FlowExpect{NT_AF_INET6, kUdp, 0, 0, kRemote6, kHost6}});
+}
 
-    // Next header 59: no transport header, payload = l4.
-    t.push_back({"ipv6_no_next_header",
-                 PacketBuilder()
-                     .eth(kWanOurMac, kWanPeerMac)
-                     .ipv6(v6(kRemote6, kHost6, [](Ipv6Opts& o) { o.next_header = kNoNext; }))
-                     .payload(16)
-                     .build(),
-                 Prog::IngressWan,
-                 {1, 14 + 40 + 16, 40 + 16, 16, 16},
-                 FlowExpect{NT_AF_INET6, kNoNext, 0, 0, kRemote6, kHost6}});
+// 802.1Q and QinQ tags and the tag budget.
+void add_vlan_rows(std::vector<Row>& t) {
+    const nt_bucket kNonIp = NT_BUCKET_NON_IP;
+    const nt_bucket kUnparsable = NT_BUCKET_UNPARSABLE;
 
-    // Exactly NT_MAX_IPV6_EXT_HDRS (8) dest-opts headers of 8 bytes: still within budget.
-    t.push_back({"ipv6_ext_chain_8_dstopts_within_budget",
-                 ipv6_with_dstopts(8).udp({.sport = 4500, .dport = 40014}).payload(10).build(),
-                 Prog::IngressWan,
-                 {1, 14 + 40 + 8 * 8 + 8 + 10, 40 + 8 * 8 + 8 + 10, 8 + 10, 10},
-                 FlowExpect{NT_AF_INET6, kUdp, 4500, 40014, kRemote6, kHost6}});
-
-    // One more than the budget: fails closed.
-    t.push_back({"ipv6_ext_chain_9_dstopts_over_budget",
-                 ipv6_with_dstopts(9).udp({.sport = 4500, .dport = 40015}).payload(10).build(),
-                 Prog::IngressWan,
-                 {1, 14 + 40 + 9 * 8 + 8 + 10, 0, 0, 0},
-                 kUnparsable});
-
-    // --- VLAN / PPPoE -------------------------------------------------------------------
     t.push_back({"vlan_8021q_ipv4_tcp",
                  PacketBuilder()
                      .eth(kGwMac, kHostMac)
@@ -620,6 +664,11 @@ std::vector<Row> rows() {
                  Prog::IngressWan,
                  {1, 64, 0, 0, 0},
                  kNonIp});
+}
+
+// PPPoE session and discovery, PPP control.
+void add_pppoe_rows(std::vector<Row>& t) {
+    const nt_bucket kNonIp = NT_BUCKET_NON_IP;
 
     // PPPoE session header (6) + PPP protocol (2) before the IP datagram.
     t.push_back({"pppoe_session_ipv4_tcp",
@@ -669,8 +718,12 @@ std::vector<Row> rows() {
                  Prog::EgressWan,
                  {1, 60, 0, 0, 0},
                  kNonIp});
+}
 
-    // --- Other L2 -----------------------------------------------------------------------
+// Other link-layer protocols: not IP.
+void add_other_l2_rows(std::vector<Row>& t) {
+    const nt_bucket kNonIp = NT_BUCKET_NON_IP;
+
     t.push_back(
         {"arp_request",
          PacketBuilder()
@@ -689,8 +742,12 @@ std::vector<Row> rows() {
          Prog::IngressLan,
          {1, 60, 0, 0, 0},
          kNonIp});
+}
 
-    // --- Malformed ----------------------------------------------------------------------
+// Frames that end inside a header.
+void add_truncated_rows(std::vector<Row>& t) {
+    const nt_bucket kUnparsable = NT_BUCKET_UNPARSABLE;
+
     t.push_back({"runt_10_bytes",
                  PacketBuilder().eth(kGwMac, kHostMac, kEthPIpv4).truncate_to(10).build(),
                  Prog::IngressWan,
@@ -756,68 +813,6 @@ std::vector<Row> rows() {
                  {1, 14 + 4 + 30, 0, 0, 0},
                  kUnparsable});
 
-    t.push_back({"ipv4_ihl_4",
-                 PacketBuilder()
-                     .eth(kWanOurMac, kWanPeerMac)
-                     .ipv4(v4(kRemote4, kHost4, [](Ipv4Opts& o) { o.ihl = 4; }))
-                     .udp({.sport = 53, .dport = 40018})
-                     .payload(20)
-                     .build(),
-                 Prog::IngressWan,
-                 {1, 14 + 20 + 8 + 20, 0, 0, 0},
-                 kUnparsable});
-
-    t.push_back({"ipv4_tot_len_exceeds_frame",
-                 PacketBuilder()
-                     .eth(kHostMac, kGwMac)
-                     .ipv4(v4(kRemote4, kHost4, [](Ipv4Opts& o) { o.tot_len = 1500; }))
-                     .tcp({.sport = 443, .dport = 40019})
-                     .payload(100)
-                     .build(),
-                 Prog::EgressLan,
-                 {1, 14 + 20 + 20 + 100, 0, 0, 0},
-                 kUnparsable});
-
-    t.push_back({"ipv6_payload_len_exceeds_frame",
-                 PacketBuilder()
-                     .eth(kWanOurMac, kWanPeerMac)
-                     .ipv6(v6(kRemote6, kHost6, [](Ipv6Opts& o) { o.payload_len = 2000; }))
-                     .udp({.sport = 443, .dport = 40020})
-                     .payload(100)
-                     .build(),
-                 Prog::IngressWan,
-                 {1, 14 + 40 + 8 + 100, 0, 0, 0},
-                 kUnparsable});
-
-    // 14 + 20 + 8 + 4 = 46 bytes padded to 60: l2 is the frame, l3 the IP total length.
-    t.push_back({"ipv4_udp_padded_to_60",
-                 PacketBuilder()
-                     .eth(kGwMac, kHostMac)
-                     .ipv4(v4(kHost4, kRemote4))
-                     .udp({.sport = 40011, .dport = 123})
-                     .payload(4)
-                     .pad_to(60)
-                     .build(),
-                 Prog::IngressLan,
-                 {1, 60, 20 + 8 + 4, 8 + 4, 4},
-                 FlowExpect{NT_AF_INET, kUdp, 40011, 123, kHost4, kRemote4},
-                 HostExpect{kHostMac, kHost4}});
-
-    // IHL 15 (a full 60-byte header of NOP options) but total length 40.
-    t.push_back({"ipv4_ihl_exceeds_tot_len",
-                 PacketBuilder()
-                     .eth(kWanOurMac, kWanPeerMac)
-                     .ipv4(v4(kRemote4, kHost4,
-                              [](Ipv4Opts& o) {
-                                  o.options = std::vector<uint8_t>(40, 0x01);
-                                  o.tot_len = 40;
-                                  o.protocol = kTcp;
-                              }))
-                     .build(),
-                 Prog::IngressWan,
-                 {1, 14 + 60, 0, 0, 0},
-                 kUnparsable});
-
     // ICMP with only 4 of its 8 header bytes inside the datagram.
     t.push_back({"icmp_truncated_header",
                  PacketBuilder()
@@ -828,44 +823,11 @@ std::vector<Row> rows() {
                  Prog::IngressWan,
                  {1, 14 + 20 + 4, 0, 0, 0},
                  kUnparsable});
+}
 
-    // A dest-opts header of 40 bytes in an IPv6 payload length of 16: the walk runs past l3.
-    t.push_back({"ipv6_ext_hdr_exceeds_payload_len",
-                 PacketBuilder()
-                     .eth(kWanOurMac, kWanPeerMac)
-                     .ipv6(v6(kRemote6, kHost6, [](Ipv6Opts& o) { o.payload_len = 16; }))
-                     .ipv6_dest_opts(4)
-                     .udp({.sport = 53, .dport = 40026})
-                     .payload(10)
-                     .build(),
-                 Prog::IngressWan,
-                 {1, 14 + 40 + 40 + 8 + 10, 0, 0, 0},
-                 kUnparsable});
 
-    // Data offset 15 (60 bytes) in a datagram with room for 20 + 10.
-    t.push_back({"tcp_doff_exceeds_datagram",
-                 PacketBuilder()
-                     .eth(kWanOurMac, kWanPeerMac)
-                     .ipv4(v4(kRemote4, kHost4))
-                     .tcp({.sport = 443, .dport = 40027, .data_offset = 15})
-                     .payload(10)
-                     .build(),
-                 Prog::IngressWan,
-                 {1, 14 + 20 + 20 + 10, 0, 0, 0},
-                 kUnparsable});
-
-    t.push_back({"tcp_doff_4",
-                 PacketBuilder()
-                     .eth(kWanOurMac, kWanPeerMac)
-                     .ipv4(v4(kRemote4, kHost4))
-                     .tcp({.sport = 443, .dport = 40021, .data_offset = 4})
-                     .payload(10)
-                     .build(),
-                 Prog::IngressWan,
-                 {1, 14 + 20 + 20 + 10, 0, 0, 0},
-                 kUnparsable});
-
-    // --- Large and aggregated -----------------------------------------------------------
+// Frames above the MTU.
+void add_large_rows(std::vector<Row>& t) {
     // 14 + 20 + 20 + 8946 = 9000.
     t.push_back({"jumbo_9000_ipv4_tcp",
                  PacketBuilder()
@@ -895,7 +857,10 @@ std::vector<Row> rows() {
                  Prog::IngressWan,
                  {1, 3700, 20 + 20 + 3646, 20 + 3646, 3646},
                  FlowExpect{NT_AF_INET, kTcp, 443, 40025, kRemote4, kHost4, 0x10}});
+}
 
+// GSO/GRO: every wire segment with its own headers.
+void add_gso_rows(std::vector<Row>& t) {
     // TSO super-packet: 3000 bytes of TCP payload, gso_size 1000, gso_segs 3. On the wire:
     // 3 segments of 14 + 20 + 20 + 1000.
     t.push_back({"gso_tcp4_3x1000",
@@ -941,7 +906,10 @@ std::vector<Row> rows() {
          FlowExpect{NT_AF_INET6, kTcp, 443, 40022, kRemote6, kHost6, 0x10},
          HostExpect{kHostMac, kHost6},
          SkbCtx{.gso_segs = 3, .gso_size = 1448}});
+}
 
+// BIG TCP (IP length 0) and UDP GSO.
+void add_big_tcp_udp_gso_rows(std::vector<Row>& t) {
     // BIG TCP: IPv4 total length 0 in a GSO skb, the length lives in the skb only. Same wire
     // figures as gso_tcp4_3x1000.
     t.push_back({"gso_big_tcp4_tot_len_0",
@@ -984,7 +952,24 @@ std::vector<Row> rows() {
                  FlowExpect{NT_AF_INET, kUdp, 40023, 443, kHost4, kRemote4},
                  std::nullopt,
                  SkbCtx{.gso_segs = 3, .gso_size = 1200}});
+}
 
+std::vector<Row> rows() {
+    std::vector<Row> t;
+    add_ipv4_rows(t);
+    add_ipv4_options_rows(t);
+    add_ipv6_rows(t);
+    add_ipv6_ext_header_rows(t);
+    add_fragment_rows(t);
+    add_vlan_rows(t);
+    add_pppoe_rows(t);
+    add_other_l2_rows(t);
+    add_truncated_rows(t);
+    add_length_field_rows(t);
+    add_header_length_rows(t);
+    add_large_rows(t);
+    add_gso_rows(t);
+    add_big_tcp_udp_gso_rows(t);
     return t;
 }
 

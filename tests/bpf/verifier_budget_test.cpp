@@ -3,7 +3,11 @@
 // so parser growth (more tags, more extension headers, unrolled loops) is caught long
 // before a kernel refuses to load it. The counts come from bpf_prog_info.verified_insns
 // (kernel >= 5.16) and are printed and recorded as test properties so growth is visible.
+// Both objects are measured: nettally (TC, XDP) and nettally_cg (cgroup_skb), the latter
+// with and without the netns filter (cfg_netns_cookie), since the filter is dead code
+// the verifier prunes when the cookie is 0.
 #include "nettally.skel.h"
+#include "nettally_cg.skel.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -41,7 +45,42 @@ std::string bpf_unavailable_reason() {
 
 struct SkelDeleter {
     void operator()(nettally_bpf* s) const { nettally_bpf__destroy(s); }
+    void operator()(nettally_cg_bpf* s) const { nettally_cg_bpf__destroy(s); }
 };
+
+// Checks and prints every program of a loaded object; returns how many were measured, or
+// -1 when the kernel does not report verified_insns (the caller skips).
+int measure(bpf_object* obj, const std::string& suffix) {
+    int programs = 0;
+    bpf_program* prog;
+    bpf_object__for_each_program(prog, obj) {
+        const std::string name = std::string(bpf_program__name(prog)) + suffix;
+        bpf_prog_info info{};
+        __u32 len = sizeof(info);
+        if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) != 0) {
+            ADD_FAILURE() << name << " bpf_obj_get_info_by_fd: " << std::strerror(errno);
+            continue;
+        }
+        if (len < offsetof(bpf_prog_info, verified_insns) + sizeof(info.verified_insns) ||
+            info.verified_insns == 0)
+            return -1;
+
+        const uint64_t n = info.verified_insns;
+        std::printf("[ verifier ] %-28s %8llu verified insns (budget %llu, %.2f%% of the limit)\n",
+                    name.c_str(), static_cast<unsigned long long>(n),
+                    static_cast<unsigned long long>(kBudget),
+                    100.0 * static_cast<double>(n) / static_cast<double>(kComplexityLimitInsns));
+        ::testing::Test::RecordProperty(name + "_verified_insns", std::to_string(n));
+        EXPECT_LE(n, kBudget) << name << " verified_insns " << n
+                              << " exceeds 25% of BPF_COMPLEXITY_LIMIT_INSNS";
+        programs++;
+    }
+    std::fflush(stdout);
+    return programs;
+}
+
+constexpr const char* kNoVerifiedInsns =
+    "kernel does not report bpf_prog_info.verified_insns (needs >= 5.16)";
 
 TEST(VerifierBudget, EveryProgramWithinQuarterOfComplexityLimit) {
     if (const std::string why = bpf_unavailable_reason(); !why.empty())
@@ -52,32 +91,33 @@ TEST(VerifierBudget, EveryProgramWithinQuarterOfComplexityLimit) {
     const int err = nettally_bpf__load(skel.get());
     ASSERT_EQ(err, 0) << "nettally_bpf__load: " << std::strerror(-err) << " (libbpf log above)";
 
-    int programs = 0;
-    bpf_program* prog;
-    bpf_object__for_each_program(prog, skel->obj) {
-        const std::string name = bpf_program__name(prog);
-        bpf_prog_info info{};
-        __u32 len = sizeof(info);
-        ASSERT_EQ(bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len), 0)
-            << name << " bpf_obj_get_info_by_fd: " << std::strerror(errno);
-        if (len < offsetof(bpf_prog_info, verified_insns) + sizeof(info.verified_insns) ||
-            info.verified_insns == 0)
-            GTEST_SKIP() << name << ": kernel does not report bpf_prog_info.verified_insns (needs >= 5.16)";
-
-        const uint64_t n = info.verified_insns;
-        std::printf("[ verifier ] %-20s %8llu verified insns (budget %llu, %.2f%% of the limit)\n",
-                    name.c_str(), static_cast<unsigned long long>(n),
-                    static_cast<unsigned long long>(kBudget),
-                    100.0 * static_cast<double>(n) / static_cast<double>(kComplexityLimitInsns));
-        RecordProperty(name + "_verified_insns", std::to_string(n));
-        EXPECT_LE(n, kBudget) << name << " verified_insns " << n
-                              << " exceeds 25% of BPF_COMPLEXITY_LIMIT_INSNS";
-        programs++;
-    }
-    std::fflush(stdout);
+    const int programs = measure(skel->obj, "");
+    if (programs < 0)
+        GTEST_SKIP() << kNoVerifiedInsns;
     EXPECT_EQ(programs, 10) << "programs in the object: nt_tc_{ingress,egress}_{lan,wan,l3}, "
                                "nt_tc_ingress_xdpfix_{lan,wan} and nt_xdp_ingress_{lan,wan}; a new "
                                "program must be measured here too";
+}
+
+TEST(VerifierBudget, CgroupProgramsWithinQuarterOfComplexityLimit) {
+    if (const std::string why = bpf_unavailable_reason(); !why.empty())
+        GTEST_SKIP() << why;
+
+    // cfg_netns_cookie 0: every namespace counted; non-zero: the netns filter is live code.
+    for (const uint64_t cookie : {uint64_t{0}, uint64_t{1}}) {
+        std::unique_ptr<nettally_cg_bpf, SkelDeleter> skel(nettally_cg_bpf__open());
+        ASSERT_TRUE(skel) << "nettally_cg_bpf__open: " << std::strerror(errno);
+        skel->rodata->cfg_netns_cookie = cookie;
+        const int err = nettally_cg_bpf__load(skel.get());
+        ASSERT_EQ(err, 0) << "nettally_cg_bpf__load (netns cookie " << cookie << "): " << std::strerror(-err)
+                          << " (libbpf log above)";
+
+        const int programs = measure(skel->obj, cookie ? " (netns)" : "");
+        if (programs < 0)
+            GTEST_SKIP() << kNoVerifiedInsns;
+        EXPECT_EQ(programs, 2) << "programs in the cgroup object: nt_cg_{ingress,egress}; a new "
+                                  "program must be measured here too";
+    }
 }
 
 } // namespace
