@@ -7,7 +7,7 @@
  * then added to the interface total and to exactly one category: its flow, or
  * one unattributed bucket. The interface total is written first, the category
  * second, so a reader that reads categories and then the totals never sees
- * more in the categories than in the totals (see daemon/collector.cpp).
+ * more in the categories than in the totals (see daemon/core/collector.cpp).
  *
  * The parser (nettally_parse.h, shared with the cgroup_skb programs of
  * cgroup.bpf.c) serves TC (struct __sk_buff) and XDP (struct xdp_md): an
@@ -80,7 +80,7 @@ struct {
 } nt_meta SEC(".maps");
 
 /*
- * Threshold actions in force (daemon/enforcer.cpp). Not pinned: the daemon
+ * Threshold actions in force (daemon/kernel/enforce.cpp). Not pinned: the daemon
  * re-applies them at start. nt_policy_kinds says which kinds of keys
  * nt_policy holds (NT_POLICY_KIND_*), so with no action in force the packet
  * path costs one load of this global and no lookup.

@@ -3,7 +3,7 @@
  * The one ABI between nettally's BPF programs and nettallyd: map keys, map
  * values, enums and limits. Both builds include this file; nothing here is
  * mirrored by hand anywhere else. The C++ side static_asserts the sizes in
- * daemon/abi.h so a layout change breaks the build, not the counts.
+ * daemon/core/abi.h so a layout change breaks the build, not the counts.
  *
  * Rules: fixed-width types only, explicit padding, no bitfields, no pointers.
  */
@@ -161,7 +161,7 @@ struct nt_frag_val {
 };
 
 /*
- * ---- Enforcement of threshold actions (daemon/enforcer.h) ----------------
+ * ---- Enforcement of threshold actions (daemon/kernel/enforce.h) ----------------
  * nt_policy: HASH, not pinned (the daemon re-applies actions at start), filled
  * only while a threshold's action is in force. Consulted on lan-role
  * interfaces for a host as source (ingress) and as destination (egress), and
