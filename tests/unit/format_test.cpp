@@ -1,6 +1,7 @@
 // nettallyctl's output contract without a bus: byte units, times, protocol and flag names,
 // the exact --json key sets scripts rely on, table alignment, argument parsing and the
 // D-Bus-error-to-exit-code mapping (ctl/format.h).
+#include "args.h"
 #include "format.h"
 
 #include <gtest/gtest.h>
@@ -492,15 +493,6 @@ TEST(Args, UsageErrors) {
     const auto r = parse_args({"frobnicate"});
     ASSERT_TRUE(std::holds_alternative<UsageError>(r));
     EXPECT_NE(std::get<UsageError>(r).message.find("frobnicate"), std::string::npos);
-}
-
-TEST(Args, CommandWordSkipsOptionsAndTheTimeoutValue) {
-    using V = std::vector<std::string_view>;
-    EXPECT_EQ(command_word(V{"upload", "status"}), "upload");
-    EXPECT_EQ(command_word(V{"--json", "--timeout", "5", "records", "rotate"}), "records");
-    EXPECT_EQ(command_word(V{"--timeout", "upload", "status"}), "status"); // "upload" is the value
-    EXPECT_EQ(command_word(V{"--json"}), "");
-    EXPECT_EQ(command_word(V{}), "");
 }
 
 TEST(Args, HelpAndVersion) {
