@@ -136,7 +136,8 @@ TEST(Json, Interfaces) {
     ASSERT_EQ(j["interfaces"].size(), 1U);
     const json& i = j["interfaces"][0];
     EXPECT_EQ(keys_of(i),
-              (std::set<std::string>{"name", "role", "ifindex", "ingress", "egress", "unattributed"}));
+              (std::set<std::string>{"name", "role", "ifindex", "ingress", "egress", "unattributed",
+                                     "finished_flows"}));
     EXPECT_EQ(i["name"], "lan0");
     EXPECT_EQ(i["role"], "lan");
     EXPECT_EQ(i["ifindex"], 3);
@@ -282,7 +283,7 @@ TEST(Json, KeysComeInDocumentedOrder) {
     using V = std::vector<std::string>;
     EXPECT_EQ(key_order(counters_json({})), (V{"packets", "l2", "l3", "l4", "payload"}));
     EXPECT_EQ(key_order(interfaces_json({InterfaceRow{}})["interfaces"][0]),
-              (V{"name", "role", "ifindex", "ingress", "egress", "unattributed"}));
+              (V{"name", "role", "ifindex", "ingress", "egress", "unattributed", "finished_flows"}));
     EXPECT_EQ(key_order(hosts_json({HostRow{}})["hosts"][0]),
               (V{"mac", "ip", "interface", "sent", "received", "first_seen", "last_seen"}));
     EXPECT_EQ(key_order(flows_json({FlowRow{}})["flows"][0]),
