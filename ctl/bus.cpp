@@ -42,3 +42,12 @@ int run_on_bus(double timeout_sec, const std::function<std::string(sdbus::IConne
 }
 
 } // namespace nettally::ctl
+
+namespace nettally::ctl {
+
+int report_usage_error(const std::string& message) {
+    std::cerr << "nettallyctl: " << message << "\nTry 'nettallyctl --help' for more information.\n";
+    return kExitUsage;
+}
+
+} // namespace nettally::ctl

@@ -2,6 +2,8 @@
 // the call timeout, and turn a D-Bus error into one line on stderr and its exit status.
 #pragma once
 
+#include "args.h"
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -9,6 +11,11 @@
 #include <sdbus-c++/sdbus-c++.h>
 
 namespace nettally::ctl {
+
+// --timeout, or the default when it was not given.
+inline double timeout_of(const Options& opt) {
+    return opt.timeout_sec > 0 ? opt.timeout_sec : kDefaultTimeoutSec;
+}
 
 // A system-bus connection whose method calls time out after `timeout_sec`. Throws sdbus::Error.
 std::unique_ptr<sdbus::IConnection> connect_system_bus(double timeout_sec);
@@ -19,5 +26,8 @@ int report_dbus_error(const sdbus::Error& e, bool while_connecting);
 
 // Connects, runs `body` and prints what it returns; returns kExitOk or the D-Bus error's status.
 int run_on_bus(double timeout_sec, const std::function<std::string(sdbus::IConnection&)>& body);
+
+// A usage error found after parsing (e.g. an unreadable --password-file): message, hint, 2.
+int report_usage_error(const std::string& message);
 
 } // namespace nettally::ctl

@@ -1,7 +1,10 @@
-// nettallyctl's pure half: command-line parsing, the --json shapes and the human tables.
-// Nothing here touches D-Bus, files or the clock, so every byte nettallyctl prints can be
-// unit-tested from plain structs (tests/unit/format_test.cpp). nettallyctl.cpp only converts
-// the generated proxy's sdbus types into these structs and writes the result.
+// nettallyctl's pure half: the named rows of the D-Bus API, the --json shapes and the human
+// tables. Nothing here touches D-Bus, files or the clock, so every byte nettallyctl prints can
+// be unit-tested from plain structs (tests/unit/format*_test.cpp). convert.h turns the
+// generated proxy's sdbus types into these structs; args.h parses the command line.
+// Implemented by feature: format.cpp (scalars, tables, status, exit status),
+// format_traffic.cpp (interfaces, hosts, flows), format_cgroups.cpp, format_history.cpp,
+// format_thresholds.cpp, format_records.cpp (records and upload).
 #pragma once
 
 #include <cstdint>
@@ -42,6 +45,8 @@ struct InterfaceRow {
     Counters ingress;
     Counters egress;
     std::map<std::string, Counters> unattributed; // "ingress.non_ip" -> C
+    Counters finished_ingress; // flows no longer listed by ListFlows
+    Counters finished_egress;
 };
 
 struct HostRow {
@@ -100,6 +105,26 @@ struct Unsupported {
 using StatusValue = std::variant<bool, std::int64_t, std::uint64_t, double, std::string,
                                  std::vector<std::string>, Unsupported>;
 using StatusMap = std::map<std::string, StatusValue>;
+// One a{sv} dictionary (ListThresholds, GetUsage, GetSettings, GetUploadStatus).
+using Dict = StatusMap;
+
+// Records ListSpool: a closed accounting file waiting for upload.
+struct RecordFile {
+    std::string name;
+    std::uint64_t size = 0;
+    std::string type; // "interface", "host", ...
+    MicrosSinceEpoch created = 0;
+};
+
+// Upload ListSpool: a file waiting in the spool, with its transfer state.
+struct UploadFile {
+    std::string name;
+    std::uint64_t size = 0;
+    MicrosSinceEpoch mtime = 0;
+    std::string state; // uploading | queued | waiting | paused
+    std::uint32_t attempts = 0;
+    std::string last_error;
+};
 
 // ---- scalar formatting -----------------------------------------------------------------
 
@@ -122,6 +147,10 @@ std::string tcp_flags_string(std::uint8_t flags);
 // ---- --json shapes ---------------------------------------------------------------------
 
 Json counters_json(const Counters& c);
+// The status value as JSON: integer keys ending in "_at" become TIME, Unsupported null.
+Json status_value_json(std::string_view key, const StatusValue& v);
+// D-Bus strings are valid UTF-8 already; replaces rather than throws if one ever is not.
+std::string dump(const Json& j);
 Json interfaces_json(const std::vector<InterfaceRow>& rows);
 Json hosts_json(const std::vector<HostRow>& rows);
 Json flows_json(const std::vector<FlowRow>& rows);
@@ -154,6 +183,28 @@ std::string status_text(const StatusMap& status);
 // tree: the CGROUP column draws the hierarchy instead of full paths.
 std::string cgroups_text(const std::vector<CgroupEntry>& rows, const CgroupBuckets& buckets, bool tree);
 std::string reload_text();
+// PACKETS L2 L3 L4 PAYLOAD cells of one counter set.
+std::vector<std::string> counter_cells(const Counters& c);
+
+// ---- records and upload ------------------------------------------------------------------
+
+// {"records": {KEY: VALUE}} (GetSettings); {"upload": {KEY: VALUE}} (GetUploadStatus).
+Json records_settings_json(const Dict& d);
+Json upload_status_json(const Dict& d);
+// "key: value" lines; "-" for an empty string or a null value.
+std::string settings_text(const Dict& d);
+// {"closed": [NAME...]} / one name a line, or "no file was open".
+Json rotated_json(const std::vector<std::string>& names);
+std::string rotated_text(const std::vector<std::string>& names);
+// {"spool": [{"name", "size", "type", "created": TIME}]} / NAME BYTES TYPE CREATED
+Json record_spool_json(const std::vector<RecordFile>& files);
+std::string record_spool_text(const std::vector<RecordFile>& files);
+// {"spool": [{"name", "size", "mtime": TIME, "state", "attempts", "last_error"}]}
+Json upload_spool_json(const std::vector<UploadFile>& files);
+std::string upload_spool_text(const std::vector<UploadFile>& files);
+// upload now / set-target / clear-target: the complete output.
+std::string upload_now_output(bool json);
+std::string target_output(const std::string& url, bool json);
 
 // ---- history ---------------------------------------------------------------------------
 
@@ -169,52 +220,6 @@ struct HistoryRow {
 Json history_json(std::string_view period, const std::vector<HistoryRow>& rows);
 // One row per period and subject: PERIOD SUBJECT PACKETS L2 L3 L4 PAYLOAD.
 std::string history_text(const std::vector<HistoryRow>& rows);
-
-// ---- command line ----------------------------------------------------------------------
-
-enum class Command { Status, Interfaces, Hosts, Flows, Cgroups, History, Reload, Thresholds, Watch, Help, Version };
-
-// nettallyctl thresholds SUB [NAME] [--OPTION VALUE]... (format_thresholds.h parses them).
-struct ThresholdArgs {
-    std::string sub;  // list | usage | add | modify | remove | reset
-    std::string name; // usage: optional; add, modify, remove, reset: required
-    std::map<std::string, std::string> fields; // definition keys (D-Bus names) -> text values
-};
-
-struct Options {
-    Command command = Command::Help;
-    bool json = false;
-    double timeout_sec = 0; // 0: kDefaultTimeoutSec
-    std::string sort = "l2";
-    std::optional<std::uint32_t> top;
-    bool tree = false; // cgroups --tree
-    std::string period = "day"; // history --period (the daemon validates it)
-    std::string subject;        // history --subject PREFIX
-    ThresholdArgs thresholds;   // thresholds ...
-};
-
-inline constexpr double kDefaultTimeoutSec = 10;
-inline constexpr double kMaxTimeoutSec = 86400;
-inline constexpr std::uint32_t kDefaultTop = 20;
-
-struct UsageError {
-    std::string message;
-};
-
-// The first word of args (argv without argv[0]) that is not an option, skipping --timeout's
-// value: the command ("records", "upload", ...). Empty when there is none.
-std::string_view command_word(const std::vector<std::string_view>& args);
-
-using ParseResult = std::variant<Options, UsageError>;
-
-// args excludes argv[0].
-ParseResult parse_args(const std::vector<std::string_view>& args);
-
-// "N must be a positive integer" is checked here; the upper bound is the daemon's call.
-std::optional<std::uint32_t> parse_top(std::string_view s);
-std::optional<double> parse_timeout(std::string_view s);
-
-std::string help_text(std::string_view version);
 
 // ---- exit status -----------------------------------------------------------------------
 

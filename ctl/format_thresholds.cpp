@@ -6,20 +6,6 @@
 namespace nettally::ctl {
 namespace {
 
-// Option -> definition key; sizes and durations go to the daemon as text, which parses them.
-struct OptKey {
-    std::string_view option;
-    std::string_view key;
-};
-constexpr OptKey kOptions[] = {
-    {"--direction", "direction"},   {"--layer", "layer"},           {"--period", "period"},
-    {"--window", "window_s"},       {"--step", "step"},             {"--limit", "limit"},
-    {"--min-interval", "min_interval_ms"}, {"--rate", "rate_bps"},  {"--rate-window", "rate_window_s"},
-    {"--action", "action"},         {"--action-rate", "action_rate"}, {"--action-on", "action_on"},
-};
-constexpr std::pair<std::string_view, std::string_view> kSubjects[] = {
-    {"--interface", "interface"}, {"--host", "host"}, {"--cgroup", "cgroup"}, {"--flow", "flow"}};
-
 bool is_time_key(std::string_view k) {
     return k == "set_at" || k == "period_start" || k == "period_end" || k == "last_crossing" || k == "updated_at" ||
            k == "time";
@@ -83,85 +69,6 @@ std::string si_bytes(std::uint64_t b) {
 }
 
 } // namespace
-
-std::optional<std::string> parse_threshold_args(Command command, const std::vector<std::string_view>& args,
-                                                Options& opt) {
-    ThresholdArgs& t = opt.thresholds;
-    size_t i = 0;
-    auto next_word = [&]() -> std::optional<std::string_view> {
-        if (i < args.size() && !(args[i].size() > 1 && args[i][0] == '-'))
-            return args[i++];
-        return std::nullopt;
-    };
-    if (command == Command::Thresholds) {
-        auto sub = next_word();
-        if (!sub)
-            return "thresholds needs a subcommand: list, usage, add, modify, remove or reset";
-        t.sub = std::string(*sub);
-        static const std::string_view kSubs[] = {"list", "usage", "add", "modify", "remove", "reset"};
-        if (std::find(std::begin(kSubs), std::end(kSubs), t.sub) == std::end(kSubs))
-            return "unknown thresholds subcommand '" + t.sub + "' (list, usage, add, modify, remove, reset)";
-        if (t.sub != "list") {
-            if (auto name = next_word())
-                t.name = std::string(*name);
-            else if (t.sub != "usage")
-                return "thresholds " + t.sub + " needs a threshold NAME";
-        }
-    }
-    const bool defining = t.sub == "add" || t.sub == "modify";
-    for (; i < args.size(); ++i) {
-        std::string_view arg = args[i];
-        if (arg == "--json") {
-            opt.json = true;
-            continue;
-        }
-        std::string_view name = arg, value;
-        bool has_value = false;
-        if (auto eq = arg.find('='); eq != std::string_view::npos && arg.substr(0, 2) == "--") {
-            name = arg.substr(0, eq);
-            value = arg.substr(eq + 1);
-            has_value = true;
-        }
-        std::optional<std::string> key, kind;
-        for (const auto& o : kOptions)
-            if (o.option == name)
-                key = std::string(o.key);
-        for (const auto& [o, k] : kSubjects)
-            if (o == name)
-                kind = std::string(k);
-        if (!key && !kind) {
-            if (arg.size() > 1 && arg[0] == '-')
-                return "unknown option '" + std::string(arg) + "'";
-            return "unexpected argument '" + std::string(arg) + "'";
-        }
-        if (!defining)
-            return "option '" + std::string(name) + "' is only valid with 'thresholds add' and 'thresholds modify'";
-        if (!has_value) {
-            if (i + 1 >= args.size())
-                return "option '" + std::string(name) + "' needs a value";
-            value = args[++i];
-        }
-        if (kind) {
-            if (t.fields.count("subject"))
-                return "give one subject (--interface, --host, --cgroup or --flow)";
-            t.fields["subject_kind"] = *kind;
-            t.fields["subject"] = std::string(value);
-        } else {
-            if (t.fields.count(*key))
-                return "option '" + std::string(name) + "' given twice";
-            t.fields[*key] = std::string(value);
-        }
-    }
-    if (t.sub == "add") {
-        if (!t.fields.count("subject"))
-            return "thresholds add needs a subject: --interface, --host, --cgroup or --flow";
-        if (!t.fields.count("step"))
-            return "thresholds add needs --step SIZE";
-    }
-    if (t.sub == "modify" && t.fields.empty())
-        return "thresholds modify needs at least one option to change";
-    return std::nullopt;
-}
 
 Json dict_json(const Dict& d) {
     Json o = Json::object();

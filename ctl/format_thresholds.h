@@ -1,5 +1,5 @@
-// nettallyctl's thresholds and watch commands, pure half: their arguments, the --json shapes
-// and the tables of ListThresholds / GetUsage, and one line per signal for `watch`.
+// nettallyctl's thresholds and watch commands, pure half: the --json shapes and the tables of
+// ListThresholds / GetUsage, and one line per signal for `watch` (arguments: args.h).
 // Unit-tested in tests/unit/format_thresholds_test.cpp; nettallyctl.cpp does the D-Bus calls.
 #pragma once
 
@@ -12,17 +12,7 @@
 
 namespace nettally::ctl {
 
-// Parses what follows "thresholds" or "watch" into opt (opt.thresholds, opt.json); returns the
-// usage error, if any. Options map to definition keys: --interface/--host/--cgroup/--flow X set
-// subject_kind and subject; --step, --limit, --rate, --action-rate take sizes ("1MB", "1MiB");
-// --window, --rate-window, --min-interval durations ("1h", "800ms"); --direction, --layer,
-// --period, --action, --action-on words. The daemon validates the values.
-std::optional<std::string> parse_threshold_args(Command command, const std::vector<std::string_view>& args,
-                                                Options& opt);
-
-// One a{sv} dictionary (ListThresholds, GetUsage) with values reduced like GetStatus's.
-using Dict = std::map<std::string, StatusValue>;
-
+// The a{sv} dictionaries of ListThresholds and GetUsage, values reduced like GetStatus's.
 Json dict_json(const Dict& d);
 // {"thresholds": [D...]} / {"usage": [U...]}: the dictionaries as they come, times as TIME.
 Json thresholds_json(const std::vector<Dict>& rows);

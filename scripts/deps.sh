@@ -10,6 +10,7 @@ packages=(
 	libsystemd-dev libsdbus-c++-dev libsdbus-c++-bin
 	libyaml-cpp-dev libspdlog-dev libfmt-dev libgtest-dev nlohmann-json3-dev
 	libcurl4-openssl-dev
+	libcli11-dev
 	# run
 	dbus-daemon dbus-bin systemd iproute2 util-linux
 	# test

@@ -42,22 +42,19 @@ AccountingService::C AccountingService::to_dbus(const Counts& c) {
 
 std::map<std::string, sdbus::Variant> AccountingService::GetStatus() { return hooks_.status(); }
 
-std::vector<sdbus::Struct<std::string, std::string, uint32_t, AccountingService::C, AccountingService::C,
-                          std::map<std::string, AccountingService::C>>>
-AccountingService::ListInterfaces() {
-    std::vector<sdbus::Struct<std::string, std::string, uint32_t, C, C, std::map<std::string, C>>> out;
+std::vector<bus::WireInterface> AccountingService::ListInterfaces() {
+    std::vector<bus::WireInterface> out;
     for (const auto& [name, st] : collector_.interfaces()) {
         std::map<std::string, C> unattributed;
         for (uint8_t d = 0; d < NT_DIR_MAX; d++)
             for (size_t b = 0; b < kBucketCount; b++)
                 unattributed[std::string(to_string(static_cast<Direction>(d))) + "." +
                              std::string(bucket_name(b))] = to_dbus(st.dir[d].bucket[b].total());
-        for (uint8_t d = 0; d < NT_DIR_MAX; d++)
-            unattributed[std::string(to_string(static_cast<Direction>(d))) + ".finished_flows"] =
-                to_dbus(collector_.finished(name, d));
         out.emplace_back(name, st.info.role, st.present ? st.info.ifindex : 0u,
                          to_dbus(st.dir[NT_DIR_INGRESS].total.total()),
-                         to_dbus(st.dir[NT_DIR_EGRESS].total.total()), std::move(unattributed));
+                         to_dbus(st.dir[NT_DIR_EGRESS].total.total()), std::move(unattributed),
+                         to_dbus(collector_.finished(name, NT_DIR_INGRESS)),
+                         to_dbus(collector_.finished(name, NT_DIR_EGRESS)));
     }
     return out;
 }

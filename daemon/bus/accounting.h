@@ -4,6 +4,7 @@
 #pragma once
 
 #include "accounting1_adaptor.h"
+#include "bus/names.h"
 #include "core/cgroups.h"
 #include "core/collector.h"
 #include "core/history.h"
@@ -15,8 +16,8 @@
 
 namespace nettally {
 
-inline constexpr const char* kBusName = "org.nettally.Accounting1";
-inline constexpr const char* kObjectPath = "/org/nettally/Accounting1";
+using bus::kBusName;
+using bus::kObjectPath;
 inline constexpr const char* kErrInvalidArgument = "org.nettally.Accounting1.Error.InvalidArgument";
 inline constexpr const char* kErrInvalidConfig = "org.nettally.Accounting1.Error.InvalidConfig";
 inline constexpr const char* kErrFailed = "org.nettally.Accounting1.Error.Failed";
@@ -40,8 +41,7 @@ private:
     static C to_dbus(const Counts& c);
 
     std::map<std::string, sdbus::Variant> GetStatus() override;
-    std::vector<sdbus::Struct<std::string, std::string, uint32_t, C, C, std::map<std::string, C>>>
-    ListInterfaces() override;
+    std::vector<bus::WireInterface> ListInterfaces() override;
     std::vector<sdbus::Struct<std::string, std::string, std::string, C, C, uint64_t, uint64_t>>
     ListHosts(const std::string& sort_key, const uint32_t& top) override;
     std::vector<sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string, uint16_t, C,

@@ -1443,8 +1443,8 @@ class Snapshot:
             for k, c in i.get("unattributed", {}).items():
                 d, b = k.split(".", 1)
                 self.buckets[(i["name"], d, b)] = cget(c)
-            # nettallyctl lists finished (evicted) flows under their own key; the D-Bus API
-            # carries them in the same dictionary as the buckets, as DIRECTION.finished_flows.
+            # Finished (evicted) flows: nettallyctl's "finished_flows" key, ListInterfaces'
+            # finished_ingress and finished_egress fields. Kept with the buckets for the sums.
             for d, c in i.get("finished_flows", {}).items():
                 self.buckets[(i["name"], d, "finished_flows")] = cget(c)
         self.flows = {}
@@ -1470,7 +1470,8 @@ def bus_snapshot(bus):
     C = lambda t: dict(zip(FIGURES, t))  # noqa: E731
     s = Snapshot(
         [{"name": n, "role": r, "ifindex": x, "ingress": C(i), "egress": C(e),
-          "unattributed": {k: C(v) for k, v in u.items()}} for n, r, x, i, e, u in ifs],
+          "unattributed": {k: C(v) for k, v in u.items()},
+          "finished_flows": {"ingress": C(fi), "egress": C(fe)}} for n, r, x, i, e, u, fi, fe in ifs],
         [dict(interface=f[0], direction=f[1], proto=proto_name(f[2]), src=f[3], sport=f[4], dst=f[5],
               dport=f[6], **C(f[7])) for f in flows],
         [{"mac": m, "ip": ip, "interface": i, "sent": C(s_), "received": C(r)}

@@ -1,5 +1,6 @@
 // `nettallyctl cgroups` without a bus (ctl/format.h): the --json shape (flat and --tree), the "l2":
 // null convention, the tables (flat paths and the drawn tree), and the argument rules for --tree.
+#include "args.h"
 #include "format.h"
 
 #include <gtest/gtest.h>

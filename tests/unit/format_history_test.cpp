@@ -1,4 +1,5 @@
-// nettallyctl's history command and the finished_flows split of the interfaces JSON.
+// nettallyctl's history command and the finished_flows key of the interfaces JSON.
+#include "args.h"
 #include "format.h"
 
 #include <gtest/gtest.h>
@@ -45,14 +46,15 @@ TEST(HistoryArgs, PeriodAndSubjectOnlyWithHistory) {
 }
 
 TEST(InterfacesJson, FinishedFlowsGetTheirOwnKey) {
-    InterfaceRow r{"lan0", "lan", 3, Counters{5, 500, 0, 0, 0}, Counters{}, {}};
+    InterfaceRow r{"lan0", "lan", 3, Counters{5, 500, 0, 0, 0}, Counters{}, {}, Counters{4, 440, 0, 0, 0}, {}};
     r.unattributed.emplace("ingress.non_ip", Counters{1, 60, 0, 0, 0});
-    r.unattributed.emplace("ingress.finished_flows", Counters{4, 440, 0, 0, 0});
     const auto j = interfaces_json({r});
     const auto& e = j["interfaces"][0];
     EXPECT_TRUE(e["unattributed"].contains("ingress.non_ip"));
-    EXPECT_FALSE(e["unattributed"].contains("ingress.finished_flows"));
+    EXPECT_EQ(e["unattributed"].size(), 1u) << "finished flows are not a bucket";
     EXPECT_EQ(e["finished_flows"]["ingress"]["packets"], 4u);
+    EXPECT_EQ(e["finished_flows"]["ingress"]["l2"], 440u);
+    EXPECT_EQ(e["finished_flows"]["egress"]["packets"], 0u);
 }
 
 } // namespace

@@ -1,6 +1,7 @@
 // nettallyctl's output contract without a bus: byte units, times, protocol and flag names,
 // the exact --json key sets scripts rely on, table alignment, argument parsing and the
 // D-Bus-error-to-exit-code mapping (ctl/format.h).
+#include "args.h"
 #include "format.h"
 
 #include <gtest/gtest.h>
@@ -135,7 +136,8 @@ TEST(Json, Interfaces) {
     ASSERT_EQ(j["interfaces"].size(), 1U);
     const json& i = j["interfaces"][0];
     EXPECT_EQ(keys_of(i),
-              (std::set<std::string>{"name", "role", "ifindex", "ingress", "egress", "unattributed"}));
+              (std::set<std::string>{"name", "role", "ifindex", "ingress", "egress", "unattributed",
+                                     "finished_flows"}));
     EXPECT_EQ(i["name"], "lan0");
     EXPECT_EQ(i["role"], "lan");
     EXPECT_EQ(i["ifindex"], 3);
@@ -281,7 +283,7 @@ TEST(Json, KeysComeInDocumentedOrder) {
     using V = std::vector<std::string>;
     EXPECT_EQ(key_order(counters_json({})), (V{"packets", "l2", "l3", "l4", "payload"}));
     EXPECT_EQ(key_order(interfaces_json({InterfaceRow{}})["interfaces"][0]),
-              (V{"name", "role", "ifindex", "ingress", "egress", "unattributed"}));
+              (V{"name", "role", "ifindex", "ingress", "egress", "unattributed", "finished_flows"}));
     EXPECT_EQ(key_order(hosts_json({HostRow{}})["hosts"][0]),
               (V{"mac", "ip", "interface", "sent", "received", "first_seen", "last_seen"}));
     EXPECT_EQ(key_order(flows_json({FlowRow{}})["flows"][0]),
@@ -492,15 +494,6 @@ TEST(Args, UsageErrors) {
     const auto r = parse_args({"frobnicate"});
     ASSERT_TRUE(std::holds_alternative<UsageError>(r));
     EXPECT_NE(std::get<UsageError>(r).message.find("frobnicate"), std::string::npos);
-}
-
-TEST(Args, CommandWordSkipsOptionsAndTheTimeoutValue) {
-    using V = std::vector<std::string_view>;
-    EXPECT_EQ(command_word(V{"upload", "status"}), "upload");
-    EXPECT_EQ(command_word(V{"--json", "--timeout", "5", "records", "rotate"}), "records");
-    EXPECT_EQ(command_word(V{"--timeout", "upload", "status"}), "status"); // "upload" is the value
-    EXPECT_EQ(command_word(V{"--json"}), "");
-    EXPECT_EQ(command_word(V{}), "");
 }
 
 TEST(Args, HelpAndVersion) {

@@ -1,4 +1,5 @@
 // nettallyctl thresholds / watch: argument parsing, JSON shapes and lines (ctl/format_thresholds.h).
+#include "args.h"
 #include "format.h"
 #include "format_thresholds.h"
 

@@ -1,0 +1,138 @@
+// See convert.h. Each struct is unpacked once, by name, through a structured binding.
+#include "convert.h"
+
+#include <tuple>
+
+namespace nettally::ctl {
+namespace {
+
+// sdbus::Struct is a std::tuple without tuple_size of its own: bind through the base class.
+template <class... T>
+const std::tuple<T...>& fields(const sdbus::Struct<T...>& s) {
+    return s;
+}
+
+template <class Map>
+auto convert_values(const Map& in) {
+    std::map<std::string, decltype(from_wire(in.begin()->second))> out;
+    for (const auto& [key, value] : in)
+        out.emplace(key, from_wire(value));
+    return out;
+}
+
+} // namespace
+
+Counters from_wire(const bus::WireCounters& c) {
+    const auto& [packets, l2, l3, l4, payload] = fields(c);
+    return Counters{packets, l2, l3, l4, payload};
+}
+
+Counters4 from_wire(const bus::WireCounters4& c) {
+    const auto& [packets, l3, l4, payload] = fields(c);
+    return Counters4{packets, l3, l4, payload};
+}
+
+InterfaceRow from_wire(const bus::WireInterface& w) {
+    const auto& [name, role, ifindex, ingress, egress, unattributed, finished_ingress, finished_egress] = fields(w);
+    return InterfaceRow{name,
+                        role,
+                        ifindex,
+                        from_wire(ingress),
+                        from_wire(egress),
+                        convert_values(unattributed),
+                        from_wire(finished_ingress),
+                        from_wire(finished_egress)};
+}
+
+HostRow from_wire(const bus::WireHost& w) {
+    const auto& [mac, ip, interface, sent, received, first_seen, last_seen] = fields(w);
+    return HostRow{mac, ip, interface, from_wire(sent), from_wire(received), first_seen, last_seen};
+}
+
+FlowRow from_wire(const bus::WireFlow& w) {
+    const auto& [interface, direction, proto, src, sport, dst, dport, counters, first_seen, last_seen, tcp_flags] =
+        fields(w);
+    return FlowRow{interface, direction, proto,      src,       sport,    dst,
+                   dport,     from_wire(counters), first_seen, last_seen, tcp_flags};
+}
+
+CgroupEntry from_wire(const bus::WireCgroup& w) {
+    const auto& [path, unit, ingress, egress, self_ingress, self_egress, gone] = fields(w);
+    return CgroupEntry{path,
+                       unit,
+                       from_wire(ingress),
+                       from_wire(egress),
+                       from_wire(self_ingress),
+                       from_wire(self_egress),
+                       gone};
+}
+
+HistoryRow from_wire(const bus::WirePeriod& w) {
+    const auto& [label, start, end, totals] = fields(w);
+    return HistoryRow{label, start, end, convert_values(totals)};
+}
+
+RecordFile from_wire(const bus::WireRecordFile& w) {
+    const auto& [name, size, type, created] = fields(w);
+    return RecordFile{name, size, type, created};
+}
+
+UploadFile from_wire(const bus::WireUploadFile& w) {
+    const auto& [name, size, mtime, state, attempts, last_error] = fields(w);
+    return UploadFile{name, size, mtime, state, attempts, last_error};
+}
+
+CgroupBuckets from_wire(const std::map<std::string, bus::WireCounters4>& in) {
+    return convert_values(in);
+}
+
+StatusValue from_variant(const sdbus::Variant& v) {
+    const std::string sig = v.peekValueType();
+    if (sig == "b")
+        return v.get<bool>();
+    if (sig == "y")
+        return std::uint64_t{v.get<std::uint8_t>()};
+    if (sig == "q")
+        return std::uint64_t{v.get<std::uint16_t>()};
+    if (sig == "u")
+        return std::uint64_t{v.get<std::uint32_t>()};
+    if (sig == "t")
+        return v.get<std::uint64_t>();
+    if (sig == "n")
+        return std::int64_t{v.get<std::int16_t>()};
+    if (sig == "i")
+        return std::int64_t{v.get<std::int32_t>()};
+    if (sig == "x")
+        return v.get<std::int64_t>();
+    if (sig == "d")
+        return v.get<double>();
+    if (sig == "s")
+        return v.get<std::string>();
+    if (sig == "o")
+        return std::string(v.get<sdbus::ObjectPath>());
+    if (sig == "g")
+        return std::string(v.get<sdbus::Signature>());
+    if (sig == "as")
+        return v.get<std::vector<std::string>>();
+    return Unsupported{sig};
+}
+
+Dict from_wire(const std::map<std::string, sdbus::Variant>& in) {
+    Dict out;
+    for (const auto& [key, value] : in)
+        out.emplace(key, from_variant(value));
+    return out;
+}
+
+std::vector<Dict> from_wire(const std::vector<std::map<std::string, sdbus::Variant>>& in) {
+    std::vector<Dict> out;
+    for (const auto& m : in)
+        out.push_back(from_wire(m));
+    return out;
+}
+
+sdbus::Variant to_variant(const SettingValue& v) {
+    return std::visit([](const auto& x) { return sdbus::Variant(x); }, v);
+}
+
+} // namespace nettally::ctl

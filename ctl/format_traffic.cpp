@@ -1,0 +1,180 @@
+// interfaces, hosts and flows (ListInterfaces, ListHosts, ListFlows): JSON shapes and tables.
+#include "format.h"
+
+#include <algorithm>
+
+namespace nettally::ctl {
+namespace {
+
+bool is_icmp(std::uint8_t proto) {
+    return proto == 1 || proto == 58;
+}
+
+// Which Counters field a sort key names, for the hosts table's byte columns.
+struct Layer {
+    std::string_view header;
+    std::uint64_t Counters::*field;
+};
+
+Layer layer_for(std::string_view sort_key) {
+    if (sort_key == "l3")
+        return {"L3", &Counters::l3};
+    if (sort_key == "l4")
+        return {"L4", &Counters::l4};
+    if (sort_key == "payload")
+        return {"PAYLOAD", &Counters::payload};
+    return {"L2", &Counters::l2};
+}
+
+} // namespace
+
+Json interfaces_json(const std::vector<InterfaceRow>& rows) {
+    Json list = Json::array();
+    for (const auto& r : rows) {
+        Json unattributed = Json::object();
+        for (const auto& [key, c] : r.unattributed)
+            unattributed[key] = counters_json(c);
+        list.push_back(Json{{"name", r.name},
+                            {"role", r.role},
+                            {"ifindex", r.ifindex},
+                            {"ingress", counters_json(r.ingress)},
+                            {"egress", counters_json(r.egress)},
+                            {"unattributed", std::move(unattributed)},
+                            {"finished_flows", Json{{"ingress", counters_json(r.finished_ingress)},
+                                                    {"egress", counters_json(r.finished_egress)}}}});
+    }
+    return Json{{"interfaces", std::move(list)}};
+}
+
+Json hosts_json(const std::vector<HostRow>& rows) {
+    Json list = Json::array();
+    for (const auto& r : rows)
+        list.push_back(Json{{"mac", r.mac},
+                            {"ip", r.ip},
+                            {"interface", r.interface},
+                            {"sent", counters_json(r.sent)},
+                            {"received", counters_json(r.received)},
+                            {"first_seen", time_json(r.first_seen)},
+                            {"last_seen", time_json(r.last_seen)}});
+    return Json{{"hosts", std::move(list)}};
+}
+
+Json flows_json(const std::vector<FlowRow>& rows) {
+    Json list = Json::array();
+    for (const auto& r : rows) {
+        // Counters sit flat in the flow object (the documented shape), unlike hosts.
+        Json f = {{"interface", r.interface},
+                  {"direction", r.direction},
+                  {"proto", proto_name(r.proto)},
+                  {"src", r.src},
+                  {"sport", r.sport},
+                  {"dst", r.dst},
+                  {"dport", r.dport}};
+        f.update(counters_json(r.counters));
+        f["first_seen"] = time_json(r.first_seen);
+        f["last_seen"] = time_json(r.last_seen);
+        // Flag letters only mean something for tcp; other protocols pass the raw byte through.
+        f["tcp_flags"] = r.proto == 6 ? Json(tcp_flags_string(r.tcp_flags)) : Json(r.tcp_flags);
+        if (is_icmp(r.proto)) {
+            f["icmp_type"] = r.dport >> 8;
+            f["icmp_code"] = r.dport & 0xFF;
+        }
+        list.push_back(std::move(f));
+    }
+    return Json{{"flows", std::move(list)}};
+}
+
+std::string interfaces_text(const std::vector<InterfaceRow>& rows) {
+    const std::vector<Column> counter_columns = {{"PACKETS", Align::Right},
+                                                 {"L2", Align::Right},
+                                                 {"L3", Align::Right},
+                                                 {"L4", Align::Right},
+                                                 {"PAYLOAD", Align::Right}};
+    std::vector<Column> totals_cols = {{"NAME"}, {"ROLE"}, {"DIR"}};
+    totals_cols.insert(totals_cols.end(), counter_columns.begin(), counter_columns.end());
+    std::vector<Column> bucket_cols = {{"NAME"}, {"DIR"}, {"BUCKET"}};
+    bucket_cols.insert(bucket_cols.end(), counter_columns.begin(), counter_columns.end());
+
+    std::vector<std::vector<std::string>> totals;
+    std::vector<std::vector<std::string>> buckets;
+    for (const auto& r : rows) {
+        for (const auto& [dir, c] : {std::pair{"ingress", &r.ingress}, std::pair{"egress", &r.egress}}) {
+            std::vector<std::string> cells = {r.name, r.role, dir};
+            auto nums = counter_cells(*c);
+            cells.insert(cells.end(), nums.begin(), nums.end());
+            totals.push_back(std::move(cells));
+        }
+        // Zero buckets are the normal case; listing them would bury the ones that matter.
+        for (const auto& [key, c] : r.unattributed) {
+            if (c == Counters{})
+                continue;
+            const auto dot = key.find('.');
+            std::vector<std::string> cells = {r.name, dot == std::string::npos ? "-" : key.substr(0, dot),
+                                              dot == std::string::npos ? key : key.substr(dot + 1)};
+            auto nums = counter_cells(c);
+            cells.insert(cells.end(), nums.begin(), nums.end());
+            buckets.push_back(std::move(cells));
+        }
+    }
+
+    std::string out = render_table(totals_cols, totals);
+    if (!buckets.empty())
+        out += "\nUnattributed (non-zero buckets):\n" + render_table(bucket_cols, buckets);
+    return out;
+}
+
+std::string hosts_text(const std::vector<HostRow>& rows, std::string_view sort_key) {
+    const Layer layer = layer_for(sort_key);
+    const std::string l(layer.header);
+    const std::vector<Column> cols = {{"MAC"},
+                                      {"IP"},
+                                      {"IFACE"},
+                                      {"SENT PKTS", Align::Right},
+                                      {"SENT " + l, Align::Right},
+                                      {"RECV PKTS", Align::Right},
+                                      {"RECV " + l, Align::Right},
+                                      {"LAST SEEN"}};
+    std::vector<std::vector<std::string>> cells;
+    for (const auto& r : rows)
+        cells.push_back({r.mac, r.ip, r.interface, std::to_string(r.sent.packets),
+                         human_bytes(r.sent.*layer.field), std::to_string(r.received.packets),
+                         human_bytes(r.received.*layer.field), human_time(r.last_seen)});
+    return render_table(cols, cells);
+}
+
+std::string flows_text(const std::vector<FlowRow>& rows) {
+    const std::vector<Column> cols = {{"IFACE"},
+                                      {"DIR"},
+                                      {"PROTO"},
+                                      {"SRC"},
+                                      {"SPORT", Align::Right},
+                                      {"DST"},
+                                      {"DPORT", Align::Right},
+                                      {"PKTS", Align::Right},
+                                      {"L2", Align::Right},
+                                      {"L3", Align::Right},
+                                      {"L4", Align::Right},
+                                      {"PAYLOAD", Align::Right},
+                                      {"LAST SEEN"}};
+    std::vector<std::vector<std::string>> cells;
+    for (const auto& r : rows) {
+        // ICMP has no ports; the API packs type and code into dport, which reads better split.
+        const bool icmp = is_icmp(r.proto);
+        std::vector<std::string> row = {r.interface,
+                                        r.direction,
+                                        proto_name(r.proto),
+                                        r.src,
+                                        icmp ? "-" : std::to_string(r.sport),
+                                        r.dst,
+                                        icmp ? std::to_string(r.dport >> 8) + "/" +
+                                                   std::to_string(r.dport & 0xFF)
+                                             : std::to_string(r.dport)};
+        auto nums = counter_cells(r.counters);
+        row.insert(row.end(), nums.begin(), nums.end());
+        row.push_back(human_time(r.last_seen));
+        cells.push_back(std::move(row));
+    }
+    return render_table(cols, cells);
+}
+
+} // namespace nettally::ctl

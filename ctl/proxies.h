@@ -1,0 +1,50 @@
+// The generated proxies joined with their object, at nettallyd's name and path (bus/names.h).
+// Each registers on construction and unregisters on destruction. Signals nettallyctl does not
+// print are ignored; `watch` subclasses ThresholdsProxy to print its signals.
+#pragma once
+
+#include "accounting1_proxy.h"
+#include "bus/names.h"
+#include "records1_proxy.h"
+#include "thresholds1_proxy.h"
+#include "upload1_proxy.h"
+
+#include <sdbus-c++/sdbus-c++.h>
+
+namespace nettally::ctl {
+
+template <class Interface>
+class Proxy : public sdbus::ProxyInterfaces<Interface> {
+public:
+    explicit Proxy(sdbus::IConnection& connection)
+        : sdbus::ProxyInterfaces<Interface>(connection, bus::kBusName, bus::kObjectPath) {
+        this->registerProxy();
+    }
+    ~Proxy() { this->unregisterProxy(); }
+    Proxy(const Proxy&) = delete;
+    Proxy& operator=(const Proxy&) = delete;
+};
+
+using AccountingProxy = Proxy<org::nettally::Accounting1_proxy>;
+
+class RecordsProxy final : public Proxy<org::nettally::Accounting1::Records_proxy> {
+public:
+    using Proxy::Proxy;
+
+private:
+    void onFileRotated(const std::string&, const std::string&, const uint64_t&, const uint64_t&,
+                       const std::string&) override {}
+};
+
+class UploadProxy final : public Proxy<org::nettally::Accounting1::Upload_proxy> {
+public:
+    using Proxy::Proxy;
+
+private:
+    void onUploadSucceeded(const std::string&, const std::string&, const uint64_t&) override {}
+    void onUploadFailed(const std::string&, const std::string&, const std::string&, const uint32_t&,
+                        const uint64_t&) override {}
+    void onSpoolDropped(const std::vector<std::string>&, const uint64_t&, const std::string&) override {}
+};
+
+} // namespace nettally::ctl

@@ -1,0 +1,181 @@
+// See verbs.h. The help paragraphs are the manual's COMMANDS section, kept beside the command.
+#include "verbs.h"
+
+#include "commands.h"
+
+#include <algorithm>
+
+namespace nettally::ctl {
+namespace {
+
+constexpr OptionSpec kListing[] = {
+    {"--top", "N", Target::Top, "",
+     "hosts, flows: at most N entries; N is a positive integer (default 20,\n"
+     "with --json too). nettallyd accepts 1..100000 and says so otherwise."},
+    {"--sort", "KEY", Target::Sort, "", "hosts, flows: order by KEY (default l2). nettallyd validates KEY."},
+};
+constexpr OptionSpec kTree[] = {
+    {"--tree", "", Target::Tree, "", "cgroups: show the hierarchy (tables) or nest it (JSON \"children\")."},
+};
+constexpr OptionSpec kHistory[] = {
+    {"--period", "P", Target::Period, "", "history: day (default) or month."},
+    {"--subject", "S", Target::Subject, "", "history: only subjects starting with S (e.g. iface:wan0)."},
+};
+// Threshold definition options: values go to the daemon as text, which parses and checks them.
+constexpr OptionSpec kDefinition[] = {
+    {"--interface", "NAME", Target::SubjectKind, "interface", ""},
+    {"--host", "MAC|IP", Target::SubjectKind, "host", ""},
+    {"--cgroup", "PATH|UNIT", Target::SubjectKind, "cgroup", ""},
+    {"--flow", "FILTER", Target::SubjectKind, "flow", ""},
+    {"--direction", "D", Target::Field, "direction", ""},
+    {"--layer", "L", Target::Field, "layer", ""},
+    {"--period", "P", Target::Field, "period", ""},
+    {"--window", "DURATION", Target::Field, "window_s", ""},
+    {"--step", "SIZE", Target::Field, "step", ""},
+    {"--limit", "SIZE", Target::Field, "limit", ""},
+    {"--min-interval", "DURATION", Target::Field, "min_interval_ms", ""},
+    {"--rate", "SIZE", Target::Field, "rate_bps", ""},
+    {"--rate-window", "DURATION", Target::Field, "rate_window_s", ""},
+    {"--action", "A", Target::Field, "action", ""},
+    {"--action-rate", "SIZE", Target::Field, "action_rate", ""},
+    {"--action-on", "WHEN", Target::Field, "action_on", ""},
+};
+constexpr OptionSpec kSetTarget[] = {
+    {"--user", "NAME", Target::User, "", ""},
+    {"--password-stdin", "", Target::PasswordStdin, "", ""},
+    {"--password-file", "FILE", Target::PasswordFile, "", ""},
+    {"--password", "", Target::RefusedPassword, "", ""},
+};
+
+constexpr std::string_view kThresholdsAddHelp =
+    R"(Add a runtime threshold or change one (AddThreshold, ModifyThreshold).
+SUBJECT is one of --interface NAME, --host MAC|IP, --cgroup PATH|UNIT,
+--flow FILTER ("iface=wan0,proto=tcp,dport=443"). OPTIONS: --limit SIZE,
+--direction sent|received|both, --layer l2|l3|l4|payload,
+--period day|month|rolling|since, --window DURATION (rolling),
+--min-interval DURATION (Burst), --rate SIZE and --rate-window DURATION
+(RateExceeded; SIZE per second), --action notify|throttle|block,
+--action-rate SIZE (throttle, per second), --action-on limit|burst|any.
+SIZE: bytes or 1MB (10^6), 1MiB = 1M (2^20), 5GB...; DURATION: 800ms, 90s, 1h.
+nettallyd checks every value. Root and group nettally only.)";
+
+constexpr std::string_view kRecordsSetHelp =
+    R"(Change settings (SetSettings), validated all together: enabled=true|false,
+period=5m, interval=1m, types=interface=csv,host=csv,flow=jsonl,
+max_file_size=SIZE (bytes or 64MiB, 1GB as in the config), max_records=N
+(0: no limit), compress=true|false. Saved in nettallyd's state directory;
+they win over the config file. Root and group nettally only.)";
+
+constexpr Verb kVerbs[] = {
+    {"status", Command::Status, run_status, "status", R"(Daemon-wide figures (GetStatus), one "key: value" line each.)", {}},
+    {"interfaces", Command::Interfaces, run_interfaces, "interfaces",
+     R"(Totals per interface, one row per direction (ListInterfaces), followed by
+the unattributed buckets (non_ip, unparsable, flow_overflow) that are not 0.)", {}},
+    {"hosts", Command::Hosts, run_hosts, "hosts [--top N] [--sort KEY]",
+     R"(Hosts seen on lan interfaces, by MAC and IP (ListHosts). KEY is packets,
+l2, l3, l4 or payload (sent + received, largest first) or last_seen (most
+recent first). The byte columns show KEY's layer, or l2 for other keys.)", kListing},
+    {"flows", Command::Flows, run_flows, "flows [--top N] [--sort KEY]",
+     R"(Unidirectional flows (ListFlows). KEY is packets, l2, l3, l4 or payload
+(largest first), first_seen or last_seen (most recent first). ICMP and
+ICMPv6 rows show DPORT as TYPE/CODE.)", kListing},
+    {"cgroups", Command::Cgroups, run_cgroups, "cgroups [--tree]",
+     R"(The gateway's own traffic by cgroup (ListCgroups): sockets of nettallyd's
+network namespace, per cgroup path and systemd unit, packets and bytes
+received (IN) and sent (OUT). A cgroup's figures include every cgroup
+below it; --tree draws the hierarchy. STATE "gone": the cgroup was removed,
+its totals are kept. Needs cgroups.enabled in nettallyd's config.)", kTree},
+    {"history", Command::History, run_history, "history [--period day|month] [--subject PREFIX]",
+     R"(Totals per accounting period (GetHistory), oldest first: days or months
+(default day) in nettallyd's configured time zone, for every subject or
+those starting with PREFIX. Subjects: iface:NAME:DIR,
+host:IFACE|MAC|IP:sent|received, flow:IFACE:DIR:PROTO[/PORT].)", kHistory},
+    {"reload", Command::Reload, run_reload, "reload",
+     R"(Re-read the config file (Reload). Allowed to root and group nettally.
+An invalid config is refused (exit 1) and the running one stays.)", {}},
+    {"thresholds list", Command::Thresholds, run_thresholds, "thresholds list",
+     R"(Every threshold (ListThresholds): source (config or runtime), subject,
+direction, layer, period, step, limit, action.)", {}},
+    {"thresholds usage", Command::Thresholds, run_thresholds, "thresholds usage [NAME]",
+     R"(Usage against each threshold, or NAME's (GetUsage): bytes in the period,
+steps signalled, share of the limit, end of the period, action in force.)", {}, 0, 1},
+    {"thresholds add", Command::Thresholds, run_thresholds, "thresholds add NAME SUBJECT --step SIZE [OPTIONS]",
+     "", kDefinition, 1, 1, "thresholds add needs a threshold NAME"},
+    {"thresholds modify", Command::Thresholds, run_thresholds, "thresholds modify NAME [OPTIONS]",
+     kThresholdsAddHelp, kDefinition, 1, 1, "thresholds modify needs a threshold NAME"},
+    {"thresholds remove", Command::Thresholds, run_thresholds, "thresholds remove NAME", "", {}, 1, 1,
+     "thresholds remove needs a threshold NAME"},
+    {"thresholds reset", Command::Thresholds, run_thresholds, "thresholds reset NAME",
+     R"(Remove a runtime threshold, or restart a threshold's usage from now
+(RemoveThreshold, ResetPeriod). Root and group nettally only.)", {}, 1, 1,
+     "thresholds reset needs a threshold NAME"},
+    {"watch", Command::Watch, run_watch, "watch",
+     R"(Print the thresholds signals (StepCrossed, LimitReached, Burst,
+RateExceeded, ActionApplied, ActionLifted, ActionFailed) as they arrive,
+one line each (--json: one JSON object per line, "signal" naming it, times
+as TIME), until SIGINT or SIGTERM (exit 0).)", {}},
+    {"records status", Command::Records, run_records, "records status",
+     R"(The accounting record settings in effect (GetSettings): enabled, period,
+interval, types (TYPE=FORMAT,...), max_file_size, max_records, compress,
+which keys were set over D-Bus, the spool directory and counts.
+JSON: {"records": {KEY: VALUE, ...}}.)", {}},
+    {"records set", Command::Records, run_records, "records set KEY=VALUE...", kRecordsSetHelp, {}, 1, -1,
+     "records set: give at least one KEY=VALUE"},
+    {"records reset", Command::Records, run_records, "records reset",
+     "Drop every setting made with 'records set': the config's apply again.", {}},
+    {"records rotate", Command::Records, run_records, "records rotate",
+     R"(Write the usage up to now and close every open file into the spool
+(Rotate); prints the closed files. JSON: {"closed": [NAME, ...]}.)", {}},
+    {"records spool", Command::Records, run_records, "records spool",
+     R"(Closed files in the spool (ListSpool): NAME, BYTES, TYPE, CREATED.
+JSON: {"spool": [{"name", "size", "type", "created": TIME}]}.)", {}},
+    {"upload status", Command::Upload, run_upload, "upload status",
+     R"(The uploader (GetUploadStatus): target URL, user, whether a password is
+set (never the password), state (idle, uploading, waiting, auth_failed,
+disabled), last error, counts of uploaded, failed and dropped files, and
+the spool's size and cap. JSON: {"upload": {KEY: VALUE, ...}}.)", {}},
+    {"upload spool", Command::Upload, run_upload, "upload spool",
+     R"(Files waiting in the spool, oldest first (ListSpool): NAME, BYTES,
+MODIFIED, STATE (uploading, queued, waiting, paused), ATTEMPTS, LAST ERROR.
+JSON: {"spool": [{"name", "size", "mtime": TIME, "state", "attempts",
+"last_error"}]}.)", {}},
+    {"upload now", Command::Upload, run_upload, "upload now",
+     "Send now, ending a backoff or an authentication pause (UploadNow).", {}},
+    {"upload set-target", Command::Upload, run_upload,
+     "upload set-target URL [--user NAME] [--password-stdin | --password-file FILE]",
+     R"(Upload to URL as NAME (SetTarget); the password is read from the first
+line of stdin or from FILE, never from the command line. Kept in
+nettallyd's state directory until the config's upload target or
+credentials change. Root and group nettally only.)", kSetTarget, 1, 1, "upload set-target: missing URL"},
+    {"upload clear-target", Command::Upload, run_upload, "upload clear-target",
+     "Drop the target set with set-target: the config's applies again.", {}},
+    {"help", Command::Help, nullptr, "help", "Print this text.", {}},
+};
+
+} // namespace
+
+std::span<const Verb> verbs() {
+    return kVerbs;
+}
+
+const Verb* find_verb(std::string_view name) {
+    for (const Verb& v : kVerbs)
+        if (v.name == name)
+            return &v;
+    return nullptr;
+}
+
+std::string_view group_of(std::string_view verb_name) {
+    const auto space = verb_name.find(' ');
+    return space == std::string_view::npos ? std::string_view() : verb_name.substr(0, space);
+}
+
+std::vector<std::string_view> group_subcommands(std::string_view group) {
+    std::vector<std::string_view> out;
+    for (const Verb& v : kVerbs)
+        if (group_of(v.name) == group && !group.empty())
+            out.push_back(v.name.substr(group.size() + 1));
+    return out;
+}
+
+} // namespace nettally::ctl

@@ -1,0 +1,49 @@
+// The names and wire shapes of nettallyd's D-Bus API, shared by the daemon's adaptors and by
+// nettallyctl: bus name, object path, interface names, and one alias per struct signature of
+// the introspection XML files in this folder (the generated glue spells them out inline).
+// nettallyctl converts each alias into a named struct in one place (ctl/convert.cpp).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include <sdbus-c++/Types.h>
+
+namespace nettally::bus {
+
+inline constexpr const char* kBusName = "org.nettally.Accounting1";
+inline constexpr const char* kObjectPath = "/org/nettally/Accounting1";
+inline constexpr const char* kAccountingInterface = "org.nettally.Accounting1";
+inline constexpr const char* kThresholdsInterface = "org.nettally.Accounting1.Thresholds";
+inline constexpr const char* kRecordsInterface = "org.nettally.Accounting1.Records";
+inline constexpr const char* kUploadInterface = "org.nettally.Accounting1.Upload";
+
+// org.nettally.Accounting1.xml
+// C (ttttt): packets, l2, l3, l4, payload.
+using WireCounters = sdbus::Struct<uint64_t, uint64_t, uint64_t, uint64_t, uint64_t>;
+// C4 (tttt): packets, l3, l4, payload (cgroup hooks see no layer 2).
+using WireCounters4 = sdbus::Struct<uint64_t, uint64_t, uint64_t, uint64_t>;
+// ListInterfaces (ssuCCa{sC}CC): name, role, ifindex, ingress, egress, unattributed,
+// finished_ingress, finished_egress.
+using WireInterface = sdbus::Struct<std::string, std::string, uint32_t, WireCounters, WireCounters,
+                                    std::map<std::string, WireCounters>, WireCounters, WireCounters>;
+// ListHosts (sssCCtt): mac, ip, interface, sent, received, first_seen, last_seen.
+using WireHost = sdbus::Struct<std::string, std::string, std::string, WireCounters, WireCounters, uint64_t, uint64_t>;
+// ListFlows (ssysqsqCtty): interface, direction, proto, src, sport, dst, dport, counters,
+// first_seen, last_seen, tcp_flags.
+using WireFlow = sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string, uint16_t,
+                               WireCounters, uint64_t, uint64_t, uint8_t>;
+// ListCgroups entry (ssC4C4C4C4b): path, unit, ingress, egress, self_ingress, self_egress, gone.
+using WireCgroup = sdbus::Struct<std::string, std::string, WireCounters4, WireCounters4, WireCounters4,
+                                 WireCounters4, bool>;
+// GetHistory (stta{sC}): label, start, end, totals by subject.
+using WirePeriod = sdbus::Struct<std::string, uint64_t, uint64_t, std::map<std::string, WireCounters>>;
+
+// org.nettally.Accounting1.Records.xml ListSpool (stst): name, size, type, created.
+using WireRecordFile = sdbus::Struct<std::string, uint64_t, std::string, uint64_t>;
+// org.nettally.Accounting1.Upload.xml ListSpool (sttsus): name, size, mtime, state, attempts,
+// last_error.
+using WireUploadFile = sdbus::Struct<std::string, uint64_t, uint64_t, std::string, uint32_t, std::string>;
+
+} // namespace nettally::bus
