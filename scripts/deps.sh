@@ -11,7 +11,7 @@ packages=(
 	libyaml-cpp-dev libspdlog-dev libfmt-dev libgtest-dev nlohmann-json3-dev
 	libcurl4-openssl-dev
 	# run
-	dbus-daemon dbus-bin systemd iproute2 util-linux
+	dbus-daemon dbus-bin systemd iproute2 util-linux tzdata
 	# test
 	python3 tshark iperf3 ethtool procps iputils-ping pmacct softflowd linux-perf
 	# test: the file servers the upload tests start themselves
