@@ -12,7 +12,7 @@ packages=(
 	libcurl4-openssl-dev
 	libcli11-dev
 	# run
-	dbus-daemon dbus-bin systemd iproute2 util-linux
+	dbus-daemon dbus-bin systemd iproute2 util-linux tzdata
 	# test
 	python3 tshark iperf3 ethtool procps iputils-ping pmacct softflowd linux-perf
 	# test: the file servers the upload tests start themselves

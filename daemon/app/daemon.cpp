@@ -3,6 +3,7 @@
 
 #include "kernel/cgroups.h"
 #include "core/interfaces.h"
+#include "core/thresholds_alerts.h"
 #include "bus/accounting.h"
 #include "kernel/enforce.h"
 #include "os/logging.h"

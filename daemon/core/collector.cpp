@@ -281,10 +281,12 @@ nlohmann::json Collector::to_json() const {
             {"flows_evicted", stats_.flows_evicted}};
 }
 
-void Collector::restore(const nlohmann::json& j, bool same_counters) {
-    // Parse everything first; only a fully valid state replaces ours.
+namespace {
+
+// The saved interface totals (Collector::to_json "interfaces").
+std::map<std::string, InterfaceState> interfaces_from_json(const nlohmann::json& list, bool same_counters) {
     std::map<std::string, InterfaceState> ifaces;
-    for (const auto& [name, v] : j.at("interfaces").items()) {
+    for (const auto& [name, v] : list.items()) {
         InterfaceState st;
         st.info.name = name;
         st.info.role = v.at("role").get<std::string>();
@@ -298,8 +300,13 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
         }
         ifaces[name] = std::move(st);
     }
+    return ifaces;
+}
+
+// The saved host totals (Collector::to_json "hosts"), keyed by host_id.
+std::map<std::string, HostTotals> hosts_from_json(const nlohmann::json& list, bool same_counters) {
     std::map<std::string, HostTotals> hosts;
-    for (const auto& hj : j.at("hosts")) {
+    for (const auto& hj : list) {
         HostTotals h;
         h.interface = hj.at("interface").get<std::string>();
         h.mac = hj.at("mac").get<std::string>();
@@ -310,6 +317,29 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
         h.last_us = hj.at("last_us").get<uint64_t>();
         hosts[host_id(h.interface, h.mac, h.ip)] = std::move(h);
     }
+    return hosts;
+}
+
+// Finished flows' totals per interface; with new counters the live flows' totals join them.
+std::map<std::string, std::array<Counts, NT_DIR_MAX>> finished_from_json(const nlohmann::json& j,
+                                                                          bool same_counters) {
+    std::map<std::string, std::array<Counts, NT_DIR_MAX>> finished;
+    for (const auto& [name, dirs] : j.at("finished").items())
+        for (uint8_t d = 0; d < NT_DIR_MAX; d++)
+            finished[name][d] = counts_from_json(dirs.at(d));
+    if (!same_counters)
+        for (const auto& [name, dirs] : j.at("live").items())
+            for (uint8_t d = 0; d < NT_DIR_MAX; d++)
+                finished[name][d] += counts_from_json(dirs.at(d));
+    return finished;
+}
+
+} // namespace
+
+void Collector::restore(const nlohmann::json& j, bool same_counters) {
+    // Parse everything first; only a fully valid state replaces ours.
+    std::map<std::string, InterfaceState> ifaces = interfaces_from_json(j.at("interfaces"), same_counters);
+    std::map<std::string, HostTotals> hosts = hosts_from_json(j.at("hosts"), same_counters);
     // Evicted sums belong to the kernel counters they reconcile with.
     std::map<IfaceKey, EvictedSums> saved;
     std::set<IfaceKey> flows_unknown; // states written before the flow count was kept
@@ -321,14 +351,7 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
                 flows_unknown.insert(key);
         }
     uint64_t flows_evicted = j.value("flows_evicted", uint64_t{0});
-    std::map<std::string, std::array<Counts, NT_DIR_MAX>> finished;
-    for (const auto& [name, dirs] : j.at("finished").items())
-        for (uint8_t d = 0; d < NT_DIR_MAX; d++)
-            finished[name][d] = counts_from_json(dirs.at(d));
-    if (!same_counters)
-        for (const auto& [name, dirs] : j.at("live").items())
-            for (uint8_t d = 0; d < NT_DIR_MAX; d++)
-                finished[name][d] += counts_from_json(dirs.at(d));
+    std::map<std::string, std::array<Counts, NT_DIR_MAX>> finished = finished_from_json(j, same_counters);
 
     // Same counters: the pinned sums (nt_evicted) are ahead of the state by the flows evicted
     // after it was saved (a crash in between); those join the finished flows of their

@@ -5,7 +5,7 @@
 // and key path, because operators read it in `journalctl` or in a D-Bus reply, not in a debugger.
 #pragma once
 
-#include "core/thresholds.h"
+#include "core/thresholds_def.h"
 #include "nettally_abi.h"
 #include "core/records.h"
 #include "core/units.h"

@@ -33,12 +33,10 @@ std::string PolicyKey::to_string() const {
 
 std::optional<PolicyKey> host_policy_key(const std::string& value, std::string* why) {
     PolicyKey k;
-    if (inet_pton(AF_INET, value.c_str(), k.addr.data()) == 1) {
-        k.family = NT_AF_INET;
-        return k;
-    }
-    if (inet_pton(AF_INET6, value.c_str(), k.addr.data()) == 1) {
-        k.family = NT_AF_INET6;
+    uint32_t ip[4]{};
+    if (canonical_ip(value, &k.family, ip)) {
+        static_assert(sizeof(ip) == sizeof(k.addr));
+        std::memcpy(k.addr.data(), ip, sizeof(ip));
         return k;
     }
     if (auto mac = parse_mac(value)) {

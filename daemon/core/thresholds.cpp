@@ -2,24 +2,13 @@
 #include "core/thresholds.h"
 
 #include "core/cgroups.h"
-#include "core/config.h"
-
-#include <arpa/inet.h>
+#include "core/units.h"
 
 #include <algorithm>
-#include <cctype>
-#include <charconv>
-#include <cstring>
-#include <limits>
-#include <numeric>
+#include <utility>
 
 namespace nettally {
 namespace {
-
-constexpr uint64_t kMaxWindowS = 366ull * 86400;
-constexpr uint64_t kMaxRateWindowS = 3600;
-constexpr uint64_t kMaxIntervalMs = 86400ull * 1000;
-constexpr size_t kMaxName = 64;
 
 [[noreturn]] void fail(const std::string& key, const std::string& problem) {
     throw ThresholdError(key + ": " + problem);
@@ -39,122 +28,6 @@ uint64_t figure(const Counts& c, UsageLayer l) {
         return c.payload;
     }
     return 0;
-}
-
-template <typename E>
-std::optional<E> parse_enum(std::string_view text, std::initializer_list<E> all) {
-    for (E e : all)
-        if (to_string(e) == text)
-            return e;
-    return std::nullopt;
-}
-
-template <typename E>
-std::string enum_names(std::initializer_list<E> all) {
-    std::string out;
-    for (E e : all)
-        out += (out.empty() ? "" : ", ") + std::string(to_string(e));
-    return out;
-}
-
-constexpr auto kKinds = {SubjectKind::Interface, SubjectKind::Host, SubjectKind::Cgroup, SubjectKind::FlowAggregate};
-constexpr auto kDirs = {UsageDirection::Sent, UsageDirection::Received, UsageDirection::Both};
-constexpr auto kLayers = {UsageLayer::L2, UsageLayer::L3, UsageLayer::L4, UsageLayer::Payload};
-constexpr auto kPeriods = {ThresholdPeriod::Day, ThresholdPeriod::Month, ThresholdPeriod::Rolling,
-                           ThresholdPeriod::Since};
-constexpr auto kActions = {ActionKind::Notify, ActionKind::Throttle, ActionKind::Block};
-constexpr auto kTriggers = {ActionTrigger::Limit, ActionTrigger::Burst, ActionTrigger::Any};
-
-std::string text_of(const std::string& key, const FieldValue& v) {
-    if (const auto* s = std::get_if<std::string>(&v))
-        return *s;
-    fail(key, "expected a text value");
-}
-
-// A number: unsigned as is; a signed one must be positive; a text through `parse`.
-uint64_t number_of(const std::string& key, const FieldValue& v, const std::string& what,
-                   const std::function<std::optional<uint64_t>(std::string_view)>& parse) {
-    if (const auto* u = std::get_if<uint64_t>(&v))
-        return *u;
-    if (const auto* i = std::get_if<int64_t>(&v)) {
-        if (*i < 0)
-            fail(key, "must not be negative, got " + std::to_string(*i));
-        return static_cast<uint64_t>(*i);
-    }
-    const std::string& s = std::get<std::string>(v);
-    if (!s.empty() && s[0] == '-')
-        fail(key, "must not be negative, got " + quote(s));
-    const auto r = parse(s);
-    if (!r)
-        fail(key, "expected " + what + ", got " + quote(s));
-    return *r;
-}
-
-uint64_t size_of(const std::string& key, const FieldValue& v) {
-    return number_of(key, v, "a size in bytes such as 1000000, 1MB, 1MiB or 5GB", parse_size);
-}
-
-// Seconds (a bare number) or a duration text ("1h", "90s") that is a whole number of seconds.
-uint64_t seconds_of(const std::string& key, const FieldValue& v) {
-    return number_of(key, v, "seconds or a duration such as 90s, 1h, 1d", [](std::string_view s) {
-        if (auto n = parse_uint(s))
-            return n;
-        auto d = parse_duration(s);
-        if (!d || d->count() % 1000 != 0)
-            return std::optional<uint64_t>{};
-        return std::optional<uint64_t>(static_cast<uint64_t>(d->count() / 1000));
-    });
-}
-
-// Milliseconds (a bare number) or a duration text ("800ms", "2s").
-uint64_t millis_of(const std::string& key, const FieldValue& v) {
-    return number_of(key, v, "milliseconds or a duration such as 800ms, 2s", [](std::string_view s) {
-        if (auto n = parse_uint(s))
-            return n;
-        auto d = parse_duration(s);
-        return d ? std::optional<uint64_t>(static_cast<uint64_t>(d->count())) : std::optional<uint64_t>{};
-    });
-}
-
-std::string check_subject(Subject& s) {
-    std::string& v = s.value;
-    switch (s.kind) {
-    case SubjectKind::Interface:
-        if (v.empty() || v.size() > 15 || v.find_first_of("/ \t:") != std::string::npos)
-            return "not an interface name: " + quote(v);
-        return "";
-    case SubjectKind::Host: {
-        std::string lower = v;
-        std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-        if (parse_mac(lower)) {
-            v = lower;
-            return "";
-        }
-        if (auto ip = canonical_ip(v)) {
-            v = *ip;
-            return "";
-        }
-        return "a host is a MAC (aa:bb:cc:dd:ee:ff) or an IP address, got " + quote(v);
-    }
-    case SubjectKind::Cgroup:
-        if (v.empty())
-            return "a cgroup path (/system.slice/foo.service) or unit name is required";
-        if (v[0] == '/') {
-            while (v.size() > 1 && v.back() == '/')
-                v.pop_back();
-            if (v.find("//") != std::string::npos || v.find("/../") != std::string::npos ||
-                v.ends_with("/..") || v.find("/./") != std::string::npos)
-                return "not a clean cgroup path: " + quote(v);
-            return "";
-        }
-        if (v.find('/') != std::string::npos || v.find('.') == std::string::npos)
-            return "not a cgroup path or unit name: " + quote(v);
-        return "";
-    case SubjectKind::FlowAggregate:
-        FlowFilter::parse(v); // throws
-        return "";
-    }
-    return "unknown subject kind";
 }
 
 Counts by_direction(const Counts& sent, const Counts& received, UsageDirection d) {
@@ -186,77 +59,8 @@ uint64_t counted_at(const std::deque<std::pair<int64_t, uint64_t>>& s, int64_t t
     return p.second;
 }
 
-nlohmann::json field_json(const FieldValue& v) {
-    if (const auto* u = std::get_if<uint64_t>(&v))
-        return *u;
-    if (const auto* i = std::get_if<int64_t>(&v))
-        return *i;
-    return std::get<std::string>(v);
-}
-
-FieldMap fields_from_json(const nlohmann::json& j) {
-    FieldMap m;
-    for (const auto& [k, v] : j.items()) {
-        if (v.is_number_unsigned())
-            m[k] = v.get<uint64_t>();
-        else if (v.is_number_integer())
-            m[k] = v.get<int64_t>();
-        else
-            m[k] = v.get<std::string>();
-    }
-    return m;
-}
-
 } // namespace
 
-std::string_view to_string(UsageDirection d) {
-    switch (d) {
-    case UsageDirection::Sent:
-        return "sent";
-    case UsageDirection::Received:
-        return "received";
-    case UsageDirection::Both:
-        return "both";
-    }
-    return "?";
-}
-std::string_view to_string(UsageLayer l) {
-    switch (l) {
-    case UsageLayer::L2:
-        return "l2";
-    case UsageLayer::L3:
-        return "l3";
-    case UsageLayer::L4:
-        return "l4";
-    case UsageLayer::Payload:
-        return "payload";
-    }
-    return "?";
-}
-std::string_view to_string(ThresholdPeriod p) {
-    switch (p) {
-    case ThresholdPeriod::Day:
-        return "day";
-    case ThresholdPeriod::Month:
-        return "month";
-    case ThresholdPeriod::Rolling:
-        return "rolling";
-    case ThresholdPeriod::Since:
-        return "since";
-    }
-    return "?";
-}
-std::string_view to_string(ActionTrigger t) {
-    switch (t) {
-    case ActionTrigger::Limit:
-        return "limit";
-    case ActionTrigger::Burst:
-        return "burst";
-    case ActionTrigger::Any:
-        return "any";
-    }
-    return "?";
-}
 std::string_view to_string(ThresholdEvent::Kind k) {
     using K = ThresholdEvent::Kind;
     switch (k) {
@@ -276,340 +80,6 @@ std::string_view to_string(ThresholdEvent::Kind k) {
         return "ActionFailed";
     }
     return "?";
-}
-
-AlertRecord alert_record_of(const ThresholdEvent& e, const ThresholdDef* def) {
-    using K = ThresholdEvent::Kind;
-    AlertRecord a;
-    a.time_us = e.time_us;
-    a.name = e.name;
-    static const std::pair<K, const char*> kEvents[] = {
-        {K::StepCrossed, "step_crossed"},     {K::LimitReached, "limit_reached"}, {K::Burst, "burst"},
-        {K::RateExceeded, "rate_exceeded"},   {K::ActionApplied, "action_applied"},
-        {K::ActionLifted, "action_lifted"},   {K::ActionFailed, "action_failed"}};
-    for (const auto& [k, text] : kEvents)
-        if (k == e.kind)
-            a.event = text;
-    if (def) {
-        a.subject_kind = std::string(to_string(def->subject.kind));
-        a.subject = def->subject.value;
-    } else if (const auto colon = e.subject.find(':'); colon != std::string::npos) {
-        a.subject_kind = e.subject.substr(0, colon);
-        a.subject = e.subject.substr(colon + 1);
-    } else {
-        a.subject = e.subject;
-    }
-    const std::string usage_metric =
-        def ? std::string(to_string(def->layer)) + "_" + std::string(to_string(def->direction)) : "bytes";
-    a.action = !e.action.empty() ? e.action : def ? std::string(to_string(def->action)) : "";
-    switch (e.kind) {
-    case K::StepCrossed:
-        a.metric = usage_metric;
-        a.value = e.usage;
-        a.limit = def ? e.step_index * def->step : 0;
-        a.message = "step " + std::to_string(e.step_index) + " crossed";
-        if (e.value2)
-            a.message += " (" + std::to_string(e.value2) + " steps skipped)";
-        break;
-    case K::LimitReached:
-        a.metric = usage_metric;
-        a.value = e.usage;
-        a.limit = e.value;
-        a.message = "limit reached";
-        break;
-    case K::Burst:
-        a.metric = "interval_ms";
-        a.value = e.value;
-        a.limit = e.value2;
-        a.message = "steps crossed " + std::to_string(e.value) + " ms apart";
-        break;
-    case K::RateExceeded:
-        a.metric = "bytes_per_s";
-        a.value = e.value;
-        a.limit = e.value2;
-        a.message = "rate above the set rate";
-        break;
-    case K::ActionApplied:
-    case K::ActionLifted:
-    case K::ActionFailed:
-        a.metric = usage_metric;
-        a.value = e.usage;
-        a.message = e.reason;
-        break;
-    }
-    return a;
-}
-
-std::string subject_text(const Subject& s) { return std::string(to_string(s.kind)) + ":" + s.value; }
-
-std::string format_size(uint64_t bytes) {
-    static const std::pair<const char*, uint64_t> kUnits[] = {{"TB", 1000000000000}, {"GB", 1000000000},
-                                                              {"MB", 1000000},       {"kB", 1000},
-                                                              {"TiB", 1ull << 40},   {"GiB", 1ull << 30},
-                                                              {"MiB", 1ull << 20},   {"KiB", 1ull << 10}};
-    if (bytes > 0)
-        for (const auto& [name, m] : kUnits)
-            if (bytes % m == 0)
-                return std::to_string(bytes / m) + " " + name;
-    return std::to_string(bytes) + " B";
-}
-
-// ---- flow filters ---------------------------------------------------------------------------
-
-bool FlowFilter::Prefix::matches(uint8_t fam, const uint32_t a[4]) const {
-    if (fam != family)
-        return false;
-    const auto* x = reinterpret_cast<const uint8_t*>(a);
-    const auto* y = reinterpret_cast<const uint8_t*>(addr);
-    const unsigned full = len / 8, rest = len % 8;
-    if (std::memcmp(x, y, full) != 0)
-        return false;
-    if (rest == 0)
-        return true;
-    const uint8_t mask = static_cast<uint8_t>(0xff00 >> rest);
-    return (x[full] & mask) == (y[full] & mask);
-}
-
-bool FlowFilter::matches(const FlowEntry& f, const std::string& ifname) const {
-    const auto& k = f.key;
-    if (!iface.empty() && ifname != iface)
-        return false;
-    if (proto && k.proto != *proto)
-        return false;
-    if (src && !src->matches(k.family, k.src))
-        return false;
-    if (dst && !dst->matches(k.family, k.dst))
-        return false;
-    if (net && !net->matches(k.family, k.src) && !net->matches(k.family, k.dst))
-        return false;
-    if (sport && k.sport != *sport)
-        return false;
-    if (dport && k.dport != *dport)
-        return false;
-    if (port && k.sport != *port && k.dport != *port)
-        return false;
-    return true;
-}
-
-FlowFilter FlowFilter::parse(std::string_view text) {
-    FlowFilter f;
-    if (text.empty())
-        fail("subject", "a flow filter needs at least one term (iface, proto, src, dst, net, sport, dport, port)");
-    std::vector<std::string> seen;
-    size_t pos = 0;
-    while (pos <= text.size()) {
-        size_t end = text.find(',', pos);
-        if (end == std::string_view::npos)
-            end = text.size();
-        const std::string_view term = text.substr(pos, end - pos);
-        pos = end + 1;
-        const size_t eq = term.find('=');
-        if (eq == std::string_view::npos)
-            fail("subject", "flow filter term " + quote(term) + " is not key=value");
-        const std::string key(term.substr(0, eq));
-        const std::string_view val = term.substr(eq + 1);
-        if (std::find(seen.begin(), seen.end(), key) != seen.end())
-            fail("subject", "flow filter key " + quote(key) + " given twice");
-        seen.push_back(key);
-        auto prefix = [&]() {
-            Prefix p;
-            const size_t slash = val.find('/');
-            const auto ip = canonical_ip(val.substr(0, slash), &p.family, p.addr);
-            if (!ip)
-                fail("subject", key + "=" + std::string(val) + ": not an address or prefix");
-            const unsigned max = p.family == NT_AF_INET ? 32 : 128;
-            p.len = static_cast<uint8_t>(max);
-            if (slash != std::string_view::npos) {
-                auto n = parse_uint(val.substr(slash + 1));
-                if (!n || *n > max)
-                    fail("subject", key + "=" + std::string(val) + ": prefix length must be 0.." +
-                                        std::to_string(max));
-                p.len = static_cast<uint8_t>(*n);
-            }
-            return p;
-        };
-        auto port16 = [&]() {
-            auto n = parse_uint(val);
-            if (!n || *n > 65535)
-                fail("subject", key + "=" + std::string(val) + ": a port is 0..65535");
-            return static_cast<uint16_t>(*n);
-        };
-        if (key == "iface") {
-            if (val.empty() || val.size() > 15)
-                fail("subject", "iface=" + std::string(val) + ": not an interface name");
-            f.iface = std::string(val);
-        } else if (key == "proto") {
-            static const std::pair<std::string_view, uint8_t> kNames[] = {
-                {"tcp", 6}, {"udp", 17}, {"icmp", 1}, {"icmpv6", 58}};
-            const auto it = std::find_if(std::begin(kNames), std::end(kNames),
-                                         [&](const auto& p) { return p.first == val; });
-            if (it != std::end(kNames)) {
-                f.proto = it->second;
-            } else {
-                auto n = parse_uint(val);
-                if (!n || *n > 255)
-                    fail("subject", "proto=" + std::string(val) + ": use tcp, udp, icmp, icmpv6 or 0..255");
-                f.proto = static_cast<uint8_t>(*n);
-            }
-        } else if (key == "src") {
-            f.src = prefix();
-        } else if (key == "dst") {
-            f.dst = prefix();
-        } else if (key == "net") {
-            f.net = prefix();
-        } else if (key == "sport") {
-            f.sport = port16();
-        } else if (key == "dport") {
-            f.dport = port16();
-        } else if (key == "port") {
-            f.port = port16();
-        } else {
-            fail("subject", "unknown flow filter key " + quote(key) +
-                                " (valid: iface, proto, src, dst, net, sport, dport, port)");
-        }
-        if (end == text.size())
-            break;
-    }
-    return f;
-}
-
-// ---- definitions ----------------------------------------------------------------------------
-
-ThresholdDef parse_threshold(const FieldMap& given, const ThresholdDef* base) {
-    FieldMap fields;
-    if (base) {
-        fields = threshold_fields(*base);
-        // Switching away from rolling/throttle drops the key that only made sense there.
-        auto changes_to = [&](const char* key, std::string_view keep) {
-            auto it = given.find(key);
-            return it != given.end() && std::holds_alternative<std::string>(it->second) &&
-                   std::get<std::string>(it->second) != keep;
-        };
-        if (changes_to("period", "rolling") && !given.count("window_s"))
-            fields.erase("window_s");
-        if (changes_to("action", "throttle") && !given.count("action_rate"))
-            fields.erase("action_rate");
-    }
-    for (const auto& [k, v] : given)
-        fields[k] = v;
-
-    static const std::vector<std::string> kKeys = {
-        "name",          "subject_kind", "subject",     "direction",  "layer",  "period",      "window_s", "step",
-        "limit",         "min_interval_ms", "rate_bps", "rate_window_s", "action", "action_rate", "action_on"};
-    for (const auto& [k, v] : fields)
-        if (std::find(kKeys.begin(), kKeys.end(), k) == kKeys.end())
-            fail(k, std::string("unknown key (valid keys: ") + kThresholdKeys + ")");
-
-    ThresholdDef d;
-    auto has = [&](const char* k) { return fields.count(k) != 0; };
-    auto text = [&](const char* k) { return text_of(k, fields.at(k)); };
-    auto choice = [&](const char* k, auto all, auto& out) {
-        if (!has(k))
-            return;
-        const std::string t = text(k);
-        auto e = parse_enum(t, all);
-        if (!e)
-            fail(k, "unknown value " + quote(t) + " (valid: " + enum_names(all) + ")");
-        out = *e;
-    };
-
-    if (!has("name"))
-        fail("name", "required");
-    d.name = text("name");
-    if (d.name.empty() || d.name.size() > kMaxName ||
-        !std::all_of(d.name.begin(), d.name.end(),
-                     [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_' || c == '.'; }))
-        fail("name", "1.." + std::to_string(kMaxName) + " characters of A-Z a-z 0-9 . _ -, got " + quote(d.name));
-
-    if (!has("subject_kind"))
-        fail("subject_kind", "required (" + enum_names(kKinds) + ")");
-    choice("subject_kind", kKinds, d.subject.kind);
-    if (!has("subject"))
-        fail("subject", "required");
-    d.subject.value = text("subject");
-    if (auto why = check_subject(d.subject); !why.empty())
-        fail("subject", why);
-
-    choice("direction", kDirs, d.direction);
-    choice("layer", kLayers, d.layer);
-    choice("period", kPeriods, d.period);
-    if (has("window_s")) {
-        if (d.period != ThresholdPeriod::Rolling)
-            fail("window_s", "only for period rolling");
-        d.window_s = seconds_of("window_s", fields.at("window_s"));
-    }
-    if (d.period == ThresholdPeriod::Rolling) {
-        if (!has("window_s"))
-            fail("window_s", "required for period rolling");
-        if (d.window_s < 1 || d.window_s > kMaxWindowS)
-            fail("window_s", "must be 1 s .. 366 days, got " + std::to_string(d.window_s));
-    }
-
-    if (!has("step"))
-        fail("step", "required (bytes, e.g. 1GB)");
-    d.step = size_of("step", fields.at("step"));
-    if (d.step == 0)
-        fail("step", "must be greater than 0");
-    if (has("limit"))
-        d.limit = size_of("limit", fields.at("limit")); // 0: no limit
-    if (d.limit != 0 && d.step > d.limit)
-        fail("step", "step " + format_size(d.step) + " is larger than the limit " + format_size(d.limit));
-
-    if (has("min_interval_ms")) {
-        d.min_interval_ms = millis_of("min_interval_ms", fields.at("min_interval_ms"));
-        if (d.min_interval_ms > kMaxIntervalMs)
-            fail("min_interval_ms", "must be at most 1 day (86400000 ms)");
-    }
-    if (has("rate_bps"))
-        d.rate_bps = size_of("rate_bps", fields.at("rate_bps"));
-    if (has("rate_window_s")) {
-        d.rate_window_s = seconds_of("rate_window_s", fields.at("rate_window_s"));
-        if (d.rate_window_s < 1 || d.rate_window_s > kMaxRateWindowS)
-            fail("rate_window_s", "must be 1 .. 3600 s, got " + std::to_string(d.rate_window_s));
-    }
-
-    choice("action", kActions, d.action);
-    if (has("action_rate")) {
-        if (d.action != ActionKind::Throttle)
-            fail("action_rate", "only for action throttle");
-        d.action_rate = size_of("action_rate", fields.at("action_rate"));
-    }
-    if (d.action == ActionKind::Throttle && d.action_rate == 0)
-        fail("action_rate", "throttle needs a rate in bytes per second greater than 0");
-    choice("action_on", kTriggers, d.action_on);
-    if (d.action != ActionKind::Notify) {
-        if (d.action_on == ActionTrigger::Limit && d.limit == 0)
-            fail("action", "acting on the limit needs a limit");
-        if (d.action_on == ActionTrigger::Burst && d.min_interval_ms == 0 && d.rate_bps == 0)
-            fail("action_on", "burst needs min_interval_ms or rate_bps");
-        if (d.action_on == ActionTrigger::Any && d.limit == 0 && d.min_interval_ms == 0 && d.rate_bps == 0)
-            fail("action_on", "any needs a limit, min_interval_ms or rate_bps");
-    }
-    if (d.subject.kind == SubjectKind::Cgroup && d.layer == UsageLayer::L2)
-        fail("layer", "cgroups are counted from the IP header on: use l3, l4 or payload");
-    return d;
-}
-
-FieldMap threshold_fields(const ThresholdDef& d) {
-    FieldMap m;
-    m["name"] = d.name;
-    m["subject_kind"] = std::string(to_string(d.subject.kind));
-    m["subject"] = d.subject.value;
-    m["direction"] = std::string(to_string(d.direction));
-    m["layer"] = std::string(to_string(d.layer));
-    m["period"] = std::string(to_string(d.period));
-    if (d.period == ThresholdPeriod::Rolling)
-        m["window_s"] = d.window_s;
-    m["step"] = d.step;
-    m["limit"] = d.limit;
-    m["min_interval_ms"] = d.min_interval_ms;
-    m["rate_bps"] = d.rate_bps;
-    m["rate_window_s"] = d.rate_window_s;
-    m["action"] = std::string(to_string(d.action));
-    if (d.action == ActionKind::Throttle)
-        m["action_rate"] = d.action_rate;
-    m["action_on"] = std::string(to_string(d.action_on));
-    return m;
 }
 
 // ---- usage from the ledgers -----------------------------------------------------------------
@@ -787,7 +257,7 @@ void ThresholdEngine::modify(const std::string& name, const FieldMap& changes, c
     Threshold& t = it->second;
     if (t.from_config)
         fail("name", quote(name) + " is defined in the config file: change it there and reload");
-    if (auto n = changes.find("name"); n != changes.end() && text_of("name", n->second) != name)
+    if (auto n = changes.find("name"); n != changes.end() && field_text("name", n->second) != name)
         fail("name", "a threshold cannot be renamed (remove it and add it again)");
     const ThresholdDef next = parse_threshold(changes, &t.def);
     check_def(next, src);
@@ -923,36 +393,36 @@ void ThresholdEngine::observe(const UsageSource& src, int64_t now_us) {
         observe_one(t, src, now_us);
 }
 
-void ThresholdEngine::observe_one(Threshold& t, const UsageSource& src, int64_t now_us) {
+// What the subject did since the last poll, at the threshold's layer.
+uint64_t ThresholdEngine::take_delta(Threshold& t, const UsageSource& src) const {
+    ThresholdState& s = t.st;
+    const std::optional<Counts> total = source_total(t, src);
+    if (!total)
+        return 0;
+    const uint64_t now_v = figure(*total, t.def.layer);
+    const uint64_t last_v = s.last_total ? figure(*s.last_total, t.def.layer) : 0;
+    s.last_total = total;
+    return now_v >= last_v ? now_v - last_v : 0; // totals never go back; a lost state resyncs
+}
+
+// Calendar rollover: the delta goes into the period the poll falls in.
+void ThresholdEngine::roll_over(Threshold& t, int64_t when) {
+    ThresholdState& s = t.st;
+    lift_action(t, "rollover", when);
+    const auto p =
+        calendar_.period_at(t.def.period == ThresholdPeriod::Day ? PeriodKind::Day : PeriodKind::Month, when);
+    s.period_start_us = p.start_us;
+    s.period_end_us = p.end_us;
+    s.usage = 0;
+    s.step_index = 0;
+    s.limit_reached = false;
+    s.last_cross_us = 0;
+}
+
+// Samples of the cumulative count (rolling usage and the rate alert), then the period's usage.
+void ThresholdEngine::count(Threshold& t, uint64_t delta, int64_t when) {
     ThresholdState& s = t.st;
     const ThresholdDef& d = t.def;
-
-    // What the subject did since the last poll.
-    const std::optional<Counts> total = source_total(t, src);
-    uint64_t delta = 0;
-    if (total) {
-        const uint64_t now_v = figure(*total, d.layer);
-        const uint64_t last_v = s.last_total ? figure(*s.last_total, d.layer) : 0;
-        delta = now_v >= last_v ? now_v - last_v : 0; // totals never go back; a lost state resyncs
-        s.last_total = total;
-    }
-    const int64_t t_prev = s.last_observe_us;
-    const int64_t when = std::max(now_us, t_prev); // a clock stepped back keeps the latest time
-
-    // Calendar rollover: the delta goes into the period the poll falls in.
-    if (s.period_end_us != 0 && when >= s.period_end_us) {
-        lift_action(t, "rollover", when);
-        const auto p = calendar_.period_at(d.period == ThresholdPeriod::Day ? PeriodKind::Day : PeriodKind::Month,
-                                           when);
-        s.period_start_us = p.start_us;
-        s.period_end_us = p.end_us;
-        s.usage = 0;
-        s.step_index = 0;
-        s.limit_reached = false;
-        s.last_cross_us = 0;
-    }
-
-    // Samples of the cumulative count: rolling usage and the rate alert.
     s.counted += delta;
     const int64_t keep_us = static_cast<int64_t>(std::max(d.window_s, d.rate_window_s)) * 1000000;
     const int64_t slot_us = std::max<int64_t>(keep_us / static_cast<int64_t>(kRollingSlots), 1);
@@ -963,40 +433,49 @@ void ThresholdEngine::observe_one(Threshold& t, const UsageSource& src, int64_t 
     while (s.samples.size() > 2 && s.samples[1].first <= when - keep_us)
         s.samples.pop_front();
 
-    const uint64_t prev_usage = s.usage;
     if (d.period == ThresholdPeriod::Rolling)
         s.usage = s.counted - counted_at(s.samples, when - static_cast<int64_t>(d.window_s) * 1000000);
     else
         s.usage += delta;
+}
 
-    // Steps.
+// StepCrossed for every step usage went past since prev_usage (at t_prev), and Burst where two
+// crossings came too close together.
+void ThresholdEngine::signal_steps(Threshold& t, uint64_t prev_usage, int64_t t_prev, int64_t when) {
+    ThresholdState& s = t.st;
+    const ThresholdDef& d = t.def;
     const uint64_t idx = s.usage / d.step;
     if (idx < s.step_index) // only a rolling window goes down
         s.step_index = idx;
-    if (idx > s.step_index) {
-        const uint64_t first = std::max<uint64_t>(s.step_index + 1, idx > kMaxStepEvents ? idx - kMaxStepEvents + 1 : 1);
-        for (uint64_t k = first; k <= idx; ++k) {
-            // Interpolated crossing time of k * step between the previous poll and this one.
-            int64_t cross = when;
-            const uint64_t target = k * d.step;
-            if (s.usage > prev_usage && target > prev_usage && when > t_prev)
-                cross = t_prev + static_cast<int64_t>(static_cast<long double>(target - prev_usage) /
-                                                      static_cast<long double>(s.usage - prev_usage) *
-                                                      static_cast<long double>(when - t_prev));
-            emit(ThresholdEvent::Kind::StepCrossed, t, when, k, d.step, k == first ? first - s.step_index - 1 : 0);
-            if (d.min_interval_ms != 0 && s.last_cross_us != 0 &&
-                cross - s.last_cross_us < static_cast<int64_t>(d.min_interval_ms) * 1000) {
-                emit(ThresholdEvent::Kind::Burst, t, cross, k,
-                     static_cast<uint64_t>(std::max<int64_t>(cross - s.last_cross_us, 0)) / 1000, d.min_interval_ms);
-                if (d.action_on != ActionTrigger::Limit)
-                    apply_action(t, "burst", when);
-            }
-            s.last_cross_us = cross;
+    if (idx <= s.step_index)
+        return;
+    const uint64_t first = std::max<uint64_t>(s.step_index + 1, idx > kMaxStepEvents ? idx - kMaxStepEvents + 1 : 1);
+    for (uint64_t k = first; k <= idx; ++k) {
+        // Interpolated crossing time of k * step between the previous poll and this one.
+        int64_t cross = when;
+        const uint64_t target = k * d.step;
+        if (s.usage > prev_usage && target > prev_usage && when > t_prev)
+            cross = t_prev + static_cast<int64_t>(static_cast<long double>(target - prev_usage) /
+                                                  static_cast<long double>(s.usage - prev_usage) *
+                                                  static_cast<long double>(when - t_prev));
+        emit(ThresholdEvent::Kind::StepCrossed, t, when, k, d.step, k == first ? first - s.step_index - 1 : 0);
+        if (d.min_interval_ms != 0 && s.last_cross_us != 0 &&
+            cross - s.last_cross_us < static_cast<int64_t>(d.min_interval_ms) * 1000) {
+            emit(ThresholdEvent::Kind::Burst, t, cross, k,
+                 static_cast<uint64_t>(std::max<int64_t>(cross - s.last_cross_us, 0)) / 1000, d.min_interval_ms);
+            if (d.action_on != ActionTrigger::Limit)
+                apply_action(t, "burst", when);
         }
-        s.step_index = idx;
+        s.last_cross_us = cross;
     }
+    s.step_index = idx;
+}
 
-    // Limit.
+// LimitReached (and its release when a rolling window falls back), then RateExceeded.
+void ThresholdEngine::signal_limit_and_rate(Threshold& t, int64_t when) {
+    ThresholdState& s = t.st;
+    const ThresholdDef& d = t.def;
+    const uint64_t idx = s.usage / d.step;
     if (d.limit != 0) {
         if (!s.limit_reached && s.usage >= d.limit) {
             s.limit_reached = true;
@@ -1022,6 +501,19 @@ void ThresholdEngine::observe_one(Threshold& t, const UsageSource& src, int64_t 
             s.rate_alerted = false;
         }
     }
+}
+
+void ThresholdEngine::observe_one(Threshold& t, const UsageSource& src, int64_t now_us) {
+    ThresholdState& s = t.st;
+    const uint64_t delta = take_delta(t, src);
+    const int64_t t_prev = s.last_observe_us;
+    const int64_t when = std::max(now_us, t_prev); // a clock stepped back keeps the latest time
+    if (s.period_end_us != 0 && when >= s.period_end_us)
+        roll_over(t, when);
+    const uint64_t prev_usage = s.usage;
+    count(t, delta, when);
+    signal_steps(t, prev_usage, t_prev, when);
+    signal_limit_and_rate(t, when);
     s.last_observe_us = when;
 }
 
@@ -1030,9 +522,7 @@ void ThresholdEngine::observe_one(Threshold& t, const UsageSource& src, int64_t 
 nlohmann::json ThresholdEngine::to_json() const {
     nlohmann::json list = nlohmann::json::array();
     for (const auto& [name, t] : t_) {
-        nlohmann::json def = nlohmann::json::object();
-        for (const auto& [k, v] : threshold_fields(t.def))
-            def[k] = field_json(v);
+        const nlohmann::json def = fields_to_json(threshold_fields(t.def));
         const ThresholdState& s = t.st;
         nlohmann::json samples = nlohmann::json::array();
         for (const auto& [at, c] : s.samples)

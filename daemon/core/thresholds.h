@@ -2,18 +2,12 @@
 // org.nettally.Accounting1.Thresholds D-Bus interface. No syscalls, no clock:
 // the daemon hands it the wall-clock time and a UsageSource (the collector's
 // totals) at every poll, and emits the events it returns as D-Bus signals.
+// Definitions (subject, direction, layer, period, step, limit, action) are
+// core/thresholds_def.h; alert records of the events core/thresholds_alerts.h.
 //
-// A threshold watches one subject (core/actions.h Subject) in one direction
-// (sent | received | both) at one layer (l2 | l3 | l4 | payload) over a period:
-//   day, month  calendar periods in the configured time zone and month_start_day
-//               (the History period rules, core/history.h); usage restarts at 0
-//               when the period rolls over;
-//   rolling     the last window_s seconds, kept in up to kRollingSlots slots, so
-//               usage drops as old traffic leaves the window;
-//   since       from the moment the threshold was set (or reset) on, never rolls.
-// Usage counts from the poll before the threshold was set: a subject's earlier
-// traffic (a host's lifetime total) never counts.
-//
+// Rolling windows are kept in up to kRollingSlots slots. Usage counts from the
+// poll before the threshold was set: a subject's earlier traffic (a host's
+// lifetime total) never counts.
 // Events, in this order within one observe():
 //   StepCrossed   each time floor(usage / step) grows, one event per step (at most
 //                 kMaxStepEvents per poll; the last carries how many were skipped);
@@ -34,106 +28,23 @@
 
 #include "core/actions.h"
 #include "core/collector.h"
+#include "core/flow_filter.h"
 #include "core/history.h"
-#include "core/records.h"
+#include "core/thresholds_def.h"
 
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
-#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <string_view>
-#include <variant>
 #include <vector>
 
 namespace nettally {
 
 class CgroupLedger;
-
-// A rejected definition or request; what() is one line naming the key.
-class ThresholdError : public std::invalid_argument {
-public:
-    using std::invalid_argument::invalid_argument;
-};
-
-enum class UsageDirection { Sent, Received, Both };
-enum class UsageLayer { L2, L3, L4, Payload };
-enum class ThresholdPeriod { Day, Month, Rolling, Since };
-enum class ActionTrigger { Limit, Burst, Any };
-
-std::string_view to_string(UsageDirection d);
-std::string_view to_string(UsageLayer l);
-std::string_view to_string(ThresholdPeriod p);
-std::string_view to_string(ActionTrigger t);
-// "host:198.18.1.2", "interface:lan0", "cgroup:/system.slice/x.service", "flow:proto=tcp,dport=443"
-std::string subject_text(const Subject& s);
-
-// "1000000 B", "1 MB", "1.5 MiB"...: exact when the figure is a whole number of the unit.
-std::string format_size(uint64_t bytes);
-
-// A flow aggregate: comma-separated key=value terms, all of which must match a flow
-// (a unidirectional flow record on one interface, DESIGN.md):
-//   iface=NAME        the interface (default: every interface; forwarded traffic is
-//                     then seen on two interfaces and counted twice)
-//   proto=tcp|udp|icmp|icmpv6|N
-//   src=PREFIX, dst=PREFIX, net=PREFIX (either address)   v4 or v6, "198.18.0.0/15", a bare
-//                     address is a /32 or /128
-//   sport=N, dport=N, port=N (either port)   0..65535
-// e.g. "iface=wan0,proto=tcp,dport=443". Direction: sent = egress flows, received =
-// ingress flows, both = both.
-struct FlowFilter {
-    std::string iface;
-    std::optional<uint8_t> proto;
-    struct Prefix {
-        uint8_t family = 0; // NT_AF_* as in the flow key
-        uint32_t addr[4]{};
-        uint8_t len = 0;
-        bool matches(uint8_t family, const uint32_t a[4]) const;
-    };
-    std::optional<Prefix> src, dst, net;
-    std::optional<uint16_t> sport, dport, port;
-
-    bool matches(const FlowEntry& f, const std::string& iface) const;
-    // Throws ThresholdError("subject: ...").
-    static FlowFilter parse(std::string_view text);
-};
-
-struct ThresholdDef {
-    std::string name;
-    Subject subject;
-    UsageDirection direction = UsageDirection::Both;
-    UsageLayer layer = UsageLayer::L3;
-    ThresholdPeriod period = ThresholdPeriod::Month;
-    uint64_t window_s = 0; // rolling only
-    uint64_t step = 0;     // bytes, > 0
-    uint64_t limit = 0;    // bytes, 0 = none
-    uint64_t min_interval_ms = 0; // 0 = no burst alert
-    uint64_t rate_bps = 0;        // bytes per second, 0 = no rate alert
-    uint64_t rate_window_s = 10;
-    ActionKind action = ActionKind::Notify;
-    uint64_t action_rate = 0; // bytes per second, throttle only
-    ActionTrigger action_on = ActionTrigger::Limit;
-    bool operator==(const ThresholdDef&) const = default;
-};
-
-// A definition's fields as they arrive (D-Bus a{sv}, config YAML): a number or a text.
-using FieldValue = std::variant<uint64_t, int64_t, std::string>;
-using FieldMap = std::map<std::string, FieldValue>;
-
-inline constexpr const char* kThresholdKeys =
-    "name, subject_kind, subject, direction, layer, period, window_s, step, limit, min_interval_ms, "
-    "rate_bps, rate_window_s, action, action_rate, action_on";
-
-// Builds a definition from fields, every value checked (unknown keys, missing step, zero or
-// negative numbers, step > limit, bad rate...). `base`: the definition being modified (only
-// the given fields change), or nullptr for a new one. Throws ThresholdError naming the key.
-ThresholdDef parse_threshold(const FieldMap& fields, const ThresholdDef* base = nullptr);
-// The definition as fields (numbers as uint64, enums as their names), the inverse of parse.
-FieldMap threshold_fields(const ThresholdDef& def);
 
 // Cumulative totals per subject, from the daemon's ledgers.
 class UsageSource {
@@ -177,13 +88,6 @@ struct ThresholdEvent {
     std::string reason;   // Action*: limit|burst|rate|rollover|reset|removed|modified|restart, or the error
 };
 std::string_view to_string(ThresholdEvent::Kind k);
-
-// The alert record (records type "alert", README "Accounting records") of an event; `def` is the
-// threshold's definition (nullptr when it is gone: the subject then comes from the event's text).
-// metric/value/limit by event: step_crossed: "<layer>_<direction>" usage / the step boundary;
-// limit_reached: the same usage / the limit; burst: "interval_ms" measured / min_interval_ms;
-// rate_exceeded: "bytes_per_s" measured / rate_bps; action_*: the usage / 0.
-AlertRecord alert_record_of(const ThresholdEvent& e, const ThresholdDef* def);
 
 // A threshold's running state: what has been counted and signalled in the current period.
 struct ThresholdState {
@@ -260,6 +164,12 @@ private:
     void start_period(Threshold& t, const UsageSource& src, int64_t now_us);
     std::optional<Counts> source_total(const Threshold& t, const UsageSource& src) const;
     void observe_one(Threshold& t, const UsageSource& src, int64_t now_us);
+    // The steps of observe_one, in order.
+    uint64_t take_delta(Threshold& t, const UsageSource& src) const;
+    void roll_over(Threshold& t, int64_t when);
+    static void count(Threshold& t, uint64_t delta, int64_t when);
+    void signal_steps(Threshold& t, uint64_t prev_usage, int64_t t_prev, int64_t when);
+    void signal_limit_and_rate(Threshold& t, int64_t when);
     void apply_action(Threshold& t, const char* reason, int64_t now_us);
     void lift_action(Threshold& t, const char* reason, int64_t now_us);
     void emit(ThresholdEvent::Kind k, const Threshold& t, int64_t now_us, uint64_t index = 0,

@@ -76,6 +76,18 @@ std::optional<uint64_t> parse_size(std::string_view text) {
     return value;
 }
 
+std::string format_size(uint64_t bytes) {
+    static const std::pair<const char*, uint64_t> kUnits[] = {{"TB", 1000000000000}, {"GB", 1000000000},
+                                                              {"MB", 1000000},       {"kB", 1000},
+                                                              {"TiB", 1ull << 40},   {"GiB", 1ull << 30},
+                                                              {"MiB", 1ull << 20},   {"KiB", 1ull << 10}};
+    if (bytes > 0)
+        for (const auto& [name, m] : kUnits)
+            if (bytes % m == 0)
+                return std::to_string(bytes / m) + " " + name;
+    return std::to_string(bytes) + " B";
+}
+
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text) {
     const auto digits_end = [&](size_t from) {
         while (from < text.size() && is_digit(text[from]))

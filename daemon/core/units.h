@@ -21,6 +21,9 @@ std::optional<uint64_t> parse_uint(std::string_view s);
 // "1MiB" = "1M" = 2^20, "1.5kB" = 1500. A decimal fraction is allowed when the result is a whole
 // number of bytes. nullopt when malformed or out of range.
 std::optional<uint64_t> parse_size(std::string_view text);
+// A byte count for people, parse_size's inverse: the largest unit (TB, GB, MB, kB, then TiB, GiB,
+// MiB, KiB) the count is a whole number of, e.g. "5 MB", "1 MiB"; otherwise "1001 B".
+std::string format_size(uint64_t bytes);
 
 // "<number><unit>" with unit ms, s, m, h or d (lowercase), e.g. "500ms", "1s", "5m", "2h", "1d".
 // A decimal fraction is allowed when the result is a whole number of milliseconds ("1.5s",

@@ -3,6 +3,8 @@
 // and when actions are applied and lifted.
 #include "core/config.h"
 #include "core/thresholds.h"
+#include "core/thresholds_alerts.h"
+#include "core/units.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
