@@ -21,7 +21,7 @@ PORT = 5002
 ERR_INVALID_ARGUMENT = "org.nettally.Accounting1.Error.InvalidArgument"
 ERR_ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
 ERR_FAILED = "org.nettally.Accounting1.Error.Failed"
-XML_PATH = os.path.join(h.SOURCE_DIR, "daemon", "dbus", "org.nettally.Accounting1.xml")
+XML_PATH = os.path.join(h.SOURCE_DIR, "daemon", "bus", "org.nettally.Accounting1.xml")
 STATUS_KEYS = ("version", "pid", "started_at", "config_path", "poll_interval_ms", "polls", "last_poll_at",
                "interfaces", "flows", "flow_capacity", "hosts", "host_capacity", "flow_overflow_packets",
                "host_overflow_packets", "reconcile_checks", "reconcile_exact", "reconcile_violations")
