@@ -286,7 +286,9 @@ class ReloadTest(unittest.TestCase):
         d.signal(signal.SIGHUP)
         h.wait_until(lambda: f"{d.config_path}:{self.BAD_LINE}:" in d.log_text()[log_before:], 10,
                      "the refused SIGHUP reload to be logged with file:line")
-        time.sleep(0.3)
+        polls = bus.status()["polls"]
+        h.wait_until(lambda: not d.alive() or bus.status()["polls"] > polls, 10,
+                     "a poll after the refused SIGHUP reload (or nettallyd's exit)")
         self.assert_alive("after a refused SIGHUP reload")
         self.assertEqual(bus.status()["poll_interval_ms"], 200, "old config still in force after SIGHUP")
         self.assert_counts(41003, 4, "after a refused SIGHUP reload")
@@ -351,7 +353,7 @@ class ReloadTest(unittest.TestCase):
                 if i % 4 == 0:
                     d.signal(signal.SIGHUP)
                     reloads.append(("SIGHUP", gen.is_alive()))
-                    time.sleep(0.05)
+                    time.sleep(0.05)  # pacing: spreads the reloads over the traffic
                 else:
                     rc, err, msg = bus.dbus_send("Reload")
                     self.assertEqual((rc, err), (0, None), f"Reload {i}: {msg}")
@@ -359,7 +361,6 @@ class ReloadTest(unittest.TestCase):
             gen.join(60)
             d.wait_polls(2)
             after = h.bus_snapshot(bus)
-            time.sleep(0.3)
         finally:
             for c in caps:
                 c.stop()
