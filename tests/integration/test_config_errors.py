@@ -262,8 +262,17 @@ class ReloadTest(unittest.TestCase):
         self.assertTrue(self.daemon.alive(), f"nettallyd died {context}:\n{self.daemon.log_tail()}")
         self.assertTrue(self.topo.tc_filters("lan0"), f"still attached to lan0 {context}")
 
+    def restore_start_config(self):
+        """Puts the config the daemon started with back in force, so the next test, whichever it
+        is, starts where the first one did (poll_interval 200ms, lan0 lan, wan0 wan)."""
+        self.daemon.write_config(self.daemon.config())
+        rc, err, msg = self.bus.dbus_send("Reload")
+        if (rc, err) != (0, None):
+            raise AssertionError(f"Reload of the start config: {msg}\n{self.daemon.log_tail()}")
+
     def test_reload_cycle(self):
         d, bus = self.daemon, self.bus
+        self.addCleanup(self.restore_start_config)
         good_200 = d.config(poll="200ms")
         self.assert_counts(41001, 5, "before any reload")
         st0 = bus.status()
@@ -332,6 +341,7 @@ class ReloadTest(unittest.TestCase):
         are replaced) while traffic flows: the counts still equal a capture exactly, so applying a
         config never opens a window that counts nothing or counts twice."""
         d, bus, t = self.daemon, self.bus, self.topo
+        self.addCleanup(self.restore_start_config)
         t.settle()
         caps = [h.Capture(t, i, self.workdir).start() for i in ("lan0", "wan0")]
         reloads = []
