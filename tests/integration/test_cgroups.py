@@ -667,7 +667,7 @@ class CgroupAccountingTest(CgroupChecks, unittest.TestCase):
 
 class CgroupChangesTest(CgroupChecks, unittest.TestCase):
     """What changes the daemon or the cgroups (reload, removal, restart, stop): each test on a
-    fresh tree, daemon and measured window of its own, so they run in any order."""
+    fresh tree and daemon of its own, so they run in any order."""
 
     def setUp(self):
         make_tree(self)
@@ -676,10 +676,18 @@ class CgroupChangesTest(CgroupChecks, unittest.TestCase):
         self.addCleanup(stop_env, self)
         start_on_tree(self)
         self.addCleanup(self.foreign.close)
+
+    def exercise(self):
+        """Traffic in every test cgroup, so each has a row and a live kernel entry."""
+        self._traffic()
+        self.daemon.wait_polls(2)
+
+    def measure(self):
+        """The same traffic in a measured window: self.before, self.after, self.packets."""
         self.before, self.after, self.packets = window(self, self._traffic)
 
     def _traffic(self):
-        """One UDP exchange per test cgroup, so each has a row and a kernel entry."""
+        """One UDP exchange per test cgroup."""
         topo, cg = self.topo, self.cg
         self.flows = {p: [] for p in (self.A, self.N, self.B, self.G, cg.U)}
         for path, dst, gw, fam, port in ((self.A, topo.SRV4, topo.WAN4, 4, SRV_PORT),
@@ -693,6 +701,7 @@ class CgroupChangesTest(CgroupChecks, unittest.TestCase):
     def test_reload_moves_the_subtrees(self):
         """A reload narrows the subtrees to b without reloading the programs: a's row keeps
         its totals, and a's new traffic is untracked, exactly."""
+        self.exercise()
         totals_a = self.bus.call_ok("ListCgroups")
         before_a = Listing(totals_a).figure(self.A)
         self.daemon.write_config(self.daemon.config(poll="200ms", extra=cgroups_config([self.B])))
@@ -711,6 +720,7 @@ class CgroupChangesTest(CgroupChecks, unittest.TestCase):
     def test_removed_cgroup_keeps_its_totals(self):
         """G's cgroup is removed; its row stays with the same totals, marked gone, and its
         kernel entry is retired (the slot is given back)."""
+        self.measure()
         # Fresh traffic after the window, so G's kernel entry is live when it goes.
         self.cg.run_in(self.topo, self.G, "udp", self.topo.SRV4, SRV_PORT, "100", 2)
         self.daemon.wait_polls(2)
@@ -737,6 +747,7 @@ class CgroupChangesTest(CgroupChecks, unittest.TestCase):
     def test_restart_keeps_the_totals(self):
         """Totals are durable like every other total: saved at SIGTERM in the state file,
         restored at the next start (the cgroup programs themselves do not outlive the daemon)."""
+        self.exercise()
         before = Listing(self.bus.call_ok("ListCgroups"))
         self.assertEqual(self.daemon.stop(keep_pins=True), 0, self.daemon.log_tail())
         self.daemon.start()
@@ -756,6 +767,7 @@ class CgroupChangesTest(CgroupChecks, unittest.TestCase):
 
     def test_stop_detaches_only_its_own_programs(self):
         """nettallyd's programs leave with it; the foreign one stays attached."""
+        self.exercise()
         self.assertEqual(self.daemon.stop(), 0, self.daemon.log_tail())
         left = set(attached_progs(self.cg.mount)) & set(self.ours)
         self.assertEqual(left, set(), "nettallyd's cgroup programs are gone with it")
