@@ -240,6 +240,8 @@ def stop_process(p, sig=signal.SIGTERM, timeout=10):
 
 
 def wait_until(pred, timeout, what, interval=0.05):
+    """Waits until pred() returns something true and returns it; fails naming `what` after
+    `timeout` seconds. Tests wait on state with it instead of sleeping for an event."""
     deadline = time.monotonic() + timeout
     while True:
         v = pred()
@@ -247,7 +249,7 @@ def wait_until(pred, timeout, what, interval=0.05):
             return v
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+        time.sleep(interval)  # the polling period of the wait: nothing here can be waited on otherwise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,6 +440,8 @@ class Topology:
         """Waits until link-up chatter (MLD reports) is over."""
         delay = self.settled_at - time.monotonic()
         if delay > 0:
+            # Time, not an event: the quiet network is defined as SETTLE_S after link-up (the MLD
+            # reports go out at once then); "no packet for a while" cannot be observed sooner.
             time.sleep(delay)
 
     def ifindex(self, ns, dev):
@@ -604,7 +608,7 @@ def _udp_for(dst, port, size, seconds, sport, gap):
         except socket.timeout:
             pass
         if gap:
-            time.sleep(gap)
+            time.sleep(gap)  # pacing: steady traffic at the requested rate
     return {"sent": sent, "echoed": echoed, "sport": sport}
 
 
@@ -958,7 +962,7 @@ class Capture:
         if self.proc and self.proc.poll() is None:
             # dumpcap reads the kernel's packet ring block by block (250 ms read timeout); frames
             # in a block not yet handed over when SIGINT comes are lost without being counted
-            # as drops. Give the last block time to be read.
+            # as drops. Give the last block time to be read (time: dumpcap reports no progress).
             time.sleep(CAPTURE_SETTLE_S)
             stop_process(self.proc, signal.SIGINT, 15)
         self.summary = self._stderr()
@@ -1312,14 +1316,17 @@ class Daemon:
         # its sd_notify (STATUS= every poll) and freeze it.
         self._reader = threading.Thread(target=self._read_notify, daemon=True)
         self._reader.start()
-        deadline = time.monotonic() + timeout
-        while not any("READY=1" in m.split("\n") for m in list(self.notify)):
+        def ready():
             if self.proc.poll() is not None:
                 raise AssertionError(f"nettallyd exited with {self.proc.returncode} before READY=1:\n"
                                      f"{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"nettallyd sent no READY=1 within {timeout}s:\n{self.log_tail()}")
-            time.sleep(0.05)
+            return any("READY=1" in m.split("\n") for m in list(self.notify))
+        try:
+            wait_until(ready, timeout, "READY=1 from nettallyd")
+        except AssertionError as e:
+            if self.proc.poll() is not None:
+                raise  # ready() said why
+            raise AssertionError(f"{e}:\n{self.log_tail()}") from None
         if not os.path.isdir(self.pin_dir):
             # A nettallyd that ignores pin_dir shares its counts with every other test daemon
             # (same ifindexes in every namespace) and with the host's: stop it, and take back the
@@ -1598,12 +1605,47 @@ def sum_records(records, key):
 # ---------------------------------------------------------------------------------------------
 # Running a test module.
 
+class OrderedLoader(unittest.TestLoader):
+    """The test order NT_TEST_ORDER asks for, to prove that no test depends on another running
+    first: "" or "name" (unittest's default: classes and methods by name), "reverse" (both
+    reversed), "shuffle" or "shuffle:SEED" (both shuffled; the seed is logged, so a failing order
+    can be replayed). A class's methods stay together, so each setUpClass still runs once."""
+
+    def __init__(self, order):
+        super().__init__()
+        kind, _, seed = order.partition(":")
+        if kind not in ("", "name", "reverse", "shuffle"):
+            raise SystemExit(f"NT_TEST_ORDER={order!r}: expected name, reverse or shuffle[:SEED]")
+        self.kind = kind
+        if kind == "shuffle":
+            seed = int(seed) if seed else random.randrange(1 << 32)
+            self.rng = random.Random(seed)
+            log(f"NT_TEST_ORDER=shuffle:{seed}")
+
+    def _reorder(self, items):
+        items = list(items)
+        if self.kind == "reverse":
+            items.reverse()
+        elif self.kind == "shuffle":
+            self.rng.shuffle(items)
+        return items
+
+    def getTestCaseNames(self, testCaseClass):
+        return self._reorder(super().getTestCaseNames(testCaseClass))
+
+    def loadTestsFromModule(self, module, *args, **kw):
+        suite = super().loadTestsFromModule(module, *args, **kw)
+        return self.suiteClass(self._reorder(suite))  # one sub-suite per class
+
+
 def run_tests(module_name="__main__"):
-    """unittest.main that exits 77 when every test was skipped for lack of root/kernel features."""
+    """unittest.main that exits 77 when every test was skipped for lack of root/kernel features.
+    NT_TEST_ORDER (see OrderedLoader) changes the order the tests run in."""
     install_handlers()
     if os.geteuid() == 0:
         sweep_stale()
-    prog = unittest.main(module=module_name, exit=False, verbosity=2)
+    loader = OrderedLoader(os.environ.get("NT_TEST_ORDER", ""))
+    prog = unittest.main(module=module_name, exit=False, verbosity=2, testLoader=loader)
     res = prog.result
     run_cleanups()
     if not res.wasSuccessful():

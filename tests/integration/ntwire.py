@@ -443,7 +443,7 @@ def _udp_gso(dst, port, sport, spec, gap=0.002):
         for i in range(count):
             s.send(pattern(length, i))
             sends += 1
-            time.sleep(gap)  # no burst larger than a veth ring or a backlog
+            time.sleep(gap)  # pacing: no burst larger than a veth ring or a backlog
     return {"sends": sends}
 
 
@@ -457,7 +457,7 @@ def _udp_plain(dst, port, sport, sizes, count, gap=0.001):
         for i in range(count):
             s.send(pattern(size, i))
             n += 1
-            time.sleep(gap)
+            time.sleep(gap)  # pacing: no burst larger than a veth ring or a backlog
     return {"sent": n}
 
 
@@ -651,7 +651,6 @@ def measure(daemon, ctl, caps, traffic):
         result = traffic()
         wait_polls(daemon)
         after = ctl.snapshot()
-        time.sleep(0.3)  # the last frames reach dumpcap
     finally:
         for c in caps:
             c.stop()

@@ -108,7 +108,7 @@ def _remove_cgroup_tree(path):
             except FileNotFoundError:
                 break
             except OSError:
-                time.sleep(0.05)
+                time.sleep(0.05)  # retry: the killed processes leave the cgroup asynchronously
 
 
 def sweep_stale_cgroups(mount):
@@ -438,26 +438,53 @@ def window(cls, traffic):
 
 # ---------------------------------------------------------------------------------------------
 
-class CgroupAccountingTest(unittest.TestCase):
-    """One measured window in setUpClass; each test checks one aspect of it."""
+def make_tree(owner):
+    """The test cgroups of the module doc (T with a, a/n, b, g; U) on owner, created."""
+    owner.cg = TestCgroups(require_cgroups())
+    T, U = owner.cg.T, owner.cg.U
+    owner.A, owner.N, owner.B, owner.G = T + "/a", T + "/a/n", T + "/b", T + "/g"
+    for p in (T, owner.A, owner.N, owner.B, owner.G, U):
+        owner.cg.make(p)
+
+
+def start_on_tree(owner):
+    """A foreign program on T ("already there" before nettallyd starts, like systemd's programs),
+    the namespaces, the servers and nettallyd tracking T; owner.ours: nettallyd's programs."""
+    owner.foreign = ForeignCounter().attach(owner.cg.fs(owner.cg.T))
+    start_env(owner, cgroups_config([owner.cg.T]))
+    owner.daemon.start()
+    owner.status_start = owner.bus.status()
+    owned = owned_prog_ids(owner.status_start["pid"])
+    owner.ours = {i: n for i, n in attached_progs(owner.cg.mount).items() if i in owned}
+    owner.topo.settle()
+
+
+class CgroupChecks:
+    """What the tests of a measured window (owner.flows, owner.packets) compare with."""
+
+    def expected(self, path):
+        out = zdir()
+        for proto, gw, port in self.flows[path]:
+            out = adddir(out, flows_of(self.packets, proto, gw, port))
+        return out
+
+    def assert_dir_equal(self, got, want, what):
+        h.log(f"{what}: in {fmt(got['ingress'])} | out {fmt(got['egress'])}")
+        problems = [f"  {what} {d} {f}: nettally {got[d][f]} != capture {want[d][f]}"
+                    for d in DIRS for f in C4 if got[d][f] != want[d][f]]
+        if problems:
+            self.fail("\n".join(problems) + f"\n  nettally: {got}\n  capture:  {want}")
+
+
+class CgroupAccountingTest(CgroupChecks, unittest.TestCase):
+    """One measured window in setUpClass; each test checks one aspect of it and changes nothing
+    (what changes the daemon or the cgroups is in CgroupChangesTest)."""
 
     @classmethod
     def setUpClass(cls):
-        mount = require_cgroups()
-        cls.cg = TestCgroups(mount)
-        T, U = cls.cg.T, cls.cg.U
-        cls.A, cls.N, cls.B, cls.G = T + "/a", T + "/a/n", T + "/b", T + "/g"
-        for p in (T, cls.A, cls.N, cls.B, cls.G, U):
-            cls.cg.make(p)
+        make_tree(cls)
         try:
-            # "Already there" before nettallyd starts, like systemd's programs.
-            cls.foreign = ForeignCounter().attach(cls.cg.fs(T))
-            start_env(cls, cgroups_config([T]))
-            cls.daemon.start()
-            cls.status_start = cls.bus.status()
-            owned = owned_prog_ids(cls.status_start["pid"])
-            cls.ours = {i: n for i, n in attached_progs(mount).items() if i in owned}
-            cls.topo.settle()
+            start_on_tree(cls)
             # Thresholds on cgroup A (with N below it) before it has any traffic (no row yet).
             cls.thresholds = {"a-sent-l3": ("sent", "l3"), "a-received-payload": ("received", "payload")}
             for name, (direction, layer) in cls.thresholds.items():
@@ -508,21 +535,6 @@ class CgroupAccountingTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         stop_env(cls)
-
-    # -- helpers -------------------------------------------------------------------------------
-
-    def expected(self, path):
-        out = zdir()
-        for proto, gw, port in self.flows[path]:
-            out = adddir(out, flows_of(self.packets, proto, gw, port))
-        return out
-
-    def assert_dir_equal(self, got, want, what):
-        h.log(f"{what}: in {fmt(got['ingress'])} | out {fmt(got['egress'])}")
-        problems = [f"  {what} {d} {f}: nettally {got[d][f]} != capture {want[d][f]}"
-                    for d in DIRS for f in C4 if got[d][f] != want[d][f]]
-        if problems:
-            self.fail("\n".join(problems) + f"\n  nettally: {got}\n  capture:  {want}")
 
     # -- tests ---------------------------------------------------------------------------------
 
@@ -652,9 +664,44 @@ class CgroupAccountingTest(unittest.TestCase):
         self.assertEqual(text.returncode, 0, text.stderr)
         self.assertIn("└─ n", text.stdout)
 
-    def test_zz_reload_moves_the_subtrees(self):
-        """Runs late: a reload narrows the subtrees to b without reloading the programs: a's row keeps
+
+class CgroupChangesTest(CgroupChecks, unittest.TestCase):
+    """What changes the daemon or the cgroups (reload, removal, restart, stop): each test on a
+    fresh tree and daemon of its own, so they run in any order."""
+
+    def setUp(self):
+        make_tree(self)
+        self.addCleanup(_remove_cgroup_tree, self.cg.fs(self.cg.U))
+        self.addCleanup(_remove_cgroup_tree, self.cg.fs(self.cg.T))
+        self.addCleanup(stop_env, self)
+        start_on_tree(self)
+        self.addCleanup(self.foreign.close)
+
+    def exercise(self):
+        """Traffic in every test cgroup, so each has a row and a live kernel entry."""
+        self._traffic()
+        self.daemon.wait_polls(2)
+
+    def measure(self):
+        """The same traffic in a measured window: self.before, self.after, self.packets."""
+        self.before, self.after, self.packets = window(self, self._traffic)
+
+    def _traffic(self):
+        """One UDP exchange per test cgroup."""
+        topo, cg = self.topo, self.cg
+        self.flows = {p: [] for p in (self.A, self.N, self.B, self.G, cg.U)}
+        for path, dst, gw, fam, port in ((self.A, topo.SRV4, topo.WAN4, 4, SRV_PORT),
+                                         (self.N, topo.SRV6, topo.WAN6, 6, SRV_PORT),
+                                         (self.B, topo.CLI6, topo.LAN6, 6, CLI_PORT),
+                                         (self.G, topo.SRV4, topo.WAN4, 4, SRV_PORT),
+                                         (cg.U, topo.SRV4, topo.WAN4, 4, SRV_PORT)):
+            r = cg.run_in(topo, path, "udp", dst, port, UDP_SIZES[fam], 1)
+            self.flows[path].append(("udp", gw, r["sport"]))
+
+    def test_reload_moves_the_subtrees(self):
+        """A reload narrows the subtrees to b without reloading the programs: a's row keeps
         its totals, and a's new traffic is untracked, exactly."""
+        self.exercise()
         totals_a = self.bus.call_ok("ListCgroups")
         before_a = Listing(totals_a).figure(self.A)
         self.daemon.write_config(self.daemon.config(poll="200ms", extra=cgroups_config([self.B])))
@@ -669,15 +716,12 @@ class CgroupAccountingTest(unittest.TestCase):
                               "a's traffic after the reload (untracked)")
         self.assertEqual(after.figure(self.A), before_a, "a keeps its totals")
         self.assertEqual(self.bus.status()["cgroup_reconcile_violations"], 0)
-        # Back to T for the tests that follow.
-        self.daemon.write_config(self.daemon.config(poll="200ms", extra=cgroups_config([self.cg.T])))
-        self.bus.call_ok("Reload")
-        self.daemon.wait_polls(2)
 
-    def test_zz_removed_cgroup_keeps_its_totals(self):
-        """Runs late: G's cgroup is removed; its row stays with the same totals, marked gone, and its
+    def test_removed_cgroup_keeps_its_totals(self):
+        """G's cgroup is removed; its row stays with the same totals, marked gone, and its
         kernel entry is retired (the slot is given back)."""
-        # Fresh traffic, so G has a live kernel entry whatever ran before (a reload retires entries).
+        self.measure()
+        # Fresh traffic after the window, so G's kernel entry is live when it goes.
         self.cg.run_in(self.topo, self.G, "udp", self.topo.SRV4, SRV_PORT, "100", 2)
         self.daemon.wait_polls(2)
         at_removal = Listing(self.bus.call_ok("ListCgroups"))
@@ -700,9 +744,10 @@ class CgroupAccountingTest(unittest.TestCase):
         self.assertFalse(now.rows[self.A]["gone"])
         self.assertEqual(self.bus.status()["cgroup_reconcile_violations"], 0)
 
-    def test_zz_restart_keeps_the_totals(self):
-        """Runs late: totals are durable like every other total: saved at SIGTERM in the state file,
+    def test_restart_keeps_the_totals(self):
+        """Totals are durable like every other total: saved at SIGTERM in the state file,
         restored at the next start (the cgroup programs themselves do not outlive the daemon)."""
+        self.exercise()
         before = Listing(self.bus.call_ok("ListCgroups"))
         self.assertEqual(self.daemon.stop(keep_pins=True), 0, self.daemon.log_tail())
         self.daemon.start()
@@ -719,10 +764,10 @@ class CgroupAccountingTest(unittest.TestCase):
         owned = owned_prog_ids(st["pid"])
         mine = sorted(n for i, n in attached_progs(self.cg.mount).items() if i in owned)
         self.assertEqual(mine, ["nt_cg_egress", "nt_cg_ingress"])
-        type(self).ours = {i: n for i, n in attached_progs(self.cg.mount).items() if i in owned}
 
-    def test_zz_stop_detaches_ours_only(self):
-        """Runs last: nettallyd's programs leave with it; the foreign one stays attached."""
+    def test_stop_detaches_only_its_own_programs(self):
+        """nettallyd's programs leave with it; the foreign one stays attached."""
+        self.exercise()
         self.assertEqual(self.daemon.stop(), 0, self.daemon.log_tail())
         left = set(attached_progs(self.cg.mount)) & set(self.ours)
         self.assertEqual(left, set(), "nettallyd's cgroup programs are gone with it")
@@ -853,7 +898,6 @@ class GroTest(unittest.TestCase):
                     cls.flows.append(("tcp", gw, r["sport"]))
                 cls.daemon.wait_polls(2)
                 cls.after = Listing(cls.bus.call_ok("ListCgroups"))
-                time.sleep(0.3)
             finally:
                 cap.stop()
             cls.packets = cap.read()

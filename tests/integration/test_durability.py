@@ -65,6 +65,18 @@ class DurabilityBase(unittest.TestCase):
     def totals(self):
         return self.ctl.snapshot().ifaces
 
+    def wait_persist_after(self, t_ns, timeout=15):
+        """Waits for a persist written after t_ns (time.time_ns()): it holds every poll made before
+        t_ns (one event loop: a persist that ends after t_ns began after those polls)."""
+        path = os.path.join(self.daemon.state_dir, "state.json")
+
+        def written():
+            try:
+                return os.stat(path).st_mtime_ns > t_ns
+            except FileNotFoundError:
+                return False
+        h.wait_until(written, timeout, f"a persist of {path} after the traffic")
+
     def assert_equal_capture(self, before, after, capture, what):
         problems = []
         for iface in IFACES:
@@ -98,7 +110,7 @@ class CrashTest(DurabilityBase):
             before = self.totals()
             t, out = self.udp_stream(6.0, 40001)
             for how in ("kill", "kill", "clean"):
-                time.sleep(1.5)
+                time.sleep(1.5)  # time: the daemon counts the stream for a while before it goes down
                 if how == "kill":
                     self.daemon.proc.send_signal(signal.SIGKILL)
                     self.daemon.proc.wait(10)
@@ -112,7 +124,6 @@ class CrashTest(DurabilityBase):
             self.daemon.wait_polls(2)
             after = self.totals()
             status = self.bus.status()
-            time.sleep(0.3)
         finally:
             for c in caps:
                 c.stop()
@@ -218,7 +229,7 @@ class RebootTest(DurabilityBase):
         # Phase A: traffic, then long enough for a persist to hold all of it.
         h.client_run(self.topo, "udp", self.topo.SRV4, PORT, "200,700", 20)
         self.daemon.wait_polls(2)
-        time.sleep(2.5)
+        self.wait_persist_after(time.time_ns())
         ta = self.totals()
         # Phase A2: traffic just before the "power cut": at most one persist interval of it is lost.
         h.client_run(self.topo, "udp", self.topo.SRV4, PORT, "300", 10)
@@ -269,7 +280,9 @@ class StateFileTest(DurabilityBase):
         self.topo.settle()
         h.client_run(self.topo, "udp", self.topo.SRV4, PORT, "200", 10)
         self.daemon.wait_polls(2)
-        time.sleep(2.5)  # two persists: state.json and state.json.prev both exist
+        # Two persists: state.json and state.json.prev both exist.
+        h.wait_until(lambda: os.path.exists(self._state()) and os.path.exists(self._state("state.json.prev")),
+                     15, "state.json and state.json.prev (two persists)")
         self.assertEqual(self.daemon.stop(keep_pins=True), 0)
         self.assertTrue(os.path.exists(self._state()) and os.path.exists(self._state("state.json.prev")))
         saved = self.totals_from_state()
@@ -319,12 +332,13 @@ class EvictionTest(DurabilityBase):
             self.assertGreater(r["sent"], 1000, r)
             self.daemon.wait_polls(2)
             full = self.bus.status()
-            # Idle flows go after 2 s; their counts stay in the totals.
-            time.sleep(3.5)
+            # Idle flows go after 2 s; their counts stay in the totals. Nothing flows any more, so
+            # every flow live now goes.
+            h.wait_until(lambda: int(self.bus.status()["flows_evicted"]) - int(full["flows_evicted"])
+                         >= int(full["flows"]), 20, f"the {full['flows']} idle flows to be evicted")
             self.daemon.wait_polls(2)
             after = self.totals()
             status = self.bus.status()
-            time.sleep(0.3)
         finally:
             for c in caps:
                 c.stop()
@@ -375,7 +389,7 @@ class HotplugTest(DurabilityBase):
         h.run(["ip", "-n", gw, "link", "set", "hp0", "name", "hp1"])
         h.run(["ip", "-n", gw, "link", "set", "hp1", "up"])
         h.wait_until(lambda: ("hp1", "ingress") in self.totals(), 10, "hp1 accounted")
-        time.sleep(0.5)
+        self.daemon.wait_polls(2)
         snap = self.totals()
         self.assertGreaterEqual(snap[("hp1", "ingress")]["packets"], hp["packets"])
         self.assertNotIn(("hp0", "ingress"), snap)

@@ -157,10 +157,10 @@ class EnforceTest(unittest.TestCase):
         returns {label: wire bytes per second at the receiver, over MEASURE_S after WARMUP_S}
         (flows with the same receiver: the sum of them, under each label)."""
         runs = [(f[0], Iperf(self.topo, f[1], next(self.ports), seconds, f[2], *f[4:]), f[3]) for f in flows]
-        time.sleep(WARMUP_S)
+        time.sleep(WARMUP_S)  # time: iperf3 reaches its steady rate
         t0 = time.monotonic()
         b0 = {label: rx_bytes(self.topo, rx_ns) for label, _, rx_ns in runs}
-        time.sleep(MEASURE_S)
+        time.sleep(MEASURE_S)  # time: the rate measurement window
         t1 = time.monotonic()
         b1 = {label: rx_bytes(self.topo, rx_ns) for label, _, rx_ns in runs}
         for _, ip, _ in runs:

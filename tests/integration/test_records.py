@@ -244,7 +244,7 @@ class TimerRotationTest(RecordsBase):
         th.start()
         th.join()
         self.monitor.wait_for("FileRotated", count=3, timeout=15, interface=RECORDS_IFACE)
-        time.sleep(1.5)  # let the stream's last packets reach a record
+        time.sleep(1.5)  # time: one record interval (1 s) + slack, so the stream's last packets are in a record
         period = self.rotated("period")
         lags = []
         for s in period:
@@ -349,20 +349,20 @@ class CrashRecoveryTest(RecordsBase):
             th = threading.Thread(target=lambda: stream.update(
                 r=h.client_run(t, "udpfor", t.SRV4, PORT, 500, 4, 40020 + i, 0.004, timeout=60)))
             th.start()
-            time.sleep(2.3)
+            time.sleep(2.3)  # time: the kill falls in the middle of the 4 s stream
             # Files are open and hold records when the daemon dies.
             cur = os.path.join(self.daemon.state_dir, "records", "current")
             self.assertTrue([n for n in os.listdir(cur) if n.endswith(".open")], "no file open before the crash")
             self.daemon.proc.send_signal(signal.SIGKILL)
             self.daemon.proc.wait(10)
             self.daemon.stop(keep_pins=True)
-            time.sleep(0.5)
+            time.sleep(0.5)  # time: down for a moment while the stream goes on
             self.daemon.start()
             th.join()
         self.assertGreaterEqual(self.settings()["recovered_files"], 1, "the restarted daemon recovered nothing")
         recovered = [n for n in os.listdir(self.spool)]
         h.log(f"spool after two crashes: {recovered}")
-        time.sleep(1.5)
+        time.sleep(1.5)  # time: one record interval (1 s) + slack, so the stream's last packets are in a record
         self.rcall_ok("Rotate")
         cap = self.finish_capture()
         records = h.read_records(self.spool)

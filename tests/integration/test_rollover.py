@@ -116,7 +116,7 @@ class RolloverTest(unittest.TestCase):
                              if s["data"][4] / 1e6 >= midnight), "applied again after midnight")
 
         # After midnight: traffic passes and counts in the new periods.
-        time.sleep(max(0.0, midnight + 0.5 - time.time()))
+        time.sleep(max(0.0, midnight + 0.5 - time.time()))  # time: the clock passes midnight + 0.5 s
         self.assertTrue(ping(t.cli, t.SRV4, 3, 1000), "traffic passes after the rollover")
         self.assertTrue(ping(t.srv, t.CLI4, 3, 600), "traffic passes after the rollover")
         daemon.wait_polls(2)

@@ -188,7 +188,7 @@ class UploadBase(unittest.TestCase):
         self.traffic(1)
         self.rotate()
         h.wait_until(lambda: self.failed("auth"), 20, "UploadFailed(auth)")
-        time.sleep(2)
+        time.sleep(2)  # time: a window in which an unpaused uploader would try again
         st = self.status()
         h.log(f"{what}: state {st['state']}; error: {st['last_error']}")
         self.assertEqual(len(self.failed()), 1, "one attempt, then a pause")
@@ -280,7 +280,7 @@ class UploadBase(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         h.wait_until(lambda: len(self.failed("auth")) == 2, 20, "a second UploadFailed(auth) after UploadNow")
         h.wait_until(lambda: len(attempts()) == 2, 10, "the server to log the second login")
-        time.sleep(1)
+        time.sleep(1)  # time: a window in which a third, unwanted attempt would show
         self.assertEqual((len(attempts()), self.status()["state"]), (2, "auth_failed"), "one attempt per UploadNow")
         # The right password through nettallyctl (stdin, never argv) resumes at once.
         env = dict(os.environ, DBUS_SYSTEM_BUS_ADDRESS=self.bus.address)
