@@ -147,7 +147,7 @@ class UploadBase(unittest.TestCase):
 
     def list_interfaces(self):
         out = {}
-        for name, _role, _idx, ing, eg, _u in self.bus.call_ok("ListInterfaces")[0]:
+        for name, _role, _idx, ing, eg, *_rest in self.bus.call_ok("ListInterfaces")[0]:
             out[(name, "ingress")] = dict(zip(h.FIGURES, ing))
             out[(name, "egress")] = dict(zip(h.FIGURES, eg))
         return out
