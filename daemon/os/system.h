@@ -3,6 +3,7 @@
 #pragma once
 
 #include "core/interfaces.h"
+#include "os/fd.h"
 
 #include <string>
 #include <vector>
@@ -12,6 +13,13 @@ namespace nettally {
 // Links of the current network namespace (netlink through if_nameindex; no
 // /sys, which belongs to another namespace under `ip netns exec`/nsenter).
 std::vector<LinkInfo> list_links(); // throws SysError
+
+// A non-blocking rtnetlink socket subscribed to link changes (new, gone,
+// renamed). An empty Fd when the socket cannot be opened (*err: the errno);
+// throws SysError when the subscription fails.
+Fd subscribe_link_events(int* err);
+// Reads and discards whatever is queued on a non-blocking socket.
+void drain_socket(int fd);
 
 // /proc/sys/kernel/random/boot_id: tells a reboot from a daemon restart.
 std::string read_boot_id();
