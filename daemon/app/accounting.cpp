@@ -37,6 +37,13 @@ bool same_interface(const InterfaceInfo& a, const InterfaceInfo& b) {
 
 } // namespace
 
+std::vector<LinkInfo> current_links() {
+    std::vector<LinkInfo> out;
+    for (const auto& l : list_links())
+        out.push_back(LinkInfo{l.name, l.ifindex, l.loopback, l.l3});
+    return out;
+}
+
 PeriodSpec period_spec(const Config& c) {
     PeriodSpec p;
     p.month_start_day = c.month_start_day;
@@ -88,7 +95,7 @@ void Accounting::attach(const InterfacePlan& plan) {
 void Accounting::apply_interfaces(const Config& next, bool strict, const std::function<void()>& poll) {
     InterfacePlan plan;
     try {
-        plan = plan_interfaces(next, list_links(), strict);
+        plan = plan_interfaces(next, current_links(), strict);
     } catch (const InterfaceError& e) {
         throw ConfigError(next.path, 0, 0, "interfaces", e.what());
     }

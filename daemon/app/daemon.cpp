@@ -9,7 +9,6 @@
 #include "os/clock.h"
 #include "os/error.h"
 #include "os/logging.h"
-#include "os/system.h"
 
 #include <csignal>
 #include <spdlog/spdlog.h>
@@ -34,7 +33,7 @@ int64_t wall_us() { return static_cast<int64_t>(realtime_us()); }
 // kernel enforcer holds the datapath's policy map), records, then the programs go on the
 // interfaces and the first poll is saved.
 Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)), started_us_(realtime_us()) {
-    const InterfacePlan plan = plan_interfaces(cfg_, list_links());
+    const InterfacePlan plan = plan_interfaces(cfg_, current_links());
     for (const auto& w : plan.warnings)
         spdlog::warn("config: {}", w);
     accounting_ = std::make_unique<Accounting>(cfg_, plan);

@@ -17,16 +17,16 @@
 
 namespace nettally {
 
-std::vector<LinkInfo> list_links() {
+std::vector<SystemLink> list_links() {
     struct if_nameindex* ifs = if_nameindex();
     if (!ifs)
         throw SysError(errno, "listing network interfaces");
     // Any socket serves for SIOCGIFFLAGS; AF_UNIX keeps the unit free of IP sockets.
     const Fd sock_fd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     const int sock = sock_fd.get();
-    std::vector<LinkInfo> out;
+    std::vector<SystemLink> out;
     for (auto* i = ifs; i->if_index != 0; i++) {
-        LinkInfo l{i->if_name, i->if_index, false};
+        SystemLink l{i->if_name, i->if_index, false, false};
         struct ifreq ifr {};
         std::strncpy(ifr.ifr_name, i->if_name, IFNAMSIZ - 1);
         if (sock >= 0 && ioctl(sock, SIOCGIFFLAGS, &ifr) == 0)
