@@ -9,6 +9,7 @@
 //       that every flow was finished and the map is empty afterwards.
 #include "bench_util.h"
 #include "kernel/datapath.h"
+#include "os/clock.h"
 
 #include <bpf/libbpf.h>
 #include <nlohmann/json.hpp>
@@ -28,12 +29,6 @@ using namespace nettally::bench;
 namespace {
 
 constexpr uint32_t kSyntheticIfindex = 1000;
-
-uint64_t clock_us(clockid_t id) {
-    timespec ts{};
-    clock_gettime(id, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
-}
 
 double ms_since(uint64_t t0) { return static_cast<double>(now_ns() - t0) / 1e6; }
 
@@ -74,7 +69,7 @@ int main(int argc, char** argv) {
 
         Collector collector(dp);
         collector.set_interfaces({});
-        auto poll = [&] { collector.poll(PollClock{clock_us(CLOCK_REALTIME), clock_us(CLOCK_BOOTTIME) * 1000u}); };
+        auto poll = [&] { collector.poll(PollClock{realtime_us(), boottime_us() * 1000u}); };
         collector.set_flow_timeouts({std::chrono::hours(1), std::chrono::hours(1)});
         poll(); // warm-up
         std::vector<double> plain;

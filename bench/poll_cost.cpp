@@ -23,6 +23,7 @@
 // with the totals of accounted interfaces).
 #include "bench_util.h"
 #include "kernel/datapath.h"
+#include "os/clock.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -73,12 +74,6 @@ uint32_t next_pow2(uint64_t n) {
     while (p < n)
         p <<= 1;
     return static_cast<uint32_t>(p);
-}
-
-uint64_t clock_us(clockid_t id) {
-    timespec ts{};
-    clock_gettime(id, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
 }
 
 int read_ifaces(pid_t pid) {
@@ -195,7 +190,7 @@ int main(int argc, char** argv) {
         Collector collector(dp);
         collector.set_interfaces({});
         keep_flows_live(collector);
-        auto poll = [&] { collector.poll(PollClock{clock_us(CLOCK_REALTIME), clock_us(CLOCK_BOOTTIME) * 1000u}); };
+        auto poll = [&] { collector.poll(PollClock{realtime_us(), boottime_us() * 1000u}); };
         t0 = now_ns();
         poll();
         const double first_ms = static_cast<double>(now_ns() - t0) / 1e6;

@@ -42,6 +42,38 @@ void usage(FILE* to) {
                  kDefaultConfig);
 }
 
+// The daemon's life; every error that ends it is one line and an exit status.
+int run_daemon(nettally::Config cfg, bool detach) {
+    try {
+        nettally::Daemon daemon(std::move(cfg));
+        if (detach) {
+            daemon.detach_everything();
+            return 0;
+        }
+        return daemon.run();
+    } catch (const nettally::InterfaceError& e) {
+        spdlog::critical("config: {}", e.what());
+        return 1;
+    } catch (const nettally::ConfigError& e) {
+        spdlog::critical("config: {}", e.what());
+        return 2;
+    } catch (const nettally::PinMismatch& e) {
+        spdlog::critical("datapath: {}", e.what());
+        return 1;
+    } catch (const nettally::SysError& e) {
+        if (e.err() == EPERM || e.err() == EACCES)
+            spdlog::critical("daemon: {} (missing privileges? nettallyd needs CAP_BPF, CAP_PERFMON and "
+                             "CAP_NET_ADMIN)",
+                             e.what());
+        else
+            spdlog::critical("daemon: {}", e.what());
+        return 1;
+    } catch (const std::exception& e) {
+        spdlog::critical("daemon: {}", e.what());
+        return 1;
+    }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -103,32 +135,5 @@ int main(int argc, char** argv) {
     }
     nettally::route_libbpf_logs();
 
-    try {
-        nettally::Daemon daemon(std::move(cfg));
-        if (detach) {
-            daemon.detach_everything();
-            return 0;
-        }
-        return daemon.run();
-    } catch (const nettally::InterfaceError& e) {
-        spdlog::critical("config: {}", e.what());
-        return 1;
-    } catch (const nettally::ConfigError& e) {
-        spdlog::critical("config: {}", e.what());
-        return 2;
-    } catch (const nettally::PinMismatch& e) {
-        spdlog::critical("datapath: {}", e.what());
-        return 1;
-    } catch (const nettally::SysError& e) {
-        if (e.err() == EPERM || e.err() == EACCES)
-            spdlog::critical("daemon: {} (missing privileges? nettallyd needs CAP_BPF, CAP_PERFMON and "
-                             "CAP_NET_ADMIN)",
-                             e.what());
-        else
-            spdlog::critical("daemon: {}", e.what());
-        return 1;
-    } catch (const std::exception& e) {
-        spdlog::critical("daemon: {}", e.what());
-        return 1;
-    }
+    return run_daemon(std::move(cfg), detach);
 }

@@ -7,6 +7,7 @@
 #include "os/error.h"
 
 #include <algorithm>
+#include <variant>
 #include <spdlog/spdlog.h>
 
 namespace nettally {
@@ -40,7 +41,12 @@ AccountingService::C AccountingService::to_dbus(const Counts& c) {
     return C(c.packets, c.l2, c.l3, c.l4, c.payload);
 }
 
-std::map<std::string, sdbus::Variant> AccountingService::GetStatus() { return hooks_.status(); }
+std::map<std::string, sdbus::Variant> AccountingService::GetStatus() {
+    std::map<std::string, sdbus::Variant> out;
+    for (const auto& [key, value] : hooks_.status())
+        out.emplace(key, std::visit([](const auto& v) { return sdbus::Variant(v); }, value));
+    return out;
+}
 
 std::vector<bus::WireInterface> AccountingService::ListInterfaces() {
     std::vector<bus::WireInterface> out;

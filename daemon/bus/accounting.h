@@ -8,6 +8,7 @@
 #include "core/cgroups.h"
 #include "core/collector.h"
 #include "core/history.h"
+#include "core/status.h"
 
 #include <functional>
 #include <map>
@@ -24,7 +25,7 @@ inline constexpr const char* kErrFailed = "org.nettally.Accounting1.Error.Failed
 
 // What the service needs from the daemon, beyond the collector.
 struct ServiceHooks {
-    std::function<std::map<std::string, sdbus::Variant>()> status;
+    std::function<Status()> status; // GetStatus: every subsystem's keys (core/status.h)
     std::function<void()> reload; // throws ConfigError or SysError
     // The per-cgroup ledger; unset or nullptr when cgroup accounting is off.
     std::function<const CgroupLedger*()> cgroups;

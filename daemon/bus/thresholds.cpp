@@ -63,18 +63,9 @@ FieldMap ThresholdsService::fields(const std::map<std::string, sdbus::Variant>& 
     // A cgroup given by unit name is watched by its path.
     auto kind = m.find("subject_kind");
     auto subject = m.find("subject");
-    if (kind != m.end() && subject != m.end() && std::holds_alternative<std::string>(kind->second) &&
-        std::get<std::string>(kind->second) == "cgroup" && std::holds_alternative<std::string>(subject->second)) {
-        const std::string unit = std::get<std::string>(subject->second);
-        const CgroupLedger* ledger = hooks_.cgroups();
-        if (!unit.empty() && unit[0] != '/' && ledger) {
-            for (const auto& r : ledger->rows())
-                if (r.unit == unit) {
-                    subject->second = r.path;
-                    break;
-                }
-        }
-    }
+    if (kind != m.end() && subject != m.end() && kind->second == FieldValue(std::string("cgroup")) &&
+        std::holds_alternative<std::string>(subject->second))
+        subject->second = cgroup_subject_path(hooks_.cgroups(), std::get<std::string>(subject->second));
     return m;
 }
 
@@ -191,17 +182,6 @@ void ThresholdsService::emit(const std::vector<ThresholdEvent>& events) {
             spdlog::error("thresholds: sending {} failed: {}", to_string(e.kind), err.getMessage());
         }
     }
-}
-
-std::string NotifyOnlyEnforcer::check(const Subject&, ActionKind action, uint64_t) const {
-    if (action == ActionKind::Notify)
-        return "";
-    return "kernel enforcement (throttle, block) is not available in this nettallyd";
-}
-
-void NotifyOnlyEnforcer::apply(const std::string&, const Subject&, ActionKind action, uint64_t) {
-    if (action != ActionKind::Notify)
-        throw std::runtime_error("kernel enforcement is not available in this nettallyd");
 }
 
 } // namespace nettally

@@ -3,7 +3,6 @@
 // events sent out as signals. Registers on construction, unregisters on destruction.
 #pragma once
 
-#include "core/actions.h"
 #include "core/thresholds.h"
 #include "thresholds1_adaptor.h"
 
@@ -46,16 +45,6 @@ private:
     FieldMap fields(const std::map<std::string, sdbus::Variant>& dict) const;
 
     ThresholdsHooks hooks_;
-};
-
-// Signals only: what runs when kernel enforcement is not available. check() refuses
-// throttle and block with a clear reason, so such a threshold is never half-accepted.
-class NotifyOnlyEnforcer final : public ActionEnforcer {
-public:
-    std::string check(const Subject&, ActionKind action, uint64_t) const override;
-    void apply(const std::string&, const Subject&, ActionKind, uint64_t) override;
-    void lift(const std::string&) override {}
-    std::vector<std::string> active() const override { return {}; }
 };
 
 } // namespace nettally

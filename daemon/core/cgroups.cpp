@@ -585,4 +585,13 @@ void CgroupTracker::check(const CgroupKernelTotals& before, const CgroupKernelTo
     }
 }
 
+std::string cgroup_subject_path(const CgroupLedger* ledger, const std::string& subject) {
+    if (subject.empty() || subject[0] == '/' || !ledger)
+        return subject;
+    for (const auto& r : ledger->rows())
+        if (r.unit == subject)
+            return r.path;
+    return subject;
+}
+
 } // namespace nettally

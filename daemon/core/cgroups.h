@@ -267,4 +267,9 @@ private:
     CgroupStats stats_;
 };
 
+// A cgroup subject given by unit name ("backup.service") stands for the cgroup
+// the ledger knows that unit at; a path, an unknown unit or no ledger (cgroup
+// accounting off) is returned unchanged.
+std::string cgroup_subject_path(const CgroupLedger* ledger, const std::string& subject);
+
 } // namespace nettally

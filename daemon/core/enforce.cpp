@@ -127,4 +127,15 @@ uint32_t PolicyTable::kinds() const {
     return k;
 }
 
+std::string NotifyOnlyEnforcer::check(const Subject&, ActionKind action, uint64_t) const {
+    if (action == ActionKind::Notify)
+        return "";
+    return "kernel enforcement (throttle, block) is not available in this nettallyd";
+}
+
+void NotifyOnlyEnforcer::apply(const std::string&, const Subject&, ActionKind action, uint64_t) {
+    if (action != ActionKind::Notify)
+        throw std::runtime_error("kernel enforcement is not available in this nettallyd");
+}
+
 } // namespace nettally

@@ -83,4 +83,14 @@ private:
     std::map<std::string, Entry> by_id_;
 };
 
+// Signals only: what runs when kernel enforcement is not available. check() refuses
+// throttle and block with a clear reason, so such a threshold is never half-accepted.
+class NotifyOnlyEnforcer final : public ActionEnforcer {
+public:
+    std::string check(const Subject&, ActionKind action, uint64_t) const override;
+    void apply(const std::string&, const Subject&, ActionKind, uint64_t) override;
+    void lift(const std::string&) override {}
+    std::vector<std::string> active() const override { return {}; }
+};
+
 } // namespace nettally

@@ -1,18 +1,18 @@
 // The Recorder: see records.h for the file life cycle and the crash-safety argument.
 #include "io/records.h"
 
+#include "os/clock.h"
 #include "os/error.h"
+#include "os/file.h"
 
 #include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
-#include <fcntl.h>
 #include <fstream>
 #include <spdlog/spdlog.h>
 #include <sstream>
 #include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
 namespace nettally {
@@ -20,58 +20,24 @@ namespace {
 
 namespace fs = std::filesystem;
 
-int64_t realtime_us() {
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
-}
+int64_t wall_us() { return static_cast<int64_t>(realtime_us()); }
 
-void write_all(int fd, const char* data, size_t size, const std::string& what) {
-    size_t done = 0;
-    while (done < size) {
-        ssize_t n = ::write(fd, data + done, size - done);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            throw SysError(errno, "writing " + what);
-        }
-        done += static_cast<size_t>(n);
-    }
-}
-
-void fsync_path(const fs::path& p, bool dir) {
-    int fd = ::open(p.c_str(), (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-    if (fd < 0)
-        throw SysError(errno, "opening " + p.string());
-    int r = ::fsync(fd);
-    int e = errno;
-    ::close(fd);
-    if (r != 0)
-        throw SysError(e, "syncing " + p.string());
-}
-
-// temp file, fsync, rename, fsync of the directory.
-void write_atomic(const fs::path& path, const std::string& content) {
-    const fs::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp");
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0)
-        throw SysError(errno, "creating " + tmp.string());
-    try {
-        write_all(fd, content.data(), content.size(), tmp.string());
-        if (::fsync(fd) != 0)
-            throw SysError(errno, "syncing " + tmp.string());
-    } catch (...) {
-        ::close(fd);
-        ::unlink(tmp.c_str());
-        throw;
-    }
-    ::close(fd);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) {
-        int e = errno;
-        ::unlink(tmp.c_str());
-        throw SysError(e, "renaming " + tmp.string());
-    }
-    fsync_path(path.parent_path(), true);
+// gzip (level 6, as gzopen "wb6" wrote it), in memory: the result goes through write_file_atomic.
+std::string gzip(const std::string& in, const std::string& what) {
+    z_stream z{};
+    if (deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        throw SysError(ENOMEM, "compressing " + what);
+    std::string out(deflateBound(&z, static_cast<uLong>(in.size())), '\0');
+    z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    z.avail_in = static_cast<uInt>(in.size());
+    z.next_out = reinterpret_cast<Bytef*>(out.data());
+    z.avail_out = static_cast<uInt>(out.size());
+    const int r = deflate(&z, Z_FINISH);
+    out.resize(z.total_out);
+    deflateEnd(&z);
+    if (r != Z_STREAM_END)
+        throw SysError(EIO, "compressing " + what);
+    return out;
 }
 
 std::string read_file(const fs::path& p) {
@@ -122,7 +88,7 @@ Recorder::Recorder(const RecordsConfig& cfg, const fs::path& state_dir, bool fro
     make_dir(current_dir_);
     make_dir(spool_dir_);
     host_ = hostname();
-    created_us_ = realtime_us();
+    created_us_ = wall_us();
     std::error_code ec;
     if (fs::exists(overrides_path_, ec)) {
         try {
@@ -139,12 +105,7 @@ Recorder::Recorder(const RecordsConfig& cfg, const fs::path& state_dir, bool fro
     recover();
 }
 
-Recorder::~Recorder() {
-    for (auto& f : files_)
-        if (f->fd >= 0)
-            ::close(f->fd);
-    sd_event_source_unref(timer_);
-}
+Recorder::~Recorder() = default;
 
 void Recorder::start(sd_event* ev, PollNow poll_now) {
     ev_ = ev;
@@ -171,7 +132,7 @@ void Recorder::write_cursor() {
     nlohmann::json j = {{"version", 1},          {"next_seq", next_seq_},
                         {"have_baseline", have_baseline_}, {"last_write_us", last_write_us_},
                         {"baseline", std::move(base)},     {"files", std::move(files)}};
-    write_atomic(cursor_path_, j.dump());
+    write_file_atomic(cursor_path_, j.dump(), 0640);
 }
 
 namespace {
@@ -207,25 +168,31 @@ void Recorder::load_cursor() {
     }
 }
 
+// The files the cursor lists, by final name; false when there is no usable cursor.
+static bool read_cursor_files(const fs::path& cursor, std::map<std::string, CursorFile>& known) {
+    std::error_code ec;
+    if (!fs::exists(cursor, ec))
+        return false;
+    try {
+        const auto j = nlohmann::json::parse(read_file(cursor));
+        for (const auto& f : j.at("files")) {
+            auto t = parse_record_type(f.at("type").get<std::string>());
+            if (!t)
+                continue;
+            known[f.at("name").get<std::string>()] =
+                CursorFile{*t, OpenFileFill{f.at("bytes").get<uint64_t>(), f.at("records").get<uint64_t>()}};
+        }
+        return true;
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
 void Recorder::recover() {
     // What the cursor says was committed, by final name.
     std::map<std::string, CursorFile> known;
-    bool cursor_ok = false;
+    const bool cursor_ok = read_cursor_files(cursor_path_, known);
     std::error_code ec;
-    if (fs::exists(cursor_path_, ec)) {
-        try {
-            const auto j = nlohmann::json::parse(read_file(cursor_path_));
-            for (const auto& f : j.at("files")) {
-                auto t = parse_record_type(f.at("type").get<std::string>());
-                if (!t)
-                    continue;
-                known[f.at("name").get<std::string>()] =
-                    CursorFile{*t, OpenFileFill{f.at("bytes").get<uint64_t>(), f.at("records").get<uint64_t>()}};
-            }
-            cursor_ok = true;
-        } catch (const std::exception&) {
-        }
-    }
     // Half-written compressed copies in the spool.
     for (const auto& e : fs::directory_iterator(spool_dir_, ec)) {
         const std::string n = e.path().filename().string();
@@ -270,9 +237,8 @@ void Recorder::recover() {
             fs::remove(p, ec);
             continue;
         }
-        if (::truncate(p.c_str(), static_cast<off_t>(keep)) != 0)
-            throw SysError(errno, "truncating " + p.string());
-        fsync_path(p, false);
+        truncate_file(p, keep);
+        sync_path(p);
         OpenFile f;
         f.type = parsed->type;
         f.format = parsed->format;
@@ -306,11 +272,9 @@ Recorder::OpenFile& Recorder::file_for(RecordType t, int64_t now_us) {
     f->start_us = now_us;
     f->name = file_name(host_, t, now_us, f->seq, f->format, cfg_.compress);
     const fs::path p = current_dir_ / (f->name + std::string(kOpenSuffix));
-    f->fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0640);
-    if (f->fd < 0)
-        throw SysError(errno, "creating " + p.string());
+    f->file = AppendFile::create(p, 0640);
     const std::string header = header_line(t, f->format);
-    write_all(f->fd, header.data(), header.size(), p.string());
+    f->file.append(header);
     f->fill.bytes = header.size();
     dirty_ = true;
     files_.push_back(std::move(f));
@@ -323,7 +287,7 @@ void Recorder::append(RecordType t, const std::string& line, int64_t now_us) {
         f->closing = true;
         f = &file_for(t, now_us);
     }
-    write_all(f->fd, line.data(), line.size(), f->name);
+    f->file.append(line);
     f->fill.bytes += line.size();
     f->fill.records++;
     stats_.records_written++;
@@ -334,9 +298,8 @@ void Recorder::commit() {
     if (!dirty_)
         return;
     for (auto& f : files_)
-        if (f->fd >= 0 && !(f->fill.bytes == f->committed.bytes && f->fill.records == f->committed.records) &&
-            ::fdatasync(f->fd) != 0)
-            throw SysError(errno, "syncing " + f->name);
+        if (!(f->fill.bytes == f->committed.bytes && f->fill.records == f->committed.records))
+            f->file.datasync();
     for (auto& f : files_)
         f->committed = f->fill;
     write_cursor();
@@ -344,13 +307,9 @@ void Recorder::commit() {
 }
 
 ClosedFile Recorder::move_to_spool(OpenFile& f, RotateReason why) {
-    if (f.fd >= 0) {
-        ::close(f.fd);
-        f.fd = -1;
-    }
+    f.file.close();
     const fs::path src = current_dir_ / (f.name + std::string(kOpenSuffix));
     const fs::path dst = spool_dir_ / f.name;
-    const fs::path tmp = spool_dir_ / ("." + f.name + ".tmp");
     const bool gz = f.name.size() > 3 && f.name.substr(f.name.size() - 3) == ".gz";
     bool renamed = false;
     if (!gz) {
@@ -360,40 +319,20 @@ ClosedFile Recorder::move_to_spool(OpenFile& f, RotateReason why) {
             throw SysError(errno, "moving " + src.string() + " to the spool");
     }
     if (!renamed) {
+        // Compressed, or across file systems: a new file in the spool (its temp name starts with a
+        // dot, which the uploader skips and recover() removes), then the open file goes.
         const std::string content = read_file(src);
-        if (gz) {
-            gzFile g = gzopen(tmp.c_str(), "wb6");
-            if (!g)
-                throw SysError(errno ? errno : ENOMEM, "creating " + tmp.string());
-            size_t done = 0;
-            while (done < content.size()) {
-                const unsigned chunk = static_cast<unsigned>(std::min<size_t>(content.size() - done, 1u << 20));
-                if (gzwrite(g, content.data() + done, chunk) != static_cast<int>(chunk)) {
-                    gzclose(g);
-                    ::unlink(tmp.c_str());
-                    throw SysError(EIO, "compressing into " + tmp.string());
-                }
-                done += chunk;
-            }
-            if (gzclose(g) != Z_OK) {
-                ::unlink(tmp.c_str());
-                throw SysError(EIO, "compressing into " + tmp.string());
-            }
-            fsync_path(tmp, false);
-        } else {
-            write_atomic(tmp, content); // leaves tmp's own temp renamed to tmp
-        }
-        if (::rename(tmp.c_str(), dst.c_str()) != 0)
-            throw SysError(errno, "renaming " + tmp.string());
-        fsync_path(spool_dir_, true);
-        ::unlink(src.c_str());
+        write_file_atomic(dst, gz ? gzip(content, src.string()) : content, 0640);
+        std::error_code ec;
+        if (!fs::remove(src, ec) && ec)
+            throw SysError(ec.value(), "removing " + src.string());
     } else {
-        fsync_path(spool_dir_, true);
+        sync_path(spool_dir_);
     }
-    fsync_path(current_dir_, true);
+    sync_path(current_dir_);
     ClosedFile c{dst, f.name, f.type, f.committed.records, f.committed.bytes, why};
     stats_.files_closed++;
-    stats_.last_rotation_us = realtime_us();
+    stats_.last_rotation_us = wall_us();
     return c;
 }
 
@@ -525,7 +464,7 @@ void Recorder::add_alerts(const std::vector<AlertRecord>& alerts) {
         return;
     try {
         for (const auto& a : alerts)
-            append(RecordType::Alert, encode(alert_record(a), cfg_.type(RecordType::Alert).format), realtime_us());
+            append(RecordType::Alert, encode(alert_record(a), cfg_.type(RecordType::Alert).format), wall_us());
         commit();
         finish_closing(RotateReason::Full);
     } catch (const std::exception& e) {
@@ -562,21 +501,21 @@ void Recorder::arm_timer() {
         return;
     if (!cfg_.enabled) {
         if (timer_)
-            sd_event_source_set_enabled(timer_, SD_EVENT_OFF);
+            sd_event_source_set_enabled(timer_.get(), SD_EVENT_OFF);
         stats_.next_period_end_us = 0;
         return;
     }
-    const int64_t next = period_end(realtime_us(), cfg_.period);
+    const int64_t next = period_end(wall_us(), cfg_.period);
     stats_.next_period_end_us = next;
     if (!timer_) {
         // Accuracy 1 µs: the default (250 ms) would let the loop fire the boundary late.
-        int r = sd_event_add_time(ev_, &timer_, CLOCK_REALTIME, static_cast<uint64_t>(next), 1, on_period, this);
+        int r = sd_event_add_time(ev_, timer_.put(), CLOCK_REALTIME, static_cast<uint64_t>(next), 1, on_period, this);
         if (r < 0)
             throw SysError(-r, "adding the records period timer");
         return;
     }
-    sd_event_source_set_time(timer_, static_cast<uint64_t>(next));
-    sd_event_source_set_enabled(timer_, SD_EVENT_ONESHOT);
+    sd_event_source_set_time(timer_.get(), static_cast<uint64_t>(next));
+    sd_event_source_set_enabled(timer_.get(), SD_EVENT_ONESHOT);
 }
 
 int Recorder::on_period(sd_event_source*, uint64_t, void* self) {
@@ -586,7 +525,7 @@ int Recorder::on_period(sd_event_source*, uint64_t, void* self) {
         r->flush_via_poll();
         auto closed = r->rotate(RotateReason::Period);
         spdlog::debug("records: period boundary {}: {} file(s) closed {} ms after it", rfc3339(boundary),
-                      closed.size(), (realtime_us() - boundary) / 1000);
+                      closed.size(), (wall_us() - boundary) / 1000);
     } catch (const std::exception& e) {
         r->stats_.last_error = e.what();
         spdlog::error("records: period rotation: {}", e.what());
@@ -624,7 +563,7 @@ void Recorder::set_overrides(const nlohmann::json& o) {
     for (const auto& [k, v] : o.items())
         merged[k] = v;
     const RecordsConfig next = apply_overrides(base_, merged); // throws invalid_argument
-    write_atomic(overrides_path_, merged.dump(2) + "\n");
+    write_file_atomic(overrides_path_, merged.dump(2) + "\n", 0640);
     overrides_ = std::move(merged);
     apply(next);
 }
@@ -634,7 +573,7 @@ void Recorder::reset_overrides() {
     fs::remove(overrides_path_, ec);
     if (ec)
         throw SysError(ec.value(), "removing " + overrides_path_.string());
-    fsync_path(overrides_path_.parent_path(), true);
+    sync_path(overrides_path_.parent_path());
     overrides_ = nlohmann::json::object();
     apply(base_);
 }

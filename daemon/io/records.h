@@ -23,6 +23,8 @@
 #include "core/cgroups.h"
 #include "core/collector.h"
 #include "core/records.h"
+#include "os/event.h"
+#include "os/file.h"
 
 #include <filesystem>
 #include <functional>
@@ -127,7 +129,7 @@ private:
         OpenFileFill fill;      // written
         OpenFileFill committed; // durable and described by the cursor
         bool closing = false;   // full: goes to the spool after the next commit
-        int fd = -1;
+        AppendFile file; // closed once in the spool
     };
     OpenFile& file_for(RecordType t, int64_t now_us);
     void append(RecordType t, const std::string& line, int64_t now_us);
@@ -168,7 +170,7 @@ private:
     Rotated rotated_;
     PollNow poll_now_;
     sd_event* ev_ = nullptr;
-    sd_event_source* timer_ = nullptr;
+    EventSource timer_;
     Stats stats_;
 };
 

@@ -1,16 +1,15 @@
-// State file: see state.h. Format: one header line
+// State file: see state.h (written through os/file.h write_file_atomic). Format: one header line
 //   nettally-state 1 length=<bytes> crc32=<8 hex digits>
 // then exactly <bytes> bytes of body (JSON).
 #include "io/state.h"
 
 #include "os/error.h"
+#include "os/file.h"
 
 #include <cinttypes>
 #include <cstdio>
-#include <fcntl.h>
 #include <fstream>
 #include <sstream>
-#include <unistd.h>
 #include <zlib.h>
 
 namespace nettally {
@@ -21,30 +20,6 @@ constexpr const char* kMagic = "nettally-state 1";
 uint32_t crc_of(const std::string& s) {
     return static_cast<uint32_t>(
         crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(s.data()), static_cast<uInt>(s.size())));
-}
-
-void write_all(int fd, const std::string& data, const std::string& what) {
-    size_t done = 0;
-    while (done < data.size()) {
-        ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            throw SysError(errno, "writing " + what);
-        }
-        done += static_cast<size_t>(n);
-    }
-}
-
-void fsync_dir(const std::filesystem::path& dir) {
-    int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        throw SysError(errno, "opening " + dir.string());
-    int r = fsync(fd);
-    int e = errno;
-    close(fd);
-    if (r != 0)
-        throw SysError(e, "syncing " + dir.string());
 }
 
 } // namespace
@@ -88,27 +63,9 @@ void StateFile::write(const std::string& content) {
     std::filesystem::create_directories(dir_, ec);
     if (ec)
         throw SysError(ec.value(), "creating state directory " + dir_.string());
-    const std::filesystem::path tmp = path_.string() + ".tmp";
-    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
-    if (fd < 0)
-        throw SysError(errno, "creating " + tmp.string());
-    try {
-        write_all(fd, wrap_state(content), tmp.string());
-        if (fsync(fd) != 0)
-            throw SysError(errno, "syncing " + tmp.string());
-    } catch (...) {
-        close(fd);
-        unlink(tmp.c_str());
-        throw;
-    }
-    close(fd);
     // Keep the last good copy: a crash between the two renames leaves only
     // .prev, which read() falls back to.
-    if (std::filesystem::exists(path_) && rename(path_.c_str(), prev_.c_str()) != 0)
-        throw SysError(errno, "keeping previous state " + prev_.string());
-    if (rename(tmp.c_str(), path_.c_str()) != 0)
-        throw SysError(errno, "renaming " + tmp.string());
-    fsync_dir(dir_);
+    write_file_atomic(path_, wrap_state(content), 0640, prev_);
 }
 
 std::optional<StateFile::Loaded> StateFile::read(std::vector<std::string>* problems) const {

@@ -1,13 +1,14 @@
-// See upload.h. libcurl's multi socket API on sd-event: curl tells us which sockets to watch
-// (CURLMOPT_SOCKETFUNCTION -> one io source per fd) and when to call it back
-// (CURLMOPT_TIMERFUNCTION -> one timer source); we hand every event to curl_multi_socket_action
-// and read finished transfers from curl_multi_info_read. One transfer at a time.
+// See upload.h. This file: configuration and target, the spool (scan, cap, schedule) and what
+// happens when a transfer ends; the transfers themselves (libcurl on sd-event) are in
+// upload_transfer.cpp.
 #include "io/upload.h"
 
+#include "io/upload_transfer.h"
+
 #include "os/error.h"
+#include "os/file.h"
 
 #include <curl/curl.h>
-#include <fcntl.h>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <sys/epoll.h>
@@ -42,54 +43,13 @@ std::string read_secret(const fs::path& p, const std::string& key) {
     return s;
 }
 
-void write_file_atomic(const fs::path& path, const std::string& content, mode_t mode) {
-    const fs::path dir = path.parent_path();
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec)
-        throw SysError(ec.value(), "creating " + dir.string());
-    const fs::path tmp = path.string() + ".tmp";
-    int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
-    if (fd < 0)
-        throw SysError(errno, "creating " + tmp.string());
-    fchmod(fd, mode); // an older file with a wider mode keeps its mode under O_CREAT
-    size_t done = 0;
-    while (done < content.size()) {
-        const ssize_t n = write(fd, content.data() + done, content.size() - done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            const int e = errno;
-            close(fd);
-            unlink(tmp.c_str());
-            throw SysError(e, "writing " + tmp.string());
-        }
-        done += static_cast<size_t>(n);
-    }
-    if (fsync(fd) != 0) {
-        const int e = errno;
-        close(fd);
-        unlink(tmp.c_str());
-        throw SysError(e, "syncing " + tmp.string());
-    }
-    close(fd);
-    if (rename(tmp.c_str(), path.c_str()) != 0) {
-        const int e = errno;
-        unlink(tmp.c_str());
-        throw SysError(e, "renaming " + tmp.string());
-    }
-    int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-}
-
+// After a removal in the spool: a failed directory fsync is reported, and the
+// transfer goes on (the removal itself has happened).
 void sync_dir(const fs::path& dir) {
-    int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
+    try {
+        sync_path(dir);
+    } catch (const SysError& e) {
+        spdlog::error("upload: {}", e.what());
     }
 }
 
@@ -112,34 +72,6 @@ std::string resolve_upload_password(const UploadConfig& cfg) {
     return cfg.password;
 }
 
-// One file on its way: a sequence of curl requests (upload [+ MOVE]).
-struct Uploader::Transfer {
-    std::string name;
-    uint64_t size = 0;
-    RemotePlan plan;
-    int step = 0; // 0: upload, 1: http MOVE
-    CURL* easy = nullptr;
-    FILE* in = nullptr;
-    curl_slist* quote = nullptr;
-    curl_slist* headers = nullptr;
-    char error[CURL_ERROR_SIZE] = {};
-    std::string retry_after;
-
-    ~Transfer() { release(); }
-    void release() {
-        if (easy)
-            curl_easy_cleanup(easy);
-        easy = nullptr;
-        if (in)
-            fclose(in);
-        in = nullptr;
-        curl_slist_free_all(quote);
-        quote = nullptr;
-        curl_slist_free_all(headers);
-        headers = nullptr;
-    }
-};
-
 Uploader::Uploader(sd_event* ev, fs::path spool_dir, fs::path state_dir, const UploadConfig& cfg, UploadEvents events)
     : ev_(ev), spool_dir_(std::move(spool_dir)), override_path_(state_dir / "upload.json"), events_(std::move(events)),
       rng_(std::random_device{}()) {
@@ -158,15 +90,15 @@ Uploader::Uploader(sd_event* ev, fs::path spool_dir, fs::path state_dir, const U
     curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
     curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &Uploader::on_curl_timer);
     curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
-    int r = sd_event_add_time(ev_, &curl_timer_, CLOCK_MONOTONIC, UINT64_MAX, 0, on_curl_timeout, this);
+    int r = sd_event_add_time(ev_, curl_timer_.put(), CLOCK_MONOTONIC, UINT64_MAX, 0, on_curl_timeout, this);
     if (r >= 0)
-        r = sd_event_source_set_enabled(curl_timer_, SD_EVENT_OFF);
+        r = sd_event_source_set_enabled(curl_timer_.get(), SD_EVENT_OFF);
     if (r >= 0)
-        r = sd_event_add_time(ev_, &kick_timer_, CLOCK_MONOTONIC, UINT64_MAX, 0, on_kick, this);
+        r = sd_event_add_time(ev_, kick_timer_.put(), CLOCK_MONOTONIC, UINT64_MAX, 0, on_kick, this);
     if (r >= 0)
-        r = sd_event_source_set_enabled(kick_timer_, SD_EVENT_OFF);
+        r = sd_event_source_set_enabled(kick_timer_.get(), SD_EVENT_OFF);
     if (r >= 0)
-        r = sd_event_add_inotify(ev_, &inotify_, spool_dir_.c_str(),
+        r = sd_event_add_inotify(ev_, inotify_.put(), spool_dir_.c_str(),
                                  IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR, on_inotify,
                                  this);
     if (r < 0)
@@ -181,14 +113,10 @@ Uploader::~Uploader() {
     if (transfer_ && transfer_->easy)
         curl_multi_remove_handle(multi_, transfer_->easy);
     transfer_.reset();
-    for (auto& [fd, src] : io_)
-        sd_event_source_disable_unref(src);
     io_.clear();
     if (multi_)
         curl_multi_cleanup(multi_);
-    sd_event_source_disable_unref(curl_timer_);
-    sd_event_source_disable_unref(kick_timer_);
-    sd_event_source_disable_unref(inotify_);
+    // The timers and the inotify watch go with their members.
 }
 
 void Uploader::check_config(const UploadConfig& cfg) {
@@ -267,6 +195,10 @@ void Uploader::save_override() {
                               {"username", override_->username},
                               {"password", override_->password},
                               {"config_fingerprint", fp}};
+    std::error_code ec;
+    fs::create_directories(override_path_.parent_path(), ec);
+    if (ec)
+        throw SysError(ec.value(), "creating " + override_path_.parent_path().string());
     write_file_atomic(override_path_, j.dump(2) + "\n", 0600);
 }
 
@@ -400,8 +332,8 @@ void Uploader::schedule(uint64_t delay_us) {
     uint64_t at = now_us(CLOCK_MONOTONIC) + delay_us;
     if (next_attempt_mono_ > at)
         at = next_attempt_mono_;
-    sd_event_source_set_time(kick_timer_, at);
-    sd_event_source_set_enabled(kick_timer_, SD_EVENT_ONESHOT);
+    sd_event_source_set_time(kick_timer_.get(), at);
+    sd_event_source_set_enabled(kick_timer_.get(), SD_EVENT_ONESHOT);
 }
 
 int Uploader::on_kick(sd_event_source*, uint64_t, void* userp) {
@@ -458,224 +390,6 @@ void Uploader::start(const std::string& name, uint64_t size) {
         return;
     }
     start_step();
-}
-
-// file:// targets: copy into the directory under the .part name, fsync, rename, fsync the directory.
-void Uploader::copy_to_directory() {
-    const fs::path dir = target_->dir;
-    const fs::path part = dir / (transfer_->name + std::string(kPartSuffix));
-    const fs::path final_path = dir / transfer_->name;
-    Classified c{UploadOutcome::Success, ""};
-    try {
-        std::error_code ec;
-        fs::create_directories(dir, ec);
-        if (ec)
-            throw SysError(ec.value(), "creating " + dir.string());
-        std::ifstream in(spool_dir_ / transfer_->name, std::ios::binary);
-        if (!in)
-            throw SysError(errno, "opening " + (spool_dir_ / transfer_->name).string());
-        std::stringstream ss;
-        ss << in.rdbuf();
-        write_file_atomic(part, ss.str(), 0640);
-        if (rename(part.c_str(), final_path.c_str()) != 0)
-            throw SysError(errno, "renaming " + part.string());
-        sync_dir(dir);
-    } catch (const SysError& e) {
-        c = Classified{e.err() == EACCES || e.err() == EPERM ? UploadOutcome::Permanent : UploadOutcome::Transient,
-                       std::string("copy: ") + e.what()};
-    }
-    finish(c);
-}
-
-namespace {
-size_t on_header(char* data, size_t size, size_t n, void* userp) {
-    auto* retry_after = static_cast<std::string*>(userp);
-    const std::string_view line(data, size * n);
-    constexpr std::string_view key = "retry-after:";
-    if (line.size() > key.size()) {
-        std::string head(line.substr(0, key.size()));
-        for (auto& c : head)
-            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        if (head == key)
-            *retry_after = std::string(line.substr(key.size()));
-    }
-    return size * n;
-}
-} // namespace
-
-void Uploader::start_step() {
-    Transfer& t = *transfer_;
-    t.release();
-    t.error[0] = 0;
-    t.retry_after.clear();
-    CURL* e = curl_easy_init();
-    if (!e) {
-        finish(Classified{UploadOutcome::Transient, "curl_easy_init failed"});
-        return;
-    }
-    t.easy = e;
-    const auto& c = cfg_;
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, t.error);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "ftp,ftps,sftp,http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(c.connect_timeout.count()));
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(c.transfer_timeout.count()));
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, static_cast<long>(std::max<int64_t>(1, c.stall_timeout.count() / 1000)));
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, &t.retry_after);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, this);
-    // Credentials as options, never inside the URL (curl would echo the URL in errors).
-    if (!username_.empty())
-        curl_easy_setopt(e, CURLOPT_USERNAME, username_.c_str());
-    if (!password_.empty())
-        curl_easy_setopt(e, CURLOPT_PASSWORD, password_.c_str());
-    if (!c.ca_file.empty())
-        curl_easy_setopt(e, CURLOPT_CAINFO, c.ca_file.c_str());
-    if (c.insecure) {
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    const auto scheme = target_->scheme;
-    if (scheme == UploadScheme::Sftp) {
-        curl_easy_setopt(e, CURLOPT_SSH_AUTH_TYPES, static_cast<long>(CURLSSH_AUTH_PASSWORD | CURLSSH_AUTH_KEYBOARD));
-        if (!c.ssh_host_key_sha256.empty())
-            curl_easy_setopt(e, CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256, c.ssh_host_key_sha256.c_str());
-        if (!c.ssh_known_hosts.empty())
-            curl_easy_setopt(e, CURLOPT_SSH_KNOWNHOSTS, c.ssh_known_hosts.c_str());
-    }
-    if (scheme == UploadScheme::Ftps || scheme == UploadScheme::Ftpes)
-        curl_easy_setopt(e, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_ALL)); // never fall back to plain
-    if (scheme == UploadScheme::Http || scheme == UploadScheme::Https)
-        curl_easy_setopt(e, CURLOPT_HTTPAUTH, static_cast<long>(CURLAUTH_BASIC));
-
-    if (t.step == 0) {
-        t.in = fopen((spool_dir_ / t.name).c_str(), "rbe");
-        if (!t.in) {
-            // Gone meanwhile (dropped by the cap, removed by an operator): nothing to send.
-            const int err = errno;
-            t.release();
-            finish(Classified{err == ENOENT ? UploadOutcome::Success : UploadOutcome::Transient,
-                              err == ENOENT ? "" : std::string("open: ") + std::strerror(err)});
-            return;
-        }
-        curl_easy_setopt(e, CURLOPT_URL, t.plan.temp_url.c_str());
-        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
-        curl_easy_setopt(e, CURLOPT_READDATA, t.in);
-        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE, static_cast<curl_off_t>(t.size));
-        curl_easy_setopt(e, CURLOPT_FTP_CREATE_MISSING_DIRS, static_cast<long>(CURLFTP_CREATE_DIR_RETRY));
-        for (const auto& q : t.plan.postquote)
-            t.quote = curl_slist_append(t.quote, q.c_str());
-        if (t.quote)
-            curl_easy_setopt(e, CURLOPT_POSTQUOTE, t.quote);
-    } else {
-        // WebDAV MOVE of the finished temporary file onto its final name.
-        curl_easy_setopt(e, CURLOPT_URL, t.plan.temp_url.c_str());
-        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "MOVE");
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-        t.headers = curl_slist_append(t.headers, ("Destination: " + t.plan.move_destination).c_str());
-        t.headers = curl_slist_append(t.headers, "Overwrite: T");
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, t.headers);
-    }
-    const CURLMcode mc = curl_multi_add_handle(multi_, e);
-    if (mc != CURLM_OK) {
-        t.release();
-        finish(Classified{UploadOutcome::Transient, std::string("curl_multi_add_handle: ") + curl_multi_strerror(mc)});
-    }
-}
-
-int Uploader::on_socket(void*, int fd, int what, void* userp, void*) {
-    auto* u = static_cast<Uploader*>(userp);
-    auto it = u->io_.find(fd);
-    if (what == CURL_POLL_REMOVE) {
-        if (it != u->io_.end()) {
-            sd_event_source_disable_unref(it->second);
-            u->io_.erase(it);
-        }
-        return 0;
-    }
-    uint32_t events = 0;
-    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
-        events |= EPOLLIN;
-    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
-        events |= EPOLLOUT;
-    if (it != u->io_.end()) {
-        sd_event_source_set_io_events(it->second, events);
-        return 0;
-    }
-    sd_event_source* src = nullptr;
-    const int r = sd_event_add_io(u->ev_, &src, fd, events, on_io, u);
-    if (r < 0) {
-        spdlog::error("upload: cannot watch a transfer socket: {}", std::strerror(-r));
-        return -1;
-    }
-    u->io_[fd] = src;
-    return 0;
-}
-
-int Uploader::on_curl_timer(void*, long timeout_ms, void* userp) {
-    auto* u = static_cast<Uploader*>(userp);
-    if (timeout_ms < 0) {
-        sd_event_source_set_enabled(u->curl_timer_, SD_EVENT_OFF);
-        return 0;
-    }
-    sd_event_source_set_time(u->curl_timer_, u->now_us(CLOCK_MONOTONIC) + static_cast<uint64_t>(timeout_ms) * 1000);
-    sd_event_source_set_enabled(u->curl_timer_, SD_EVENT_ONESHOT);
-    return 0;
-}
-
-int Uploader::on_io(sd_event_source*, int fd, uint32_t revents, void* userp) {
-    auto* u = static_cast<Uploader*>(userp);
-    int mask = 0;
-    if (revents & EPOLLIN)
-        mask |= CURL_CSELECT_IN;
-    if (revents & EPOLLOUT)
-        mask |= CURL_CSELECT_OUT;
-    if (revents & (EPOLLERR | EPOLLHUP))
-        mask |= CURL_CSELECT_ERR;
-    int running = 0;
-    curl_multi_socket_action(u->multi_, fd, mask, &running);
-    u->check_done();
-    return 0;
-}
-
-int Uploader::on_curl_timeout(sd_event_source*, uint64_t, void* userp) {
-    auto* u = static_cast<Uploader*>(userp);
-    int running = 0;
-    curl_multi_socket_action(u->multi_, CURL_SOCKET_TIMEOUT, 0, &running);
-    u->check_done();
-    return 0;
-}
-
-void Uploader::check_done() {
-    int left = 0;
-    while (CURLMsg* m = curl_multi_info_read(multi_, &left)) {
-        if (m->msg != CURLMSG_DONE || !transfer_ || m->easy_handle != transfer_->easy)
-            continue;
-        const CURLcode code = m->data.result;
-        long response = 0;
-        curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE, &response);
-        curl_multi_remove_handle(multi_, m->easy_handle);
-        try {
-            finish_step(code, response);
-        } catch (const std::exception& e) {
-            spdlog::error("upload: {}", e.what());
-        }
-        return; // the handle list changed
-    }
-}
-
-void Uploader::finish_step(int curl_code, long response_code) {
-    Transfer& t = *transfer_;
-    TransferResult r{curl_code, response_code, t.error};
-    const Classified c = classify_transfer(target_->scheme, r, t.step == 0 ? "upload" : "rename (MOVE)");
-    if (c.outcome == UploadOutcome::Success && !t.plan.move_destination.empty() && t.step == 0) {
-        t.step = 1;
-        start_step();
-        return;
-    }
-    finish(c);
 }
 
 void Uploader::finish(const Classified& c) {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include "core/upload.h"
+#include "os/event.h"
 
 #include <cstdint>
 #include <filesystem>
@@ -98,6 +99,7 @@ private:
     void kick();
     void start(const std::string& name, uint64_t size);
     void start_step();
+    void set_options(Transfer& t);
     void finish_step(int curl_code, long response_code);
     void finish(const Classified& c);
     void copy_to_directory();
@@ -129,10 +131,10 @@ private:
     std::string username_, password_, source_;
 
     void* multi_ = nullptr; // CURLM*
-    std::map<int, sd_event_source*> io_;
-    sd_event_source* curl_timer_ = nullptr;
-    sd_event_source* kick_timer_ = nullptr;
-    sd_event_source* inotify_ = nullptr;
+    std::map<int, EventSource> io_; // curl's sockets
+    EventSource curl_timer_;
+    EventSource kick_timer_;
+    EventSource inotify_;
     std::unique_ptr<Transfer> transfer_;
 
     std::map<std::string, FileState> files_; // spool contents, by name

@@ -4,6 +4,7 @@
 #include "kernel/percpu_map.h"
 
 #include "os/error.h"
+#include "os/file.h"
 #include "nettally_cg.skel.h"
 
 #include <bpf/bpf.h>
@@ -56,14 +57,13 @@ std::string join(const std::string& parent, const std::string& name) {
 }
 
 uint64_t own_netns_cookie() {
-    const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
+    const Fd fd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!fd)
         return 0;
     uint64_t cookie = 0;
     socklen_t len = sizeof(cookie);
-    if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0)
+    if (getsockopt(fd.get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0)
         cookie = 0;
-    close(fd);
     return cookie;
 }
 
@@ -111,12 +111,12 @@ CgroupAccounting::CgroupAccounting(const CgroupConfig& cfg)
         throw SysError(-err, "cgroups: loading BPF programs");
     }
 
-    root_fd_ = open(mount_.mount_point.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (root_fd_ < 0) {
-        const int e = errno;
+    try {
+        root_fd_ = open_directory(mount_.mount_point);
+    } catch (const SysError& e) {
         nettally_cg_bpf__destroy(skel_);
         skel_ = nullptr;
-        throw SysError(e, "cgroups: opening the cgroup2 mount " + mount_.mount_point);
+        throw SysError(e.err(), "cgroups: opening the cgroup2 mount " + mount_.mount_point);
     }
     CgroupSource& source = *this;
     tracker_ = std::make_unique<CgroupTracker>(source, subtrees_,
@@ -128,7 +128,7 @@ CgroupAccounting::CgroupAccounting(const CgroupConfig& cfg)
     try {
         attach();
     } catch (...) {
-        close(root_fd_);
+        root_fd_.reset();
         nettally_cg_bpf__destroy(skel_);
         skel_ = nullptr;
         throw;
@@ -143,8 +143,7 @@ CgroupAccounting::CgroupAccounting(const CgroupConfig& cfg)
 
 CgroupAccounting::~CgroupAccounting() {
     detach();
-    if (root_fd_ >= 0)
-        close(root_fd_);
+    root_fd_.reset();
     nettally_cg_bpf__destroy(skel_);
 }
 
@@ -156,7 +155,7 @@ void CgroupAccounting::attach() {
     bpf_program* progs[2] = {skel_->progs.nt_cg_ingress, skel_->progs.nt_cg_egress};
     const bpf_attach_type types[2] = {BPF_CGROUP_INET_INGRESS, BPF_CGROUP_INET_EGRESS};
     for (int i = 0; i < 2; ++i) {
-        bpf_link* link = bpf_program__attach_cgroup(progs[i], root_fd_);
+        bpf_link* link = bpf_program__attach_cgroup(progs[i], root_fd_.get());
         if (link) {
             links_[i] = link;
             continue;
@@ -167,7 +166,7 @@ void CgroupAccounting::attach() {
             throw SysError(e, std::string("cgroups: attaching ") + (i ? "egress" : "ingress") + " to " +
                                   mount_.mount_point);
         }
-        if (bpf_prog_attach(bpf_program__fd(progs[i]), root_fd_, types[i], BPF_F_ALLOW_MULTI) != 0) {
+        if (bpf_prog_attach(bpf_program__fd(progs[i]), root_fd_.get(), types[i], BPF_F_ALLOW_MULTI) != 0) {
             const int e2 = errno;
             detach();
             throw SysError(e2, std::string("cgroups: attaching ") + (i ? "egress" : "ingress") + " to " +
@@ -188,8 +187,8 @@ void CgroupAccounting::detach() {
         l = nullptr;
     }
     if (legacy_attached_ && skel_) {
-        bpf_prog_detach2(bpf_program__fd(skel_->progs.nt_cg_ingress), root_fd_, BPF_CGROUP_INET_INGRESS);
-        bpf_prog_detach2(bpf_program__fd(skel_->progs.nt_cg_egress), root_fd_, BPF_CGROUP_INET_EGRESS);
+        bpf_prog_detach2(bpf_program__fd(skel_->progs.nt_cg_ingress), root_fd_.get(), BPF_CGROUP_INET_INGRESS);
+        bpf_prog_detach2(bpf_program__fd(skel_->progs.nt_cg_egress), root_fd_.get(), BPF_CGROUP_INET_EGRESS);
         legacy_attached_ = false;
     }
 }
@@ -208,7 +207,7 @@ std::optional<uint64_t> CgroupAccounting::id_of(const std::string& path) {
     const auto rel = relative(path);
     if (!rel)
         return std::nullopt;
-    return handle_id(root_fd_, *rel);
+    return handle_id(root_fd_.get(), *rel);
 }
 
 std::map<uint64_t, std::string> CgroupAccounting::walk(const std::vector<std::string>& roots) {
@@ -227,15 +226,14 @@ std::map<uint64_t, std::string> CgroupAccounting::walk(const std::vector<std::st
         const auto rel = relative(path);
         if (!rel)
             continue;
-        const int fd =
-            rel->empty() ? dup(root_fd_) : openat(root_fd_, rel->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
+        Fd fd(rel->empty() ? dup(root_fd_.get())
+                           : openat(root_fd_.get(), rel->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!fd)
             continue; // removed while we walk
-        DIR* dir = fdopendir(fd);
-        if (!dir) {
-            close(fd);
+        DIR* dir = fdopendir(fd.get());
+        if (!dir)
             continue;
-        }
+        fd.release(); // the DIR owns it now
         // fdopendir on a dup shares the offset with root_fd_: start from the beginning.
         rewinddir(dir);
         while (const dirent* de = readdir(dir)) {
@@ -348,26 +346,26 @@ void CgroupAccounting::restore(const nlohmann::json& j) {
     }
 }
 
-void CgroupAccounting::add_status(std::map<std::string, sdbus::Variant>& m) const {
+void CgroupAccounting::add_status(Status& m) const {
     const CgroupStats& s = tracker_->stats();
     const CgroupLedger& l = tracker_->ledger();
     auto packets = [&](size_t b) {
         const CgroupCounts c = l.bucket(b);
         return c.ingress.packets + c.egress.packets;
     };
-    m["cgroups_enabled"] = sdbus::Variant(true);
-    m["cgroup_mount"] = sdbus::Variant(mount_.mount_point);
-    m["cgroup_netns"] = sdbus::Variant(netns_mode_);
-    m["cgroup_attach"] = sdbus::Variant(attach_mode_);
-    m["cgroup_paths"] = sdbus::Variant(static_cast<uint32_t>(l.paths()));
-    m["cgroup_entries"] = sdbus::Variant(static_cast<uint32_t>(s.live_entries));
-    m["cgroup_capacity"] = sdbus::Variant(max_entries_);
-    m["cgroup_overflow_packets"] = sdbus::Variant(packets(NT_CG_BUCKET_OVERFLOW));
-    m["cgroup_untracked_packets"] = sdbus::Variant(packets(NT_CG_BUCKET_UNTRACKED));
-    m["cgroup_retired"] = sdbus::Variant(s.retired);
-    m["cgroup_reconcile_checks"] = sdbus::Variant(s.reconcile_checks);
-    m["cgroup_reconcile_exact"] = sdbus::Variant(s.reconcile_exact);
-    m["cgroup_reconcile_violations"] = sdbus::Variant(s.reconcile_violations);
+    m["cgroups_enabled"] = StatusValue(true);
+    m["cgroup_mount"] = StatusValue(mount_.mount_point);
+    m["cgroup_netns"] = StatusValue(netns_mode_);
+    m["cgroup_attach"] = StatusValue(attach_mode_);
+    m["cgroup_paths"] = StatusValue(static_cast<uint32_t>(l.paths()));
+    m["cgroup_entries"] = StatusValue(static_cast<uint32_t>(s.live_entries));
+    m["cgroup_capacity"] = StatusValue(max_entries_);
+    m["cgroup_overflow_packets"] = StatusValue(packets(NT_CG_BUCKET_OVERFLOW));
+    m["cgroup_untracked_packets"] = StatusValue(packets(NT_CG_BUCKET_UNTRACKED));
+    m["cgroup_retired"] = StatusValue(s.retired);
+    m["cgroup_reconcile_checks"] = StatusValue(s.reconcile_checks);
+    m["cgroup_reconcile_exact"] = StatusValue(s.reconcile_exact);
+    m["cgroup_reconcile_violations"] = StatusValue(s.reconcile_violations);
 }
 
 } // namespace nettally

@@ -12,13 +12,14 @@
 // file (to_json / restore).
 #pragma once
 
+#include "core/status.h"
+#include "os/fd.h"
 #include "core/cgroups.h"
 #include "core/config.h"
 
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <sdbus-c++/sdbus-c++.h>
 #include <string>
 #include <vector>
 
@@ -44,7 +45,7 @@ public:
     const CgroupLedger& ledger() const { return tracker_->ledger(); }
     const CgroupStats& stats() const { return tracker_->stats(); }
     // The cgroup_* keys of GetStatus.
-    void add_status(std::map<std::string, sdbus::Variant>& m) const;
+    void add_status(Status& m) const;
 
     // For the state file. restore() adds saved totals (the kernel maps of a new process start at
     // zero); bad input is logged and ignored.
@@ -67,7 +68,7 @@ private:
     nettally_cg_bpf* skel_ = nullptr;
     bpf_link* links_[2] = {nullptr, nullptr};
     bool legacy_attached_ = false;
-    int root_fd_ = -1;
+    Fd root_fd_;
     Cgroup2Mount mount_;
     int ncpus_ = 0;
     uint32_t max_entries_ = 0;

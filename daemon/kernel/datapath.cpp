@@ -4,6 +4,7 @@
 
 #include "nettally.skel.h"
 #include "kernel/percpu_map.h"
+#include "os/fd.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -135,11 +136,9 @@ void Datapath::pin_maps(const std::string& dir) {
 
     // An ABI change is refused before any map is touched.
     const std::string meta_path = dir + "/nt_meta";
-    int meta = bpf_obj_get(meta_path.c_str());
-    if (meta >= 0) {
+    if (const Fd meta{bpf_obj_get(meta_path.c_str())}) {
         uint32_t zero = 0, version = 0;
-        bpf_map_lookup_elem(meta, &zero, &version);
-        close(meta);
+        bpf_map_lookup_elem(meta.get(), &zero, &version);
         if (version != NT_ABI_VERSION)
             throw PinMismatch("pinned maps in " + dir + " use map layout version " + std::to_string(version) +
                               ", this nettallyd uses " + std::to_string(NT_ABI_VERSION) +
@@ -150,10 +149,8 @@ void Datapath::pin_maps(const std::string& dir) {
     bool any_pinned = false, all_pinned = true;
     for (bpf_map* m : pinned_maps()) {
         const std::string path = dir + "/" + bpf_map__name(m);
-        int fd = bpf_obj_get(path.c_str());
-        if (fd >= 0) {
-            const MapShape have = shape_of(fd);
-            close(fd);
+        if (const Fd fd{bpf_obj_get(path.c_str())}) {
+            const MapShape have = shape_of(fd.get());
             const MapShape want{static_cast<uint32_t>(bpf_map__type(m)), bpf_map__key_size(m),
                                 bpf_map__value_size(m), bpf_map__max_entries(m)};
             if (have.type != want.type || have.key_size != want.key_size || have.value_size != want.value_size)
@@ -281,23 +278,19 @@ void Datapath::attach_xdp(uint32_t ifindex, bool lan, Attachment& a) {
         if (bpf_xdp_query(static_cast<int>(ifindex), static_cast<int>(mode), &q) == 0) {
             existing = mode == XDP_FLAGS_DRV_MODE ? q.drv_prog_id : q.skb_prog_id;
             if (existing) {
-                int efd = bpf_prog_get_fd_by_id(existing);
+                const Fd efd(bpf_prog_get_fd_by_id(existing));
                 bpf_prog_info info{};
                 uint32_t len = sizeof(info);
-                bool ours = efd >= 0 && bpf_obj_get_info_by_fd(efd, &info, &len) == 0 &&
-                            std::string_view(info.name).starts_with("nt_xdp_");
-                if (efd >= 0)
-                    close(efd);
+                const bool ours = efd && bpf_obj_get_info_by_fd(efd.get(), &info, &len) == 0 &&
+                                  std::string_view(info.name).starts_with("nt_xdp_");
                 if (!ours)
                     throw SysError(EBUSY, "ifindex " + std::to_string(ifindex) +
                                               " already runs another XDP program (id " +
                                               std::to_string(existing) + ")");
                 // Ours from an earlier run: swap in place, no window without a program.
-                int old_fd = bpf_prog_get_fd_by_id(existing);
-                LIBBPF_OPTS(bpf_xdp_attach_opts, xo, .old_prog_fd = old_fd);
+                const Fd old_fd(bpf_prog_get_fd_by_id(existing));
+                LIBBPF_OPTS(bpf_xdp_attach_opts, xo, .old_prog_fd = old_fd.get());
                 int err = bpf_xdp_attach(static_cast<int>(ifindex), fd, XDP_FLAGS_REPLACE | mode, &xo);
-                if (old_fd >= 0)
-                    close(old_fd);
                 if (err == 0) {
                     a.xdp_flags = mode;
                     return;
@@ -368,17 +361,16 @@ std::vector<std::string> Datapath::detach_stale(const std::vector<uint32_t>& kee
             if (bpf_xdp_query(static_cast<int>(i->if_index), static_cast<int>(mode), &q) != 0)
                 continue;
             const uint32_t id = mode == XDP_FLAGS_DRV_MODE ? q.drv_prog_id : q.skb_prog_id;
-            int pfd = id ? bpf_prog_get_fd_by_id(id) : -1;
-            if (pfd < 0)
+            const Fd pfd(id ? bpf_prog_get_fd_by_id(id) : -1);
+            if (!pfd)
                 continue;
             bpf_prog_info info{};
             uint32_t len = sizeof(info);
-            if (bpf_obj_get_info_by_fd(pfd, &info, &len) == 0 &&
+            if (bpf_obj_get_info_by_fd(pfd.get(), &info, &len) == 0 &&
                 std::string_view(info.name).starts_with("nt_xdp_")) {
                 bpf_xdp_detach(static_cast<int>(i->if_index), static_cast<int>(mode), nullptr);
                 found = true;
             }
-            close(pfd);
         }
         if (found)
             out.emplace_back(i->if_name);

@@ -142,18 +142,18 @@ void KernelEnforcer::sync_qdiscs() {
     edt_ifaces_.clear();
 }
 
-void KernelEnforcer::add_status(std::map<std::string, sdbus::Variant>& m) const {
+void KernelEnforcer::add_status(Status& m) const {
     uint64_t packets = dropped_packets_gone_, bytes = dropped_bytes_gone_;
     for (const auto& [key, params] : in_kernel_)
         if (auto v = dp_.policy_get(key.to_abi())) {
             packets += v->dropped_packets[0] + v->dropped_packets[1];
             bytes += v->dropped_bytes[0] + v->dropped_bytes[1];
         }
-    m["enforce_throttle_mode"] = sdbus::Variant(throttle_mode());
-    m["enforce_active"] = sdbus::Variant(static_cast<uint32_t>(table_.size()));
-    m["enforce_hosts"] = sdbus::Variant(static_cast<uint32_t>(in_kernel_.size()));
-    m["enforce_dropped_packets"] = sdbus::Variant(packets);
-    m["enforce_dropped_bytes"] = sdbus::Variant(bytes);
+    m["enforce_throttle_mode"] = StatusValue(throttle_mode());
+    m["enforce_active"] = StatusValue(static_cast<uint32_t>(table_.size()));
+    m["enforce_hosts"] = StatusValue(static_cast<uint32_t>(in_kernel_.size()));
+    m["enforce_dropped_packets"] = StatusValue(packets);
+    m["enforce_dropped_bytes"] = StatusValue(bytes);
 }
 
 std::unique_ptr<KernelEnforcer> make_kernel_enforcer(Datapath& dp) { return std::make_unique<KernelEnforcer>(dp); }

@@ -23,20 +23,20 @@
 // The enforcer's destructor lifts everything it applied (a clean shutdown
 // stops enforcing; the thresholds state re-applies actions at the next start).
 //
-// Construction, in Daemon (after the Datapath, destroyed before it):
-//     std::unique_ptr<KernelEnforcer> enforcer_ = make_kernel_enforcer(*datapath_);
+// Construction, in app/thresholds.cpp (after the Datapath, destroyed before it):
+//     std::unique_ptr<KernelEnforcer> enforcer_ = make_kernel_enforcer(datapath);
 //     // hand `*enforcer_` to the thresholds engine as its ActionEnforcer&
-//     // status(): enforcer_->add_status(m);  (enforce_* keys of GetStatus)
+//     // GetStatus: enforcer_->add_status(status);  (the enforce_* keys)
 // All calls come from the one event loop; no threads.
 #pragma once
 
+#include "core/status.h"
 #include "core/actions.h"
 #include "core/enforce.h"
 
 #include <map>
 #include <memory>
 #include <set>
-#include <sdbus-c++/sdbus-c++.h>
 #include <string>
 #include <vector>
 
@@ -63,7 +63,7 @@ public:
     // GetStatus keys: enforce_throttle_mode, enforce_active (threshold ids in force),
     // enforce_hosts (kernel entries), enforce_dropped_packets, enforce_dropped_bytes
     // (dropped by block and the policer since start).
-    void add_status(std::map<std::string, sdbus::Variant>& m) const;
+    void add_status(Status& m) const;
 
 private:
     void sync(); // pushes PolicyTable's effective entries to the kernel map

@@ -1,6 +1,8 @@
 // Root qdisc control over raw rtnetlink. See qdisc.h.
 #include "kernel/qdisc.h"
 
+#include "os/fd.h"
+
 #include <cerrno>
 #include <cstring>
 #include <linux/netlink.h>
@@ -22,31 +24,26 @@ struct RootQdisc {
 
 class Rtnl {
 public:
-    Rtnl() {
-        fd_ = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-        if (fd_ >= 0) {
+    Rtnl() : fd_(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE)) {
+        if (fd_) {
             timeval tv{2, 0};
-            setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+            setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
         }
-    }
-    ~Rtnl() {
-        if (fd_ >= 0)
-            close(fd_);
     }
     Rtnl(const Rtnl&) = delete;
     Rtnl& operator=(const Rtnl&) = delete;
-    bool ok() const { return fd_ >= 0; }
+    bool ok() const { return static_cast<bool>(fd_); }
 
     // Sends one request; returns 0 or -errno from the kernel's ack.
     int request(std::vector<char>& msg) {
         auto* nlh = reinterpret_cast<nlmsghdr*>(msg.data());
         nlh->nlmsg_len = static_cast<uint32_t>(msg.size());
         nlh->nlmsg_seq = ++seq_;
-        if (send(fd_, msg.data(), msg.size(), 0) < 0)
+        if (send(fd_.get(), msg.data(), msg.size(), 0) < 0)
             return -errno;
         char buf[8192];
         for (;;) {
-            const ssize_t got = recv(fd_, buf, sizeof(buf), 0);
+            const ssize_t got = recv(fd_.get(), buf, sizeof(buf), 0);
             if (got < 0)
                 return -errno;
             int n = static_cast<int>(got);
@@ -69,12 +66,12 @@ public:
         auto* tc = reinterpret_cast<tcmsg*>(NLMSG_DATA(nlh));
         tc->tcm_family = AF_UNSPEC;
         tc->tcm_ifindex = static_cast<int>(ifindex);
-        if (send(fd_, msg.data(), msg.size(), 0) < 0)
+        if (send(fd_.get(), msg.data(), msg.size(), 0) < 0)
             return std::nullopt;
         std::optional<RootQdisc> found;
         char buf[16384];
         for (;;) {
-            const ssize_t got = recv(fd_, buf, sizeof(buf), 0);
+            const ssize_t got = recv(fd_.get(), buf, sizeof(buf), 0);
             if (got < 0)
                 return std::nullopt;
             int n = static_cast<int>(got);
@@ -100,7 +97,7 @@ public:
     }
 
 private:
-    int fd_ = -1;
+    Fd fd_;
     uint32_t seq_ = 0;
 };
 

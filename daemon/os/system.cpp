@@ -4,6 +4,7 @@
 #include "os/error.h"
 
 #include <linux/capability.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <net/if_arp.h>
 #include <sys/ioctl.h>
@@ -16,15 +17,16 @@
 
 namespace nettally {
 
-std::vector<LinkInfo> list_links() {
+std::vector<SystemLink> list_links() {
     struct if_nameindex* ifs = if_nameindex();
     if (!ifs)
         throw SysError(errno, "listing network interfaces");
     // Any socket serves for SIOCGIFFLAGS; AF_UNIX keeps the unit free of IP sockets.
-    int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    std::vector<LinkInfo> out;
+    const Fd sock_fd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    const int sock = sock_fd.get();
+    std::vector<SystemLink> out;
     for (auto* i = ifs; i->if_index != 0; i++) {
-        LinkInfo l{i->if_name, i->if_index, false};
+        SystemLink l{i->if_name, i->if_index, false, false};
         struct ifreq ifr {};
         std::strncpy(ifr.ifr_name, i->if_name, IFNAMSIZ - 1);
         if (sock >= 0 && ioctl(sock, SIOCGIFFLAGS, &ifr) == 0)
@@ -35,10 +37,28 @@ std::vector<LinkInfo> list_links() {
             l.l3 = hw.ifr_hwaddr.sa_family != ARPHRD_ETHER && !l.loopback;
         out.push_back(std::move(l));
     }
-    if (sock >= 0)
-        close(sock);
     if_freenameindex(ifs);
     return out;
+}
+
+Fd subscribe_link_events(int* err) {
+    Fd fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE));
+    if (!fd) {
+        *err = errno;
+        return fd;
+    }
+    sockaddr_nl sa{};
+    sa.nl_family = AF_NETLINK;
+    sa.nl_groups = RTMGRP_LINK;
+    if (bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0)
+        throw SysError(errno, "subscribing to link events");
+    return fd;
+}
+
+void drain_socket(int fd) {
+    char buf[8192];
+    while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0) {
+    }
 }
 
 std::string read_boot_id() {
