@@ -17,6 +17,8 @@ packages=(
 	python3 tshark iperf3 ethtool procps iputils-ping pmacct softflowd linux-perf
 	# test: the file servers the upload tests start themselves
 	vsftpd nginx-light openssh-server openssh-client openssl
+	# lint and fuzz: scripts/check-{format,tidy}.sh, tests/fuzz (libFuzzer runtime)
+	clang-format clang-tidy libclang-rt-14-dev
 )
 
 missing=()

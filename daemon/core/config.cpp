@@ -5,9 +5,13 @@
 
 #include "core/config_parser.h"
 
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/yaml.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <memory>
+#include <sstream>
 #include <system_error>
 #include <utility>
 
@@ -24,8 +28,42 @@ std::string format_message(const std::string& source, int line, int column, cons
     if (!key_path.empty())
         msg += key_path + ": ";
     msg += problem;
-    return msg;
+    // Every part is escaped, not only the values: yaml-cpp's own messages quote the offending
+    // character raw ("unknown escape character: " and a CR from a CRLF file), and the message
+    // must stay one line.
+    return config_yaml::escape_controls(msg);
 }
+
+// Records where each YAML document's first node is, and nothing else (parse_document).
+class DocumentStarts : public YAML::EventHandler {
+public:
+    std::vector<YAML::Mark> marks;
+
+    void OnDocumentStart(const YAML::Mark&) override { seen_node_ = false; }
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+    void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override {
+        node(mark);
+    }
+    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {
+        node(mark);
+    }
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+        node(mark);
+    }
+    void OnMapEnd() override {}
+
+private:
+    void node(const YAML::Mark& mark) {
+        if (!seen_node_)
+            marks.push_back(mark);
+        seen_node_ = true;
+    }
+    bool seen_node_ = false;
+};
 
 } // namespace
 
@@ -40,13 +78,25 @@ Config ConfigParser::parse(const std::string& text) const {
 }
 
 Config ConfigParser::parse_document(const std::string& text) const {
-    const std::vector<YAML::Node> docs = YAML::LoadAll(text);
-    if (docs.size() > 1)
-        fail(docs[1].Mark(), "document", "only one YAML document is allowed, found a second one");
-    if (docs.empty() || docs[0].IsNull())
+    // Not YAML::LoadAll: yaml-cpp 0.7 loops forever, allocating, on a document it cannot
+    // start, e.g. a line beginning with ',' (fixed upstream in 0.8, jbeder/yaml-cpp#1319). A
+    // pass over the events finds the documents' first nodes, stopping at the second one;
+    // one that starts where the previous one did is that loop, reported as a syntax error.
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    DocumentStarts starts;
+    while (starts.marks.size() < 2 && parser.HandleNextDocument(starts)) {
+    }
+    if (starts.marks.size() > 1) {
+        const YAML::Mark& second = starts.marks[1];
+        if (second.pos == starts.marks[0].pos && second.pos >= 0 && size_t(second.pos) < text.size())
+            fail(second, "yaml", "unexpected " + quote(text.substr(second.pos, 1)));
+        fail(second, "document", "only one YAML document is allowed, found a second one");
+    }
+    const YAML::Node root = starts.marks.empty() ? YAML::Node() : YAML::Load(text);
+    if (root.IsNull())
         fail(YAML::Mark::null_mark(), "document",
              "the config is empty; at least an 'interfaces' list is required");
-    const YAML::Node& root = docs[0];
     if (!root.IsMap())
         fail(root.Mark(), "document",
              "expected a map of settings at the top level, got " + kind_of(root));

@@ -19,13 +19,11 @@ std::string join_path(const std::string& parent, const std::string& key) {
 
 } // namespace
 
-// Values are echoed back inside one-line messages, and YAML can smuggle newlines into a scalar
-// (block scalars, escapes), so control characters are escaped and long values are cut.
-std::string escape(std::string_view text) {
-    constexpr size_t max_len = 64;
+// Control characters as \n, \t, \xNN, so a text stays on one line.
+std::string escape_controls(std::string_view text) {
     std::string out;
-    for (size_t i = 0; i < text.size() && i < max_len; ++i) {
-        const auto c = static_cast<unsigned char>(text[i]);
+    for (const char ch : text) {
+        const auto c = static_cast<unsigned char>(ch);
         if (c == '\n') {
             out += "\\n";
         } else if (c == '\t') {
@@ -38,6 +36,14 @@ std::string escape(std::string_view text) {
             out += static_cast<char>(c);
         }
     }
+    return out;
+}
+
+// Values are echoed back inside one-line messages, and YAML can smuggle newlines into a scalar
+// (block scalars, escapes), so control characters are escaped and long values are cut.
+std::string escape(std::string_view text) {
+    constexpr size_t max_len = 64;
+    std::string out = escape_controls(text.substr(0, max_len));
     if (text.size() > max_len)
         out += "...";
     return out;

@@ -30,6 +30,8 @@ struct Field {
     std::function<void(const Entry&, const std::string& key_path)> handle;
 };
 
+// Control characters as \\n, \\t, \\xNN, so a text stays on one line.
+std::string escape_controls(std::string_view text);
 // Values echoed back in one-line messages: control characters escaped, long values cut.
 std::string escape(std::string_view text);
 // escape() in single quotes.

@@ -295,6 +295,22 @@ TEST(ConfigErrors, YamlSyntax) {
     EXPECT_EQ(error_of("poll_interval: 1s: 2s\n"), "test.yaml:1:18: yaml: illegal map value");
 }
 
+// yaml-cpp 0.7's LoadAll never returns (and keeps allocating) on a document that cannot start.
+// Found by tests/fuzz (config target).
+TEST(ConfigErrors, DocumentThatCannotStartIsAnErrorNotAHang) {
+    EXPECT_EQ(error_of(",\n"), "test.yaml:1:1: yaml: unexpected ','");
+    EXPECT_EQ(error_of(", a?[b ]\n: 1\n"), "test.yaml:1:1: yaml: unexpected ','");
+}
+
+// yaml-cpp quotes the offending character raw; the message must still be one line. Found by
+// tests/fuzz (config target): a backslash before a control character in a quoted string.
+TEST(ConfigErrors, YamlMessageStaysOnOneLine) {
+    EXPECT_EQ(error_of(std::string(valid_rules) + "state_dir: \"a\\\r\"\n"),
+              "test.yaml:4:16: yaml: unknown escape character: \\x0d");
+    EXPECT_EQ(error_of(std::string(valid_rules) + "state_dir: \"a\\\x01\"\n"),
+              "test.yaml:4:16: yaml: unknown escape character: \\x01");
+}
+
 TEST(ConfigErrors, UnknownKeys) {
     EXPECT_EQ(
         error_of(std::string(valid_rules) + "pol_interval: 1s\n"),
