@@ -64,16 +64,17 @@ def busctl_args(values):
     return sig, argv
 
 
-def error_name(debug_log, method):
-    """The D-Bus error name of a failed call, from busctl's sd-bus debug log (busctl itself prints
-    only the error message): the error whose reply_cookie is the cookie of the sent method call."""
+def call_error(debug_log, method):
+    """(error name, error message) of a failed call, from busctl's sd-bus debug log (busctl itself
+    prints only the message, and for some names a text of its own instead: "Access denied"): the
+    error whose reply_cookie is the cookie of the sent method call. (None, None) if there is none."""
     sent = re.search(r"^Sent message type=method_call .*\bmember=" + re.escape(method) + r" cookie=(\d+)\b",
                      debug_log, re.M)
     if not sent:
-        return None
-    got = re.search(r"^Got message type=error .*\breply_cookie=" + sent.group(1) + r" .*\berror-name=(\S+)",
-                    debug_log, re.M)
-    return got.group(1) if got else None
+        return None, None
+    got = re.search(r"^Got message type=error .*\breply_cookie=" + sent.group(1)
+                    + r" .*\berror-name=(\S+) error-message=(.*)$", debug_log, re.M)
+    return (got.group(1), got.group(2)) if got else (None, None)
 
 
 class ThresholdBus:
@@ -86,16 +87,18 @@ class ThresholdBus:
     def write(self, method, *args, user=None):
         """args: str (s) or dict (a{sv}). Returns (rc, error name or None, message)."""
         sig, argv = busctl_args(args)
-        argv = ["busctl", f"--address={self.bus.address}", "call", h.BUS_NAME, h.BUS_PATH, IFACE, method,
+        # "--": arguments such as -5 are values, not options.
+        argv = ["busctl", f"--address={self.bus.address}", "--", "call", h.BUS_NAME, h.BUS_PATH, IFACE, method,
                 sig] + argv
         if user is not None:
             argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] + argv
         p = h.run(argv, check=False, timeout=30, env=dict(self.bus.env(), SYSTEMD_LOG_LEVEL="debug"))
-        err = error_name(p.stderr, method) if p.returncode != 0 else None
-        failed = [ln.split(":", 1)[1].strip() for ln in p.stderr.splitlines() if ln.startswith("Call failed:")]
-        msg = failed[0] if failed else "\n".join(ln for ln in p.stderr.splitlines()
-                                               if not re.match(r"(Sent|Got) message |Bus |sd-bus:", ln))
-        return p.returncode, err, (msg.strip() or p.stdout.strip())
+        if p.returncode == 0:
+            return 0, None, p.stdout.strip()
+        err, msg = call_error(p.stderr, method)
+        if msg is None:  # no reply at all (busctl's own failure): its stderr, less the debug log
+            msg = "\n".join(ln for ln in p.stderr.splitlines() if not re.match(r"(Sent|Got) message |Bus |sd-bus:", ln))
+        return p.returncode, err, msg.strip()
 
     def add(self, d, user=None):
         return self.write("AddThreshold", d, user=user)
