@@ -14,8 +14,9 @@
 #           fails its test) and requires that no integration suite is skipped
 #   --keep  leaves the root's directory (unmounted) for a look afterwards
 # Environment: NT_FRESH_CACHE (default /var/cache/nettally-fresh) keeps the
-# debootstrap result and the downloaded .debs between runs; every run starts
-# from a copy of that bare root with an empty apt state and a fresh clone.
+# debootstrap result and the downloaded .debs between runs (and the last run's
+# logs in last-run/); every run starts from a copy of that bare root with an
+# empty apt state and a fresh clone.
 # Needs root, git, the machine's network to Debian's archive, and a kernel
 # with BTF; it attaches nettallyd to this machine's interfaces for the trial.
 set -euo pipefail
@@ -40,6 +41,7 @@ if [ -n "$(git -C "$repo" status --porcelain --untracked-files=no)" ]; then
 	say "note: uncommitted changes in $repo are not checked (the root gets commit $commit)"
 fi
 cache=${NT_FRESH_CACHE:-/var/cache/nettally-fresh}
+logs=$cache/last-run # the logs of the last run (run.log, test.log), kept
 suite=bookworm
 pin_dir=/sys/fs/bpf/nettally # config/nettally.yaml's pin_dir
 state_file=var/lib/nettally/state.json # config/nettally.yaml's state_dir, in the root
@@ -132,6 +134,9 @@ cleanup() {
 			keep=1
 		fi
 	fi
+	if [ -n "$run_dir" ] && [ -f "$run_dir/run.log" ]; then
+		cp "$run_dir/run.log" "$logs/run.log"
+	fi
 	if [ -n "$run_dir" ]; then
 		if [ "$keep" -eq 1 ]; then say "kept: $run_dir"; else rm -rf --one-file-system "$run_dir"; fi
 	fi
@@ -155,6 +160,7 @@ fi
 [ ! -e "$pin_dir" ] || die "$pin_dir exists already (a nettallyd runs on this machine?): cannot tell what the trial leaves"
 
 mkdir -p "$cache/debs/partial"
+rm -rf "$logs" && mkdir -p "$logs"
 base=$cache/$suite-minbase
 if [ ! -f "$base/.complete" ]; then
 	url=$(mirror)
@@ -315,9 +321,10 @@ if [ "$with_test" -eq 1 ]; then
 	trc=0
 	in_root CI=true /bin/bash -c 'cd /root/nettally && exec scripts/test.sh' >"$tlog" 2>&1 </dev/null || trc=$?
 	took test
-	grep -E '^(Start|[[:space:]]*[0-9]+/[0-9]+ Test)' "$tlog" | grep -v '^Start' | sed 's/^/    /' >&2 || true
+	cp "$tlog" "$logs/test.log"
+	grep -E '^[[:space:]]*[0-9]+/[0-9]+ Test +#[0-9]+: (integration|systemd)' "$tlog" | sed 's/^/    /' >&2 || true
 	grep -E 'tests passed|tests failed' "$tlog" >&2 || true
-	[ "$trc" -eq 0 ] || { cp "$tlog" "${TMPDIR:-/tmp}/nettally-fresh-test.log"; die "scripts/test.sh failed (status $trc); log: ${TMPDIR:-/tmp}/nettally-fresh-test.log"; }
+	[ "$trc" -eq 0 ] || die "scripts/test.sh failed (status $trc); log: $logs/test.log"
 	skipped=$(grep -E 'integration\.[a-z_]+ .*\*\*\*Skipped|integration\.[a-z_]+ .*Not Run' "$tlog" || true)
 	[ -z "$skipped" ] || { echo "$skipped" >&2; die "integration suites skipped in the fresh root"; }
 	say "ok: the whole suite passed, no integration suite skipped"
