@@ -101,12 +101,15 @@ while :; do
 done
 daemon_pid=
 
-if [ -z "$stop_signal" ]; then
-	# nettallyd ended by itself (an error it has reported): its programs stay, as after a crash.
+if [ -z "$stop_signal" ] && [ "$rc" -ne 0 ]; then
+	# nettallyd failed (an error it has reported): its programs stay, as after a crash.
 	note "nettallyd exited with status $rc"
 	exit "$rc"
 fi
-note "nettallyd stopped on SIG$stop_signal (status $rc); detaching: nettallyd --detach"
+# Stopped: by Ctrl-C or SIGTERM to run.sh, or by a signal that reached nettallyd alone (it exits
+# with 0 only when told to stop; Ctrl-C reaches it even where run.sh was started with SIGINT
+# ignored, as a background job is).
+note "nettallyd stopped (${stop_signal:+SIG$stop_signal, }status $rc); detaching: nettallyd --detach"
 detach_rc=0
 "$nettallyd" --config "$config" --detach || detach_rc=$?
 if [ "$detach_rc" -ne 0 ]; then
