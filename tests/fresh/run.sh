@@ -53,6 +53,7 @@ begin() { step_start=$(date +%s.%N); say "$1"; }
 took() {
 	took[$1]=$(awk -v a="$step_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.0f", b - a }')
 	order+=("$1")
+	say "step $1: ${took[$1]} s"
 }
 report() {
 	local s
@@ -95,7 +96,7 @@ snapshot() {
 	done
 }
 
-root='' run_dir='' pgid='' mounted=()
+root='' run_dir='' pgid='' mounted=() before=''
 root_pids() {
 	local p
 	for p in /proc/[0-9]*; do
@@ -116,6 +117,16 @@ cleanup() {
 			say "cleanup: pins left in $pin_dir; nettallyd --detach"
 			chroot "$root" /bin/sh -c 'cd /root/nettally && build/daemon/nettallyd --config config/nettally.yaml --detach'
 		fi
+		# --detach leaves the clsact qdiscs nettallyd added: remove those that were not there before
+		# and carry no filter now.
+		for dev in $(ip -o link show | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do
+			[ -n "$before" ] || break # nettallyd never started
+			tc qdisc show dev "$dev" 2>/dev/null | grep -q '^qdisc clsact ' || continue
+			printf '%s\n' "$before" | sed -n "/^== $dev\$/,/^== /p" | grep -q '^qdisc clsact ' && continue
+			[ -z "$(tc filter show dev "$dev" ingress)$(tc filter show dev "$dev" egress)" ] || continue
+			say "cleanup: removing the clsact qdisc left on $dev"
+			tc qdisc del dev "$dev" clsact
+		done
 		pids=$(root_pids)
 		if [ -n "$pids" ]; then
 			say "cleanup: ending processes of the root: $(echo "$pids" | tr '\n' ' ')"
@@ -214,7 +225,10 @@ in_root() { chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
 log=$run_dir/run.log
 say "scripts/run.sh in the root (log: $log)"
 t0=$(date +%s.%N)
-setsid chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
+# As a terminal runs it: its own process group (Ctrl-C = SIGINT to the group) and SIGINT not
+# ignored (a background job of this script would start with SIGINT ignored, and bash cannot trap
+# a signal ignored at its start).
+setsid env --default-signal=INT chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
 	PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 	/bin/bash -c 'cd /root/nettally && exec scripts/run.sh' >"$log" 2>&1 </dev/null &
 run_pid=$!
@@ -241,6 +255,7 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", b - a }'; }
 took[deps]=$(secs "$t0" "${t_build:-$t_start}") && order+=(deps)
 took[build]=$(secs "${t_build:-$t_start}" "$t_start") && order+=(build)
 took[start-to-status]=$(secs "$t_start" "$t_up") && order+=(start-to-status)
+say "steps: deps ${took[deps]} s, build ${took[build]} s, start-to-status ${took[start-to-status]} s"
 say "nettallyctl status answers:"
 sed 's/^/    /' "$run_dir/status.txt" >&2
 [ -d "$pin_dir" ] || die "nettallyd runs but $pin_dir is not there: the check would prove nothing"
