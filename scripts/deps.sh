@@ -3,19 +3,27 @@
 # Idempotent: packages already present are skipped by apt-get.
 set -euo pipefail
 
+# Everything the README's two commands (scripts/run.sh, scripts/test.sh) and the tests run, on a
+# bare Debian 12 (debootstrap --variant=minbase): nothing is assumed to be there already, not even
+# what minbase happens to bring. tests/fresh/run.sh checks this list on such a root.
 packages=(
 	# build
 	build-essential cmake pkg-config clang llvm
 	libbpf-dev bpftool libelf-dev zlib1g-dev
 	libsystemd-dev libsdbus-c++-dev libsdbus-c++-bin
 	libyaml-cpp-dev libspdlog-dev libfmt-dev libgtest-dev nlohmann-json3-dev
-	libcurl4-openssl-dev
-	libcli11-dev
-	# run
-	dbus-daemon dbus-bin systemd iproute2 util-linux tzdata
-	# test
-	python3 tshark iperf3 ethtool procps iputils-ping pmacct softflowd linux-perf
-	# test: the file servers the upload tests start themselves
+	libcurl4-openssl-dev libcli11-dev
+	# run: dbus-daemon, busctl (systemd), /usr/share/dbus-1/system.conf and the messagebus user
+	# (dbus-system-bus-common), dbus-send (dbus-bin); ip, tc, ss (iproute2); mount, mountpoint,
+	# nsenter, setpriv (mount, util-linux)
+	dbus-daemon dbus-bin dbus-system-bus-common systemd iproute2 util-linux mount coreutils tzdata
+	# test: python3 (standard library only), tshark + dumpcap, iperf3, ethtool, sysctl (procps),
+	# ping, useradd/userdel/chpasswd (passwd), stdbuf (coreutils), gzip, bpftool (above),
+	# systemd-analyze (systemd, above)
+	python3 tshark iperf3 ethtool procps iputils-ping passwd gzip
+	# bench: the NetFlow exporters it compares with, perf
+	pmacct softflowd linux-perf
+	# test: the file servers the upload tests start themselves (sshd, ssh-keygen, openssl)
 	vsftpd nginx-light openssh-server openssh-client openssl
 	# lint and fuzz: scripts/check-{format,tidy}.sh, tests/fuzz (libFuzzer runtime)
 	clang-format clang-tidy libclang-rt-14-dev

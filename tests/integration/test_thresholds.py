@@ -23,6 +23,7 @@ Topology: ntharness.py.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,42 +40,68 @@ ERR_INVALID_ARGUMENT = "org.nettally.Accounting1.Error.InvalidArgument"
 ERR_ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
 
 
-def gvariant(v):
-    """A Python value as GVariant text for gdbus (ints as uint64 unless negative)."""
+def variant(v):
+    """A Python value as busctl arguments for one variant (ints as uint64 unless negative)."""
     if isinstance(v, bool):
-        return "<true>" if v else "<false>"
+        return ["b", "true" if v else "false"]
     if isinstance(v, int):
-        return f"<int64 {v}>" if v < 0 else f"<uint64 {v}>"
-    return "<" + json.dumps(str(v)) + ">"
+        return ["x" if v < 0 else "t", str(v)]
+    return ["s", str(v)]
 
 
-def gdict(d):
-    return "{" + ", ".join(f"{json.dumps(k)}: {gvariant(v)}" for k, v in d.items()) + "}"
+def busctl_args(values):
+    """(signature, arguments) for busctl call: str -> s, dict -> a{sv}."""
+    sig, argv = "", []
+    for v in values:
+        if isinstance(v, dict):
+            sig += "a{sv}"
+            argv.append(str(len(v)))
+            for k, x in v.items():
+                argv += [str(k)] + variant(x)
+        else:
+            sig += "s"
+            argv.append(str(v))
+    return sig, argv
+
+
+def call_error(debug_log, method):
+    """(error name, error message) of a failed call, from busctl's sd-bus debug log (busctl itself
+    prints only the message, and for some names a text of its own instead: "Access denied"): the
+    error whose reply_cookie is the cookie of the sent method call. (None, None) if there is none."""
+    sent = re.search(r"^Sent message type=method_call .*\bmember=" + re.escape(method) + r" cookie=(\d+)\b",
+                     debug_log, re.M)
+    if not sent:
+        return None, None
+    got = re.search(r"^Got message type=error .*\breply_cookie=" + sent.group(1)
+                    + r" .*\berror-name=(\S+) error-message=(.*)$", debug_log, re.M)
+    return (got.group(1), got.group(2)) if got else (None, None)
 
 
 class ThresholdBus:
-    """The Thresholds interface through gdbus (writes: prints the D-Bus error name) and busctl (reads)."""
+    """The Thresholds interface through busctl (writes: the D-Bus error name is read from sd-bus's
+    debug log)."""
 
     def __init__(self, bus):
         self.bus = bus
 
     def write(self, method, *args, user=None):
-        """Returns (rc, error name or None, message)."""
-        argv = ["gdbus", "call", "--address", self.bus.address, "--dest", h.BUS_NAME, "--object-path",
-                h.BUS_PATH, "--method", f"{IFACE}.{method}"] + list(args)
+        """args: str (s) or dict (a{sv}). Returns (rc, error name or None, message)."""
+        sig, argv = busctl_args(args)
+        # "--": arguments such as -5 are values, not options.
+        argv = ["busctl", f"--address={self.bus.address}", "--", "call", h.BUS_NAME, h.BUS_PATH, IFACE, method,
+                sig] + argv
         if user is not None:
             argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] + argv
-        p = h.run(argv, check=False, timeout=30, env=dict(self.bus.env(), HOME="/tmp"))
-        err = None
-        if p.returncode != 0:
-            marker = "GDBus.Error:"
-            i = p.stderr.find(marker)
-            if i >= 0:
-                err = p.stderr[i + len(marker):].split(":", 1)[0].strip()
-        return p.returncode, err, (p.stderr.strip() or p.stdout.strip())
+        p = h.run(argv, check=False, timeout=30, env=dict(self.bus.env(), SYSTEMD_LOG_LEVEL="debug"))
+        if p.returncode == 0:
+            return 0, None, p.stdout.strip()
+        err, msg = call_error(p.stderr, method)
+        if msg is None:  # no reply at all (busctl's own failure): its stderr, less the debug log
+            msg = "\n".join(ln for ln in p.stderr.splitlines() if not re.match(r"(Sent|Got) message |Bus |sd-bus:", ln))
+        return p.returncode, err, msg.strip()
 
     def add(self, d, user=None):
-        return self.write("AddThreshold", gdict(d), user=user)
+        return self.write("AddThreshold", d, user=user)
 
     def add_ok(self, d):
         rc, err, msg = self.add(d)
@@ -143,7 +170,7 @@ class ThresholdsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         h.require_all()
-        h.require_tools("gdbus", "tshark")
+        h.require_tools("tshark")
         h.open_env(cls)
         # Alert records (records type "alert") are written for every signal; checked in the quota test.
         cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, flows=h.NO_EVICTION,
@@ -358,7 +385,7 @@ class ThresholdsTest(unittest.TestCase):
         self.assertNotIn("acl", tb.names())
         tb.add_ok(self.defn("acl"))
         self.addCleanup(tb.write, "RemoveThreshold", "acl")
-        for method, args in (("ModifyThreshold", ("acl", gdict({"step": "2MB"}))), ("ResetPeriod", ("acl",)),
+        for method, args in (("ModifyThreshold", ("acl", {"step": "2MB"})), ("ResetPeriod", ("acl",)),
                              ("RemoveThreshold", ("acl",))):
             rc, err, msg = tb.write(method, *args, user=h.NOBODY)
             self.assertEqual(err, ERR_ACCESS_DENIED, f"{method} as nobody: {msg}")
@@ -372,7 +399,7 @@ class ThresholdsTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         p = self.ctl.run("thresholds", "remove", "acl", user=h.NOBODY)
         self.assertEqual(p.returncode, 1, f"nettallyctl remove as nobody: {p.stderr}")
-        for method, args in (("ModifyThreshold", ("acl", gdict({"step": "2MB"}))), ("ResetPeriod", ("acl",)),
+        for method, args in (("ModifyThreshold", ("acl", {"step": "2MB"})), ("ResetPeriod", ("acl",)),
                              ("RemoveThreshold", ("acl",))):
             rc, err, msg = tb.write(method, *args)
             self.assertEqual((rc, err), (0, None), f"{method} as root: {msg}")
@@ -403,7 +430,7 @@ class ThresholdsTest(unittest.TestCase):
             self.assertIn("needs root", msg, "refused by the daemon, not the policy")
             self.assertEqual(tb.names(), [])
             tb.add_ok(self.defn("loose"))
-            for method, args in (("ModifyThreshold", ("loose", gdict({"step": "2MB"}))),
+            for method, args in (("ModifyThreshold", ("loose", {"step": "2MB"})),
                                  ("ResetPeriod", ("loose",)), ("RemoveThreshold", ("loose",))):
                 rc, err, msg = tb.write(method, *args, user=h.NOBODY)
                 self.assertEqual(err, ERR_ACCESS_DENIED, f"{method} as nobody behind a loose policy: {msg}")
@@ -450,7 +477,7 @@ class ThresholdsTest(unittest.TestCase):
                 self.assertEqual(err, ERR_INVALID_ARGUMENT, msg)
                 self.assertIn(f"{key}:", msg, "the message names the key")
                 self.assertIn(words, msg)
-        rc, err, msg = self.tb.write("ModifyThreshold", "dup", gdict({"step": "2MB", "limit": "1MB"}))
+        rc, err, msg = self.tb.write("ModifyThreshold", "dup", {"step": "2MB", "limit": "1MB"})
         self.assertEqual(err, ERR_INVALID_ARGUMENT, msg)
         rc, err, msg = self.tb.write("RemoveThreshold", "nosuch")
         self.assertEqual(err, ERR_INVALID_ARGUMENT, msg)
@@ -481,7 +508,7 @@ class ThresholdsTest(unittest.TestCase):
         self.assertEqual(configure(quota).returncode, 0)
         self.assertEqual(listed()["cfg-quota"]["source"], "config")
         # Read-only over D-Bus (ResetPeriod is allowed: it changes usage, not the definition).
-        for method, args in (("ModifyThreshold", ("cfg-quota", gdict({"step": "2MB"}))),
+        for method, args in (("ModifyThreshold", ("cfg-quota", {"step": "2MB"})),
                              ("RemoveThreshold", ("cfg-quota",))):
             rc, err, msg = self.tb.write(method, *args)
             self.assertEqual(err, ERR_INVALID_ARGUMENT, f"{method}: {msg}")
