@@ -327,7 +327,7 @@ RecordsConfig apply_overrides(const RecordsConfig& base, const nlohmann::json& o
         throw std::invalid_argument("settings must be an object");
     RecordsConfig c = base;
     for (const auto& [key, v] : o.items()) {
-        auto need = [&](bool ok, const char* what) {
+        auto need = [&key = key](bool ok, const char* what) {
             if (!ok)
                 throw std::invalid_argument(key + ": expected " + what);
         };

@@ -348,7 +348,7 @@ TimeZone TimeZone::from_tzif(std::string name, std::string_view data) {
     in.need(h.block_size(time_size), "data block");
 
     TimeZone z;
-    z.name_ = std::move(name);
+    z.name_ = name; // a copy: `in` names the zone in its errors
     std::vector<int64_t> at(h.timecnt);
     for (size_t i = 0; i < at.size(); ++i) {
         at[i] = time_size == 8 ? in.be64() : static_cast<int64_t>(static_cast<int32_t>(in.be32()));

@@ -374,7 +374,7 @@ void Recorder::write_usage(const Collector& c, const CgroupLedger* cgroups, int6
     for (const auto& [key, h] : c.hosts()) {
         for (const char* dir : {"sent", "received"}) {
             const Counts& t = std::string_view(dir) == "sent" ? h.sent.total() : h.received.total();
-            cur["host:" + key + ":" + dir] = Usage{RecordType::Host, t, [&h, dir](int64_t s, int64_t e, const Counts& x) {
+            cur["host:" + key + ":" + dir] = Usage{RecordType::Host, t, [&h = h, dir](int64_t s, int64_t e, const Counts& x) {
                                                        return host_record(s, e, h.interface, h.mac, h.ip, dir, x);
                                                    }};
         }

@@ -107,7 +107,8 @@ void add_attr(std::vector<char>& msg, uint16_t type, const void* data, size_t le
     auto* a = reinterpret_cast<rtattr*>(msg.data() + off);
     a->rta_type = type;
     a->rta_len = static_cast<uint16_t>(RTA_LENGTH(len));
-    std::memcpy(RTA_DATA(a), data, len);
+    if (len > 0) // an empty attribute may come with no data pointer
+        std::memcpy(RTA_DATA(a), data, len);
 }
 
 std::vector<char> qdisc_msg(uint16_t type, uint16_t flags, uint32_t ifindex, uint32_t handle) {
