@@ -48,7 +48,7 @@ function(bpf_object name src)
             -Wall -Werror -Wno-unused-function
             -I${BPF_GEN_DIR} -I${src_dir}
             -c ${src_abs} -o ${obj}
-    DEPENDS ${src_abs} ${ARG_HEADERS} ${BPF_GEN_DIR}/vmlinux.h
+    DEPENDS ${src_abs} ${ARG_HEADERS}
     COMMENT "BPF ${name}: compiling ${src}"
     VERBATIM)
   add_custom_command(
@@ -59,6 +59,10 @@ function(bpf_object name src)
     COMMENT "BPF ${name}: generating skeleton"
     VERBATIM)
   add_custom_target(${name}_skel_gen DEPENDS ${skel})
+  # vmlinux.h through its one target, not as a file dependency: every target that lists a custom
+  # command's output gets its own copy of the rule, and two skeletons built in parallel would
+  # both write vmlinux.h.
+  add_dependencies(${name}_skel_gen bpf_vmlinux_h)
 
   add_library(${name}_skel INTERFACE)
   add_dependencies(${name}_skel ${name}_skel_gen)

@@ -3,5 +3,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${NT_BUILD_DIR:-build}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-RelWithDebInfo}" >/dev/null
+# ccache, when installed, makes a rebuild of an unchanged file free, in this tree or another clone
+# (paths relative to the repository root, the build directory not hashed).
+launcher=()
+if command -v ccache >/dev/null; then
+	export CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=1
+	launcher=(-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+fi
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-RelWithDebInfo}" "${launcher[@]}" >/dev/null
 cmake --build "$build" -j"$(nproc)"
