@@ -30,7 +30,9 @@ namespace {
 
 constexpr uint32_t kSyntheticIfindex = 1000;
 
-double ms_since(uint64_t t0) { return static_cast<double>(now_ns() - t0) / 1e6; }
+double ms_since(uint64_t t0) {
+    return static_cast<double>(now_ns() - t0) / 1e6;
+}
 
 } // namespace
 
@@ -95,8 +97,12 @@ int main(int argc, char** argv) {
                     static_cast<unsigned long long>(finished), static_cast<unsigned long long>(left));
         if (!json_path.empty()) {
             std::ofstream f(json_path);
-            f << nlohmann::json{{"flows", flows},         {"plain_poll_ms", plain_ms}, {"evict_poll_ms", evict_ms},
-                                {"evict_us_per_flow", per_flow_us}, {"finished", finished},  {"left", left}}
+            f << nlohmann::json{{"flows", flows},
+                                {"plain_poll_ms", plain_ms},
+                                {"evict_poll_ms", evict_ms},
+                                {"evict_us_per_flow", per_flow_us},
+                                {"finished", finished},
+                                {"left", left}}
                      .dump(2)
               << "\n";
         }

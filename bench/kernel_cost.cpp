@@ -62,11 +62,12 @@ struct Options {
 };
 
 [[noreturn]] void usage(int rc) {
-    std::fprintf(rc ? stderr : stdout,
-                 "Usage: nt_bench_kernel [--repeat N] [--rounds N] [--cpu N] [--flows N,N,...] [--json PATH]\n"
-                 "       nt_bench_kernel --profile wan|lan|hash [--flows N] [--seconds S]\n"
-                 "In-kernel cost per packet of nettally's TC programs (BPF_PROG_TEST_RUN). Needs root.\n"
-                 "--profile runs one program on ipv4/udp 64B at the first N for S seconds, for perf.\n");
+    std::fprintf(
+        rc ? stderr : stdout,
+        "Usage: nt_bench_kernel [--repeat N] [--rounds N] [--cpu N] [--flows N,N,...] [--json PATH]\n"
+        "       nt_bench_kernel --profile wan|lan|hash [--flows N] [--seconds S]\n"
+        "In-kernel cost per packet of nettally's TC programs (BPF_PROG_TEST_RUN). Needs root.\n"
+        "--profile runs one program on ipv4/udp 64B at the first N for S seconds, for perf.\n");
     std::exit(rc);
 }
 
@@ -220,10 +221,11 @@ int main(int argc, char** argv) {
 
     const std::string stats = read_small_file("/proc/sys/kernel/bpf_stats_enabled");
     if (stats != "0")
-        std::fprintf(stderr,
-                     "nt_bench_kernel: warning: kernel.bpf_stats_enabled=%s: every run also pays for run-time "
-                     "stats, figures are higher than in production\n",
-                     stats.c_str());
+        std::fprintf(
+            stderr,
+            "nt_bench_kernel: warning: kernel.bpf_stats_enabled=%s: every run also pays for run-time "
+            "stats, figures are higher than in production\n",
+            stats.c_str());
 
     std::vector<TestPacket> packets;
     for (int fam : {NT_AF_INET, NT_AF_INET6})
@@ -238,7 +240,8 @@ int main(int argc, char** argv) {
     out["map_max_entries"] = kMapEntries;
     out["bpf_stats_enabled"] = stats;
     nlohmann::json& rows = out["results"] = nlohmann::json::array();
-    auto record = [&](const std::string& prog, const std::string& pkt, uint64_t flows, double ns, double empty) {
+    auto record = [&](const std::string& prog, const std::string& pkt, uint64_t flows, double ns,
+                      double empty) {
         rows.push_back({{"prog", prog}, {"packet", pkt}, {"flows", flows}, {"ns", ns}, {"empty_ns", empty}});
     };
 
@@ -251,7 +254,8 @@ int main(int argc, char** argv) {
             throw std::runtime_error("opening bench/bpf/hash_update.bpf.c");
         bpf_map__set_max_entries(hash->maps.bench_flows, kMapEntries);
         if (int err = nt_bench_hash_bpf__load(hash.get()))
-            throw std::runtime_error(std::string("loading bench/bpf/hash_update.bpf.c: ") + std::strerror(-err));
+            throw std::runtime_error(std::string("loading bench/bpf/hash_update.bpf.c: ") +
+                                     std::strerror(-err));
         auto full = load_nettally(true, kMapEntries);
         auto no_hosts = load_nettally(false, kMapEntries, full.get());
 
@@ -291,8 +295,9 @@ int main(int argc, char** argv) {
             const uint64_t end = now_ns() + static_cast<uint64_t>(o.seconds * 1e9);
             while (now_ns() < end)
                 ns.push_back(run_ns(fd, p, o.repeat));
-            std::printf("%s, %s, %llu live flows: %.1f ns/packet (median of %zu runs of %d)\n", o.profile.c_str(),
-                        p.name.c_str(), static_cast<unsigned long long>(n), median(ns), ns.size(), o.repeat);
+            std::printf("%s, %s, %llu live flows: %.1f ns/packet (median of %zu runs of %d)\n",
+                        o.profile.c_str(), p.name.c_str(), static_cast<unsigned long long>(n), median(ns),
+                        ns.size(), o.repeat);
             return 0;
         }
 
@@ -305,8 +310,9 @@ int main(int argc, char** argv) {
             record("wan", p.name, n, ns[1], e);
             record("lan_nohosts", p.name, n, ns[2], e);
             record("lan", p.name, n, ns[3], e);
-            std::printf("%-16s %10llu %15s %15s %15s %15s\n", p.name.c_str(), static_cast<unsigned long long>(n),
-                        fmt(e, e).c_str(), fmt(ns[1], e).c_str(), fmt(ns[2], e).c_str(), fmt(ns[3], e).c_str());
+            std::printf("%-16s %10llu %15s %15s %15s %15s\n", p.name.c_str(),
+                        static_cast<unsigned long long>(n), fmt(e, e).c_str(), fmt(ns[1], e).c_str(),
+                        fmt(ns[2], e).c_str(), fmt(ns[3], e).c_str());
             std::fflush(stdout);
         };
 
@@ -352,7 +358,8 @@ int main(int argc, char** argv) {
                     std::vector<nt_flow_val> probe(static_cast<size_t>(ncpus));
                     const nt_flow_key k = flow_key_of(p, ifindex, NT_DIR_INGRESS);
                     if (bpf_map_lookup_elem(flows_map, &k, probe.data()) != 0)
-                        std::fprintf(stderr, "nt_bench_kernel: warning: flow of %s not found: not the hot path\n",
+                        std::fprintf(stderr,
+                                     "nt_bench_kernel: warning: flow of %s not found: not the hot path\n",
                                      p.name.c_str());
                     measure_row(p, n);
                 }
@@ -384,14 +391,14 @@ int main(int argc, char** argv) {
                         fmt(h.ns, h.empty).c_str());
 
         const IfaceCheck fc = check_ifaces(bpf_map__fd(full->maps.nt_ifaces), ncpus);
-        out["checks"] = {{"unparsable", fc.unparsable}, {"flow_overflow", fc.overflow},
-                         {"packets", fc.total}};
+        out["checks"] = {
+            {"unparsable", fc.unparsable}, {"flow_overflow", fc.overflow}, {"packets", fc.total}};
         if (fc.overflow || fc.unparsable)
-            std::fprintf(stderr,
-                         "nt_bench_kernel: warning: %llu packets in the overflow bucket, %llu unparsable: some "
-                         "runs did not take the hot path\n",
-                         static_cast<unsigned long long>(fc.overflow),
-                         static_cast<unsigned long long>(fc.unparsable));
+            std::fprintf(
+                stderr,
+                "nt_bench_kernel: warning: %llu packets in the overflow bucket, %llu unparsable: some "
+                "runs did not take the hot path\n",
+                static_cast<unsigned long long>(fc.overflow), static_cast<unsigned long long>(fc.unparsable));
     } catch (const std::exception& e) {
         std::fprintf(stderr, "nt_bench_kernel: %s\n", e.what());
         return 1;

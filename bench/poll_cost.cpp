@@ -114,8 +114,8 @@ int fill_pid(pid_t pid, uint64_t flows) {
     }
     const uint64_t t0 = now_ns();
     fill_flows(fd, libbpf_num_possible_cpus(), 0, flows, kSyntheticIfindex);
-    std::printf("filled %llu flows into nt_flows of pid %d in %.0f ms\n", static_cast<unsigned long long>(flows),
-                pid, static_cast<double>(now_ns() - t0) / 1e6);
+    std::printf("filled %llu flows into nt_flows of pid %d in %.0f ms\n",
+                static_cast<unsigned long long>(flows), pid, static_cast<double>(now_ns() - t0) / 1e6);
     close(fd);
     return 0;
 }
@@ -214,12 +214,13 @@ int main(int argc, char** argv) {
         const double med = median(poll_ms);
         const double per_flow_us = med * 1000.0 / static_cast<double>(flows);
 
-        std::printf("%9llu flows (max_entries %u): poll %.2f ms median of %d (first %.2f ms) = %.3f us/flow; "
-                    "read_flows alone %.2f ms; VmRSS %.1f MiB (%.1f before load), VmHWM %.1f MiB; load %.0f ms, "
-                    "fill %.0f ms\n",
-                    static_cast<unsigned long long>(flows), max_entries, med, polls, first_ms, per_flow_us,
-                    median(read_ms), static_cast<double>(rss) / 1024, static_cast<double>(rss_start) / 1024,
-                    static_cast<double>(hwm) / 1024, load_ms, fill_ms);
+        std::printf(
+            "%9llu flows (max_entries %u): poll %.2f ms median of %d (first %.2f ms) = %.3f us/flow; "
+            "read_flows alone %.2f ms; VmRSS %.1f MiB (%.1f before load), VmHWM %.1f MiB; load %.0f ms, "
+            "fill %.0f ms\n",
+            static_cast<unsigned long long>(flows), max_entries, med, polls, first_ms, per_flow_us,
+            median(read_ms), static_cast<double>(rss) / 1024, static_cast<double>(rss_start) / 1024,
+            static_cast<double>(hwm) / 1024, load_ms, fill_ms);
         if (!json_path.empty()) {
             nlohmann::json j = {{"flows", flows},
                                 {"max_entries", max_entries},

@@ -33,7 +33,7 @@ const volatile __u8 cfg_count_hosts = 1;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, NT_MAX_IFACES * NT_DIR_MAX);
+	__uint(max_entries, NT_MAX_IFACES *NT_DIR_MAX);
 	__type(key, struct nt_iface_key);
 	__type(value, struct nt_iface_val);
 } nt_ifaces SEC(".maps");
@@ -41,7 +41,7 @@ struct {
 /* Userspace only (nettally_abi.h): created and pinned with the counters. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, NT_MAX_IFACES * NT_DIR_MAX);
+	__uint(max_entries, NT_MAX_IFACES *NT_DIR_MAX);
 	__type(key, struct nt_iface_key);
 	__type(value, struct nt_evicted_val);
 } nt_evicted SEC(".maps");
@@ -113,7 +113,7 @@ static __always_inline void add_counts(struct nt_counts *to, const struct nt_cou
 
 static __always_inline struct nt_iface_val *iface_val(__u32 ifindex, __u32 dir)
 {
-	struct nt_iface_key key = { .ifindex = ifindex, .dir = dir };
+	struct nt_iface_key key = {.ifindex = ifindex, .dir = dir};
 	struct nt_iface_val *v = bpf_map_lookup_elem(&nt_ifaces, &key);
 
 	if (v)
@@ -129,12 +129,12 @@ static __always_inline struct nt_iface_val *iface_val(__u32 ifindex, __u32 dir)
 static __always_inline int count_flow(const struct pkt *p, __u32 ifindex, __u32 dir, __u64 now)
 {
 	struct nt_flow_key key = {
-		.ifindex = ifindex,
-		.dir = dir,
-		.proto = p->proto,
-		.family = p->family,
-		.sport = p->sport,
-		.dport = p->dport,
+	    .ifindex = ifindex,
+	    .dir = dir,
+	    .proto = p->proto,
+	    .family = p->family,
+	    .sport = p->sport,
+	    .dport = p->dport,
 	};
 	struct nt_flow_val *v;
 
@@ -144,10 +144,10 @@ static __always_inline int count_flow(const struct pkt *p, __u32 ifindex, __u32 
 	v = bpf_map_lookup_elem(&nt_flows, &key);
 	if (!v) {
 		struct nt_flow_val init = {
-			.c = p->c,
-			.first_ns = now,
-			.last_ns = now,
-			.tcp_flags = p->tcp_flags,
+		    .c = p->c,
+		    .first_ns = now,
+		    .last_ns = now,
+		    .tcp_flags = p->tcp_flags,
 		};
 		long err = bpf_map_update_elem(&nt_flows, &key, &init, BPF_NOEXIST);
 
@@ -169,7 +169,7 @@ static __always_inline int count_flow(const struct pkt *p, __u32 ifindex, __u32 
 /* Returns 0 when counted, -1 when the host map had no room. */
 static __always_inline int count_host(const struct pkt *p, __u32 ifindex, __u32 dir, __u64 now)
 {
-	struct nt_host_key key = { .ifindex = ifindex, .family = p->family };
+	struct nt_host_key key = {.ifindex = ifindex, .family = p->family};
 	struct nt_host_val *v;
 
 	if (dir == NT_DIR_INGRESS) {
@@ -184,7 +184,7 @@ static __always_inline int count_host(const struct pkt *p, __u32 ifindex, __u32 
 
 	v = bpf_map_lookup_elem(&nt_hosts, &key);
 	if (!v) {
-		struct nt_host_val init = { .first_ns = now, .last_ns = now };
+		struct nt_host_val init = {.first_ns = now, .last_ns = now};
 
 		if (dir == NT_DIR_INGRESS)
 			init.sent = p->c;
@@ -207,17 +207,17 @@ static __always_inline int count_host(const struct pkt *p, __u32 ifindex, __u32 
 static __always_inline void track_fragment(struct pkt *p, __u32 ifindex, __u32 dir)
 {
 	struct nt_frag_key key = {
-		.ifindex = ifindex,
-		.family = p->family,
-		.proto = p->proto,
-		.dir = dir,
-		.id = p->frag_id,
+	    .ifindex = ifindex,
+	    .family = p->family,
+	    .proto = p->proto,
+	    .dir = dir,
+	    .id = p->frag_id,
 	};
 
 	__builtin_memcpy(key.src, p->src, sizeof(key.src));
 	__builtin_memcpy(key.dst, p->dst, sizeof(key.dst));
 	if (p->frag == 1) {
-		struct nt_frag_val v = { .sport = p->sport, .dport = p->dport };
+		struct nt_frag_val v = {.sport = p->sport, .dport = p->dport};
 
 		bpf_map_update_elem(&nt_frags, &key, &v, BPF_ANY);
 	} else {
@@ -247,7 +247,8 @@ static __always_inline struct nt_policy_val *policy_of(const struct pkt *p, __u3
 
 	if ((kinds & NT_POLICY_KIND_IP) && p->family) {
 		key.family = p->family;
-		__builtin_memcpy(key.addr, dir == NT_DIR_INGRESS ? p->src : p->dst, sizeof(key.addr));
+		__builtin_memcpy(key.addr, dir == NT_DIR_INGRESS ? p->src : p->dst,
+				 sizeof(key.addr));
 		v = bpf_map_lookup_elem(&nt_policy, &key);
 	}
 	if (!v && (kinds & NT_POLICY_KIND_MAC)) {
@@ -266,8 +267,8 @@ static __always_inline struct nt_policy_val *policy_of(const struct pkt *p, __u3
  * with its departure time and drops only beyond horizon_ns. A packet is
  * charged its wire bytes (l2, every segment of a GSO/GRO packet).
  */
-static __always_inline void enforce(struct nt_policy_val *v, const struct nt_counts *c, const __u32 dir,
-				    __u32 ifindex, struct verdict *vd)
+static __always_inline void enforce(struct nt_policy_val *v, const struct nt_counts *c,
+				    const __u32 dir, __u32 ifindex, struct verdict *vd)
 {
 	__u32 d = dir & 1;
 	__u64 now, t, cost, limit;
@@ -347,7 +348,7 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 		 */
 		if (p.data_tags != c->xdp_data_tags)
 			return 0;
-		p.c = (struct nt_counts){ .l2 = 4 * segs };
+		p.c = (struct nt_counts){.l2 = 4 * segs};
 		p.tcp_flags = 0;
 	}
 
@@ -373,8 +374,8 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 /* XDP leaves this in the packet's metadata: "counted at XDP, N tags in the frame". */
 #define NT_XDP_MARK 0x4E540000u
 
-static __always_inline int tc_account(struct __sk_buff *skb, __u32 dir, const int lan, const int l3dev,
-				      const int vlan_fix)
+static __always_inline int tc_account(struct __sk_buff *skb, __u32 dir, const int lan,
+				      const int l3dev, const int vlan_fix)
 {
 	__u32 xdp_tags = 0;
 
@@ -392,10 +393,10 @@ static __always_inline int tc_account(struct __sk_buff *skb, __u32 dir, const in
 	}
 
 	struct pctx c = {
-		.vlan_hw = skb->vlan_present ? 4 : 0,
-		.hw_tags = skb->vlan_present,
-		.ifindex = skb->ifindex,
-		.xdp_data_tags = xdp_tags,
+	    .vlan_hw = skb->vlan_present ? 4 : 0,
+	    .hw_tags = skb->vlan_present,
+	    .ifindex = skb->ifindex,
+	    .xdp_data_tags = xdp_tags,
 	};
 	struct verdict vd = {};
 
@@ -419,10 +420,10 @@ static __always_inline int tc_account(struct __sk_buff *skb, __u32 dir, const in
 static __always_inline int xdp_account(struct xdp_md *xdp, const int lan)
 {
 	struct pctx c = {
-		.ctx = xdp,
-		.len = xdp->data_end - xdp->data,
-		.segs = 1,
-		.ifindex = xdp->ingress_ifindex,
+	    .ctx = xdp,
+	    .len = xdp->data_end - xdp->data,
+	    .segs = 1,
+	    .ifindex = xdp->ingress_ifindex,
 	};
 
 	struct verdict vd = {};
@@ -446,41 +447,23 @@ static __always_inline int xdp_account(struct xdp_md *xdp, const int lan)
 }
 
 SEC("tc")
-int nt_tc_ingress_lan(struct __sk_buff *skb)
-{
-	return tc_account(skb, NT_DIR_INGRESS, 1, 0, 0);
-}
+int nt_tc_ingress_lan(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_INGRESS, 1, 0, 0); }
 
 SEC("tc")
-int nt_tc_egress_lan(struct __sk_buff *skb)
-{
-	return tc_account(skb, NT_DIR_EGRESS, 1, 0, 0);
-}
+int nt_tc_egress_lan(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_EGRESS, 1, 0, 0); }
 
 SEC("tc")
-int nt_tc_ingress_wan(struct __sk_buff *skb)
-{
-	return tc_account(skb, NT_DIR_INGRESS, 0, 0, 0);
-}
+int nt_tc_ingress_wan(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_INGRESS, 0, 0, 0); }
 
 SEC("tc")
-int nt_tc_egress_wan(struct __sk_buff *skb)
-{
-	return tc_account(skb, NT_DIR_EGRESS, 0, 0, 0);
-}
+int nt_tc_egress_wan(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_EGRESS, 0, 0, 0); }
 
 /* Interfaces without a link-layer header: no MAC, so no host accounting. */
 SEC("tc")
-int nt_tc_ingress_l3(struct __sk_buff *skb)
-{
-	return tc_account(skb, NT_DIR_INGRESS, 0, 1, 0);
-}
+int nt_tc_ingress_l3(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_INGRESS, 0, 1, 0); }
 
 SEC("tc")
-int nt_tc_egress_l3(struct __sk_buff *skb)
-{
-	return tc_account(skb, NT_DIR_EGRESS, 0, 1, 0);
-}
+int nt_tc_egress_l3(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_EGRESS, 0, 1, 0); }
 
 /* XDP mode's TC ingress: the 4 bytes of a VLAN tag XDP could not see. */
 SEC("tc")
@@ -496,15 +479,9 @@ int nt_tc_ingress_xdpfix_wan(struct __sk_buff *skb)
 }
 
 SEC("xdp")
-int nt_xdp_ingress_lan(struct xdp_md *xdp)
-{
-	return xdp_account(xdp, 1);
-}
+int nt_xdp_ingress_lan(struct xdp_md *xdp) { return xdp_account(xdp, 1); }
 
 SEC("xdp")
-int nt_xdp_ingress_wan(struct xdp_md *xdp)
-{
-	return xdp_account(xdp, 0);
-}
+int nt_xdp_ingress_wan(struct xdp_md *xdp) { return xdp_account(xdp, 0); }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

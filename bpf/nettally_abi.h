@@ -46,7 +46,7 @@ enum nt_role {
  * of these (the reconciliation invariant).
  */
 enum nt_bucket {
-	NT_BUCKET_NON_IP = 0,        /* ARP, LLDP, PPPoE discovery, ... */
+	NT_BUCKET_NON_IP = 0,	     /* ARP, LLDP, PPPoE discovery, ... */
 	NT_BUCKET_UNPARSABLE = 1,    /* truncated/invalid headers, budget exhausted */
 	NT_BUCKET_FLOW_OVERFLOW = 2, /* valid IP but the flow map was full */
 	NT_BUCKET_MAX = 3,
@@ -172,7 +172,7 @@ struct nt_frag_val {
 
 enum nt_policy_action {
 	NT_POLICY_THROTTLE = 1, /* police (or pace, EDT) to rate bytes/s of l2 */
-	NT_POLICY_BLOCK = 2,    /* drop every packet */
+	NT_POLICY_BLOCK = 2,	/* drop every packet */
 };
 
 /* Family tag of a MAC key (IP keys use NT_AF_INET / NT_AF_INET6). */
@@ -197,11 +197,11 @@ struct nt_policy_key {
  */
 struct nt_policy_val {
 	struct bpf_spin_lock lock; /* guards tat and the drop counters */
-	__u32 action;              /* enum nt_policy_action */
-	__u64 rate;                /* bytes per second (throttle) */
+	__u32 action;		   /* enum nt_policy_action */
+	__u64 rate;		   /* bytes per second (throttle) */
 	__u64 burst_ns;
-	__u64 horizon_ns;          /* EDT: how far ahead a packet may be scheduled */
-	__u64 tat[NT_DIR_MAX];     /* indexed by the interface direction */
+	__u64 horizon_ns;      /* EDT: how far ahead a packet may be scheduled */
+	__u64 tat[NT_DIR_MAX]; /* indexed by the interface direction */
 	__u64 dropped_packets[NT_DIR_MAX];
 	__u64 dropped_bytes[NT_DIR_MAX]; /* l2 */
 };

@@ -35,8 +35,8 @@
 
 /* The packet as the hook hands it over. */
 struct pctx {
-	void *ctx; /* struct __sk_buff * or struct xdp_md * */
-	__u32 len; /* bytes of this (possibly aggregated) packet from its first header */
+	void *ctx;     /* struct __sk_buff * or struct xdp_md * */
+	__u32 len;     /* bytes of this (possibly aggregated) packet from its first header */
 	__u32 vlan_hw; /* 4 when the outer VLAN tag sits in skb metadata, not in data */
 	/*
 	 * The same fact as a tag count, read separately: the budget check
@@ -44,11 +44,11 @@ struct pctx {
 	 * still prune states that differ only in vlan_hw.
 	 */
 	__u32 hw_tags;
-	__u32 segs; /* wire segments this packet stands for */
-	__u32 gso_size; /* payload bytes per segment of a GSO packet, else 0 */
+	__u32 segs;	    /* wire segments this packet stands for */
+	__u32 gso_size;	    /* payload bytes per segment of a GSO packet, else 0 */
 	__u32 segs_unknown; /* GSO packet whose gso_segs is not set (untrusted GSO: tap, virtio) */
 	__u32 ifindex;
-	__u16 l3_proto; /* skb->protocol (host order): what an L3 device carries */
+	__u16 l3_proto;	     /* skb->protocol (host order): what an L3 device carries */
 	__u32 xdp_data_tags; /* vlan_fix: in-frame VLAN tags XDP saw (its marker) */
 };
 
@@ -69,17 +69,17 @@ struct pkt {
 	__u32 dst[4];
 	__u8 smac[6];
 	__u8 dmac[6];
-	__u8 frag; /* 0 not a fragment, 1 first fragment, 2 later fragment */
+	__u8 frag;	/* 0 not a fragment, 1 first fragment, 2 later fragment */
 	__u8 data_tags; /* VLAN tags found in the frame's bytes */
 	__u32 frag_id;
 };
 
 /* Where the layers of one packet lie, from the hook's first byte. */
 struct layers {
-	__u32 off; /* the IP header */
-	__u32 l3; /* the IP datagram (of the packet as handed over) */
-	__u32 iphl; /* IPv4 header with options, or IPv6 header with extension headers */
-	__u32 l4hl; /* transport header; 0 for other protocols and later fragments */
+	__u32 off;	/* the IP header */
+	__u32 l3;	/* the IP datagram (of the packet as handed over) */
+	__u32 iphl;	/* IPv4 header with options, or IPv6 header with extension headers */
+	__u32 l4hl;	/* transport header; 0 for other protocols and later fragments */
 	int first_frag; /* not a fragment, or the first one: the transport header is here */
 };
 
@@ -361,10 +361,10 @@ static __always_inline void seg_counts(const struct pctx *c, struct pkt *p, cons
  * (NT_BUCKET_NON_IP, NT_BUCKET_UNPARSABLE). An unparsable packet counts its
  * packets and l2 only: what is certain.
  */
-static __always_inline void parse(const struct pctx *c, struct pkt *p, const int xdp, const int l3dev,
-				  const int ident)
+static __always_inline void parse(const struct pctx *c, struct pkt *p, const int xdp,
+				  const int l3dev, const int ident)
 {
-	struct layers l = { .off = ETH_HLEN, .first_frag = 1 };
+	struct layers l = {.off = ETH_HLEN, .first_frag = 1};
 	__u16 proto;
 
 	p->c.packets = c->segs;

@@ -138,8 +138,8 @@ std::string explain_extra(const std::string& extra, const Verb* verb, const std:
            std::string(verb ? verb->name : my_group) + "'";
 }
 
-std::optional<std::string> apply_option(const OptionSpec& o, const std::vector<std::string>& values, int flag_count,
-                                        Options& opt) {
+std::optional<std::string> apply_option(const OptionSpec& o, const std::vector<std::string>& values,
+                                        int flag_count, Options& opt) {
     if (values.empty() && flag_count == 0)
         return std::nullopt;
     const std::string last = values.empty() ? std::string() : values.back();
@@ -185,15 +185,17 @@ std::optional<std::string> apply_option(const OptionSpec& o, const std::vector<s
         opt.upload.password_file = last;
         break;
     case Target::RefusedPassword:
-        return std::string("the password is not accepted on the command line (other users can read it there); "
-                           "use --password-stdin or --password-file FILE");
+        return std::string(
+            "the password is not accepted on the command line (other users can read it there); "
+            "use --password-stdin or --password-file FILE");
     }
     return std::nullopt;
 }
 
 // The checks that need the whole command: required options, pairs that exclude each other.
 std::optional<std::string> check_verb(const Verb& verb, const std::vector<std::string>& args, Options& opt) {
-    const std::string_view sub = group_of(verb.name).empty() ? "" : verb.name.substr(group_of(verb.name).size() + 1);
+    const std::string_view sub =
+        group_of(verb.name).empty() ? "" : verb.name.substr(group_of(verb.name).size() + 1);
     switch (verb.command) {
     case Command::Thresholds:
         opt.thresholds.sub = std::string(sub);
@@ -349,7 +351,8 @@ std::variant<std::pair<std::string, SettingValue>, std::string> parse_setting(st
     }
     if (key == "period" || key == "interval" || key == "types")
         return std::pair{key, SettingValue(value)};
-    return "unknown setting '" + key + "' (enabled, period, interval, types, max_file_size, max_records, compress)";
+    return "unknown setting '" + key +
+           "' (enabled, period, interval, types, max_file_size, max_records, compress)";
 }
 
 } // namespace nettally::ctl

@@ -13,13 +13,25 @@
 namespace nettally::ctl {
 
 enum class Command {
-    Status, Interfaces, Hosts, Flows, Cgroups, History, Reload, Thresholds, Watch, Records, Upload, Help, Version
+    Status,
+    Interfaces,
+    Hosts,
+    Flows,
+    Cgroups,
+    History,
+    Reload,
+    Thresholds,
+    Watch,
+    Records,
+    Upload,
+    Help,
+    Version
 };
 
 // nettallyctl thresholds SUB [NAME] [--OPTION VALUE]...
 struct ThresholdArgs {
-    std::string sub;  // list | usage | add | modify | remove | reset
-    std::string name; // usage: optional; add, modify, remove, reset: required
+    std::string sub;                           // list | usage | add | modify | remove | reset
+    std::string name;                          // usage: optional; add, modify, remove, reset: required
     std::map<std::string, std::string> fields; // definition keys (D-Bus names) -> text values
 };
 
@@ -28,7 +40,7 @@ using SettingValue = std::variant<bool, std::uint64_t, std::string>;
 
 // nettallyctl records SUB [KEY=VALUE...]
 struct RecordsArgs {
-    std::string sub; // status | set | reset | rotate | spool
+    std::string sub;                              // status | set | reset | rotate | spool
     std::map<std::string, SettingValue> settings; // set: the validated KEY=VALUE pairs
 };
 

@@ -9,8 +9,7 @@ namespace nettally::ctl {
 namespace {
 
 // Runs `body` with the Accounting1 proxy on a fresh connection (bus.h: errors, exit status).
-template <class Body>
-int with_accounting(const Options& opt, Body body) {
+template <class Body> int with_accounting(const Options& opt, Body body) {
     return run_on_bus(timeout_of(opt), [&](sdbus::IConnection& connection) {
         AccountingProxy proxy(connection);
         return body(proxy);

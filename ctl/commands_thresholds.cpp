@@ -28,44 +28,65 @@ public:
     const bool json;
 
 private:
-    void print(WatchEvent e) {
-        std::cout << (json ? watch_json_line(e) : watch_text_line(e)) << std::flush;
-    }
+    void print(WatchEvent e) { std::cout << (json ? watch_json_line(e) : watch_text_line(e)) << std::flush; }
     static StatusValue u(std::uint64_t v) { return v; }
     void onStepCrossed(const std::string& name, const std::string& subject, const uint64_t& usage,
                        const uint64_t& step_index, const uint64_t& time, const uint64_t& skipped) override {
-        print({"StepCrossed", {{"name", name}, {"subject", subject}, {"usage", u(usage)},
-                               {"step_index", u(step_index)}, {"skipped", u(skipped)}, {"time", u(time)}}});
+        print({"StepCrossed",
+               {{"name", name},
+                {"subject", subject},
+                {"usage", u(usage)},
+                {"step_index", u(step_index)},
+                {"skipped", u(skipped)},
+                {"time", u(time)}}});
     }
     void onLimitReached(const std::string& name, const std::string& subject, const uint64_t& usage,
                         const uint64_t& limit, const uint64_t& time) override {
         print({"LimitReached",
-               {{"name", name}, {"subject", subject}, {"usage", u(usage)}, {"limit", u(limit)}, {"time", u(time)}}});
+               {{"name", name},
+                {"subject", subject},
+                {"usage", u(usage)},
+                {"limit", u(limit)},
+                {"time", u(time)}}});
     }
     void onBurst(const std::string& name, const std::string& subject, const uint64_t& interval_ms,
                  const uint64_t& min_interval_ms, const uint64_t& step_index, const uint64_t& time) override {
-        print({"Burst", {{"name", name}, {"subject", subject}, {"interval_ms", u(interval_ms)},
-                         {"min_interval_ms", u(min_interval_ms)}, {"step_index", u(step_index)}, {"time", u(time)}}});
+        print({"Burst",
+               {{"name", name},
+                {"subject", subject},
+                {"interval_ms", u(interval_ms)},
+                {"min_interval_ms", u(min_interval_ms)},
+                {"step_index", u(step_index)},
+                {"time", u(time)}}});
     }
     void onRateExceeded(const std::string& name, const std::string& subject, const uint64_t& rate_bps,
                         const uint64_t& limit_bps, const uint64_t& time) override {
-        print({"RateExceeded", {{"name", name}, {"subject", subject}, {"rate_bps", u(rate_bps)},
-                                {"limit_bps", u(limit_bps)}, {"time", u(time)}}});
+        print({"RateExceeded",
+               {{"name", name},
+                {"subject", subject},
+                {"rate_bps", u(rate_bps)},
+                {"limit_bps", u(limit_bps)},
+                {"time", u(time)}}});
     }
-    void action(const char* sig, const std::string& name, const std::string& subject, const std::string& action,
-                const std::string& reason, uint64_t time) {
-        print({sig, {{"name", name}, {"subject", subject}, {"action", action}, {"reason", reason}, {"time", u(time)}}});
+    void action(const char* sig, const std::string& name, const std::string& subject,
+                const std::string& action, const std::string& reason, uint64_t time) {
+        print({sig,
+               {{"name", name},
+                {"subject", subject},
+                {"action", action},
+                {"reason", reason},
+                {"time", u(time)}}});
     }
-    void onActionApplied(const std::string& n, const std::string& s, const std::string& a, const std::string& r,
-                         const uint64_t& t) override {
+    void onActionApplied(const std::string& n, const std::string& s, const std::string& a,
+                         const std::string& r, const uint64_t& t) override {
         action("ActionApplied", n, s, a, r, t);
     }
-    void onActionLifted(const std::string& n, const std::string& s, const std::string& a, const std::string& r,
-                        const uint64_t& t) override {
+    void onActionLifted(const std::string& n, const std::string& s, const std::string& a,
+                        const std::string& r, const uint64_t& t) override {
         action("ActionLifted", n, s, a, r, t);
     }
-    void onActionFailed(const std::string& n, const std::string& s, const std::string& a, const std::string& r,
-                        const uint64_t& t) override {
+    void onActionFailed(const std::string& n, const std::string& s, const std::string& a,
+                        const std::string& r, const uint64_t& t) override {
         action("ActionFailed", n, s, a, r, t);
     }
 };
@@ -76,7 +97,8 @@ int poll_timeout_ms(uint64_t deadline_us) {
         return -1;
     timespec now{};
     clock_gettime(CLOCK_MONOTONIC, &now);
-    const uint64_t now_us = static_cast<uint64_t>(now.tv_sec) * 1000000u + static_cast<uint64_t>(now.tv_nsec) / 1000u;
+    const uint64_t now_us =
+        static_cast<uint64_t>(now.tv_sec) * 1000000u + static_cast<uint64_t>(now.tv_nsec) / 1000u;
     if (deadline_us <= now_us)
         return 0;
     return static_cast<int>(std::min<uint64_t>((deadline_us - now_us + 999) / 1000, 60000));

@@ -7,13 +7,11 @@ namespace nettally::ctl {
 namespace {
 
 // sdbus::Struct is a std::tuple without tuple_size of its own: bind through the base class.
-template <class... T>
-const std::tuple<T...>& fields(const sdbus::Struct<T...>& s) {
+template <class... T> const std::tuple<T...>& fields(const sdbus::Struct<T...>& s) {
     return s;
 }
 
-template <class Map>
-auto convert_values(const Map& in) {
+template <class Map> auto convert_values(const Map& in) {
     std::map<std::string, decltype(from_wire(in.begin()->second))> out;
     for (const auto& [key, value] : in)
         out.emplace(key, from_wire(value));
@@ -33,7 +31,8 @@ Counters4 from_wire(const bus::WireCounters4& c) {
 }
 
 InterfaceRow from_wire(const bus::WireInterface& w) {
-    const auto& [name, role, ifindex, ingress, egress, unattributed, finished_ingress, finished_egress] = fields(w);
+    const auto& [name, role, ifindex, ingress, egress, unattributed, finished_ingress, finished_egress] =
+        fields(w);
     return InterfaceRow{name,
                         role,
                         ifindex,
@@ -50,21 +49,17 @@ HostRow from_wire(const bus::WireHost& w) {
 }
 
 FlowRow from_wire(const bus::WireFlow& w) {
-    const auto& [interface, direction, proto, src, sport, dst, dport, counters, first_seen, last_seen, tcp_flags] =
-        fields(w);
-    return FlowRow{interface, direction, proto,      src,       sport,    dst,
+    const auto& [interface, direction, proto, src, sport, dst, dport, counters, first_seen, last_seen,
+                 tcp_flags] = fields(w);
+    return FlowRow{interface, direction,           proto,      src,       sport,    dst,
                    dport,     from_wire(counters), first_seen, last_seen, tcp_flags};
 }
 
 CgroupEntry from_wire(const bus::WireCgroup& w) {
     const auto& [path, unit, ingress, egress, self_ingress, self_egress, gone] = fields(w);
-    return CgroupEntry{path,
-                       unit,
-                       from_wire(ingress),
-                       from_wire(egress),
-                       from_wire(self_ingress),
-                       from_wire(self_egress),
-                       gone};
+    return CgroupEntry{
+        path, unit, from_wire(ingress), from_wire(egress), from_wire(self_ingress), from_wire(self_egress),
+        gone};
 }
 
 HistoryRow from_wire(const bus::WirePeriod& w) {

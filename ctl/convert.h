@@ -3,8 +3,8 @@
 // tests/unit/ctl_convert_test.cpp.
 #pragma once
 
-#include "bus/names.h"
 #include "args.h"
+#include "bus/names.h"
 #include "format.h"
 
 #include <map>
@@ -26,8 +26,7 @@ RecordFile from_wire(const bus::WireRecordFile& w);
 UploadFile from_wire(const bus::WireUploadFile& w);
 
 // Every element of a reply, converted.
-template <class Wire>
-auto from_wire(const std::vector<Wire>& in) {
+template <class Wire> auto from_wire(const std::vector<Wire>& in) {
     std::vector<decltype(from_wire(in.front()))> out;
     out.reserve(in.size());
     for (const auto& w : in)

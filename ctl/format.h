@@ -45,7 +45,7 @@ struct InterfaceRow {
     Counters ingress;
     Counters egress;
     std::map<std::string, Counters> unattributed; // "ingress.non_ip" -> C
-    Counters finished_ingress; // flows no longer listed by ListFlows
+    Counters finished_ingress;                    // flows no longer listed by ListFlows
     Counters finished_egress;
 };
 
@@ -83,8 +83,8 @@ struct Counters4 {
 };
 
 struct CgroupEntry {
-    std::string path; // "/system.slice/foo.service"
-    std::string unit; // "foo.service", "" when systemd does not manage the cgroup
+    std::string path;  // "/system.slice/foo.service"
+    std::string unit;  // "foo.service", "" when systemd does not manage the cgroup
     Counters4 ingress; // this cgroup and every cgroup below it
     Counters4 egress;
     Counters4 self_ingress; // sockets created in this cgroup itself

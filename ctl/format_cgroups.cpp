@@ -16,7 +16,8 @@ Json cgroup_json(const CgroupEntry& r) {
                 {"unit", r.unit},
                 {"ingress", counters4_json(r.ingress)},
                 {"egress", counters4_json(r.egress)},
-                {"self", Json{{"ingress", counters4_json(r.self_ingress)}, {"egress", counters4_json(r.self_egress)}}},
+                {"self", Json{{"ingress", counters4_json(r.self_ingress)},
+                              {"egress", counters4_json(r.self_egress)}}},
                 {"gone", r.gone}};
 }
 
@@ -24,7 +25,8 @@ Json cgroup_json(const CgroupEntry& r) {
 bool below(std::string_view path, std::string_view parent) {
     if (parent == "/")
         return path.size() > 1 && path[0] == '/';
-    return path.size() > parent.size() && path.substr(0, parent.size()) == parent && path[parent.size()] == '/';
+    return path.size() > parent.size() && path.substr(0, parent.size()) == parent &&
+           path[parent.size()] == '/';
 }
 
 // For each row, the index of its nearest listed ancestor (rows come parents first), or -1.
@@ -117,8 +119,9 @@ std::string cgroups_text(const std::vector<CgroupEntry>& rows, const CgroupBucke
     for (std::size_t i = 0; i < rows.size(); ++i) {
         const auto& r = rows[i];
         cells.push_back({names[i], r.unit.empty() ? "-" : r.unit, std::to_string(r.ingress.packets),
-                         human_bytes(r.ingress.l3), human_bytes(r.ingress.payload), std::to_string(r.egress.packets),
-                         human_bytes(r.egress.l3), human_bytes(r.egress.payload), r.gone ? "gone" : ""});
+                         human_bytes(r.ingress.l3), human_bytes(r.ingress.payload),
+                         std::to_string(r.egress.packets), human_bytes(r.egress.l3),
+                         human_bytes(r.egress.payload), r.gone ? "gone" : ""});
     }
     std::string out = render_table(cols, cells);
 
@@ -134,8 +137,9 @@ std::string cgroups_text(const std::vector<CgroupEntry>& rows, const CgroupBucke
             continue;
         const auto dot = key.find('.');
         bucket_cells.push_back({dot == std::string::npos ? "-" : key.substr(0, dot),
-                                dot == std::string::npos ? key : key.substr(dot + 1), std::to_string(c.packets),
-                                human_bytes(c.l3), human_bytes(c.l4), human_bytes(c.payload)});
+                                dot == std::string::npos ? key : key.substr(dot + 1),
+                                std::to_string(c.packets), human_bytes(c.l3), human_bytes(c.l4),
+                                human_bytes(c.payload)});
     }
     if (!bucket_cells.empty())
         out += "\nNot in any cgroup row (non-zero buckets):\n" + render_table(bucket_cols, bucket_cells);

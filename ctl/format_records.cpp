@@ -48,7 +48,8 @@ std::string rotated_text(const std::vector<std::string>& names) {
 Json record_spool_json(const std::vector<RecordFile>& files) {
     Json list = Json::array();
     for (const auto& f : files)
-        list.push_back(Json{{"name", f.name}, {"size", f.size}, {"type", f.type}, {"created", time_json(f.created)}});
+        list.push_back(
+            Json{{"name", f.name}, {"size", f.size}, {"type", f.type}, {"created", time_json(f.created)}});
     return Json{{"spool", std::move(list)}};
 }
 
@@ -74,8 +75,8 @@ Json upload_spool_json(const std::vector<UploadFile>& files) {
 std::string upload_spool_text(const std::vector<UploadFile>& files) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& f : files)
-        rows.push_back({f.name, std::to_string(f.size), human_time(f.mtime), f.state, std::to_string(f.attempts),
-                        f.last_error.empty() ? "-" : f.last_error});
+        rows.push_back({f.name, std::to_string(f.size), human_time(f.mtime), f.state,
+                        std::to_string(f.attempts), f.last_error.empty() ? "-" : f.last_error});
     return render_table({{"NAME"},
                          {"BYTES", Align::Right},
                          {"MODIFIED"},

@@ -7,8 +7,8 @@ namespace nettally::ctl {
 namespace {
 
 bool is_time_key(std::string_view k) {
-    return k == "set_at" || k == "period_start" || k == "period_end" || k == "last_crossing" || k == "updated_at" ||
-           k == "time";
+    return k == "set_at" || k == "period_start" || k == "period_end" || k == "last_crossing" ||
+           k == "updated_at" || k == "time";
 }
 
 Json value_json(std::string_view key, const StatusValue& v) {

@@ -26,7 +26,7 @@ Json threshold_done_json(std::string_view sub, std::string_view name);
 
 // One signal of org.nettally.Accounting1.Thresholds as it arrived.
 struct WatchEvent {
-    std::string signal;                          // "StepCrossed", ...
+    std::string signal;                                    // "StepCrossed", ...
     std::vector<std::pair<std::string, StatusValue>> args; // in the signal's order, "time" included
 };
 // {"signal": NAME, ARG: VALUE...} on one line, "time" as TIME.

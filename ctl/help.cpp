@@ -119,7 +119,8 @@ std::string indented(std::string_view text, std::size_t indent) {
     std::size_t start = 0;
     while (start < text.size()) {
         const auto nl = text.find('\n', start);
-        const auto line = text.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start);
+        const auto line =
+            text.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start);
         out += std::string(indent, ' ') + std::string(line) + "\n";
         if (nl == std::string_view::npos)
             break;
@@ -134,7 +135,8 @@ std::string commands_section() {
     std::string out = "COMMANDS\n";
     for (const Verb& v : verbs()) {
         if (v.synopsis.size() < 12 && !v.help.empty()) {
-            const std::string first = "    " + std::string(v.synopsis) + std::string(12 - v.synopsis.size(), ' ');
+            const std::string first =
+                "    " + std::string(v.synopsis) + std::string(12 - v.synopsis.size(), ' ');
             const std::string para = indented(v.help, 16);
             out += first + para.substr(16);
         } else {

@@ -13,8 +13,7 @@
 
 namespace nettally::ctl {
 
-template <class Interface>
-class Proxy : public sdbus::ProxyInterfaces<Interface> {
+template <class Interface> class Proxy : public sdbus::ProxyInterfaces<Interface> {
 public:
     explicit Proxy(sdbus::IConnection& connection)
         : sdbus::ProxyInterfaces<Interface>(connection, bus::kBusName, bus::kObjectPath) {

@@ -12,32 +12,39 @@ namespace nettally::ctl {
 
 // Where an option's value goes in Options.
 enum class Target {
-    Top, Sort, Tree, Period, Subject,   // hosts/flows, cgroups, history
-    Field, SubjectKind,                 // thresholds add/modify: a definition key
-    User, PasswordStdin, PasswordFile,  // upload set-target
-    RefusedPassword,                    // upload set-target --password: refused with a reason
+    Top,
+    Sort,
+    Tree,
+    Period,
+    Subject, // hosts/flows, cgroups, history
+    Field,
+    SubjectKind, // thresholds add/modify: a definition key
+    User,
+    PasswordStdin,
+    PasswordFile,    // upload set-target
+    RefusedPassword, // upload set-target --password: refused with a reason
 };
 
 struct OptionSpec {
     std::string_view flag;  // "--top"
     std::string_view value; // "N"; empty for a flag
     Target target;
-    std::string_view key;   // Field/SubjectKind: the definition key ("step", "host")
-    std::string_view help;  // the OPTIONS line of --help; empty: documented with the command
+    std::string_view key;  // Field/SubjectKind: the definition key ("step", "host")
+    std::string_view help; // the OPTIONS line of --help; empty: documented with the command
 };
 
 // Runs a parsed command; returns the exit status (format.h ExitCode).
 using Handler = int (*)(const Options&);
 
 struct Verb {
-    std::string_view name;     // "hosts", or "thresholds add" for a subcommand of a group
+    std::string_view name; // "hosts", or "thresholds add" for a subcommand of a group
     Command command;
     Handler run;
     std::string_view synopsis; // "hosts [--top N] [--sort KEY]"
     std::string_view help;     // the paragraph under the synopsis in COMMANDS
     std::span<const OptionSpec> options;
-    int min_args = 0;          // positional arguments (NAME, URL, KEY=VALUE...)
-    int max_args = 0;          // -1: any number
+    int min_args = 0;              // positional arguments (NAME, URL, KEY=VALUE...)
+    int max_args = 0;              // -1: any number
     std::string_view missing_args; // the usage error when fewer than min_args are given
 };
 

@@ -11,9 +11,6 @@
 #define TC_ACT_UNSPEC (-1)
 
 SEC("tc")
-int nt_bench_empty(struct __sk_buff *skb)
-{
-	return TC_ACT_UNSPEC;
-}
+int nt_bench_empty(struct __sk_buff *skb) { return TC_ACT_UNSPEC; }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

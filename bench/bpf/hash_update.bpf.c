@@ -35,7 +35,7 @@ int nt_bench_hash_update(struct __sk_buff *skb)
 	__builtin_memcpy(&key, &bench_key, sizeof(key));
 	v = bpf_map_lookup_elem(&bench_flows, &key);
 	if (!v) {
-		struct nt_flow_val init = { .c = { .packets = 1, .l2 = len } };
+		struct nt_flow_val init = {.c = {.packets = 1, .l2 = len}};
 
 		bpf_map_update_elem(&bench_flows, &key, &init, BPF_NOEXIST);
 		return TC_ACT_UNSPEC;

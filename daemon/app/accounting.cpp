@@ -58,7 +58,8 @@ Accounting::Accounting(const Config& cfg, const InterfacePlan& plan)
     datapath_ = std::make_unique<Datapath>(datapath_options(cfg));
     collector_ = std::make_unique<Collector>(*datapath_);
     collector_->set_flow_timeouts(flow_timeouts(cfg));
-    collector_->on_violation([](const std::string& m) { spdlog::error("reconcile: invariant violated: {}", m); });
+    collector_->on_violation(
+        [](const std::string& m) { spdlog::error("reconcile: invariant violated: {}", m); });
     collector_->on_overflow([](const std::string& m) { spdlog::warn("collector: {}", m); });
     history_ = std::make_unique<HistoryFeed>(make_history(cfg));
     collector_->on_flow_finished([this](const FlowEntry& f, const std::string& iface) {
@@ -74,9 +75,13 @@ Accounting::Accounting(const Config& cfg, const InterfacePlan& plan)
 
 Accounting::~Accounting() = default;
 
-const CgroupLedger* Accounting::cgroup_ledger() const { return cgroups_ ? &cgroups_->ledger() : nullptr; }
+const CgroupLedger* Accounting::cgroup_ledger() const {
+    return cgroups_ ? &cgroups_->ledger() : nullptr;
+}
 
-LedgerUsage Accounting::usage() const { return LedgerUsage(*collector_, cgroup_ledger()); }
+LedgerUsage Accounting::usage() const {
+    return LedgerUsage(*collector_, cgroup_ledger());
+}
 
 void Accounting::attach(const InterfacePlan& plan) {
     std::vector<uint32_t> keep;
@@ -106,7 +111,8 @@ void Accounting::apply_interfaces(const Config& next, bool strict, const std::fu
     std::vector<InterfaceInfo> done;
     try {
         for (const auto& i : plan.interfaces) {
-            if (std::any_of(attached_.begin(), attached_.end(), [&](const auto& a) { return same_interface(a, i); }))
+            if (std::any_of(attached_.begin(), attached_.end(),
+                            [&](const auto& a) { return same_interface(a, i); }))
                 continue;
             datapath_->attach(i.ifindex, i.role == "lan", i.xdp, i.l3); // replaces ours if role/mode changed
             done.push_back(i);
@@ -150,7 +156,9 @@ void Accounting::detach_all() {
     datapath_->detach_stale({});
 }
 
-void Accounting::remove_pins() { datapath_->remove_pins(); }
+void Accounting::remove_pins() {
+    datapath_->remove_pins();
+}
 
 void Accounting::poll(uint64_t now_us) {
     collector_->poll(PollClock{now_us, boottime_us() * 1000u});
@@ -160,8 +168,8 @@ void Accounting::poll(uint64_t now_us) {
 }
 
 std::optional<History> Accounting::check_reload(const Config& cur, const Config& next) const {
-    if (next.max_flows != cur.max_flows || next.max_hosts != cur.max_hosts || next.count_hosts != cur.count_hosts ||
-        next.pin_dir != cur.pin_dir || next.state_dir != cur.state_dir)
+    if (next.max_flows != cur.max_flows || next.max_hosts != cur.max_hosts ||
+        next.count_hosts != cur.count_hosts || next.pin_dir != cur.pin_dir || next.state_dir != cur.state_dir)
         throw ConfigError(next.path, 0, 0, "flows/hosts/pin_dir/state_dir",
                           "map sizes, hosts.enabled, pin_dir and state_dir take effect only at start: "
                           "restart nettallyd to change them");
@@ -204,7 +212,8 @@ void Accounting::restore_state(const Config& cfg) {
     try {
         restore_json(nlohmann::json::parse(loaded->content), cfg, loaded->from);
     } catch (const std::exception& e) {
-        spdlog::error("state: {} unusable ({}); totals start from the kernel counters", loaded->from, e.what());
+        spdlog::error("state: {} unusable ({}); totals start from the kernel counters", loaded->from,
+                      e.what());
     }
 }
 
@@ -213,8 +222,8 @@ void Accounting::restore_json(const nlohmann::json& j, const Config& cfg, const 
         throw std::runtime_error("unsupported state version " + std::to_string(j.at("version").get<int>()));
     // The kernel counters are the ones the state saw only if the pinned
     // maps survived and the machine did not reboot.
-    const bool same_counters =
-        datapath_->reused_pins() && j.at("boot_id").get<std::string>() == boot_id_ && !j.value("detached", false);
+    const bool same_counters = datapath_->reused_pins() && j.at("boot_id").get<std::string>() == boot_id_ &&
+                               !j.value("detached", false);
     collector_->restore(j.at("collector"), same_counters);
     if (const uint64_t late = collector_->restored_late_flows())
         spdlog::info("state: {} flow(s) finished after that save; their counts come from the pinned sums "
@@ -237,12 +246,9 @@ void Accounting::restore_json(const nlohmann::json& j, const Config& cfg, const 
 }
 
 void Accounting::save_state(bool detached) {
-    nlohmann::json j = {{"version", kStateVersion},
-                        {"boot_id", boot_id_},
-                        {"saved_at_us", realtime_us()},
-                        {"detached", detached},
-                        {"collector", collector_->to_json()},
-                        {"history", history_->to_json()}};
+    nlohmann::json j = {{"version", kStateVersion},           {"boot_id", boot_id_},
+                        {"saved_at_us", realtime_us()},       {"detached", detached},
+                        {"collector", collector_->to_json()}, {"history", history_->to_json()}};
     if (cgroups_)
         j["cgroups"] = cgroups_->to_json();
     try {

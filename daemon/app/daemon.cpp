@@ -25,7 +25,9 @@ namespace {
 
 constexpr std::array<int, 3> kSignals = {SIGTERM, SIGINT, SIGHUP};
 
-int64_t wall_us() { return static_cast<int64_t>(realtime_us()); }
+int64_t wall_us() {
+    return static_cast<int64_t>(realtime_us());
+}
 
 } // namespace
 
@@ -37,9 +39,11 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)), started_us_(realtime_us()) {
     for (const auto& w : plan.warnings)
         spdlog::warn("config: {}", w);
     accounting_ = std::make_unique<Accounting>(cfg_, plan);
-    thresholds_ = std::make_unique<Thresholds>(accounting_->datapath(), cfg_, accounting_->usage(), wall_us());
+    thresholds_ =
+        std::make_unique<Thresholds>(accounting_->datapath(), cfg_, accounting_->usage(), wall_us());
     // Without restored totals everything counted so far is new: the first records cover it.
-    recorder_ = std::make_unique<Recorder>(cfg_.records, cfg_.state_dir, accounting_->restored_from().empty());
+    recorder_ =
+        std::make_unique<Recorder>(cfg_.records, cfg_.state_dir, accounting_->restored_from().empty());
     thresholds_->set_recorder(recorder_.get());
     accounting_->add_flow_listener([this](const FlowEntry& f, const std::string& iface) {
         thresholds_->on_flow_finished(f, iface);
@@ -109,7 +113,9 @@ void Daemon::start() {
     connect_bus();
 }
 
-void Daemon::arm_poll_timer() { poll_timer_.arm_in(static_cast<uint64_t>(cfg_.poll_interval.count()) * 1000u); }
+void Daemon::arm_poll_timer() {
+    poll_timer_.arm_in(static_cast<uint64_t>(cfg_.poll_interval.count()) * 1000u);
+}
 
 void Daemon::arm_persist_timer() {
     persist_timer_.arm_in(static_cast<uint64_t>(cfg_.persist_interval.count()) * 1000u);
@@ -127,8 +133,8 @@ void Daemon::start_uploader() {
         if (bus_)
             bus_->upload_events().succeeded(n, url, bytes);
     };
-    ev.failed = [this](const std::string& n, const std::string& kind, const std::string& err, uint32_t attempts,
-                       uint64_t next) {
+    ev.failed = [this](const std::string& n, const std::string& kind, const std::string& err,
+                       uint32_t attempts, uint64_t next) {
         if (bus_)
             bus_->upload_events().failed(n, kind, err, attempts, next);
     };
@@ -137,7 +143,8 @@ void Daemon::start_uploader() {
             bus_->upload_events().dropped(names, bytes, reason);
     };
     try {
-        uploader_ = std::make_unique<Uploader>(loop_.get(), spool_dir(), cfg_.state_dir, cfg_.upload, std::move(ev));
+        uploader_ =
+            std::make_unique<Uploader>(loop_.get(), spool_dir(), cfg_.state_dir, cfg_.upload, std::move(ev));
     } catch (const SysError&) {
         throw;
     } catch (const std::runtime_error& e) {
@@ -164,7 +171,8 @@ void Daemon::connect_bus() {
     };
     bus_ = BusServices::connect(loop_.get(), std::move(parts));
     if (bus_)
-        thresholds_->bus_tried([this](const std::vector<ThresholdEvent>& events) { bus_->thresholds().emit(events); });
+        thresholds_->bus_tried(
+            [this](const std::vector<ThresholdEvent>& events) { bus_->thresholds().emit(events); });
     else
         thresholds_->bus_tried(nullptr);
 }
@@ -193,8 +201,9 @@ void Daemon::detach_everything() {
 
 void Daemon::notify_status() {
     const Collector& c = accounting_->collector();
-    sd_notifyf(0, "STATUS=Accounting %zu interface(s), %zu flows, %zu hosts; %llu polls", c.interfaces().size(),
-               c.flows().size(), c.hosts().size(), static_cast<unsigned long long>(c.stats().polls));
+    sd_notifyf(0, "STATUS=Accounting %zu interface(s), %zu flows, %zu hosts; %llu polls",
+               c.interfaces().size(), c.flows().size(), c.hosts().size(),
+               static_cast<unsigned long long>(c.stats().polls));
 }
 
 void Daemon::on_signal(int signo) {
@@ -262,8 +271,8 @@ void Daemon::reload() {
             spdlog::error("upload: {}", e.what());
         }
     }
-    spdlog::info("config: reloaded {} ({} interface(s), poll every {} ms)", cfg_.path, accounting_->interfaces(),
-                 cfg_.poll_interval.count());
+    spdlog::info("config: reloaded {} ({} interface(s), poll every {} ms)", cfg_.path,
+                 accounting_->interfaces(), cfg_.poll_interval.count());
     sd_notify(0, "READY=1");
 }
 

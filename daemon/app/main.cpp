@@ -1,10 +1,10 @@
 // nettallyd entry point: arguments, config, pre-flight checks, then the
 // Daemon. Every fatal error is one line on stderr and a non-zero exit:
 // 2 for usage and config errors, 1 for everything else.
+#include "app/daemon.h"
 #include "core/config.h"
 #include "core/history.h"
 #include "core/interfaces.h"
-#include "app/daemon.h"
 #include "os/logging.h"
 #include "os/system.h"
 

@@ -37,7 +37,8 @@ void Thresholds::restore(int64_t now_us) {
         engine_->restore(nlohmann::json::parse(loaded->content), now_us, &problems);
         for (const auto& p : problems)
             spdlog::error("thresholds: {}", p);
-        spdlog::info("thresholds: restored {} threshold(s) from {}", engine_->thresholds().size(), loaded->from);
+        spdlog::info("thresholds: restored {} threshold(s) from {}", engine_->thresholds().size(),
+                     loaded->from);
     } catch (const std::exception& e) {
         spdlog::error("thresholds: {} unusable ({}); runtime thresholds are lost", loaded->from, e.what());
     }
@@ -67,8 +68,8 @@ void Thresholds::observe(const LedgerUsage& usage, int64_t now_us) {
 void Thresholds::flush_events() {
     auto events = engine_->take_events();
     for (const auto& e : events)
-        spdlog::info("thresholds: {} {} {} usage {} step {}{}{}", to_string(e.kind), e.name, e.subject, e.usage,
-                     e.step_index, e.reason.empty() ? "" : " ", e.reason);
+        spdlog::info("thresholds: {} {} {} usage {} step {}{}{}", to_string(e.kind), e.name, e.subject,
+                     e.usage, e.step_index, e.reason.empty() ? "" : " ", e.reason);
     if (recorder_) {
         std::vector<AlertRecord> alerts;
         for (const auto& e : events) {

@@ -38,7 +38,9 @@ public:
     void bus_tried(Emit emit);
 
     void observe(const LedgerUsage& usage, int64_t now_us);
-    void on_flow_finished(const FlowEntry& f, const std::string& iface) { engine_->on_flow_finished(f, iface); }
+    void on_flow_finished(const FlowEntry& f, const std::string& iface) {
+        engine_->on_flow_finished(f, iface);
+    }
     // Sends the engine's new events to the log, the records and the bus.
     void flush_events();
     void save();

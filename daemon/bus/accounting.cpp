@@ -2,29 +2,29 @@
 // daemon/bus/org.nettally.Accounting1.xml for the contract.
 #include "bus/accounting.h"
 
-#include "core/config.h"
 #include "bus/access.h"
+#include "core/config.h"
 #include "os/error.h"
 
 #include <algorithm>
-#include <variant>
 #include <spdlog/spdlog.h>
+#include <variant>
 
 namespace nettally {
 namespace {
 
 void check_top(uint32_t top) {
     if (top == 0 || top > kMaxTop)
-        throw sdbus::Error(kErrInvalidArgument,
-                           "top must be between 1 and " + std::to_string(kMaxTop) + ", got " + std::to_string(top));
+        throw sdbus::Error(kErrInvalidArgument, "top must be between 1 and " + std::to_string(kMaxTop) +
+                                                    ", got " + std::to_string(top));
 }
 
 SortKey check_sort(const std::string& key, bool allow_first_seen) {
     auto k = parse_sort_key(key, allow_first_seen);
     if (!k)
-        throw sdbus::Error(kErrInvalidArgument,
-                           "unknown sort key '" + key + "' (use packets, l2, l3, l4, payload, " +
-                               (allow_first_seen ? "first_seen, " : "") + "last_seen)");
+        throw sdbus::Error(kErrInvalidArgument, "unknown sort key '" + key +
+                                                    "' (use packets, l2, l3, l4, payload, " +
+                                                    (allow_first_seen ? "first_seen, " : "") + "last_seen)");
     return *k;
 }
 
@@ -35,7 +35,9 @@ AccountingService::AccountingService(sdbus::IConnection& conn, const Collector& 
     registerAdaptor();
 }
 
-AccountingService::~AccountingService() { unregisterAdaptor(); }
+AccountingService::~AccountingService() {
+    unregisterAdaptor();
+}
 
 AccountingService::C AccountingService::to_dbus(const Counts& c) {
     return C(c.packets, c.l2, c.l3, c.l4, c.payload);
@@ -80,8 +82,8 @@ AccountingService::ListHosts(const std::string& sort_key, const uint32_t& top) {
     std::vector<sdbus::Struct<std::string, std::string, std::string, C, C, uint64_t, uint64_t>> out;
     for (size_t i : top_n(values, top)) {
         const HostTotals& h = *hosts[i];
-        out.emplace_back(h.mac, h.ip, h.interface, to_dbus(h.sent.total()), to_dbus(h.received.total()), h.first_us,
-                         h.last_us);
+        out.emplace_back(h.mac, h.ip, h.interface, to_dbus(h.sent.total()), to_dbus(h.received.total()),
+                         h.first_us, h.last_us);
     }
     return out;
 }
@@ -99,16 +101,16 @@ AccountingService::ListFlows(const std::string& sort_key, const uint32_t& top) {
                          : key == SortKey::FirstSeen ? f.first_ns
                                                      : sort_value(f.counts, key));
 
-    std::vector<sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string, uint16_t, C,
-                              uint64_t, uint64_t, uint8_t>>
+    std::vector<sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string, uint16_t,
+                              C, uint64_t, uint64_t, uint8_t>>
         out;
     for (size_t i : top_n(values, top)) {
         const auto& f = flows[i];
         out.emplace_back(collector_.name_of(f.key.ifindex),
                          std::string(to_string(static_cast<Direction>(f.key.dir))), f.key.proto,
-                         format_addr(f.key.family, f.key.src), f.key.sport, format_addr(f.key.family, f.key.dst),
-                         f.key.dport, to_dbus(f.counts), collector_.to_unix_us(f.first_ns),
-                         collector_.to_unix_us(f.last_ns), f.tcp_flags);
+                         format_addr(f.key.family, f.key.src), f.key.sport,
+                         format_addr(f.key.family, f.key.dst), f.key.dport, to_dbus(f.counts),
+                         collector_.to_unix_us(f.first_ns), collector_.to_unix_us(f.last_ns), f.tcp_flags);
     }
     return out;
 }

@@ -26,7 +26,7 @@ inline constexpr const char* kErrFailed = "org.nettally.Accounting1.Error.Failed
 // What the service needs from the daemon, beyond the collector.
 struct ServiceHooks {
     std::function<Status()> status; // GetStatus: every subsystem's keys (core/status.h)
-    std::function<void()> reload; // throws ConfigError or SysError
+    std::function<void()> reload;   // throws ConfigError or SysError
     // The per-cgroup ledger; unset or nullptr when cgroup accounting is off.
     std::function<const CgroupLedger*()> cgroups;
     std::function<const History&()> history;
@@ -45,11 +45,12 @@ private:
     std::vector<bus::WireInterface> ListInterfaces() override;
     std::vector<sdbus::Struct<std::string, std::string, std::string, C, C, uint64_t, uint64_t>>
     ListHosts(const std::string& sort_key, const uint32_t& top) override;
-    std::vector<sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string, uint16_t, C,
-                              uint64_t, uint64_t, uint8_t>>
+    std::vector<sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string, uint16_t,
+                              C, uint64_t, uint64_t, uint8_t>>
     ListFlows(const std::string& sort_key, const uint32_t& top) override;
     using C4 = sdbus::Struct<uint64_t, uint64_t, uint64_t, uint64_t>;
-    std::tuple<std::vector<sdbus::Struct<std::string, std::string, C4, C4, C4, C4, bool>>, std::map<std::string, C4>>
+    std::tuple<std::vector<sdbus::Struct<std::string, std::string, C4, C4, C4, C4, bool>>,
+               std::map<std::string, C4>>
     ListCgroups() override;
     std::vector<sdbus::Struct<std::string, uint64_t, uint64_t, std::map<std::string, C>>>
     GetHistory(const std::string& period, const std::string& subject_prefix) override;

@@ -29,14 +29,15 @@ using WireCounters4 = sdbus::Struct<uint64_t, uint64_t, uint64_t, uint64_t>;
 using WireInterface = sdbus::Struct<std::string, std::string, uint32_t, WireCounters, WireCounters,
                                     std::map<std::string, WireCounters>, WireCounters, WireCounters>;
 // ListHosts (sssCCtt): mac, ip, interface, sent, received, first_seen, last_seen.
-using WireHost = sdbus::Struct<std::string, std::string, std::string, WireCounters, WireCounters, uint64_t, uint64_t>;
+using WireHost =
+    sdbus::Struct<std::string, std::string, std::string, WireCounters, WireCounters, uint64_t, uint64_t>;
 // ListFlows (ssysqsqCtty): interface, direction, proto, src, sport, dst, dport, counters,
 // first_seen, last_seen, tcp_flags.
-using WireFlow = sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string, uint16_t,
-                               WireCounters, uint64_t, uint64_t, uint8_t>;
+using WireFlow = sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string,
+                               uint16_t, WireCounters, uint64_t, uint64_t, uint8_t>;
 // ListCgroups entry (ssC4C4C4C4b): path, unit, ingress, egress, self_ingress, self_egress, gone.
-using WireCgroup = sdbus::Struct<std::string, std::string, WireCounters4, WireCounters4, WireCounters4,
-                                 WireCounters4, bool>;
+using WireCgroup =
+    sdbus::Struct<std::string, std::string, WireCounters4, WireCounters4, WireCounters4, WireCounters4, bool>;
 // GetHistory (stta{sC}): label, start, end, totals by subject.
 using WirePeriod = sdbus::Struct<std::string, uint64_t, uint64_t, std::map<std::string, WireCounters>>;
 

@@ -3,8 +3,8 @@
 #include "bus/records.h"
 
 #include "bus/access.h"
-#include "os/error.h"
 #include "bus/accounting.h"
+#include "os/error.h"
 
 #include <spdlog/spdlog.h>
 
@@ -15,11 +15,14 @@ RecordsService::RecordsService(sdbus::IConnection& conn, Recorder& recorder)
     registerAdaptor();
 }
 
-RecordsService::~RecordsService() { unregisterAdaptor(); }
+RecordsService::~RecordsService() {
+    unregisterAdaptor();
+}
 
 void RecordsService::file_rotated(const ClosedFile& f) {
     try {
-        emitFileRotated(f.name, std::string(to_string(f.type)), f.records, f.bytes, std::string(to_string(f.reason)));
+        emitFileRotated(f.name, std::string(to_string(f.type)), f.records, f.bytes,
+                        std::string(to_string(f.reason)));
     } catch (const sdbus::Error& e) {
         spdlog::warn("dbus: FileRotated not sent: {}", e.getMessage());
     }
@@ -83,7 +86,8 @@ void RecordsService::SetSettings(const std::map<std::string, sdbus::Variant>& se
         } else {
             recorder_.set_overrides(j);
         }
-        spdlog::info("records: settings changed over D-Bus: {}", settings_to_json(recorder_.settings()).dump());
+        spdlog::info("records: settings changed over D-Bus: {}",
+                     settings_to_json(recorder_.settings()).dump());
     } catch (const std::invalid_argument& e) {
         throw sdbus::Error(kErrInvalidArgument, e.what());
     } catch (const std::exception& e) {

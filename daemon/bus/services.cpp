@@ -16,15 +16,16 @@ std::unique_ptr<BusServices> BusServices::connect(sd_event* ev, BusParts parts) 
     std::unique_ptr<BusServices> b(new BusServices());
     try {
         b->conn_ = sdbus::createSystemBusConnection();
-        b->accounting_ = std::make_unique<AccountingService>(*b->conn_, parts.collector, std::move(parts.accounting));
+        b->accounting_ =
+            std::make_unique<AccountingService>(*b->conn_, parts.collector, std::move(parts.accounting));
         b->thresholds_ = std::make_unique<ThresholdsService>(*b->conn_, std::move(parts.thresholds));
         b->upload_ = std::make_unique<UploadService>(*b->conn_, parts.uploader);
         if (parts.recorder)
             b->records_ = std::make_unique<RecordsService>(*b->conn_, *parts.recorder);
         b->conn_->requestName(kBusName);
     } catch (const sdbus::Error& e) {
-        spdlog::warn("dbus: system bus not available ({}: {}); counting continues without the API", e.getName(),
-                     e.getMessage());
+        spdlog::warn("dbus: system bus not available ({}: {}); counting continues without the API",
+                     e.getName(), e.getMessage());
         return nullptr;
     }
     b->attach(ev);
@@ -53,7 +54,9 @@ void BusServices::attach(sd_event* ev) {
         throw SysError(-r, "adding the D-Bus connection to the event loop");
 }
 
-UploadEvents BusServices::upload_events() { return upload_->events(); }
+UploadEvents BusServices::upload_events() {
+    return upload_->events();
+}
 
 void BusServices::file_rotated(const ClosedFile& f) {
     if (records_)

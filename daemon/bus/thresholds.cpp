@@ -3,8 +3,8 @@
 #include "bus/thresholds.h"
 
 #include "bus/access.h"
-#include "core/cgroups.h"
 #include "bus/accounting.h"
+#include "core/cgroups.h"
 
 #include <spdlog/spdlog.h>
 
@@ -19,8 +19,7 @@ sdbus::Variant field_variant(const FieldValue& v) {
     return sdbus::Variant(std::get<std::string>(v));
 }
 
-template <typename F>
-void invalid_argument_on_error(F&& f) {
+template <typename F> void invalid_argument_on_error(F&& f) {
     try {
         f();
     } catch (const ThresholdError& e) {
@@ -35,7 +34,9 @@ ThresholdsService::ThresholdsService(sdbus::IConnection& conn, ThresholdsHooks h
     registerAdaptor();
 }
 
-ThresholdsService::~ThresholdsService() { unregisterAdaptor(); }
+ThresholdsService::~ThresholdsService() {
+    unregisterAdaptor();
+}
 
 FieldMap ThresholdsService::fields(const std::map<std::string, sdbus::Variant>& dict) const {
     FieldMap m;
@@ -58,7 +59,8 @@ FieldMap ThresholdsService::fields(const std::map<std::string, sdbus::Variant>& 
         else if (sig == "x")
             m[key] = v.get<int64_t>();
         else
-            throw sdbus::Error(kErrInvalidArgument, key + ": expected a string or an integer, got type '" + sig + "'");
+            throw sdbus::Error(kErrInvalidArgument,
+                               key + ": expected a string or an integer, got type '" + sig + "'");
     }
     // A cgroup given by unit name is watched by its path.
     auto kind = m.find("subject_kind");
@@ -128,7 +130,8 @@ void ThresholdsService::AddThreshold(const std::map<std::string, sdbus::Variant>
     hooks_.changed();
 }
 
-void ThresholdsService::ModifyThreshold(const std::string& name, const std::map<std::string, sdbus::Variant>& changes) {
+void ThresholdsService::ModifyThreshold(const std::string& name,
+                                        const std::map<std::string, sdbus::Variant>& changes) {
     require_privileged(getObject(), "ModifyThreshold");
     const FieldMap f = fields(changes);
     invalid_argument_on_error([&] { hooks_.engine().modify(name, f, hooks_.usage(), hooks_.now_us()); });

@@ -25,7 +25,8 @@ struct ThresholdsHooks {
     std::function<void()> changed;                // after a successful change: persist, send events
 };
 
-class ThresholdsService final : public sdbus::AdaptorInterfaces<org::nettally::Accounting1::Thresholds_adaptor> {
+class ThresholdsService final
+    : public sdbus::AdaptorInterfaces<org::nettally::Accounting1::Thresholds_adaptor> {
 public:
     ThresholdsService(sdbus::IConnection& conn, ThresholdsHooks hooks);
     ~ThresholdsService();
@@ -38,7 +39,8 @@ private:
     std::vector<std::map<std::string, sdbus::Variant>> ListThresholds() override;
     std::vector<std::map<std::string, sdbus::Variant>> GetUsage(const std::string& name) override;
     void AddThreshold(const std::map<std::string, sdbus::Variant>& definition) override;
-    void ModifyThreshold(const std::string& name, const std::map<std::string, sdbus::Variant>& changes) override;
+    void ModifyThreshold(const std::string& name,
+                         const std::map<std::string, sdbus::Variant>& changes) override;
     void RemoveThreshold(const std::string& name) override;
     void ResetPeriod(const std::string& name) override;
 

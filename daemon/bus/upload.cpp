@@ -3,8 +3,8 @@
 #include "bus/upload.h"
 
 #include "bus/access.h"
-#include "os/error.h"
 #include "bus/accounting.h"
+#include "os/error.h"
 
 #include <spdlog/spdlog.h>
 
@@ -15,7 +15,9 @@ UploadService::UploadService(sdbus::IConnection& conn, Uploader* uploader)
     registerAdaptor();
 }
 
-UploadService::~UploadService() { unregisterAdaptor(); }
+UploadService::~UploadService() {
+    unregisterAdaptor();
+}
 
 UploadEvents UploadService::events() {
     // A signal that cannot be sent must not stop an upload: log it and go on.
@@ -27,8 +29,8 @@ UploadEvents UploadService::events() {
             spdlog::warn("dbus: UploadSucceeded not sent: {}", e.getMessage());
         }
     };
-    ev.failed = [this](const std::string& name, const std::string& kind, const std::string& error, uint32_t attempts,
-                       uint64_t next) {
+    ev.failed = [this](const std::string& name, const std::string& kind, const std::string& error,
+                       uint32_t attempts, uint64_t next) {
         try {
             emitUploadFailed(name, kind, error, attempts, next);
         } catch (const sdbus::Error& e) {
@@ -85,7 +87,8 @@ UploadService::ListSpool() {
     return out;
 }
 
-void UploadService::SetTarget(const std::string& url, const std::string& username, const std::string& password) {
+void UploadService::SetTarget(const std::string& url, const std::string& username,
+                              const std::string& password) {
     require_privileged(getObject(), "SetTarget");
     if (!uploader_)
         throw sdbus::Error(kErrFailed, "the uploader is not running");

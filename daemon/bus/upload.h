@@ -3,8 +3,8 @@
 // destruction. The password is write-only: nothing here ever returns it.
 #pragma once
 
-#include "upload1_adaptor.h"
 #include "io/upload.h"
+#include "upload1_adaptor.h"
 
 #include <sdbus-c++/sdbus-c++.h>
 
@@ -25,7 +25,8 @@ public:
 
 private:
     std::map<std::string, sdbus::Variant> GetUploadStatus() override;
-    std::vector<sdbus::Struct<std::string, uint64_t, uint64_t, std::string, uint32_t, std::string>> ListSpool() override;
+    std::vector<sdbus::Struct<std::string, uint64_t, uint64_t, std::string, uint32_t, std::string>>
+    ListSpool() override;
     void SetTarget(const std::string& url, const std::string& username, const std::string& password) override;
     void UploadNow() override;
 

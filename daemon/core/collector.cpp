@@ -218,10 +218,10 @@ void Collector::check_reconciliation(const IfaceSnapshot& before, const IfaceSna
         case ReconcileOutcome::Violated: {
             stats_.reconcile_violations++;
             std::string msg = "ifindex " + std::to_string(key.first) + " " +
-                              std::string(to_string(static_cast<Direction>(key.second))) + ": total before {" +
-                              in.total_before.to_string() + "} after {" + in.total_after.to_string() +
-                              "} but flows {" + in.flows.to_string() + "} + buckets {" +
-                              in.buckets_after.to_string() + "}";
+                              std::string(to_string(static_cast<Direction>(key.second))) +
+                              ": total before {" + in.total_before.to_string() + "} after {" +
+                              in.total_after.to_string() + "} but flows {" + in.flows.to_string() +
+                              "} + buckets {" + in.buckets_after.to_string() + "}";
             stats_.last_violation = msg;
             if (on_violation_)
                 on_violation_(msg);
@@ -273,12 +273,9 @@ nlohmann::json Collector::to_json() const {
             live_sums[n][f.key.dir] += f.counts;
     for (const auto& [name, dirs] : live_sums)
         live[name] = {nettally::to_json(dirs[0]), nettally::to_json(dirs[1])};
-    return {{"interfaces", std::move(ifaces)},
-            {"hosts", std::move(hosts)},
-            {"evicted", std::move(evicted)},
-            {"finished", std::move(finished)},
-            {"live", std::move(live)},
-            {"flows_evicted", stats_.flows_evicted}};
+    return {{"interfaces", std::move(ifaces)}, {"hosts", std::move(hosts)},
+            {"evicted", std::move(evicted)},   {"finished", std::move(finished)},
+            {"live", std::move(live)},         {"flows_evicted", stats_.flows_evicted}};
 }
 
 namespace {
@@ -322,7 +319,7 @@ std::map<std::string, HostTotals> hosts_from_json(const nlohmann::json& list, bo
 
 // Finished flows' totals per interface; with new counters the live flows' totals join them.
 std::map<std::string, std::array<Counts, NT_DIR_MAX>> finished_from_json(const nlohmann::json& j,
-                                                                          bool same_counters) {
+                                                                         bool same_counters) {
     std::map<std::string, std::array<Counts, NT_DIR_MAX>> finished;
     for (const auto& [name, dirs] : j.at("finished").items())
         for (uint8_t d = 0; d < NT_DIR_MAX; d++)
@@ -373,7 +370,8 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
         for (const auto& key : keys) {
             const EvictedSums s = saved.count(key) ? saved.at(key) : EvictedSums{};
             auto p = pinned.find(key);
-            const bool ahead = p != pinned.end() && s.counts.all_le(p->second.counts) && p->second.flows >= s.flows;
+            const bool ahead =
+                p != pinned.end() && s.counts.all_le(p->second.counts) && p->second.flows >= s.flows;
             if (!ahead) {
                 evicted[key] = s;
                 to_pin.emplace_back(key, s);

@@ -51,7 +51,8 @@ public:
         node(mark);
     }
     void OnSequenceEnd() override {}
-    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {
         node(mark);
     }
     void OnMapEnd() override {}
@@ -98,8 +99,7 @@ Config ConfigParser::parse_document(const std::string& text) const {
         fail(YAML::Mark::null_mark(), "document",
              "the config is empty; at least an 'interfaces' list is required");
     if (!root.IsMap())
-        fail(root.Mark(), "document",
-             "expected a map of settings at the top level, got " + kind_of(root));
+        fail(root.Mark(), "document", "expected a map of settings at the top level, got " + kind_of(root));
 
     Config config;
     bool have_interfaces = false;
@@ -138,7 +138,8 @@ std::vector<Field> ConfigParser::top_level_fields(Config& config, bool& have_int
         {"pin_dir", [&](const Entry& e, const std::string& path) { config.pin_dir = abs_dir(e, path); }},
         {"periods", [&](const Entry& e, const std::string& path) { read_periods(e, path, config); }},
         {"cgroups", [&](const Entry& e, const std::string& path) { read_cgroups(e, path, config); }},
-        {"thresholds", [&](const Entry& e, const std::string& path) { config.thresholds = thresholds(e, path); }},
+        {"thresholds",
+         [&](const Entry& e, const std::string& path) { config.thresholds = thresholds(e, path); }},
         {"upload", [&](const Entry& e, const std::string& path) { parse_upload(e, path, config.upload); }},
         {"records", [&](const Entry& e, const std::string& path) { parse_records(e, path, config.records); }},
     };
@@ -149,17 +150,18 @@ void ConfigParser::read_flows(const Entry& e, const std::string& path, Config& c
     section(e, path,
             {{"max_entries",
               [&](const Entry& sub, const std::string& sub_path) {
-                  config.max_flows = number(sub, sub_path, config_limits::min_flows, config_limits::max_flows);
+                  config.max_flows =
+                      number(sub, sub_path, config_limits::min_flows, config_limits::max_flows);
               }},
              {"idle_timeout",
               [&](const Entry& sub, const std::string& sub_path) {
-                  config.flow_idle_timeout =
-                      duration(sub, sub_path, config_limits::min_idle_timeout, config_limits::max_idle_timeout);
+                  config.flow_idle_timeout = duration(sub, sub_path, config_limits::min_idle_timeout,
+                                                      config_limits::max_idle_timeout);
               }},
              {"active_timeout", [&](const Entry& sub, const std::string& sub_path) {
                   active_timeout_set = true;
-                  config.flow_active_timeout =
-                      duration(sub, sub_path, config_limits::min_active_timeout, config_limits::max_active_timeout);
+                  config.flow_active_timeout = duration(sub, sub_path, config_limits::min_active_timeout,
+                                                        config_limits::max_active_timeout);
               }}});
 }
 
@@ -167,7 +169,8 @@ void ConfigParser::read_hosts(const Entry& e, const std::string& path, Config& c
     section(e, path,
             {{"max_entries",
               [&](const Entry& sub, const std::string& sub_path) {
-                  config.max_hosts = number(sub, sub_path, config_limits::min_hosts, config_limits::max_hosts);
+                  config.max_hosts =
+                      number(sub, sub_path, config_limits::min_hosts, config_limits::max_hosts);
               }},
              {"enabled", [&](const Entry& sub, const std::string& sub_path) {
                   config.count_hosts = boolean(sub, sub_path);
@@ -185,28 +188,31 @@ void ConfigParser::read_periods(const Entry& e, const std::string& path, Config&
                   config.time_zone = scalar(sub, sub_path, "a time zone such as UTC or Europe/Berlin");
               }},
              {"keep_days",
-              [&](const Entry& sub, const std::string& sub_path) { config.keep_days = number(sub, sub_path, 1, 3660); }},
+              [&](const Entry& sub, const std::string& sub_path) {
+                  config.keep_days = number(sub, sub_path, 1, 3660);
+              }},
              {"keep_months", [&](const Entry& sub, const std::string& sub_path) {
                   config.keep_months = number(sub, sub_path, 1, 1200);
               }}});
 }
 
 void ConfigParser::read_cgroups(const Entry& e, const std::string& path, Config& config) const {
-    section(e, path,
-            {{"enabled",
-              [&](const Entry& sub, const std::string& sub_path) { config.cgroups.enabled = boolean(sub, sub_path); }},
-             {"subtrees",
-              [&](const Entry& sub, const std::string& sub_path) {
-                  config.cgroups.subtrees = cgroup_subtrees(sub, sub_path);
-              }},
-             {"max_entries",
-              [&](const Entry& sub, const std::string& sub_path) {
-                  config.cgroups.max_entries =
-                      number(sub, sub_path, config_limits::min_cgroups, config_limits::max_cgroups);
-              }},
-             {"netns", [&](const Entry& sub, const std::string& sub_path) {
-                  config.cgroups.all_netns = one_of(sub, sub_path, "netns", {"own", "all"}) == "all";
-              }}});
+    section(
+        e, path,
+        {{"enabled", [&](const Entry& sub,
+                         const std::string& sub_path) { config.cgroups.enabled = boolean(sub, sub_path); }},
+         {"subtrees",
+          [&](const Entry& sub, const std::string& sub_path) {
+              config.cgroups.subtrees = cgroup_subtrees(sub, sub_path);
+          }},
+         {"max_entries",
+          [&](const Entry& sub, const std::string& sub_path) {
+              config.cgroups.max_entries =
+                  number(sub, sub_path, config_limits::min_cgroups, config_limits::max_cgroups);
+          }},
+         {"netns", [&](const Entry& sub, const std::string& sub_path) {
+              config.cgroups.all_netns = one_of(sub, sub_path, "netns", {"own", "all"}) == "all";
+          }}});
 }
 
 void ConfigParser::check_document(const YAML::Node& root, Config& config, bool have_interfaces,
@@ -216,7 +222,8 @@ void ConfigParser::check_document(const YAML::Node& root, Config& config, bool h
         config.flow_active_timeout = config.flow_idle_timeout;
     if (config.flow_active_timeout < config.flow_idle_timeout)
         fail(root.Mark(), "flows.active_timeout",
-             "must not be shorter than flows.idle_timeout (" + format_duration(config.flow_idle_timeout) + ")");
+             "must not be shorter than flows.idle_timeout (" + format_duration(config.flow_idle_timeout) +
+                 ")");
     if (!have_interfaces)
         fail(root.Mark(), "interfaces",
              "required key is missing (list the interfaces to account, each with a name and a role)");
@@ -234,8 +241,8 @@ std::vector<ThresholdDef> ConfigParser::thresholds(const Entry& entry, const std
         const YAML::Node item = entry.value[i];
         const std::string item_path = path + "[" + std::to_string(i) + "]";
         if (!item.IsMap())
-            fail(item.Mark(), item_path, "expected a map with name, subject_kind, subject, step..., got " +
-                                             kind_of(item));
+            fail(item.Mark(), item_path,
+                 "expected a map with name, subject_kind, subject, step..., got " + kind_of(item));
         FieldMap fields;
         std::map<std::string, YAML::Mark> marks;
         for (const auto& pair : item) {
@@ -298,7 +305,6 @@ std::string_view to_string(AttachMode mode) {
     }
     return "?";
 }
-
 
 Config parse_config(const std::string& text, const std::string& source_name) {
     return config_yaml::ConfigParser(source_name).parse(text);

@@ -5,11 +5,11 @@
 // and key path, because operators read it in `journalctl` or in a D-Bus reply, not in a debugger.
 #pragma once
 
-#include "core/thresholds_def.h"
-#include "nettally_abi.h"
 #include "core/records.h"
+#include "core/thresholds_def.h"
 #include "core/units.h"
 #include "core/upload.h"
+#include "nettally_abi.h"
 
 #include <chrono>
 #include <cstdint>
@@ -57,22 +57,22 @@ struct Config {
     std::string log_level = "info";            // key log_level: debug | info | warning | error
 
     // Durability (see README "Counts that survive").
-    std::chrono::milliseconds persist_interval{std::chrono::minutes{5}}; // key persist_interval
-    std::filesystem::path pin_dir{"/sys/fs/bpf/nettally"};               // key pin_dir (inside a bpffs)
-    std::chrono::milliseconds flow_idle_timeout{std::chrono::seconds{15}};  // key flows.idle_timeout
+    std::chrono::milliseconds persist_interval{std::chrono::minutes{5}};     // key persist_interval
+    std::filesystem::path pin_dir{"/sys/fs/bpf/nettally"};                   // key pin_dir (inside a bpffs)
+    std::chrono::milliseconds flow_idle_timeout{std::chrono::seconds{15}};   // key flows.idle_timeout
     std::chrono::milliseconds flow_active_timeout{std::chrono::minutes{30}}; // key flows.active_timeout
 
     // Accounting periods (key periods.*).
-    int month_start_day = 1;         // 1 .. 28
-    std::string time_zone = "UTC";   // periods.time_zone
-    uint32_t keep_days = 62;         // periods.keep_days
-    uint32_t keep_months = 24;       // periods.keep_months
+    int month_start_day = 1;       // 1 .. 28
+    std::string time_zone = "UTC"; // periods.time_zone
+    uint32_t keep_days = 62;       // periods.keep_days
+    uint32_t keep_months = 24;     // periods.keep_months
 
     CgroupConfig cgroups;
 
     // Thresholds from the file (key thresholds: a list of definitions, core/thresholds.h keys).
     std::vector<ThresholdDef> thresholds;
-    UploadConfig upload; // key upload.* (README "Uploading accounting files")
+    UploadConfig upload;   // key upload.* (README "Uploading accounting files")
     RecordsConfig records; // key records.* (README "Accounting records")
 };
 

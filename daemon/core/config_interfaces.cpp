@@ -64,32 +64,33 @@ void ConfigParser::parse_interfaces(const Entry& entry, const std::string& path,
     }
 }
 
-InterfaceRule ConfigParser::parse_rule(const YAML::Node& item, const std::string& path, YAML::Mark& name_mark) const {
+InterfaceRule ConfigParser::parse_rule(const YAML::Node& item, const std::string& path,
+                                       YAML::Mark& name_mark) const {
     if (!item.IsMap())
         fail(item.Mark(), path, "expected a map with name, role and mode, got " + kind_of(item));
     InterfaceRule rule;
     rule.line = item.Mark().line + 1;
     bool have_name = false;
     bool have_role = false;
-    walk_map(item, path,
-             {
-                 {"name",
-                  [&](const Entry& e, const std::string& p) {
-                      rule.name = interface_name(e, p);
-                      name_mark = mark_of(e);
-                      have_name = true;
-                  }},
-                 {"role",
-                  [&](const Entry& e, const std::string& p) {
-                      rule.role = one_of(e, p, "role", {"lan", "wan"}) == "wan" ? Role::Wan : Role::Lan;
-                      have_role = true;
-                  }},
-                 {"mode",
-                  [&](const Entry& e, const std::string& p) {
-                      rule.mode =
-                          one_of(e, p, "mode", {"tc", "xdp"}) == "xdp" ? AttachMode::Xdp : AttachMode::Tc;
-                  }},
-             });
+    walk_map(
+        item, path,
+        {
+            {"name",
+             [&](const Entry& e, const std::string& p) {
+                 rule.name = interface_name(e, p);
+                 name_mark = mark_of(e);
+                 have_name = true;
+             }},
+            {"role",
+             [&](const Entry& e, const std::string& p) {
+                 rule.role = one_of(e, p, "role", {"lan", "wan"}) == "wan" ? Role::Wan : Role::Lan;
+                 have_role = true;
+             }},
+            {"mode",
+             [&](const Entry& e, const std::string& p) {
+                 rule.mode = one_of(e, p, "mode", {"tc", "xdp"}) == "xdp" ? AttachMode::Xdp : AttachMode::Tc;
+             }},
+        });
     if (!have_name)
         fail(item.Mark(), path + ".name",
              "required key is missing (an interface name or a glob such as eth*)");
@@ -108,8 +109,7 @@ std::string ConfigParser::interface_name(const Entry& entry, const std::string& 
         const auto c = static_cast<unsigned char>(ch);
         if (c == '/' || c == ':' || c == ' ' || c < 0x20 || c == 0x7f)
             fail(mark_of(entry), path,
-                 quote(name) +
-                     " is not a valid interface name (no '/', ':', spaces or control characters)");
+                 quote(name) + " is not a valid interface name (no '/', ':', spaces or control characters)");
     }
     if (interface_is_glob(name)) {
         if (has_unterminated_bracket(name))
@@ -140,7 +140,8 @@ std::vector<std::string> ConfigParser::cgroup_subtrees(const Entry& entry, const
     for (const YAML::Node& item : entry.value) {
         const std::string item_path = path + "[" + std::to_string(index++) + "]";
         if (!item.IsScalar())
-            fail(item.Mark(), item_path, "expected a cgroup path such as /system.slice, got " + kind_of(item));
+            fail(item.Mark(), item_path,
+                 "expected a cgroup path such as /system.slice, got " + kind_of(item));
         const std::string text = item.Scalar();
         if (text.empty() || text[0] != '/')
             fail(item.Mark(), item_path,
@@ -148,13 +149,16 @@ std::vector<std::string> ConfigParser::cgroup_subtrees(const Entry& entry, const
         size_t depth = 0;
         for (size_t i = 1; i < text.size();) {
             const size_t slash = text.find('/', i);
-            const std::string part = text.substr(i, slash == std::string::npos ? std::string::npos : slash - i);
+            const std::string part =
+                text.substr(i, slash == std::string::npos ? std::string::npos : slash - i);
             if (part.empty() || part == "." || part == ".." || slash == text.size() - 1)
                 fail(item.Mark(), item_path,
-                     quote(text) + " is not a normalized cgroup path (no empty, '.' or '..' components and no "
-                                   "trailing '/')");
+                     quote(text) +
+                         " is not a normalized cgroup path (no empty, '.' or '..' components and no "
+                         "trailing '/')");
             if (part.size() > 255)
-                fail(item.Mark(), item_path, "a component of " + quote(text) + " is longer than 255 characters");
+                fail(item.Mark(), item_path,
+                     "a component of " + quote(text) + " is longer than 255 characters");
             for (const char ch : part) {
                 const auto c = static_cast<unsigned char>(ch);
                 if (c < 0x20 || c == 0x7f)
@@ -171,11 +175,13 @@ std::vector<std::string> ConfigParser::cgroup_subtrees(const Entry& entry, const
             const std::string& prev = out[i];
             const std::string where = path + "[" + std::to_string(i) + "]";
             const auto within = [](const std::string& p, const std::string& root) {
-                return root == "/" || p == root || (p.size() > root.size() && p.compare(0, root.size(), root) == 0 &&
-                                                    p[root.size()] == '/');
+                return root == "/" || p == root ||
+                       (p.size() > root.size() && p.compare(0, root.size(), root) == 0 &&
+                        p[root.size()] == '/');
             };
             if (prev == text)
-                fail(item.Mark(), item_path, "duplicate subtree " + quote(text) + " (already listed as " + where + ")");
+                fail(item.Mark(), item_path,
+                     "duplicate subtree " + quote(text) + " (already listed as " + where + ")");
             if (within(text, prev))
                 fail(item.Mark(), item_path,
                      quote(text) + " is inside " + quote(prev) + " (" + where + "), which already tracks it");
@@ -194,7 +200,7 @@ std::vector<std::string> ConfigParser::cgroup_subtrees(const Entry& entry, const
 // First match wins, so a rule hidden behind an earlier one is a config mistake that would
 // silently give the interface the earlier rule's role.
 void ConfigParser::check_reachable(const std::vector<InterfaceRule>& earlier, const InterfaceRule& rule,
-                     const YAML::Mark& name_mark, const std::string& path) const {
+                                   const YAML::Mark& name_mark, const std::string& path) const {
     for (size_t i = 0; i < earlier.size(); ++i) {
         const InterfaceRule& prev = earlier[i];
         const std::string where =
@@ -224,7 +230,8 @@ const InterfaceRule* match_interface(const Config& config, std::string_view ifna
         return nullptr;
     const std::string name(ifname);
     for (const InterfaceRule& rule : config.interfaces) {
-        const bool matches = interface_is_glob(rule.name) ? config_yaml::glob_matches(rule.name, name) : rule.name == name;
+        const bool matches =
+            interface_is_glob(rule.name) ? config_yaml::glob_matches(rule.name, name) : rule.name == name;
         if (matches)
             return &rule;
     }

@@ -25,13 +25,15 @@ public:
 private:
     Config parse_document(const std::string& text) const;
     // The key tables of the top-level map and of its small sections (config.cpp).
-    std::vector<Field> top_level_fields(Config& config, bool& have_interfaces, bool& active_timeout_set) const;
+    std::vector<Field> top_level_fields(Config& config, bool& have_interfaces,
+                                        bool& active_timeout_set) const;
     void read_flows(const Entry& e, const std::string& path, Config& config, bool& active_timeout_set) const;
     void read_hosts(const Entry& e, const std::string& path, Config& config) const;
     void read_periods(const Entry& e, const std::string& path, Config& config) const;
     void read_cgroups(const Entry& e, const std::string& path, Config& config) const;
     // Checks across sections, after the walk.
-    void check_document(const YAML::Node& root, Config& config, bool have_interfaces, bool active_timeout_set) const;
+    void check_document(const YAML::Node& root, Config& config, bool have_interfaces,
+                        bool active_timeout_set) const;
     // thresholds: a list of maps with the keys of a threshold definition (core/thresholds.h),
     // every value a scalar (sizes "1MB", durations "800ms" or plain numbers).
     std::vector<ThresholdDef> thresholds(const Entry& entry, const std::string& path) const;

@@ -15,10 +15,12 @@ RecordFormat record_format(const YamlReader& y, const Entry& e, const std::strin
     return *parse_record_format(y.one_of(e, p, "format", {"csv", "jsonl"}));
 }
 
-RecordType record_type(const YamlReader& y, const std::string& name, const YAML::Mark& mark, const std::string& p) {
+RecordType record_type(const YamlReader& y, const std::string& name, const YAML::Mark& mark,
+                       const std::string& p) {
     const auto t = parse_record_type(name);
     if (!t)
-        y.fail(mark, p, "unknown record type " + quote(name) + " (valid: interface, host, cgroup, flow, alert)");
+        y.fail(mark, p,
+               "unknown record type " + quote(name) + " (valid: interface, host, cgroup, flow, alert)");
     return *t;
 }
 
@@ -45,7 +47,8 @@ void ConfigParser::parse_records(const Entry& entry, const std::string& path, Re
                   last_mark = mark_of(e);
                   last_path = p;
               }},
-             {"format", [&](const Entry& e, const std::string& p) { default_format = record_format(*this, e, p); }},
+             {"format",
+              [&](const Entry& e, const std::string& p) { default_format = record_format(*this, e, p); }},
              {"types",
               [&](const Entry& e, const std::string& p) { read_record_types(e, p, rc, explicit_format); }},
              {"max_file_size",
@@ -53,7 +56,8 @@ void ConfigParser::parse_records(const Entry& entry, const std::string& path, Re
                   const std::string t = scalar(e, p, "a size such as 64M");
                   const auto v = parse_size(t);
                   if (!v || *v < records_limits::min_file_size || *v > records_limits::max_file_size)
-                      fail(mark_of(e), p, "invalid size " + quote(t) + " (512 .. 1T bytes: 64M, 64MiB, 100MB)");
+                      fail(mark_of(e), p,
+                           "invalid size " + quote(t) + " (512 .. 1T bytes: 64M, 64MiB, 100MB)");
                   rc.max_file_size = *v;
               }},
              {"max_records",
@@ -69,8 +73,8 @@ void ConfigParser::parse_records(const Entry& entry, const std::string& path, Re
                 rc.types[i].format = *default_format;
     if (rc.interval > rc.period)
         fail(last_mark, last_path,
-             "records.interval (" + format_duration(rc.interval) + ") must not be longer than records.period (" +
-                 format_duration(rc.period) + ")");
+             "records.interval (" + format_duration(rc.interval) +
+                 ") must not be longer than records.period (" + format_duration(rc.period) + ")");
 }
 
 // records.types: every type off, then the listed ones on (with their formats, in the map form).
@@ -92,8 +96,8 @@ void ConfigParser::read_record_types(const Entry& e, const std::string& p, Recor
         return;
     }
     if (!e.value.IsMap())
-        fail(mark_of(e), p, "expected a list of record types or a map of type to format, got " +
-                                kind_of(e.value));
+        fail(mark_of(e), p,
+             "expected a list of record types or a map of type to format, got " + kind_of(e.value));
     for (const auto& kv : e.value) {
         const std::string name = kv.first.Scalar();
         const std::string tp = p + "." + name;
@@ -102,12 +106,13 @@ void ConfigParser::read_record_types(const Entry& e, const std::string& p, Recor
         auto& ts = rc.type(t);
         if (kv.second.IsMap()) {
             ts.enabled = true;
-            section(sub, tp,
-                    {{"enabled", [&](const Entry& se, const std::string& sp) { ts.enabled = boolean(se, sp); }},
-                     {"format", [&](const Entry& se, const std::string& sp) {
-                          ts.format = record_format(*this, se, sp);
-                          explicit_format[static_cast<size_t>(t)] = true;
-                      }}});
+            section(
+                sub, tp,
+                {{"enabled", [&](const Entry& se, const std::string& sp) { ts.enabled = boolean(se, sp); }},
+                 {"format", [&](const Entry& se, const std::string& sp) {
+                      ts.format = record_format(*this, se, sp);
+                      explicit_format[static_cast<size_t>(t)] = true;
+                  }}});
         } else {
             ts.enabled = true;
             ts.format = record_format(*this, sub, tp);
@@ -141,14 +146,15 @@ std::string host_key_fingerprint(const YamlReader& y, const Entry& e, const std:
         t = t.substr(7);
     while (!t.empty() && t.back() == '=')
         t.pop_back();
-    const bool b64 = t.size() == 43 && std::all_of(t.begin(), t.end(), [](char c) {
-                         return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) || c == '+' ||
-                                c == '/';
-                     });
+    const bool b64 =
+        t.size() == 43 && std::all_of(t.begin(), t.end(), [](char c) {
+            return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || is_digit(c) || c == '+' || c == '/';
+        });
     if (!b64)
         y.fail(YamlReader::mark_of(e), p,
                "expected a SHA-256 host key fingerprint in base64 (43 characters, as "
-               "`ssh-keygen -l -E sha256 -f KEY.pub` prints after 'SHA256:'), got " + quote(t));
+               "`ssh-keygen -l -E sha256 -f KEY.pub` prints after 'SHA256:'), got " +
+                   quote(t));
     return t;
 }
 
@@ -171,7 +177,8 @@ void ConfigParser::parse_upload(const Entry& entry, const std::string& path, Upl
     section(entry, path, fields);
     if (seen.sources.size() > 1)
         fail(seen.sources_mark, path + "." + seen.sources.back(),
-             "set only one of password, password_file and password_credential (also " + seen.sources.front() + ")");
+             "set only one of password, password_file and password_credential (also " + seen.sources.front() +
+                 ")");
     if (up.retry_max < up.retry_min)
         fail(seen.retry_mark, path + ".retry_max",
              "must not be shorter than upload.retry_min (" + format_duration(up.retry_min) + ")");
@@ -196,7 +203,8 @@ std::vector<Field> ConfigParser::upload_login_fields(UploadConfig& up, UploadSee
                  }
                  seen.url_mark = mark_of(e);
              }},
-            {"username", [&](const Entry& e, const std::string& p) { up.username = scalar(e, p, "a user name"); }},
+            {"username",
+             [&](const Entry& e, const std::string& p) { up.username = scalar(e, p, "a user name"); }},
             {"password",
              [&](const Entry& e, const std::string& p) {
                  // Never echoed back: a typo would print the secret into the journal.
@@ -261,7 +269,9 @@ std::vector<Field> ConfigParser::upload_timing_fields(UploadConfig& up, UploadSe
 std::vector<Field> ConfigParser::upload_server_fields(UploadConfig& up, UploadSeen&) const {
     return {{"ca_file", [&](const Entry& e, const std::string& p) { up.ca_file = abs_file(*this, e, p); }},
             {"ssh_host_key_sha256",
-             [&](const Entry& e, const std::string& p) { up.ssh_host_key_sha256 = host_key_fingerprint(*this, e, p); }},
+             [&](const Entry& e, const std::string& p) {
+                 up.ssh_host_key_sha256 = host_key_fingerprint(*this, e, p);
+             }},
             {"ssh_known_hosts",
              [&](const Entry& e, const std::string& p) { up.ssh_known_hosts = abs_file(*this, e, p); }},
             {"insecure", [&](const Entry& e, const std::string& p) { up.insecure = boolean(e, p); }}};

@@ -93,8 +93,7 @@ std::string format_duration(std::chrono::milliseconds d) {
     return std::to_string(ms) + "ms";
 }
 
-void YamlReader::fail(const YAML::Mark& mark, const std::string& key_path,
-                       const std::string& problem) const {
+void YamlReader::fail(const YAML::Mark& mark, const std::string& key_path, const std::string& problem) const {
     // yaml-cpp counts from 0; editors and compilers count from 1.
     const int line = mark.line >= 0 ? mark.line + 1 : 1;
     const int column = mark.column >= 0 ? mark.column + 1 : 1;
@@ -111,7 +110,8 @@ YAML::Mark YamlReader::mark_of(const Entry& entry) {
 
 // Checks every key of `map` (plain name, known, not repeated) and hands each entry to its
 // field's handler in file order.
-void YamlReader::walk_map(const YAML::Node& map, const std::string& path, const std::vector<Field>& fields) const {
+void YamlReader::walk_map(const YAML::Node& map, const std::string& path,
+                          const std::vector<Field>& fields) const {
     std::vector<Entry> seen;
     // By value: yaml-cpp's iterator->first lives in a proxy that dies with the expression.
     for (const auto& pair : map) {
@@ -121,8 +121,8 @@ void YamlReader::walk_map(const YAML::Node& map, const std::string& path, const 
                  "keys must be plain names, got " + kind_of(key) + " as a key");
         Entry entry{key.Scalar(), key.Mark(), pair.second};
         const std::string key_path = join_path(path, escape(entry.key));
-        const auto field = std::find_if(fields.begin(), fields.end(),
-                                        [&](const Field& f) { return f.key == entry.key; });
+        const auto field =
+            std::find_if(fields.begin(), fields.end(), [&](const Field& f) { return f.key == entry.key; });
         if (field == fields.end()) {
             std::vector<std::string_view> valid;
             for (const auto& f : fields)
@@ -141,7 +141,8 @@ void YamlReader::walk_map(const YAML::Node& map, const std::string& path, const 
 
 // A sub-map such as `flows:`. An empty one ("flows:" with every child commented out) means
 // "all defaults", not an error.
-void YamlReader::section(const Entry& entry, const std::string& path, const std::vector<Field>& fields) const {
+void YamlReader::section(const Entry& entry, const std::string& path,
+                         const std::vector<Field>& fields) const {
     if (entry.value.IsNull())
         return;
     if (!entry.value.IsMap())
@@ -149,7 +150,8 @@ void YamlReader::section(const Entry& entry, const std::string& path, const std:
     walk_map(entry.value, path, fields);
 }
 
-std::string YamlReader::scalar(const Entry& entry, const std::string& path, const std::string& expected) const {
+std::string YamlReader::scalar(const Entry& entry, const std::string& path,
+                               const std::string& expected) const {
     if (entry.value.IsNull())
         fail(entry.key_mark, path, "missing value (expected " + expected + ")");
     if (!entry.value.IsScalar())
@@ -158,7 +160,7 @@ std::string YamlReader::scalar(const Entry& entry, const std::string& path, cons
 }
 
 std::string YamlReader::one_of(const Entry& entry, const std::string& path, const std::string& what,
-                   const std::vector<std::string_view>& valid) const {
+                               const std::vector<std::string_view>& valid) const {
     const std::string text = scalar(entry, path, "one of " + join_list(valid));
     if (std::find(valid.begin(), valid.end(), text) == valid.end())
         fail(mark_of(entry), path,
@@ -167,13 +169,13 @@ std::string YamlReader::one_of(const Entry& entry, const std::string& path, cons
 }
 
 std::chrono::milliseconds YamlReader::duration(const Entry& entry, const std::string& path,
-                                   std::chrono::milliseconds min, std::chrono::milliseconds max) const {
+                                               std::chrono::milliseconds min,
+                                               std::chrono::milliseconds max) const {
     const std::string text = scalar(entry, path, "a duration such as 1s");
     const auto parsed = parse_duration(text);
     if (!parsed)
         fail(mark_of(entry), path,
-             "invalid duration " + quote(text) +
-                 " (use a number with ms, s, m, h or d, e.g. 500ms, 1s, 5m)");
+             "invalid duration " + quote(text) + " (use a number with ms, s, m, h or d, e.g. 500ms, 1s, 5m)");
     if (*parsed < min || *parsed > max)
         fail(mark_of(entry), path,
              "duration " + quote(text) + " is out of range (" + format_duration(min) + " .. " +

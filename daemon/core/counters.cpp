@@ -23,8 +23,8 @@ bool Counts::all_le(const Counts& o) const {
 
 Counts delta_since(const Counts& now, const Counts& before) {
     auto d = [](uint64_t a, uint64_t b) { return a >= b ? a - b : a; };
-    return Counts(d(now.packets, before.packets), d(now.l2, before.l2), d(now.l3, before.l3), d(now.l4, before.l4),
-                  d(now.payload, before.payload));
+    return Counts(d(now.packets, before.packets), d(now.l2, before.l2), d(now.l3, before.l3),
+                  d(now.l4, before.l4), d(now.payload, before.payload));
 }
 
 std::string Counts::to_string() const {
@@ -32,7 +32,9 @@ std::string Counts::to_string() const {
            " l4=" + std::to_string(l4) + " payload=" + std::to_string(payload);
 }
 
-std::string_view to_string(Direction d) { return d == Direction::Ingress ? "ingress" : "egress"; }
+std::string_view to_string(Direction d) {
+    return d == Direction::Ingress ? "ingress" : "egress";
+}
 
 std::string_view bucket_name(size_t bucket) {
     switch (bucket) {
@@ -136,7 +138,9 @@ void MonotonicCounts::restore(const nlohmann::json& j, bool same_counters) {
     total_ = Counts(c_[0].total(), c_[1].total(), c_[2].total(), c_[3].total(), c_[4].total());
 }
 
-nlohmann::json to_json(const Counts& c) { return {c.packets, c.l2, c.l3, c.l4, c.payload}; }
+nlohmann::json to_json(const Counts& c) {
+    return {c.packets, c.l2, c.l3, c.l4, c.payload};
+}
 
 Counts counts_from_json(const nlohmann::json& j) {
     if (!j.is_array() || j.size() != 5)
@@ -152,8 +156,9 @@ const Counts& MonotonicCounts::observe(const Counts& raw) {
 }
 
 const Counts& MonotonicCounts::observe_parts(const Counts& raw) {
-    total_ = Counts(c_[0].observe_parts(raw.packets), c_[1].observe_parts(raw.l2), c_[2].observe_parts(raw.l3),
-                    c_[3].observe_parts(raw.l4), c_[4].observe_parts(raw.payload));
+    total_ =
+        Counts(c_[0].observe_parts(raw.packets), c_[1].observe_parts(raw.l2), c_[2].observe_parts(raw.l3),
+               c_[3].observe_parts(raw.l4), c_[4].observe_parts(raw.payload));
     return total_;
 }
 

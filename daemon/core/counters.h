@@ -6,9 +6,9 @@
 #include "core/abi.h"
 
 #include <array>
-#include <nlohmann/json.hpp>
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 #include <string>

@@ -8,9 +8,7 @@
 #include <stdexcept>
 
 namespace nettally {
-namespace {
-
-} // namespace
+namespace {} // namespace
 
 nt_policy_key PolicyKey::to_abi() const {
     nt_policy_key k{};
@@ -54,14 +52,17 @@ std::string check_enforceable(const Subject& subject, ActionKind action, uint64_
     if (action == ActionKind::Notify)
         return "";
     if (subject.kind != SubjectKind::Host)
-        return "action " + std::string(to_string(action)) + " is enforced for host subjects only (an IP address "
-               "or a MAC), not for a " + std::string(to_string(subject.kind)) + " subject; use notify";
+        return "action " + std::string(to_string(action)) +
+               " is enforced for host subjects only (an IP address "
+               "or a MAC), not for a " +
+               std::string(to_string(subject.kind)) + " subject; use notify";
     std::string why;
     if (!host_policy_key(subject.value, &why))
         return why;
     if (action == ActionKind::Throttle && (rate < kMinThrottleRate || rate > kMaxThrottleRate))
-        return "throttle rate " + std::to_string(rate) + " B/s is out of range (" + std::to_string(kMinThrottleRate) +
-               " .. " + std::to_string(kMaxThrottleRate) + " bytes per second)";
+        return "throttle rate " + std::to_string(rate) + " B/s is out of range (" +
+               std::to_string(kMinThrottleRate) + " .. " + std::to_string(kMaxThrottleRate) +
+               " bytes per second)";
     return "";
 }
 
@@ -96,7 +97,9 @@ void PolicyTable::set(const std::string& id, const Subject& subject, ActionKind 
     by_id_[id] = Entry{*host_policy_key(subject.value), action, rate};
 }
 
-void PolicyTable::remove(const std::string& id) { by_id_.erase(id); }
+void PolicyTable::remove(const std::string& id) {
+    by_id_.erase(id);
+}
 
 std::vector<std::string> PolicyTable::ids() const {
     std::vector<std::string> out;

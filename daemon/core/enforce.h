@@ -20,15 +20,15 @@
 namespace nettally {
 
 // Limits of a throttle rate, bytes per second of wire (l2) traffic.
-constexpr uint64_t kMinThrottleRate = 1000;                  // 1 kB/s
-constexpr uint64_t kMaxThrottleRate = 50'000'000'000ull;     // 400 Gbit/s
+constexpr uint64_t kMinThrottleRate = 1000;              // 1 kB/s
+constexpr uint64_t kMaxThrottleRate = 50'000'000'000ull; // 400 Gbit/s
 // The policer lets through about this much time's worth of rate at once...
-constexpr uint64_t kThrottleBurstNs = 1'000'000'000ull;      // 1 s
+constexpr uint64_t kThrottleBurstNs = 1'000'000'000ull; // 1 s
 // ...but never less than this many bytes (a few full-size GSO/GRO packets,
 // so a TCP sender is not starved at low rates).
 constexpr uint64_t kThrottleMinBurstBytes = 4 * 65536;
 // EDT: a packet scheduled further ahead than this is dropped (bounds fq's queue).
-constexpr uint64_t kEdtHorizonNs = 2'000'000'000ull;         // 2 s
+constexpr uint64_t kEdtHorizonNs = 2'000'000'000ull; // 2 s
 
 struct PolicyKey {
     uint8_t family = 0; // NT_AF_INET, NT_AF_INET6, NT_POLICY_MAC

@@ -14,7 +14,9 @@ namespace {
     throw ThresholdError(key + ": " + problem);
 }
 
-std::string quote(std::string_view s) { return "'" + std::string(s) + "'"; }
+std::string quote(std::string_view s) {
+    return "'" + std::string(s) + "'";
+}
 
 } // namespace
 
@@ -66,7 +68,8 @@ FlowFilter::Prefix prefix_of(const std::string& key, std::string_view val) {
     if (slash != std::string_view::npos) {
         auto n = parse_uint(val.substr(slash + 1));
         if (!n || *n > max)
-            fail("subject", key + "=" + std::string(val) + ": prefix length must be 0.." + std::to_string(max));
+            fail("subject",
+                 key + "=" + std::string(val) + ": prefix length must be 0.." + std::to_string(max));
         p.len = static_cast<uint8_t>(*n);
     }
     return p;
@@ -80,8 +83,10 @@ uint16_t port_of(const std::string& key, std::string_view val) {
 }
 
 uint8_t proto_of(std::string_view val) {
-    static const std::pair<std::string_view, uint8_t> kNames[] = {{"tcp", 6}, {"udp", 17}, {"icmp", 1}, {"icmpv6", 58}};
-    const auto it = std::find_if(std::begin(kNames), std::end(kNames), [&](const auto& p) { return p.first == val; });
+    static const std::pair<std::string_view, uint8_t> kNames[] = {
+        {"tcp", 6}, {"udp", 17}, {"icmp", 1}, {"icmpv6", 58}};
+    const auto it =
+        std::find_if(std::begin(kNames), std::end(kNames), [&](const auto& p) { return p.first == val; });
     if (it != std::end(kNames))
         return it->second;
     auto n = parse_uint(val);
@@ -121,7 +126,8 @@ void apply_term(FlowFilter& f, const std::string& key, std::string_view val) {
 FlowFilter FlowFilter::parse(std::string_view text) {
     FlowFilter f;
     if (text.empty())
-        fail("subject", "a flow filter needs at least one term (iface, proto, src, dst, net, sport, dport, port)");
+        fail("subject",
+             "a flow filter needs at least one term (iface, proto, src, dst, net, sport, dport, port)");
     std::vector<std::string> seen;
     size_t pos = 0;
     while (pos <= text.size()) {

@@ -37,7 +37,8 @@ std::map<std::string, Counts> HistoryFeed::cumulative(const Collector& c) {
     std::map<std::string, Counts> cum;
     for (const auto& [name, st] : c.interfaces())
         for (uint8_t d = 0; d < NT_DIR_MAX; d++)
-            cum["iface:" + name + ":" + std::string(to_string(static_cast<Direction>(d)))] = st.dir[d].total.total();
+            cum["iface:" + name + ":" + std::string(to_string(static_cast<Direction>(d)))] =
+                st.dir[d].total.total();
     for (const auto& [key, h] : c.hosts()) {
         cum["host:" + key + ":sent"] = h.sent.total();
         cum["host:" + key + ":received"] = h.received.total();

@@ -44,8 +44,8 @@ private:
     std::map<std::string, Counts> cumulative(const Collector& c);
 
     History history_;
-    std::map<std::string, Counts> last_;            // cumulative per subject at the last feed
-    std::map<std::string, Counts> finished_flows_;  // evicted flows per aggregate, cumulative
+    std::map<std::string, Counts> last_;             // cumulative per subject at the last feed
+    std::map<std::string, Counts> finished_flows_;   // evicted flows per aggregate, cumulative
     std::map<std::string, MonotonicCounts> flowagg_; // live + finished per aggregate, monotonic
     bool have_last_ = false;
 };

@@ -15,7 +15,8 @@ InterfacePlan plan_interfaces(const Config& cfg, const std::vector<LinkInfo>& li
             continue;
         if (link.loopback) {
             if (!interface_is_glob(rule->name))
-                plan.warnings.push_back("interface '" + link.name + "' is loopback; loopback is never accounted");
+                plan.warnings.push_back("interface '" + link.name +
+                                        "' is loopback; loopback is never accounted");
             continue;
         }
         hits[static_cast<size_t>(rule - cfg.interfaces.data())]++;
@@ -36,7 +37,8 @@ InterfacePlan plan_interfaces(const Config& cfg, const std::vector<LinkInfo>& li
         const auto& rule = cfg.interfaces[i];
         if (hits[i])
             continue;
-        const bool exists = std::any_of(links.begin(), links.end(), [&](const LinkInfo& l) { return l.name == rule.name; });
+        const bool exists =
+            std::any_of(links.begin(), links.end(), [&](const LinkInfo& l) { return l.name == rule.name; });
         if (!interface_is_glob(rule.name) && !exists) {
             const std::string msg = "interface '" + rule.name + "' (" + cfg.path + ":" +
                                     std::to_string(rule.line) + ") does not exist";

@@ -11,7 +11,8 @@
 namespace nettally {
 namespace {
 
-constexpr std::array<std::string_view, kRecordTypeCount> kTypeNames{"interface", "host", "cgroup", "flow", "alert"};
+constexpr std::array<std::string_view, kRecordTypeCount> kTypeNames{"interface", "host", "cgroup", "flow",
+                                                                    "alert"};
 
 std::vector<FieldSpec> counts_fields(bool with_l2) {
     std::vector<FieldSpec> v{{"packets", true, "packets", "wire packets"}};
@@ -28,7 +29,9 @@ std::vector<FieldSpec> join(std::vector<FieldSpec> a, const std::vector<FieldSpe
     return a;
 }
 
-std::string num(uint64_t v) { return std::to_string(v); }
+std::string num(uint64_t v) {
+    return std::to_string(v);
+}
 
 void add_counts(std::vector<std::string>& v, const Counts& c, bool with_l2) {
     v.push_back(num(c.packets));
@@ -66,7 +69,9 @@ std::string duration_text(std::chrono::milliseconds d) {
 
 } // namespace
 
-std::string_view to_string(RecordType t) { return kTypeNames[static_cast<size_t>(t)]; }
+std::string_view to_string(RecordType t) {
+    return kTypeNames[static_cast<size_t>(t)];
+}
 
 std::optional<RecordType> parse_record_type(std::string_view s) {
     for (size_t i = 0; i < kRecordTypeCount; i++)
@@ -75,8 +80,12 @@ std::optional<RecordType> parse_record_type(std::string_view s) {
     return std::nullopt;
 }
 
-std::string_view to_string(RecordFormat f) { return f == RecordFormat::Csv ? "csv" : "jsonl"; }
-std::string_view extension(RecordFormat f) { return to_string(f); }
+std::string_view to_string(RecordFormat f) {
+    return f == RecordFormat::Csv ? "csv" : "jsonl";
+}
+std::string_view extension(RecordFormat f) {
+    return to_string(f);
+}
 
 std::optional<RecordFormat> parse_record_format(std::string_view s) {
     if (s == "csv")
@@ -134,8 +143,8 @@ std::string rfc3339(int64_t unix_us) {
     tm u{};
     gmtime_r(&t, &u);
     char buf[96];
-    std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", u.tm_year + 1900, u.tm_mon + 1, u.tm_mday,
-                  u.tm_hour, u.tm_min, u.tm_sec, static_cast<int>(ms));
+    std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", u.tm_year + 1900, u.tm_mon + 1,
+                  u.tm_mday, u.tm_hour, u.tm_min, u.tm_sec, static_cast<int>(ms));
     return buf;
 }
 
@@ -165,7 +174,8 @@ std::string encode(const Record& r, RecordFormat f) {
     const auto& fs = fields(r.type);
     if (r.values.size() != fs.size())
         throw std::logic_error("record of type " + std::string(to_string(r.type)) + " has " +
-                               std::to_string(r.values.size()) + " values, expected " + std::to_string(fs.size()));
+                               std::to_string(r.values.size()) + " values, expected " +
+                               std::to_string(fs.size()));
     std::string out;
     if (f == RecordFormat::Csv) {
         for (size_t i = 0; i < fs.size(); i++) {
@@ -223,16 +233,18 @@ std::optional<std::vector<std::string>> parse_csv_line(std::string_view line) {
     }
 }
 
-Record interface_record(int64_t start_us, int64_t end_us, const std::string& interface, const std::string& role,
-                        std::string_view direction, const Counts& c) {
-    Record r{RecordType::Interface, {rfc3339(start_us), rfc3339(end_us), interface, role, std::string(direction)}};
+Record interface_record(int64_t start_us, int64_t end_us, const std::string& interface,
+                        const std::string& role, std::string_view direction, const Counts& c) {
+    Record r{RecordType::Interface,
+             {rfc3339(start_us), rfc3339(end_us), interface, role, std::string(direction)}};
     add_counts(r.values, c, true);
     return r;
 }
 
 Record host_record(int64_t start_us, int64_t end_us, const std::string& interface, const std::string& mac,
                    const std::string& ip, std::string_view direction, const Counts& c) {
-    Record r{RecordType::Host, {rfc3339(start_us), rfc3339(end_us), interface, mac, ip, std::string(direction)}};
+    Record r{RecordType::Host,
+             {rfc3339(start_us), rfc3339(end_us), interface, mac, ip, std::string(direction)}};
     add_counts(r.values, c, true);
     return r;
 }
@@ -246,8 +258,8 @@ Record cgroup_record(int64_t start_us, int64_t end_us, const std::string& path, 
 
 Record flow_record(const FlowRecordIn& f) {
     Record r{RecordType::Flow,
-             {rfc3339(f.first_us), rfc3339(f.last_us), f.interface, std::string(f.direction), f.family, num(f.proto),
-              f.src, num(f.sport), f.dst, num(f.dport), num(f.tcp_flags)}};
+             {rfc3339(f.first_us), rfc3339(f.last_us), f.interface, std::string(f.direction), f.family,
+              num(f.proto), f.src, num(f.sport), f.dst, num(f.dport), num(f.tcp_flags)}};
     add_counts(r.values, f.counts, true);
     return r;
 }
@@ -292,7 +304,8 @@ void types_from_string(std::string_view s, RecordsConfig& c) {
     size_t pos = 0;
     while (pos <= s.size() && !s.empty()) {
         size_t comma = s.find(',', pos);
-        std::string_view item = s.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
+        std::string_view item =
+            s.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
         if (item.empty())
             throw std::invalid_argument("types: empty item in '" + std::string(s) + "'");
         std::string_view name = item, fmt;
@@ -348,8 +361,9 @@ RecordsConfig apply_overrides(const RecordsConfig& base, const nlohmann::json& o
             need(v.is_string(), "text such as \"interface=csv,flow=jsonl\"");
             types_from_string(v.get<std::string>(), c);
         } else {
-            throw std::invalid_argument("unknown setting '" + key +
-                                        "' (enabled, period, interval, types, max_file_size, max_records, compress)");
+            throw std::invalid_argument(
+                "unknown setting '" + key +
+                "' (enabled, period, interval, types, max_file_size, max_records, compress)");
         }
     }
     if (auto why = validate(c); !why.empty())
@@ -417,8 +431,8 @@ std::string file_name(const std::string& host, RecordType t, int64_t start_us, u
                       bool gz) {
     char seqbuf[32];
     std::snprintf(seqbuf, sizeof(seqbuf), "%06llu", static_cast<unsigned long long>(seq));
-    return sanitize_host(host) + "_" + std::string(to_string(t)) + "_" + compact_utc(start_us) + "_" + seqbuf + "." +
-           std::string(extension(f)) + (gz ? ".gz" : "");
+    return sanitize_host(host) + "_" + std::string(to_string(t)) + "_" + compact_utc(start_us) + "_" +
+           seqbuf + "." + std::string(extension(f)) + (gz ? ".gz" : "");
 }
 
 std::optional<ParsedName> parse_file_name(std::string_view name) {

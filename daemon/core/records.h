@@ -61,8 +61,8 @@ std::string encode(const Record& r, RecordFormat f);
 std::optional<std::vector<std::string>> parse_csv_line(std::string_view line);
 
 // Record builders. start/end: the interval the usage covers (unix µs).
-Record interface_record(int64_t start_us, int64_t end_us, const std::string& interface, const std::string& role,
-                        std::string_view direction, const Counts& c);
+Record interface_record(int64_t start_us, int64_t end_us, const std::string& interface,
+                        const std::string& role, std::string_view direction, const Counts& c);
 Record host_record(int64_t start_us, int64_t end_us, const std::string& interface, const std::string& mac,
                    const std::string& ip, std::string_view direction, const Counts& c);
 // Cgroup counters have no link layer: l2 is not a field.
@@ -91,10 +91,10 @@ struct AlertRecord {
     std::string event;        // "crossed" | "cleared" | "burst" | ...
     std::string subject_kind; // "interface" | "host" | "cgroup" | "flow"
     std::string subject;
-    std::string metric;       // e.g. "l3", "packets"
+    std::string metric; // e.g. "l3", "packets"
     uint64_t value = 0;
     uint64_t limit = 0;
-    std::string action;       // "notify" | "throttle" | "block"
+    std::string action; // "notify" | "throttle" | "block"
     std::string message;
 };
 Record alert_record(const AlertRecord& a);
@@ -111,13 +111,13 @@ struct RecordTypeSettings {
 // through D-Bus (<state_dir>/records.json).
 struct RecordsConfig {
     bool enabled = false;
-    std::chrono::milliseconds period{std::chrono::hours{1}};    // files close at each boundary
+    std::chrono::milliseconds period{std::chrono::hours{1}};     // files close at each boundary
     std::chrono::milliseconds interval{std::chrono::minutes{1}}; // usage records cover at most this
     std::array<RecordTypeSettings, kRecordTypeCount> types{};    // by RecordType
-    uint64_t max_file_size = 64ull << 20; // bytes, uncompressed, header included
-    uint64_t max_records = 1000000;       // records per file (0: no limit)
-    bool compress = false;                // gzip closed files (".gz")
-    std::filesystem::path spool_dir;      // "" = <state_dir>/spool
+    uint64_t max_file_size = 64ull << 20;                        // bytes, uncompressed, header included
+    uint64_t max_records = 1000000;                              // records per file (0: no limit)
+    bool compress = false;                                       // gzip closed files (".gz")
+    std::filesystem::path spool_dir;                             // "" = <state_dir>/spool
     bool operator==(const RecordsConfig&) const = default;
 
     const RecordTypeSettings& type(RecordType t) const { return types[static_cast<size_t>(t)]; }

@@ -14,7 +14,9 @@ namespace {
     throw ThresholdError(key + ": " + problem);
 }
 
-std::string quote(std::string_view s) { return "'" + std::string(s) + "'"; }
+std::string quote(std::string_view s) {
+    return "'" + std::string(s) + "'";
+}
 
 uint64_t figure(const Counts& c, UsageLayer l) {
     switch (l) {
@@ -151,12 +153,14 @@ std::string LedgerUsage::check(const Subject& s, UsageLayer layer) const {
             if (r.path == s.value)
                 return "";
         return "unknown cgroup " + quote(s.value) +
-               " (not in the tracked subtrees, cgroups.subtrees, at the last walk: a new cgroup is seen within 10 s)";
+               " (not in the tracked subtrees, cgroups.subtrees, at the last walk: a new cgroup is seen "
+               "within 10 s)";
     }
     case SubjectKind::FlowAggregate: {
         const FlowFilter f = FlowFilter::parse(s.value);
         if (!f.iface.empty() && !c_.interfaces().count(f.iface))
-            return "unknown interface " + quote(f.iface) + " in the flow filter (accounted: " + known_ifaces() + ")";
+            return "unknown interface " + quote(f.iface) +
+                   " in the flow filter (accounted: " + known_ifaces() + ")";
         return "";
     }
     }
@@ -170,7 +174,8 @@ uint64_t Threshold::rate_now() const {
         return 0;
     const int64_t now = st.samples.back().first;
     int64_t from = 0;
-    const uint64_t then = counted_at(st.samples, now - static_cast<int64_t>(def.rate_window_s) * 1000000, &from);
+    const uint64_t then =
+        counted_at(st.samples, now - static_cast<int64_t>(def.rate_window_s) * 1000000, &from);
     if (now <= from)
         return 0;
     return static_cast<uint64_t>(static_cast<long double>(st.samples.back().second - then) * 1e6L /
@@ -180,14 +185,18 @@ uint64_t Threshold::rate_now() const {
 ThresholdEngine::ThresholdEngine(PeriodSpec spec, ActionEnforcer& enforcer)
     : calendar_(std::move(spec)), enforcer_(enforcer) {}
 
-void ThresholdEngine::set_period_spec(PeriodSpec spec) { calendar_ = History(std::move(spec)); }
+void ThresholdEngine::set_period_spec(PeriodSpec spec) {
+    calendar_ = History(std::move(spec));
+}
 
 const Threshold* ThresholdEngine::find(const std::string& name) const {
     auto it = t_.find(name);
     return it == t_.end() ? nullptr : &it->second;
 }
 
-std::vector<ThresholdEvent> ThresholdEngine::take_events() { return std::exchange(events_, {}); }
+std::vector<ThresholdEvent> ThresholdEngine::take_events() {
+    return std::exchange(events_, {});
+}
 
 void ThresholdEngine::emit(ThresholdEvent::Kind k, const Threshold& t, int64_t now_us, uint64_t index,
                            uint64_t value, uint64_t value2) {
@@ -230,8 +239,8 @@ void ThresholdEngine::start_period(Threshold& t, const UsageSource& src, int64_t
     s.samples.emplace_back(now_us, 0);
     s.period_start_us = now_us;
     if (t.def.period == ThresholdPeriod::Day || t.def.period == ThresholdPeriod::Month) {
-        const auto p = calendar_.period_at(t.def.period == ThresholdPeriod::Day ? PeriodKind::Day : PeriodKind::Month,
-                                           now_us);
+        const auto p = calendar_.period_at(
+            t.def.period == ThresholdPeriod::Day ? PeriodKind::Day : PeriodKind::Month, now_us);
         s.period_end_us = p.end_us;
     }
 }
@@ -263,7 +272,8 @@ void ThresholdEngine::modify(const std::string& name, const FieldMap& changes, c
     check_def(next, src);
     const ThresholdDef old = t.def;
     const bool same_watch = next.subject == old.subject && next.direction == old.direction &&
-                            next.layer == old.layer && next.period == old.period && next.window_s == old.window_s;
+                            next.layer == old.layer && next.period == old.period &&
+                            next.window_s == old.window_s;
     const bool same_action =
         next.action == old.action && next.action_rate == old.action_rate && next.action_on == old.action_on;
     if (!same_watch || !same_action)
@@ -316,7 +326,8 @@ void ThresholdEngine::check_config(const std::vector<ThresholdDef>& defs, const 
         names.push_back(d.name);
         auto it = t_.find(d.name);
         if (it != t_.end() && !it->second.from_config)
-            fail("name", "threshold " + quote(d.name) + " exists already (added at run time; remove it first)");
+            fail("name",
+                 "threshold " + quote(d.name) + " exists already (added at run time; remove it first)");
         try {
             check_def(d, src);
         } catch (const ThresholdError& e) {
@@ -330,11 +341,13 @@ void ThresholdEngine::check_config(const std::vector<ThresholdDef>& defs, const 
         fail("name", "at most " + std::to_string(kMaxThresholds) + " thresholds");
 }
 
-void ThresholdEngine::set_config(const std::vector<ThresholdDef>& defs, const UsageSource& src, int64_t now_us) {
+void ThresholdEngine::set_config(const std::vector<ThresholdDef>& defs, const UsageSource& src,
+                                 int64_t now_us) {
     check_config(defs, src);
     for (auto it = t_.begin(); it != t_.end();) {
         Threshold& t = it->second;
-        const auto d = std::find_if(defs.begin(), defs.end(), [&](const auto& x) { return x.name == it->first; });
+        const auto d =
+            std::find_if(defs.begin(), defs.end(), [&](const auto& x) { return x.name == it->first; });
         if (t.from_config && (d == defs.end() || !(*d == t.def))) {
             lift_action(t, d == defs.end() ? "removed" : "modified", now_us);
             it = t_.erase(it);
@@ -449,7 +462,8 @@ void ThresholdEngine::signal_steps(Threshold& t, uint64_t prev_usage, int64_t t_
         s.step_index = idx;
     if (idx <= s.step_index)
         return;
-    const uint64_t first = std::max<uint64_t>(s.step_index + 1, idx > kMaxStepEvents ? idx - kMaxStepEvents + 1 : 1);
+    const uint64_t first =
+        std::max<uint64_t>(s.step_index + 1, idx > kMaxStepEvents ? idx - kMaxStepEvents + 1 : 1);
     for (uint64_t k = first; k <= idx; ++k) {
         // Interpolated crossing time of k * step between the previous poll and this one.
         int64_t cross = when;
@@ -458,11 +472,13 @@ void ThresholdEngine::signal_steps(Threshold& t, uint64_t prev_usage, int64_t t_
             cross = t_prev + static_cast<int64_t>(static_cast<long double>(target - prev_usage) /
                                                   static_cast<long double>(s.usage - prev_usage) *
                                                   static_cast<long double>(when - t_prev));
-        emit(ThresholdEvent::Kind::StepCrossed, t, when, k, d.step, k == first ? first - s.step_index - 1 : 0);
+        emit(ThresholdEvent::Kind::StepCrossed, t, when, k, d.step,
+             k == first ? first - s.step_index - 1 : 0);
         if (d.min_interval_ms != 0 && s.last_cross_us != 0 &&
             cross - s.last_cross_us < static_cast<int64_t>(d.min_interval_ms) * 1000) {
             emit(ThresholdEvent::Kind::Burst, t, cross, k,
-                 static_cast<uint64_t>(std::max<int64_t>(cross - s.last_cross_us, 0)) / 1000, d.min_interval_ms);
+                 static_cast<uint64_t>(std::max<int64_t>(cross - s.last_cross_us, 0)) / 1000,
+                 d.min_interval_ms);
             if (d.action_on != ActionTrigger::Limit)
                 apply_action(t, "burst", when);
         }
@@ -527,30 +543,32 @@ nlohmann::json ThresholdEngine::to_json() const {
         nlohmann::json samples = nlohmann::json::array();
         for (const auto& [at, c] : s.samples)
             samples.push_back({at, c});
-        list.push_back({{"def", def},
-                        {"from_config", t.from_config},
-                        {"set_at_us", t.set_at_us},
-                        {"state",
-                         {{"period_start_us", s.period_start_us},
-                          {"period_end_us", s.period_end_us},
-                          {"last_total", s.last_total ? nettally::to_json(*s.last_total) : nlohmann::json(nullptr)},
-                          {"usage", s.usage},
-                          {"step_index", s.step_index},
-                          {"limit_reached", s.limit_reached},
-                          {"last_cross_us", s.last_cross_us},
-                          {"rate_alerted", s.rate_alerted},
-                          {"action_active", s.action_active},
-                          {"flow_finished", nettally::to_json(s.flow_finished)},
-                          {"last_observe_us", s.last_observe_us},
-                          {"counted", s.counted},
-                          {"samples", samples}}}});
+        list.push_back(
+            {{"def", def},
+             {"from_config", t.from_config},
+             {"set_at_us", t.set_at_us},
+             {"state",
+              {{"period_start_us", s.period_start_us},
+               {"period_end_us", s.period_end_us},
+               {"last_total", s.last_total ? nettally::to_json(*s.last_total) : nlohmann::json(nullptr)},
+               {"usage", s.usage},
+               {"step_index", s.step_index},
+               {"limit_reached", s.limit_reached},
+               {"last_cross_us", s.last_cross_us},
+               {"rate_alerted", s.rate_alerted},
+               {"action_active", s.action_active},
+               {"flow_finished", nettally::to_json(s.flow_finished)},
+               {"last_observe_us", s.last_observe_us},
+               {"counted", s.counted},
+               {"samples", samples}}}});
     }
     return {{"version", 1}, {"thresholds", list}};
 }
 
 void ThresholdEngine::restore(const nlohmann::json& j, int64_t now_us, std::vector<std::string>* problems) {
     if (j.at("version").get<int>() != 1)
-        throw std::runtime_error("unsupported thresholds version " + std::to_string(j.at("version").get<int>()));
+        throw std::runtime_error("unsupported thresholds version " +
+                                 std::to_string(j.at("version").get<int>()));
     std::map<std::string, Threshold> next = t_;
     for (const auto& e : j.at("thresholds")) {
         Threshold t;

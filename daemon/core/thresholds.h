@@ -75,36 +75,44 @@ private:
 };
 
 struct ThresholdEvent {
-    enum class Kind { StepCrossed, LimitReached, Burst, RateExceeded, ActionApplied, ActionLifted, ActionFailed };
+    enum class Kind {
+        StepCrossed,
+        LimitReached,
+        Burst,
+        RateExceeded,
+        ActionApplied,
+        ActionLifted,
+        ActionFailed
+    };
     Kind kind = Kind::StepCrossed;
     std::string name;
     std::string subject; // subject_text
     uint64_t usage = 0;  // bytes in the period at the poll that saw it
     uint64_t step_index = 0;
-    uint64_t value = 0;   // LimitReached: limit; Burst: measured interval (ms); RateExceeded: rate (B/s)
-    uint64_t value2 = 0;  // Burst: min_interval_ms; RateExceeded: rate_bps; StepCrossed: skipped steps
-    int64_t time_us = 0;  // wall clock: the poll (Burst: the estimated crossing time)
-    std::string action;   // Action*: notify|throttle|block
-    std::string reason;   // Action*: limit|burst|rate|rollover|reset|removed|modified|restart, or the error
+    uint64_t value = 0;  // LimitReached: limit; Burst: measured interval (ms); RateExceeded: rate (B/s)
+    uint64_t value2 = 0; // Burst: min_interval_ms; RateExceeded: rate_bps; StepCrossed: skipped steps
+    int64_t time_us = 0; // wall clock: the poll (Burst: the estimated crossing time)
+    std::string action;  // Action*: notify|throttle|block
+    std::string reason;  // Action*: limit|burst|rate|rollover|reset|removed|modified|restart, or the error
 };
 std::string_view to_string(ThresholdEvent::Kind k);
 
 // A threshold's running state: what has been counted and signalled in the current period.
 struct ThresholdState {
     int64_t period_start_us = 0;
-    int64_t period_end_us = 0; // 0: no end (since, rolling)
+    int64_t period_end_us = 0;        // 0: no end (since, rolling)
     std::optional<Counts> last_total; // source total at the last observe (nullopt: not seen yet)
-    uint64_t usage = 0;        // bytes in the period
-    uint64_t step_index = 0;   // highest step signalled in the period
+    uint64_t usage = 0;               // bytes in the period
+    uint64_t step_index = 0;          // highest step signalled in the period
     bool limit_reached = false;
     int64_t last_cross_us = 0; // estimated time of the last step crossing, 0 = none
     bool rate_alerted = false;
     bool action_active = false;
-    Counts flow_finished;      // FlowAggregate: finished flows matching since set
+    Counts flow_finished; // FlowAggregate: finished flows matching since set
     int64_t last_observe_us = 0;
     // (time, cumulative bytes counted since set) for rolling windows and the rate alert
     std::deque<std::pair<int64_t, uint64_t>> samples;
-    uint64_t counted = 0;      // cumulative bytes counted since set (never resets)
+    uint64_t counted = 0; // cumulative bytes counted since set (never resets)
 };
 
 struct Threshold {

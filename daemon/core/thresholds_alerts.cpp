@@ -10,10 +10,13 @@ AlertRecord alert_record_of(const ThresholdEvent& e, const ThresholdDef* def) {
     AlertRecord a;
     a.time_us = e.time_us;
     a.name = e.name;
-    static const std::pair<K, const char*> kEvents[] = {
-        {K::StepCrossed, "step_crossed"},     {K::LimitReached, "limit_reached"}, {K::Burst, "burst"},
-        {K::RateExceeded, "rate_exceeded"},   {K::ActionApplied, "action_applied"},
-        {K::ActionLifted, "action_lifted"},   {K::ActionFailed, "action_failed"}};
+    static const std::pair<K, const char*> kEvents[] = {{K::StepCrossed, "step_crossed"},
+                                                        {K::LimitReached, "limit_reached"},
+                                                        {K::Burst, "burst"},
+                                                        {K::RateExceeded, "rate_exceeded"},
+                                                        {K::ActionApplied, "action_applied"},
+                                                        {K::ActionLifted, "action_lifted"},
+                                                        {K::ActionFailed, "action_failed"}};
     for (const auto& [k, text] : kEvents)
         if (k == e.kind)
             a.event = text;

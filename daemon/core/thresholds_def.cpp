@@ -23,32 +23,32 @@ constexpr size_t kMaxName = 64;
     throw ThresholdError(key + ": " + problem);
 }
 
-std::string quote(std::string_view s) { return "'" + std::string(s) + "'"; }
+std::string quote(std::string_view s) {
+    return "'" + std::string(s) + "'";
+}
 
-template <typename E>
-std::optional<E> parse_enum(std::string_view text, std::initializer_list<E> all) {
+template <typename E> std::optional<E> parse_enum(std::string_view text, std::initializer_list<E> all) {
     for (E e : all)
         if (to_string(e) == text)
             return e;
     return std::nullopt;
 }
 
-template <typename E>
-std::string enum_names(std::initializer_list<E> all) {
+template <typename E> std::string enum_names(std::initializer_list<E> all) {
     std::string out;
     for (E e : all)
         out += (out.empty() ? "" : ", ") + std::string(to_string(e));
     return out;
 }
 
-constexpr auto kKinds = {SubjectKind::Interface, SubjectKind::Host, SubjectKind::Cgroup, SubjectKind::FlowAggregate};
+constexpr auto kKinds = {SubjectKind::Interface, SubjectKind::Host, SubjectKind::Cgroup,
+                         SubjectKind::FlowAggregate};
 constexpr auto kDirs = {UsageDirection::Sent, UsageDirection::Received, UsageDirection::Both};
 constexpr auto kLayers = {UsageLayer::L2, UsageLayer::L3, UsageLayer::L4, UsageLayer::Payload};
 constexpr auto kPeriods = {ThresholdPeriod::Day, ThresholdPeriod::Month, ThresholdPeriod::Rolling,
                            ThresholdPeriod::Since};
 constexpr auto kActions = {ActionKind::Notify, ActionKind::Throttle, ActionKind::Block};
 constexpr auto kTriggers = {ActionTrigger::Limit, ActionTrigger::Burst, ActionTrigger::Any};
-
 
 // A number: unsigned as is; a signed one must be positive; a text through `parse`.
 uint64_t number_of(const std::string& key, const FieldValue& v, const std::string& what,
@@ -104,7 +104,8 @@ std::string check_subject(Subject& s) {
         return "";
     case SubjectKind::Host: {
         std::string lower = v;
-        std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+        std::transform(lower.begin(), lower.end(), lower.begin(),
+                       [](unsigned char c) { return std::tolower(c); });
         if (parse_mac(lower)) {
             v = lower;
             return "";
@@ -193,7 +194,9 @@ std::string_view to_string(ActionTrigger t) {
     return "?";
 }
 
-std::string subject_text(const Subject& s) { return std::string(to_string(s.kind)) + ":" + s.value; }
+std::string subject_text(const Subject& s) {
+    return std::string(to_string(s.kind)) + ":" + s.value;
+}
 
 // ---- definitions ----------------------------------------------------------------------------
 
@@ -219,8 +222,8 @@ FieldMap merged_fields(const FieldMap& given, const ThresholdDef* base) {
         fields[k] = v;
 
     static const std::vector<std::string> kKeys = {
-        "name",          "subject_kind", "subject",     "direction",  "layer",  "period",      "window_s", "step",
-        "limit",         "min_interval_ms", "rate_bps", "rate_window_s", "action", "action_rate", "action_on"};
+        "name",  "subject_kind",    "subject",  "direction",     "layer",  "period",      "window_s", "step",
+        "limit", "min_interval_ms", "rate_bps", "rate_window_s", "action", "action_rate", "action_on"};
     for (const auto& [k, v] : fields)
         if (std::find(kKeys.begin(), kKeys.end(), k) == kKeys.end())
             fail(k, std::string("unknown key (valid keys: ") + kThresholdKeys + ")");
@@ -234,8 +237,7 @@ struct FieldReader {
     bool has(const char* k) const { return fields.count(k) != 0; }
     std::string text(const char* k) const { return field_text(k, fields.at(k)); }
     const FieldValue& at(const char* k) const { return fields.at(k); }
-    template <typename E>
-    void choice(const char* k, std::initializer_list<E> all, E& out) const {
+    template <typename E> void choice(const char* k, std::initializer_list<E> all, E& out) const {
         if (!has(k))
             return;
         const std::string t = text(k);
@@ -253,7 +255,8 @@ void read_name_and_subject(const FieldReader& r, ThresholdDef& d) {
     if (d.name.empty() || d.name.size() > kMaxName ||
         !std::all_of(d.name.begin(), d.name.end(),
                      [](unsigned char c) { return std::isalnum(c) || c == '-' || c == '_' || c == '.'; }))
-        fail("name", "1.." + std::to_string(kMaxName) + " characters of A-Z a-z 0-9 . _ -, got " + quote(d.name));
+        fail("name",
+             "1.." + std::to_string(kMaxName) + " characters of A-Z a-z 0-9 . _ -, got " + quote(d.name));
 
     if (!r.has("subject_kind"))
         fail("subject_kind", "required (" + enum_names(kKinds) + ")");

@@ -49,9 +49,9 @@ struct ThresholdDef {
     UsageDirection direction = UsageDirection::Both;
     UsageLayer layer = UsageLayer::L3;
     ThresholdPeriod period = ThresholdPeriod::Month;
-    uint64_t window_s = 0; // rolling only
-    uint64_t step = 0;     // bytes, > 0
-    uint64_t limit = 0;    // bytes, 0 = none
+    uint64_t window_s = 0;        // rolling only
+    uint64_t step = 0;            // bytes, > 0
+    uint64_t limit = 0;           // bytes, 0 = none
     uint64_t min_interval_ms = 0; // 0 = no burst alert
     uint64_t rate_bps = 0;        // bytes per second, 0 = no rate alert
     uint64_t rate_window_s = 10;

@@ -14,7 +14,9 @@
 namespace nettally {
 namespace {
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 } // namespace
 
@@ -45,11 +47,23 @@ std::optional<uint64_t> parse_size(std::string_view text) {
         i = j;
     }
     const std::string_view unit = text.substr(i);
-    static const std::pair<std::string_view, uint64_t> kUnits[] = {
-        {"", 1},          {"B", 1},           {"kB", 1000},       {"KB", 1000},          {"MB", 1000000},
-        {"GB", 1000000000}, {"TB", 1000000000000}, {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30},
-        {"TiB", 1ull << 40}, {"K", 1ull << 10},     {"M", 1ull << 20},     {"G", 1ull << 30},     {"T", 1ull << 40}};
-    const auto u = std::find_if(std::begin(kUnits), std::end(kUnits), [&](const auto& p) { return p.first == unit; });
+    static const std::pair<std::string_view, uint64_t> kUnits[] = {{"", 1},
+                                                                   {"B", 1},
+                                                                   {"kB", 1000},
+                                                                   {"KB", 1000},
+                                                                   {"MB", 1000000},
+                                                                   {"GB", 1000000000},
+                                                                   {"TB", 1000000000000},
+                                                                   {"KiB", 1ull << 10},
+                                                                   {"MiB", 1ull << 20},
+                                                                   {"GiB", 1ull << 30},
+                                                                   {"TiB", 1ull << 40},
+                                                                   {"K", 1ull << 10},
+                                                                   {"M", 1ull << 20},
+                                                                   {"G", 1ull << 30},
+                                                                   {"T", 1ull << 40}};
+    const auto u =
+        std::find_if(std::begin(kUnits), std::end(kUnits), [&](const auto& p) { return p.first == unit; });
     if (u == std::end(kUnits))
         return std::nullopt;
     const auto w = parse_uint(whole);
@@ -77,10 +91,9 @@ std::optional<uint64_t> parse_size(std::string_view text) {
 }
 
 std::string format_size(uint64_t bytes) {
-    static const std::pair<const char*, uint64_t> kUnits[] = {{"TB", 1000000000000}, {"GB", 1000000000},
-                                                              {"MB", 1000000},       {"kB", 1000},
-                                                              {"TiB", 1ull << 40},   {"GiB", 1ull << 30},
-                                                              {"MiB", 1ull << 20},   {"KiB", 1ull << 10}};
+    static const std::pair<const char*, uint64_t> kUnits[] = {
+        {"TB", 1000000000000}, {"GB", 1000000000},  {"MB", 1000000},     {"kB", 1000},
+        {"TiB", 1ull << 40},   {"GiB", 1ull << 30}, {"MiB", 1ull << 20}, {"KiB", 1ull << 10}};
     if (bytes > 0)
         for (const auto& [name, m] : kUnits)
             if (bytes % m == 0)

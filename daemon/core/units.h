@@ -37,6 +37,7 @@ std::optional<std::array<uint8_t, 6>> parse_mac(std::string_view s);
 
 // The canonical text of an IPv4 or IPv6 address (inet_ntop's form), or nullopt. `family` gets
 // NT_AF_INET or NT_AF_INET6 and `out` the address in network order (4 words; IPv4 in the first).
-std::optional<std::string> canonical_ip(std::string_view s, uint8_t* family = nullptr, uint32_t* out = nullptr);
+std::optional<std::string> canonical_ip(std::string_view s, uint8_t* family = nullptr,
+                                        uint32_t* out = nullptr);
 
 } // namespace nettally

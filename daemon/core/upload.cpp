@@ -171,7 +171,8 @@ std::optional<UploadTarget> parse_upload_url(std::string_view url, std::string* 
     const std::string_view rest = url.substr(sep + 3);
     const size_t slash = rest.find('/');
     const std::string_view authority = rest.substr(0, slash);
-    const std::string_view path = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+    const std::string_view path =
+        slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
     if (authority.find('@') != std::string_view::npos)
         return fail("credentials inside the URL are refused (they would show in logs and replies); "
                     "use upload.username and upload.password, password_file or password_credential");
@@ -214,8 +215,8 @@ bool spool_name_ok(std::string_view name) {
     if (name.empty() || name.size() > 200 || name[0] == '.')
         return false;
     for (const char c : name) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' || c == '_' ||
-                        c == '-' || c == '+';
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '.' ||
+                        c == '_' || c == '-' || c == '+';
         if (!ok)
             return false;
     }
@@ -285,7 +286,8 @@ std::chrono::milliseconds backoff_delay(std::chrono::milliseconds min, std::chro
 Classified classify_transfer(UploadScheme scheme, const TransferResult& r, std::string_view step) {
     const auto code = static_cast<CURLcode>(r.curl_code);
     const long rc = r.response_code;
-    const bool ftp = scheme == UploadScheme::Ftp || scheme == UploadScheme::Ftps || scheme == UploadScheme::Ftpes;
+    const bool ftp =
+        scheme == UploadScheme::Ftp || scheme == UploadScheme::Ftps || scheme == UploadScheme::Ftpes;
     const bool http = scheme == UploadScheme::Http || scheme == UploadScheme::Https;
     std::string what = std::string(step) + ": ";
     auto make = [&](UploadOutcome o, std::string text) { return Classified{o, what + text}; };
@@ -298,14 +300,16 @@ Classified classify_transfer(UploadScheme scheme, const TransferResult& r, std::
             return {UploadOutcome::Success, ""};
         const std::string status = "HTTP " + std::to_string(rc);
         if (rc == 401 || rc == 403 || rc == 407)
-            return make(UploadOutcome::Auth, status + ": authentication failed (check upload.username and the password)");
+            return make(UploadOutcome::Auth,
+                        status + ": authentication failed (check upload.username and the password)");
         if (rc == 408 || rc == 425 || rc == 429 || rc >= 500 || rc == 0)
             return make(UploadOutcome::Transient, status + " (server busy or failing; will retry)");
         return make(UploadOutcome::Permanent, status + " (refused by the server)");
     }
     switch (code) {
     case CURLE_LOGIN_DENIED:
-        return make(UploadOutcome::Auth, "login denied" + (rc ? " (" + std::to_string(rc) + ")" : std::string()) +
+        return make(UploadOutcome::Auth, "login denied" +
+                                             (rc ? " (" + std::to_string(rc) + ")" : std::string()) +
                                              ": check upload.username and the password");
     case CURLE_PEER_FAILED_VERIFICATION:
     case CURLE_SSL_CACERT_BADFILE:
@@ -313,11 +317,13 @@ Classified classify_transfer(UploadScheme scheme, const TransferResult& r, std::
         // curl's own text for this code names certificates and keys at once; say which.
         if (scheme == UploadScheme::Sftp) {
             const std::string why = r.curl_error.empty() ? "its host key is not the one configured" : detail;
-            return make(UploadOutcome::Auth, "the server's identity could not be verified (" + why +
-                                                 "); check upload.ssh_host_key_sha256 or upload.ssh_known_hosts");
+            return make(UploadOutcome::Auth,
+                        "the server's identity could not be verified (" + why +
+                            "); check upload.ssh_host_key_sha256 or upload.ssh_known_hosts");
         }
-        return make(UploadOutcome::Auth, "the server's identity could not be verified (" + detail +
-                                             "); check upload.ca_file (the CA that signed the server's certificate)");
+        return make(UploadOutcome::Auth,
+                    "the server's identity could not be verified (" + detail +
+                        "); check upload.ca_file (the CA that signed the server's certificate)");
     case CURLE_USE_SSL_FAILED: // ftpes: the server does not offer AUTH TLS; never sent in the clear
     case CURLE_UNSUPPORTED_PROTOCOL:
     case CURLE_URL_MALFORMAT:
@@ -338,7 +344,8 @@ Classified classify_transfer(UploadScheme scheme, const TransferResult& r, std::
         return make(UploadOutcome::Auth, "FTP server gave no answer to the password (" + detail +
                                              " after reply 331): a refused login is usually answered "
                                              "late or not at all; check upload.username and the password");
-    const std::string with_code = detail + (rc ? " (server reply " + std::to_string(rc) + ")" : std::string());
+    const std::string with_code =
+        detail + (rc ? " (server reply " + std::to_string(rc) + ")" : std::string());
     switch (code) {
     case CURLE_REMOTE_ACCESS_DENIED:
     case CURLE_UPLOAD_FAILED:
@@ -379,8 +386,8 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view v, i
     if (v.size() != 29 || v[3] != ',' || v[4] != ' ' || v[7] != ' ' || v[11] != ' ' || v[16] != ' ' ||
         v[19] != ':' || v[22] != ':' || v[25] != ' ' || v.substr(26) != "GMT")
         return std::nullopt;
-    const auto day = two_digits(v.substr(5, 2)), hh = two_digits(v.substr(17, 2)), mm = two_digits(v.substr(20, 2)),
-               ss = two_digits(v.substr(23, 2));
+    const auto day = two_digits(v.substr(5, 2)), hh = two_digits(v.substr(17, 2)),
+               mm = two_digits(v.substr(20, 2)), ss = two_digits(v.substr(23, 2));
     const int mon = month_index(v.substr(8, 3));
     int year = 0;
     const auto yr = v.substr(12, 4);
@@ -388,8 +395,9 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view v, i
         *day > 31 || *hh > 23 || *mm > 59 || *ss > 60)
         return std::nullopt;
     std::from_chars(yr.data(), yr.data() + 4, year);
-    const int64_t at = days_from_civil(year, static_cast<unsigned>(mon + 1), static_cast<unsigned>(*day)) * 86400 +
-                       *hh * 3600 + *mm * 60 + *ss;
+    const int64_t at =
+        days_from_civil(year, static_cast<unsigned>(mon + 1), static_cast<unsigned>(*day)) * 86400 +
+        *hh * 3600 + *mm * 60 + *ss;
     if (at <= now_unix)
         return std::chrono::milliseconds{0};
     return std::min(std::chrono::milliseconds{(at - now_unix) * 1000}, cap);
@@ -397,7 +405,8 @@ std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view v, i
 
 std::vector<std::string> spool_overflow(std::vector<SpoolFile> files, uint64_t max_bytes, uint64_t max_files,
                                         std::string_view keep) {
-    std::sort(files.begin(), files.end(), [](const SpoolFile& a, const SpoolFile& b) { return spool_older(a.name, b.name); });
+    std::sort(files.begin(), files.end(),
+              [](const SpoolFile& a, const SpoolFile& b) { return spool_older(a.name, b.name); });
     uint64_t bytes = 0;
     for (const auto& f : files)
         bytes += f.size;

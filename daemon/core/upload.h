@@ -53,8 +53,8 @@ inline constexpr std::chrono::milliseconds max_retry_after{std::chrono::hours{24
 
 struct UploadTarget {
     UploadScheme scheme = UploadScheme::File;
-    std::string url;  // normalized: scheme://authority/path/ (always ends with '/')
-    std::string dir;  // the decoded directory path on the server, ends with '/'
+    std::string url; // normalized: scheme://authority/path/ (always ends with '/')
+    std::string dir; // the decoded directory path on the server, ends with '/'
 };
 
 // nullopt with *why set when `url` is not acceptable. Refused: other schemes, user info
@@ -74,10 +74,10 @@ inline constexpr std::string_view kPartSuffix = ".part";
 
 // Where a file goes, and how it is put in place without a torn file ever carrying the final name.
 struct RemotePlan {
-    std::string temp_url;                // upload here first (the URL curl is given)
-    std::string final_url;               // what it is called once confirmed (as configured)
-    std::vector<std::string> postquote;  // ftp/sftp commands after the upload (the rename)
-    std::string move_destination;        // http: MOVE temp_url with this Destination
+    std::string temp_url;               // upload here first (the URL curl is given)
+    std::string final_url;              // what it is called once confirmed (as configured)
+    std::vector<std::string> postquote; // ftp/sftp commands after the upload (the rename)
+    std::string move_destination;       // http: MOVE temp_url with this Destination
 };
 RemotePlan plan_remote(const UploadTarget& target, std::string_view name);
 
@@ -89,9 +89,9 @@ enum class UploadOutcome { Success, Transient, Auth, Permanent };
 std::string_view to_string(UploadOutcome o);
 
 struct TransferResult {
-    int curl_code = 0;           // CURLcode
-    long response_code = 0;      // last HTTP status or FTP reply code (0: none)
-    std::string curl_error;      // curl's error buffer
+    int curl_code = 0;      // CURLcode
+    long response_code = 0; // last HTTP status or FTP reply code (0: none)
+    std::string curl_error; // curl's error buffer
 };
 struct Classified {
     UploadOutcome outcome = UploadOutcome::Transient;
@@ -112,7 +112,6 @@ struct SpoolFile {
 // no limit). `keep` (the file being sent, "" for none) is never chosen.
 std::vector<std::string> spool_overflow(std::vector<SpoolFile> files, uint64_t max_bytes, uint64_t max_files,
                                         std::string_view keep);
-
 
 // A stable 64-bit fingerprint (FNV-1a) of the config's upload target and credentials' source: the
 // D-Bus SetTarget override lasts until this changes.

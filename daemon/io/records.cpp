@@ -20,7 +20,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-int64_t wall_us() { return static_cast<int64_t>(realtime_us()); }
+int64_t wall_us() {
+    return static_cast<int64_t>(realtime_us());
+}
 
 // gzip (level 6, as gzopen "wb6" wrote it), in memory: the result goes through write_file_atomic.
 std::string gzip(const std::string& in, const std::string& what) {
@@ -95,10 +97,11 @@ Recorder::Recorder(const RecordsConfig& cfg, const fs::path& state_dir, bool fro
             auto j = nlohmann::json::parse(read_file(overrides_path_));
             cfg_ = apply_overrides(base_, j);
             overrides_ = j;
-            spdlog::info("records: settings changed over D-Bus apply ({}): {}", overrides_path_.string(), j.dump());
+            spdlog::info("records: settings changed over D-Bus apply ({}): {}", overrides_path_.string(),
+                         j.dump());
         } catch (const std::exception& e) {
-            spdlog::error("records: {} unusable ({}); using the config's records settings", overrides_path_.string(),
-                          e.what());
+            spdlog::error("records: {} unusable ({}); using the config's records settings",
+                          overrides_path_.string(), e.what());
         }
     }
     load_cursor();
@@ -116,10 +119,14 @@ void Recorder::start(sd_event* ev, PollNow poll_now) {
 // ---- cursor and recovery ----
 
 nlohmann::json Recorder::file_json(const OpenFile& f) const {
-    return {{"name", f.name},           {"type", std::string(to_string(f.type))},
-            {"format", std::string(to_string(f.format))}, {"start_us", f.start_us},
-            {"seq", f.seq},             {"bytes", f.committed.bytes},
-            {"records", f.committed.records}, {"closing", f.closing}};
+    return {{"name", f.name},
+            {"type", std::string(to_string(f.type))},
+            {"format", std::string(to_string(f.format))},
+            {"start_us", f.start_us},
+            {"seq", f.seq},
+            {"bytes", f.committed.bytes},
+            {"records", f.committed.records},
+            {"closing", f.closing}};
 }
 
 void Recorder::write_cursor() {
@@ -129,9 +136,12 @@ void Recorder::write_cursor() {
     nlohmann::json files = nlohmann::json::array();
     for (const auto& f : files_)
         files.push_back(file_json(*f));
-    nlohmann::json j = {{"version", 1},          {"next_seq", next_seq_},
-                        {"have_baseline", have_baseline_}, {"last_write_us", last_write_us_},
-                        {"baseline", std::move(base)},     {"files", std::move(files)}};
+    nlohmann::json j = {{"version", 1},
+                        {"next_seq", next_seq_},
+                        {"have_baseline", have_baseline_},
+                        {"last_write_us", last_write_us_},
+                        {"baseline", std::move(base)},
+                        {"files", std::move(files)}};
     write_file_atomic(cursor_path_, j.dump(), 0640);
 }
 
@@ -350,7 +360,8 @@ std::vector<ClosedFile> Recorder::finish_closing(RotateReason why) {
         return closed;
     write_cursor();
     for (const auto& c : closed) {
-        spdlog::info("records: closed {} ({} records, {} bytes, {})", c.name, c.records, c.bytes, to_string(c.reason));
+        spdlog::info("records: closed {} ({} records, {} bytes, {})", c.name, c.records, c.bytes,
+                     to_string(c.reason));
         for (const auto& cb : file_closed_)
             cb(c.path);
         if (rotated_)
@@ -365,18 +376,19 @@ void Recorder::write_usage(const Collector& c, const CgroupLedger* cgroups, int6
         for (uint8_t d = 0; d < NT_DIR_MAX; d++) {
             const std::string dir(to_string(static_cast<Direction>(d)));
             const std::string role = st.info.role;
-            cur["iface:" + name + ":" + dir] = Usage{
-                RecordType::Interface, st.dir[d].total.total(),
-                [name = name, role, dir](int64_t s, int64_t e, const Counts& x) {
-                    return interface_record(s, e, name, role, dir, x);
-                }};
+            cur["iface:" + name + ":" + dir] =
+                Usage{RecordType::Interface, st.dir[d].total.total(),
+                      [name = name, role, dir](int64_t s, int64_t e, const Counts& x) {
+                          return interface_record(s, e, name, role, dir, x);
+                      }};
         }
     for (const auto& [key, h] : c.hosts()) {
         for (const char* dir : {"sent", "received"}) {
             const Counts& t = std::string_view(dir) == "sent" ? h.sent.total() : h.received.total();
-            cur["host:" + key + ":" + dir] = Usage{RecordType::Host, t, [&h = h, dir](int64_t s, int64_t e, const Counts& x) {
-                                                       return host_record(s, e, h.interface, h.mac, h.ip, dir, x);
-                                                   }};
+            cur["host:" + key + ":" + dir] =
+                Usage{RecordType::Host, t, [&h = h, dir](int64_t s, int64_t e, const Counts& x) {
+                          return host_record(s, e, h.interface, h.mac, h.ip, dir, x);
+                      }};
         }
     }
     if (cgroups)
@@ -464,7 +476,8 @@ void Recorder::add_alerts(const std::vector<AlertRecord>& alerts) {
         return;
     try {
         for (const auto& a : alerts)
-            append(RecordType::Alert, encode(alert_record(a), cfg_.type(RecordType::Alert).format), wall_us());
+            append(RecordType::Alert, encode(alert_record(a), cfg_.type(RecordType::Alert).format),
+                   wall_us());
         commit();
         finish_closing(RotateReason::Full);
     } catch (const std::exception& e) {
@@ -509,7 +522,8 @@ void Recorder::arm_timer() {
     stats_.next_period_end_us = next;
     if (!timer_) {
         // Accuracy 1 µs: the default (250 ms) would let the loop fire the boundary late.
-        int r = sd_event_add_time(ev_, timer_.put(), CLOCK_REALTIME, static_cast<uint64_t>(next), 1, on_period, this);
+        int r = sd_event_add_time(ev_, timer_.put(), CLOCK_REALTIME, static_cast<uint64_t>(next), 1,
+                                  on_period, this);
         if (r < 0)
             throw SysError(-r, "adding the records period timer");
         return;
@@ -591,8 +605,9 @@ void Recorder::set_config(const RecordsConfig& cfg) {
     try {
         next = apply_overrides(base_, overrides_);
     } catch (const std::exception& e) {
-        spdlog::error("records: the D-Bus settings in {} do not fit the new config ({}); config settings apply",
-                      overrides_path_.string(), e.what());
+        spdlog::error(
+            "records: the D-Bus settings in {} do not fit the new config ({}); config settings apply",
+            overrides_path_.string(), e.what());
     }
     apply(next);
 }

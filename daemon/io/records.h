@@ -47,9 +47,9 @@ struct ClosedFile {
 
 struct SpoolEntry {
     std::string name;
-    uint64_t size = 0;       // on disk
-    std::string type;        // from the name
-    int64_t created_us = 0;  // mtime
+    uint64_t size = 0;      // on disk
+    std::string type;       // from the name
+    int64_t created_us = 0; // mtime
 };
 
 class Recorder {
@@ -129,7 +129,7 @@ private:
         OpenFileFill fill;      // written
         OpenFileFill committed; // durable and described by the cursor
         bool closing = false;   // full: goes to the spool after the next commit
-        AppendFile file; // closed once in the spool
+        AppendFile file;        // closed once in the spool
     };
     OpenFile& file_for(RecordType t, int64_t now_us);
     void append(RecordType t, const std::string& line, int64_t now_us);

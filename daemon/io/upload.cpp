@@ -66,15 +66,17 @@ std::string resolve_upload_password(const UploadConfig& cfg) {
         const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
         if (!dir || !*dir)
             throw std::runtime_error("upload.password_credential: $CREDENTIALS_DIRECTORY is not set (use "
-                                     "LoadCredential=" + cfg.password_credential + ":PATH in the unit)");
+                                     "LoadCredential=" +
+                                     cfg.password_credential + ":PATH in the unit)");
         return read_secret(fs::path(dir) / cfg.password_credential, "upload.password_credential");
     }
     return cfg.password;
 }
 
-Uploader::Uploader(sd_event* ev, fs::path spool_dir, fs::path state_dir, const UploadConfig& cfg, UploadEvents events)
-    : ev_(ev), spool_dir_(std::move(spool_dir)), override_path_(state_dir / "upload.json"), events_(std::move(events)),
-      rng_(std::random_device{}()) {
+Uploader::Uploader(sd_event* ev, fs::path spool_dir, fs::path state_dir, const UploadConfig& cfg,
+                   UploadEvents events)
+    : ev_(ev), spool_dir_(std::move(spool_dir)), override_path_(state_dir / "upload.json"),
+      events_(std::move(events)), rng_(std::random_device{}()) {
     static CurlInit init;
     check_config(cfg);
     cfg_ = cfg;
@@ -99,8 +101,8 @@ Uploader::Uploader(sd_event* ev, fs::path spool_dir, fs::path state_dir, const U
         r = sd_event_source_set_enabled(kick_timer_.get(), SD_EVENT_OFF);
     if (r >= 0)
         r = sd_event_add_inotify(ev_, inotify_.put(), spool_dir_.c_str(),
-                                 IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR, on_inotify,
-                                 this);
+                                 IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_ONLYDIR,
+                                 on_inotify, this);
     if (r < 0)
         throw SysError(-r, "adding the uploader to the event loop");
     load_override();
@@ -130,7 +132,8 @@ void Uploader::check_config(const UploadConfig& cfg) {
 
 void Uploader::apply_config(const UploadConfig& cfg) {
     std::string pw = resolve_upload_password(cfg);
-    const bool target_changed = upload_config_fingerprint(cfg) != upload_config_fingerprint(cfg_) || pw != cfg_password_;
+    const bool target_changed =
+        upload_config_fingerprint(cfg) != upload_config_fingerprint(cfg_) || pw != cfg_password_;
     cfg_ = cfg;
     cfg_password_ = std::move(pw);
     if (override_ && override_->fingerprint != upload_config_fingerprint(cfg_)) {
@@ -168,7 +171,8 @@ void Uploader::load_override() {
             throw std::runtime_error("url: " + why);
         if (o.fingerprint != upload_config_fingerprint(cfg_)) {
             spdlog::info("upload: the config's upload target changed since SetTarget; using the config's "
-                         "(removing {})", override_path_.string());
+                         "(removing {})",
+                         override_path_.string());
             std::error_code ec;
             fs::remove(override_path_, ec);
             return;
@@ -176,7 +180,8 @@ void Uploader::load_override() {
         override_ = std::move(o);
         spdlog::info("upload: using the target set over D-Bus ({})", override_path_.string());
     } catch (const std::exception& e) {
-        spdlog::error("upload: {} unusable ({}); using the config's target", override_path_.string(), e.what());
+        spdlog::error("upload: {} unusable ({}); using the config's target", override_path_.string(),
+                      e.what());
     }
 }
 
@@ -224,8 +229,8 @@ void Uploader::set_target(const std::string& url, const std::string& username, c
         const auto t = parse_upload_url(url, &why);
         if (!t)
             throw std::invalid_argument("url: " + why);
-        if (t->scheme == UploadScheme::Sftp && cfg_.ssh_host_key_sha256.empty() && cfg_.ssh_known_hosts.empty() &&
-            !cfg_.insecure)
+        if (t->scheme == UploadScheme::Sftp && cfg_.ssh_host_key_sha256.empty() &&
+            cfg_.ssh_known_hosts.empty() && !cfg_.insecure)
             throw std::invalid_argument("sftp needs the server's host key: set upload.ssh_host_key_sha256 or "
                                         "upload.ssh_known_hosts in the config first");
         next = Override{t->url, username, password, upload_config_fingerprint(cfg_)};
@@ -243,7 +248,8 @@ void Uploader::set_target(const std::string& url, const std::string& username, c
     failures_ = 0;
     next_attempt_mono_ = 0;
     spdlog::info("upload: target set over D-Bus: {} (user '{}', password {})",
-                 target_ ? target_->url : "none (back to the config's)", username_, password_.empty() ? "none" : "set");
+                 target_ ? target_->url : "none (back to the config's)", username_,
+                 password_.empty() ? "none" : "set");
     rescan();
     schedule(0);
 }
@@ -316,9 +322,9 @@ void Uploader::enforce_cap(std::vector<SpoolFile>& files) {
         sizes_.erase(name);
     }
     sync_dir(spool_dir_);
-    const std::string reason = "spool over its cap (upload.spool_max_files " + std::to_string(cfg_.spool_max_files) +
-                               ", upload.spool_max_bytes " + std::to_string(cfg_.spool_max_bytes) +
-                               "); oldest files dropped unsent";
+    const std::string reason = "spool over its cap (upload.spool_max_files " +
+                               std::to_string(cfg_.spool_max_files) + ", upload.spool_max_bytes " +
+                               std::to_string(cfg_.spool_max_bytes) + "); oldest files dropped unsent";
     for (const auto& n : gone)
         spdlog::warn("upload: dropped {} from the spool unsent: {}", n, reason);
     dropped_files_ += gone.size();
@@ -400,7 +406,8 @@ void Uploader::finish(const Classified& c) {
         std::error_code ec;
         fs::remove(spool_dir_ / t->name, ec);
         if (ec)
-            spdlog::error("upload: {} was uploaded but cannot be removed from the spool: {}", t->name, ec.message());
+            spdlog::error("upload: {} was uploaded but cannot be removed from the spool: {}", t->name,
+                          ec.message());
         sync_dir(spool_dir_);
         files_.erase(t->name);
         sizes_.erase(t->name);
@@ -428,8 +435,9 @@ void Uploader::finish(const Classified& c) {
         // A refusal (permanent) is retried at the slowest pace: the file is never given up,
         // but the server is not pestered either.
         std::uniform_real_distribution<double> unit(0.0, 1.0);
-        auto d = c.outcome == UploadOutcome::Permanent ? cfg_.retry_max
-                                                       : backoff_delay(cfg_.retry_min, cfg_.retry_max, failures_, unit(rng_));
+        auto d = c.outcome == UploadOutcome::Permanent
+                     ? cfg_.retry_max
+                     : backoff_delay(cfg_.retry_min, cfg_.retry_max, failures_, unit(rng_));
         uint64_t now_unix = now_us(CLOCK_REALTIME) / 1000000;
         if (auto ra = parse_retry_after(retry_after, static_cast<int64_t>(now_unix)); ra && *ra > d)
             d = *ra;
@@ -444,12 +452,13 @@ void Uploader::finish(const Classified& c) {
     const uint64_t next_real = now_us(CLOCK_REALTIME) + delay_us;
     const std::string kind(to_string(c.outcome));
     if (c.outcome == UploadOutcome::Auth)
-        spdlog::error("upload: {} to {} failed: {}; uploads paused for {} s (or until the target or credentials "
-                      "change, or UploadNow)",
-                      t->name, target_->url, c.reason, delay_us / 1000000);
+        spdlog::error(
+            "upload: {} to {} failed: {}; uploads paused for {} s (or until the target or credentials "
+            "change, or UploadNow)",
+            t->name, target_->url, c.reason, delay_us / 1000000);
     else
-        spdlog::warn("upload: {} to {} failed ({}): {}; attempt {}, next in {} ms", t->name, target_->url, kind,
-                     c.reason, attempts, delay_us / 1000);
+        spdlog::warn("upload: {} to {} failed ({}): {}; attempt {}, next in {} ms", t->name, target_->url,
+                     kind, c.reason, attempts, delay_us / 1000);
     if (events_.failed)
         events_.failed(t->name, kind, c.reason, attempts, next_real);
     schedule(0);
@@ -464,11 +473,11 @@ Uploader::Status Uploader::status() const {
     s.source = source_;
     uint64_t now = 0;
     sd_event_now(ev_, CLOCK_MONOTONIC, &now);
-    s.state = !target_                             ? "disabled"
-              : transfer_                          ? "uploading"
-              : auth_paused_                       ? "auth_failed"
+    s.state = !target_                                    ? "disabled"
+              : transfer_                                 ? "uploading"
+              : auth_paused_                              ? "auth_failed"
               : failures_ > 0 || next_attempt_mono_ > now ? "waiting"
-                                                   : "idle";
+                                                          : "idle";
     s.last_error = last_error_;
     if (next_attempt_mono_ > now) {
         uint64_t real = 0;
@@ -504,14 +513,15 @@ std::vector<SpoolEntryInfo> Uploader::spool() const {
             e.mtime_us = static_cast<uint64_t>(sb.st_mtim.tv_sec) * 1000000u +
                          static_cast<uint64_t>(sb.st_mtim.tv_nsec) / 1000u;
         e.state = transfer_ && transfer_->name == name ? "uploading"
-                  : auth_paused_                         ? "paused"
-                  : next_attempt_mono_ > now             ? "waiting"
-                                                         : "queued";
+                  : auth_paused_                       ? "paused"
+                  : next_attempt_mono_ > now           ? "waiting"
+                                                       : "queued";
         e.attempts = st.attempts;
         e.last_error = st.last_error;
         out.push_back(std::move(e));
     }
-    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return spool_older(a.name, b.name); });
+    std::sort(out.begin(), out.end(),
+              [](const auto& a, const auto& b) { return spool_older(a.name, b.name); });
     return out;
 }
 

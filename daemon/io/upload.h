@@ -36,7 +36,8 @@ struct UploadEvents {
     std::function<void(const std::string& name, const std::string& kind, const std::string& error,
                        uint32_t attempts, uint64_t next_attempt_us)>
         failed;
-    std::function<void(const std::vector<std::string>& names, uint64_t bytes, const std::string& reason)> dropped;
+    std::function<void(const std::vector<std::string>& names, uint64_t bytes, const std::string& reason)>
+        dropped;
 };
 
 struct SpoolEntryInfo {
@@ -51,8 +52,8 @@ struct SpoolEntryInfo {
 class Uploader {
 public:
     // Throws SysError (spool directory, event sources) and std::runtime_error (credentials).
-    Uploader(sd_event* ev, std::filesystem::path spool_dir, std::filesystem::path state_dir, const UploadConfig& cfg,
-             UploadEvents events);
+    Uploader(sd_event* ev, std::filesystem::path spool_dir, std::filesystem::path state_dir,
+             const UploadConfig& cfg, UploadEvents events);
     ~Uploader();
     Uploader(const Uploader&) = delete;
     Uploader& operator=(const Uploader&) = delete;
@@ -75,7 +76,8 @@ public:
         bool password_set = false;
         uint64_t next_attempt_us = 0;
         uint32_t consecutive_failures = 0;
-        uint64_t uploaded_files = 0, uploaded_bytes = 0, failed_attempts = 0, dropped_files = 0, dropped_bytes = 0;
+        uint64_t uploaded_files = 0, uploaded_bytes = 0, failed_attempts = 0, dropped_files = 0,
+                 dropped_bytes = 0;
         uint64_t spool_files = 0, spool_bytes = 0;
         uint64_t spool_max_files = 0, spool_max_bytes = 0;
     };
@@ -130,7 +132,7 @@ private:
     std::optional<UploadTarget> target_;
     std::string username_, password_, source_;
 
-    void* multi_ = nullptr; // CURLM*
+    void* multi_ = nullptr;         // CURLM*
     std::map<int, EventSource> io_; // curl's sockets
     EventSource curl_timer_;
     EventSource kick_timer_;
@@ -139,11 +141,12 @@ private:
 
     std::map<std::string, FileState> files_; // spool contents, by name
     std::map<std::string, uint64_t> sizes_;
-    uint32_t failures_ = 0;           // consecutive failed attempts
-    uint64_t next_attempt_mono_ = 0;  // CLOCK_MONOTONIC usec; 0 = now
+    uint32_t failures_ = 0;          // consecutive failed attempts
+    uint64_t next_attempt_mono_ = 0; // CLOCK_MONOTONIC usec; 0 = now
     bool auth_paused_ = false;
     std::string last_error_;
-    uint64_t uploaded_files_ = 0, uploaded_bytes_ = 0, failed_attempts_ = 0, dropped_files_ = 0, dropped_bytes_ = 0;
+    uint64_t uploaded_files_ = 0, uploaded_bytes_ = 0, failed_attempts_ = 0, dropped_files_ = 0,
+             dropped_bytes_ = 0;
     std::mt19937_64 rng_;
 };
 

@@ -43,7 +43,8 @@ void Uploader::copy_to_directory() {
             throw SysError(errno, "renaming " + part.string());
         sync_path(dir);
     } catch (const SysError& e) {
-        c = Classified{e.err() == EACCES || e.err() == EPERM ? UploadOutcome::Permanent : UploadOutcome::Transient,
+        c = Classified{e.err() == EACCES || e.err() == EPERM ? UploadOutcome::Permanent
+                                                             : UploadOutcome::Transient,
                        std::string("copy: ") + e.what()};
     }
     finish(c);
@@ -76,7 +77,8 @@ void Uploader::set_options(Transfer& t) {
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(c.connect_timeout.count()));
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(c.transfer_timeout.count()));
     curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, static_cast<long>(std::max<int64_t>(1, c.stall_timeout.count() / 1000)));
+    curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME,
+                     static_cast<long>(std::max<int64_t>(1, c.stall_timeout.count() / 1000)));
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, &t.retry_after);
     curl_easy_setopt(e, CURLOPT_PRIVATE, this);
@@ -93,7 +95,8 @@ void Uploader::set_options(Transfer& t) {
     }
     const auto scheme = target_->scheme;
     if (scheme == UploadScheme::Sftp) {
-        curl_easy_setopt(e, CURLOPT_SSH_AUTH_TYPES, static_cast<long>(CURLSSH_AUTH_PASSWORD | CURLSSH_AUTH_KEYBOARD));
+        curl_easy_setopt(e, CURLOPT_SSH_AUTH_TYPES,
+                         static_cast<long>(CURLSSH_AUTH_PASSWORD | CURLSSH_AUTH_KEYBOARD));
         if (!c.ssh_host_key_sha256.empty())
             curl_easy_setopt(e, CURLOPT_SSH_HOST_PUBLIC_KEY_SHA256, c.ssh_host_key_sha256.c_str());
         if (!c.ssh_known_hosts.empty())
@@ -103,7 +106,6 @@ void Uploader::set_options(Transfer& t) {
         curl_easy_setopt(e, CURLOPT_USE_SSL, static_cast<long>(CURLUSESSL_ALL)); // never fall back to plain
     if (scheme == UploadScheme::Http || scheme == UploadScheme::Https)
         curl_easy_setopt(e, CURLOPT_HTTPAUTH, static_cast<long>(CURLAUTH_BASIC));
-
 }
 
 void Uploader::start_step() {
@@ -149,7 +151,8 @@ void Uploader::start_step() {
     const CURLMcode mc = curl_multi_add_handle(multi_, e);
     if (mc != CURLM_OK) {
         t.release();
-        finish(Classified{UploadOutcome::Transient, std::string("curl_multi_add_handle: ") + curl_multi_strerror(mc)});
+        finish(Classified{UploadOutcome::Transient,
+                          std::string("curl_multi_add_handle: ") + curl_multi_strerror(mc)});
     }
 }
 
@@ -186,7 +189,8 @@ int Uploader::on_curl_timer(void*, long timeout_ms, void* userp) {
         sd_event_source_set_enabled(u->curl_timer_.get(), SD_EVENT_OFF);
         return 0;
     }
-    sd_event_source_set_time(u->curl_timer_.get(), u->now_us(CLOCK_MONOTONIC) + static_cast<uint64_t>(timeout_ms) * 1000);
+    sd_event_source_set_time(u->curl_timer_.get(),
+                             u->now_us(CLOCK_MONOTONIC) + static_cast<uint64_t>(timeout_ms) * 1000);
     sd_event_source_set_enabled(u->curl_timer_.get(), SD_EVENT_ONESHOT);
     return 0;
 }

@@ -3,9 +3,9 @@
 
 #include "kernel/percpu_map.h"
 
+#include "nettally_cg.skel.h"
 #include "os/error.h"
 #include "os/file.h"
-#include "nettally_cg.skel.h"
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -26,7 +26,6 @@
 
 namespace nettally {
 namespace {
-
 
 std::string read_file(const char* path) {
     std::ifstream in(path);
@@ -187,7 +186,8 @@ void CgroupAccounting::detach() {
         l = nullptr;
     }
     if (legacy_attached_ && skel_) {
-        bpf_prog_detach2(bpf_program__fd(skel_->progs.nt_cg_ingress), root_fd_.get(), BPF_CGROUP_INET_INGRESS);
+        bpf_prog_detach2(bpf_program__fd(skel_->progs.nt_cg_ingress), root_fd_.get(),
+                         BPF_CGROUP_INET_INGRESS);
         bpf_prog_detach2(bpf_program__fd(skel_->progs.nt_cg_egress), root_fd_.get(), BPF_CGROUP_INET_EGRESS);
         legacy_attached_ = false;
     }
@@ -328,7 +328,8 @@ std::vector<std::pair<uint64_t, CgroupCounts>> CgroupAccounting::read_entries() 
 std::optional<CgroupCounts> CgroupAccounting::take_entry(uint64_t id) {
     std::vector<nt_cg_val> vals(static_cast<size_t>(ncpus_));
     const bool was_atomic = lookup_and_delete_ok_;
-    const int err = take_percpu_entry(bpf_map__fd(skel_->maps.nt_cg_counts), &id, vals.data(), lookup_and_delete_ok_);
+    const int err =
+        take_percpu_entry(bpf_map__fd(skel_->maps.nt_cg_counts), &id, vals.data(), lookup_and_delete_ok_);
     if (was_atomic && !lookup_and_delete_ok_)
         spdlog::warn("cgroups: kernel lacks lookup-and-delete for hash maps; retiring a gone cgroup's "
                      "entry may lose a packet that arrives during it");

@@ -12,10 +12,10 @@
 // file (to_json / restore).
 #pragma once
 
-#include "core/status.h"
-#include "os/fd.h"
 #include "core/cgroups.h"
 #include "core/config.h"
+#include "core/status.h"
+#include "os/fd.h"
 
 #include <map>
 #include <memory>

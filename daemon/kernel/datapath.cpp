@@ -2,22 +2,22 @@
 // has no TCX), and batched per-CPU map reads. See datapath.h.
 #include "kernel/datapath.h"
 
-#include "nettally.skel.h"
 #include "kernel/percpu_map.h"
+#include "nettally.skel.h"
 #include "os/fd.h"
 
+#include <algorithm>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <algorithm>
 #include <cstdarg>
-#include <net/if.h>
 #include <filesystem>
 #include <linux/if_link.h>
 #include <linux/magic.h>
+#include <net/if.h>
+#include <spdlog/spdlog.h>
 #include <sys/mount.h>
 #include <sys/statfs.h>
 #include <unistd.h>
-#include <spdlog/spdlog.h>
 #include <vector>
 
 namespace nettally {
@@ -50,7 +50,9 @@ int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
 
 } // namespace
 
-void route_libbpf_logs() { libbpf_set_print(libbpf_print); }
+void route_libbpf_logs() {
+    libbpf_set_print(libbpf_print);
+}
 
 Datapath::Datapath(const DatapathOptions& opts) : max_flows_(opts.max_flows), max_hosts_(opts.max_hosts) {
     ncpus_ = libbpf_num_possible_cpus();
@@ -153,11 +155,12 @@ void Datapath::pin_maps(const std::string& dir) {
             const MapShape have = shape_of(fd.get());
             const MapShape want{static_cast<uint32_t>(bpf_map__type(m)), bpf_map__key_size(m),
                                 bpf_map__value_size(m), bpf_map__max_entries(m)};
-            if (have.type != want.type || have.key_size != want.key_size || have.value_size != want.value_size)
+            if (have.type != want.type || have.key_size != want.key_size ||
+                have.value_size != want.value_size)
                 throw PinMismatch("pinned map " + path + " has a different layout (key " +
-                                  std::to_string(have.key_size) + " B, value " + std::to_string(have.value_size) +
-                                  " B; expected " + std::to_string(want.key_size) + " B, " +
-                                  std::to_string(want.value_size) +
+                                  std::to_string(have.key_size) + " B, value " +
+                                  std::to_string(have.value_size) + " B; expected " +
+                                  std::to_string(want.key_size) + " B, " + std::to_string(want.value_size) +
                                   " B): run `nettallyd --detach` to save the totals and remove the pins");
             if (have.max_entries != want.max_entries)
                 throw PinMismatch("pinned map " + path + " holds " + std::to_string(have.max_entries) +
@@ -230,11 +233,11 @@ void Datapath::attach(uint32_t ifindex, bool lan, bool xdp, bool l3) {
 
     // In XDP mode the TC ingress slot holds the fix-up for VLAN tags XDP
     // could not see (held outside the frame); it counts nothing else.
-    bpf_program* ingress = xdp   ? (lan ? skel_->progs.nt_tc_ingress_xdpfix_lan
-                                        : skel_->progs.nt_tc_ingress_xdpfix_wan)
-                           : l3  ? skel_->progs.nt_tc_ingress_l3
-                           : lan ? skel_->progs.nt_tc_ingress_lan
-                                 : skel_->progs.nt_tc_ingress_wan;
+    bpf_program* ingress =
+        xdp   ? (lan ? skel_->progs.nt_tc_ingress_xdpfix_lan : skel_->progs.nt_tc_ingress_xdpfix_wan)
+        : l3  ? skel_->progs.nt_tc_ingress_l3
+        : lan ? skel_->progs.nt_tc_ingress_lan
+              : skel_->progs.nt_tc_ingress_wan;
     bpf_program* egress = l3    ? skel_->progs.nt_tc_egress_l3
                           : lan ? skel_->progs.nt_tc_egress_lan
                                 : skel_->progs.nt_tc_egress_wan;
@@ -257,8 +260,9 @@ void Datapath::attach(uint32_t ifindex, bool lan, bool xdp, bool l3) {
         if (err) {
             if (fresh)
                 detach(ifindex);
-            throw SysError(-err, std::string("attaching TC ") + (point == BPF_TC_INGRESS ? "ingress" : "egress") +
-                                     " on ifindex " + std::to_string(ifindex));
+            throw SysError(-err, std::string("attaching TC ") +
+                                     (point == BPF_TC_INGRESS ? "ingress" : "egress") + " on ifindex " +
+                                     std::to_string(ifindex));
         }
     }
     if (!xdp && prev_xdp) {

@@ -4,8 +4,8 @@
 #include "kernel/datapath.h"
 #include "kernel/qdisc.h"
 
-#include <spdlog/spdlog.h>
 #include <algorithm>
+#include <spdlog/spdlog.h>
 #include <stdexcept>
 
 namespace nettally {
@@ -14,12 +14,14 @@ KernelEnforcer::KernelEnforcer(Datapath& dp) : dp_(dp), qdisc_(std::make_unique<
     fq_why_not_ = QdiscControl::probe_fq();
     fq_available_ = fq_why_not_.empty();
     if (fq_available_)
-        spdlog::info("enforce: throttle mode edt: egress to a throttled host is paced by fq (installed as root "
-                     "qdisc on lan interfaces while a throttle is in force), ingress is policed");
+        spdlog::info(
+            "enforce: throttle mode edt: egress to a throttled host is paced by fq (installed as root "
+            "qdisc on lan interfaces while a throttle is in force), ingress is policed");
     else
-        spdlog::info("enforce: throttle mode policer ({}): a throttled host's traffic above the rate is dropped "
-                     "in both directions",
-                     fq_why_not_);
+        spdlog::info(
+            "enforce: throttle mode policer ({}): a throttled host's traffic above the rate is dropped "
+            "in both directions",
+            fq_why_not_);
 }
 
 KernelEnforcer::~KernelEnforcer() {
@@ -54,7 +56,8 @@ void KernelEnforcer::apply(const std::string& id, const Subject& subject, Action
         throw std::runtime_error(std::string("enforcing ") + id + ": " + e.what());
     }
     if (action == ActionKind::Throttle)
-        spdlog::info("enforce: {}: throttling host {} to {} B/s ({})", id, subject.value, rate, throttle_mode());
+        spdlog::info("enforce: {}: throttling host {} to {} B/s ({})", id, subject.value, rate,
+                     throttle_mode());
     else if (action == ActionKind::Block)
         spdlog::info("enforce: {}: blocking host {}", id, subject.value);
 }
@@ -72,9 +75,13 @@ void KernelEnforcer::lift(const std::string& id) {
     }
 }
 
-std::vector<std::string> KernelEnforcer::active() const { return table_.ids(); }
+std::vector<std::string> KernelEnforcer::active() const {
+    return table_.ids();
+}
 
-std::string KernelEnforcer::throttle_mode() const { return fq_available_ ? "edt" : "policer"; }
+std::string KernelEnforcer::throttle_mode() const {
+    return fq_available_ ? "edt" : "policer";
+}
 
 void KernelEnforcer::sync() {
     const auto want = table_.effective();
@@ -127,7 +134,8 @@ void KernelEnforcer::sync_qdiscs() {
                 continue;
             const std::string why = qdisc_->install_fq(ifindex);
             if (!why.empty()) {
-                spdlog::warn("enforce: ifindex {}: {}; throttled egress there is policed, not paced", ifindex, why);
+                spdlog::warn("enforce: ifindex {}: {}; throttled egress there is policed, not paced", ifindex,
+                             why);
                 continue;
             }
             dp_.set_edt_interface(ifindex, true);
@@ -156,6 +164,8 @@ void KernelEnforcer::add_status(Status& m) const {
     m["enforce_dropped_bytes"] = StatusValue(bytes);
 }
 
-std::unique_ptr<KernelEnforcer> make_kernel_enforcer(Datapath& dp) { return std::make_unique<KernelEnforcer>(dp); }
+std::unique_ptr<KernelEnforcer> make_kernel_enforcer(Datapath& dp) {
+    return std::make_unique<KernelEnforcer>(dp);
+}
 
 } // namespace nettally

@@ -30,9 +30,9 @@
 // All calls come from the one event loop; no threads.
 #pragma once
 
-#include "core/status.h"
 #include "core/actions.h"
 #include "core/enforce.h"
+#include "core/status.h"
 
 #include <map>
 #include <memory>
@@ -53,7 +53,8 @@ public:
     KernelEnforcer& operator=(const KernelEnforcer&) = delete;
 
     std::string check(const Subject& subject, ActionKind action, uint64_t rate_bytes_per_s) const override;
-    void apply(const std::string& id, const Subject& subject, ActionKind action, uint64_t rate_bytes_per_s) override;
+    void apply(const std::string& id, const Subject& subject, ActionKind action,
+               uint64_t rate_bytes_per_s) override;
     void lift(const std::string& id) override;
     std::vector<std::string> active() const override;
 
@@ -75,7 +76,7 @@ private:
     std::unique_ptr<QdiscControl> qdisc_;
     bool fq_available_ = false;
     std::string fq_why_not_;
-    std::set<uint32_t> edt_ifaces_; // lan interfaces where we installed fq
+    std::set<uint32_t> edt_ifaces_;     // lan interfaces where we installed fq
     uint64_t dropped_packets_gone_ = 0; // drops counted by entries since removed
     uint64_t dropped_bytes_gone_ = 0;
 };

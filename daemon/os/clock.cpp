@@ -14,8 +14,14 @@ uint64_t clock_us(clockid_t id) {
 
 } // namespace
 
-uint64_t realtime_us() { return clock_us(CLOCK_REALTIME); }
-uint64_t monotonic_us() { return clock_us(CLOCK_MONOTONIC); }
-uint64_t boottime_us() { return clock_us(CLOCK_BOOTTIME); }
+uint64_t realtime_us() {
+    return clock_us(CLOCK_REALTIME);
+}
+uint64_t monotonic_us() {
+    return clock_us(CLOCK_MONOTONIC);
+}
+uint64_t boottime_us() {
+    return clock_us(CLOCK_BOOTTIME);
+}
 
 } // namespace nettally

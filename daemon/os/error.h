@@ -11,7 +11,8 @@ namespace nettally {
 
 class SysError : public std::runtime_error {
 public:
-    SysError(int err, const std::string& what) : std::runtime_error(what + ": " + std::strerror(err)), err_(err) {}
+    SysError(int err, const std::string& what)
+        : std::runtime_error(what + ": " + std::strerror(err)), err_(err) {}
     int err() const { return err_; }
 
 private:

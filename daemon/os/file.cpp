@@ -45,7 +45,8 @@ fs::path atomic_temp_path(const fs::path& path) {
     return dir_of(path) / ("." + path.filename().string() + ".tmp");
 }
 
-void write_file_atomic(const fs::path& path, std::string_view data, mode_t mode, const fs::path& keep_previous) {
+void write_file_atomic(const fs::path& path, std::string_view data, mode_t mode,
+                       const fs::path& keep_previous) {
     const fs::path tmp = atomic_temp_path(path);
     // A temp file left by a crash (or anything planted there) is removed, not
     // reused: unlink never follows a symlink, and O_EXCL|O_NOFOLLOW refuses
@@ -82,7 +83,9 @@ void truncate_file(const fs::path& path, uint64_t size) {
         throw SysError(errno, "truncating " + path.string());
 }
 
-Fd open_directory(const fs::path& path) { return open_or_throw(path, O_RDONLY | O_DIRECTORY, 0, "opening"); }
+Fd open_directory(const fs::path& path) {
+    return open_or_throw(path, O_RDONLY | O_DIRECTORY, 0, "opening");
+}
 
 AppendFile AppendFile::create(const fs::path& path, mode_t mode) {
     Fd fd = open_or_throw(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_NOFOLLOW, mode, "creating");
@@ -100,6 +103,8 @@ void AppendFile::datasync() {
         throw SysError(errno, "syncing " + path_.string());
 }
 
-void AppendFile::close() { fd_.reset(); }
+void AppendFile::close() {
+    fd_.reset();
+}
 
 } // namespace nettally

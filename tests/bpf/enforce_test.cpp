@@ -122,7 +122,9 @@ struct Row {
     bool stamped = false;
 };
 
-void PrintTo(const Row& r, std::ostream* os) { *os << r.name; }
+void PrintTo(const Row& r, std::ostream* os) {
+    *os << r.name;
+}
 
 nt_policy_key key_of(const Policy& p) {
     nt_policy_key k{};
@@ -159,27 +161,30 @@ std::vector<Row> rows() {
     t.push_back({"block_ipv6", in6, Prog::IngressLan, Policy{NT_AF_INET6, kHost6, NT_POLICY_BLOCK}, ip, false,
                  kShot, true, false});
     t.push_back({"block_mac_ingress", in4, Prog::IngressLan,
-                 Policy{NT_POLICY_MAC, "02:00:00:00:00:01", NT_POLICY_BLOCK}, mac, false, kShot, true, false});
+                 Policy{NT_POLICY_MAC, "02:00:00:00:00:01", NT_POLICY_BLOCK}, mac, false, kShot, true,
+                 false});
     t.push_back({"block_mac_egress", out4, Prog::EgressLan,
-                 Policy{NT_POLICY_MAC, "02:00:00:00:00:01", NT_POLICY_BLOCK}, mac, false, kShot, false, false});
+                 Policy{NT_POLICY_MAC, "02:00:00:00:00:01", NT_POLICY_BLOCK}, mac, false, kShot, false,
+                 false});
     // Destination-only match on ingress is not the host's own traffic direction.
-    t.push_back({"block_src_only_on_ingress", out4, Prog::IngressLan, block4, ip, false, kUnspec, true, false});
+    t.push_back(
+        {"block_src_only_on_ingress", out4, Prog::IngressLan, block4, ip, false, kUnspec, true, false});
     t.push_back({"wan_never_enforces", in4, Prog::IngressWan, block4, ip, false, kUnspec, true, false});
-    t.push_back({"throttle_within_budget_ingress", in4, Prog::IngressLan, thr(Schedule::Idle), ip, false, kUnspec,
-                 true, true});
-    t.push_back({"throttle_within_burst_egress", out4, Prog::EgressLan, thr(Schedule::Near), ip, false, kUnspec,
-                 true, true});
-    t.push_back({"throttle_over_budget_ingress", in4, Prog::IngressLan, thr(Schedule::Far), ip, false, kShot, true,
-                 false});
-    t.push_back({"throttle_over_budget_egress", out4, Prog::EgressLan, thr(Schedule::Far), ip, false, kShot, false,
-                 false});
-    t.push_back({"throttle_edt_stamps_egress", out4, Prog::EgressLan, thr(Schedule::Near), ip, true, kUnspec, true,
-                 true, true});
-    t.push_back({"throttle_edt_beyond_horizon", out4, Prog::EgressLan, thr(Schedule::Far), ip, true, kShot, false,
-                 false});
+    t.push_back({"throttle_within_budget_ingress", in4, Prog::IngressLan, thr(Schedule::Idle), ip, false,
+                 kUnspec, true, true});
+    t.push_back({"throttle_within_burst_egress", out4, Prog::EgressLan, thr(Schedule::Near), ip, false,
+                 kUnspec, true, true});
+    t.push_back({"throttle_over_budget_ingress", in4, Prog::IngressLan, thr(Schedule::Far), ip, false, kShot,
+                 true, false});
+    t.push_back({"throttle_over_budget_egress", out4, Prog::EgressLan, thr(Schedule::Far), ip, false, kShot,
+                 false, false});
+    t.push_back({"throttle_edt_stamps_egress", out4, Prog::EgressLan, thr(Schedule::Near), ip, true, kUnspec,
+                 true, true, true});
+    t.push_back({"throttle_edt_beyond_horizon", out4, Prog::EgressLan, thr(Schedule::Far), ip, true, kShot,
+                 false, false});
     // EDT is egress only: ingress on the same interface is policed.
-    t.push_back({"throttle_edt_ingress_policed", in4, Prog::IngressLan, thr(Schedule::Far), ip, true, kShot, true,
-                 false});
+    t.push_back({"throttle_edt_ingress_policed", in4, Prog::IngressLan, thr(Schedule::Far), ip, true, kShot,
+                 true, false});
     return t;
 }
 
@@ -215,9 +220,10 @@ TEST_P(EnforceFixture, Verdict) {
     ASSERT_TRUE(skel) << n << " open";
     for (Prog p : {Prog::IngressLan, Prog::EgressLan, Prog::IngressWan})
         bpf_program__set_autoload(prog_of(skel.get(), p), p == row.prog);
-    for (bpf_program* p : {skel->progs.nt_tc_egress_wan, skel->progs.nt_tc_ingress_l3, skel->progs.nt_tc_egress_l3,
-                           skel->progs.nt_tc_ingress_xdpfix_lan, skel->progs.nt_tc_ingress_xdpfix_wan,
-                           skel->progs.nt_xdp_ingress_lan, skel->progs.nt_xdp_ingress_wan})
+    for (bpf_program* p :
+         {skel->progs.nt_tc_egress_wan, skel->progs.nt_tc_ingress_l3, skel->progs.nt_tc_egress_l3,
+          skel->progs.nt_tc_ingress_xdpfix_lan, skel->progs.nt_tc_ingress_xdpfix_wan,
+          skel->progs.nt_xdp_ingress_lan, skel->progs.nt_xdp_ingress_wan})
         bpf_program__set_autoload(p, false);
     ASSERT_EQ(nettally_bpf__load(skel.get()), 0) << n << " load";
 
@@ -311,7 +317,7 @@ TEST(EnforceProgram, PolicerPassesBurstThenDrops) {
     nt_policy_key k = key_of(Policy{NT_AF_INET, kHost4, NT_POLICY_THROTTLE});
     nt_policy_val v{};
     v.action = NT_POLICY_THROTTLE;
-    v.rate = 1000;                 // 1 kB/s: the run below takes far less than a byte's worth of time per packet
+    v.rate = 1000; // 1 kB/s: the run below takes far less than a byte's worth of time per packet
     v.burst_ns = 10'000'000'000ull; // 10 s at 1 kB/s: 10 kB
     ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel->maps.nt_policy), &k, &v, BPF_ANY), 0);
     skel->bss->nt_policy_kinds = NT_POLICY_KIND_IP;

@@ -240,7 +240,6 @@ PacketBuilder ipv6_with_dstopts(unsigned n) {
     return b;
 }
 
-
 // IPv4: TCP, UDP, ICMP.
 void add_ipv4_rows(std::vector<Row>& t) {
     // DF set, as on most TCP: the DF bit must not read as a fragment offset.
@@ -824,7 +823,6 @@ void add_truncated_rows(std::vector<Row>& t) {
                  {1, 14 + 20 + 4, 0, 0, 0},
                  kUnparsable});
 }
-
 
 // Frames above the MTU.
 void add_large_rows(std::vector<Row>& t) {

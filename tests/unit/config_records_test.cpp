@@ -13,7 +13,9 @@ constexpr const char* rules = "interfaces:\n"
                               "  - name: eth0\n"
                               "    role: lan\n";
 
-Config parse(const std::string& tail) { return parse_config(std::string(rules) + tail, "test.yaml"); }
+Config parse(const std::string& tail) {
+    return parse_config(std::string(rules) + tail, "test.yaml");
+}
 
 std::string error_of(const std::string& tail) {
     try {
@@ -75,9 +77,10 @@ TEST(ConfigRecords, MapOfTypes) {
 }
 
 TEST(ConfigRecords, Rejections) {
-    EXPECT_EQ(error_of("records:\n  types: [interface, packets]\n"),
-              "test.yaml:5:22: records.types[1]: unknown record type 'packets' (valid: interface, host, cgroup, "
-              "flow, alert)");
+    EXPECT_EQ(
+        error_of("records:\n  types: [interface, packets]\n"),
+        "test.yaml:5:22: records.types[1]: unknown record type 'packets' (valid: interface, host, cgroup, "
+        "flow, alert)");
     EXPECT_EQ(error_of("records:\n  types: [host, host]\n"),
               "test.yaml:5:17: records.types[1]: record type 'host' listed twice");
     EXPECT_EQ(error_of("records:\n  types:\n    flow: xml\n"),
@@ -85,16 +88,19 @@ TEST(ConfigRecords, Rejections) {
     EXPECT_EQ(error_of("records:\n  period: 500ms\n"),
               "test.yaml:5:11: records.period: duration '500ms' is out of range (1s .. 7d)");
     EXPECT_EQ(error_of("records:\n  period: 1m\n  interval: 5m\n"),
-              "test.yaml:6:13: records.interval: records.interval (5m) must not be longer than records.period (1m)");
-    EXPECT_EQ(error_of("records:\n  max_file_size: 100\n"),
-              "test.yaml:5:18: records.max_file_size: invalid size '100' (512 .. 1T bytes: 64M, 64MiB, 100MB)");
+              "test.yaml:6:13: records.interval: records.interval (5m) must not be longer than "
+              "records.period (1m)");
+    EXPECT_EQ(
+        error_of("records:\n  max_file_size: 100\n"),
+        "test.yaml:5:18: records.max_file_size: invalid size '100' (512 .. 1T bytes: 64M, 64MiB, 100MB)");
     EXPECT_EQ(error_of("records:\n  compress: zstd\n"),
               "test.yaml:5:13: records.compress: unknown compression 'zstd' (valid: none, gzip)");
     EXPECT_EQ(error_of("records:\n  spool_dir: spool\n"),
               "test.yaml:5:14: records.spool_dir: must be an absolute path, got 'spool'");
-    EXPECT_EQ(error_of("records:\n  enable: true\n"),
-              "test.yaml:5:3: records.enable: unknown key (valid keys: enabled, period, interval, format, types, "
-              "max_file_size, max_records, compress, spool_dir)");
+    EXPECT_EQ(
+        error_of("records:\n  enable: true\n"),
+        "test.yaml:5:3: records.enable: unknown key (valid keys: enabled, period, interval, format, types, "
+        "max_file_size, max_records, compress, spool_dir)");
 }
 
 } // namespace

@@ -318,7 +318,8 @@ TEST(ConfigErrors, UnknownKeys) {
         "hosts, log_level, persist_interval, pin_dir, periods, cgroups, thresholds, upload, records)");
     EXPECT_EQ(error_of(std::string(valid_rules) + "flows:\n"
                                                   "  max_entrys: 2048\n"),
-              "test.yaml:5:3: flows.max_entrys: unknown key (valid keys: max_entries, idle_timeout, active_timeout)");
+              "test.yaml:5:3: flows.max_entrys: unknown key (valid keys: max_entries, idle_timeout, "
+              "active_timeout)");
     EXPECT_EQ(error_of(std::string(valid_rules) + "hosts: {enable: true}\n"),
               "test.yaml:4:9: hosts.enable: unknown key (valid keys: max_entries, enabled)");
     EXPECT_EQ(error_of("interfaces:\n"
@@ -599,7 +600,8 @@ TEST_F(LoadConfigFile, UnreadableFileNamesFileAndReason) {
 
 // Durability and period keys (issue: counts that survive).
 TEST(ConfigDurability, DefaultsAndParsedValues) {
-    const nettally::Config d = nettally::parse_config("interfaces:\n  - name: lan0\n    role: lan\n", "t.yaml");
+    const nettally::Config d =
+        nettally::parse_config("interfaces:\n  - name: lan0\n    role: lan\n", "t.yaml");
     EXPECT_EQ(d.persist_interval, std::chrono::minutes(5));
     EXPECT_EQ(d.pin_dir, "/sys/fs/bpf/nettally");
     EXPECT_EQ(d.flow_idle_timeout, std::chrono::seconds(15));
@@ -607,13 +609,14 @@ TEST(ConfigDurability, DefaultsAndParsedValues) {
     EXPECT_EQ(d.month_start_day, 1);
     EXPECT_EQ(d.time_zone, "UTC");
 
-    const nettally::Config c = nettally::parse_config("interfaces:\n  - name: lan0\n    role: lan\n"
-                                                      "persist_interval: 30s\n"
-                                                      "pin_dir: /sys/fs/bpf/nt-test\n"
-                                                      "flows:\n  idle_timeout: 5s\n  active_timeout: 2m\n"
-                                                      "periods:\n  month_start_day: 15\n  time_zone: Europe/Berlin\n"
-                                                      "  keep_days: 10\n  keep_months: 3\n",
-                                                      "t.yaml");
+    const nettally::Config c =
+        nettally::parse_config("interfaces:\n  - name: lan0\n    role: lan\n"
+                               "persist_interval: 30s\n"
+                               "pin_dir: /sys/fs/bpf/nt-test\n"
+                               "flows:\n  idle_timeout: 5s\n  active_timeout: 2m\n"
+                               "periods:\n  month_start_day: 15\n  time_zone: Europe/Berlin\n"
+                               "  keep_days: 10\n  keep_months: 3\n",
+                               "t.yaml");
     EXPECT_EQ(c.persist_interval, std::chrono::seconds(30));
     EXPECT_EQ(c.pin_dir, "/sys/fs/bpf/nt-test");
     EXPECT_EQ(c.flow_idle_timeout, std::chrono::seconds(5));
@@ -638,8 +641,8 @@ TEST(ConfigDurability, Errors) {
     EXPECT_EQ(err("persist_interval: 0s\n"),
               "t.yaml:4:19: persist_interval: duration '0s' is out of range (1s .. 1d)");
     EXPECT_EQ(err("pin_dir: bpf\n"), "t.yaml:4:10: pin_dir: must be an absolute path, got 'bpf'");
-    EXPECT_NE(err("flows:\n  idle_timeout: 10m\n  active_timeout: 1m\n").find(
-                  "flows.active_timeout: must not be shorter than flows.idle_timeout"),
+    EXPECT_NE(err("flows:\n  idle_timeout: 10m\n  active_timeout: 1m\n")
+                  .find("flows.active_timeout: must not be shorter than flows.idle_timeout"),
               std::string::npos);
 }
 

@@ -13,7 +13,9 @@ using namespace nettally;
 
 namespace {
 
-nt_counts nc(uint64_t p, uint64_t l2, uint64_t l3, uint64_t l4, uint64_t pl) { return {p, l2, l3, l4, pl}; }
+nt_counts nc(uint64_t p, uint64_t l2, uint64_t l3, uint64_t l4, uint64_t pl) {
+    return {p, l2, l3, l4, pl};
+}
 
 TEST(Counts, AddAndCompare) {
     Counts a(1, 100, 80, 60, 40);
@@ -179,8 +181,8 @@ TEST(Collector, TotalsByNameAndReconciliation) {
     in.total = Counts(3, 300, 200, 150, 100);
     in.bucket[NT_BUCKET_NON_IP] = Counts(1, 60, 0, 0, 0);
     maps.ifaces[{3, NT_DIR_INGRESS}] = in;
-    maps.flows.push_back(flow(3, NT_DIR_INGRESS, Counts(2, 240, 200, 150, 100), 1000, 4'000'000'000,
-                              4'900'000'000));
+    maps.flows.push_back(
+        flow(3, NT_DIR_INGRESS, Counts(2, 240, 200, 150, 100), 1000, 4'000'000'000, 4'900'000'000));
     col.poll({1'000'000, 5'000'000'000});
 
     EXPECT_EQ(col.stats().polls, 1u);
@@ -241,9 +243,9 @@ TEST(Collector, EvictsIdleAndLongFlowsAndKeepsThemInTheInvariant) {
     IfaceCounters c;
     c.total = Counts(6, 600, 500, 400, 300);
     maps.ifaces[{3, NT_DIR_EGRESS}] = c;
-    maps.flows = {flow(3, NT_DIR_EGRESS, Counts(2, 200, 100, 100, 100), 1, 190 * s, 195 * s),   // fresh
-                  flow(3, NT_DIR_EGRESS, Counts(2, 200, 200, 150, 100), 2, 100 * s, 184 * s),   // idle 16 s
-                  flow(3, NT_DIR_EGRESS, Counts(2, 200, 200, 150, 100), 3, 130 * s, 199 * s)};  // active 70 s
+    maps.flows = {flow(3, NT_DIR_EGRESS, Counts(2, 200, 100, 100, 100), 1, 190 * s, 195 * s),  // fresh
+                  flow(3, NT_DIR_EGRESS, Counts(2, 200, 200, 150, 100), 2, 100 * s, 184 * s),  // idle 16 s
+                  flow(3, NT_DIR_EGRESS, Counts(2, 200, 200, 150, 100), 3, 130 * s, 199 * s)}; // active 70 s
     col.poll({1, 200 * s});
     EXPECT_EQ(col.stats().flows_evicted, 2u);
     ASSERT_EQ(finished.size(), 2u);
@@ -444,7 +446,8 @@ struct FeedRun {
     explicit FeedRun(MapReader& maps) : col(maps) {
         col.set_interfaces({{"lan0", "lan", 3}});
         col.set_flow_timeouts({std::chrono::seconds(15), std::chrono::seconds(60)});
-        col.on_flow_finished([this](const FlowEntry& f, const std::string& i) { feed.on_flow_finished(f, i); });
+        col.on_flow_finished(
+            [this](const FlowEntry& f, const std::string& i) { feed.on_flow_finished(f, i); });
     }
     FeedRun(MapReader& maps, const nlohmann::json& col_state, const nlohmann::json& feed_state, bool same)
         : FeedRun(maps) {

@@ -81,7 +81,8 @@ TEST(CtlArgs, OptionsBelongToTheirCommands) {
     EXPECT_EQ(err({"status", "--sort", "l2"}), "--sort is only valid with 'hosts' and 'flows', not 'status'");
     EXPECT_EQ(err({"status", "--step", "1"}),
               "--step is only valid with 'thresholds add' and 'thresholds modify', not 'status'");
-    EXPECT_EQ(err({"upload", "status", "--user", "u"}), "option '--user' is only valid with 'upload set-target'");
+    EXPECT_EQ(err({"upload", "status", "--user", "u"}),
+              "option '--user' is only valid with 'upload set-target'");
     EXPECT_EQ(err({"status", "--bogus"}), "unknown option '--bogus'");
     EXPECT_EQ(err({"hosts", "--top"}), "option '--top' needs a value");
     EXPECT_EQ(err({"--timeout", "x", "status"}), "--timeout: 'x' is not a number of seconds in (0, 86400]");
@@ -99,7 +100,8 @@ TEST(CtlArgs, Records) {
                                                       {"period", std::string("5m")},
                                                       {"max_records", std::uint64_t{7}}};
     EXPECT_EQ(o.records.settings, want);
-    EXPECT_EQ(std::get<std::uint64_t>(o.records.settings.at("max_file_size")), 67108864U) << "the config's syntax";
+    EXPECT_EQ(std::get<std::uint64_t>(o.records.settings.at("max_file_size")), 67108864U)
+        << "the config's syntax";
     EXPECT_EQ(ok({"records", "set", "max_file_size=1MB"}).records.settings.at("max_file_size"),
               SettingValue(std::uint64_t{1000000}));
     EXPECT_EQ(err({"records", "set"}), "records set: give at least one KEY=VALUE");
@@ -109,7 +111,8 @@ TEST(CtlArgs, Records) {
               "records set: unknown setting 'colour' (enabled, period, interval, types, max_file_size, "
               "max_records, compress)");
     EXPECT_EQ(err({"records", "set", "=1"}), "records set: expected KEY=VALUE, got '=1'");
-    EXPECT_EQ(err({"records", "set", "compress=maybe"}), "records set: compress: expected true or false, got 'maybe'");
+    EXPECT_EQ(err({"records", "set", "compress=maybe"}),
+              "records set: compress: expected true or false, got 'maybe'");
     EXPECT_EQ(ok({"records", "reset"}).records.sub, "reset");
 }
 

@@ -15,9 +15,14 @@ TEST(CtlConvert, Counters) {
 }
 
 TEST(CtlConvert, Interface) {
-    const bus::WireInterface w{"lan0", "lan", 3u, kC, bus::WireCounters{10, 20, 30, 40, 50},
+    const bus::WireInterface w{"lan0",
+                               "lan",
+                               3u,
+                               kC,
+                               bus::WireCounters{10, 20, 30, 40, 50},
                                std::map<std::string, bus::WireCounters>{{"ingress.non_ip", kC}},
-                               bus::WireCounters{7, 0, 0, 0, 0}, bus::WireCounters{8, 0, 0, 0, 0}};
+                               bus::WireCounters{7, 0, 0, 0, 0},
+                               bus::WireCounters{8, 0, 0, 0, 0}};
     const InterfaceRow r = from_wire(w);
     EXPECT_EQ(r.name, "lan0");
     EXPECT_EQ(r.role, "lan");
@@ -40,8 +45,9 @@ TEST(CtlConvert, HostAndFlow) {
     EXPECT_EQ(h.received, (Counters{5, 4, 3, 2, 1}));
     EXPECT_EQ(h.first_seen, 11u);
     EXPECT_EQ(h.last_seen, 12u);
-    const FlowRow f = from_wire(bus::WireFlow{"wan0", "egress", std::uint8_t{6}, "198.18.0.1", std::uint16_t{1000},
-                                              "198.19.0.1", std::uint16_t{443}, kC, 21u, 22u, std::uint8_t{0x12}});
+    const FlowRow f =
+        from_wire(bus::WireFlow{"wan0", "egress", std::uint8_t{6}, "198.18.0.1", std::uint16_t{1000},
+                                "198.19.0.1", std::uint16_t{443}, kC, 21u, 22u, std::uint8_t{0x12}});
     EXPECT_EQ(f.interface, "wan0");
     EXPECT_EQ(f.direction, "egress");
     EXPECT_EQ(f.proto, 6);
@@ -56,9 +62,9 @@ TEST(CtlConvert, HostAndFlow) {
 }
 
 TEST(CtlConvert, CgroupHistoryAndSpools) {
-    const CgroupEntry c = from_wire(bus::WireCgroup{"/a", "a.service", bus::WireCounters4{1, 2, 3, 4},
-                                                    bus::WireCounters4{5, 6, 7, 8}, bus::WireCounters4{9, 10, 11, 12},
-                                                    bus::WireCounters4{13, 14, 15, 16}, true});
+    const CgroupEntry c = from_wire(
+        bus::WireCgroup{"/a", "a.service", bus::WireCounters4{1, 2, 3, 4}, bus::WireCounters4{5, 6, 7, 8},
+                        bus::WireCounters4{9, 10, 11, 12}, bus::WireCounters4{13, 14, 15, 16}, true});
     EXPECT_EQ(c.path, "/a");
     EXPECT_EQ(c.unit, "a.service");
     EXPECT_EQ(c.ingress, (Counters4{1, 2, 3, 4}));
@@ -90,7 +96,8 @@ TEST(CtlConvert, Variants) {
     EXPECT_EQ(from_variant(sdbus::Variant(std::uint32_t{5})), StatusValue(std::uint64_t{5}));
     EXPECT_EQ(from_variant(sdbus::Variant(std::int32_t{-5})), StatusValue(std::int64_t{-5}));
     EXPECT_EQ(from_variant(sdbus::Variant(std::string("x"))), StatusValue(std::string("x")));
-    EXPECT_EQ(from_variant(sdbus::Variant(std::vector<std::string>{"a"})), StatusValue(std::vector<std::string>{"a"}));
+    EXPECT_EQ(from_variant(sdbus::Variant(std::vector<std::string>{"a"})),
+              StatusValue(std::vector<std::string>{"a"}));
     EXPECT_EQ(from_variant(sdbus::Variant(std::vector<std::uint32_t>{1})), StatusValue(Unsupported{"au"}));
     EXPECT_EQ(to_variant(SettingValue(std::uint64_t{3})).get<std::uint64_t>(), 3u);
     EXPECT_TRUE(to_variant(SettingValue(true)).get<bool>());

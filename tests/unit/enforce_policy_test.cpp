@@ -8,7 +8,9 @@
 namespace nettally {
 namespace {
 
-Subject host(const std::string& v) { return Subject{SubjectKind::Host, v}; }
+Subject host(const std::string& v) {
+    return Subject{SubjectKind::Host, v};
+}
 
 TEST(EnforcePolicy, HostKeys) {
     auto v4 = host_policy_key("198.18.1.2");
@@ -41,7 +43,8 @@ TEST(EnforcePolicy, HostKeys) {
     EXPECT_EQ(k.pad[0] | k.pad[1] | k.pad[2], 0);
 
     std::string why;
-    for (const char* bad : {"", "198.18.1", "aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:gg", "aa-bb-cc-dd-ee-ff", "host.lan"}) {
+    for (const char* bad :
+         {"", "198.18.1", "aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:gg", "aa-bb-cc-dd-ee-ff", "host.lan"}) {
         EXPECT_FALSE(host_policy_key(bad, &why)) << bad;
         EXPECT_NE(why.find("neither an IPv4/IPv6 address nor a MAC"), std::string::npos) << why;
     }
@@ -61,9 +64,11 @@ TEST(EnforcePolicy, CheckRefusesWhatCannotBeEnforced) {
     EXPECT_NE(check_enforceable(host("nope"), ActionKind::Block, 0).find("neither"), std::string::npos);
     EXPECT_NE(check_enforceable(host("198.18.1.2"), ActionKind::Throttle, 0).find("out of range"),
               std::string::npos);
-    EXPECT_NE(check_enforceable(host("198.18.1.2"), ActionKind::Throttle, kMinThrottleRate - 1).find("out of range"),
+    EXPECT_NE(check_enforceable(host("198.18.1.2"), ActionKind::Throttle, kMinThrottleRate - 1)
+                  .find("out of range"),
               std::string::npos);
-    EXPECT_NE(check_enforceable(host("198.18.1.2"), ActionKind::Throttle, kMaxThrottleRate + 1).find("out of range"),
+    EXPECT_NE(check_enforceable(host("198.18.1.2"), ActionKind::Throttle, kMaxThrottleRate + 1)
+                  .find("out of range"),
               std::string::npos);
 }
 

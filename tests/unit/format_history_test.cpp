@@ -9,8 +9,10 @@ using namespace nettally::ctl;
 namespace {
 
 TEST(HistoryJson, ShapeAndValues) {
-    std::vector<HistoryRow> rows = {
-        {"2026-11-24", 1795478400000000, 1795564800000000, {{"iface:lan0:ingress", Counters{3, 300, 240, 180, 120}}}}};
+    std::vector<HistoryRow> rows = {{"2026-11-24",
+                                     1795478400000000,
+                                     1795564800000000,
+                                     {{"iface:lan0:ingress", Counters{3, 300, 240, 180, 120}}}}};
     const auto j = history_json("day", rows);
     EXPECT_EQ(j["history"]["period"], "day");
     ASSERT_EQ(j["history"]["periods"].size(), 1u);
@@ -23,7 +25,9 @@ TEST(HistoryJson, ShapeAndValues) {
 }
 
 TEST(HistoryText, OneRowPerSubject) {
-    std::vector<HistoryRow> rows = {{"2026-11", 0, 0,
+    std::vector<HistoryRow> rows = {{"2026-11",
+                                     0,
+                                     0,
                                      {{"iface:lan0:egress", Counters{1, 2048, 0, 0, 0}},
                                       {"iface:lan0:ingress", Counters{2, 100, 0, 0, 0}}}}};
     const std::string t = history_text(rows);
@@ -46,7 +50,8 @@ TEST(HistoryArgs, PeriodAndSubjectOnlyWithHistory) {
 }
 
 TEST(InterfacesJson, FinishedFlowsGetTheirOwnKey) {
-    InterfaceRow r{"lan0", "lan", 3, Counters{5, 500, 0, 0, 0}, Counters{}, {}, Counters{4, 440, 0, 0, 0}, {}};
+    InterfaceRow r{"lan0", "lan", 3, Counters{5, 500, 0, 0, 0}, Counters{}, {}, Counters{4, 440, 0, 0, 0},
+                   {}};
     r.unattributed.emplace("ingress.non_ip", Counters{1, 60, 0, 0, 0});
     const auto j = interfaces_json({r});
     const auto& e = j["interfaces"][0];

@@ -135,9 +135,8 @@ TEST(Json, Interfaces) {
     ASSERT_TRUE(j["interfaces"].is_array());
     ASSERT_EQ(j["interfaces"].size(), 1U);
     const json& i = j["interfaces"][0];
-    EXPECT_EQ(keys_of(i),
-              (std::set<std::string>{"name", "role", "ifindex", "ingress", "egress", "unattributed",
-                                     "finished_flows"}));
+    EXPECT_EQ(keys_of(i), (std::set<std::string>{"name", "role", "ifindex", "ingress", "egress",
+                                                 "unattributed", "finished_flows"}));
     EXPECT_EQ(i["name"], "lan0");
     EXPECT_EQ(i["role"], "lan");
     EXPECT_EQ(i["ifindex"], 3);

@@ -118,9 +118,7 @@ TEST_F(OsTest, AtomicWriteKeepsThePreviousCopy) {
 
 TEST_F(OsTest, AtomicWriteDoesNotFollowASymlinkAtTheTempName) {
     const fs::path victim = dir_ / "victim";
-    {
-        std::ofstream(victim) << "untouched";
-    }
+    { std::ofstream(victim) << "untouched"; }
     const fs::path p = dir_ / "target.json";
     fs::create_symlink(victim, atomic_temp_path(p));
     write_file_atomic(p, "new content", 0640);
@@ -131,9 +129,7 @@ TEST_F(OsTest, AtomicWriteDoesNotFollowASymlinkAtTheTempName) {
 
 TEST_F(OsTest, AtomicWriteReplacesASymlinkAtTheTargetInsteadOfWritingThroughIt) {
     const fs::path victim = dir_ / "victim";
-    {
-        std::ofstream(victim) << "untouched";
-    }
+    { std::ofstream(victim) << "untouched"; }
     const fs::path p = dir_ / "target.json";
     fs::create_symlink(victim, p);
     write_file_atomic(p, "new content", 0600);
@@ -145,9 +141,7 @@ TEST_F(OsTest, AtomicWriteReplacesASymlinkAtTheTargetInsteadOfWritingThroughIt) 
 
 TEST_F(OsTest, AtomicWriteReplacesAStaleTempFile) {
     const fs::path p = dir_ / "cursor.json";
-    {
-        std::ofstream(atomic_temp_path(p)) << "left by a crash";
-    }
+    { std::ofstream(atomic_temp_path(p)) << "left by a crash"; }
     write_file_atomic(p, "fresh", 0640);
     EXPECT_EQ(slurp(p), "fresh");
     EXPECT_FALSE(fs::exists(atomic_temp_path(p)));
@@ -205,9 +199,7 @@ TEST_F(OsTest, AppendFileAppendsSyncsAndCloses) {
 
 TEST_F(OsTest, AppendFileRefusesASymlink) {
     const fs::path victim = dir_ / "victim";
-    {
-        std::ofstream(victim) << "untouched";
-    }
+    { std::ofstream(victim) << "untouched"; }
     const fs::path p = dir_ / "f.open";
     fs::create_symlink(victim, p);
     try {

@@ -16,16 +16,18 @@ TEST(Records, Rfc3339AndCompact) {
 }
 
 TEST(Records, InterfaceCsvAndJsonl) {
-    const Record r = interface_record(kT, kT + 1000000, "lan0", "lan", "ingress", Counts(3, 300, 258, 198, 174));
+    const Record r =
+        interface_record(kT, kT + 1000000, "lan0", "lan", "ingress", Counts(3, 300, 258, 198, 174));
     EXPECT_EQ(header_line(RecordType::Interface, RecordFormat::Csv),
               "start,end,interface,role,direction,packets,l2_bytes,l3_bytes,l4_bytes,payload_bytes\n");
     EXPECT_EQ(header_line(RecordType::Interface, RecordFormat::Jsonl), "");
     EXPECT_EQ(encode(r, RecordFormat::Csv),
               "2024-05-01T12:00:00.250Z,2024-05-01T12:00:01.250Z,lan0,lan,ingress,3,300,258,198,174\n");
-    EXPECT_EQ(encode(r, RecordFormat::Jsonl),
-              "{\"start\":\"2024-05-01T12:00:00.250Z\",\"end\":\"2024-05-01T12:00:01.250Z\",\"interface\":\"lan0\","
-              "\"role\":\"lan\",\"direction\":\"ingress\",\"packets\":3,\"l2_bytes\":300,\"l3_bytes\":258,"
-              "\"l4_bytes\":198,\"payload_bytes\":174}\n");
+    EXPECT_EQ(
+        encode(r, RecordFormat::Jsonl),
+        "{\"start\":\"2024-05-01T12:00:00.250Z\",\"end\":\"2024-05-01T12:00:01.250Z\",\"interface\":\"lan0\","
+        "\"role\":\"lan\",\"direction\":\"ingress\",\"packets\":3,\"l2_bytes\":300,\"l3_bytes\":258,"
+        "\"l4_bytes\":198,\"payload_bytes\":174}\n");
 }
 
 TEST(Records, CsvQuotingRoundTrips) {
@@ -41,8 +43,10 @@ TEST(Records, CsvQuotingRoundTrips) {
     a.action = "notify";
     a.message = "line1\nline2";
     const std::string line = encode(alert_record(a), RecordFormat::Csv);
-    EXPECT_EQ(line, "2024-05-01T12:00:00.250Z,\"quota, \"\"monthly\"\"\",crossed,host,198.18.1.2,l3,1001,1000,notify,"
-                    "\"line1\nline2\"\n");
+    EXPECT_EQ(
+        line,
+        "2024-05-01T12:00:00.250Z,\"quota, \"\"monthly\"\"\",crossed,host,198.18.1.2,l3,1001,1000,notify,"
+        "\"line1\nline2\"\n");
     const auto back = parse_csv_line(std::string_view(line).substr(0, line.size() - 1));
     ASSERT_TRUE(back);
     ASSERT_EQ(back->size(), fields(RecordType::Alert).size());
@@ -78,9 +82,9 @@ TEST(Records, EveryTypeHasMatchingFields) {
         EXPECT_NO_THROW(encode(r, RecordFormat::Csv));
         EXPECT_NO_THROW(nlohmann::json::parse(encode(r, RecordFormat::Jsonl)));
     }
-    EXPECT_EQ(encode(flow_record(f), RecordFormat::Csv),
-              "2024-05-01T12:00:00.250Z,2024-05-01T12:00:00.250Z,wan0,egress,ipv6,17,fd00:1::2,40000,fd00:2::2,53,0,"
-              "1,100,86,46,38\n");
+    EXPECT_EQ(encode(flow_record(f), RecordFormat::Csv), "2024-05-01T12:00:00.250Z,2024-05-01T12:00:00.250Z,"
+                                                         "wan0,egress,ipv6,17,fd00:1::2,40000,fd00:2::2,53,0,"
+                                                         "1,100,86,46,38\n");
     // Cgroup counts have no l2.
     EXPECT_EQ(header_line(RecordType::Cgroup, RecordFormat::Csv),
               "start,end,cgroup,direction,packets,l3_bytes,l4_bytes,payload_bytes\n");
@@ -131,7 +135,8 @@ TEST(Records, FileNames) {
 TEST(Records, OverridesValidatedAllOrNothing) {
     RecordsConfig base;
     base.enabled = true;
-    const auto c = apply_overrides(base, {{"period", "5m"}, {"types", "interface=jsonl,flow"}, {"max_records", 10}});
+    const auto c =
+        apply_overrides(base, {{"period", "5m"}, {"types", "interface=jsonl,flow"}, {"max_records", 10}});
     EXPECT_EQ(c.period, std::chrono::minutes(5));
     EXPECT_EQ(types_to_string(c), "interface=jsonl,flow=csv");
     EXPECT_EQ(c.max_records, 10u);
@@ -149,9 +154,10 @@ TEST(Records, OverridesValidatedAllOrNothing) {
     EXPECT_EQ(msg({{"types", "interface,interface"}}), "types: 'interface' named twice");
     EXPECT_EQ(msg({{"types", "flow=xml"}}), "types: unknown format 'xml' for flow (csv or jsonl)");
     EXPECT_EQ(msg({{"enabled", "yes"}}), "enabled: expected a boolean");
-    EXPECT_EQ(msg({{"max_file_size", 10}}), "records.max_file_size: must be between 512 and 1099511627776 bytes");
-    EXPECT_EQ(msg({{"spool_dir", "/x"}}),
-              "unknown setting 'spool_dir' (enabled, period, interval, types, max_file_size, max_records, compress)");
+    EXPECT_EQ(msg({{"max_file_size", 10}}),
+              "records.max_file_size: must be between 512 and 1099511627776 bytes");
+    EXPECT_EQ(msg({{"spool_dir", "/x"}}), "unknown setting 'spool_dir' (enabled, period, interval, types, "
+                                          "max_file_size, max_records, compress)");
 }
 
 } // namespace

@@ -39,7 +39,9 @@ struct FakeUsage : UsageSource {
             fn(f, i);
     }
     std::string check(const Subject&, UsageLayer) const override { return refuse; }
-    void add_sent(const std::string& who, uint64_t l3) { sent[who] += Counts(1, l3 + 14, l3, l3 - 20, l3 - 40); }
+    void add_sent(const std::string& who, uint64_t l3) {
+        sent[who] += Counts(1, l3 + 14, l3, l3 - 20, l3 - 40);
+    }
 };
 
 struct FakeEnforcer : ActionEnforcer {
@@ -68,9 +70,12 @@ struct FakeEnforcer : ActionEnforcer {
 };
 
 ThresholdDef def(const FieldMap& extra) {
-    FieldMap f = {{"name", std::string("q")}, {"subject_kind", std::string("host")},
-                  {"subject", std::string("198.18.1.2")}, {"direction", std::string("sent")},
-                  {"period", std::string("since")}, {"step", std::string("1MB")}};
+    FieldMap f = {{"name", std::string("q")},
+                  {"subject_kind", std::string("host")},
+                  {"subject", std::string("198.18.1.2")},
+                  {"direction", std::string("sent")},
+                  {"period", std::string("since")},
+                  {"step", std::string("1MB")}};
     for (const auto& [k, v] : extra)
         f[k] = v;
     return parse_threshold(f);
@@ -86,7 +91,8 @@ std::vector<K> kinds(const std::vector<ThresholdEvent>& ev) {
 }
 
 size_t count(const std::vector<ThresholdEvent>& ev, K k) {
-    return static_cast<size_t>(std::count_if(ev.begin(), ev.end(), [&](const auto& e) { return e.kind == k; }));
+    return static_cast<size_t>(
+        std::count_if(ev.begin(), ev.end(), [&](const auto& e) { return e.kind == k; }));
 }
 
 struct Thresholds : ::testing::Test {
@@ -133,7 +139,8 @@ TEST(ThresholdDefs, ValidationTable) {
         {{{"step", int64_t{-5}}}, "step: must not be negative"},
         {{{"step", std::string("-5")}}, "step: must not be negative"},
         {{{"step", std::string("lots")}}, "step: expected a size"},
-        {{{"step", std::string("2MB")}, {"limit", std::string("1MB")}}, "step: step 2 MB is larger than the limit 1 MB"},
+        {{{"step", std::string("2MB")}, {"limit", std::string("1MB")}},
+         "step: step 2 MB is larger than the limit 1 MB"},
         {{{"rate_bps", std::string("fast")}}, "rate_bps: expected a size"},
         {{{"rate_window_s", uint64_t{0}}}, "rate_window_s: must be 1 .. 3600"},
         {{{"min_interval_ms", std::string("soon")}}, "min_interval_ms: expected milliseconds"},
@@ -143,7 +150,8 @@ TEST(ThresholdDefs, ValidationTable) {
         {{{"layer", std::string("l7")}}, "layer: unknown value"},
         {{{"period", std::string("rolling")}}, "window_s: required for period rolling"},
         {{{"window_s", uint64_t{60}}}, "window_s: only for period rolling"},
-        {{{"action", std::string("throttle")}, {"limit", std::string("5MB")}}, "action_rate: throttle needs a rate"},
+        {{{"action", std::string("throttle")}, {"limit", std::string("5MB")}},
+         "action_rate: throttle needs a rate"},
         {{{"action", std::string("block")}}, "action: acting on the limit needs a limit"},
         {{{"action", std::string("block")}, {"action_on", std::string("burst")}}, "action_on: burst needs"},
         {{{"action_rate", uint64_t{5}}}, "action_rate: only for action throttle"},
@@ -154,7 +162,9 @@ TEST(ThresholdDefs, ValidationTable) {
          "subject: dport=70000: a port is 0..65535"},
         {{{"subject_kind", std::string("flow")}, {"subject", std::string("colour=red")}},
          "subject: unknown flow filter key"},
-        {{{"subject_kind", std::string("cgroup")}, {"subject", std::string("/a")}, {"layer", std::string("l2")}},
+        {{{"subject_kind", std::string("cgroup")},
+          {"subject", std::string("/a")},
+          {"layer", std::string("l2")}},
          "layer: cgroups are counted from the IP header"},
     };
     for (const auto& c : cases) {
@@ -169,9 +179,12 @@ TEST(ThresholdDefs, ValidationTable) {
 }
 
 TEST(ThresholdDefs, CanonicalAndRoundTrip) {
-    const ThresholdDef d = def({{"subject", std::string("FD00:1:0::2")}, {"limit", std::string("5MB")},
-                                {"min_interval_ms", std::string("800ms")}, {"rate_bps", std::string("500kB")},
-                                {"action", std::string("throttle")}, {"action_rate", std::string("1MiB")}});
+    const ThresholdDef d = def({{"subject", std::string("FD00:1:0::2")},
+                                {"limit", std::string("5MB")},
+                                {"min_interval_ms", std::string("800ms")},
+                                {"rate_bps", std::string("500kB")},
+                                {"action", std::string("throttle")},
+                                {"action_rate", std::string("1MiB")}});
     EXPECT_EQ(d.subject.value, "fd00:1::2");
     EXPECT_EQ(d.min_interval_ms, 800u);
     EXPECT_EQ(d.rate_bps, 500000u);
@@ -223,8 +236,8 @@ TEST_F(Thresholds, StepsAndOneLimitCountFromWhenSet) {
     src.add_sent("198.18.1.2", 3'600'000);
     eng.observe(src, kT0 + 3 * kS);
     ev = eng.take_events();
-    ASSERT_EQ(kinds(ev),
-              (std::vector<K>{K::StepCrossed, K::StepCrossed, K::StepCrossed, K::StepCrossed, K::LimitReached}));
+    ASSERT_EQ(kinds(ev), (std::vector<K>{K::StepCrossed, K::StepCrossed, K::StepCrossed, K::StepCrossed,
+                                         K::LimitReached}));
     EXPECT_EQ(ev[0].step_index, 3u);
     EXPECT_EQ(ev[3].step_index, 6u);
     EXPECT_EQ(ev[4].value, 5'000'000u);
@@ -283,7 +296,9 @@ TEST_F(Thresholds, FastStepsAreBurstsSlowOnesAreNot) {
 }
 
 TEST_F(Thresholds, RateOverSlidingWindowOncePerExcursion) {
-    eng.add(def({{"step", std::string("1GB")}, {"rate_bps", std::string("100kB")}, {"rate_window_s", uint64_t{2}}}),
+    eng.add(def({{"step", std::string("1GB")},
+                 {"rate_bps", std::string("100kB")},
+                 {"rate_window_s", uint64_t{2}}}),
             src, kT0);
     int64_t t = kT0;
     auto tick = [&](uint64_t bytes) {
@@ -306,7 +321,9 @@ TEST_F(Thresholds, RateOverSlidingWindowOncePerExcursion) {
 }
 
 TEST_F(Thresholds, DayRolloverRestartsUsageAndLiftsTheAction) {
-    eng.add(def({{"period", std::string("day")}, {"limit", std::string("2MB")}, {"action", std::string("block")}}),
+    eng.add(def({{"period", std::string("day")},
+                 {"limit", std::string("2MB")},
+                 {"action", std::string("block")}}),
             src, kT0);
     EXPECT_EQ(eng.find("q")->st.period_end_us, kT0 + 12 * 3600 * kS);
     src.add_sent("198.18.1.2", 2'000'000);
@@ -327,7 +344,9 @@ TEST_F(Thresholds, DayRolloverRestartsUsageAndLiftsTheAction) {
 }
 
 TEST_F(Thresholds, RollingWindowGoesDownAndSignalsAgain) {
-    eng.add(def({{"period", std::string("rolling")}, {"window_s", std::string("10s")}, {"limit", std::string("3MB")}}),
+    eng.add(def({{"period", std::string("rolling")},
+                 {"window_s", std::string("10s")},
+                 {"limit", std::string("3MB")}}),
             src, kT0);
     src.add_sent("198.18.1.2", 3'000'000);
     eng.observe(src, kT0 + kS);
@@ -345,7 +364,9 @@ TEST_F(Thresholds, RollingWindowGoesDownAndSignalsAgain) {
 }
 
 TEST_F(Thresholds, ResetAndRemoveLiftTheAction) {
-    eng.add(def({{"limit", std::string("1MB")}, {"action", std::string("throttle")}, {"action_rate", uint64_t{1000}}}),
+    eng.add(def({{"limit", std::string("1MB")},
+                 {"action", std::string("throttle")},
+                 {"action_rate", uint64_t{1000}}}),
             src, kT0);
     src.add_sent("198.18.1.2", 1'000'000);
     eng.observe(src, kT0 + kS);
@@ -364,7 +385,9 @@ TEST_F(Thresholds, ResetAndRemoveLiftTheAction) {
 }
 
 TEST_F(Thresholds, BurstCanTriggerTheAction) {
-    eng.add(def({{"step", std::string("100kB")}, {"min_interval_ms", uint64_t{1000}}, {"action", std::string("block")},
+    eng.add(def({{"step", std::string("100kB")},
+                 {"min_interval_ms", uint64_t{1000}},
+                 {"action", std::string("block")},
                  {"action_on", std::string("burst")}}),
             src, kT0);
     src.add_sent("198.18.1.2", 250'000);
@@ -375,7 +398,9 @@ TEST_F(Thresholds, BurstCanTriggerTheAction) {
 }
 
 TEST_F(Thresholds, FailedActionIsReportedAndCountingGoesOn) {
-    eng.add(def({{"limit", std::string("1MB")}, {"action", std::string("throttle")}, {"action_rate", uint64_t{10}}}),
+    eng.add(def({{"limit", std::string("1MB")},
+                 {"action", std::string("throttle")},
+                 {"action_rate", uint64_t{10}}}),
             src, kT0);
     enf.fail = true;
     src.add_sent("198.18.1.2", 1'500'000);
@@ -398,7 +423,9 @@ TEST_F(Thresholds, RefusedRequestsChangeNothing) {
     }
     src.refuse = "";
     enf.fail = true;
-    EXPECT_THROW(eng.add(def({{"name", std::string("x")}, {"limit", std::string("1MB")}, {"action", std::string("block")}}),
+    EXPECT_THROW(eng.add(def({{"name", std::string("x")},
+                              {"limit", std::string("1MB")},
+                              {"action", std::string("block")}}),
                          src, kT0),
                  ThresholdError);
     EXPECT_THROW(eng.modify("q", {{"step", std::string("2MB")}, {"limit", std::string("1MB")}}, src, kT0),
@@ -422,7 +449,8 @@ TEST_F(Thresholds, ModifyKeepsUsageWithoutResignalling) {
     EXPECT_EQ(ev[0].step_index, 8u);
     eng.modify("q", {{"limit", std::string("3MB")}}, src, kT0 + 4 * kS);
     eng.observe(src, kT0 + 5 * kS);
-    EXPECT_EQ(kinds(eng.take_events()), (std::vector<K>{K::LimitReached})) << "a lowered limit already passed";
+    EXPECT_EQ(kinds(eng.take_events()), (std::vector<K>{K::LimitReached}))
+        << "a lowered limit already passed";
     eng.modify("q", {{"direction", std::string("both")}}, src, kT0 + 6 * kS);
     EXPECT_EQ(eng.find("q")->st.usage, 0u) << "a different watch starts afresh";
 }
@@ -435,7 +463,8 @@ TEST_F(Thresholds, FlowAggregateKeepsFinishedFlows) {
     f.key.dir = NT_DIR_EGRESS;
     f.counts = Counts(1, 0, 100, 0, 0);
     src.flows = {{f, "wan0"}};
-    eng.add(def({{"subject_kind", std::string("flow")}, {"subject", std::string("iface=wan0,proto=udp,dport=53")},
+    eng.add(def({{"subject_kind", std::string("flow")},
+                 {"subject", std::string("iface=wan0,proto=udp,dport=53")},
                  {"step", uint64_t{1000}}}),
             src, kT0);
     src.flows[0].first.counts = Counts(5, 0, 900, 0, 0);
@@ -456,7 +485,9 @@ TEST_F(Thresholds, FlowAggregateKeepsFinishedFlows) {
 }
 
 TEST_F(Thresholds, PersistenceRoundTripWithoutResignalling) {
-    eng.add(def({{"limit", std::string("2MB")}, {"action", std::string("block")}, {"min_interval_ms", uint64_t{100}},
+    eng.add(def({{"limit", std::string("2MB")},
+                 {"action", std::string("block")},
+                 {"min_interval_ms", uint64_t{100}},
                  {"rate_bps", uint64_t{1000}}}),
             src, kT0);
     src.add_sent("198.18.1.2", 2'200'000);
@@ -474,7 +505,8 @@ TEST_F(Thresholds, PersistenceRoundTripWithoutResignalling) {
     EXPECT_EQ(again.find("q")->st.usage, 2'200'000u);
     EXPECT_EQ(again.find("q")->st.step_index, 2u);
     EXPECT_EQ(again.to_json()["thresholds"][0]["state"], saved["thresholds"][0]["state"]);
-    EXPECT_EQ(enf2.log, (std::vector<std::string>{"apply q"})) << "the action is enforced again after a restart";
+    EXPECT_EQ(enf2.log, (std::vector<std::string>{"apply q"}))
+        << "the action is enforced again after a restart";
     auto ev = again.take_events();
     ASSERT_EQ(kinds(ev), (std::vector<K>{K::ActionApplied}));
     EXPECT_EQ(ev[0].reason, "restart");
@@ -497,8 +529,9 @@ TEST_F(Thresholds, ConfigThresholdsAreReadOnlyAndReplacedWhole) {
     EXPECT_THROW(eng.remove("c1"), ThresholdError);
     EXPECT_THROW(eng.modify("c1", {{"step", uint64_t{5}}}, src, kT0), ThresholdError);
     // A clash with a runtime threshold refuses the whole set.
-    EXPECT_THROW(eng.set_config({def({{"name", std::string("c3")}}), def({{"name", std::string("rt")}})}, src, kT0),
-                 ThresholdError);
+    EXPECT_THROW(
+        eng.set_config({def({{"name", std::string("c3")}}), def({{"name", std::string("rt")}})}, src, kT0),
+        ThresholdError);
     EXPECT_NE(eng.find("c1"), nullptr);
     EXPECT_EQ(eng.find("c3"), nullptr);
     src.add_sent("198.18.1.2", 1'500'000);
@@ -538,7 +571,8 @@ TEST(ThresholdAlertRecords, EachEventMapsToItsFigures) {
 
     ThresholdEvent limit{K::LimitReached, "q", "host:198.18.1.2", 5000100, 5, 5000000, 0, 1, "", ""};
     const AlertRecord l = alert_record_of(limit, &def);
-    EXPECT_EQ(std::make_tuple(l.event, l.value, l.limit), std::make_tuple(std::string("limit_reached"), 5000100ull, 5000000ull));
+    EXPECT_EQ(std::make_tuple(l.event, l.value, l.limit),
+              std::make_tuple(std::string("limit_reached"), 5000100ull, 5000000ull));
 
     ThresholdEvent burst{K::Burst, "q", "host:198.18.1.2", 0, 4, 30, 800, 1, "", ""};
     const AlertRecord b = alert_record_of(burst, &def);
@@ -547,8 +581,9 @@ TEST(ThresholdAlertRecords, EachEventMapsToItsFigures) {
 
     ThresholdEvent rate{K::RateExceeded, "q", "host:198.18.1.2", 0, 0, 2071642, 500000, 1, "", ""};
     const AlertRecord r = alert_record_of(rate, &def);
-    EXPECT_EQ(std::make_tuple(r.event, r.metric, r.value, r.limit),
-              std::make_tuple(std::string("rate_exceeded"), std::string("bytes_per_s"), 2071642ull, 500000ull));
+    EXPECT_EQ(
+        std::make_tuple(r.event, r.metric, r.value, r.limit),
+        std::make_tuple(std::string("rate_exceeded"), std::string("bytes_per_s"), 2071642ull, 500000ull));
 
     // A removed threshold's last event (ActionLifted "removed") still names its subject.
     ThresholdEvent lifted{K::ActionLifted, "q", "host:198.18.1.2", 42, 0, 0, 0, 1, "throttle", "removed"};

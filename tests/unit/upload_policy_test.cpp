@@ -69,14 +69,19 @@ TEST(SpoolNames, AcceptsFinishedFilesOnly) {
 }
 
 TEST(SpoolNames, OldestFirstByTimestampThenSequence) {
-    std::vector<std::string> names = {"gw_host_20260102T000000Z_1.csv", "gw_interface_20260101T000000Z_10.csv",
-                                      "zzz", "gw_interface_20260101T000000Z_9.csv", "aaa",
+    std::vector<std::string> names = {"gw_host_20260102T000000Z_1.csv",
+                                      "gw_interface_20260101T000000Z_10.csv",
+                                      "zzz",
+                                      "gw_interface_20260101T000000Z_9.csv",
+                                      "aaa",
                                       "my_gw_flow_20251231T235959Z_3.jsonl.gz"};
     std::sort(names.begin(), names.end(), [](const auto& a, const auto& b) { return spool_older(a, b); });
     const std::vector<std::string> want = {"my_gw_flow_20251231T235959Z_3.jsonl.gz",
                                            "gw_interface_20260101T000000Z_9.csv",
-                                           "gw_interface_20260101T000000Z_10.csv", "gw_host_20260102T000000Z_1.csv",
-                                           "aaa", "zzz"};
+                                           "gw_interface_20260101T000000Z_10.csv",
+                                           "gw_host_20260102T000000Z_1.csv",
+                                           "aaa",
+                                           "zzz"};
     EXPECT_EQ(names, want);
 }
 
@@ -92,8 +97,8 @@ TEST(RemotePlan, EachSchemeUploadsToPartThenRenames) {
     EXPECT_EQ(ftpes.final_url, "ftpes://h:2121/in/a.csv");
     EXPECT_EQ(ftpes.postquote, (std::vector<std::string>{"RNFR a.csv.part", "RNTO a.csv"}));
     const auto sftp = plan_remote(*parse_upload_url("sftp://h/srv/in", nullptr), "a.csv");
-    EXPECT_EQ(sftp.postquote,
-              (std::vector<std::string>{"*rm \"/srv/in/a.csv\"", "rename \"/srv/in/a.csv.part\" \"/srv/in/a.csv\""}));
+    EXPECT_EQ(sftp.postquote, (std::vector<std::string>{"*rm \"/srv/in/a.csv\"",
+                                                        "rename \"/srv/in/a.csv.part\" \"/srv/in/a.csv\""}));
     const auto http = plan_remote(*parse_upload_url("http://h/dav/", nullptr), "a.csv");
     EXPECT_EQ(http.temp_url, "http://h/dav/a.csv.part");
     EXPECT_EQ(http.move_destination, "http://h/dav/a.csv");
@@ -128,7 +133,9 @@ TEST(Classify, HttpStatuses) {
 }
 
 TEST(Classify, FtpAndTransportErrors) {
-    auto ftp = [](int code, long rc) { return classify_transfer(UploadScheme::Ftp, {code, rc, ""}, "upload").outcome; };
+    auto ftp = [](int code, long rc) {
+        return classify_transfer(UploadScheme::Ftp, {code, rc, ""}, "upload").outcome;
+    };
     EXPECT_EQ(ftp(CURLE_OK, 226), UploadOutcome::Success);
     EXPECT_EQ(ftp(CURLE_LOGIN_DENIED, 530), UploadOutcome::Auth);
     EXPECT_EQ(ftp(CURLE_UPLOAD_FAILED, 452), UploadOutcome::Transient);
