@@ -131,6 +131,9 @@ class EnforceTest(unittest.TestCase):
         for k, t, v in d:
             args += [k, t, str(v)]
         self.th_call("AddThreshold", "a{sv}", *args)
+        # Removed when the test ends, passed or failed (a no-op if the test removed it), so a
+        # failing test never leaves a host throttled or blocked for the next one.
+        self.addCleanup(self.bus.busctl, "call", h.BUS_NAME, h.BUS_PATH, TH_IFACE, "RemoveThreshold", "s", name)
 
     def usage(self, name):
         rows = self.th_call("GetUsage", "s", name)[0]
@@ -252,8 +255,6 @@ class EnforceTest(unittest.TestCase):
             return self.ping_ok(t.cli, t.SRV4, size)
 
         self.add_threshold("enf-reset", "block", limit=20_000)
-        self.addCleanup(self.bus.busctl, "call", h.BUS_NAME, h.BUS_PATH, TH_IFACE, "RemoveThreshold", "s",
-                        "enf-reset")
         self.wait_action("enf-reset", True, kick=lambda: ok(1400))
         self.assertFalse(ok(), "blocked")
         self.th_call("ResetPeriod", "s", "enf-reset")
@@ -319,8 +320,6 @@ class EnforceTest(unittest.TestCase):
         window = 4
         self.add_threshold("enf-rolling", "block", limit=20_000,
                            extra=[("period", "s", "rolling"), ("window_s", "t", window)])
-        self.addCleanup(self.bus.busctl, "call", h.BUS_NAME, h.BUS_PATH, TH_IFACE, "RemoveThreshold", "s",
-                        "enf-rolling")
         for rnd in (1, 2):
             # One short flood (~20 x 1.4 kB each way in 0.2 s) crosses the limit at once, so the
             # window holds it from a known moment on.
