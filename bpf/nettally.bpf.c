@@ -23,6 +23,7 @@
 #include <bpf/bpf_endian.h>
 #include "nettally_abi.h"
 #include "nettally_parse.h"
+#include "nettally_maps.h"
 
 #define TC_ACT_UNSPEC (-1)
 #define TC_ACT_SHOT 2
@@ -31,53 +32,27 @@
 /* Start-up knobs, set by nettallyd through the skeleton's rodata before load. */
 const volatile __u8 cfg_count_hosts = 1;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, NT_MAX_IFACES *NT_DIR_MAX);
-	__type(key, struct nt_iface_key);
-	__type(value, struct nt_iface_val);
-} nt_ifaces SEC(".maps");
+NT_MAP(nt_ifaces, BPF_MAP_TYPE_PERCPU_HASH, NT_MAX_IFACES *NT_DIR_MAX, struct nt_iface_key,
+       struct nt_iface_val);
 
 /* Userspace only (nettally_abi.h): created and pinned with the counters. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, NT_MAX_IFACES *NT_DIR_MAX);
-	__type(key, struct nt_iface_key);
-	__type(value, struct nt_evicted_val);
-} nt_evicted SEC(".maps");
+NT_MAP(nt_evicted, BPF_MAP_TYPE_HASH, NT_MAX_IFACES *NT_DIR_MAX, struct nt_iface_key,
+       struct nt_evicted_val);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, NT_DEFAULT_MAX_FLOWS);
-	__type(key, struct nt_flow_key);
-	__type(value, struct nt_flow_val);
-} nt_flows SEC(".maps");
+NT_MAP(nt_flows, BPF_MAP_TYPE_PERCPU_HASH, NT_DEFAULT_MAX_FLOWS, struct nt_flow_key,
+       struct nt_flow_val);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, NT_DEFAULT_MAX_HOSTS);
-	__type(key, struct nt_host_key);
-	__type(value, struct nt_host_val);
-} nt_hosts SEC(".maps");
+NT_MAP(nt_hosts, BPF_MAP_TYPE_PERCPU_HASH, NT_DEFAULT_MAX_HOSTS, struct nt_host_key,
+       struct nt_host_val);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, NT_MAX_FRAGS);
-	__type(key, struct nt_frag_key);
-	__type(value, struct nt_frag_val);
-} nt_frags SEC(".maps");
+NT_MAP(nt_frags, BPF_MAP_TYPE_LRU_HASH, NT_MAX_FRAGS, struct nt_frag_key, struct nt_frag_val);
 
 /*
  * nt_meta[0] holds NT_ABI_VERSION, written by nettallyd when it creates the
  * maps. A later nettallyd reads it before reusing pinned maps, so a layout
  * change is refused with a message instead of misread.
  */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} nt_meta SEC(".maps");
+NT_MAP(nt_meta, BPF_MAP_TYPE_ARRAY, 1, __u32, __u32);
 
 /*
  * Threshold actions in force (daemon/kernel/enforce.cpp). Not pinned: the daemon
@@ -87,20 +62,11 @@ struct {
  */
 __u32 nt_policy_kinds = 0;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, NT_POLICY_MAX_ENTRIES);
-	__type(key, struct nt_policy_key);
-	__type(value, struct nt_policy_val);
-} nt_policy SEC(".maps");
+NT_MAP(nt_policy, BPF_MAP_TYPE_HASH, NT_POLICY_MAX_ENTRIES, struct nt_policy_key,
+       struct nt_policy_val);
 
 /* lan interfaces whose root qdisc is fq: throttled egress is paced there (EDT). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, NT_MAX_IFACES);
-	__type(key, __u32);
-	__type(value, __u8);
-} nt_policy_edt SEC(".maps");
+NT_MAP(nt_policy_edt, BPF_MAP_TYPE_HASH, NT_MAX_IFACES, __u32, __u8);
 
 static __always_inline void add_counts(struct nt_counts *to, const struct nt_counts *c)
 {
