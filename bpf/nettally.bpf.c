@@ -412,37 +412,26 @@ static __always_inline int xdp_account(struct xdp_md *xdp, const int lan)
 	return XDP_PASS;
 }
 
-SEC("tc")
-int nt_tc_ingress_lan(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_INGRESS, 1, 0, 0); }
+/*
+ * The TC programs, one per attachment: direction, lan (host accounting and
+ * actions), l3dev (no link-layer header: no MAC, so no host accounting) and
+ * vlan_fix (XDP mode's TC ingress: the 4 bytes of a VLAN tag XDP could not see).
+ * The skeleton names each program as written here.
+ */
+#define NT_TC_PROG(_name, _dir, _lan, _l3dev, _vlan_fix)                                           \
+	SEC("tc") int _name(struct __sk_buff *skb)                                                 \
+	{                                                                                          \
+		return tc_account(skb, _dir, _lan, _l3dev, _vlan_fix);                             \
+	}
 
-SEC("tc")
-int nt_tc_egress_lan(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_EGRESS, 1, 0, 0); }
-
-SEC("tc")
-int nt_tc_ingress_wan(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_INGRESS, 0, 0, 0); }
-
-SEC("tc")
-int nt_tc_egress_wan(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_EGRESS, 0, 0, 0); }
-
-/* Interfaces without a link-layer header: no MAC, so no host accounting. */
-SEC("tc")
-int nt_tc_ingress_l3(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_INGRESS, 0, 1, 0); }
-
-SEC("tc")
-int nt_tc_egress_l3(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_EGRESS, 0, 1, 0); }
-
-/* XDP mode's TC ingress: the 4 bytes of a VLAN tag XDP could not see. */
-SEC("tc")
-int nt_tc_ingress_xdpfix_lan(struct __sk_buff *skb)
-{
-	return tc_account(skb, NT_DIR_INGRESS, 1, 0, 1);
-}
-
-SEC("tc")
-int nt_tc_ingress_xdpfix_wan(struct __sk_buff *skb)
-{
-	return tc_account(skb, NT_DIR_INGRESS, 0, 0, 1);
-}
+NT_TC_PROG(nt_tc_ingress_lan, NT_DIR_INGRESS, 1, 0, 0)
+NT_TC_PROG(nt_tc_egress_lan, NT_DIR_EGRESS, 1, 0, 0)
+NT_TC_PROG(nt_tc_ingress_wan, NT_DIR_INGRESS, 0, 0, 0)
+NT_TC_PROG(nt_tc_egress_wan, NT_DIR_EGRESS, 0, 0, 0)
+NT_TC_PROG(nt_tc_ingress_l3, NT_DIR_INGRESS, 0, 1, 0)
+NT_TC_PROG(nt_tc_egress_l3, NT_DIR_EGRESS, 0, 1, 0)
+NT_TC_PROG(nt_tc_ingress_xdpfix_lan, NT_DIR_INGRESS, 1, 0, 1)
+NT_TC_PROG(nt_tc_ingress_xdpfix_wan, NT_DIR_INGRESS, 0, 0, 1)
 
 SEC("xdp")
 int nt_xdp_ingress_lan(struct xdp_md *xdp) { return xdp_account(xdp, 1); }
