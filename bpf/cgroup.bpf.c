@@ -33,6 +33,7 @@
 #include <bpf/bpf_endian.h>
 #include "nettally_abi.h"
 #include "nettally_parse.h"
+#include "nettally_maps.h"
 
 #define LOOPBACK_IFINDEX 1 /* lo is ifindex 1 in every network namespace */
 
@@ -45,33 +46,13 @@
  */
 const volatile __u64 cfg_netns_cookie = 0;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, NT_CG_DEFAULT_MAX_ENTRIES);
-	__type(key, __u64);
-	__type(value, struct nt_cg_val);
-} nt_cg_counts SEC(".maps");
+NT_MAP(nt_cg_counts, BPF_MAP_TYPE_PERCPU_HASH, NT_CG_DEFAULT_MAX_ENTRIES, __u64, struct nt_cg_val);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NT_DIR_MAX);
-	__type(key, __u32);
-	__type(value, struct nt_cg_dir_val);
-} nt_cg_totals SEC(".maps");
+NT_MAP(nt_cg_totals, BPF_MAP_TYPE_PERCPU_ARRAY, NT_DIR_MAX, __u32, struct nt_cg_dir_val);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, NT_CG_MAX_SUBTREES);
-	__type(key, __u64);
-	__type(value, __u8);
-} nt_cg_subtrees SEC(".maps");
+NT_MAP(nt_cg_subtrees, BPF_MAP_TYPE_HASH, NT_CG_MAX_SUBTREES, __u64, __u8);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} nt_cg_busy SEC(".maps");
+NT_MAP(nt_cg_busy, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, __u64);
 
 /*
  * The figures of one packet (nettally_parse.h, from the IP header, no flow

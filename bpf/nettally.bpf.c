@@ -23,6 +23,7 @@
 #include <bpf/bpf_endian.h>
 #include "nettally_abi.h"
 #include "nettally_parse.h"
+#include "nettally_maps.h"
 
 #define TC_ACT_UNSPEC (-1)
 #define TC_ACT_SHOT 2
@@ -31,53 +32,27 @@
 /* Start-up knobs, set by nettallyd through the skeleton's rodata before load. */
 const volatile __u8 cfg_count_hosts = 1;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, NT_MAX_IFACES *NT_DIR_MAX);
-	__type(key, struct nt_iface_key);
-	__type(value, struct nt_iface_val);
-} nt_ifaces SEC(".maps");
+NT_MAP(nt_ifaces, BPF_MAP_TYPE_PERCPU_HASH, NT_MAX_IFACES *NT_DIR_MAX, struct nt_iface_key,
+       struct nt_iface_val);
 
 /* Userspace only (nettally_abi.h): created and pinned with the counters. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, NT_MAX_IFACES *NT_DIR_MAX);
-	__type(key, struct nt_iface_key);
-	__type(value, struct nt_evicted_val);
-} nt_evicted SEC(".maps");
+NT_MAP(nt_evicted, BPF_MAP_TYPE_HASH, NT_MAX_IFACES *NT_DIR_MAX, struct nt_iface_key,
+       struct nt_evicted_val);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, NT_DEFAULT_MAX_FLOWS);
-	__type(key, struct nt_flow_key);
-	__type(value, struct nt_flow_val);
-} nt_flows SEC(".maps");
+NT_MAP(nt_flows, BPF_MAP_TYPE_PERCPU_HASH, NT_DEFAULT_MAX_FLOWS, struct nt_flow_key,
+       struct nt_flow_val);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, NT_DEFAULT_MAX_HOSTS);
-	__type(key, struct nt_host_key);
-	__type(value, struct nt_host_val);
-} nt_hosts SEC(".maps");
+NT_MAP(nt_hosts, BPF_MAP_TYPE_PERCPU_HASH, NT_DEFAULT_MAX_HOSTS, struct nt_host_key,
+       struct nt_host_val);
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, NT_MAX_FRAGS);
-	__type(key, struct nt_frag_key);
-	__type(value, struct nt_frag_val);
-} nt_frags SEC(".maps");
+NT_MAP(nt_frags, BPF_MAP_TYPE_LRU_HASH, NT_MAX_FRAGS, struct nt_frag_key, struct nt_frag_val);
 
 /*
  * nt_meta[0] holds NT_ABI_VERSION, written by nettallyd when it creates the
  * maps. A later nettallyd reads it before reusing pinned maps, so a layout
  * change is refused with a message instead of misread.
  */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} nt_meta SEC(".maps");
+NT_MAP(nt_meta, BPF_MAP_TYPE_ARRAY, 1, __u32, __u32);
 
 /*
  * Threshold actions in force (daemon/kernel/enforce.cpp). Not pinned: the daemon
@@ -87,20 +62,11 @@ struct {
  */
 __u32 nt_policy_kinds = 0;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, NT_POLICY_MAX_ENTRIES);
-	__type(key, struct nt_policy_key);
-	__type(value, struct nt_policy_val);
-} nt_policy SEC(".maps");
+NT_MAP(nt_policy, BPF_MAP_TYPE_HASH, NT_POLICY_MAX_ENTRIES, struct nt_policy_key,
+       struct nt_policy_val);
 
 /* lan interfaces whose root qdisc is fq: throttled egress is paced there (EDT). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, NT_MAX_IFACES);
-	__type(key, __u32);
-	__type(value, __u8);
-} nt_policy_edt SEC(".maps");
+NT_MAP(nt_policy_edt, BPF_MAP_TYPE_HASH, NT_MAX_IFACES, __u32, __u8);
 
 static __always_inline void add_counts(struct nt_counts *to, const struct nt_counts *c)
 {
@@ -446,37 +412,26 @@ static __always_inline int xdp_account(struct xdp_md *xdp, const int lan)
 	return XDP_PASS;
 }
 
-SEC("tc")
-int nt_tc_ingress_lan(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_INGRESS, 1, 0, 0); }
+/*
+ * The TC programs, one per attachment: direction, lan (host accounting and
+ * actions), l3dev (no link-layer header: no MAC, so no host accounting) and
+ * vlan_fix (XDP mode's TC ingress: the 4 bytes of a VLAN tag XDP could not see).
+ * The skeleton names each program as written here.
+ */
+#define NT_TC_PROG(_name, _dir, _lan, _l3dev, _vlan_fix)                                           \
+	SEC("tc") int _name(struct __sk_buff *skb)                                                 \
+	{                                                                                          \
+		return tc_account(skb, _dir, _lan, _l3dev, _vlan_fix);                             \
+	}
 
-SEC("tc")
-int nt_tc_egress_lan(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_EGRESS, 1, 0, 0); }
-
-SEC("tc")
-int nt_tc_ingress_wan(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_INGRESS, 0, 0, 0); }
-
-SEC("tc")
-int nt_tc_egress_wan(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_EGRESS, 0, 0, 0); }
-
-/* Interfaces without a link-layer header: no MAC, so no host accounting. */
-SEC("tc")
-int nt_tc_ingress_l3(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_INGRESS, 0, 1, 0); }
-
-SEC("tc")
-int nt_tc_egress_l3(struct __sk_buff *skb) { return tc_account(skb, NT_DIR_EGRESS, 0, 1, 0); }
-
-/* XDP mode's TC ingress: the 4 bytes of a VLAN tag XDP could not see. */
-SEC("tc")
-int nt_tc_ingress_xdpfix_lan(struct __sk_buff *skb)
-{
-	return tc_account(skb, NT_DIR_INGRESS, 1, 0, 1);
-}
-
-SEC("tc")
-int nt_tc_ingress_xdpfix_wan(struct __sk_buff *skb)
-{
-	return tc_account(skb, NT_DIR_INGRESS, 0, 0, 1);
-}
+NT_TC_PROG(nt_tc_ingress_lan, NT_DIR_INGRESS, 1, 0, 0)
+NT_TC_PROG(nt_tc_egress_lan, NT_DIR_EGRESS, 1, 0, 0)
+NT_TC_PROG(nt_tc_ingress_wan, NT_DIR_INGRESS, 0, 0, 0)
+NT_TC_PROG(nt_tc_egress_wan, NT_DIR_EGRESS, 0, 0, 0)
+NT_TC_PROG(nt_tc_ingress_l3, NT_DIR_INGRESS, 0, 1, 0)
+NT_TC_PROG(nt_tc_egress_l3, NT_DIR_EGRESS, 0, 1, 0)
+NT_TC_PROG(nt_tc_ingress_xdpfix_lan, NT_DIR_INGRESS, 1, 0, 1)
+NT_TC_PROG(nt_tc_ingress_xdpfix_wan, NT_DIR_INGRESS, 0, 0, 1)
 
 SEC("xdp")
 int nt_xdp_ingress_lan(struct xdp_md *xdp) { return xdp_account(xdp, 1); }

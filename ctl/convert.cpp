@@ -1,7 +1,9 @@
 // See convert.h. Each struct is unpacked once, by name, through a structured binding.
 #include "convert.h"
 
+#include <string_view>
 #include <tuple>
+#include <utility>
 
 namespace nettally::ctl {
 namespace {
@@ -17,6 +19,29 @@ template <class Map> auto convert_values(const Map& in) {
         out.emplace(key, from_wire(value));
     return out;
 }
+
+// The value of a variant of D-Bus type Wire as the StatusValue alternative Value: integers widen
+// to 64 bits (signed stay signed), object paths and signatures become strings.
+template <class Wire, class Value = Wire> StatusValue read_variant(const sdbus::Variant& v) {
+    return Value(v.get<Wire>());
+}
+
+// The D-Bus types a status or settings value may have, by signature.
+constexpr std::pair<std::string_view, StatusValue (*)(const sdbus::Variant&)> kVariantReaders[] = {
+    {"b", read_variant<bool>},
+    {"y", read_variant<std::uint8_t, std::uint64_t>},
+    {"q", read_variant<std::uint16_t, std::uint64_t>},
+    {"u", read_variant<std::uint32_t, std::uint64_t>},
+    {"t", read_variant<std::uint64_t>},
+    {"n", read_variant<std::int16_t, std::int64_t>},
+    {"i", read_variant<std::int32_t, std::int64_t>},
+    {"x", read_variant<std::int64_t>},
+    {"d", read_variant<double>},
+    {"s", read_variant<std::string>},
+    {"o", read_variant<sdbus::ObjectPath, std::string>},
+    {"g", read_variant<sdbus::Signature, std::string>},
+    {"as", read_variant<std::vector<std::string>>},
+};
 
 } // namespace
 
@@ -83,32 +108,9 @@ CgroupBuckets from_wire(const std::map<std::string, bus::WireCounters4>& in) {
 
 StatusValue from_variant(const sdbus::Variant& v) {
     const std::string sig = v.peekValueType();
-    if (sig == "b")
-        return v.get<bool>();
-    if (sig == "y")
-        return std::uint64_t{v.get<std::uint8_t>()};
-    if (sig == "q")
-        return std::uint64_t{v.get<std::uint16_t>()};
-    if (sig == "u")
-        return std::uint64_t{v.get<std::uint32_t>()};
-    if (sig == "t")
-        return v.get<std::uint64_t>();
-    if (sig == "n")
-        return std::int64_t{v.get<std::int16_t>()};
-    if (sig == "i")
-        return std::int64_t{v.get<std::int32_t>()};
-    if (sig == "x")
-        return v.get<std::int64_t>();
-    if (sig == "d")
-        return v.get<double>();
-    if (sig == "s")
-        return v.get<std::string>();
-    if (sig == "o")
-        return std::string(v.get<sdbus::ObjectPath>());
-    if (sig == "g")
-        return std::string(v.get<sdbus::Signature>());
-    if (sig == "as")
-        return v.get<std::vector<std::string>>();
+    for (const auto& [type, read] : kVariantReaders)
+        if (sig == type)
+            return read(v);
     return Unsupported{sig};
 }
 

@@ -224,10 +224,7 @@ Json counters_json(const Counters& c) {
 }
 
 Json status_json(const StatusMap& status) {
-    Json obj = Json::object();
-    for (const auto& [key, value] : status)
-        obj[key] = status_value_json(key, value);
-    return Json{{"status", std::move(obj)}};
+    return Json{{"status", object_json(status, status_value_json)}};
 }
 
 Json reload_json() {

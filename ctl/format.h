@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <variant>
 #include <vector>
 
@@ -145,6 +146,20 @@ std::string proto_name(std::uint8_t proto);
 std::string tcp_flags_string(std::uint8_t flags);
 
 // ---- --json shapes ---------------------------------------------------------------------
+
+// One JSON object of a map, in the map's key order: each key's value is f(key, value) where f
+// takes the key too (the status values), else f(value) (the counters).
+template <typename Map, typename F> Json object_json(const Map& m, F&& f) {
+    Json o = Json::object();
+    for (const auto& [key, value] : m) {
+        if constexpr (std::is_invocable_v<F&, const typename Map::key_type&,
+                                          const typename Map::mapped_type&>)
+            o[key] = f(key, value);
+        else
+            o[key] = f(value);
+    }
+    return o;
+}
 
 Json counters_json(const Counters& c);
 // The status value as JSON: integer keys ending in "_at" become TIME, Unsupported null.

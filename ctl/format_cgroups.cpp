@@ -74,10 +74,7 @@ Json cgroups_json(const std::vector<CgroupEntry>& rows, const CgroupBuckets& buc
             if (parent[i] < 0)
                 list.push_back(std::move(nodes[i]));
     }
-    Json b = Json::object();
-    for (const auto& [key, c] : buckets)
-        b[key] = counters4_json(c);
-    return Json{{"cgroups", std::move(list)}, {"buckets", std::move(b)}};
+    return Json{{"cgroups", std::move(list)}, {"buckets", object_json(buckets, counters4_json)}};
 }
 
 std::string cgroups_text(const std::vector<CgroupEntry>& rows, const CgroupBuckets& buckets, bool tree) {

@@ -8,13 +8,10 @@ namespace nettally::ctl {
 Json history_json(std::string_view period, const std::vector<HistoryRow>& rows) {
     Json list = Json::array();
     for (const auto& r : rows) {
-        Json totals = Json::object();
-        for (const auto& [subject, c] : r.totals)
-            totals[subject] = counters_json(c);
         list.push_back(Json{{"label", r.label},
                             {"start", time_json(r.start)},
                             {"end", time_json(r.end)},
-                            {"totals", std::move(totals)}});
+                            {"totals", object_json(r.totals, counters_json)}});
     }
     return Json{{"history", Json{{"period", std::string(period)}, {"periods", std::move(list)}}}};
 }

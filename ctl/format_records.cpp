@@ -6,10 +6,7 @@ namespace nettally::ctl {
 namespace {
 
 Json dict_object(const Dict& d) {
-    Json j = Json::object();
-    for (const auto& [key, value] : d)
-        j[key] = status_value_json(key, value);
-    return j;
+    return object_json(d, status_value_json);
 }
 
 } // namespace

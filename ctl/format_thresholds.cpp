@@ -71,10 +71,7 @@ std::string si_bytes(std::uint64_t b) {
 } // namespace
 
 Json dict_json(const Dict& d) {
-    Json o = Json::object();
-    for (const auto& [k, v] : d)
-        o[k] = value_json(k, v);
-    return o;
+    return object_json(d, value_json);
 }
 
 Json thresholds_json(const std::vector<Dict>& rows) {

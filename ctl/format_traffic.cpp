@@ -31,15 +31,12 @@ Layer layer_for(std::string_view sort_key) {
 Json interfaces_json(const std::vector<InterfaceRow>& rows) {
     Json list = Json::array();
     for (const auto& r : rows) {
-        Json unattributed = Json::object();
-        for (const auto& [key, c] : r.unattributed)
-            unattributed[key] = counters_json(c);
         list.push_back(Json{{"name", r.name},
                             {"role", r.role},
                             {"ifindex", r.ifindex},
                             {"ingress", counters_json(r.ingress)},
                             {"egress", counters_json(r.egress)},
-                            {"unattributed", std::move(unattributed)},
+                            {"unattributed", object_json(r.unattributed, counters_json)},
                             {"finished_flows", Json{{"ingress", counters_json(r.finished_ingress)},
                                                     {"egress", counters_json(r.finished_egress)}}}});
     }

@@ -96,6 +96,15 @@ TEST(CtlConvert, Variants) {
     EXPECT_EQ(from_variant(sdbus::Variant(std::uint32_t{5})), StatusValue(std::uint64_t{5}));
     EXPECT_EQ(from_variant(sdbus::Variant(std::int32_t{-5})), StatusValue(std::int64_t{-5}));
     EXPECT_EQ(from_variant(sdbus::Variant(std::string("x"))), StatusValue(std::string("x")));
+    EXPECT_EQ(from_variant(sdbus::Variant(std::uint8_t{7})), StatusValue(std::uint64_t{7}));
+    EXPECT_EQ(from_variant(sdbus::Variant(std::uint16_t{8})), StatusValue(std::uint64_t{8}));
+    EXPECT_EQ(from_variant(sdbus::Variant(std::uint64_t{1} << 40)), StatusValue(std::uint64_t{1} << 40));
+    EXPECT_EQ(from_variant(sdbus::Variant(std::int16_t{-9})), StatusValue(std::int64_t{-9}));
+    EXPECT_EQ(from_variant(sdbus::Variant(std::int64_t{-10})), StatusValue(std::int64_t{-10}));
+    EXPECT_EQ(from_variant(sdbus::Variant(0.5)), StatusValue(0.5));
+    EXPECT_EQ(from_variant(sdbus::Variant(sdbus::ObjectPath("/org/nettally"))),
+              StatusValue(std::string("/org/nettally")));
+    EXPECT_EQ(from_variant(sdbus::Variant(sdbus::Signature("a{sv}"))), StatusValue(std::string("a{sv}")));
     EXPECT_EQ(from_variant(sdbus::Variant(std::vector<std::string>{"a"})),
               StatusValue(std::vector<std::string>{"a"}));
     EXPECT_EQ(from_variant(sdbus::Variant(std::vector<std::uint32_t>{1})), StatusValue(Unsupported{"au"}));
