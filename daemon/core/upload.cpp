@@ -283,56 +283,94 @@ std::chrono::milliseconds backoff_delay(std::chrono::milliseconds min, std::chro
     return std::chrono::milliseconds{static_cast<int64_t>(std::llround(cap * unit))};
 }
 
+namespace {
+
+// A transfer curl finished: an HTTP status decides; other protocols succeeded.
+Classified classify_reply(bool http, long rc, const std::string& what) {
+    if (!http || (rc >= 200 && rc < 300))
+        return {UploadOutcome::Success, ""};
+    const std::string status = what + "HTTP " + std::to_string(rc);
+    if (rc == 401 || rc == 403 || rc == 407)
+        return {UploadOutcome::Auth,
+                status + ": authentication failed (check upload.username and the password)"};
+    if (rc == 408 || rc == 425 || rc == 429 || rc >= 500 || rc == 0)
+        return {UploadOutcome::Transient, status + " (server busy or failing; will retry)"};
+    return {UploadOutcome::Permanent, status + " (refused by the server)"};
+}
+
+// The server's identity could not be verified. curl's own text for these codes names
+// certificates and keys at once; say which setting applies.
+std::string unverified_identity(UploadScheme scheme, const TransferResult& r, const std::string& detail) {
+    if (scheme == UploadScheme::Sftp) {
+        const std::string why = r.curl_error.empty() ? "its host key is not the one configured" : detail;
+        return "the server's identity could not be verified (" + why +
+               "); check upload.ssh_host_key_sha256 or upload.ssh_known_hosts";
+    }
+    return "the server's identity could not be verified (" + detail +
+           "); check upload.ca_file (the CA that signed the server's certificate)";
+}
+
+// Codes whose meaning does not depend on the server's last reply, or nullopt.
+std::optional<UploadOutcome> outcome_of_code(CURLcode code) {
+    switch (code) {
+    case CURLE_LOGIN_DENIED:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+        return UploadOutcome::Auth;
+    case CURLE_USE_SSL_FAILED: // ftpes: the server does not offer AUTH TLS; never sent in the clear
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_NOT_BUILT_IN:
+    case CURLE_FILESIZE_EXCEEDED:
+        return UploadOutcome::Permanent;
+    default:
+        return std::nullopt;
+    }
+}
+
+// A failed transfer whose outcome depends on the code and the server's last reply.
+UploadOutcome outcome_of_failure(CURLcode code, bool ftp, long rc) {
+    switch (code) {
+    case CURLE_REMOTE_ACCESS_DENIED:
+    case CURLE_UPLOAD_FAILED:
+    case CURLE_QUOTE_ERROR:
+    case CURLE_REMOTE_FILE_NOT_FOUND:
+    case CURLE_FTP_COULDNT_RETR_FILE:
+        // FTP 4xx is "try again later" by definition; 5xx means the server refuses.
+        if (ftp && rc >= 400 && rc < 500)
+            return UploadOutcome::Transient;
+        if (ftp && rc >= 500)
+            return UploadOutcome::Permanent;
+        return code == CURLE_REMOTE_ACCESS_DENIED || code == CURLE_REMOTE_FILE_NOT_FOUND
+                   ? UploadOutcome::Permanent
+                   : UploadOutcome::Transient;
+    default:
+        // Connection refused or cut, timeouts, resolver, TLS handshake, weird replies.
+        return UploadOutcome::Transient;
+    }
+}
+
+} // namespace
+
 Classified classify_transfer(UploadScheme scheme, const TransferResult& r, std::string_view step) {
     const auto code = static_cast<CURLcode>(r.curl_code);
     const long rc = r.response_code;
     const bool ftp =
         scheme == UploadScheme::Ftp || scheme == UploadScheme::Ftps || scheme == UploadScheme::Ftpes;
     const bool http = scheme == UploadScheme::Http || scheme == UploadScheme::Https;
-    std::string what = std::string(step) + ": ";
+    const std::string what = std::string(step) + ": ";
     auto make = [&](UploadOutcome o, std::string text) { return Classified{o, what + text}; };
     const std::string detail = r.curl_error.empty() ? std::string(curl_easy_strerror(code)) : r.curl_error;
 
-    if (code == CURLE_OK) {
-        if (!http)
-            return {UploadOutcome::Success, ""};
-        if (rc >= 200 && rc < 300)
-            return {UploadOutcome::Success, ""};
-        const std::string status = "HTTP " + std::to_string(rc);
-        if (rc == 401 || rc == 403 || rc == 407)
-            return make(UploadOutcome::Auth,
-                        status + ": authentication failed (check upload.username and the password)");
-        if (rc == 408 || rc == 425 || rc == 429 || rc >= 500 || rc == 0)
-            return make(UploadOutcome::Transient, status + " (server busy or failing; will retry)");
-        return make(UploadOutcome::Permanent, status + " (refused by the server)");
-    }
-    switch (code) {
-    case CURLE_LOGIN_DENIED:
+    if (code == CURLE_OK)
+        return classify_reply(http, rc, what);
+    if (code == CURLE_LOGIN_DENIED)
         return make(UploadOutcome::Auth, "login denied" +
                                              (rc ? " (" + std::to_string(rc) + ")" : std::string()) +
                                              ": check upload.username and the password");
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
-        // curl's own text for this code names certificates and keys at once; say which.
-        if (scheme == UploadScheme::Sftp) {
-            const std::string why = r.curl_error.empty() ? "its host key is not the one configured" : detail;
-            return make(UploadOutcome::Auth,
-                        "the server's identity could not be verified (" + why +
-                            "); check upload.ssh_host_key_sha256 or upload.ssh_known_hosts");
-        }
-        return make(UploadOutcome::Auth,
-                    "the server's identity could not be verified (" + detail +
-                        "); check upload.ca_file (the CA that signed the server's certificate)");
-    case CURLE_USE_SSL_FAILED: // ftpes: the server does not offer AUTH TLS; never sent in the clear
-    case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_URL_MALFORMAT:
-    case CURLE_NOT_BUILT_IN:
-    case CURLE_FILESIZE_EXCEEDED:
-        return make(UploadOutcome::Permanent, detail);
-    default:
-        break;
-    }
+    if (const auto o = outcome_of_code(code))
+        return make(*o, *o == UploadOutcome::Auth ? unverified_identity(scheme, r, detail) : detail);
     if (ftp && rc == 530)
         return make(UploadOutcome::Auth, "FTP 530 not logged in: check upload.username and the password");
     // The last reply was 331 (user name accepted, password asked): the transfer ended while the
@@ -346,25 +384,7 @@ Classified classify_transfer(UploadScheme scheme, const TransferResult& r, std::
                                              "late or not at all; check upload.username and the password");
     const std::string with_code =
         detail + (rc ? " (server reply " + std::to_string(rc) + ")" : std::string());
-    switch (code) {
-    case CURLE_REMOTE_ACCESS_DENIED:
-    case CURLE_UPLOAD_FAILED:
-    case CURLE_QUOTE_ERROR:
-    case CURLE_REMOTE_FILE_NOT_FOUND:
-    case CURLE_FTP_COULDNT_RETR_FILE:
-        // FTP 4xx is "try again later" by definition; 5xx means the server refuses.
-        if (ftp && rc >= 400 && rc < 500)
-            return make(UploadOutcome::Transient, with_code);
-        if (ftp && rc >= 500)
-            return make(UploadOutcome::Permanent, with_code);
-        return make(code == CURLE_REMOTE_ACCESS_DENIED || code == CURLE_REMOTE_FILE_NOT_FOUND
-                        ? UploadOutcome::Permanent
-                        : UploadOutcome::Transient,
-                    with_code);
-    default:
-        // Connection refused or cut, timeouts, resolver, TLS handshake, weird replies.
-        return make(UploadOutcome::Transient, with_code);
-    }
+    return make(outcome_of_failure(code, ftp, rc), with_code);
 }
 
 std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view v, int64_t now_unix) {
