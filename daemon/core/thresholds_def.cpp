@@ -19,13 +19,8 @@ constexpr uint64_t kMaxRateWindowS = 3600;
 constexpr uint64_t kMaxIntervalMs = 86400ull * 1000;
 constexpr size_t kMaxName = 64;
 
-[[noreturn]] void fail(const std::string& key, const std::string& problem) {
-    throw ThresholdError(key + ": " + problem);
-}
-
-std::string quote(std::string_view s) {
-    return "'" + std::string(s) + "'";
-}
+using threshold_errors::fail;
+using threshold_errors::quote;
 
 template <typename E> std::optional<E> parse_enum(std::string_view text, std::initializer_list<E> all) {
     for (E e : all)
@@ -138,6 +133,18 @@ std::string check_subject(Subject& s) {
 }
 
 } // namespace
+
+namespace threshold_errors {
+
+void fail(const std::string& key, const std::string& problem) {
+    throw ThresholdError(key + ": " + problem);
+}
+
+std::string quote(std::string_view text) {
+    return "'" + std::string(text) + "'";
+}
+
+} // namespace threshold_errors
 
 std::string field_text(const std::string& key, const FieldValue& v) {
     if (const auto* s = std::get_if<std::string>(&v))
