@@ -4,6 +4,9 @@
 // Pure declarations; the alert logic is unit-tested against a fake enforcer.
 #pragma once
 
+#include "core/enum_names.h"
+
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -21,17 +24,8 @@ enum class SubjectKind { Interface, Host, Cgroup, FlowAggregate };
 
 // "interface", "host", "cgroup", "flow": the names of the D-Bus API and the config file.
 constexpr std::string_view to_string(SubjectKind k) {
-    switch (k) {
-    case SubjectKind::Interface:
-        return "interface";
-    case SubjectKind::Host:
-        return "host";
-    case SubjectKind::Cgroup:
-        return "cgroup";
-    case SubjectKind::FlowAggregate:
-        return "flow";
-    }
-    return "?";
+    constexpr std::array<std::string_view, 4> kNames{"interface", "host", "cgroup", "flow"};
+    return enum_name(kNames, k);
 }
 
 struct Subject {
@@ -45,15 +39,8 @@ struct Subject {
 enum class ActionKind { Notify, Throttle, Block };
 
 constexpr std::string_view to_string(ActionKind a) {
-    switch (a) {
-    case ActionKind::Notify:
-        return "notify";
-    case ActionKind::Throttle:
-        return "throttle";
-    case ActionKind::Block:
-        return "block";
-    }
-    return "?";
+    constexpr std::array<std::string_view, 3> kNames{"notify", "throttle", "block"};
+    return enum_name(kNames, a);
 }
 
 class ActionEnforcer {

@@ -200,12 +200,7 @@ public:
     virtual std::map<uint64_t, std::string> walk(const std::vector<std::string>& roots) = 0;
 };
 
-struct CgroupStats {
-    uint64_t polls = 0;
-    uint64_t reconcile_checks = 0;
-    uint64_t reconcile_exact = 0;
-    uint64_t reconcile_violations = 0;
-    std::string last_violation;
+struct CgroupStats : PollStats {
     uint64_t walks = 0;   // full walks of the tracked subtrees
     uint64_t retired = 0; // kernel entries deleted after their cgroup was gone (or untracked)
     size_t live_entries = 0;

@@ -75,12 +75,7 @@ struct HostTotals {
     uint64_t last_us = 0;
 };
 
-struct CollectorStats {
-    uint64_t polls = 0;
-    uint64_t reconcile_checks = 0;
-    uint64_t reconcile_exact = 0;
-    uint64_t reconcile_violations = 0;
-    std::string last_violation;
+struct CollectorStats : PollStats {
     uint64_t flows_evicted = 0;
     bool flow_map_full = false; // flow_overflow grew at the last poll
     uint64_t overflow_episodes = 0;

@@ -4,6 +4,7 @@
 #include "core/config.h"
 
 #include "core/config_parser.h"
+#include "core/enum_names.h"
 
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
@@ -287,23 +288,13 @@ ConfigError::ConfigError(std::string source, int line, int column, std::string k
       line_(line), column_(column), key_path_(std::move(key_path)), problem_(std::move(problem)) {}
 
 std::string_view to_string(Role role) {
-    switch (role) {
-    case Role::Lan:
-        return "lan";
-    case Role::Wan:
-        return "wan";
-    }
-    return "?";
+    constexpr std::array<std::string_view, 2> kNames{"lan", "wan"};
+    return enum_name(kNames, role);
 }
 
 std::string_view to_string(AttachMode mode) {
-    switch (mode) {
-    case AttachMode::Tc:
-        return "tc";
-    case AttachMode::Xdp:
-        return "xdp";
-    }
-    return "?";
+    constexpr std::array<std::string_view, 2> kNames{"tc", "xdp"};
+    return enum_name(kNames, mode);
 }
 
 Config parse_config(const std::string& text, const std::string& source_name) {

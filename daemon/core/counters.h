@@ -139,6 +139,15 @@ struct ReconcileInput {
 enum class ReconcileOutcome { Exact, Bracketed, Violated };
 ReconcileOutcome reconcile(const ReconcileInput& in);
 
+// What every poller with a reconcile check counts (the collector's and the cgroup tracker's stats).
+struct PollStats {
+    uint64_t polls = 0;
+    uint64_t reconcile_checks = 0;
+    uint64_t reconcile_exact = 0;
+    uint64_t reconcile_violations = 0;
+    std::string last_violation;
+};
+
 // Sorting and top-N for the list methods.
 enum class SortKey { Packets, L2, L3, L4, Payload, FirstSeen, LastSeen };
 std::optional<SortKey> parse_sort_key(std::string_view s, bool allow_first_seen);

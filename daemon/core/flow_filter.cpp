@@ -10,13 +10,8 @@
 namespace nettally {
 namespace {
 
-[[noreturn]] void fail(const std::string& key, const std::string& problem) {
-    throw ThresholdError(key + ": " + problem);
-}
-
-std::string quote(std::string_view s) {
-    return "'" + std::string(s) + "'";
-}
+using threshold_errors::fail;
+using threshold_errors::quote;
 
 } // namespace
 

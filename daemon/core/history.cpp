@@ -2,6 +2,8 @@
 // memory rules. Time-zone math is in time_zone.cpp.
 #include "core/history.h"
 
+#include "core/enum_names.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -45,11 +47,7 @@ std::string_view to_string(PeriodKind kind) {
 }
 
 std::optional<PeriodKind> parse_period_kind(std::string_view text) {
-    if (text == "day")
-        return PeriodKind::Day;
-    if (text == "month")
-        return PeriodKind::Month;
-    return std::nullopt;
+    return parse_enum(text, {PeriodKind::Day, PeriodKind::Month});
 }
 
 std::string overflow_subject(std::string_view subject) {

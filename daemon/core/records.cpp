@@ -2,6 +2,7 @@
 #include "core/records.h"
 
 #include "core/config.h"
+#include "core/enum_names.h"
 
 #include <charconv>
 #include <cstdio>
@@ -88,11 +89,7 @@ std::string_view extension(RecordFormat f) {
 }
 
 std::optional<RecordFormat> parse_record_format(std::string_view s) {
-    if (s == "csv")
-        return RecordFormat::Csv;
-    if (s == "jsonl")
-        return RecordFormat::Jsonl;
-    return std::nullopt;
+    return parse_enum(s, {RecordFormat::Csv, RecordFormat::Jsonl});
 }
 
 const std::vector<FieldSpec>& fields(RecordType t) {
@@ -400,21 +397,9 @@ bool full_before(const OpenFileFill& fill, uint64_t line_bytes, const RecordsCon
 }
 
 std::string_view to_string(RotateReason r) {
-    switch (r) {
-    case RotateReason::Full:
-        return "full";
-    case RotateReason::Period:
-        return "period";
-    case RotateReason::Demand:
-        return "demand";
-    case RotateReason::Settings:
-        return "settings";
-    case RotateReason::Shutdown:
-        return "shutdown";
-    case RotateReason::Recovered:
-        return "recovered";
-    }
-    return "?";
+    constexpr std::array<std::string_view, 6> kNames{"full",     "period",   "demand",
+                                                     "settings", "shutdown", "recovered"};
+    return enum_name(kNames, r);
 }
 
 std::string sanitize_host(std::string_view host) {

@@ -2,6 +2,7 @@
 #include "core/thresholds.h"
 
 #include "core/cgroups.h"
+#include "core/enum_names.h"
 #include "core/units.h"
 
 #include <algorithm>
@@ -10,13 +11,8 @@
 namespace nettally {
 namespace {
 
-[[noreturn]] void fail(const std::string& key, const std::string& problem) {
-    throw ThresholdError(key + ": " + problem);
-}
-
-std::string quote(std::string_view s) {
-    return "'" + std::string(s) + "'";
-}
+using threshold_errors::fail;
+using threshold_errors::quote;
 
 uint64_t figure(const Counts& c, UsageLayer l) {
     switch (l) {
@@ -64,24 +60,10 @@ uint64_t counted_at(const std::deque<std::pair<int64_t, uint64_t>>& s, int64_t t
 } // namespace
 
 std::string_view to_string(ThresholdEvent::Kind k) {
-    using K = ThresholdEvent::Kind;
-    switch (k) {
-    case K::StepCrossed:
-        return "StepCrossed";
-    case K::LimitReached:
-        return "LimitReached";
-    case K::Burst:
-        return "Burst";
-    case K::RateExceeded:
-        return "RateExceeded";
-    case K::ActionApplied:
-        return "ActionApplied";
-    case K::ActionLifted:
-        return "ActionLifted";
-    case K::ActionFailed:
-        return "ActionFailed";
-    }
-    return "?";
+    constexpr std::array<std::string_view, 7> kNames{"StepCrossed",  "LimitReached",  "Burst",
+                                                     "RateExceeded", "ActionApplied", "ActionLifted",
+                                                     "ActionFailed"};
+    return enum_name(kNames, k);
 }
 
 // ---- usage from the ledgers -----------------------------------------------------------------

@@ -1,6 +1,7 @@
 // Threshold definitions: parse_threshold and its inverse. See thresholds_def.h.
 #include "core/thresholds_def.h"
 
+#include "core/enum_names.h"
 #include "core/flow_filter.h"
 #include "core/units.h"
 
@@ -19,20 +20,8 @@ constexpr uint64_t kMaxRateWindowS = 3600;
 constexpr uint64_t kMaxIntervalMs = 86400ull * 1000;
 constexpr size_t kMaxName = 64;
 
-[[noreturn]] void fail(const std::string& key, const std::string& problem) {
-    throw ThresholdError(key + ": " + problem);
-}
-
-std::string quote(std::string_view s) {
-    return "'" + std::string(s) + "'";
-}
-
-template <typename E> std::optional<E> parse_enum(std::string_view text, std::initializer_list<E> all) {
-    for (E e : all)
-        if (to_string(e) == text)
-            return e;
-    return std::nullopt;
-}
+using threshold_errors::fail;
+using threshold_errors::quote;
 
 template <typename E> std::string enum_names(std::initializer_list<E> all) {
     std::string out;
@@ -139,6 +128,18 @@ std::string check_subject(Subject& s) {
 
 } // namespace
 
+namespace threshold_errors {
+
+void fail(const std::string& key, const std::string& problem) {
+    throw ThresholdError(key + ": " + problem);
+}
+
+std::string quote(std::string_view text) {
+    return "'" + std::string(text) + "'";
+}
+
+} // namespace threshold_errors
+
 std::string field_text(const std::string& key, const FieldValue& v) {
     if (const auto* s = std::get_if<std::string>(&v))
         return *s;
@@ -146,52 +147,20 @@ std::string field_text(const std::string& key, const FieldValue& v) {
 }
 
 std::string_view to_string(UsageDirection d) {
-    switch (d) {
-    case UsageDirection::Sent:
-        return "sent";
-    case UsageDirection::Received:
-        return "received";
-    case UsageDirection::Both:
-        return "both";
-    }
-    return "?";
+    constexpr std::array<std::string_view, 3> kNames{"sent", "received", "both"};
+    return enum_name(kNames, d);
 }
 std::string_view to_string(UsageLayer l) {
-    switch (l) {
-    case UsageLayer::L2:
-        return "l2";
-    case UsageLayer::L3:
-        return "l3";
-    case UsageLayer::L4:
-        return "l4";
-    case UsageLayer::Payload:
-        return "payload";
-    }
-    return "?";
+    constexpr std::array<std::string_view, 4> kNames{"l2", "l3", "l4", "payload"};
+    return enum_name(kNames, l);
 }
 std::string_view to_string(ThresholdPeriod p) {
-    switch (p) {
-    case ThresholdPeriod::Day:
-        return "day";
-    case ThresholdPeriod::Month:
-        return "month";
-    case ThresholdPeriod::Rolling:
-        return "rolling";
-    case ThresholdPeriod::Since:
-        return "since";
-    }
-    return "?";
+    constexpr std::array<std::string_view, 4> kNames{"day", "month", "rolling", "since"};
+    return enum_name(kNames, p);
 }
 std::string_view to_string(ActionTrigger t) {
-    switch (t) {
-    case ActionTrigger::Limit:
-        return "limit";
-    case ActionTrigger::Burst:
-        return "burst";
-    case ActionTrigger::Any:
-        return "any";
-    }
-    return "?";
+    constexpr std::array<std::string_view, 3> kNames{"limit", "burst", "any"};
+    return enum_name(kNames, t);
 }
 
 std::string subject_text(const Subject& s) {

@@ -31,6 +31,14 @@ public:
     using std::invalid_argument::invalid_argument;
 };
 
+// The messages of ThresholdError, shared by the parsers of definitions and flow filters.
+namespace threshold_errors {
+// Throws ThresholdError "key: problem".
+[[noreturn]] void fail(const std::string& key, const std::string& problem);
+// text in single quotes, as messages name a value.
+std::string quote(std::string_view text);
+} // namespace threshold_errors
+
 enum class UsageDirection { Sent, Received, Both };
 enum class UsageLayer { L2, L3, L4, Payload };
 enum class ThresholdPeriod { Day, Month, Rolling, Since };

@@ -1,6 +1,8 @@
 // See upload.h. libcurl's header is included for its result codes only.
 #include "core/upload.h"
 
+#include "core/enum_names.h"
+
 #include <curl/curl.h>
 
 #include <algorithm>
@@ -99,37 +101,13 @@ std::optional<int> two_digits(std::string_view s) {
 } // namespace
 
 std::string_view to_string(UploadScheme s) {
-    switch (s) {
-    case UploadScheme::Ftp:
-        return "ftp";
-    case UploadScheme::Ftps:
-        return "ftps";
-    case UploadScheme::Ftpes:
-        return "ftpes";
-    case UploadScheme::Sftp:
-        return "sftp";
-    case UploadScheme::Http:
-        return "http";
-    case UploadScheme::Https:
-        return "https";
-    case UploadScheme::File:
-        return "file";
-    }
-    return "?";
+    constexpr std::array<std::string_view, 7> kNames{"ftp", "ftps", "ftpes", "sftp", "http", "https", "file"};
+    return enum_name(kNames, s);
 }
 
 std::string_view to_string(UploadOutcome o) {
-    switch (o) {
-    case UploadOutcome::Success:
-        return "success";
-    case UploadOutcome::Transient:
-        return "transient";
-    case UploadOutcome::Auth:
-        return "auth";
-    case UploadOutcome::Permanent:
-        return "permanent";
-    }
-    return "?";
+    constexpr std::array<std::string_view, 4> kNames{"success", "transient", "auth", "permanent"};
+    return enum_name(kNames, o);
 }
 
 std::optional<UploadTarget> parse_upload_url(std::string_view url, std::string* why) {
@@ -150,22 +128,12 @@ std::optional<UploadTarget> parse_upload_url(std::string_view url, std::string* 
     std::transform(scheme.begin(), scheme.end(), scheme.begin(),
                    [](char c) { return static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c); });
     UploadTarget t;
-    if (scheme == "ftp")
-        t.scheme = UploadScheme::Ftp;
-    else if (scheme == "ftps")
-        t.scheme = UploadScheme::Ftps;
-    else if (scheme == "ftpes")
-        t.scheme = UploadScheme::Ftpes;
-    else if (scheme == "sftp")
-        t.scheme = UploadScheme::Sftp;
-    else if (scheme == "http")
-        t.scheme = UploadScheme::Http;
-    else if (scheme == "https")
-        t.scheme = UploadScheme::Https;
-    else if (scheme == "file")
-        t.scheme = UploadScheme::File;
-    else
+    const auto parsed =
+        parse_enum(scheme, {UploadScheme::Ftp, UploadScheme::Ftps, UploadScheme::Ftpes, UploadScheme::Sftp,
+                            UploadScheme::Http, UploadScheme::Https, UploadScheme::File});
+    if (!parsed)
         return fail("unsupported scheme '" + scheme + "' (use ftp, ftps, ftpes, sftp, http, https or file)");
+    t.scheme = *parsed;
     if (url.find_first_of("?#") != std::string_view::npos)
         return fail("the URL must not have a query or fragment ('?', '#')");
     const std::string_view rest = url.substr(sep + 3);

@@ -483,20 +483,27 @@ IfaceSnapshot Datapath::read_ifaces() {
     return snap;
 }
 
-std::vector<FlowEntry> Datapath::read_flows() {
-    std::vector<FlowEntry> out;
-    read_percpu_map<nt_flow_key, nt_flow_val>(
-        bpf_map__fd(skel_->maps.nt_flows), ncpus_, "reading flows",
-        [&](const nt_flow_key& k, std::span<const nt_flow_val> v) { out.push_back(fold_percpu(k, v)); });
+namespace {
+
+// Every entry of a per-CPU map, its values folded into one entry per key.
+template <typename Entry, typename K, typename V>
+std::vector<Entry> read_folded(int fd, int ncpus, const char* what) {
+    std::vector<Entry> out;
+    read_percpu_map<K, V>(fd, ncpus, what,
+                          [&](const K& k, std::span<const V> v) { out.push_back(fold_percpu(k, v)); });
     return out;
 }
 
+} // namespace
+
+std::vector<FlowEntry> Datapath::read_flows() {
+    return read_folded<FlowEntry, nt_flow_key, nt_flow_val>(bpf_map__fd(skel_->maps.nt_flows), ncpus_,
+                                                            "reading flows");
+}
+
 std::vector<HostEntry> Datapath::read_hosts() {
-    std::vector<HostEntry> out;
-    read_percpu_map<nt_host_key, nt_host_val>(
-        bpf_map__fd(skel_->maps.nt_hosts), ncpus_, "reading hosts",
-        [&](const nt_host_key& k, std::span<const nt_host_val> v) { out.push_back(fold_percpu(k, v)); });
-    return out;
+    return read_folded<HostEntry, nt_host_key, nt_host_val>(bpf_map__fd(skel_->maps.nt_hosts), ncpus_,
+                                                            "reading hosts");
 }
 
 } // namespace nettally
