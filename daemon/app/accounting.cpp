@@ -39,8 +39,9 @@ bool same_interface(const InterfaceInfo& a, const InterfaceInfo& b) {
 
 std::vector<LinkInfo> current_links() {
     std::vector<LinkInfo> out;
-    for (const auto& l : list_links())
-        out.push_back(LinkInfo{l.name, l.ifindex, l.loopback, l.l3});
+    list_links([&](const std::string& name, uint32_t ifindex, bool loopback, bool l3) {
+        out.push_back(LinkInfo{name, ifindex, loopback, l3});
+    });
     return out;
 }
 

@@ -74,9 +74,7 @@ CgroupAccounting::CgroupAccounting(const CgroupConfig& cfg)
     if (!mount)
         throw SysError(ENOENT, "cgroups: no cgroup v2 (cgroup2) mount in /proc/self/mountinfo");
     mount_ = *mount;
-    ncpus_ = libbpf_num_possible_cpus();
-    if (ncpus_ <= 0)
-        throw SysError(-ncpus_, "counting possible CPUs");
+    ncpus_ = possible_cpus();
 
     skel_ = nettally_cg_bpf__open();
     if (!skel_)

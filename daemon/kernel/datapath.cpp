@@ -55,9 +55,7 @@ void route_libbpf_logs() {
 }
 
 Datapath::Datapath(const DatapathOptions& opts) : max_flows_(opts.max_flows), max_hosts_(opts.max_hosts) {
-    ncpus_ = libbpf_num_possible_cpus();
-    if (ncpus_ <= 0)
-        throw SysError(-ncpus_, "counting possible CPUs");
+    ncpus_ = possible_cpus();
 
     skel_ = nettally_bpf__open();
     if (!skel_)

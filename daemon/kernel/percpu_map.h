@@ -6,6 +6,7 @@
 #include "os/error.h"
 
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <cerrno>
 #include <span>
 #include <string>
@@ -16,6 +17,14 @@ namespace nettally {
 // The kernel's internal ENOTSUPP (not in userspace headers), returned for
 // map operations a map type lacks.
 inline constexpr int kENOTSUPP = 524;
+
+// How many values a per-CPU map holds for one key (possible CPUs). Throws SysError.
+inline int possible_cpus() {
+    const int n = libbpf_num_possible_cpus();
+    if (n <= 0)
+        throw SysError(-n, "counting possible CPUs");
+    return n;
+}
 
 // Reads a whole per-CPU hash map in batches: fn(key, span of one value per
 // possible CPU). Throws SysError naming `what`.

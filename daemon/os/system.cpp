@@ -17,28 +17,28 @@
 
 namespace nettally {
 
-std::vector<SystemLink> list_links() {
+void list_links(
+    const std::function<void(const std::string& name, uint32_t ifindex, bool loopback, bool l3)>& fn) {
     struct if_nameindex* ifs = if_nameindex();
     if (!ifs)
         throw SysError(errno, "listing network interfaces");
     // Any socket serves for SIOCGIFFLAGS; AF_UNIX keeps the unit free of IP sockets.
     const Fd sock_fd(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
     const int sock = sock_fd.get();
-    std::vector<SystemLink> out;
     for (auto* i = ifs; i->if_index != 0; i++) {
-        SystemLink l{i->if_name, i->if_index, false, false};
+        bool loopback = false;
+        bool l3 = false;
         struct ifreq ifr {};
         std::strncpy(ifr.ifr_name, i->if_name, IFNAMSIZ - 1);
         if (sock >= 0 && ioctl(sock, SIOCGIFFLAGS, &ifr) == 0)
-            l.loopback = (ifr.ifr_flags & IFF_LOOPBACK) != 0;
+            loopback = (ifr.ifr_flags & IFF_LOOPBACK) != 0;
         struct ifreq hw {};
         std::strncpy(hw.ifr_name, i->if_name, IFNAMSIZ - 1);
         if (sock >= 0 && ioctl(sock, SIOCGIFHWADDR, &hw) == 0)
-            l.l3 = hw.ifr_hwaddr.sa_family != ARPHRD_ETHER && !l.loopback;
-        out.push_back(std::move(l));
+            l3 = hw.ifr_hwaddr.sa_family != ARPHRD_ETHER && !loopback;
+        fn(i->if_name, i->if_index, loopback, l3);
     }
     if_freenameindex(ifs);
-    return out;
 }
 
 Fd subscribe_link_events(int* err) {

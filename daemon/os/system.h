@@ -5,22 +5,18 @@
 #include "os/fd.h"
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 namespace nettally {
 
-// A link as the kernel reports it (the app hands these to core/interfaces.h's planner).
-struct SystemLink {
-    std::string name;
-    uint32_t ifindex = 0;
-    bool loopback = false;
-    bool l3 = false; // no link-layer header (ppp, wireguard, tun, ip tunnels)
-};
-
-// Links of the current network namespace (netlink through if_nameindex; no
-// /sys, which belongs to another namespace under `ip netns exec`/nsenter).
-std::vector<SystemLink> list_links(); // throws SysError
+// Calls `fn` for each link of the current network namespace, as the kernel reports it:
+// fn(name, ifindex, loopback, l3), where l3 means no link-layer header (ppp, wireguard, tun,
+// ip tunnels). The caller builds its own record of a link (the app: core/interfaces.h's LinkInfo).
+// Throws SysError.
+void list_links(
+    const std::function<void(const std::string& name, uint32_t ifindex, bool loopback, bool l3)>& fn);
 
 // A non-blocking rtnetlink socket subscribed to link changes (new, gone,
 // renamed). An empty Fd when the socket cannot be opened (*err: the errno);
