@@ -138,6 +138,22 @@ std::string explain_extra(const std::string& extra, const Verb* verb, const std:
            std::string(verb ? verb->name : my_group) + "'";
 }
 
+// Where an option that keeps its last value as text keeps it.
+std::string& text_option(Target t, Options& opt) {
+    switch (t) {
+    case Target::Sort:
+        return opt.sort;
+    case Target::Period:
+        return opt.period;
+    case Target::User:
+        return opt.upload.user;
+    case Target::PasswordFile:
+        return opt.upload.password_file;
+    default:
+        return opt.subject;
+    }
+}
+
 std::optional<std::string> apply_option(const OptionSpec& o, const std::vector<std::string>& values,
                                         int flag_count, Options& opt) {
     if (values.empty() && flag_count == 0)
@@ -153,16 +169,14 @@ std::optional<std::string> apply_option(const OptionSpec& o, const std::vector<s
                    std::to_string(std::numeric_limits<std::uint32_t>::max()) + ")";
         break;
     case Target::Sort:
-        opt.sort = last;
+    case Target::Period:
+    case Target::Subject:
+    case Target::User:
+    case Target::PasswordFile:
+        text_option(o.target, opt) = last;
         break;
     case Target::Tree:
         opt.tree = true;
-        break;
-    case Target::Period:
-        opt.period = last;
-        break;
-    case Target::Subject:
-        opt.subject = last;
         break;
     case Target::Field:
         if (values.size() > 1 || opt.thresholds.fields.count(std::string(o.key)))
@@ -175,14 +189,8 @@ std::optional<std::string> apply_option(const OptionSpec& o, const std::vector<s
         opt.thresholds.fields["subject_kind"] = std::string(o.key);
         opt.thresholds.fields["subject"] = last;
         break;
-    case Target::User:
-        opt.upload.user = last;
-        break;
     case Target::PasswordStdin:
         opt.upload.password_stdin = true;
-        break;
-    case Target::PasswordFile:
-        opt.upload.password_file = last;
         break;
     case Target::RefusedPassword:
         return std::string(

@@ -28,66 +28,41 @@ public:
     const bool json;
 
 private:
-    void print(WatchEvent e) { std::cout << (json ? watch_json_line(e) : watch_text_line(e)) << std::flush; }
-    static StatusValue u(std::uint64_t v) { return v; }
-    void onStepCrossed(const std::string& name, const std::string& subject, const uint64_t& usage,
-                       const uint64_t& step_index, const uint64_t& time, const uint64_t& skipped) override {
-        print({"StepCrossed",
-               {{"name", name},
-                {"subject", subject},
-                {"usage", u(usage)},
-                {"step_index", u(step_index)},
-                {"skipped", u(skipped)},
-                {"time", u(time)}}});
+    // One line for the signal `name` (bus::kThresholdSignals): its arguments under their XML names.
+    template <typename... A> void print(std::string_view signal, const A&... values) {
+        const auto& spec = *std::find_if(bus::kThresholdSignals.begin(), bus::kThresholdSignals.end(),
+                                         [&](const auto& s) { return s.name == signal; });
+        std::vector<std::string_view> names = {"name", "subject"};
+        for (const auto& arg : spec.args)
+            if (arg.from != bus::EventArg::None)
+                names.push_back(arg.name);
+        WatchEvent e{std::string(signal), {}};
+        std::size_t i = 0;
+        (e.args.emplace_back(std::string(names.at(i++)), StatusValue(values)), ...);
+        std::cout << (json ? watch_json_line(e) : watch_text_line(e)) << std::flush;
     }
-    void onLimitReached(const std::string& name, const std::string& subject, const uint64_t& usage,
-                        const uint64_t& limit, const uint64_t& time) override {
-        print({"LimitReached",
-               {{"name", name},
-                {"subject", subject},
-                {"usage", u(usage)},
-                {"limit", u(limit)},
-                {"time", u(time)}}});
+    using S = std::string;
+    using T = std::uint64_t;
+    void onStepCrossed(const S& n, const S& s, const T& u, const T& i, const T& t, const T& k) override {
+        print("StepCrossed", n, s, u, i, t, k);
     }
-    void onBurst(const std::string& name, const std::string& subject, const uint64_t& interval_ms,
-                 const uint64_t& min_interval_ms, const uint64_t& step_index, const uint64_t& time) override {
-        print({"Burst",
-               {{"name", name},
-                {"subject", subject},
-                {"interval_ms", u(interval_ms)},
-                {"min_interval_ms", u(min_interval_ms)},
-                {"step_index", u(step_index)},
-                {"time", u(time)}}});
+    void onLimitReached(const S& n, const S& s, const T& u, const T& l, const T& t) override {
+        print("LimitReached", n, s, u, l, t);
     }
-    void onRateExceeded(const std::string& name, const std::string& subject, const uint64_t& rate_bps,
-                        const uint64_t& limit_bps, const uint64_t& time) override {
-        print({"RateExceeded",
-               {{"name", name},
-                {"subject", subject},
-                {"rate_bps", u(rate_bps)},
-                {"limit_bps", u(limit_bps)},
-                {"time", u(time)}}});
+    void onBurst(const S& n, const S& s, const T& v, const T& m, const T& i, const T& t) override {
+        print("Burst", n, s, v, m, i, t);
     }
-    void action(const char* sig, const std::string& name, const std::string& subject,
-                const std::string& action, const std::string& reason, uint64_t time) {
-        print({sig,
-               {{"name", name},
-                {"subject", subject},
-                {"action", action},
-                {"reason", reason},
-                {"time", u(time)}}});
+    void onRateExceeded(const S& n, const S& s, const T& r, const T& l, const T& t) override {
+        print("RateExceeded", n, s, r, l, t);
     }
-    void onActionApplied(const std::string& n, const std::string& s, const std::string& a,
-                         const std::string& r, const uint64_t& t) override {
-        action("ActionApplied", n, s, a, r, t);
+    void onActionApplied(const S& n, const S& s, const S& a, const S& r, const T& t) override {
+        print("ActionApplied", n, s, a, r, t);
     }
-    void onActionLifted(const std::string& n, const std::string& s, const std::string& a,
-                        const std::string& r, const uint64_t& t) override {
-        action("ActionLifted", n, s, a, r, t);
+    void onActionLifted(const S& n, const S& s, const S& a, const S& r, const T& t) override {
+        print("ActionLifted", n, s, a, r, t);
     }
-    void onActionFailed(const std::string& n, const std::string& s, const std::string& a,
-                        const std::string& r, const uint64_t& t) override {
-        action("ActionFailed", n, s, a, r, t);
+    void onActionFailed(const S& n, const S& s, const S& a, const S& r, const T& t) override {
+        print("ActionFailed", n, s, a, r, t);
     }
 };
 

@@ -185,6 +185,10 @@ struct Column {
     std::string header;
     Align align = Align::Left;
 };
+// A right-aligned column (figures); `{"HEADER"}` is a left-aligned one.
+inline Column right(std::string header) {
+    return {std::move(header), Align::Right};
+}
 
 // Columns separated by two spaces, each as wide as its widest cell; no trailing blanks.
 std::string render_table(const std::vector<Column>& columns,

@@ -80,12 +80,12 @@ Json cgroups_json(const std::vector<CgroupEntry>& rows, const CgroupBuckets& buc
 std::string cgroups_text(const std::vector<CgroupEntry>& rows, const CgroupBuckets& buckets, bool tree) {
     const std::vector<Column> cols = {{tree ? "CGROUP" : "PATH"},
                                       {"UNIT"},
-                                      {"IN PKTS", Align::Right},
-                                      {"IN L3", Align::Right},
-                                      {"IN PAYLOAD", Align::Right},
-                                      {"OUT PKTS", Align::Right},
-                                      {"OUT L3", Align::Right},
-                                      {"OUT PAYLOAD", Align::Right},
+                                      right("IN PKTS"),
+                                      right("IN L3"),
+                                      right("IN PAYLOAD"),
+                                      right("OUT PKTS"),
+                                      right("OUT L3"),
+                                      right("OUT PAYLOAD"),
                                       {"STATE"}};
     std::vector<std::string> names(rows.size());
     if (!tree) {
@@ -122,12 +122,8 @@ std::string cgroups_text(const std::vector<CgroupEntry>& rows, const CgroupBucke
     }
     std::string out = render_table(cols, cells);
 
-    const std::vector<Column> bucket_cols = {{"DIR"},
-                                             {"BUCKET"},
-                                             {"PACKETS", Align::Right},
-                                             {"L3", Align::Right},
-                                             {"L4", Align::Right},
-                                             {"PAYLOAD", Align::Right}};
+    const std::vector<Column> bucket_cols = {{"DIR"},     {"BUCKET"},  right("PACKETS"),
+                                             right("L3"), right("L4"), right("PAYLOAD")};
     std::vector<std::vector<std::string>> bucket_cells;
     for (const auto& [key, c] : buckets) {
         if (c == Counters4{})

@@ -17,9 +17,8 @@ Json history_json(std::string_view period, const std::vector<HistoryRow>& rows) 
 }
 
 std::string history_text(const std::vector<HistoryRow>& rows) {
-    const std::vector<Column> cols = {
-        {"PERIOD"},           {"SUBJECT"},          {"PACKETS", Align::Right}, {"L2", Align::Right},
-        {"L3", Align::Right}, {"L4", Align::Right}, {"PAYLOAD", Align::Right}};
+    const std::vector<Column> cols = {{"PERIOD"},  {"SUBJECT"}, right("PACKETS"), right("L2"),
+                                      right("L3"), right("L4"), right("PAYLOAD")};
     std::vector<std::vector<std::string>> cells;
     for (const auto& r : rows)
         for (const auto& [subject, c] : r.totals) {

@@ -54,7 +54,7 @@ std::string record_spool_text(const std::vector<RecordFile>& files) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& f : files)
         rows.push_back({f.name, std::to_string(f.size), f.type, human_time(f.created)});
-    return render_table({{"NAME"}, {"BYTES", Align::Right}, {"TYPE"}, {"CREATED"}}, rows);
+    return render_table({{"NAME"}, right("BYTES"), {"TYPE"}, {"CREATED"}}, rows);
 }
 
 Json upload_spool_json(const std::vector<UploadFile>& files) {
@@ -74,13 +74,8 @@ std::string upload_spool_text(const std::vector<UploadFile>& files) {
     for (const auto& f : files)
         rows.push_back({f.name, std::to_string(f.size), human_time(f.mtime), f.state,
                         std::to_string(f.attempts), f.last_error.empty() ? "-" : f.last_error});
-    return render_table({{"NAME"},
-                         {"BYTES", Align::Right},
-                         {"MODIFIED"},
-                         {"STATE"},
-                         {"ATTEMPTS", Align::Right},
-                         {"LAST ERROR"}},
-                        rows);
+    return render_table(
+        {{"NAME"}, right("BYTES"), {"MODIFIED"}, {"STATE"}, right("ATTEMPTS"), {"LAST ERROR"}}, rows);
 }
 
 std::string upload_now_output(bool json) {

@@ -109,8 +109,8 @@ std::string thresholds_text(const std::vector<Dict>& rows) {
                          {"DIR"},
                          {"LAYER"},
                          {"PERIOD"},
-                         {"STEP", Align::Right},
-                         {"LIMIT", Align::Right},
+                         right("STEP"),
+                         right("LIMIT"),
                          {"ACTION"}},
                         cells);
 }
@@ -135,10 +135,10 @@ std::string usage_text(const std::vector<Dict>& rows) {
     }
     return render_table({{"NAME"},
                          {"SUBJECT"},
-                         {"USAGE", Align::Right},
-                         {"STEPS", Align::Right},
-                         {"LIMIT", Align::Right},
-                         {"USED", Align::Right},
+                         right("USAGE"),
+                         right("STEPS"),
+                         right("LIMIT"),
+                         right("USED"),
                          {"PERIOD END"},
                          {"ACTION"}},
                         cells);

@@ -82,11 +82,8 @@ Json flows_json(const std::vector<FlowRow>& rows) {
 }
 
 std::string interfaces_text(const std::vector<InterfaceRow>& rows) {
-    const std::vector<Column> counter_columns = {{"PACKETS", Align::Right},
-                                                 {"L2", Align::Right},
-                                                 {"L3", Align::Right},
-                                                 {"L4", Align::Right},
-                                                 {"PAYLOAD", Align::Right}};
+    const std::vector<Column> counter_columns = {right("PACKETS"), right("L2"), right("L3"), right("L4"),
+                                                 right("PAYLOAD")};
     std::vector<Column> totals_cols = {{"NAME"}, {"ROLE"}, {"DIR"}};
     totals_cols.insert(totals_cols.end(), counter_columns.begin(), counter_columns.end());
     std::vector<Column> bucket_cols = {{"NAME"}, {"DIR"}, {"BUCKET"}};
@@ -126,10 +123,10 @@ std::string hosts_text(const std::vector<HostRow>& rows, std::string_view sort_k
     const std::vector<Column> cols = {{"MAC"},
                                       {"IP"},
                                       {"IFACE"},
-                                      {"SENT PKTS", Align::Right},
-                                      {"SENT " + l, Align::Right},
-                                      {"RECV PKTS", Align::Right},
-                                      {"RECV " + l, Align::Right},
+                                      right("SENT PKTS"),
+                                      right("SENT " + l),
+                                      right("RECV PKTS"),
+                                      right("RECV " + l),
                                       {"LAST SEEN"}};
     std::vector<std::vector<std::string>> cells;
     for (const auto& r : rows)
@@ -140,19 +137,9 @@ std::string hosts_text(const std::vector<HostRow>& rows, std::string_view sort_k
 }
 
 std::string flows_text(const std::vector<FlowRow>& rows) {
-    const std::vector<Column> cols = {{"IFACE"},
-                                      {"DIR"},
-                                      {"PROTO"},
-                                      {"SRC"},
-                                      {"SPORT", Align::Right},
-                                      {"DST"},
-                                      {"DPORT", Align::Right},
-                                      {"PKTS", Align::Right},
-                                      {"L2", Align::Right},
-                                      {"L3", Align::Right},
-                                      {"L4", Align::Right},
-                                      {"PAYLOAD", Align::Right},
-                                      {"LAST SEEN"}};
+    const std::vector<Column> cols = {
+        {"IFACE"},     {"DIR"},     {"PROTO"},   {"SRC"},     right("SPORT"),   {"DST"},      right("DPORT"),
+        right("PKTS"), right("L2"), right("L3"), right("L4"), right("PAYLOAD"), {"LAST SEEN"}};
     std::vector<std::vector<std::string>> cells;
     for (const auto& r : rows) {
         // ICMP has no ports; the API packs type and code into dport, which reads better split.

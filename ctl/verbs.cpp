@@ -22,24 +22,23 @@ constexpr OptionSpec kHistory[] = {
     {"--subject", "S", Target::Subject, "", "history: only subjects starting with S (e.g. iface:wan0)."},
 };
 // Threshold definition options: values go to the daemon as text, which parses and checks them.
+constexpr OptionSpec subject_option(std::string_view flag, std::string_view value, std::string_view kind) {
+    return {flag, value, Target::SubjectKind, kind, ""};
+}
+constexpr OptionSpec field_option(std::string_view flag, std::string_view value, std::string_view key) {
+    return {flag, value, Target::Field, key, ""};
+}
 constexpr OptionSpec kDefinition[] = {
-    {"--interface", "NAME", Target::SubjectKind, "interface", ""},
-    {"--host", "MAC|IP", Target::SubjectKind, "host", ""},
-    {"--cgroup", "PATH|UNIT", Target::SubjectKind, "cgroup", ""},
-    {"--flow", "FILTER", Target::SubjectKind, "flow", ""},
-    {"--direction", "D", Target::Field, "direction", ""},
-    {"--layer", "L", Target::Field, "layer", ""},
-    {"--period", "P", Target::Field, "period", ""},
-    {"--window", "DURATION", Target::Field, "window_s", ""},
-    {"--step", "SIZE", Target::Field, "step", ""},
-    {"--limit", "SIZE", Target::Field, "limit", ""},
-    {"--min-interval", "DURATION", Target::Field, "min_interval_ms", ""},
-    {"--rate", "SIZE", Target::Field, "rate_bps", ""},
-    {"--rate-window", "DURATION", Target::Field, "rate_window_s", ""},
-    {"--action", "A", Target::Field, "action", ""},
-    {"--action-rate", "SIZE", Target::Field, "action_rate", ""},
-    {"--action-on", "WHEN", Target::Field, "action_on", ""},
-};
+    // SUBJECT: one of these
+    subject_option("--interface", "NAME", "interface"), subject_option("--host", "MAC|IP", "host"),
+    subject_option("--cgroup", "PATH|UNIT", "cgroup"), subject_option("--flow", "FILTER", "flow"),
+    // OPTIONS: the definition field each one sets
+    field_option("--direction", "D", "direction"), field_option("--layer", "L", "layer"),
+    field_option("--period", "P", "period"), field_option("--window", "DURATION", "window_s"),
+    field_option("--step", "SIZE", "step"), field_option("--limit", "SIZE", "limit"),
+    field_option("--min-interval", "DURATION", "min_interval_ms"), field_option("--rate", "SIZE", "rate_bps"),
+    field_option("--rate-window", "DURATION", "rate_window_s"), field_option("--action", "A", "action"),
+    field_option("--action-rate", "SIZE", "action_rate"), field_option("--action-on", "WHEN", "action_on")};
 constexpr OptionSpec kSetTarget[] = {
     {"--user", "NAME", Target::User, "", ""},
     {"--password-stdin", "", Target::PasswordStdin, "", ""},

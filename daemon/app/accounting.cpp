@@ -268,25 +268,25 @@ void Accounting::add_status(Status& m) const {
             flow_overflow += d.bucket[NT_BUCKET_FLOW_OVERFLOW].total().packets;
             host_overflow += d.host_overflow.total().packets;
         }
-    m["polls"] = s.polls;
-    m["last_poll_at"] = collector_->last_poll_us();
-    m["interfaces"] = static_cast<uint32_t>(attached_.size());
-    m["flows"] = static_cast<uint32_t>(collector_->flows().size());
-    m["flow_capacity"] = datapath_->flow_capacity();
-    m["hosts"] = static_cast<uint32_t>(collector_->hosts().size());
-    m["host_capacity"] = datapath_->host_capacity();
-    m["flow_overflow_packets"] = flow_overflow;
-    m["host_overflow_packets"] = host_overflow;
-    m["reconcile_checks"] = s.reconcile_checks;
-    m["reconcile_exact"] = s.reconcile_exact;
-    m["reconcile_violations"] = s.reconcile_violations;
-    m["flows_evicted"] = s.flows_evicted;
-    m["flow_map_full"] = s.flow_map_full;
-    m["overflow_episodes"] = s.overflow_episodes;
-    m["state_saved_at"] = state_saved_us_;
-    m["state_file"] = state_.path().string();
-    m["pinned_maps_reused"] = datapath_->reused_pins();
-    m["boot_id"] = boot_id_;
+    m.insert({{"polls", s.polls},
+              {"last_poll_at", collector_->last_poll_us()},
+              {"interfaces", static_cast<uint32_t>(attached_.size())},
+              {"flows", static_cast<uint32_t>(collector_->flows().size())},
+              {"flow_capacity", datapath_->flow_capacity()},
+              {"hosts", static_cast<uint32_t>(collector_->hosts().size())},
+              {"host_capacity", datapath_->host_capacity()},
+              {"flow_overflow_packets", flow_overflow},
+              {"host_overflow_packets", host_overflow},
+              {"reconcile_checks", s.reconcile_checks},
+              {"reconcile_exact", s.reconcile_exact},
+              {"reconcile_violations", s.reconcile_violations},
+              {"flows_evicted", s.flows_evicted},
+              {"flow_map_full", s.flow_map_full},
+              {"overflow_episodes", s.overflow_episodes},
+              {"state_saved_at", state_saved_us_},
+              {"state_file", state_.path().string()},
+              {"pinned_maps_reused", datapath_->reused_pins()},
+              {"boot_id", boot_id_}});
     if (cgroups_)
         cgroups_->add_status(m);
     else

@@ -71,8 +71,7 @@ private:
     std::unique_ptr<Recorder> recorder_;
     // Upload of spooled files (upload.*); created in start(), on the loop.
     std::unique_ptr<Uploader> uploader_;
-    Timer poll_timer_;
-    Timer persist_timer_;
+    Timer poll_timer_, persist_timer_;
     std::array<EventSource, 3> signals_;
     std::unique_ptr<LinkWatch> links_;
     std::unique_ptr<BusServices> bus_;

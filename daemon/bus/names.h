@@ -4,9 +4,11 @@
 // nettallyctl converts each alias into a named struct in one place (ctl/convert.cpp).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 
 #include <sdbus-c++/Types.h>
 
@@ -46,5 +48,38 @@ using WireRecordFile = sdbus::Struct<std::string, uint64_t, std::string, uint64_
 // org.nettally.Accounting1.Upload.xml ListSpool (sttsus): name, size, mtime, state, attempts,
 // last_error.
 using WireUploadFile = sdbus::Struct<std::string, uint64_t, uint64_t, std::string, uint32_t, std::string>;
+
+// org.nettally.Accounting1.Thresholds.xml signals, in the order of core's ThresholdEvent::Kind:
+// each one's arguments after name and subject (both s), and the event figure each carries
+// (Action and Reason are s, the rest t).
+enum class EventArg : uint8_t { None, Usage, StepIndex, Value, Value2, Time, Action, Reason };
+struct SignalArg {
+    std::string_view name;
+    EventArg from = EventArg::None;
+};
+struct ThresholdSignal {
+    std::string_view name;
+    std::array<SignalArg, 4> args; // the unused tail has from == None
+};
+inline constexpr std::array<SignalArg, 4> kActionSignalArgs = {
+    {{"action", EventArg::Action}, {"reason", EventArg::Reason}, {"time", EventArg::Time}}};
+inline constexpr std::array<ThresholdSignal, 7> kThresholdSignals = {{
+    {"StepCrossed",
+     {{{"usage", EventArg::Usage},
+       {"step_index", EventArg::StepIndex},
+       {"time", EventArg::Time},
+       {"skipped", EventArg::Value2}}}},
+    {"LimitReached", {{{"usage", EventArg::Usage}, {"limit", EventArg::Value}, {"time", EventArg::Time}}}},
+    {"Burst",
+     {{{"interval_ms", EventArg::Value},
+       {"min_interval_ms", EventArg::Value2},
+       {"step_index", EventArg::StepIndex},
+       {"time", EventArg::Time}}}},
+    {"RateExceeded",
+     {{{"rate_bps", EventArg::Value}, {"limit_bps", EventArg::Value2}, {"time", EventArg::Time}}}},
+    {"ActionApplied", kActionSignalArgs},
+    {"ActionLifted", kActionSignalArgs},
+    {"ActionFailed", kActionSignalArgs},
+}};
 
 } // namespace nettally::bus

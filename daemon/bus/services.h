@@ -61,8 +61,7 @@ private:
     std::unique_ptr<ThresholdsService> thresholds_;
     std::unique_ptr<UploadService> upload_;
     std::unique_ptr<RecordsService> records_;
-    EventSource io_;
-    EventSource time_;
+    EventSource io_, time_; // the connection's fd and its timeout on the daemon's loop
 };
 
 } // namespace nettally

@@ -4,6 +4,7 @@
 
 #include "bus/access.h"
 #include "bus/accounting.h"
+#include "bus/names.h"
 #include "core/cgroups.h"
 
 #include <spdlog/spdlog.h>
@@ -19,11 +20,42 @@ sdbus::Variant field_variant(const FieldValue& v) {
     return sdbus::Variant(std::get<std::string>(v));
 }
 
+// v into out as a Field when v holds a Wire.
+template <typename Wire, typename Field> bool take(const sdbus::Variant& v, FieldValue& out) {
+    if (!v.containsValueOfType<Wire>())
+        return false;
+    out = Field{v.get<Wire>()};
+    return true;
+}
+
 template <typename F> void invalid_argument_on_error(F&& f) {
     try {
         f();
     } catch (const ThresholdError& e) {
         throw sdbus::Error(kErrInvalidArgument, e.what());
+    }
+}
+
+// The event figure `from` as the signal's next argument (nothing for None).
+void append_arg(sdbus::Signal& signal, const ThresholdEvent& e, bus::EventArg from) {
+    using A = bus::EventArg;
+    switch (from) {
+    case A::None:
+        return;
+    case A::Action:
+        signal << e.action;
+        return;
+    case A::Reason:
+        signal << e.reason;
+        return;
+    case A::Time:
+        signal << static_cast<uint64_t>(e.time_us);
+        return;
+    default:
+        signal << (from == A::Usage       ? e.usage
+                   : from == A::StepIndex ? e.step_index
+                   : from == A::Value     ? e.value
+                                          : e.value2);
     }
 }
 
@@ -41,26 +73,14 @@ ThresholdsService::~ThresholdsService() {
 FieldMap ThresholdsService::fields(const std::map<std::string, sdbus::Variant>& dict) const {
     FieldMap m;
     for (const auto& [key, v] : dict) {
-        const std::string sig = v.peekValueType();
-        if (sig == "s")
-            m[key] = v.get<std::string>();
-        else if (sig == "y")
-            m[key] = uint64_t{v.get<uint8_t>()};
-        else if (sig == "q")
-            m[key] = uint64_t{v.get<uint16_t>()};
-        else if (sig == "u")
-            m[key] = uint64_t{v.get<uint32_t>()};
-        else if (sig == "t")
-            m[key] = v.get<uint64_t>();
-        else if (sig == "n")
-            m[key] = int64_t{v.get<int16_t>()};
-        else if (sig == "i")
-            m[key] = int64_t{v.get<int32_t>()};
-        else if (sig == "x")
-            m[key] = v.get<int64_t>();
-        else
-            throw sdbus::Error(kErrInvalidArgument,
-                               key + ": expected a string or an integer, got type '" + sig + "'");
+        // Text, or any D-Bus integer type widened to the field's 64 bits.
+        FieldValue& out = m[key];
+        if (!(take<std::string, std::string>(v, out) || take<uint8_t, uint64_t>(v, out) ||
+              take<uint16_t, uint64_t>(v, out) || take<uint32_t, uint64_t>(v, out) ||
+              take<uint64_t, uint64_t>(v, out) || take<int16_t, int64_t>(v, out) ||
+              take<int32_t, int64_t>(v, out) || take<int64_t, int64_t>(v, out)))
+            throw sdbus::Error(kErrInvalidArgument, key + ": expected a string or an integer, got type '" +
+                                                        v.peekValueType() + "'");
     }
     // A cgroup given by unit name is watched by its path.
     auto kind = m.find("subject_kind");
@@ -154,33 +174,16 @@ void ThresholdsService::ResetPeriod(const std::string& name) {
 }
 
 void ThresholdsService::emit(const std::vector<ThresholdEvent>& events) {
-    using K = ThresholdEvent::Kind;
+    static_assert(bus::kThresholdSignals.size() ==
+                  static_cast<size_t>(ThresholdEvent::Kind::ActionFailed) + 1);
     for (const auto& e : events) {
-        const auto t = static_cast<uint64_t>(e.time_us);
+        const auto& spec = bus::kThresholdSignals.at(static_cast<size_t>(e.kind));
         try {
-            switch (e.kind) {
-            case K::StepCrossed:
-                emitStepCrossed(e.name, e.subject, e.usage, e.step_index, t, e.value2);
-                break;
-            case K::LimitReached:
-                emitLimitReached(e.name, e.subject, e.usage, e.value, t);
-                break;
-            case K::Burst:
-                emitBurst(e.name, e.subject, e.value, e.value2, e.step_index, t);
-                break;
-            case K::RateExceeded:
-                emitRateExceeded(e.name, e.subject, e.value, e.value2, t);
-                break;
-            case K::ActionApplied:
-                emitActionApplied(e.name, e.subject, e.action, e.reason, t);
-                break;
-            case K::ActionLifted:
-                emitActionLifted(e.name, e.subject, e.action, e.reason, t);
-                break;
-            case K::ActionFailed:
-                emitActionFailed(e.name, e.subject, e.action, e.reason, t);
-                break;
-            }
+            auto signal = getObject().createSignal(bus::kThresholdsInterface, std::string(spec.name));
+            signal << e.name << e.subject;
+            for (const auto& arg : spec.args)
+                append_arg(signal, e, arg.from);
+            getObject().emitSignal(signal);
         } catch (const sdbus::Error& err) {
             spdlog::error("thresholds: sending {} failed: {}", to_string(e.kind), err.getMessage());
         }

@@ -221,22 +221,12 @@ CgroupDirTotals fold_percpu(std::span<const nt_cg_dir_val> per_cpu) {
 }
 
 std::string_view cgroup_bucket_name(size_t bucket) {
-    switch (bucket) {
-    case NT_CG_BUCKET_OTHER_NETNS:
-        return "other_netns";
-    case NT_CG_BUCKET_LOOPBACK:
-        return "loopback";
-    case NT_CG_BUCKET_UNPARSABLE:
-        return "unparsable";
-    case NT_CG_BUCKET_UNTRACKED:
-        return "untracked";
-    case NT_CG_BUCKET_OVERFLOW:
-        return "overflow";
-    case kCgroupBucketUnresolved:
-        return "unresolved";
-    default:
-        return "unknown";
-    }
+    // Indexed by enum nt_cg_bucket, then the daemon's own kCgroupBucketUnresolved.
+    static constexpr std::array<std::string_view, kCgroupBucketUnresolved + 1> kNames = {
+        "other_netns", "loopback", "unparsable", "untracked", "overflow", "unresolved"};
+    static_assert(NT_CG_BUCKET_OTHER_NETNS == 0 && NT_CG_BUCKET_LOOPBACK == 1 &&
+                  NT_CG_BUCKET_UNPARSABLE == 2 && NT_CG_BUCKET_UNTRACKED == 3 && NT_CG_BUCKET_OVERFLOW == 4);
+    return bucket < kNames.size() ? kNames[bucket] : "unknown";
 }
 
 bool cgroup_bucket_is_unattributed(size_t bucket) {

@@ -1,6 +1,8 @@
 // Counter arithmetic: see counters.h.
 #include "core/counters.h"
 
+#include "core/enum_names.h"
+
 #include <algorithm>
 #include <arpa/inet.h>
 #include <cstdio>
@@ -27,6 +29,12 @@ Counts delta_since(const Counts& now, const Counts& before) {
                   d(now.l4, before.l4), d(now.payload, before.payload));
 }
 
+uint64_t Counts::get(CountField f) const {
+    static constexpr std::array<uint64_t Counts::*, 5> kFields = {&Counts::packets, &Counts::l2, &Counts::l3,
+                                                                  &Counts::l4, &Counts::payload};
+    return this->*kFields.at(static_cast<size_t>(f));
+}
+
 std::string Counts::to_string() const {
     return "packets=" + std::to_string(packets) + " l2=" + std::to_string(l2) + " l3=" + std::to_string(l3) +
            " l4=" + std::to_string(l4) + " payload=" + std::to_string(payload);
@@ -37,16 +45,11 @@ std::string_view to_string(Direction d) {
 }
 
 std::string_view bucket_name(size_t bucket) {
-    switch (bucket) {
-    case NT_BUCKET_NON_IP:
-        return "non_ip";
-    case NT_BUCKET_UNPARSABLE:
-        return "unparsable";
-    case NT_BUCKET_FLOW_OVERFLOW:
-        return "flow_overflow";
-    default:
-        return "unknown";
-    }
+    // Indexed by enum nt_bucket.
+    static constexpr std::array<std::string_view, NT_BUCKET_MAX> kNames = {"non_ip", "unparsable",
+                                                                           "flow_overflow"};
+    static_assert(NT_BUCKET_NON_IP == 0 && NT_BUCKET_UNPARSABLE == 1 && NT_BUCKET_FLOW_OVERFLOW == 2);
+    return bucket < kNames.size() ? kNames[bucket] : "unknown";
 }
 
 Counts IfaceCounters::bucket_sum() const {
@@ -171,39 +174,25 @@ ReconcileOutcome reconcile(const ReconcileInput& in) {
     return ReconcileOutcome::Violated;
 }
 
+std::string_view to_string(SortKey k) {
+    static constexpr std::array<std::string_view, 7> kNames = {"packets", "l2",         "l3",       "l4",
+                                                               "payload", "first_seen", "last_seen"};
+    return enum_name(kNames, k);
+}
+
 std::optional<SortKey> parse_sort_key(std::string_view s, bool allow_first_seen) {
-    if (s == "packets")
-        return SortKey::Packets;
-    if (s == "l2" || s == "bytes")
+    if (s == "bytes")
         return SortKey::L2;
-    if (s == "l3")
-        return SortKey::L3;
-    if (s == "l4")
-        return SortKey::L4;
-    if (s == "payload")
-        return SortKey::Payload;
-    if (s == "last_seen")
-        return SortKey::LastSeen;
-    if (s == "first_seen" && allow_first_seen)
-        return SortKey::FirstSeen;
-    return std::nullopt;
+    const auto k = parse_enum(s, {SortKey::Packets, SortKey::L2, SortKey::L3, SortKey::L4, SortKey::Payload,
+                                  SortKey::LastSeen, SortKey::FirstSeen});
+    if (k == SortKey::FirstSeen && !allow_first_seen)
+        return std::nullopt;
+    return k;
 }
 
 uint64_t sort_value(const Counts& c, SortKey k) {
-    switch (k) {
-    case SortKey::Packets:
-        return c.packets;
-    case SortKey::L2:
-        return c.l2;
-    case SortKey::L3:
-        return c.l3;
-    case SortKey::L4:
-        return c.l4;
-    case SortKey::Payload:
-        return c.payload;
-    default:
-        return 0;
-    }
+    static_assert(static_cast<int>(SortKey::Payload) == static_cast<int>(CountField::Payload));
+    return k <= SortKey::Payload ? c.get(static_cast<CountField>(k)) : 0;
 }
 
 std::vector<size_t> top_n(std::span<const uint64_t> values, size_t n) {

@@ -17,12 +17,12 @@
 
 namespace nettally {
 
+// One figure of a Counts: the packets or one layer's bytes.
+enum class CountField { Packets, L2, L3, L4, Payload };
+
 struct Counts {
     uint64_t packets = 0;
-    uint64_t l2 = 0;
-    uint64_t l3 = 0;
-    uint64_t l4 = 0;
-    uint64_t payload = 0;
+    uint64_t l2 = 0, l3 = 0, l4 = 0, payload = 0; // bytes counted at each layer (see README)
 
     Counts() = default;
     Counts(uint64_t p, uint64_t b2, uint64_t b3, uint64_t b4, uint64_t pl)
@@ -34,6 +34,7 @@ struct Counts {
     bool operator==(const Counts&) const = default;
     // True when every figure of *this is <= the same figure of o.
     bool all_le(const Counts& o) const;
+    uint64_t get(CountField f) const;
     std::string to_string() const;
 };
 
@@ -148,8 +149,9 @@ struct PollStats {
     std::string last_violation;
 };
 
-// Sorting and top-N for the list methods.
+// Sorting and top-N for the list methods. The first five keys are the CountField of the same name.
 enum class SortKey { Packets, L2, L3, L4, Payload, FirstSeen, LastSeen };
+std::string_view to_string(SortKey k);
 std::optional<SortKey> parse_sort_key(std::string_view s, bool allow_first_seen);
 uint64_t sort_value(const Counts& c, SortKey k);
 
@@ -165,5 +167,12 @@ std::string format_addr(uint8_t family, const uint32_t addr[4]);
 
 nlohmann::json to_json(const Counts& c);
 Counts counts_from_json(const nlohmann::json& j); // throws nlohmann::json::exception on bad input
+// nlohmann's hooks, so a Counts can be a member of a type serialized with NLOHMANN_DEFINE_TYPE_*.
+inline void to_json(nlohmann::json& j, const Counts& c) {
+    j = to_json(c);
+}
+inline void from_json(const nlohmann::json& j, Counts& c) {
+    c = counts_from_json(j);
+}
 
 } // namespace nettally

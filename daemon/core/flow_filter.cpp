@@ -90,30 +90,41 @@ uint8_t proto_of(std::string_view val) {
     return static_cast<uint8_t>(*n);
 }
 
+constexpr std::string_view kKeys = "iface, proto, src, dst, net, sport, dport, port";
+
+// The address and port keys, and the member each one sets.
+template <typename T> struct KeyMember {
+    std::string_view key;
+    std::optional<T> FlowFilter::*member;
+};
+constexpr KeyMember<FlowFilter::Prefix> kPrefixKeys[] = {
+    {"src", &FlowFilter::src}, {"dst", &FlowFilter::dst}, {"net", &FlowFilter::net}};
+constexpr KeyMember<uint16_t> kPortKeys[] = {
+    {"sport", &FlowFilter::sport}, {"dport", &FlowFilter::dport}, {"port", &FlowFilter::port}};
+
 // One key=value term into f.
 void apply_term(FlowFilter& f, const std::string& key, std::string_view val) {
     if (key == "iface") {
         if (val.empty() || val.size() > 15)
             fail("subject", "iface=" + std::string(val) + ": not an interface name");
         f.iface = std::string(val);
-    } else if (key == "proto") {
-        f.proto = proto_of(val);
-    } else if (key == "src") {
-        f.src = prefix_of(key, val);
-    } else if (key == "dst") {
-        f.dst = prefix_of(key, val);
-    } else if (key == "net") {
-        f.net = prefix_of(key, val);
-    } else if (key == "sport") {
-        f.sport = port_of(key, val);
-    } else if (key == "dport") {
-        f.dport = port_of(key, val);
-    } else if (key == "port") {
-        f.port = port_of(key, val);
-    } else {
-        fail("subject", "unknown flow filter key " + quote(key) +
-                            " (valid: iface, proto, src, dst, net, sport, dport, port)");
+        return;
     }
+    if (key == "proto") {
+        f.proto = proto_of(val);
+        return;
+    }
+    for (const auto& k : kPrefixKeys)
+        if (key == k.key) {
+            f.*k.member = prefix_of(key, val);
+            return;
+        }
+    for (const auto& k : kPortKeys)
+        if (key == k.key) {
+            f.*k.member = port_of(key, val);
+            return;
+        }
+    fail("subject", "unknown flow filter key " + quote(key) + " (valid: " + std::string(kKeys) + ")");
 }
 
 } // namespace
@@ -121,8 +132,7 @@ void apply_term(FlowFilter& f, const std::string& key, std::string_view val) {
 FlowFilter FlowFilter::parse(std::string_view text) {
     FlowFilter f;
     if (text.empty())
-        fail("subject",
-             "a flow filter needs at least one term (iface, proto, src, dst, net, sport, dport, port)");
+        fail("subject", "a flow filter needs at least one term (" + std::string(kKeys) + ")");
     std::vector<std::string> seen;
     size_t pos = 0;
     while (pos <= text.size()) {

@@ -16,12 +16,12 @@ constexpr std::array<std::string_view, kRecordTypeCount> kTypeNames{"interface",
                                                                     "alert"};
 
 std::vector<FieldSpec> counts_fields(bool with_l2) {
-    std::vector<FieldSpec> v{{"packets", true, "packets", "wire packets"}};
+    std::vector<FieldSpec> v{{"packets", true}};
     if (with_l2)
-        v.push_back({"l2_bytes", true, "bytes", "Ethernet frames without FCS (DESIGN.md layers)"});
-    v.push_back({"l3_bytes", true, "bytes", "IP datagrams"});
-    v.push_back({"l4_bytes", true, "bytes", "l3 minus IP headers"});
-    v.push_back({"payload_bytes", true, "bytes", "l4 minus transport headers"});
+        v.push_back({"l2_bytes", true});
+    v.push_back({"l3_bytes", true});
+    v.push_back({"l4_bytes", true});
+    v.push_back({"payload_bytes", true});
     return v;
 }
 
@@ -93,43 +93,21 @@ std::optional<RecordFormat> parse_record_format(std::string_view s) {
 }
 
 const std::vector<FieldSpec>& fields(RecordType t) {
-    static const std::vector<FieldSpec> interval{{"start", false, "RFC 3339 UTC", "interval start"},
-                                                 {"end", false, "RFC 3339 UTC", "interval end"}};
+    static const std::vector<FieldSpec> interval{{"start", false}, {"end", false}};
+    static const std::vector<FieldSpec> flow{
+        {"first_seen", false}, {"last_seen", false}, {"interface", false}, {"direction", false},
+        {"family", false},     {"protocol", true},   {"src", false},       {"src_port", true},
+        {"dst", false},        {"dst_port", true},   {"tcp_flags", true}};
+    static const std::vector<FieldSpec> alert{
+        {"time", false},   {"name", false}, {"event", false}, {"subject_kind", false}, {"subject", false},
+        {"metric", false}, {"value", true}, {"limit", true},  {"action", false},       {"message", false}};
     static const std::array<std::vector<FieldSpec>, kRecordTypeCount> all{
-        join(join(interval, {{"interface", false, "", "interface name"},
-                             {"role", false, "", "lan | wan"},
-                             {"direction", false, "", "ingress | egress"}}),
+        join(join(interval, {{"interface", false}, {"role", false}, {"direction", false}}),
              counts_fields(true)),
-        join(join(interval, {{"interface", false, "", "lan interface the host was seen on"},
-                             {"mac", false, "", "host MAC address"},
-                             {"ip", false, "", "host IP address"},
-                             {"direction", false, "", "sent | received"}}),
+        join(join(interval, {{"interface", false}, {"mac", false}, {"ip", false}, {"direction", false}}),
              counts_fields(true)),
-        join(join(interval, {{"cgroup", false, "", "cgroup v2 path (its own sockets only)"},
-                             {"direction", false, "", "ingress | egress"}}),
-             counts_fields(false)),
-        join({{"first_seen", false, "RFC 3339 UTC", "first packet"},
-              {"last_seen", false, "RFC 3339 UTC", "last packet"},
-              {"interface", false, "", "interface name"},
-              {"direction", false, "", "ingress | egress"},
-              {"family", false, "", "ipv4 | ipv6"},
-              {"protocol", true, "", "IP protocol number"},
-              {"src", false, "", "source address"},
-              {"src_port", true, "", "source port (0 for portless protocols)"},
-              {"dst", false, "", "destination address"},
-              {"dst_port", true, "", "destination port"},
-              {"tcp_flags", true, "", "OR of the TCP flags seen"}},
-             counts_fields(true)),
-        {{"time", false, "RFC 3339 UTC", "when the alert happened"},
-         {"name", false, "", "threshold or rule name"},
-         {"event", false, "", "crossed | cleared | burst | ..."},
-         {"subject_kind", false, "", "interface | host | cgroup | flow"},
-         {"subject", false, "", "the subject"},
-         {"metric", false, "", "what was measured (l3, packets, ...)"},
-         {"value", true, "metric's unit", "measured value"},
-         {"limit", true, "metric's unit", "the threshold"},
-         {"action", false, "", "notify | throttle | block"},
-         {"message", false, "", "text"}}};
+        join(join(interval, {{"cgroup", false}, {"direction", false}}), counts_fields(false)),
+        join(flow, counts_fields(true)), alert};
     return all[static_cast<size_t>(t)];
 }
 

@@ -32,11 +32,11 @@ std::optional<RecordFormat> parse_record_format(std::string_view s);
 // File extension without the dot: "csv" | "jsonl".
 std::string_view extension(RecordFormat f);
 
+// A column: its name and whether JSON gives it as a number (else as a string). README's
+// "Accounting records" documents each column's meaning and unit.
 struct FieldSpec {
     const char* name;
-    bool numeric; // JSON number (else JSON string)
-    const char* unit;
-    const char* doc;
+    bool numeric;
 };
 // The fields of a record type, in column order.
 const std::vector<FieldSpec>& fields(RecordType t);

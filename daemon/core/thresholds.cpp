@@ -8,6 +8,16 @@
 #include <algorithm>
 #include <utility>
 
+// std::optional as the value or null (nlohmann 3.11 has no std::optional support of its own).
+namespace nlohmann {
+template <typename T> struct adl_serializer<std::optional<T>> {
+    static void to_json(json& j, const std::optional<T>& o) { j = o ? json(*o) : json(nullptr); }
+    static void from_json(const json& j, std::optional<T>& o) {
+        o = j.is_null() ? std::nullopt : std::optional<T>(j.get<T>());
+    }
+};
+} // namespace nlohmann
+
 namespace nettally {
 namespace {
 
@@ -15,17 +25,9 @@ using threshold_errors::fail;
 using threshold_errors::quote;
 
 uint64_t figure(const Counts& c, UsageLayer l) {
-    switch (l) {
-    case UsageLayer::L2:
-        return c.l2;
-    case UsageLayer::L3:
-        return c.l3;
-    case UsageLayer::L4:
-        return c.l4;
-    case UsageLayer::Payload:
-        return c.payload;
-    }
-    return 0;
+    // UsageLayer lists CountField's byte figures in the same order, without packets.
+    static_assert(static_cast<int>(UsageLayer::Payload) + 1 == static_cast<int>(CountField::Payload));
+    return c.get(static_cast<CountField>(static_cast<int>(l) + 1));
 }
 
 Counts by_direction(const Counts& sent, const Counts& received, UsageDirection d) {
@@ -517,32 +519,18 @@ void ThresholdEngine::observe_one(Threshold& t, const UsageSource& src, int64_t 
 
 // ---- persistence ----------------------------------------------------------------------------
 
+// The saved form of a threshold's state: an object with a key per member; last_total null until
+// the first observe, samples [[time, counted], ...].
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ThresholdState, period_start_us, period_end_us, last_total, usage,
+                                   step_index, limit_reached, last_cross_us, rate_alerted, action_active,
+                                   flow_finished, last_observe_us, samples, counted)
+
 nlohmann::json ThresholdEngine::to_json() const {
     nlohmann::json list = nlohmann::json::array();
     for (const auto& [name, t] : t_) {
         const nlohmann::json def = fields_to_json(threshold_fields(t.def));
-        const ThresholdState& s = t.st;
-        nlohmann::json samples = nlohmann::json::array();
-        for (const auto& [at, c] : s.samples)
-            samples.push_back({at, c});
         list.push_back(
-            {{"def", def},
-             {"from_config", t.from_config},
-             {"set_at_us", t.set_at_us},
-             {"state",
-              {{"period_start_us", s.period_start_us},
-               {"period_end_us", s.period_end_us},
-               {"last_total", s.last_total ? nettally::to_json(*s.last_total) : nlohmann::json(nullptr)},
-               {"usage", s.usage},
-               {"step_index", s.step_index},
-               {"limit_reached", s.limit_reached},
-               {"last_cross_us", s.last_cross_us},
-               {"rate_alerted", s.rate_alerted},
-               {"action_active", s.action_active},
-               {"flow_finished", nettally::to_json(s.flow_finished)},
-               {"last_observe_us", s.last_observe_us},
-               {"counted", s.counted},
-               {"samples", samples}}}});
+            {{"def", def}, {"from_config", t.from_config}, {"set_at_us", t.set_at_us}, {"state", t.st}});
     }
     return {{"version", 1}, {"thresholds", list}};
 }
@@ -563,23 +551,7 @@ void ThresholdEngine::restore(const nlohmann::json& j, int64_t now_us, std::vect
         }
         t.from_config = e.at("from_config").get<bool>();
         t.set_at_us = e.at("set_at_us").get<int64_t>();
-        const auto& js = e.at("state");
-        ThresholdState& s = t.st;
-        s.period_start_us = js.at("period_start_us").get<int64_t>();
-        s.period_end_us = js.at("period_end_us").get<int64_t>();
-        if (!js.at("last_total").is_null())
-            s.last_total = counts_from_json(js.at("last_total"));
-        s.usage = js.at("usage").get<uint64_t>();
-        s.step_index = js.at("step_index").get<uint64_t>();
-        s.limit_reached = js.at("limit_reached").get<bool>();
-        s.last_cross_us = js.at("last_cross_us").get<int64_t>();
-        s.rate_alerted = js.at("rate_alerted").get<bool>();
-        s.action_active = js.at("action_active").get<bool>();
-        s.flow_finished = counts_from_json(js.at("flow_finished"));
-        s.last_observe_us = js.at("last_observe_us").get<int64_t>();
-        s.counted = js.at("counted").get<uint64_t>();
-        for (const auto& p : js.at("samples"))
-            s.samples.emplace_back(p.at(0).get<int64_t>(), p.at(1).get<uint64_t>());
+        e.at("state").get_to(t.st);
 
         auto it = next.find(t.def.name);
         if (t.from_config) {
