@@ -200,6 +200,11 @@ bind() { # bind SRC DST: recursive, slave (nothing done inside propagates back)
 	mounted+=("$2")
 	mount --make-rslave "$2"
 }
+# The root as a mount point of its own, as / is on a machine: `ip netns exec` makes / a slave
+# in its mount namespace, which fails (EINVAL) on a directory that is not a mount point.
+mount --bind "$root" "$root"
+mounted+=("$root")
+mount --make-private "$root"
 bind /proc "$root/proc"
 bind /sys "$root/sys" # with /sys/fs/bpf and the cgroup mounts beneath it
 if ! mountpoint -q "$root/sys/fs/bpf"; then
