@@ -12,7 +12,7 @@ packages=(
 	libbpf-dev bpftool libelf-dev zlib1g-dev
 	libsystemd-dev libsdbus-c++-dev libsdbus-c++-bin
 	libyaml-cpp-dev libspdlog-dev libfmt-dev libgtest-dev nlohmann-json3-dev
-	libcurl4-openssl-dev libcli11-dev
+	libcurl4-openssl-dev libcli11-dev prometheus-cpp-dev
 	# run: dbus-daemon, busctl (systemd), /usr/share/dbus-1/system.conf and the messagebus user
 	# (dbus-system-bus-common), dbus-send (dbus-bin); ip, tc, ss (iproute2); mount, mountpoint,
 	# nsenter, setpriv (mount, util-linux)
@@ -21,6 +21,8 @@ packages=(
 	# ping, useradd/userdel/chpasswd (passwd), stdbuf (coreutils), gzip, bpftool (above),
 	# systemd-analyze (systemd, above)
 	python3 tshark iperf3 ethtool procps iputils-ping passwd gzip
+	# test: the Prometheus server and promtool the metrics test starts (prometheus)
+	prometheus
 	# bench: the NetFlow exporters it compares with, perf
 	pmacct softflowd linux-perf
 	# test: the file servers the upload tests start themselves (sshd, ssh-keygen, openssl)

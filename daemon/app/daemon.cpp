@@ -4,6 +4,7 @@
 #include "app/links.h"
 #include "bus/services.h"
 #include "bus/upload.h"
+#include "io/metrics.h"
 #include "io/records.h"
 #include "io/upload.h"
 #include "os/clock.h"
@@ -110,7 +111,58 @@ void Daemon::start() {
             bus_->file_rotated(f);
     });
     recorder_->start(loop_.get(), [this] { poll_now(); });
+    start_metrics();
     connect_bus();
+}
+
+MetricFamilies Daemon::collect_metrics() const {
+    const Status st = status();
+    MetricsSources src{accounting_->collector(), st};
+    src.cgroups = accounting_->cgroup_ledger();
+    src.thresholds = &thresholds_->engine();
+    src.max_hosts = cfg_.metrics.max_hosts;
+    src.version = NETTALLY_VERSION;
+    MetricFamilies f = build_metrics(src);
+    if (uploader_)
+        add_upload_metrics(f, uploader_->status());
+    return f;
+}
+
+// The exposer (metrics.listen, start only) and the textfile timer (metrics.textfile_dir, reloadable).
+void Daemon::start_metrics() {
+    textfile_timer_.attach(loop_.get(), CLOCK_MONOTONIC, [this] {
+        write_textfile();
+        arm_textfile_timer();
+    });
+    arm_textfile_timer();
+    if (cfg_.metrics.listen.empty())
+        return;
+    try {
+        metrics_ = std::make_unique<MetricsExposer>(loop_.get(), cfg_.metrics.listen,
+                                                    [this] { return collect_metrics(); });
+    } catch (const SysError&) {
+        throw;
+    } catch (const std::runtime_error& e) {
+        throw ConfigError(cfg_.path, 0, 0, "metrics.listen", e.what());
+    }
+    spdlog::info("metrics: serving http://{}/metrics", cfg_.metrics.listen);
+}
+
+void Daemon::arm_textfile_timer() {
+    if (cfg_.metrics.textfile_dir.empty())
+        textfile_timer_.disarm();
+    else
+        textfile_timer_.arm_in(static_cast<uint64_t>(cfg_.metrics.textfile_interval.count()) * 1000u);
+}
+
+void Daemon::write_textfile() {
+    if (cfg_.metrics.textfile_dir.empty())
+        return;
+    try {
+        write_metrics_textfile(cfg_.metrics.textfile_dir, collect_metrics());
+    } catch (const std::exception& e) {
+        spdlog::error("metrics: textfile: {}", e.what());
+    }
 }
 
 void Daemon::arm_poll_timer() {
@@ -228,6 +280,7 @@ void Daemon::stop(int signo) {
         spdlog::error("collector: final poll failed: {}", e.what());
     }
     recorder_->shutdown(accounting_->collector(), accounting_->cgroup_ledger(), wall_us());
+    write_textfile();
     save_state();
     sd_event_exit(loop_.get(), 0);
 }
@@ -238,6 +291,9 @@ void Daemon::reload() {
     std::optional<History> next_history = accounting_->check_reload(cfg_, next);
     if (next.records.spool_dir != cfg_.records.spool_dir)
         throw ConfigError(next.path, 0, 0, "records.spool_dir",
+                          "takes effect only at start: restart nettallyd to change it");
+    if (next.metrics.listen != cfg_.metrics.listen)
+        throw ConfigError(next.path, 0, 0, "metrics.listen",
                           "takes effect only at start: restart nettallyd to change it");
     try {
         Uploader::check_config(next.upload);
@@ -258,11 +314,15 @@ void Daemon::reload() {
     accounting_->apply_reload(next, std::move(next_history));
     const bool persist_changed = next.persist_interval != cfg_.persist_interval;
     const bool interval_changed = next.poll_interval != cfg_.poll_interval;
+    const bool textfile_changed = next.metrics.textfile_dir != cfg_.metrics.textfile_dir ||
+                                  next.metrics.textfile_interval != cfg_.metrics.textfile_interval;
     cfg_ = std::move(next);
     if (interval_changed && poll_timer_.attached())
         arm_poll_timer();
     if (persist_changed && persist_timer_.attached())
         arm_persist_timer();
+    if (textfile_changed && textfile_timer_.attached())
+        arm_textfile_timer();
     recorder_->set_config(cfg_.records);
     if (uploader_) {
         try {

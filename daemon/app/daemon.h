@@ -14,6 +14,7 @@
 #include "app/accounting.h"
 #include "app/thresholds.h"
 #include "core/config.h"
+#include "core/metrics.h"
 #include "core/status.h"
 #include "os/event.h"
 
@@ -24,6 +25,7 @@ namespace nettally {
 
 class BusServices;
 class LinkWatch;
+class MetricsExposer;
 class Recorder;
 class Uploader;
 
@@ -57,6 +59,11 @@ private:
     void notify_status();
     void arm_poll_timer();
     void arm_persist_timer();
+    // Prometheus (metrics.*): the families of one scrape, the exposer, the textfile.
+    MetricFamilies collect_metrics() const;
+    void start_metrics();
+    void arm_textfile_timer();
+    void write_textfile();
     Status status() const;
     std::filesystem::path spool_dir() const;
 
@@ -74,6 +81,8 @@ private:
     Timer poll_timer_, persist_timer_;
     std::array<EventSource, 3> signals_;
     std::unique_ptr<LinkWatch> links_;
+    Timer textfile_timer_;
+    std::unique_ptr<MetricsExposer> metrics_; // null unless metrics.listen; gone before what it reads
     std::unique_ptr<BusServices> bus_;
 };
 

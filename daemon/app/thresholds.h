@@ -32,6 +32,7 @@ public:
     Thresholds& operator=(const Thresholds&) = delete;
 
     ThresholdEngine& engine() { return *engine_; }
+    const ThresholdEngine& engine() const { return *engine_; }
     void set_recorder(Recorder* r) { recorder_ = r; }
     // The bus was tried: with `emit`, signals go out (the waiting events first); without, they are
     // dropped (the log and the records keep them).

@@ -5,6 +5,7 @@
 
 #include "core/config_parser.h"
 #include "core/enum_names.h"
+#include "core/metrics.h"
 
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
@@ -143,6 +144,7 @@ std::vector<Field> ConfigParser::top_level_fields(Config& config, bool& have_int
          [&](const Entry& e, const std::string& path) { config.thresholds = thresholds(e, path); }},
         {"upload", [&](const Entry& e, const std::string& path) { parse_upload(e, path, config.upload); }},
         {"records", [&](const Entry& e, const std::string& path) { parse_records(e, path, config.records); }},
+        {"metrics", [&](const Entry& e, const std::string& path) { read_metrics(e, path, config.metrics); }},
     };
 }
 
@@ -194,6 +196,29 @@ void ConfigParser::read_periods(const Entry& e, const std::string& path, Config&
               }},
              {"keep_months", [&](const Entry& sub, const std::string& sub_path) {
                   config.keep_months = number(sub, sub_path, 1, 1200);
+              }}});
+}
+
+void ConfigParser::read_metrics(const Entry& e, const std::string& path, MetricsConfig& mc) const {
+    section(e, path,
+            {{"listen",
+              [&](const Entry& sub, const std::string& sub_path) {
+                  const std::string text = scalar(sub, sub_path, "ADDRESS:PORT or [IPV6-ADDRESS]:PORT");
+                  const auto addr = parse_listen_address(text);
+                  if (!addr)
+                      fail(mark_of(sub), sub_path,
+                           "expected ADDRESS:PORT or [IPV6-ADDRESS]:PORT (port 1-65535), got " + quote(text));
+                  mc.listen = *addr;
+              }},
+             {"max_hosts",
+              [&](const Entry& sub, const std::string& sub_path) {
+                  mc.max_hosts = number(sub, sub_path, 0, config_limits::max_metrics_hosts);
+              }},
+             {"textfile_dir", [&](const Entry& sub,
+                                  const std::string& sub_path) { mc.textfile_dir = abs_dir(sub, sub_path); }},
+             {"textfile_interval", [&](const Entry& sub, const std::string& sub_path) {
+                  mc.textfile_interval = duration(sub, sub_path, config_limits::min_textfile_interval,
+                                                  config_limits::max_textfile_interval);
               }}});
 }
 

@@ -46,6 +46,16 @@ struct CgroupConfig {
     bool operator==(const CgroupConfig&) const = default;
 };
 
+// Prometheus exposition (key metrics.*; README "Prometheus metrics"). Off unless listen or
+// textfile_dir is set.
+struct MetricsConfig {
+    std::string listen;                 // metrics.listen: "ADDR:PORT" / "[ADDR6]:PORT" ("": no exposer)
+    uint32_t max_hosts = 100;           // metrics.max_hosts: hosts with their own series
+    std::filesystem::path textfile_dir; // metrics.textfile_dir: node_exporter textfile ("": none)
+    std::chrono::milliseconds textfile_interval{std::chrono::seconds{15}}; // metrics.textfile_interval
+    bool operator==(const MetricsConfig&) const = default;
+};
+
 struct Config {
     std::string path;                      // file it came from ("" when parsed from text)
     std::vector<InterfaceRule> interfaces; // order matters: the first matching rule wins
@@ -74,6 +84,7 @@ struct Config {
     std::vector<ThresholdDef> thresholds;
     UploadConfig upload;   // key upload.* (README "Uploading accounting files")
     RecordsConfig records; // key records.* (README "Accounting records")
+    MetricsConfig metrics; // key metrics.* (README "Prometheus metrics")
 };
 
 // Accepted ranges; the shipped config/nettally.yaml documents the same numbers.
@@ -92,6 +103,9 @@ inline constexpr std::chrono::milliseconds min_active_timeout{std::chrono::secon
 inline constexpr std::chrono::milliseconds max_active_timeout{std::chrono::hours{24}};
 inline constexpr uint32_t min_cgroups = 1;
 inline constexpr uint32_t max_cgroups = 1048576;
+inline constexpr uint32_t max_metrics_hosts = 100000;
+inline constexpr std::chrono::milliseconds min_textfile_interval{std::chrono::seconds{1}};
+inline constexpr std::chrono::milliseconds max_textfile_interval{std::chrono::hours{1}};
 } // namespace config_limits
 
 // what() is the whole one-line message: "<file>:<line>:<col>: <key path>: <problem>", or

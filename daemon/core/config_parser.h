@@ -31,6 +31,7 @@ private:
     void read_hosts(const Entry& e, const std::string& path, Config& config) const;
     void read_periods(const Entry& e, const std::string& path, Config& config) const;
     void read_cgroups(const Entry& e, const std::string& path, Config& config) const;
+    void read_metrics(const Entry& e, const std::string& path, MetricsConfig& mc) const;
     // Checks across sections, after the walk.
     void check_document(const YAML::Node& root, Config& config, bool have_interfaces,
                         bool active_timeout_set) const;

@@ -1,0 +1,312 @@
+// The Prometheus families of nettallyd (metrics.h): one function per source, each reading the
+// daemon's own totals as they are at the scrape.
+#include "core/metrics.h"
+
+#include "core/cgroups.h"
+#include "core/thresholds.h"
+#include "core/units.h"
+
+#include <prometheus/text_serializer.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <sstream>
+#include <tuple>
+#include <variant>
+
+namespace nettally {
+
+namespace {
+
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+using Labels = std::vector<prometheus::ClientMetric::Label>;
+
+struct Layer {
+    const char* name;
+    uint64_t Counts::*figure;
+};
+constexpr std::array<Layer, 4> kLayers{{
+    {"l2", &Counts::l2},
+    {"l3", &Counts::l3},
+    {"l4", &Counts::l4},
+    {"payload", &Counts::payload},
+}};
+
+template <typename... F> void append(MetricFamilies& out, F&&... families) {
+    (out.push_back(std::forward<F>(families)), ...);
+}
+
+double num(uint64_t v) {
+    return static_cast<double>(v);
+}
+
+// Bytes at every layer (from `first_layer` on) and packets of one subject in one direction.
+void add_counts(MetricFamily& bytes, MetricFamily& packets, const Labels& labels, const Counts& c,
+                size_t first_layer = 0) {
+    for (size_t i = first_layer; i < kLayers.size(); i++) {
+        Labels l = labels;
+        l.push_back({"layer", kLayers[i].name});
+        add_sample(bytes, std::move(l), num(c.*kLayers[i].figure));
+    }
+    add_sample(packets, labels, num(c.packets));
+}
+
+void add_interfaces(MetricFamilies& out, const Collector& c) {
+    auto bytes = make_family("nettally_interface_bytes_total",
+                             "Bytes on an accounted interface, by direction and layer (l2 frame, l3 IP "
+                             "datagram, l4 segment, payload).",
+                             MetricType::Counter);
+    auto packets = make_family("nettally_interface_packets_total",
+                               "Wire packets on an accounted interface, by direction.", MetricType::Counter);
+    auto unattributed = make_family("nettally_interface_unattributed_packets_total",
+                                    "Packets in no flow, by bucket: non_ip, unparsable, flow_overflow (the "
+                                    "flow map was full).",
+                                    MetricType::Counter);
+    auto host_overflow =
+        make_family("nettally_interface_host_overflow_packets_total",
+                    "Packets of LAN hosts that found no entry in the full host map.", MetricType::Counter);
+    auto up = make_family("nettally_interface_up",
+                          "1 if the interface is accounted now, 0 if it is gone or released (totals kept).",
+                          MetricType::Gauge);
+    for (const auto& [name, st] : c.interfaces()) {
+        add_sample(up, {{"interface", name}}, st.present ? 1 : 0);
+        for (uint8_t d = 0; d < NT_DIR_MAX; d++) {
+            const Labels labels{{"interface", name},
+                                {"direction", std::string(to_string(static_cast<Direction>(d)))}};
+            const DirTotals& t = st.dir[d];
+            add_counts(bytes, packets, labels, t.total.total());
+            add_sample(host_overflow, labels, num(t.host_overflow.total().packets));
+            for (size_t b = 0; b < kBucketCount; b++) {
+                Labels l = labels;
+                l.push_back({"bucket", std::string(bucket_name(b))});
+                add_sample(unattributed, std::move(l), num(t.bucket[b].total().packets));
+            }
+        }
+    }
+    append(out, std::move(bytes), std::move(packets), std::move(unattributed), std::move(host_overflow),
+           std::move(up));
+}
+
+void add_hosts(MetricFamilies& out, const Collector& c, size_t max_hosts) {
+    auto bytes = make_family("nettally_host_bytes_total",
+                             "Bytes a LAN host sent and received, by layer; only the top metrics.max_hosts "
+                             "hosts by volume (l2 sent + received).",
+                             MetricType::Counter);
+    auto packets = make_family("nettally_host_packets_total",
+                               "Packets a LAN host sent and received; the same hosts as "
+                               "nettally_host_bytes_total.",
+                               MetricType::Counter);
+    for (const HostTotals* h : top_hosts(c.hosts(), max_hosts)) {
+        const Labels base{{"interface", h->interface}, {"host", h->ip}, {"mac", h->mac}};
+        for (const auto& [dir, counts] : {std::pair{"sent", &h->sent}, std::pair{"received", &h->received}}) {
+            Labels l = base;
+            l.push_back({"direction", dir});
+            add_counts(bytes, packets, l, counts->total());
+        }
+    }
+    append(out, std::move(bytes), std::move(packets));
+}
+
+// GetStatus keys with a metric of their own: the daemon's figures as `nettallyctl status` shows them.
+struct StatusMetric {
+    const char* key;
+    const char* name;
+    const char* help;
+    MetricType type;
+    double scale = 1;
+};
+constexpr std::array<StatusMetric, 22> kStatusMetrics{{
+    {"flows", "nettally_flows_active", "Live flows in the kernel flow map.", MetricType::Gauge},
+    {"flow_capacity", "nettally_flow_capacity", "Entries the kernel flow map holds.", MetricType::Gauge},
+    {"flows_evicted", "nettally_flows_evicted_total", "Flows finished (idle or active timeout).",
+     MetricType::Counter},
+    {"flow_map_full", "nettally_flow_map_full", "1 if the flow map overflowed at the last poll.",
+     MetricType::Gauge},
+    {"overflow_episodes", "nettally_flow_overflow_episodes_total", "Times the flow map became full.",
+     MetricType::Counter},
+    {"hosts", "nettally_hosts", "LAN hosts with totals (all of them, exported or not).", MetricType::Gauge},
+    {"host_capacity", "nettally_host_capacity", "Entries the kernel host map holds.", MetricType::Gauge},
+    {"interfaces", "nettally_interfaces", "Interfaces accounted now.", MetricType::Gauge},
+    {"polls", "nettally_polls_total", "Polls of the kernel maps.", MetricType::Counter},
+    {"last_poll_at", "nettally_last_poll_timestamp_seconds", "Wall-clock time of the last poll.",
+     MetricType::Gauge, 1e-6},
+    {"state_saved_at", "nettally_state_saved_timestamp_seconds", "Wall-clock time the state file was saved.",
+     MetricType::Gauge, 1e-6},
+    {"reconcile_checks", "nettally_reconcile_checks_total",
+     "Reconciliation checks (total == flows + finished + buckets, per interface and direction).",
+     MetricType::Counter},
+    {"reconcile_exact", "nettally_reconcile_exact_total",
+     "Reconciliation checks of a quiet snapshot that held exactly.", MetricType::Counter},
+    {"reconcile_violations", "nettally_reconcile_violations_total", "Reconciliation checks that failed.",
+     MetricType::Counter},
+    {"cgroup_entries", "nettally_cgroup_entries", "Cgroups in the kernel cgroup map.", MetricType::Gauge},
+    {"cgroup_capacity", "nettally_cgroup_capacity", "Entries the kernel cgroup map holds.",
+     MetricType::Gauge},
+    {"cgroup_overflow_packets", "nettally_cgroup_overflow_packets_total",
+     "Packets of cgroups that found no entry in the full cgroup map.", MetricType::Counter},
+    {"cgroup_untracked_packets", "nettally_cgroup_untracked_packets_total",
+     "Packets of cgroups outside cgroups.subtrees.", MetricType::Counter},
+    {"cgroup_reconcile_checks", "nettally_cgroup_reconcile_checks_total", "Cgroup reconciliation checks.",
+     MetricType::Counter},
+    {"cgroup_reconcile_violations", "nettally_cgroup_reconcile_violations_total",
+     "Cgroup reconciliation checks that failed.", MetricType::Counter},
+    {"enforce_dropped_packets", "nettally_enforce_dropped_packets_total",
+     "Packets dropped by threshold actions (block, throttle).", MetricType::Counter},
+    {"enforce_dropped_bytes", "nettally_enforce_dropped_bytes_total",
+     "Bytes (l2) dropped by threshold actions (block, throttle).", MetricType::Counter},
+}};
+
+std::optional<double> status_number(const Status& s, const std::string& key) {
+    const auto it = s.find(key);
+    if (it == s.end())
+        return std::nullopt;
+    return std::visit(
+        [](const auto& v) -> std::optional<double> {
+            using T = std::decay_t<decltype(v)>;
+            if constexpr (std::is_same_v<T, std::string>)
+                return std::nullopt;
+            else
+                return static_cast<double>(v);
+        },
+        it->second);
+}
+
+void add_status(MetricFamilies& out, const Status& status) {
+    for (const StatusMetric& m : kStatusMetrics)
+        if (const auto v = status_number(status, m.key))
+            add_single(out, m.name, m.help, m.type, *v * m.scale);
+}
+
+void add_cgroups(MetricFamilies& out, const CgroupLedger& ledger) {
+    auto bytes = make_family("nettally_cgroup_bytes_total",
+                             "Bytes of the sockets created in this cgroup itself (not its children, so "
+                             "sums over cgroups count each byte once), by layer (l3, l4, payload).",
+                             MetricType::Counter);
+    auto packets = make_family("nettally_cgroup_packets_total",
+                               "Packets of the sockets created in this cgroup itself.", MetricType::Counter);
+    for (const CgroupRow& row : ledger.rows()) {
+        if (row.self.empty())
+            continue;
+        for (const auto& [dir, counts] :
+             {std::pair{"ingress", &row.self.ingress}, std::pair{"egress", &row.self.egress}})
+            add_counts(bytes, packets, {{"cgroup", row.path}, {"unit", row.unit}, {"direction", dir}},
+                       *counts, 1);
+    }
+    append(out, std::move(bytes), std::move(packets));
+}
+
+void add_thresholds(MetricFamilies& out, const ThresholdEngine& engine) {
+    auto info = make_family("nettally_threshold_info",
+                            "A threshold's definition (always 1): subject, direction, layer, period.",
+                            MetricType::Gauge);
+    auto usage = make_family("nettally_threshold_usage_bytes", "Bytes counted in the current period.",
+                             MetricType::Gauge);
+    auto limit =
+        make_family("nettally_threshold_limit_bytes", "The threshold's limit (0: none).", MetricType::Gauge);
+    auto reached = make_family("nettally_threshold_limit_reached",
+                               "1 if the limit was reached in the current period.", MetricType::Gauge);
+    auto action = make_family("nettally_threshold_action_active", "1 if the threshold's action is in force.",
+                              MetricType::Gauge);
+    for (const auto& [name, t] : engine.thresholds()) {
+        add_sample(info,
+                   {{"threshold", name},
+                    {"subject", subject_text(t.def.subject)},
+                    {"direction", std::string(to_string(t.def.direction))},
+                    {"layer", std::string(to_string(t.def.layer))},
+                    {"period", std::string(to_string(t.def.period))}},
+                   1);
+        const Labels l{{"threshold", name}};
+        add_sample(usage, l, num(t.st.usage));
+        add_sample(limit, l, num(t.def.limit));
+        add_sample(reached, l, t.st.limit_reached ? 1 : 0);
+        add_sample(action, l, t.st.action_active ? 1 : 0);
+    }
+    append(out, std::move(info), std::move(usage), std::move(limit), std::move(reached), std::move(action));
+}
+
+} // namespace
+
+std::optional<std::string> parse_listen_address(std::string_view text) {
+    const size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon + 1 >= text.size())
+        return std::nullopt;
+    std::string_view host = text.substr(0, colon);
+    const std::string_view port_text = text.substr(colon + 1);
+    const bool v6 = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+    if (v6)
+        host = host.substr(1, host.size() - 2);
+    uint8_t family = 0;
+    const auto ip = canonical_ip(host, &family);
+    const auto port = parse_uint(port_text);
+    if (!ip || !port || *port == 0 || *port > 65535 || v6 != (family == NT_AF_INET6))
+        return std::nullopt;
+    return (v6 ? "[" + *ip + "]" : *ip) + ":" + std::to_string(*port);
+}
+
+MetricFamily make_family(std::string name, std::string help, MetricType type) {
+    MetricFamily f;
+    f.name = std::move(name);
+    f.help = std::move(help);
+    f.type = type;
+    return f;
+}
+
+void add_single(MetricFamilies& out, std::string name, std::string help, MetricType type, double value) {
+    MetricFamily f = make_family(std::move(name), std::move(help), type);
+    add_sample(f, {}, value);
+    out.push_back(std::move(f));
+}
+
+void add_sample(MetricFamily& family, Labels labels, double value) {
+    prometheus::ClientMetric m;
+    m.label = std::move(labels);
+    if (family.type == MetricType::Counter)
+        m.counter.value = value;
+    else
+        m.gauge.value = value;
+    family.metric.push_back(std::move(m));
+}
+
+std::vector<const HostTotals*> top_hosts(const std::map<std::string, HostTotals>& hosts, size_t n) {
+    std::vector<std::pair<uint64_t, const HostTotals*>> all;
+    all.reserve(hosts.size());
+    for (const auto& [key, h] : hosts)
+        all.emplace_back(h.sent.total().l2 + h.received.total().l2, &h); // map order: key order
+    n = std::min(n, all.size());
+    // Larger volume first; stable_sort would keep key order among equals but costs a full sort.
+    const auto by_volume = [&](const auto& a, const auto& b) {
+        return std::tie(b.first, a.second->interface, a.second->mac, a.second->ip) <
+               std::tie(a.first, b.second->interface, b.second->mac, b.second->ip);
+    };
+    std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end(), by_volume);
+    std::vector<const HostTotals*> top;
+    top.reserve(n);
+    for (size_t i = 0; i < n; i++)
+        top.push_back(all[i].second);
+    return top;
+}
+
+MetricFamilies build_metrics(const MetricsSources& src) {
+    MetricFamilies out;
+    auto build = make_family("nettally_build_info", "nettallyd's version (always 1).", MetricType::Gauge);
+    add_sample(build, {{"version", src.version}}, 1);
+    out.push_back(std::move(build));
+    add_interfaces(out, src.collector);
+    add_hosts(out, src.collector, src.max_hosts);
+    add_status(out, src.status);
+    if (src.cgroups)
+        add_cgroups(out, *src.cgroups);
+    if (src.thresholds)
+        add_thresholds(out, *src.thresholds);
+    return out;
+}
+
+std::string metrics_text(const MetricFamilies& families) {
+    std::ostringstream os;
+    prometheus::TextSerializer().Serialize(os, families);
+    return os.str();
+}
+
+} // namespace nettally
