@@ -9,13 +9,18 @@
 #include <prometheus/exposer.h>
 #include <spdlog/spdlog.h>
 
+#include <arpa/inet.h>
 #include <array>
 #include <chrono>
 #include <cstring>
 #include <ctime>
 #include <future>
 #include <mutex>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <thread>
 #include <unistd.h>
 #include <utility>
 
@@ -153,6 +158,86 @@ private:
     std::shared_ptr<Handoff> handoff_;
 };
 
+// GET /metrics on an IPv6 address, on a thread of its own (see metrics.h). A slow client holds
+// the next one back for at most the socket timeouts.
+class MetricsExposer::Ipv6Server {
+public:
+    Ipv6Server(const std::string& listen, std::shared_ptr<Handoff> h)
+        : handoff_(std::move(h)), stop_(eventfd(0, EFD_CLOEXEC)) {
+        const size_t close = listen.rfind("]:");
+        sockaddr_in6 a{};
+        a.sin6_family = AF_INET6;
+        if (close == std::string::npos ||
+            inet_pton(AF_INET6, listen.substr(1, close - 1).c_str(), &a.sin6_addr) != 1)
+            throw std::runtime_error("not an IPv6 address: " + listen);
+        a.sin6_port = htons(static_cast<uint16_t>(std::stoul(listen.substr(close + 2))));
+        sock_ = Fd(socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        const int one = 1;
+        if (!sock_ || !stop_ || setsockopt(sock_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+            setsockopt(sock_.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0 ||
+            bind(sock_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 || ::listen(sock_.get(), 16) < 0)
+            throw std::runtime_error(std::string("binding: ") + std::strerror(errno));
+        port_ = ntohs(a.sin6_port);
+        thread_ = std::thread([this] { run(); });
+    }
+    ~Ipv6Server() {
+        const uint64_t one = 1;
+        if (write(stop_.get(), &one, sizeof one) != sizeof one)
+            spdlog::warn("metrics: stopping the IPv6 server: {}", std::strerror(errno));
+        thread_.join();
+    }
+    Ipv6Server(const Ipv6Server&) = delete;
+    Ipv6Server& operator=(const Ipv6Server&) = delete;
+    int port() const { return port_; }
+
+private:
+    void run() {
+        for (;;) {
+            std::array<pollfd, 2> p{{{sock_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}}};
+            if (poll(p.data(), p.size(), -1) < 0 && errno != EINTR)
+                return;
+            if (p[1].revents)
+                return;
+            if (p[0].revents) {
+                const Fd c(accept4(sock_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+                if (c)
+                    serve(c.get());
+            }
+        }
+    }
+
+    void serve(int fd) const {
+        const timeval timeout{5, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+        std::string req;
+        std::array<char, 4096> buf{};
+        while (req.find("\r\n\r\n") == std::string::npos && req.size() < 16384) {
+            const ssize_t n = read(fd, buf.data(), buf.size());
+            if (n <= 0)
+                return;
+            req.append(buf.data(), static_cast<size_t>(n));
+        }
+        const bool metrics = req.rfind("GET /metrics ", 0) == 0 || req.rfind("GET /metrics?", 0) == 0;
+        const std::string body = metrics ? metrics_text(handoff_->request()) : "not found\n";
+        std::string reply = std::string("HTTP/1.1 ") + (metrics ? "200 OK" : "404 Not Found") +
+                            "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: " +
+                            std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+        for (size_t off = 0; off < reply.size();) {
+            const ssize_t n = write(fd, reply.data() + off, reply.size() - off);
+            if (n <= 0)
+                return;
+            off += static_cast<size_t>(n);
+        }
+    }
+
+    std::shared_ptr<Handoff> handoff_;
+    Fd stop_;
+    Fd sock_;
+    int port_ = 0;
+    std::thread thread_;
+};
+
 MetricsExposer::MetricsExposer(sd_event* loop, const std::string& listen, Collect collect)
     : handoff_(std::make_shared<Handoff>(std::move(collect))),
       endpoint_(std::make_shared<Endpoint>(handoff_)) {
@@ -166,6 +251,10 @@ MetricsExposer::MetricsExposer(sd_event* loop, const std::string& listen, Collec
     if (r < 0)
         throw SysError(-r, "metrics: adding the wake-up source");
     try {
+        if (listen.starts_with("[")) {
+            ipv6_ = std::make_unique<Ipv6Server>(listen, handoff_);
+            return;
+        }
         exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
     } catch (const std::exception& e) {
         throw std::runtime_error("cannot listen on " + listen + ": " + e.what());
@@ -176,10 +265,11 @@ MetricsExposer::MetricsExposer(sd_event* loop, const std::string& listen, Collec
 MetricsExposer::~MetricsExposer() {
     handoff_->stop(); // before the HTTP threads are joined: none of them may wait for this loop
     exposer_.reset();
+    ipv6_.reset();
 }
 
 std::vector<int> MetricsExposer::ports() const {
-    return exposer_->GetListeningPorts();
+    return exposer_ ? exposer_->GetListeningPorts() : std::vector<int>{ipv6_->port()};
 }
 
 } // namespace nettally

@@ -2,6 +2,10 @@
 // metrics.listen) and the node_exporter textfile (metrics.textfile_dir), plus the upload
 // figures, which live in this layer.
 //
+// IPv6: Debian's civetweb is built without IPv6 (mg_check_feature(8) == 0), so an IPv6 address
+// is served by a minimal HTTP/1.1 responder of our own on one thread (GET /metrics only, one
+// connection at a time, 5 s socket timeouts), with the same hand-off to the loop.
+//
 // Threads: the exposer answers on civetweb's threads, but the totals belong to the daemon's
 // one sd-event loop. A scrape therefore asks the loop to build the families (an eventfd wakes
 // it) and waits for them; the loop reads the totals between two of its other events, so a
@@ -49,13 +53,15 @@ public:
     std::vector<int> ports() const;
 
 private:
-    class Handoff;  // the requests of the HTTP threads, served by the loop
-    class Endpoint; // the prometheus::Collectable the exposer calls
+    class Handoff;    // the requests of the HTTP threads, served by the loop
+    class Endpoint;   // the prometheus::Collectable the exposer calls
+    class Ipv6Server; // the IPv6 responder
 
     std::shared_ptr<Handoff> handoff_;
     EventSource wake_;
     std::shared_ptr<Endpoint> endpoint_;
-    std::unique_ptr<prometheus::Exposer> exposer_;
+    std::unique_ptr<prometheus::Exposer> exposer_; // IPv4
+    std::unique_ptr<Ipv6Server> ipv6_;             // IPv6
 };
 
 } // namespace nettally
