@@ -42,24 +42,42 @@ double num(uint64_t v) {
     return static_cast<double>(v);
 }
 
-// Bytes at every layer (from `first_layer` on) and packets of one subject in one direction.
-void add_counts(MetricFamily& bytes, MetricFamily& packets, const Labels& labels, const Counts& c,
-                size_t first_layer = 0) {
-    for (size_t i = first_layer; i < kLayers.size(); i++) {
-        Labels l = labels;
-        l.push_back({"layer", kLayers[i].name});
-        add_sample(bytes, std::move(l), num(c.*kLayers[i].figure));
+// The two counters of one kind of subject: nettally_<subject>_bytes_total by layer (from
+// `first_layer` on: cgroups have no l2) and nettally_<subject>_packets_total.
+struct CountFamilies {
+    MetricFamily bytes;
+    MetricFamily packets;
+    size_t first_layer = 0;
+
+    CountFamilies(const std::string& subject, std::string bytes_help, std::string packets_help,
+                  size_t first = 0)
+        : bytes(make_family("nettally_" + subject + "_bytes_total", std::move(bytes_help),
+                            MetricType::Counter)),
+          packets(make_family("nettally_" + subject + "_packets_total", std::move(packets_help),
+                              MetricType::Counter)),
+          first_layer(first) {}
+
+    void add(const Labels& labels, const Counts& c) {
+        for (size_t i = first_layer; i < kLayers.size(); i++) {
+            Labels l = labels;
+            l.push_back({"layer", kLayers[i].name});
+            add_sample(bytes, std::move(l), num(c.*kLayers[i].figure));
+        }
+        add_sample(packets, labels, num(c.packets));
     }
-    add_sample(packets, labels, num(c.packets));
-}
+
+    void move_to(MetricFamilies& out) {
+        out.push_back(std::move(bytes));
+        out.push_back(std::move(packets));
+    }
+};
 
 void add_interfaces(MetricFamilies& out, const Collector& c) {
-    auto bytes = make_family("nettally_interface_bytes_total",
-                             "Bytes on an accounted interface, by direction and layer (l2 frame, l3 IP "
-                             "datagram, l4 segment, payload).",
-                             MetricType::Counter);
-    auto packets = make_family("nettally_interface_packets_total",
-                               "Wire packets on an accounted interface, by direction.", MetricType::Counter);
+    CountFamilies counts(
+        "interface",
+        "Bytes on an accounted interface, by direction and layer (l2 frame, l3 IP datagram, l4 "
+        "segment, payload).",
+        "Wire packets on an accounted interface, by direction.");
     auto unattributed = make_family("nettally_interface_unattributed_packets_total",
                                     "Packets in no flow, by bucket: non_ip, unparsable, flow_overflow (the "
                                     "flow map was full).",
@@ -76,7 +94,7 @@ void add_interfaces(MetricFamilies& out, const Collector& c) {
             const Labels labels{{"interface", name},
                                 {"direction", std::string(to_string(static_cast<Direction>(d)))}};
             const DirTotals& t = st.dir[d];
-            add_counts(bytes, packets, labels, t.total.total());
+            counts.add(labels, t.total.total());
             add_sample(host_overflow, labels, num(t.host_overflow.total().packets));
             for (size_t b = 0; b < kBucketCount; b++) {
                 Labels l = labels;
@@ -85,28 +103,21 @@ void add_interfaces(MetricFamilies& out, const Collector& c) {
             }
         }
     }
-    append(out, std::move(bytes), std::move(packets), std::move(unattributed), std::move(host_overflow),
-           std::move(up));
+    counts.move_to(out);
+    append(out, std::move(unattributed), std::move(host_overflow), std::move(up));
 }
 
 void add_hosts(MetricFamilies& out, const Collector& c, size_t max_hosts) {
-    auto bytes = make_family("nettally_host_bytes_total",
-                             "Bytes a LAN host sent and received, by layer; only the top metrics.max_hosts "
-                             "hosts by volume (l2 sent + received).",
-                             MetricType::Counter);
-    auto packets = make_family("nettally_host_packets_total",
-                               "Packets a LAN host sent and received; the same hosts as "
-                               "nettally_host_bytes_total.",
-                               MetricType::Counter);
-    for (const HostTotals* h : top_hosts(c.hosts(), max_hosts)) {
-        const Labels base{{"interface", h->interface}, {"host", h->ip}, {"mac", h->mac}};
-        for (const auto& [dir, counts] : {std::pair{"sent", &h->sent}, std::pair{"received", &h->received}}) {
-            Labels l = base;
-            l.push_back({"direction", dir});
-            add_counts(bytes, packets, l, counts->total());
-        }
-    }
-    append(out, std::move(bytes), std::move(packets));
+    CountFamilies counts(
+        "host",
+        "Bytes a LAN host sent and received, by layer; only the top metrics.max_hosts hosts by "
+        "volume (l2 sent + received).",
+        "Packets a LAN host sent and received; the same hosts as nettally_host_bytes_total.");
+    for (const HostTotals* h : top_hosts(c.hosts(), max_hosts))
+        for (const auto& [dir, totals] : {std::pair{"sent", &h->sent}, std::pair{"received", &h->received}})
+            counts.add({{"interface", h->interface}, {"host", h->ip}, {"mac", h->mac}, {"direction", dir}},
+                       totals->total());
+    counts.move_to(out);
 }
 
 // GetStatus keys with a metric of their own: the daemon's figures as `nettallyctl status` shows them.
@@ -180,21 +191,18 @@ void add_status(MetricFamilies& out, const Status& status) {
 }
 
 void add_cgroups(MetricFamilies& out, const CgroupLedger& ledger) {
-    auto bytes = make_family("nettally_cgroup_bytes_total",
-                             "Bytes of the sockets created in this cgroup itself (not its children, so "
-                             "sums over cgroups count each byte once), by layer (l3, l4, payload).",
-                             MetricType::Counter);
-    auto packets = make_family("nettally_cgroup_packets_total",
-                               "Packets of the sockets created in this cgroup itself.", MetricType::Counter);
+    CountFamilies counts("cgroup",
+                         "Bytes of the sockets created in this cgroup itself (not its children, so sums over "
+                         "cgroups count each byte once), by layer (l3, l4, payload).",
+                         "Packets of the sockets created in this cgroup itself.", 1);
     for (const CgroupRow& row : ledger.rows()) {
         if (row.self.empty())
             continue;
-        for (const auto& [dir, counts] :
+        for (const auto& [dir, c] :
              {std::pair{"ingress", &row.self.ingress}, std::pair{"egress", &row.self.egress}})
-            add_counts(bytes, packets, {{"cgroup", row.path}, {"unit", row.unit}, {"direction", dir}},
-                       *counts, 1);
+            counts.add({{"cgroup", row.path}, {"unit", row.unit}, {"direction", dir}}, *c);
     }
-    append(out, std::move(bytes), std::move(packets));
+    counts.move_to(out);
 }
 
 void add_thresholds(MetricFamilies& out, const ThresholdEngine& engine) {

@@ -1,5 +1,6 @@
 // core/metrics: the listen address syntax, the top-hosts selection that bounds the host label
 // set, and the families built from a Collector (names, labels, values equal to the totals).
+#include "core/cgroups.h"
 #include "core/config.h"
 #include "core/metrics.h"
 
@@ -190,6 +191,37 @@ TEST(MetricsBuild, InterfaceFamiliesEqualTheTotals) {
     EXPECT_DOUBLE_EQ(last->metric.at(0).gauge.value, 2.5);
     // Keys the Status does not have give no family.
     EXPECT_EQ(family(f, "nettally_cgroup_entries"), nullptr);
+}
+
+TEST(MetricsBuild, CgroupsBySelfWithoutL2) {
+    HostMaps maps;
+    Collector c(maps);
+    CgroupLedger ledger;
+    CgroupCounts raw;
+    raw.ingress = Counts(3, 0, 300, 240, 200);
+    raw.egress = Counts(2, 0, 150, 110, 90);
+    ledger.observe(7, "/system.slice/unbound.service", raw, 1);
+    const Status st;
+    MetricsSources src{c, st};
+    src.cgroups = &ledger;
+    const MetricFamilies f = build_metrics(src);
+    const auto* bytes = family(f, "nettally_cgroup_bytes_total");
+    ASSERT_NE(bytes, nullptr);
+    // Only the cgroup with sockets of its own (not its parents "/" and "/system.slice"), l3/l4/payload.
+    ASSERT_EQ(bytes->metric.size(), 2u * 3);
+    std::map<std::string, double> got;
+    for (const auto& m : bytes->metric) {
+        EXPECT_EQ(label(m, "cgroup"), "/system.slice/unbound.service");
+        EXPECT_EQ(label(m, "unit"), "unbound.service");
+        got[label(m, "direction") + "/" + label(m, "layer")] = m.counter.value;
+    }
+    EXPECT_EQ(got["ingress/l3"], 300);
+    EXPECT_EQ(got["egress/payload"], 90);
+    EXPECT_FALSE(got.count("ingress/l2"));
+    const auto* packets = family(f, "nettally_cgroup_packets_total");
+    ASSERT_NE(packets, nullptr);
+    ASSERT_EQ(packets->metric.size(), 2u);
+    EXPECT_EQ(packets->metric[0].counter.value + packets->metric[1].counter.value, 5);
 }
 
 namespace {
