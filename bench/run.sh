@@ -139,6 +139,9 @@ if [[ "$skip" != *" poll "* ]]; then
 		"$bin/nt_bench_evict" --flows "$n" --json "$out/evict-$n.json" | tee -a "$out/evict.txt" ||
 			failed+=("nt_bench_evict --flows $n")
 	done
+	echo "-- Prometheus scrape (10,000 hosts, 100,000 flows)"
+	"$bin/nt_bench_scrape" --hosts 10000 --flows 100000 --json "$out/scrape.json" | tee "$out/scrape.txt" ||
+		failed+=(nt_bench_scrape)
 fi
 
 # ---- 3. real daemon, throughput, accuracy --------------------------------------------------
