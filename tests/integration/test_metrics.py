@@ -13,6 +13,8 @@ Checked, once the network is quiet again:
   every interface x direction packet count, and every exported host exactly what
   `nettallyctl --json interfaces` / `hosts` show, at polls that include that scrape's poll (the
   ctl readings are the same before and after it, and the scrape's nettally_polls_total lies between).
+- nettally_threshold_usage_bytes and _limit_bytes of a config threshold equal
+  `nettallyctl --json thresholds usage`.
 - The host label set is bounded: exactly max_hosts hosts are exported, and they are the largest
   by l2 volume per `nettallyctl hosts`.
 - `promtool check metrics` finds no problem in the exposition, read from both listen addresses
@@ -66,7 +68,9 @@ class MetricsTest(unittest.TestCase):
         os.makedirs(cls.textfile_dir)
         # IPv6 listen addresses: ListenTest.
         extra = (f"metrics:\n  listen: 127.0.0.1:{cls.metrics_port}\n  max_hosts: {MAX_HOSTS}\n"
-                 f"  textfile_dir: {cls.textfile_dir}\n  textfile_interval: 1s\n")
+                 f"  textfile_dir: {cls.textfile_dir}\n  textfile_interval: 1s\n"
+                 "thresholds:\n  - name: lan-since\n    subject_kind: interface\n    subject: lan0\n"
+                 "    period: since\n    step: 1G\n    limit: 10G\n")
         cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, poll="200ms", flows=h.NO_EVICTION, extra=extra)
         cls.ctl = h.Ctl(cls.bus.address)
         cls.daemon.start()
@@ -166,6 +170,7 @@ class MetricsTest(unittest.TestCase):
         cls.status_a = cls.bus.status()
         cls.ifs_a = cls.ctl.json("interfaces")["interfaces"]
         cls.hosts_a = cls.ctl.json("hosts", "--top", 100000, "--sort", "l2")["hosts"]
+        cls.usage_a = cls.ctl.json("thresholds", "usage")["usage"]
         polls_a = int(cls.status_a["polls"])
 
         # A scrape made after the first reading.
@@ -177,6 +182,7 @@ class MetricsTest(unittest.TestCase):
         cls.daemon.wait_polls(2)
         cls.ifs_b = cls.ctl.json("interfaces")["interfaces"]
         cls.hosts_b = cls.ctl.json("hosts", "--top", 100000, "--sort", "l2")["hosts"]
+        cls.usage_b = cls.ctl.json("thresholds", "usage")["usage"]
         cls.status_b = cls.bus.status()
         at = cls.scrape_ts
         cls.prom_if_bytes = cls.query("nettally_interface_bytes_total", at)
@@ -186,6 +192,8 @@ class MetricsTest(unittest.TestCase):
         cls.prom_polls = cls.query("nettally_polls_total", at)
         cls.prom_flows = cls.query("nettally_flows_active", at)
         cls.prom_build = cls.query("nettally_build_info", at)
+        cls.prom_usage = cls.query("nettally_threshold_usage_bytes", at)
+        cls.prom_limit = cls.query("nettally_threshold_limit_bytes", at)
 
     @classmethod
     def _teardown(cls):
@@ -251,6 +259,16 @@ class MetricsTest(unittest.TestCase):
         self.assertEqual(next(iter(self.prom_flows.values()))[0], float(self.status_a["flows"]))
         self.assertEqual(len(self.prom_build), 1)
         self.assertIn(("version", self.status_a["version"]), next(iter(self.prom_build)))
+
+    def test_threshold_usage_equal_ctl(self):
+        # rate_bps_now decays while the network is quiet; usage and limit must not move.
+        figures = lambda usage: [(u["name"], u["usage"], u["limit"]) for u in usage]
+        self.assertEqual(figures(self.usage_a), figures(self.usage_b), "the usage changed while the network was quiet")
+        want = {(("threshold", u["name"]),): float(u["usage"]) for u in self.usage_a}
+        self.assertGreater(want[(("threshold", "lan-since"),)], 0, "the traffic is not in the threshold's usage")
+        self.assertEqual({k: v[0] for k, v in self.prom_usage.items()}, want)
+        self.assertEqual({k: v[0] for k, v in self.prom_limit.items()},
+                         {(("threshold", u["name"]),): float(u["limit"]) for u in self.usage_a})
 
     def test_promtool_check_metrics(self):
         text = self.fetch(f"http://127.0.0.1:{self.metrics_port}/metrics")
