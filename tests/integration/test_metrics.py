@@ -24,6 +24,7 @@ Checked, once the network is quiet again:
 import json
 import os
 import random
+import re
 import sys
 import time
 import unittest
@@ -37,6 +38,11 @@ PORT = 5001
 HOSTS = 24      # extra client addresses, each a host of its own
 MAX_HOSTS = 6   # metrics.max_hosts: fewer than the hosts there are
 LAYERS = ("l2", "l3", "l4", "payload")
+# Exported with cgroups.enabled (README "Prometheus metrics"; the unit test checks their values).
+CGROUP_FAMILIES = {"nettally_cgroup_bytes_total", "nettally_cgroup_packets_total", "nettally_cgroup_entries",
+                   "nettally_cgroup_capacity", "nettally_cgroup_overflow_packets_total",
+                   "nettally_cgroup_untracked_packets_total", "nettally_cgroup_reconcile_checks_total",
+                   "nettally_cgroup_reconcile_violations_total"}
 
 # Fetches a URL inside a namespace (the test's own namespace cannot reach the gateway's loopback).
 FETCH = ("import sys,urllib.request\n"
@@ -115,6 +121,8 @@ class MetricsTest(unittest.TestCase):
             except AssertionError:
                 return False
         h.wait_until(ready, 60, "prometheus ready", interval=0.5)
+        # A first scrape before the traffic, so increase() over the test sees all of it.
+        h.wait_until(lambda: cls.query("nettally_build_info"), 30, "prometheus' first scrape", interval=0.5)
         return proc
 
     @classmethod
@@ -269,6 +277,29 @@ class MetricsTest(unittest.TestCase):
         self.assertEqual({k: v[0] for k, v in self.prom_usage.items()}, want)
         self.assertEqual({k: v[0] for k, v in self.prom_limit.items()},
                          {(("threshold", u["name"]),): float(u["limit"]) for u in self.usage_a})
+
+    def test_grafana_dashboard(self):
+        """contrib/grafana/nettally.json: every query is valid PromQL for this Prometheus server and
+        names only metrics the exposition has."""
+        with open(os.path.join(h.SOURCE_DIR, "contrib", "grafana", "nettally.json")) as f:
+            dash = json.load(f)
+        exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+        self.assertGreater(len(exprs), 5)
+        served = self.fetch(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        families = {ln.split()[2] for ln in served.splitlines() if ln.startswith("# TYPE ")}
+        # This daemon runs without cgroups.enabled: the cgroup families are not there.
+        self.assertFalse(self.status_a["cgroups_enabled"])
+        for e in exprs:
+            for name in re.findall(r"\bnettally_[a-z0-9_]+", e):
+                if name.startswith("nettally_cgroup_"):
+                    self.assertIn(name, CGROUP_FAMILIES, f"dashboard query {e!r}: unknown cgroup metric")
+                    continue
+                self.assertIn(name, families, f"dashboard query {e!r} names a metric nettallyd does not export")
+            q = e.replace("$instance", ".*").replace("$__rate_interval", "5s")
+            self.query(q)  # raises unless Prometheus accepts it
+        # The interface throughput panel shows the traffic sent.
+        rate = self.query('sum(increase(nettally_interface_bytes_total{layer="l2"}[1h]))')
+        self.assertGreater(next(iter(rate.values()))[0], 0)
 
     def test_promtool_check_metrics(self):
         text = self.fetch(f"http://127.0.0.1:{self.metrics_port}/metrics")
