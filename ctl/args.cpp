@@ -192,6 +192,16 @@ std::optional<std::string> apply_option(const OptionSpec& o, const std::vector<s
     case Target::PasswordStdin:
         opt.upload.password_stdin = true;
         break;
+    case Target::Once:
+        opt.once = true;
+        break;
+    case Target::Interval: {
+        const auto d = parse_duration(last);
+        if (!d || *d < std::chrono::milliseconds(100) || *d > std::chrono::hours(1))
+            return "--interval: '" + last + "' is not a duration from 100ms to 1h (e.g. 500ms, 2s)";
+        opt.interval_ms = static_cast<std::uint64_t>(d->count());
+        break;
+    }
     case Target::RefusedPassword:
         return std::string(
             "the password is not accepted on the command line (other users can read it there); "

@@ -24,6 +24,7 @@ enum class Command {
     Watch,
     Records,
     Upload,
+    Top,
     Help,
     Version
 };
@@ -59,9 +60,11 @@ struct Options {
     double timeout_sec = 0; // 0: kDefaultTimeoutSec
     std::string sort = "l2";
     std::optional<std::uint32_t> top;
-    bool tree = false;          // cgroups --tree
-    std::string period = "day"; // history --period (the daemon validates it)
-    std::string subject;        // history --subject PREFIX
+    bool tree = false;                // cgroups --tree
+    std::string period = "day";       // history --period (the daemon validates it)
+    std::string subject;              // history --subject PREFIX
+    bool once = false;                // top --once
+    std::uint64_t interval_ms = 1000; // top --interval
     ThresholdArgs thresholds;
     RecordsArgs records;
     UploadArgs upload;

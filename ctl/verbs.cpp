@@ -10,9 +10,16 @@ namespace {
 
 constexpr OptionSpec kListing[] = {
     {"--top", "N", Target::Top, "",
-     "hosts, flows: at most N entries; N is a positive integer (default 20,\n"
-     "with --json too). nettallyd accepts 1..100000 and says so otherwise."},
-    {"--sort", "KEY", Target::Sort, "", "hosts, flows: order by KEY (default l2). nettallyd validates KEY."},
+     "hosts, flows, top: at most N entries; N is a positive integer (default\n"
+     "20, with --json too). nettallyd accepts 1..100000 and says so otherwise."},
+    {"--sort", "KEY", Target::Sort, "",
+     "hosts, flows, top: order by KEY (default l2). nettallyd validates KEY."},
+};
+constexpr OptionSpec kTop[] = {
+    {"--top", "N", Target::Top, "", ""},
+    {"--sort", "KEY", Target::Sort, "", ""},
+    {"--once", "", Target::Once, "", "top: print one frame (rates over one interval) and exit."},
+    {"--interval", "T", Target::Interval, "", "top: time T between readings, 100ms..1h (default 1s)."},
 };
 constexpr OptionSpec kTree[] = {
     {"--tree", "", Target::Tree, "", "cgroups: show the hierarchy (tables) or nest it (JSON \"children\")."},
@@ -149,6 +156,18 @@ steps signalled, share of the limit, end of the period, action in force.)",
      1,
      1,
      "thresholds reset needs a threshold NAME"},
+    {"top", Command::Top, run_top, "top [--once] [--interval T] [--top N] [--sort KEY]",
+     R"(Live rates, as iftop and nethogs show them: per interface and direction,
+then the busiest hosts and flows, from two readings of the totals one
+--interval T apart (the time between the daemon's polls, not the calls). KEY
+is packets, l2 (default), l3, l4 or payload: the order, and the layer of the
+byte rates. On a terminal the screen is redrawn to its size every interval;
+q or Ctrl-C quits. --once: one frame on stdout. --json: each frame as one
+JSON line {"interval_s", "layer", "interfaces": [{"name", "ingress",
+"egress"}], "hosts": [{"interface", "mac", "ip", "sent", "received"}],
+"flows": [FLOW + "rate"]}, rates as {"packets_per_s", "bytes_per_s"};
+with --once one object. N (default 20; live: what fits) caps hosts and flows.)",
+     kTop},
     {"watch",
      Command::Watch,
      run_watch,

@@ -23,6 +23,8 @@ enum class Target {
     PasswordStdin,
     PasswordFile,    // upload set-target
     RefusedPassword, // upload set-target --password: refused with a reason
+    Once,            // top --once
+    Interval,        // top --interval DURATION
 };
 
 struct OptionSpec {

@@ -78,7 +78,8 @@ TEST(CtlArgs, GroupsNeedAKnownSubcommand) {
 }
 
 TEST(CtlArgs, OptionsBelongToTheirCommands) {
-    EXPECT_EQ(err({"status", "--sort", "l2"}), "--sort is only valid with 'hosts' and 'flows', not 'status'");
+    EXPECT_EQ(err({"status", "--sort", "l2"}),
+              "--sort is only valid with 'hosts', 'flows' and 'top', not 'status'");
     EXPECT_EQ(err({"status", "--step", "1"}),
               "--step is only valid with 'thresholds add' and 'thresholds modify', not 'status'");
     EXPECT_EQ(err({"upload", "status", "--user", "u"}),

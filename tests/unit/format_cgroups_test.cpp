@@ -147,7 +147,7 @@ TEST(CgroupsArgs, TreeOnlyWithCgroups) {
     const auto top = opts({"cgroups", "--top", "3"});
     ASSERT_TRUE(std::holds_alternative<UsageError>(top));
     EXPECT_EQ(std::get<UsageError>(top).message,
-              "--top is only valid with 'hosts' and 'flows', not 'cgroups'");
+              "--top is only valid with 'hosts', 'flows' and 'top', not 'cgroups'");
     const std::string help = help_text("nettallyctl test");
     EXPECT_NE(help.find("cgroups [--tree]"), std::string::npos);
     EXPECT_NE(help.find("\"l2\": null"), std::string::npos);
