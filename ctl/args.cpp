@@ -4,6 +4,7 @@
 #include "args.h"
 
 #include "core/units.h"
+#include "format_graph.h"
 #include "verbs.h"
 
 #include <CLI/CLI.hpp>
@@ -149,8 +150,26 @@ std::string& text_option(Target t, Options& opt) {
         return opt.upload.user;
     case Target::PasswordFile:
         return opt.upload.password_file;
+    case Target::Layer:
+        return opt.layer;
+    case Target::Output:
+        return opt.output;
     default:
         return opt.subject;
+    }
+}
+
+// Where a flag (an option without a value) is kept.
+bool& flag_option(Target t, Options& opt) {
+    switch (t) {
+    case Target::PasswordStdin:
+        return opt.upload.password_stdin;
+    case Target::Graph:
+        return opt.graph;
+    case Target::Once:
+        return opt.once;
+    default:
+        return opt.tree;
     }
 }
 
@@ -173,10 +192,15 @@ std::optional<std::string> apply_option(const OptionSpec& o, const std::vector<s
     case Target::Subject:
     case Target::User:
     case Target::PasswordFile:
+    case Target::Layer:
+    case Target::Output:
         text_option(o.target, opt) = last;
         break;
     case Target::Tree:
-        opt.tree = true;
+    case Target::PasswordStdin:
+    case Target::Graph:
+    case Target::Once:
+        flag_option(o.target, opt) = true;
         break;
     case Target::Field:
         if (values.size() > 1 || opt.thresholds.fields.count(std::string(o.key)))
@@ -188,12 +212,6 @@ std::optional<std::string> apply_option(const OptionSpec& o, const std::vector<s
             return std::string("give one subject (--interface, --host, --cgroup or --flow)");
         opt.thresholds.fields["subject_kind"] = std::string(o.key);
         opt.thresholds.fields["subject"] = last;
-        break;
-    case Target::PasswordStdin:
-        opt.upload.password_stdin = true;
-        break;
-    case Target::Once:
-        opt.once = true;
         break;
     case Target::Interval: {
         const auto d = parse_duration(last);
@@ -234,6 +252,14 @@ std::optional<std::string> check_verb(const Verb& verb, const std::vector<std::s
             auto& [key, value] = std::get<0>(parsed);
             opt.records.settings[key] = value;
         }
+        break;
+    case Command::History:
+        if ((!opt.output.empty() || opt.layer != "l2") && !opt.graph)
+            return std::string("--layer and --output go with --graph");
+        if (opt.graph && opt.json)
+            return std::string("--graph draws bars; for the figures use --json without --graph");
+        if (!graph_layer(opt.layer))
+            return "--layer: '" + opt.layer + "' is not one of packets, l2, l3, l4, payload";
         break;
     case Command::Upload:
         opt.upload.sub = std::string(sub);

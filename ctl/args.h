@@ -63,6 +63,9 @@ struct Options {
     bool tree = false;                // cgroups --tree
     std::string period = "day";       // history --period (the daemon validates it)
     std::string subject;              // history --subject PREFIX
+    bool graph = false;               // history --graph
+    std::string layer = "l2";         // history --graph --layer
+    std::string output;               // history --graph --output FILE.svg
     bool once = false;                // top --once
     std::uint64_t interval_ms = 1000; // top --interval
     ThresholdArgs thresholds;

@@ -3,7 +3,15 @@
 
 #include "bus.h"
 #include "convert.h"
+#include "format_graph.h"
 #include "proxies.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
 namespace nettally::ctl {
 namespace {
@@ -14,6 +22,12 @@ template <class Body> int with_accounting(const Options& opt, Body body) {
         AccountingProxy proxy(connection);
         return body(proxy);
     });
+}
+
+// The terminal's width, or 80 when stdout is not a terminal.
+std::size_t terminal_width() {
+    winsize ws{};
+    return ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 80;
 }
 
 } // namespace
@@ -56,10 +70,27 @@ int run_cgroups(const Options& opt) {
 }
 
 int run_history(const Options& opt) {
-    return with_accounting(opt, [&](AccountingProxy& p) {
+    std::string write_error;
+    const int rc = with_accounting(opt, [&](AccountingProxy& p) -> std::string {
         const auto rows = from_wire(p.GetHistory(opt.period, opt.subject));
-        return opt.json ? dump(history_json(opt.period, rows)) : history_text(rows);
+        if (opt.json)
+            return dump(history_json(opt.period, rows));
+        if (!opt.graph)
+            return history_text(rows);
+        if (opt.output.empty())
+            return history_graph_text(rows, opt.layer, terminal_width());
+        std::ofstream f(opt.output, std::ios::trunc);
+        f << history_graph_svg(rows, opt.layer, opt.period);
+        f.close();
+        if (!f)
+            write_error = "nettallyctl: cannot write " + opt.output + ": " + std::strerror(errno);
+        return {};
     });
+    if (!write_error.empty()) {
+        std::cerr << write_error << "\n";
+        return kExitDaemonError;
+    }
+    return rc;
 }
 
 int run_reload(const Options& opt) {

@@ -27,6 +27,9 @@ constexpr OptionSpec kTree[] = {
 constexpr OptionSpec kHistory[] = {
     {"--period", "P", Target::Period, "", "history: day (default) or month."},
     {"--subject", "S", Target::Subject, "", "history: only subjects starting with S (e.g. iface:wan0)."},
+    {"--graph", "", Target::Graph, "", "history: bars per period and subject instead of the table."},
+    {"--layer", "L", Target::Layer, "", "history --graph: packets, l2 (default), l3, l4 or payload."},
+    {"--output", "FILE", Target::Output, "", "history --graph: write an SVG bar chart to FILE."},
 };
 // Threshold definition options: values go to the daemon as text, which parses and checks them.
 constexpr OptionSpec subject_option(std::string_view flag, std::string_view value, std::string_view kind) {
@@ -103,11 +106,15 @@ received (IN) and sent (OUT). A cgroup's figures include every cgroup
 below it; --tree draws the hierarchy. STATE "gone": the cgroup was removed,
 its totals are kept. Needs cgroups.enabled in nettallyd's config.)",
      kTree},
-    {"history", Command::History, run_history, "history [--period day|month] [--subject PREFIX]",
+    {"history", Command::History, run_history,
+     "history [--period day|month] [--subject PREFIX] [--graph [--layer L] [--output FILE]]",
      R"(Totals per accounting period (GetHistory), oldest first: days or months
 (default day) in nettallyd's configured time zone, for every subject or
 those starting with PREFIX. Subjects: iface:NAME:DIR,
-host:IFACE|MAC|IP:sent|received, flow:IFACE:DIR:PROTO[/PORT].)",
+host:IFACE|MAC|IP:sent|received, flow:IFACE:DIR:PROTO[/PORT]. --graph draws
+each period's figure (--layer) as bars, one per subject, with the exact
+value beside it, as vnstat -d does; with --output FILE it writes an SVG bar
+chart instead (each bar's exact value in its data-value attribute).)",
      kHistory},
     {"reload",
      Command::Reload,

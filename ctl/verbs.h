@@ -23,6 +23,9 @@ enum class Target {
     PasswordStdin,
     PasswordFile,    // upload set-target
     RefusedPassword, // upload set-target --password: refused with a reason
+    Graph,           // history --graph
+    Layer,           // history --layer L
+    Output,          // history --output FILE
     Once,            // top --once
     Interval,        // top --interval DURATION
 };

@@ -21,8 +21,9 @@ packages=(
 	# ping, useradd/userdel/chpasswd (passwd), stdbuf (coreutils), gzip, bpftool (above),
 	# systemd-analyze (systemd, above)
 	python3 tshark iperf3 ethtool procps iputils-ping passwd gzip
-	# test: the Prometheus server and promtool the metrics test starts (prometheus)
-	prometheus
+	# test: the Prometheus server and promtool the metrics test starts (prometheus); the terminal
+	# nettallyctl top runs in (tmux); the SVG converter that opens history --graph's file
+	prometheus tmux librsvg2-bin
 	# bench: the NetFlow exporters it compares with, perf
 	pmacct softflowd linux-perf
 	# test: the file servers the upload tests start themselves (sshd, ssh-keygen, openssl)

@@ -14,10 +14,15 @@ Checked:
 - q quits: the process exits 0 and the terminal is restored (the alternate screen is left);
 - Ctrl-C quits the same way;
 - `--once` (text) prints one frame with every interface.
+HistoryGraphTest (own daemon, traffic sent once, then quiet): `history --graph` prints one bar per
+period and subject with exactly the figure `nettallyctl --json history` gives, at every --layer;
+`--output FILE` writes an SVG whose bars carry the same figures and which rsvg-convert (librsvg)
+renders to a PNG.
 """
 
 import os
 import re
+import xml.etree.ElementTree as ET
 import sys
 import time
 import unittest
@@ -146,6 +151,73 @@ class TopTest(unittest.TestCase):
         self.assertIn("lan0", names)
         self.assertIn("wan0", names)
         self.assertTrue(p.stdout.startswith("nettally top: rates over "), p.stdout[:200])
+
+
+class HistoryGraphTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        h.require_all()
+        h.require_tools("rsvg-convert")
+        h.open_env(cls)
+        try:
+            cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, poll="200ms", flows=h.NO_EVICTION)
+            cls.daemon.start()
+            cls.ctl = h.Ctl(cls.bus.address)
+            cls.server = h.TrafficServer(cls.topo, PORT, [cls.topo.SRV4, cls.topo.SRV6]).start()
+            cls.topo.settle()
+            h.client_run(cls.topo, "udp", cls.topo.SRV4, PORT, "100,1000", 5)
+            h.client_run(cls.topo, "tcp", cls.topo.SRV6, PORT, 100_000, 50_000)
+            cls.daemon.wait_polls(3)
+        except BaseException:
+            h.run_cleanups()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        h.run_cleanups()
+
+    def figures(self, layer, subject="iface:"):
+        """{(period label, subject): figure} from nettallyctl --json history."""
+        j = self.ctl.json("history", "--subject", subject)["history"]["periods"]
+        return {(p["label"], s): c[layer] for p in j for s, c in p["totals"].items()}
+
+    def test_terminal_bars_equal_history(self):
+        for layer in ("l2", "packets", "payload"):
+            want = self.figures(layer)
+            self.assertTrue(want and all(v > 0 for v in want.values()), want)
+            p = self.ctl.run("history", "--graph", "--layer", layer, "--subject", "iface:")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            got, bars, label = {}, {}, None
+            for ln in p.stdout.splitlines():
+                m = re.match(r"^(\S*)\s+(iface:\S+)\s+(\u2588*)\s+(\d+) ", ln)
+                self.assertIsNotNone(m, f"not a bar line: {ln!r}")
+                label = m.group(1) or label
+                got[(label, m.group(2))] = int(m.group(4))
+                bars[(label, m.group(2))] = len(m.group(3))
+            self.assertEqual(got, want, f"--layer {layer}:\n{p.stdout}")
+            # The longest bar belongs to the largest figure.
+            self.assertEqual(bars[max(want, key=want.get)], max(bars.values()), p.stdout)
+            self.assertGreater(max(bars.values()), 0)
+
+    def test_svg_opens_and_carries_the_figures(self):
+        svg = os.path.join(self.workdir, "history.svg")
+        p = self.ctl.run("history", "--graph", "--output", svg, "--subject", "iface:")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        want = self.figures("l2")
+        root = ET.parse(svg).getroot()
+        got = {(r.get("data-period"), r.get("data-subject")): int(r.get("data-value"))
+               for r in root.iter("{http://www.w3.org/2000/svg}rect") if r.get("data-value") is not None}
+        self.assertEqual(got, want)
+        png = os.path.join(self.workdir, "history.png")
+        h.run(["rsvg-convert", "-o", png, svg])
+        with open(png, "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+        self.assertGreater(os.path.getsize(png), 1000)
+
+    def test_bad_output_path_fails(self):
+        p = self.ctl.run("history", "--graph", "--output", "/nonexistent-dir/x.svg")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("cannot write /nonexistent-dir/x.svg", p.stderr)
 
 
 if __name__ == "__main__":

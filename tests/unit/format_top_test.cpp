@@ -2,6 +2,7 @@
 // ones are left out, a reset counter counts from zero), the order by the sort key, the screen
 // cut to the terminal, the JSON shape; and its arguments.
 #include "args.h"
+#include "format_graph.h"
 #include "format_top.h"
 
 #include <gtest/gtest.h>
@@ -138,6 +139,54 @@ TEST(Top, Arguments) {
         EXPECT_NE(std::get<UsageError>(e).message.find("--interval"), std::string::npos);
     }
     EXPECT_TRUE(std::holds_alternative<UsageError>(parse_args({"hosts", "--once"})));
+}
+
+} // namespace
+} // namespace nettally::ctl
+
+namespace nettally::ctl {
+namespace {
+
+std::vector<HistoryRow> history() {
+    HistoryRow d1{
+        "2026-12-01", 0, 0, {{"iface:wan0:egress", c(10, 1000)}, {"iface:wan0:ingress", c(40, 4000)}}};
+    HistoryRow d2{"2026-12-02", 0, 0, {{"iface:wan0:ingress", c(20, 2000)}}};
+    return {d1, d2};
+}
+
+TEST(HistoryGraph, BarsScaledWithExactValues) {
+    const std::string text = history_graph_text(history(), "l2", 80);
+    std::istringstream in(text);
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(in, l);)
+        lines.push_back(l);
+    ASSERT_EQ(lines.size(), 3u);
+    EXPECT_EQ(lines[0].rfind("2026-12-01", 0), 0u);
+    EXPECT_NE(lines[0].find(" 1000 B "), std::string::npos);
+    EXPECT_NE(lines[1].find(" 4000 B "), std::string::npos);
+    EXPECT_EQ(lines[2].rfind("2026-12-02", 0), 0u);
+    const auto bar = [](const std::string& l) {
+        std::size_t n = 0;
+        for (std::size_t p = l.find("\u2588"); p != std::string::npos; p = l.find("\u2588", p + 1))
+            n++;
+        return n;
+    };
+    // 4000 is the largest: the full bar; 2000 half of it, 1000 a quarter.
+    EXPECT_EQ(bar(lines[2]) * 2, bar(lines[1]));
+    EXPECT_EQ(bar(lines[0]) * 4, bar(lines[1]));
+    EXPECT_NE(history_graph_text(history(), "packets", 80).find(" 40 packets"), std::string::npos);
+    EXPECT_TRUE(history_graph_text({}, "l2", 80).empty());
+}
+
+TEST(HistoryGraph, SvgBarsCarryTheValues) {
+    const std::string svg = history_graph_svg(history(), "l3", "day");
+    EXPECT_EQ(svg.rfind("<?xml", 0), 0u);
+    for (const char* v : {"data-value=\"860\"", "data-value=\"3440\"", "data-value=\"1720\""})
+        EXPECT_NE(svg.find(v), std::string::npos) << v;
+    EXPECT_NE(svg.find("data-period=\"2026-12-02\" data-subject=\"iface:wan0:ingress\""), std::string::npos);
+    EXPECT_NE(svg.find("</svg>"), std::string::npos);
+    EXPECT_TRUE(graph_layer("payload"));
+    EXPECT_FALSE(graph_layer("bytes"));
 }
 
 } // namespace
