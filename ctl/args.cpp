@@ -161,16 +161,11 @@ std::string& text_option(Target t, Options& opt) {
 
 // Where a flag (an option without a value) is kept.
 bool& flag_option(Target t, Options& opt) {
-    switch (t) {
-    case Target::PasswordStdin:
+    if (t == Target::PasswordStdin)
         return opt.upload.password_stdin;
-    case Target::Graph:
+    if (t == Target::Graph)
         return opt.graph;
-    case Target::Once:
-        return opt.once;
-    default:
-        return opt.tree;
-    }
+    return t == Target::Once ? opt.once : opt.tree;
 }
 
 std::optional<std::string> apply_option(const OptionSpec& o, const std::vector<std::string>& values,

@@ -120,54 +120,33 @@ void add_hosts(MetricFamilies& out, const Collector& c, size_t max_hosts) {
     counts.move_to(out);
 }
 
-// GetStatus keys with a metric of their own: the daemon's figures as `nettallyctl status` shows them.
-struct StatusMetric {
-    const char* key;
-    const char* name;
-    const char* help;
-    MetricType type;
-    double scale = 1;
-};
-constexpr std::array<StatusMetric, 22> kStatusMetrics{{
-    {"flows", "nettally_flows_active", "Live flows in the kernel flow map.", MetricType::Gauge},
-    {"flow_capacity", "nettally_flow_capacity", "Entries the kernel flow map holds.", MetricType::Gauge},
-    {"flows_evicted", "nettally_flows_evicted_total", "Flows finished (idle or active timeout).",
-     MetricType::Counter},
-    {"flow_map_full", "nettally_flow_map_full", "1 if the flow map overflowed at the last poll.",
-     MetricType::Gauge},
-    {"overflow_episodes", "nettally_flow_overflow_episodes_total", "Times the flow map became full.",
-     MetricType::Counter},
-    {"hosts", "nettally_hosts", "LAN hosts with totals (all of them, exported or not).", MetricType::Gauge},
-    {"host_capacity", "nettally_host_capacity", "Entries the kernel host map holds.", MetricType::Gauge},
-    {"interfaces", "nettally_interfaces", "Interfaces accounted now.", MetricType::Gauge},
-    {"polls", "nettally_polls_total", "Polls of the kernel maps.", MetricType::Counter},
-    {"last_poll_at", "nettally_last_poll_timestamp_seconds", "Wall-clock time of the last poll.",
-     MetricType::Gauge, 1e-6},
-    {"state_saved_at", "nettally_state_saved_timestamp_seconds", "Wall-clock time the state file was saved.",
-     MetricType::Gauge, 1e-6},
-    {"reconcile_checks", "nettally_reconcile_checks_total",
-     "Reconciliation checks (total == flows + finished + buckets, per interface and direction).",
-     MetricType::Counter},
-    {"reconcile_exact", "nettally_reconcile_exact_total",
-     "Reconciliation checks of a quiet snapshot that held exactly.", MetricType::Counter},
-    {"reconcile_violations", "nettally_reconcile_violations_total", "Reconciliation checks that failed.",
-     MetricType::Counter},
-    {"cgroup_entries", "nettally_cgroup_entries", "Cgroups in the kernel cgroup map.", MetricType::Gauge},
-    {"cgroup_capacity", "nettally_cgroup_capacity", "Entries the kernel cgroup map holds.",
-     MetricType::Gauge},
-    {"cgroup_overflow_packets", "nettally_cgroup_overflow_packets_total",
-     "Packets of cgroups that found no entry in the full cgroup map.", MetricType::Counter},
-    {"cgroup_untracked_packets", "nettally_cgroup_untracked_packets_total",
-     "Packets of cgroups outside cgroups.subtrees.", MetricType::Counter},
-    {"cgroup_reconcile_checks", "nettally_cgroup_reconcile_checks_total", "Cgroup reconciliation checks.",
-     MetricType::Counter},
-    {"cgroup_reconcile_violations", "nettally_cgroup_reconcile_violations_total",
-     "Cgroup reconciliation checks that failed.", MetricType::Counter},
-    {"enforce_dropped_packets", "nettally_enforce_dropped_packets_total",
-     "Packets dropped by threshold actions (block, throttle).", MetricType::Counter},
-    {"enforce_dropped_bytes", "nettally_enforce_dropped_bytes_total",
-     "Bytes (l2) dropped by threshold actions (block, throttle).", MetricType::Counter},
-}};
+// GetStatus keys with a metric of their own: the daemon's figures as `nettallyctl status` shows
+// them. One a line: KEY METRIC HELP; a METRIC ending in _total is a counter, others are gauges;
+// *_timestamp_seconds come from microseconds.
+constexpr std::string_view kStatusMetrics = R"(
+flows nettally_flows_active Live flows in the kernel flow map.
+flow_capacity nettally_flow_capacity Entries the kernel flow map holds.
+flows_evicted nettally_flows_evicted_total Flows finished (idle or active timeout).
+flow_map_full nettally_flow_map_full 1 if the flow map overflowed at the last poll.
+overflow_episodes nettally_flow_overflow_episodes_total Times the flow map became full.
+hosts nettally_hosts LAN hosts with totals (all of them, exported or not).
+host_capacity nettally_host_capacity Entries the kernel host map holds.
+interfaces nettally_interfaces Interfaces accounted now.
+polls nettally_polls_total Polls of the kernel maps.
+last_poll_at nettally_last_poll_timestamp_seconds Wall-clock time of the last poll.
+state_saved_at nettally_state_saved_timestamp_seconds Wall-clock time the state file was saved.
+reconcile_checks nettally_reconcile_checks_total Reconciliation checks (total == flows + finished + buckets, per interface and direction).
+reconcile_exact nettally_reconcile_exact_total Reconciliation checks of a quiet snapshot that held exactly.
+reconcile_violations nettally_reconcile_violations_total Reconciliation checks that failed.
+cgroup_entries nettally_cgroup_entries Cgroups in the kernel cgroup map.
+cgroup_capacity nettally_cgroup_capacity Entries the kernel cgroup map holds.
+cgroup_overflow_packets nettally_cgroup_overflow_packets_total Packets of cgroups that found no entry in the full cgroup map.
+cgroup_untracked_packets nettally_cgroup_untracked_packets_total Packets of cgroups outside cgroups.subtrees.
+cgroup_reconcile_checks nettally_cgroup_reconcile_checks_total Cgroup reconciliation checks.
+cgroup_reconcile_violations nettally_cgroup_reconcile_violations_total Cgroup reconciliation checks that failed.
+enforce_dropped_packets nettally_enforce_dropped_packets_total Packets dropped by threshold actions (block, throttle).
+enforce_dropped_bytes nettally_enforce_dropped_bytes_total Bytes (l2) dropped by threshold actions (block, throttle).
+)";
 
 std::optional<double> status_number(const Status& s, const std::string& key) {
     const auto it = s.find(key);
@@ -185,9 +164,20 @@ std::optional<double> status_number(const Status& s, const std::string& key) {
 }
 
 void add_status(MetricFamilies& out, const Status& status) {
-    for (const StatusMetric& m : kStatusMetrics)
-        if (const auto v = status_number(status, m.key))
-            add_single(out, m.name, m.help, m.type, *v * m.scale);
+    std::string_view rest = kStatusMetrics;
+    while (!rest.empty()) {
+        const std::string_view line = rest.substr(0, rest.find('\n'));
+        rest.remove_prefix(std::min(rest.size(), line.size() + 1));
+        const size_t a = line.find(' '), b = line.find(' ', a + 1);
+        if (line.empty() || b == std::string_view::npos)
+            continue;
+        const std::string name(line.substr(a + 1, b - a - 1));
+        const bool timestamp = name.ends_with("_timestamp_seconds");
+        if (const auto v = status_number(status, std::string(line.substr(0, a))))
+            add_single(out, name, std::string(line.substr(b + 1)),
+                       name.ends_with("_total") ? MetricType::Counter : MetricType::Gauge,
+                       *v * (timestamp ? 1e-6 : 1));
+    }
 }
 
 void add_cgroups(MetricFamilies& out, const CgroupLedger& ledger) {
