@@ -70,9 +70,12 @@ public:
     static bool wait_for_quit(int ms) {
         pollfd p{STDIN_FILENO, POLLIN, 0};
         if (poll(&p, 1, ms) > 0) {
-            char c = 0;
-            if (read(STDIN_FILENO, &c, 1) == 1 && (c == 'q' || c == 'Q'))
-                return true;
+            // Everything typed so far at once: a q behind other keys or escape sequences counts.
+            char buf[64];
+            const ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+            for (ssize_t i = 0; i < n; i++)
+                if (buf[i] == 'q' || buf[i] == 'Q')
+                    return true;
         }
         return g_quit != 0;
     }

@@ -46,18 +46,27 @@ def packet_rate(text):
     return float(m.group(1)) * (1000 if m.group(2) else 1)
 
 
+def start_gateway(owner, tool):
+    """Namespaces, bus, nettallyd, nettallyctl and the traffic server, as owner's attributes."""
+    h.require_all()
+    h.require_tools(tool)
+    h.open_env(owner)
+    try:
+        owner.daemon = h.Daemon(owner.topo, owner.bus, owner.workdir, poll="200ms", flows=h.NO_EVICTION)
+        owner.daemon.start()
+        owner.ctl = h.Ctl(owner.bus.address)
+        owner.server = h.TrafficServer(owner.topo, PORT, [owner.topo.SRV4, owner.topo.SRV6]).start()
+        owner.topo.settle()
+    except BaseException:
+        h.run_cleanups()
+        raise
+
+
 class TopTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        h.require_all()
-        h.require_tools("tmux")
-        h.open_env(cls)
+        start_gateway(cls, "tmux")
         try:
-            cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, poll="200ms", flows=h.NO_EVICTION)
-            cls.daemon.start()
-            cls.ctl = h.Ctl(cls.bus.address)
-            cls.server = h.TrafficServer(cls.topo, PORT, [cls.topo.SRV4]).start()
-            cls.topo.settle()
             harness = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ntharness.py")
             cls.stream = h.spawn(cls.topo.exec_argv(cls.topo.cli, [
                 h.PYTHON, harness, "udpfor", cls.topo.SRV4, str(PORT), str(SIZE), "120", str(SPORT), str(GAP)]),
@@ -156,15 +165,8 @@ class TopTest(unittest.TestCase):
 class HistoryGraphTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        h.require_all()
-        h.require_tools("rsvg-convert")
-        h.open_env(cls)
+        start_gateway(cls, "rsvg-convert")
         try:
-            cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, poll="200ms", flows=h.NO_EVICTION)
-            cls.daemon.start()
-            cls.ctl = h.Ctl(cls.bus.address)
-            cls.server = h.TrafficServer(cls.topo, PORT, [cls.topo.SRV4, cls.topo.SRV6]).start()
-            cls.topo.settle()
             h.client_run(cls.topo, "udp", cls.topo.SRV4, PORT, "100,1000", 5)
             h.client_run(cls.topo, "tcp", cls.topo.SRV6, PORT, 100_000, 50_000)
             cls.daemon.wait_polls(3)
