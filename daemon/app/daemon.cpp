@@ -1,6 +1,7 @@
 // nettallyd's wiring, start-up, reload and shutdown. See daemon.h.
 #include "app/daemon.h"
 
+#include "app/export.h"
 #include "app/links.h"
 #include "bus/services.h"
 #include "bus/upload.h"
@@ -45,9 +46,11 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)), started_us_(realtime_us()) {
     recorder_ =
         std::make_unique<Recorder>(cfg_.records, cfg_.state_dir, accounting_->restored_from().empty());
     thresholds_->set_recorder(recorder_.get());
+    export_ = std::make_unique<FlowExport>(cfg_.exports, flow_timeouts(cfg_));
     accounting_->add_flow_listener([this](const FlowEntry& f, const std::string& iface) {
         thresholds_->on_flow_finished(f, iface);
         recorder_->on_flow_finished(f, iface, accounting_->collector());
+        export_->on_flow_finished(f, accounting_->collector());
     });
     accounting_->attach(plan);
     poll_now();
@@ -99,6 +102,7 @@ void Daemon::start() {
         }
     });
     start_uploader();
+    export_->start(loop_.get(), accounting_->collector());
     // The recorder says when a file lands in the spool; the uploader's inotify watch and its scan
     // at start find files from other writers and from before a restart.
     recorder_->on_file_closed([this](const std::filesystem::path&) {
@@ -183,6 +187,7 @@ void Daemon::poll_now() {
     last_poll_us_ = static_cast<int64_t>(now_us);
     thresholds_->observe(accounting_->usage(), last_poll_us_);
     recorder_->record(accounting_->collector(), accounting_->cgroup_ledger(), static_cast<int64_t>(now_us));
+    export_->poll(accounting_->collector());
 }
 
 void Daemon::save_state(bool detached) {
@@ -264,6 +269,11 @@ void Daemon::reload() {
     if (persist_changed && persist_timer_.attached())
         arm_persist_timer();
     recorder_->set_config(cfg_.records);
+    try {
+        export_->apply(cfg_.exports, flow_timeouts(cfg_), loop_.get(), accounting_->collector());
+    } catch (const std::exception& e) {
+        spdlog::error("export: {}", e.what());
+    }
     if (uploader_) {
         try {
             uploader_->apply_config(cfg_.upload);
@@ -285,6 +295,7 @@ Status Daemon::status() const {
     m["poll_interval_ms"] = static_cast<uint64_t>(cfg_.poll_interval.count());
     accounting_->add_status(m);
     thresholds_->add_status(m);
+    export_->add_status(m);
     return m;
 }
 

@@ -143,6 +143,7 @@ std::vector<Field> ConfigParser::top_level_fields(Config& config, bool& have_int
          [&](const Entry& e, const std::string& path) { config.thresholds = thresholds(e, path); }},
         {"upload", [&](const Entry& e, const std::string& path) { parse_upload(e, path, config.upload); }},
         {"records", [&](const Entry& e, const std::string& path) { parse_records(e, path, config.records); }},
+        {"export", [&](const Entry& e, const std::string& path) { parse_export(e, path, config.exports); }},
     };
 }
 
