@@ -21,7 +21,10 @@ packages=(
 	# ping, useradd/userdel/chpasswd (passwd), stdbuf (coreutils), gzip, bpftool (above),
 	# systemd-analyze (systemd, above)
 	python3 tshark iperf3 ethtool procps iputils-ping passwd gzip
-	# bench: the NetFlow exporters it compares with, perf
+	# test: the IPFIX collectors tests/integration/test_export.py reads the export back with
+	# (nfcapd, nfdump; nfacctd is in pmacct, below)
+	nfdump
+	# bench: the NetFlow exporters it compares with, perf; test: nfacctd (IPFIX collector)
 	pmacct softflowd linux-perf
 	# test: the file servers the upload tests start themselves (sshd, ssh-keygen, openssl)
 	vsftpd nginx-light openssh-server openssh-client openssl

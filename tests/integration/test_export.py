@@ -401,13 +401,13 @@ class LateCollectorTest(ExportBase):
 class TcpRestartTest(ExportBase):
     collectors = (f"tcp://{COLLECTOR}:{TCP_PORT}",)
 
-    def collector(self):
+    def collector(self, run):
         return self.gw_spawn([h.PYTHON, os.path.abspath(__file__), "tcpcollect", COLLECTOR, str(TCP_PORT),
-                              self.tcp_out], "tcpcollect")
+                              f"{self.tcp_out}-{run}"], f"tcpcollect-{run}")
 
     def test_tcp_collector_restart_loses_nothing(self):
         self.tcp_out = os.path.join(self.workdir, "tcp")
-        first = self.collector()
+        first = self.collector(0)
         time.sleep(0.5)
         self.start_captures()
         self.daemon.start()
@@ -422,7 +422,7 @@ class TcpRestartTest(ExportBase):
         self.wait_finished()
         st = self.bus.status()
         self.assertGreater(int(st["export_buffered"]), 0, "records should wait for the collector")
-        second = self.collector()
+        second = self.collector(1)
         h.client_run(t, "tcp", t.SRV4, PORT, 10000, 5000)
         self.wait_finished()
         h.wait_until(lambda: int(self.bus.status()["export_buffered"]) == 0, 90, "the buffer drained")
@@ -430,7 +430,7 @@ class TcpRestartTest(ExportBase):
         _cap, want = self.capture_flows()
         got, conns = {}, 0
         for n in range(8):
-            path = f"{self.tcp_out}.{n}"
+            path = f"{self.tcp_out}-{n // 4}.{n % 4}"
             if not os.path.exists(path):
                 continue
             conns += 1
