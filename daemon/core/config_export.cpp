@@ -6,42 +6,41 @@
 namespace nettally::config_yaml {
 
 void ConfigParser::parse_export(const Entry& entry, const std::string& path, ExportConfig& ex) const {
-    section(entry, path,
-            {{"collectors",
-              [&](const Entry& e, const std::string& p) { ex.collectors = export_collectors(e, p); }},
-             {"observation_domain",
-              [&](const Entry& e, const std::string& p) {
-                  ex.observation_domain = number(e, p, 0, 4294967295u);
-              }},
-             {"active_timeout",
-              [&](const Entry& e, const std::string& p) {
-                  ex.active_timeout =
-                      duration(e, p, export_limits::min_active_timeout, export_limits::max_active_timeout);
-              }},
-             {"template_refresh",
-              [&](const Entry& e, const std::string& p) {
-                  ex.template_refresh = duration(e, p, export_limits::min_template_refresh,
-                                                 export_limits::max_template_refresh);
-              }},
-             {"template_messages",
-              [&](const Entry& e, const std::string& p) { ex.template_messages = number(e, p, 0, 1000000); }},
-             {"max_message_size",
-              [&](const Entry& e, const std::string& p) {
-                  const auto min = static_cast<uint32_t>(ipfix::min_message_size());
-                  const std::string t = scalar(e, p, "a message size in bytes");
-                  if (t.empty() || t.find_first_not_of("0123456789") != std::string::npos || t.size() > 6 ||
-                      std::stoul(t) < min || std::stoul(t) > 65535)
-                      fail(mark_of(e), p,
-                           "invalid message size " + quote(t) + " (" + std::to_string(min) +
-                               " .. 65535 bytes: the templates and the largest record, an IPv6 flow of " +
-                               std::to_string(ipfix::flow_record_size(true)) +
-                               " bytes, must fit in one message)");
-                  ex.max_message_size = static_cast<uint32_t>(std::stoul(t));
-              }},
-             {"buffer_max",
-              [&](const Entry& e, const std::string& p) { ex.buffer_max = number(e, p, 1, 100000000); }},
-             {"enterprise",
-              [&](const Entry& e, const std::string& p) { ex.enterprise = number(e, p, 1, 4294967295u); }}});
+    using std::chrono::milliseconds;
+    namespace lim = export_limits;
+    // Handlers that store one value: a duration or a whole number in a range.
+    const auto dur = [this](milliseconds& out, milliseconds min, milliseconds max) {
+        return
+            [this, &out, min, max](const Entry& e, const std::string& p) { out = duration(e, p, min, max); };
+    };
+    const auto num = [this](uint32_t& out, uint32_t min, uint32_t max) {
+        return [this, &out, min, max](const Entry& e, const std::string& p) { out = number(e, p, min, max); };
+    };
+    section(
+        entry, path,
+        {{"collectors",
+          [&](const Entry& e, const std::string& p) { ex.collectors = export_collectors(e, p); }},
+         {"observation_domain", num(ex.observation_domain, 0, 4294967295u)},
+         {"active_timeout", dur(ex.active_timeout, lim::min_active_timeout, lim::max_active_timeout)},
+         {"template_refresh", dur(ex.template_refresh, lim::min_template_refresh, lim::max_template_refresh)},
+         {"template_messages", num(ex.template_messages, 0, 1000000)},
+         {"max_message_size",
+          [&](const Entry& e, const std::string& p) { ex.max_message_size = message_size(e, p); }},
+         {"buffer_max", num(ex.buffer_max, 1, 100000000)},
+         {"enterprise", num(ex.enterprise, 1, 4294967295u)}});
+}
+
+// export.max_message_size: the templates and the largest record must fit in one message.
+uint32_t ConfigParser::message_size(const Entry& e, const std::string& p) const {
+    const auto min = static_cast<uint32_t>(ipfix::min_message_size());
+    const std::string t = scalar(e, p, "a message size in bytes");
+    if (t.empty() || t.find_first_not_of("0123456789") != std::string::npos || t.size() > 6 ||
+        std::stoul(t) < min || std::stoul(t) > 65535)
+        fail(mark_of(e), p,
+             "invalid message size " + quote(t) + " (" + std::to_string(min) +
+                 " .. 65535 bytes: the templates and the largest record, an IPv6 flow of " +
+                 std::to_string(ipfix::flow_record_size(true)) + " bytes, must fit in one message)");
+    return static_cast<uint32_t>(std::stoul(t));
 }
 
 // export.collectors: a list of {url: udp://ADDRESS:PORT | tcp://ADDRESS:PORT}, none twice.

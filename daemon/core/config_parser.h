@@ -55,6 +55,7 @@ private:
     // export.*: IPFIX flow export (config_export.cpp).
     void parse_export(const Entry& entry, const std::string& path, ExportConfig& ex) const;
     std::vector<std::string> export_collectors(const Entry& entry, const std::string& path) const;
+    uint32_t message_size(const Entry& e, const std::string& p) const;
 
     // interfaces and cgroups.subtrees (config_interfaces.cpp).
     void parse_interfaces(const Entry& entry, const std::string& path, Config& config) const;

@@ -18,7 +18,7 @@ struct Field {
     bool enterprise = false;
 };
 
-// The flow templates' fields, in record order. write_flow_field() writes each by id.
+// The flow templates' fields, in record order (field_values() gives the values in this order).
 const std::vector<Field>& flow_fields(bool ipv6) {
     static const std::vector<Field> v4 = {{8, 4},
                                           {12, 4},
@@ -86,63 +86,28 @@ size_t field_spec_size(const Field& f) {
     return f.enterprise ? 8 : 4;
 }
 
-void write_flow_field(Writer& w, const Field& f, const FlowRecord& r) {
-    if (f.enterprise) {
-        w.u64(f.id == kIeL4Octets ? r.counts.l4 : r.counts.payload);
-        return;
-    }
-    switch (f.id) {
-    case 8:
-    case 27:
-        w.raw(r.src.data(), f.length);
-        break;
-    case 12:
-    case 28:
-        w.raw(r.dst.data(), f.length);
-        break;
-    case 7:
-        w.u16(r.src_port);
-        break;
-    case 11:
-        w.u16(r.dst_port);
-        break;
-    case 4:
-        w.u8(r.protocol);
-        break;
-    case 10:
-        w.u32(r.ingress_if);
-        break;
-    case 14:
-        w.u32(r.egress_if);
-        break;
-    case 61:
-        w.u8(r.direction);
-        break;
-    case 2:
-        w.u64(r.counts.packets);
-        break;
-    case 1:
-        w.u64(r.counts.l3);
-        break;
-    case 352:
-        w.u64(r.counts.l2);
-        break;
-    case 152:
-        w.u64(r.start_ms);
-        break;
-    case 153:
-        w.u64(r.end_ms);
-        break;
-    case 136:
-        w.u8(static_cast<uint8_t>(r.reason));
-        break;
-    case 6:
-        w.u16(r.tcp_flags);
-        break;
-    default:
-        w.u16(r.icmp_type_code);
-        break; // 32, 139
-    }
+// The values of a record's non-address fields, in the templates' field order (the first two
+// fields are the addresses).
+std::array<uint64_t, 18> field_values(const FlowRecord& r) {
+    const Counts& c = r.counts;
+    return {0,           0,
+            r.src_port,  r.dst_port,
+            r.protocol,  r.ingress_if,
+            r.egress_if, r.direction,
+            c.packets,   c.l3,
+            c.l2,        r.start_ms,
+            r.end_ms,    static_cast<uint8_t>(r.reason),
+            r.tcp_flags, r.icmp_type_code,
+            c.l4,        c.payload};
+}
+
+void write_record(Writer& w, const std::vector<Field>& fields, const FlowRecord& r) {
+    const auto values = field_values(r);
+    w.raw(r.src.data(), fields[0].length);
+    w.raw(r.dst.data(), fields[1].length);
+    for (size_t i = 2; i < fields.size(); i++)
+        for (int b = fields[i].length - 1; b >= 0; b--)
+            w.u8(static_cast<uint8_t>(values[i] >> (8 * b)));
 }
 
 // Variable-length encoding (RFC 7011 §7): one length byte below 255, else 255 and two bytes.
@@ -316,8 +281,7 @@ std::vector<Bytes> Stream::flows(uint32_t export_time, std::span<const FlowRecor
     Packer p(domain_, export_time, max_message_, sequence_);
     for (const auto& r : records) {
         Writer w = p.record(r.ipv6 ? kTemplateIpv6 : kTemplateIpv4, flow_record_size(r.ipv6));
-        for (const auto& f : flow_fields(r.ipv6))
-            write_flow_field(w, f, r);
+        write_record(w, flow_fields(r.ipv6), r);
     }
     return p.done();
 }

@@ -482,7 +482,9 @@ class LongFlowTest(ExportBase):
             h.log(f"{k}: {len(rs)} records, reasons {reasons}, packets {[r['packets'] for r in rs]}")
             self.assertGreaterEqual(len(rs), 3, f"{k}: a 90 s flow with active_timeout 30 s")
             self.assertEqual(reasons[:-1], [2] * (len(rs) - 1), "interim records: active timeout (2)")
-            self.assertEqual(reasons[-1], 1, "the last record: idle timeout (1)")
+            # The final record (idle timeout) carries what came after the last interim record; when
+            # nothing did, there is none (a record of zero packets would only confuse collectors).
+            self.assertIn(reasons[-1], (1, 2), "the last record: idle (1) or active (2) timeout")
             for a, b in zip(rs, rs[1:]):
                 self.assertLessEqual(a["end"], b["start"] + 1, "records overlap in time")
 
