@@ -217,6 +217,10 @@ std::optional<std::string> check_verb(const Verb& verb, const std::vector<std::s
             opt.records.settings[key] = value;
         }
         break;
+    case Command::Export:
+        opt.exports.sub = std::string(sub);
+        opt.exports.urls.assign(args.begin(), args.end());
+        break;
     case Command::Upload:
         opt.upload.sub = std::string(sub);
         opt.upload.url = args.empty() ? "" : args.front();

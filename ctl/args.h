@@ -24,6 +24,7 @@ enum class Command {
     Watch,
     Records,
     Upload,
+    Export,
     Help,
     Version
 };
@@ -53,6 +54,12 @@ struct UploadArgs {
     std::string password_file;
 };
 
+// nettallyctl export SUB [URL...]
+struct ExportArgs {
+    std::string sub; // status | set | clear
+    std::vector<std::string> urls;
+};
+
 struct Options {
     Command command = Command::Help;
     bool json = false;
@@ -65,6 +72,7 @@ struct Options {
     ThresholdArgs thresholds;
     RecordsArgs records;
     UploadArgs upload;
+    ExportArgs exports;
 };
 
 inline constexpr double kDefaultTimeoutSec = 10;

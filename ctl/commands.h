@@ -21,5 +21,7 @@ int run_watch(const Options& opt);
 // commands_records.cpp: org.nettally.Accounting1.Records and .Upload
 int run_records(const Options& opt);
 int run_upload(const Options& opt);
+// commands_export.cpp: org.nettally.Accounting1.Export
+int run_export(const Options& opt);
 
 } // namespace nettally::ctl

@@ -46,7 +46,7 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)), started_us_(realtime_us()) {
     recorder_ =
         std::make_unique<Recorder>(cfg_.records, cfg_.state_dir, accounting_->restored_from().empty());
     thresholds_->set_recorder(recorder_.get());
-    export_ = std::make_unique<FlowExport>(cfg_.exports, flow_timeouts(cfg_));
+    export_ = std::make_unique<FlowExport>(cfg_.exports, flow_timeouts(cfg_), cfg_.state_dir);
     accounting_->add_flow_listener([this](const FlowEntry& f, const std::string& iface) {
         thresholds_->on_flow_finished(f, iface);
         recorder_->on_flow_finished(f, iface, accounting_->collector());
@@ -172,8 +172,14 @@ void Daemon::connect_bus() {
                         }},
         uploader_.get(),
         recorder_.get(),
+        ExportHooks{[this] { return export_->source(); }, [this] { return export_->status(); },
+                    [this](const std::vector<std::string>& urls) { export_->set_collectors(urls); }},
     };
     bus_ = BusServices::connect(loop_.get(), std::move(parts));
+    export_->on_failed([this](const std::string& url, const std::string& error) {
+        if (bus_)
+            bus_->export_failed(url, error);
+    });
     if (bus_)
         thresholds_->bus_tried(
             [this](const std::vector<ThresholdEvent>& events) { bus_->thresholds().emit(events); });
@@ -270,7 +276,7 @@ void Daemon::reload() {
         arm_persist_timer();
     recorder_->set_config(cfg_.records);
     try {
-        export_->apply(cfg_.exports, flow_timeouts(cfg_), loop_.get(), accounting_->collector());
+        export_->apply(cfg_.exports, flow_timeouts(cfg_));
     } catch (const std::exception& e) {
         spdlog::error("export: {}", e.what());
     }

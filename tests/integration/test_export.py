@@ -22,6 +22,9 @@ of type flow, written when a flow finishes, the same moment it is exported).
   to the capture, flow by flow: nothing lost, nothing twice.
 - LongFlowTest: a 90 s flow with export.active_timeout 30 s gives at least three records whose
   deltas add up to the capture.
+- DbusControlTest: collectors set with `nettallyctl export set` (SetCollectors: refused to nobody
+  and for a bad URL, kept across a restart, cleared with `export clear`); the flows reach nfcapd as
+  the capture has them; a TCP collector nobody listens on raises ExportFailed and buffers.
 """
 
 import json
@@ -43,10 +46,12 @@ IFACES = ("lan0", "wan0")
 COLLECTOR = "198.18.9.1"
 NFCAPD_PORT, NFACCTD_PORT, TCP_PORT = 4739, 4740, 4741
 RECORDS_IFACE = "org.nettally.Accounting1.Records"
+EXPORT_IFACE = "org.nettally.Accounting1.Export"
+NOBODY = 65534
 
 
 def export_yaml(collectors, **kw):
-    lines = ["export:", "  collectors:"] + [f"    - url: {u}" for u in collectors]
+    lines = ["export:"] + (["  collectors:"] + [f"    - url: {u}" for u in collectors] if collectors else [])
     lines += [f"  {k}: {v}" for k, v in kw.items()]
     return "\n".join(lines) + "\n"
 
@@ -501,6 +506,57 @@ class LongFlowTest(ExportBase):
             self.assertIn(reasons[-1], (1, 2), "the last record: idle (1) or active (2) timeout")
             for a, b in zip(rs, rs[1:]):
                 self.assertLessEqual(a["end"], b["start"] + 1, "records overlap in time")
+
+
+class DbusControlTest(ExportBase):
+    """org.nettally.Accounting1.Export and `nettallyctl export`: no collector in the config; one
+    set over D-Bus (validated, privileged, persisted across a restart, cleared), the flows reach
+    nfcapd, a TCP collector nobody listens on raises ExportFailed."""
+    collectors = ()
+    export = {"template_refresh": "2s"}
+
+    def test_set_collectors_over_dbus(self):
+        ctl = h.Ctl(self.bus.address)
+        self.daemon.start()
+        monitor = h.SignalMonitor(self.bus).start()
+        st = ctl.json("export", "status")["export"]
+        self.assertEqual((st["source"], st["collectors"]), ("none", []))
+        # Refused: an unprivileged caller, a bad URL (nothing changes).
+        p = ctl.run("export", "set", f"udp://{COLLECTOR}:{NFCAPD_PORT}", user=NOBODY)
+        self.assertNotEqual(p.returncode, 0, "an unprivileged caller set the collectors")
+        p = ctl.run("export", "set", f"udp://{COLLECTOR}:0")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("port must be 1 .. 65535", p.stderr)
+        self.assertEqual(ctl.json("export", "status")["export"]["source"], "none")
+        nfcapd = self.start_nfcapd()
+        closed = f"tcp://{COLLECTOR}:{TCP_PORT + 1}"
+        p = ctl.run("export", "set", f"udp://{COLLECTOR}:{NFCAPD_PORT}", closed)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        failed = monitor.wait_for("ExportFailed", interface=EXPORT_IFACE)
+        self.assertEqual(failed[0]["data"][0], closed)
+        h.log(f"ExportFailed: {failed[0]['data']}")
+        # Persisted: the next start exports to the same collectors.
+        self.daemon.stop(keep_pins=True)
+        self.daemon.start()
+        self.topo.settle()
+        self.start_captures()
+        self.traffic()
+        self.wait_finished()
+        st = ctl.json("export", "status")["export"]
+        self.assertEqual(st["source"], "dbus")
+        by_url = {c["url"]: c for c in st["collectors"]}
+        self.assertEqual(set(by_url), {f"udp://{COLLECTOR}:{NFCAPD_PORT}", closed})
+        self.assertEqual(by_url[closed]["state"], "down")
+        self.assertGreater(by_url[closed]["buffered"], 0)
+        self.assertGreater(by_url[f"udp://{COLLECTOR}:{NFCAPD_PORT}"]["records"], 0)
+        _cap, want = self.capture_flows()
+        self.compare("nfdump (collectors set over D-Bus)", self.nfdump_flows(nfcapd), want)
+        p = ctl.run("export", "clear")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        st = ctl.json("export", "status")["export"]
+        self.assertEqual((st["source"], st["collectors"]), ("none", []))
+        self.assertFalse(os.path.exists(os.path.join(self.daemon.state_dir, "export.json")))
+        monitor.stop()
 
 
 if __name__ == "__main__":
