@@ -34,18 +34,12 @@ std::string status_text(const std::string& source, const std::vector<Row>& rows)
                          std::to_string(r.get<4>()), std::to_string(r.get<5>()), std::to_string(r.get<6>()),
                          std::to_string(r.get<7>()), human_time(r.get<8>()),
                          r.get<9>().empty() ? "-" : r.get<9>()});
-    return "collectors from: " + source + "\n" +
-           render_table({{"URL"},
-                         {"STATE"},
-                         {"RECORDS", Align::Right},
-                         {"MESSAGES", Align::Right},
-                         {"BYTES", Align::Right},
-                         {"ERRORS", Align::Right},
-                         {"DROPPED", Align::Right},
-                         {"BUFFERED", Align::Right},
-                         {"LAST TEMPLATE"},
-                         {"LAST ERROR"}},
-                        table);
+    // URL and STATE, six counts (right-aligned), the last template time and error.
+    std::vector<Column> columns{{"URL"}, {"STATE"}};
+    for (const char* h : {"RECORDS", "MESSAGES", "BYTES", "ERRORS", "DROPPED", "BUFFERED"})
+        columns.push_back({h, Align::Right});
+    columns.insert(columns.end(), {{"LAST TEMPLATE"}, {"LAST ERROR"}});
+    return "collectors from: " + source + "\n" + render_table(columns, table);
 }
 
 } // namespace
