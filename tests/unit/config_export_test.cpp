@@ -1,6 +1,7 @@
 // The export section of the config (core/export.h ExportConfig): defaults, every key, and the
 // rejections the issue names (bad URL, port 0, unknown scheme, message size below the largest
 // record) with their file:line:col: key: messages; and the collector URL parser on its own.
+#include "config_section_test.h"
 #include "core/config.h"
 
 #include <gtest/gtest.h>
@@ -10,23 +11,9 @@
 namespace nettally {
 namespace {
 
-constexpr const char* rules = "interfaces:\n"
-                              "  - name: eth0\n"
-                              "    role: lan\n";
-
-Config parse(const std::string& tail) {
-    return parse_config(std::string(rules) + tail, "test.yaml");
-}
-
-std::string error_of(const std::string& tail) {
-    try {
-        parse(tail);
-    } catch (const ConfigError& e) {
-        return e.what();
-    }
-    ADD_FAILURE() << "accepted, but an error was expected:\n" << tail;
-    return "";
-}
+using config_test::error_of;
+using config_test::parse;
+using config_test::rules;
 
 TEST(ConfigExport, DefaultsOff) {
     for (const std::string tail : {"", "export:\n"}) {
