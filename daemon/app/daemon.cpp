@@ -199,6 +199,7 @@ void Daemon::poll_now() {
 void Daemon::save_state(bool detached) {
     accounting_->save_state(detached);
     thresholds_->save();
+    export_->save();
 }
 
 void Daemon::detach_everything() {

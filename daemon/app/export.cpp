@@ -3,6 +3,7 @@
 
 #include "os/clock.h"
 #include "os/file.h"
+#include "os/system.h"
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -45,8 +46,9 @@ std::vector<std::string> checked_urls(const std::vector<std::string>& urls) {
 } // namespace
 
 FlowExport::FlowExport(const ExportConfig& cfg, const FlowTimeouts& flow_timeouts,
-                       std::filesystem::path state_dir)
-    : file_cfg_(cfg), path_(std::move(state_dir) / "export.json"), flow_timeouts_(flow_timeouts) {
+                       const std::filesystem::path& state_dir)
+    : file_cfg_(cfg), path_(state_dir / "export.json"), flows_path_(state_dir / "export_flows.json"),
+      boot_id_(read_boot_id()), flow_timeouts_(flow_timeouts) {
     std::ifstream in(path_);
     if (in) {
         try {
@@ -64,9 +66,34 @@ FlowExport::FlowExport(const ExportConfig& cfg, const FlowTimeouts& flow_timeout
         }
     }
     running_ = effective();
+    restore_tracker();
 }
 
 FlowExport::~FlowExport() = default;
+
+void FlowExport::restore_tracker() {
+    std::ifstream in(flows_path_);
+    if (!in)
+        return;
+    try {
+        const auto j = nlohmann::json::parse(in);
+        if (j.at("boot_id").get<std::string>() == boot_id_ && enabled())
+            tracker_.restore(j.at("flows"));
+    } catch (const std::exception& e) {
+        spdlog::warn("export: ignoring {}: {}", flows_path_.string(), e.what());
+    }
+}
+
+void FlowExport::save() const {
+    if (!enabled() && !std::filesystem::exists(flows_path_))
+        return;
+    const nlohmann::json j = {{"boot_id", boot_id_}, {"flows", tracker_.to_json()}};
+    try {
+        write_file_atomic(flows_path_, j.dump() + "\n", 0644);
+    } catch (const std::exception& e) {
+        spdlog::error("export: saving {}: {}", flows_path_.string(), e.what());
+    }
+}
 
 ExportConfig FlowExport::effective() const {
     ExportConfig c = file_cfg_;

@@ -23,7 +23,8 @@ namespace nettally {
 class FlowExport {
 public:
     // Reads state_dir/export.json (a SetCollectors override) if there is one.
-    FlowExport(const ExportConfig& cfg, const FlowTimeouts& flow_timeouts, std::filesystem::path state_dir);
+    FlowExport(const ExportConfig& cfg, const FlowTimeouts& flow_timeouts,
+               const std::filesystem::path& state_dir);
     ~FlowExport();
     FlowExport(const FlowExport&) = delete;
     FlowExport& operator=(const FlowExport&) = delete;
@@ -46,17 +47,23 @@ public:
     void on_failed(IpfixExporter::Failed f) { on_failed_ = std::move(f); }
     void add_status(Status& m) const;
     std::vector<ExportCollectorStatus> status() const;
+    // state_dir/export_flows.json: what has been reported of live flows (ExportTracker), read
+    // back at the next start in the same boot.
+    void save() const;
 
 private:
     ExportConfig effective() const;
     void restart(); // running_ := effective(), exporter reopened when it changed
     void save_override() const;
+    void restore_tracker();
 
     ExportConfig file_cfg_;
     // SetCollectors: the collectors, and the config's collectors when they were set.
     std::optional<std::vector<std::string>> override_;
     std::vector<std::string> override_base_;
     std::filesystem::path path_;
+    std::filesystem::path flows_path_;
+    std::string boot_id_;
     ExportConfig running_;
     FlowTimeouts flow_timeouts_;
     ExportTracker tracker_;

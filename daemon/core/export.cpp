@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 
 #include <cstring>
+#include <stdexcept>
 
 namespace nettally {
 
@@ -155,6 +156,34 @@ std::vector<ipfix::FlowRecord> ExportTracker::interim(const std::vector<FlowEntr
         r.end_ns = f.last_ns;
     }
     return out;
+}
+
+nlohmann::json ExportTracker::to_json() const {
+    nlohmann::json flows = nlohmann::json::array();
+    for (const auto& [key, r] : reported_) {
+        const auto* b = reinterpret_cast<const uint8_t*>(&key);
+        const Counts& c = r.counts;
+        flows.push_back({{"key", std::vector<uint8_t>(b, b + sizeof key)},
+                         {"counts", {c.packets, c.l2, c.l3, c.l4, c.payload}},
+                         {"end_ns", r.end_ns},
+                         {"since_ns", r.since_ns}});
+    }
+    return flows;
+}
+
+void ExportTracker::restore(const nlohmann::json& j) {
+    std::map<nt_flow_key, Reported, KeyLess> out;
+    for (const auto& f : j) {
+        const auto bytes = f.at("key").get<std::vector<uint8_t>>();
+        const auto c = f.at("counts").get<std::vector<uint64_t>>();
+        if (bytes.size() != sizeof(nt_flow_key) || c.size() != 5)
+            throw std::invalid_argument("bad export flow entry");
+        nt_flow_key key{};
+        std::memcpy(&key, bytes.data(), sizeof key);
+        out[key] = {Counts(c[0], c[1], c[2], c[3], c[4]), f.at("end_ns").get<uint64_t>(),
+                    f.at("since_ns").get<uint64_t>()};
+    }
+    reported_ = std::move(out);
 }
 
 } // namespace nettally

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -72,6 +73,11 @@ public:
     std::vector<ipfix::FlowRecord> interim(const std::vector<FlowEntry>& live, uint64_t now_ns,
                                            std::chrono::nanoseconds active, const ToUnixUs& to_unix);
     size_t tracked() const { return reported_.size(); }
+    // What has been reported of live flows, for a restart in the same boot (the flows stay in the
+    // kernel while nettallyd is down): without it, their next records would repeat the interim
+    // records sent before. restore() throws std::exception on bad input and then keeps nothing.
+    nlohmann::json to_json() const;
+    void restore(const nlohmann::json& j);
 
 private:
     struct Reported {

@@ -305,7 +305,7 @@ class ExportBase(unittest.TestCase):
 
 class UdpCollectorsTest(ExportBase):
     collectors = (f"udp://{COLLECTOR}:{NFCAPD_PORT}", f"udp://{COLLECTOR}:{NFACCTD_PORT}")
-    export = {"observation_domain": 42, "template_refresh": "10s"}
+    export = {"observation_domain": 42, "template_refresh": "60s"}
 
     def start_nfacctd(self):
         self.pm_out = os.path.join(self.workdir, "nfacctd.json")
@@ -358,8 +358,7 @@ class UdpCollectorsTest(ExportBase):
         info = h.run(["nfdump", "-I", "-R", self.nfdir], timeout=60).stdout
         fails = [int(x) for x in re.findall(r"Sequence failures:\s*(\d+)", info)]
         self.assertTrue(fails, f"nfdump -I printed no sequence figure:\n{info}")
-        self.assertEqual(sum(fails), 0, f"nfcapd saw sequence failures:\n{info}")
-        h.log(f"nfcapd: sequence failures {sum(fails)}")
+        self.nfcapd_sequence_failures = sum(fails)
         pm = self.nfacctd_flows(nfacctd)
         self.compare("nfacctd", pm, want)
         for i in IFACES:  # per interface and direction: exported totals == the capture's
@@ -382,6 +381,12 @@ class UdpCollectorsTest(ExportBase):
             msgs, _ = decode_messages(bytes.fromhex(payload.replace(":", "")), templates.setdefault(port, {}))
             per_port.setdefault(int(port), []).extend(msgs)
         self.assertEqual(set(per_port), {NFCAPD_PORT, NFACCTD_PORT})
+        # nfcapd's count: it counts flow data records only, not the interface table's options data
+        # records (RFC 7011 §3.1 counts all data records, as tshark and this test's decoder do), so
+        # an interface table between two flow data messages shows there as one failure. Here the
+        # only table goes out at start (template_refresh 60 s > the test): any failure is a gap.
+        h.log(f"nfcapd: {self.nfcapd_sequence_failures} sequence failures")
+        self.assertEqual(self.nfcapd_sequence_failures, 0, "nfcapd saw a sequence gap")
         for port, msgs in per_port.items():
             n = check_sequence(self, msgs)
             self.assertTrue(all(m["domain"] == 42 for m, _ in msgs))

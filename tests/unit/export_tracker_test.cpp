@@ -69,6 +69,22 @@ TEST(ExportTracker, NothingLeftNoFinalRecord) {
     EXPECT_FALSE(t.finished(flow(7, 1, 40), ipfix::EndReason::Idle, to_unix));
 }
 
+TEST(ExportTracker, RestartKeepsWhatWasReported) {
+    ExportTracker t;
+    const std::chrono::nanoseconds active(30 * kSec);
+    ASSERT_EQ(t.interim({flow(12, 100, 129)}, 130 * kSec, active, to_unix).size(), 1u);
+    ExportTracker after;
+    after.restore(nlohmann::json::parse(t.to_json().dump()));
+    EXPECT_EQ(after.tracked(), 1u);
+    auto fin = after.finished(flow(30, 100, 170), ipfix::EndReason::Idle, to_unix);
+    ASSERT_TRUE(fin);
+    EXPECT_EQ(fin->counts.packets, 18u); // not 30: the interim record's 12 went out before the restart
+    EXPECT_EQ(fin->start_ms, 1700000129000u);
+    EXPECT_THROW(after.restore(nlohmann::json::parse(R"([{"key": [1, 2], "counts": [1, 2, 3, 4, 5],
+                                                           "end_ns": 0, "since_ns": 0}])")),
+                 std::exception);
+}
+
 TEST(ExportTracker, EndReason) {
     const FlowTimeouts to{std::chrono::seconds(15), std::chrono::seconds(300)};
     EXPECT_EQ(end_reason(flow(1, 0, 10), 25 * kSec, to), ipfix::EndReason::Idle);
