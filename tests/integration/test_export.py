@@ -22,6 +22,8 @@ of type flow, written when a flow finishes, the same moment it is exported).
   to the capture, flow by flow: nothing lost, nothing twice.
 - LongFlowTest: a 90 s flow with export.active_timeout 30 s gives at least three records whose
   deltas add up to the capture.
+- DaemonRestartTest: a flow live across a restart of nettallyd (interim records every 4 s before and
+  after it): its records sum to the capture, nothing reported twice.
 - DbusControlTest: collectors set with `nettallyctl export set` (SetCollectors: refused to nobody
   and for a bad URL, kept across a restart, cleared with `export clear`); the flows reach nfcapd as
   the capture has them; a TCP collector nobody listens on raises ExportFailed and buffers.
@@ -34,6 +36,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 import unittest
 
@@ -567,6 +570,50 @@ class DbusControlTest(ExportBase):
         self.assertEqual((st["source"], st["collectors"]), ("none", []))
         self.assertFalse(os.path.exists(os.path.join(self.daemon.state_dir, "export.json")))
         monitor.stop()
+
+
+class DaemonRestartTest(ExportBase):
+    """A flow live across a restart of nettallyd, with interim records before and after it: its
+    records over both connections sum to the capture (what was reported before the restart is
+    not reported again)."""
+    collectors = (f"tcp://{COLLECTOR}:{TCP_PORT}",)
+    export = {"active_timeout": "4s"}
+    flows = {"idle_timeout": "2s"}
+
+    def test_flow_across_restart_reported_once(self):
+        out = os.path.join(self.workdir, "tcp")
+        self.gw_spawn([h.PYTHON, os.path.abspath(__file__), "tcpcollect", COLLECTOR, str(TCP_PORT), out],
+                      "tcpcollect")
+        time.sleep(0.5)
+        self.start_captures()
+        self.daemon.start()
+        self.topo.settle()
+        t = self.topo
+        flow = threading.Thread(target=h.client_run, args=(t, "udpfor", t.SRV4, PORT, 300, 24, 40011, 0.1),
+                                kwargs={"timeout": 90})
+        flow.start()
+        time.sleep(11)  # two interim records out
+        self.daemon.stop(keep_pins=True)
+        self.daemon.start()
+        flow.join()
+        self.wait_finished()
+        h.wait_until(lambda: int(self.bus.status()["export_buffered"]) == 0, 30, "the buffer drained")
+        _cap, want = self.capture_flows()
+        got, records = {}, 0
+        for n in range(4):
+            if not os.path.exists(f"{out}.{n}"):
+                continue
+            with open(f"{out}.{n}", "rb") as f:
+                msgs, _ = decode_messages(f.read())
+            for _, rs in msgs:
+                for r in rs:
+                    if "proto" in r:
+                        records += 1
+                        c = got.setdefault(record_key(r, self.names), {"packets": 0, "l3": 0})
+                        c["packets"] += r["packets"]
+                        c["l3"] += r["l3"]
+        self.assertGreaterEqual(records, 4 * 4, "interim records before and after the restart")
+        self.compare(f"{records} records across a daemon restart", got, want)
 
 
 if __name__ == "__main__":
