@@ -256,6 +256,10 @@ std::optional<std::string> check_verb(const Verb& verb, const std::vector<std::s
         if (!graph_layer(opt.layer))
             return "--layer: '" + opt.layer + "' is not one of packets, l2, l3, l4, payload";
         break;
+    case Command::Export:
+        opt.exports.sub = std::string(sub);
+        opt.exports.urls.assign(args.begin(), args.end());
+        break;
     case Command::Upload:
         opt.upload.sub = std::string(sub);
         opt.upload.url = args.empty() ? "" : args.front();

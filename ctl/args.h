@@ -25,6 +25,7 @@ enum class Command {
     Records,
     Upload,
     Top,
+    Export,
     Help,
     Version
 };
@@ -54,6 +55,12 @@ struct UploadArgs {
     std::string password_file;
 };
 
+// nettallyctl export SUB [URL...]
+struct ExportArgs {
+    std::string sub; // status | set | clear
+    std::vector<std::string> urls;
+};
+
 struct Options {
     Command command = Command::Help;
     bool json = false;
@@ -71,6 +78,7 @@ struct Options {
     ThresholdArgs thresholds;
     RecordsArgs records;
     UploadArgs upload;
+    ExportArgs exports;
 };
 
 inline constexpr double kDefaultTimeoutSec = 10;

@@ -23,5 +23,7 @@ int run_records(const Options& opt);
 int run_upload(const Options& opt);
 // commands_top.cpp: rates from repeated readings
 int run_top(const Options& opt);
+// commands_export.cpp: org.nettally.Accounting1.Export
+int run_export(const Options& opt);
 
 } // namespace nettally::ctl

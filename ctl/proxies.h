@@ -5,6 +5,7 @@
 
 #include "accounting1_proxy.h"
 #include "bus/names.h"
+#include "export1_proxy.h"
 #include "records1_proxy.h"
 #include "thresholds1_proxy.h"
 #include "upload1_proxy.h"
@@ -44,6 +45,14 @@ private:
     void onUploadFailed(const std::string&, const std::string&, const std::string&, const uint32_t&,
                         const uint64_t&) override {}
     void onSpoolDropped(const std::vector<std::string>&, const uint64_t&, const std::string&) override {}
+};
+
+class ExportProxy final : public Proxy<org::nettally::Accounting1::Export_proxy> {
+public:
+    using Proxy::Proxy;
+
+private:
+    void onExportFailed(const std::string&, const std::string&) override {}
 };
 
 } // namespace nettally::ctl

@@ -24,7 +24,10 @@ packages=(
 	# test: the Prometheus server and promtool the metrics test starts (prometheus); the terminal
 	# nettallyctl top runs in (tmux); the SVG converter that opens history --graph's file
 	prometheus tmux librsvg2-bin
-	# bench: the NetFlow exporters it compares with, perf
+	# test: the IPFIX collectors tests/integration/test_export.py reads the export back with
+	# (nfcapd, nfdump; nfacctd is in pmacct, below)
+	nfdump
+	# bench: the NetFlow exporters it compares with, perf; test: nfacctd (IPFIX collector)
 	pmacct softflowd linux-perf
 	# test: the file servers the upload tests start themselves (sshd, ssh-keygen, openssl)
 	vsftpd nginx-light openssh-server openssh-client openssl

@@ -18,11 +18,6 @@ DatapathOptions datapath_options(const Config& c) {
     return DatapathOptions{c.max_flows, c.max_hosts, c.count_hosts, c.pin_dir.string()};
 }
 
-FlowTimeouts flow_timeouts(const Config& c) {
-    return FlowTimeouts{std::chrono::duration_cast<std::chrono::nanoseconds>(c.flow_idle_timeout),
-                        std::chrono::duration_cast<std::chrono::nanoseconds>(c.flow_active_timeout)};
-}
-
 History make_history(const Config& c) {
     try {
         return History(period_spec(c));
@@ -36,6 +31,11 @@ bool same_interface(const InterfaceInfo& a, const InterfaceInfo& b) {
 }
 
 } // namespace
+
+FlowTimeouts flow_timeouts(const Config& c) {
+    return FlowTimeouts{std::chrono::duration_cast<std::chrono::nanoseconds>(c.flow_idle_timeout),
+                        std::chrono::duration_cast<std::chrono::nanoseconds>(c.flow_active_timeout)};
+}
 
 std::vector<LinkInfo> current_links() {
     std::vector<LinkInfo> out;

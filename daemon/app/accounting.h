@@ -26,6 +26,8 @@ namespace nettally {
 class CgroupAccounting;
 
 PeriodSpec period_spec(const Config& c);
+// flows.idle_timeout and flows.active_timeout as the collector takes them.
+FlowTimeouts flow_timeouts(const Config& c);
 // The links of this network namespace (os/system.h), for plan_interfaces. Throws SysError.
 std::vector<LinkInfo> current_links();
 

@@ -1,6 +1,7 @@
 // nettallyd's wiring, start-up, reload and shutdown. See daemon.h.
 #include "app/daemon.h"
 
+#include "app/export.h"
 #include "app/links.h"
 #include "bus/services.h"
 #include "bus/upload.h"
@@ -46,9 +47,11 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)), started_us_(realtime_us()) {
     recorder_ =
         std::make_unique<Recorder>(cfg_.records, cfg_.state_dir, accounting_->restored_from().empty());
     thresholds_->set_recorder(recorder_.get());
+    export_ = std::make_unique<FlowExport>(cfg_.exports, flow_timeouts(cfg_), cfg_.state_dir);
     accounting_->add_flow_listener([this](const FlowEntry& f, const std::string& iface) {
         thresholds_->on_flow_finished(f, iface);
         recorder_->on_flow_finished(f, iface, accounting_->collector());
+        export_->on_flow_finished(f, accounting_->collector());
     });
     accounting_->attach(plan);
     poll_now();
@@ -100,6 +103,7 @@ void Daemon::start() {
         }
     });
     start_uploader();
+    export_->start(loop_.get(), accounting_->collector());
     // The recorder says when a file lands in the spool; the uploader's inotify watch and its scan
     // at start find files from other writers and from before a restart.
     recorder_->on_file_closed([this](const std::filesystem::path&) {
@@ -220,8 +224,14 @@ void Daemon::connect_bus() {
                         }},
         uploader_.get(),
         recorder_.get(),
+        ExportHooks{[this] { return export_->source(); }, [this] { return export_->status(); },
+                    [this](const std::vector<std::string>& urls) { export_->set_collectors(urls); }},
     };
     bus_ = BusServices::connect(loop_.get(), std::move(parts));
+    export_->on_failed([this](const std::string& url, const std::string& error) {
+        if (bus_)
+            bus_->export_failed(url, error);
+    });
     if (bus_)
         thresholds_->bus_tried(
             [this](const std::vector<ThresholdEvent>& events) { bus_->thresholds().emit(events); });
@@ -235,11 +245,13 @@ void Daemon::poll_now() {
     last_poll_us_ = static_cast<int64_t>(now_us);
     thresholds_->observe(accounting_->usage(), last_poll_us_);
     recorder_->record(accounting_->collector(), accounting_->cgroup_ledger(), static_cast<int64_t>(now_us));
+    export_->poll(accounting_->collector());
 }
 
 void Daemon::save_state(bool detached) {
     accounting_->save_state(detached);
     thresholds_->save();
+    export_->save();
 }
 
 void Daemon::detach_everything() {
@@ -324,6 +336,11 @@ void Daemon::reload() {
     if (textfile_changed && textfile_timer_.attached())
         arm_textfile_timer();
     recorder_->set_config(cfg_.records);
+    try {
+        export_->apply(cfg_.exports, flow_timeouts(cfg_));
+    } catch (const std::exception& e) {
+        spdlog::error("export: {}", e.what());
+    }
     if (uploader_) {
         try {
             uploader_->apply_config(cfg_.upload);
@@ -345,6 +362,7 @@ Status Daemon::status() const {
     m["poll_interval_ms"] = static_cast<uint64_t>(cfg_.poll_interval.count());
     accounting_->add_status(m);
     thresholds_->add_status(m);
+    export_->add_status(m);
     return m;
 }
 

@@ -24,6 +24,7 @@
 namespace nettally {
 
 class BusServices;
+class FlowExport;
 class LinkWatch;
 class MetricsExposer;
 class Recorder;
@@ -76,6 +77,8 @@ private:
     // Accounting records (records.*): files, rotation, spool; created with the collector, so the
     // first poll is recorded.
     std::unique_ptr<Recorder> recorder_;
+    // IPFIX flow export (export.*): sockets opened in start(), on the loop.
+    std::unique_ptr<FlowExport> export_;
     // Upload of spooled files (upload.*); created in start(), on the loop.
     std::unique_ptr<Uploader> uploader_;
     Timer poll_timer_, persist_timer_;

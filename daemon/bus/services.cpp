@@ -22,6 +22,7 @@ std::unique_ptr<BusServices> BusServices::connect(sd_event* ev, BusParts parts) 
         b->upload_ = std::make_unique<UploadService>(*b->conn_, parts.uploader);
         if (parts.recorder)
             b->records_ = std::make_unique<RecordsService>(*b->conn_, *parts.recorder);
+        b->export_ = std::make_unique<ExportService>(*b->conn_, std::move(parts.exports));
         b->conn_->requestName(kBusName);
     } catch (const sdbus::Error& e) {
         spdlog::warn("dbus: system bus not available ({}: {}); counting continues without the API",
@@ -37,6 +38,7 @@ BusServices::~BusServices() {
     // Loop sources first (members, declared last), then adaptors before the connection they use.
     io_.reset();
     time_.reset();
+    export_.reset();
     records_.reset();
     upload_.reset();
     thresholds_.reset();

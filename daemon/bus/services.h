@@ -8,6 +8,7 @@
 #pragma once
 
 #include "bus/accounting.h"
+#include "bus/export.h"
 #include "bus/thresholds.h"
 #include "os/event.h"
 
@@ -31,6 +32,7 @@ struct BusParts {
     ThresholdsHooks thresholds;
     Uploader* uploader = nullptr; // null: the Upload interface answers "disabled"
     Recorder* recorder = nullptr; // null: no Records interface
+    ExportHooks exports;
 };
 
 class BusServices {
@@ -47,6 +49,7 @@ public:
     // Signals of the Upload and Records interfaces.
     UploadEvents upload_events();
     void file_rotated(const ClosedFile& f);
+    void export_failed(const std::string& url, const std::string& error) { export_->failed(url, error); }
 
 private:
     BusServices() = default;
@@ -61,6 +64,7 @@ private:
     std::unique_ptr<ThresholdsService> thresholds_;
     std::unique_ptr<UploadService> upload_;
     std::unique_ptr<RecordsService> records_;
+    std::unique_ptr<ExportService> export_;
     EventSource io_, time_; // the connection's fd and its timeout on the daemon's loop
 };
 

@@ -145,6 +145,7 @@ std::vector<Field> ConfigParser::top_level_fields(Config& config, bool& have_int
         {"upload", [&](const Entry& e, const std::string& path) { parse_upload(e, path, config.upload); }},
         {"records", [&](const Entry& e, const std::string& path) { parse_records(e, path, config.records); }},
         {"metrics", [&](const Entry& e, const std::string& path) { read_metrics(e, path, config.metrics); }},
+        {"export", [&](const Entry& e, const std::string& path) { parse_export(e, path, config.exports); }},
     };
 }
 

@@ -5,6 +5,7 @@
 // and key path, because operators read it in `journalctl` or in a D-Bus reply, not in a debugger.
 #pragma once
 
+#include "core/export.h"
 #include "core/records.h"
 #include "core/thresholds_def.h"
 #include "core/units.h"
@@ -85,6 +86,7 @@ struct Config {
     UploadConfig upload;   // key upload.* (README "Uploading accounting files")
     RecordsConfig records; // key records.* (README "Accounting records")
     MetricsConfig metrics; // key metrics.* (README "Prometheus metrics")
+    ExportConfig exports;  // key export.* (README "Flow export (IPFIX)")
 };
 
 // Accepted ranges; the shipped config/nettally.yaml documents the same numbers.

@@ -53,6 +53,11 @@ private:
     std::vector<Field> upload_timing_fields(UploadConfig& up, UploadSeen& seen) const;
     std::vector<Field> upload_server_fields(UploadConfig& up, UploadSeen& seen) const;
 
+    // export.*: IPFIX flow export (config_export.cpp).
+    void parse_export(const Entry& entry, const std::string& path, ExportConfig& ex) const;
+    std::vector<std::string> export_collectors(const Entry& entry, const std::string& path) const;
+    uint32_t message_size(const Entry& e, const std::string& p) const;
+
     // interfaces and cgroups.subtrees (config_interfaces.cpp).
     void parse_interfaces(const Entry& entry, const std::string& path, Config& config) const;
     InterfaceRule parse_rule(const YAML::Node& item, const std::string& path, YAML::Mark& name_mark) const;

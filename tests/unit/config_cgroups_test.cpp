@@ -1,5 +1,6 @@
 // The cgroups section of the config (daemon/core/config.h CgroupConfig): defaults, a full section,
 // and every rejection as its exact one-line message (file, line, column, key path, problem).
+#include "config_section_test.h"
 #include "core/config.h"
 
 #include <gtest/gtest.h>
@@ -9,19 +10,9 @@
 namespace nettally {
 namespace {
 
-constexpr const char* rules = "interfaces:\n"
-                              "  - name: eth0\n"
-                              "    role: lan\n";
-
-std::string error_of(const std::string& tail) {
-    try {
-        parse_config(std::string(rules) + tail, "test.yaml");
-    } catch (const ConfigError& e) {
-        return e.what();
-    }
-    ADD_FAILURE() << "accepted, but an error was expected:\n" << tail;
-    return "";
-}
+using config_test::error_of;
+using config_test::parse;
+using config_test::rules;
 
 TEST(ConfigCgroups, DefaultsWhenAbsentOrEmpty) {
     for (const std::string tail : {"", "cgroups:\n", "cgroups:\n  # everything commented out\n"}) {

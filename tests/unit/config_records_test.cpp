@@ -1,5 +1,6 @@
 // The records section of the config (daemon/core/records.h RecordsConfig): defaults, the list and
 // map forms of types, the default format, and rejections with their exact messages.
+#include "config_section_test.h"
 #include "core/config.h"
 
 #include <gtest/gtest.h>
@@ -9,23 +10,9 @@
 namespace nettally {
 namespace {
 
-constexpr const char* rules = "interfaces:\n"
-                              "  - name: eth0\n"
-                              "    role: lan\n";
-
-Config parse(const std::string& tail) {
-    return parse_config(std::string(rules) + tail, "test.yaml");
-}
-
-std::string error_of(const std::string& tail) {
-    try {
-        parse(tail);
-    } catch (const ConfigError& e) {
-        return e.what();
-    }
-    ADD_FAILURE() << "accepted, but an error was expected:\n" << tail;
-    return "";
-}
+using config_test::error_of;
+using config_test::parse;
+using config_test::rules;
 
 TEST(ConfigRecords, Defaults) {
     for (const std::string tail : {"", "records:\n"}) {

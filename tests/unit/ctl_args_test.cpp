@@ -151,5 +151,16 @@ TEST(CtlArgs, HelpWinsAndDocumentsEveryVerbAndOption) {
     }
 }
 
+TEST(CtlArgs, Export) {
+    const Options set = ok({"export", "set", "udp://198.18.2.2:4739", "tcp://[fd00::2]:4739"});
+    EXPECT_EQ(set.command, Command::Export);
+    EXPECT_EQ(set.exports.sub, "set");
+    EXPECT_EQ(set.exports.urls, (std::vector<std::string>{"udp://198.18.2.2:4739", "tcp://[fd00::2]:4739"}));
+    EXPECT_EQ(ok({"export", "clear"}).exports.sub, "clear");
+    EXPECT_EQ(ok({"--json", "export", "status"}).exports.sub, "status");
+    EXPECT_EQ(err({"export", "set"}), "export set: missing URL");
+    EXPECT_NE(err({"export", "status", "x"}), "(accepted)");
+}
+
 } // namespace
 } // namespace nettally::ctl

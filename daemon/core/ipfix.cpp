@@ -1,0 +1,289 @@
+// IPFIX encoding (RFC 7011). See ipfix.h.
+#include "core/ipfix.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace nettally::ipfix {
+
+namespace {
+
+constexpr uint16_t kEnterpriseBit = 0x8000;
+constexpr uint16_t kVariableLength = 65535;
+
+// An information element of a template: id, length, enterprise-specific or not.
+struct Field {
+    uint16_t id;
+    uint16_t length;
+    bool enterprise = false;
+};
+
+// The flow templates' fields, in record order (field_values() gives the values in this order).
+const std::vector<Field>& flow_fields(bool ipv6) {
+    static const std::vector<Field> v4 = {{8, 4},
+                                          {12, 4},
+                                          {7, 2},
+                                          {11, 2},
+                                          {4, 1},
+                                          {10, 4},
+                                          {14, 4},
+                                          {61, 1},
+                                          {2, 8},
+                                          {1, 8},
+                                          {352, 8},
+                                          {152, 8},
+                                          {153, 8},
+                                          {136, 1},
+                                          {6, 2},
+                                          {32, 2},
+                                          {kIeL4Octets, 8, true},
+                                          {kIePayloadOctets, 8, true}};
+    static const std::vector<Field> v6 = [] {
+        std::vector<Field> f = v4;
+        f[0] = {27, 16};
+        f[1] = {28, 16};
+        f[15] = {139, 2};
+        return f;
+    }();
+    return ipv6 ? v6 : v4;
+}
+
+class Writer {
+public:
+    explicit Writer(Bytes& out) : out_(out) {}
+    void u8(uint8_t v) { out_.push_back(v); }
+    void u16(uint16_t v) {
+        u8(static_cast<uint8_t>(v >> 8));
+        u8(static_cast<uint8_t>(v));
+    }
+    void u32(uint32_t v) {
+        u16(static_cast<uint16_t>(v >> 16));
+        u16(static_cast<uint16_t>(v));
+    }
+    void u64(uint64_t v) {
+        u32(static_cast<uint32_t>(v >> 32));
+        u32(static_cast<uint32_t>(v));
+    }
+    void raw(const uint8_t* p, size_t n) { out_.insert(out_.end(), p, p + n); }
+    void set_u16(size_t at, uint16_t v) {
+        out_[at] = static_cast<uint8_t>(v >> 8);
+        out_[at + 1] = static_cast<uint8_t>(v);
+    }
+    size_t size() const { return out_.size(); }
+
+private:
+    Bytes& out_;
+};
+
+void write_field_spec(Writer& w, const Field& f, uint32_t pen) {
+    w.u16(static_cast<uint16_t>(f.enterprise ? (f.id | kEnterpriseBit) : f.id));
+    w.u16(f.length);
+    if (f.enterprise)
+        w.u32(pen);
+}
+
+size_t field_spec_size(const Field& f) {
+    return f.enterprise ? 8 : 4;
+}
+
+// The values of a record's non-address fields, in the templates' field order (the first two
+// fields are the addresses).
+std::array<uint64_t, 18> field_values(const FlowRecord& r) {
+    const Counts& c = r.counts;
+    return {0,           0,
+            r.src_port,  r.dst_port,
+            r.protocol,  r.ingress_if,
+            r.egress_if, r.direction,
+            c.packets,   c.l3,
+            c.l2,        r.start_ms,
+            r.end_ms,    static_cast<uint8_t>(r.reason),
+            r.tcp_flags, r.icmp_type_code,
+            c.l4,        c.payload};
+}
+
+void write_record(Writer& w, const std::vector<Field>& fields, const FlowRecord& r) {
+    const auto values = field_values(r);
+    w.raw(r.src.data(), fields[0].length);
+    w.raw(r.dst.data(), fields[1].length);
+    for (size_t i = 2; i < fields.size(); i++)
+        for (int b = fields[i].length - 1; b >= 0; b--)
+            w.u8(static_cast<uint8_t>(values[i] >> (8 * b)));
+}
+
+// Variable-length encoding (RFC 7011 §7): one length byte below 255, else 255 and two bytes.
+size_t varlen_size(size_t n) {
+    return n < 255 ? 1 + n : 3 + n;
+}
+
+// Builds messages of at most `max` bytes, each a header and sets of one kind of record.
+class Packer {
+public:
+    Packer(uint32_t domain, uint32_t export_time, size_t max, uint32_t& sequence)
+        : domain_(domain), time_(export_time), max_(max), sequence_(sequence) {}
+
+    // Room for a record of `size` bytes in a set `set_id`, starting a message or set as needed.
+    Writer record(uint16_t set_id, size_t size) {
+        const size_t need = size + (set_id == set_id_ ? 0 : kSetHeaderSize);
+        if (!msg_.empty() && msg_.size() + need > max_)
+            finish();
+        if (msg_.empty())
+            start();
+        if (set_id != set_id_) {
+            close_set();
+            set_start_ = msg_.size();
+            set_id_ = set_id;
+            Writer w(msg_);
+            w.u16(set_id);
+            w.u16(0);
+        }
+        records_++;
+        return Writer(msg_);
+    }
+
+    std::vector<Bytes> done() {
+        if (!msg_.empty())
+            finish();
+        return std::move(out_);
+    }
+
+private:
+    void start() {
+        Writer w(msg_);
+        w.u16(kVersion);
+        w.u16(0);
+        w.u32(time_);
+        w.u32(sequence_);
+        w.u32(domain_);
+        records_ = 0;
+    }
+    void close_set() {
+        if (set_id_ != 0)
+            Writer(msg_).set_u16(set_start_ + 2, static_cast<uint16_t>(msg_.size() - set_start_));
+        set_id_ = 0;
+    }
+    void finish() {
+        close_set();
+        Writer(msg_).set_u16(2, static_cast<uint16_t>(msg_.size()));
+        sequence_ += records_;
+        out_.push_back(std::move(msg_));
+        msg_.clear();
+    }
+
+    uint32_t domain_;
+    uint32_t time_;
+    size_t max_;
+    uint32_t& sequence_;
+    Bytes msg_;
+    size_t set_start_ = 0;
+    uint16_t set_id_ = 0;
+    uint32_t records_ = 0;
+    std::vector<Bytes> out_;
+};
+
+size_t template_message_size() {
+    size_t n = kHeaderSize + kSetHeaderSize;
+    for (bool v6 : {false, true}) {
+        n += 4;
+        for (const auto& f : flow_fields(v6))
+            n += field_spec_size(f);
+    }
+    return n + kSetHeaderSize + 6 + 4 + 4; // options template: header, scope 10, interfaceName 82
+}
+
+} // namespace
+
+size_t flow_record_size(bool ipv6) {
+    size_t n = 0;
+    for (const auto& f : flow_fields(ipv6))
+        n += f.length;
+    return n;
+}
+
+size_t records_fitting(std::span<const FlowRecord> records, size_t max) {
+    size_t size = kHeaderSize, n = 0;
+    int family = -1; // the open set's: the Packer opens a new set whenever the template changes
+    for (const auto& r : records) {
+        const size_t add = flow_record_size(r.ipv6) + (family == int(r.ipv6) ? 0 : kSetHeaderSize);
+        if (size + add > max)
+            break;
+        size += add;
+        family = int(r.ipv6);
+        n++;
+    }
+    return n;
+}
+
+size_t min_message_size() {
+    // An interface name is at most IFNAMSIZ - 1 bytes.
+    const size_t iface = 4 + varlen_size(15);
+    return std::max({kHeaderSize + kSetHeaderSize + flow_record_size(true), template_message_size(),
+                     kHeaderSize + kSetHeaderSize + iface});
+}
+
+Stream::Stream(uint32_t observation_domain, uint32_t pen, size_t max_message)
+    : domain_(observation_domain), pen_(pen), max_message_(max_message) {
+    if (max_message < min_message_size() || max_message > 65535)
+        throw std::invalid_argument("IPFIX message size must be " + std::to_string(min_message_size()) +
+                                    " .. 65535 bytes");
+}
+
+Bytes Stream::templates(uint32_t export_time) const {
+    Bytes msg;
+    Writer w(msg);
+    w.u16(kVersion);
+    w.u16(0);
+    w.u32(export_time);
+    w.u32(sequence_);
+    w.u32(domain_);
+    const size_t set = w.size();
+    w.u16(kTemplateSetId);
+    w.u16(0);
+    for (bool v6 : {false, true}) {
+        const auto& fields = flow_fields(v6);
+        w.u16(v6 ? kTemplateIpv6 : kTemplateIpv4);
+        w.u16(static_cast<uint16_t>(fields.size()));
+        for (const auto& f : fields)
+            write_field_spec(w, f, pen_);
+    }
+    w.set_u16(set + 2, static_cast<uint16_t>(w.size() - set));
+    const size_t opt = w.size();
+    w.u16(kOptionsTemplateSetId);
+    w.u16(0);
+    w.u16(kTemplateInterfaces);
+    w.u16(2); // field count
+    w.u16(1); // scope field count
+    write_field_spec(w, {10, 4}, pen_);
+    write_field_spec(w, {82, kVariableLength}, pen_);
+    w.set_u16(opt + 2, static_cast<uint16_t>(w.size() - opt));
+    w.set_u16(2, static_cast<uint16_t>(w.size()));
+    return msg;
+}
+
+std::vector<Bytes> Stream::interfaces(uint32_t export_time, std::span<const InterfaceName> names) {
+    Packer p(domain_, export_time, max_message_, sequence_);
+    for (const auto& n : names) {
+        // Longer names cannot be interface names; cut so that one record always fits.
+        const size_t len = std::min(n.name.size(), max_message_ - kHeaderSize - kSetHeaderSize - 4 - 3);
+        Writer w = p.record(kTemplateInterfaces, 4 + varlen_size(len));
+        w.u32(n.ifindex);
+        if (len < 255) {
+            w.u8(static_cast<uint8_t>(len));
+        } else {
+            w.u8(255);
+            w.u16(static_cast<uint16_t>(len));
+        }
+        w.raw(reinterpret_cast<const uint8_t*>(n.name.data()), len);
+    }
+    return p.done();
+}
+
+std::vector<Bytes> Stream::flows(uint32_t export_time, std::span<const FlowRecord> records) {
+    Packer p(domain_, export_time, max_message_, sequence_);
+    for (const auto& r : records) {
+        Writer w = p.record(r.ipv6 ? kTemplateIpv6 : kTemplateIpv4, flow_record_size(r.ipv6));
+        write_record(w, flow_fields(r.ipv6), r);
+    }
+    return p.done();
+}
+
+} // namespace nettally::ipfix
