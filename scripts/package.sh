@@ -17,7 +17,11 @@ if [ -n "$(git -C "$repo" status --porcelain --untracked-files=no)" ]; then
 	echo "package: note: uncommitted changes in $repo are not packaged (building commit $commit)" >&2
 fi
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/nettally-package.XXXXXX")
+# A fixed place under OUTDIR, not a random one: the compiler flags hold the source path
+# (-ffile-prefix-map), so ccache only hits when it stays the same.
+work=$out/src
+rm -rf "$work"
+mkdir -p "$work"
 trap 'rm -rf "$work"' EXIT
 git clone -q --no-checkout "$repo" "$work/nettally"
 git -C "$work/nettally" -c advice.detachedHead=false checkout -q --detach "$commit"
@@ -42,6 +46,7 @@ rm -f "$out"/nettally_*.deb "$out"/nettally-dbgsym_*.deb
 cp "$work"/nettally_*.deb "$out"/
 cp "$work"/nettally-dbgsym_*.deb "$out"/ 2>/dev/null || true
 cp "$work/build.log" "$out/build.log"
+echo "package: build log in $out/build.log"
 for f in "$out"/nettally_*.deb; do
 	echo "package: $f ($(du -k "$f" | cut -f1) KiB), built in ${took} s"
 done
