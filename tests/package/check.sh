@@ -43,7 +43,8 @@ dpkg-deb -e "$deb" "$ctl"
 grep -qx /etc/nettally/nettally.yaml "$ctl/conffiles" || fail "/etc/nettally/nettally.yaml is not a conffile"
 grep -q 'deb-systemd-helper.* enable .*nettallyd.service\|deb-systemd-helper .*unmask' "$ctl/postinst" ||
 	fail "postinst does not enable the unit with deb-systemd-helper"
-grep -q 'deb-systemd-invoke .*start.*nettallyd.service' "$ctl/postinst" || fail "postinst does not start the service"
+grep -q '_dh_action=start' "$ctl/postinst" && grep -q "deb-systemd-invoke \$_dh_action 'nettallyd.service'" "$ctl/postinst" ||
+	fail "postinst does not start the service"
 grep -q 'systemd-sysusers.*nettally.conf' "$ctl/postinst" || fail "postinst does not create group nettally"
 grep -q 'deb-systemd-invoke stop.*nettallyd.service' "$ctl/prerm" || fail "prerm does not stop the service"
 grep -q 'nettallyd --config /etc/nettally/nettally.yaml --detach' "$ctl/prerm" || fail "prerm does not detach"
