@@ -43,10 +43,11 @@ print(sum(r[k]["packets"] for r in rows if r["name"] == "ntvm0" for k in ("ingre
 }
 
 # --- install ------------------------------------------------------------------------------------
+shopt -s nullglob # extra/ may be empty
 deb=$(ls "$share"/nettally_*.deb | head -n1)
 cp "$deb" /root/
 t0=$(date +%s.%N)
-if apt-get install -y -q --no-download "/root/$(basename "$deb")" >/root/apt-install.log 2>&1; then
+if apt-get install -y -q --no-download "/root/$(basename "$deb")" "$share"/extra/*.deb >/root/apt-install.log 2>&1; then
 	ok install "$(basename "$deb")"
 else
 	fail install "$(tail -n 5 /root/apt-install.log | tr '\n' ' ')"

@@ -59,8 +59,7 @@ fi
 
 # --- the root image, cached by its package list ------------------------------------------------
 recipe=3 # bump when the image steps below change
-runtime_deps=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g' | grep . | sort -u)
-packages=$( (sed 's/#.*//' "$here/packages.txt" | tr ' ' '\n'; echo "$runtime_deps") | grep . | sort -u)
+packages=$(sed 's/#.*//' "$here/packages.txt" | tr ' ' '\n' | grep . | sort -u)
 key=$(printf 'recipe %s\n%s\n' "$recipe" "$packages" | sha256sum | cut -c1-16)
 cache=${NT_VM_CACHE:-/var/cache/nettally-vm}
 image=$cache/image-$key
@@ -141,8 +140,24 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-mkdir -p "$run/share"
+mkdir -p "$run/share/extra"
 cp "$deb" "$here/guest.sh" "$run/share/"
+# Dependencies of the .deb that the image lacks (the first of each alternative, unless another one
+# is installed): downloaded here, installed in the guest beside the .deb.
+installed=$(debugfs -R 'cat /var/lib/dpkg/status' "$image/root.img" 2>/dev/null |
+	awk '/^Package: / { p = $2 } /^Status: install ok installed/ { print p }' | sort -u)
+extra=()
+while read -r alts; do
+	[ -n "$alts" ] || continue
+	hit=0
+	for a in $(tr '|' ' ' <<<"$alts"); do grep -qx "$a" <<<"$installed" && hit=1; done
+	[ "$hit" -eq 1 ] || extra+=("$(tr '|' ' ' <<<"$alts" | awk '{ print $1 }')")
+done < <(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/([^)]*)//g; s/[[:space:]]//g')
+if [ ${#extra[@]} -gt 0 ]; then
+	say "not in the image, fetched for the guest: ${extra[*]} (add them to tests/vm/packages.txt)"
+	(cd "$run/share/extra" && apt-get download -q "${extra[@]}" >/dev/null) ||
+		die "apt-get download ${extra[*]} failed"
+fi
 qemu-img create -q -f qcow2 -F raw -b "$image/root.img" "$run/disk.qcow2"
 say "booting $(basename "$deb") on Debian 12 ($(cat "$image/kernel-version")), TCG, 2 vCPUs"
 t0=$(date +%s.%N)
