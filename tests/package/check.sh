@@ -21,7 +21,7 @@ bash "$src/scripts/package.sh" "$out" || { echo "FAIL: the package did not build
 deb=$(ls "$out"/nettally_*.deb | head -n1)
 
 # lintian: errors fail, everything else is shown.
-lint=$(lintian --no-tag-display-limit "$deb" 2>&1 || true)
+lint=$(lintian --tag-display-limit 0 "$deb" 2>&1 || true)
 printf '%s\n' "$lint" | sed 's/^/    lintian: /'
 errors=$(printf '%s\n' "$lint" | grep -c '^E: ' || true)
 echo "lintian: $errors error(s), $(printf '%s\n' "$lint" | grep -c '^W: ' || true) warning(s)"

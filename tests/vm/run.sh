@@ -145,7 +145,11 @@ cp "$deb" "$here/guest.sh" "$run/share/"
 # Dependencies of the .deb that the image lacks (the first of each alternative, unless another one
 # is installed): downloaded here, installed in the guest beside the .deb.
 installed=$(debugfs -R 'cat /var/lib/dpkg/status' "$image/root.img" 2>/dev/null |
-	awk '/^Package: / { p = $2 } /^Status: install ok installed/ { print p }' | sort -u)
+	awk '/^Package: / { p = $2; prov = ""; ok = 0 }
+		/^Provides: / { prov = substr($0, 11) }
+		/^Status: install ok installed/ { ok = 1 }
+		/^$/ { if (ok) { print p; n = split(prov, a, ","); for (i = 1; i <= n; i++) { x = a[i]; sub(/\(.*/, "", x); gsub(/ /, "", x); if (x != "") print x } } ok = 0 }
+		END { if (ok) print p }' | sort -u)
 extra=()
 while read -r alts; do
 	[ -n "$alts" ] || continue
