@@ -162,6 +162,7 @@ for d in /etc/nettally /var/lib/nettally; do [ ! -e "$d" ] || files+=" $d"; done
 [ -z "$files" ] && ok no-files || fail no-files "$(echo $files)"
 if pgrep -x nettallyd >/dev/null; then fail no-process "nettallyd still runs"; else ok no-process; fi
 
+journalctl -b --no-pager -o short-monotonic -u nettallyd >"$share/nettallyd.journal" 2>&1
 ip netns del "$ns" 2>/dev/null
 ip link del ntvm0 2>/dev/null
 echo done >>"$res"

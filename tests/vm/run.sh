@@ -9,7 +9,8 @@
 # Usage: tests/vm/run.sh [--deb DEB] [--out DIR] [--keep]
 #   --deb DEB  the package to test, or a directory holding it (default: build/package, where
 #              scripts/package.sh puts it)
-#   --out DIR  where results, console.log, guest.log, security.txt go (default build/vm)
+#   --out DIR  where results, console.log, guest.log, security.txt, nettallyd.journal go
+#              (default build/vm)
 #   --keep     keeps the run's overlay disk and share (paths printed)
 # Exit status: 0 every check passed, 1 a check failed or the VM did not finish, 77 skipped
 # (no qemu, no root: outside CI only; under CI=true that fails).
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
 done
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-rm -f "$out/results" "$out/guest.log" "$out/console.log" "$out/security.txt"
+rm -f "$out/results" "$out/guest.log" "$out/console.log" "$out/security.txt" "$out/nettallyd.journal"
 
 say() { printf '[vm %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 skip() { # outside CI a missing prerequisite skips, saying why; under CI it fails
@@ -133,6 +134,7 @@ cleanup() {
 	[ -z "$qpid" ] || kill "$qpid" 2>/dev/null || true
 	[ -f "$run/share/guest.log" ] && cp "$run/share/guest.log" "$out/"
 	[ -f "$run/share/security.txt" ] && cp "$run/share/security.txt" "$out/"
+	[ -f "$run/share/nettallyd.journal" ] && cp "$run/share/nettallyd.journal" "$out/"
 	[ -f "$run/console.log" ] && cp "$run/console.log" "$out/"
 	if [ "$keep" -eq 1 ]; then say "kept: $run"; else rm -rf --one-file-system "$run"; fi
 	return "$rc"
