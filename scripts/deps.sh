@@ -33,6 +33,12 @@ packages=(
 	vsftpd nginx-light openssh-server openssh-client openssl
 	# lint and fuzz: scripts/check-{format,tidy}.sh, tests/fuzz (libFuzzer runtime)
 	clang-format clang-tidy libclang-rt-14-dev
+	# the Debian package (scripts/package.sh, tests/package): dpkg-buildpackage, dh with the
+	# sysusers add-on, man pages from scdoc, lintian, groff (the man page check), git (the clean clone)
+	dpkg-dev debhelper scdoc lintian groff-base git
+	# the VM suite (tests/vm): qemu in TCG mode with its BIOS, qemu-img, mmdebstrap for the guest's
+	# root, mkfs.ext4 -d for its disk
+	qemu-system-x86 qemu-utils seabios mmdebstrap e2fsprogs
 )
 
 missing=()

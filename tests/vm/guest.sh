@@ -1,0 +1,168 @@
+#!/bin/bash
+# Runs inside the VM (tests/vm/run.sh), as root, from the unit nettally-vmtest.service once the
+# guest has booted with systemd as PID 1. The share (9p, mounted on /mnt/share) holds the .deb
+# under test; every check writes one line to /mnt/share/results:
+#   ok NAME [detail] | FAIL NAME detail | figure NAME VALUE
+# and the last line is "done". The host reads the file after the guest powered off.
+set -uo pipefail
+share=/mnt/share
+res=$share/results
+: >"$res"
+exec >>"$share/guest.log" 2>&1
+export LANG=C.UTF-8 SYSTEMD_PAGER='' SYSTEMD_COLORS=0
+
+ok() { echo "ok $*" | tee -a "$res"; }
+fail() { echo "FAIL $*" | tee -a "$res"; }
+figure() { echo "figure $1 $2" | tee -a "$res"; }
+check() { # check NAME CMD...: ok if CMD succeeds
+	local name=$1
+	shift
+	if "$@"; then ok "$name"; else fail "$name" "($*)"; fi
+}
+
+systemd-analyze time
+figure boot "$(systemd-analyze time 2>/dev/null | sed -n '1s/.*= //p' | tr ' ' '_')"
+figure kernel "$(uname -r)"
+
+# Traffic to count: a veth pair into a namespace of our own (198.18.0.0/15, fd00::/8).
+ns=ntvm$$
+ip netns add "$ns"
+ip link add ntvm0 type veth peer name ntvm1
+ip link set ntvm1 netns "$ns"
+ip addr add 198.18.20.1/24 dev ntvm0
+ip link set ntvm0 up
+ip -n "$ns" addr add 198.18.20.2/24 dev ntvm1
+ip -n "$ns" link set ntvm1 up
+ip -n "$ns" link set lo up
+traffic() { ping -q -c "${1:-20}" -i 0.05 -s 1000 198.18.20.2 >/dev/null; }
+iface_packets() { # packets nettally counted on ntvm0, both directions
+	nettallyctl --json interfaces | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+rows = d["interfaces"] if isinstance(d, dict) else d
+print(sum(r[k]["packets"] for r in rows if r["name"] == "ntvm0" for k in ("ingress", "egress")))'
+}
+
+# --- install ------------------------------------------------------------------------------------
+shopt -s nullglob # extra/ may be empty
+deb=$(ls "$share"/nettally_*.deb | head -n1)
+cp "$deb" /root/
+t0=$(date +%s.%N)
+# (No --no-download: apt 2.6 then refuses a local .deb, "Pathname to install is not absolute";
+# the guest has no network anyway.)
+if (cd /root && apt-get install -y -q "./$(basename "$deb")" "$share"/extra/*.deb) >/root/apt-install.log 2>&1; then
+	ok install "$(basename "$deb")"
+else
+	fail install "$(tail -n 5 /root/apt-install.log | tr '\n' ' ')"
+fi
+figure install_s "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')"
+dpkg -L nettally | sort >/root/files.txt
+check enabled-by-package systemctl is-enabled -q nettallyd
+check enable-now systemctl enable --now nettallyd
+# Type=notify: "active (running)" only after READY=1.
+state=$(systemctl show -P ActiveState,SubState nettallyd | tr '\n' ' ')
+if [ "$state" = "active running " ]; then ok ready "$state"; else fail ready "state: $state"; fi
+check group-nettally getent group nettally
+
+# --- nettallyctl as root and as an unprivileged user -------------------------------------------
+if out=$(nettallyctl status 2>&1) && grep -q . <<<"$out"; then ok status-root; else fail status-root "$out"; fi
+if out=$(runuser -u vmuser -- nettallyctl status 2>&1) && grep -q . <<<"$out"; then
+	ok status-user
+else
+	fail status-user "$out"
+fi
+# A change is for root and group nettally only: the unprivileged user is refused.
+# (exit 1: the daemon answered with an error; 3 would be "not reachable", 127 no nettallyctl)
+rc=0
+runuser -u vmuser -- nettallyctl reload >/root/reload-user.txt 2>&1 || rc=$?
+if [ "$rc" -eq 1 ]; then
+	ok reload-user-refused "$(head -n1 /root/reload-user.txt)"
+else
+	fail reload-user-refused "exit status $rc: $(head -n1 /root/reload-user.txt)"
+fi
+
+# --- reload: RELOADING=1 then READY=1 (systemd's debug log names each notification) -------------
+systemd-analyze log-level debug
+mark=$(date '+%Y-%m-%d %H:%M:%S')
+sleep 1
+check reload systemctl reload nettallyd
+sleep 2
+# Watchdog pings: WatchdogSec=30s, the daemon pings at least every 15 s.
+wd0=$(systemctl show -P WatchdogTimestampMonotonic nettallyd)
+sleep 17
+wd1=$(systemctl show -P WatchdogTimestampMonotonic nettallyd)
+systemd-analyze log-level info
+pid=$(systemctl show -P MainPID nettallyd)
+notes=$(journalctl -q -o cat --since "$mark" -u nettallyd | grep -o "Got notification message from PID $pid ([^)]*)" || true)
+order=$(printf '%s\n' "$notes" | grep -oE 'RELOADING=1|READY=1' | tr '\n' ' ')
+case $order in
+*"RELOADING=1 READY=1"*) ok reload-notify "$order" ;;
+*) fail reload-notify "notifications seen: ${order:-none}" ;;
+esac
+pings=$(printf '%s\n' "$notes" | grep -c 'WATCHDOG=1' || true)
+if [ "$pings" -gt 0 ] && [ "$wd1" -gt "$wd0" ]; then
+	ok watchdog "$pings pings in 18 s"
+else
+	fail watchdog "pings: $pings, WatchdogTimestamp $wd0 -> $wd1"
+fi
+figure watchdog_pings_18s "$pings"
+
+# --- the journal at the lines' priorities: an invalid config is refused on reload -------------
+cp /etc/nettally/nettally.yaml /root/nettally.yaml.orig
+mark=$(date '+%Y-%m-%d %H:%M:%S')
+sleep 1
+echo 'poll_interval: abc' >>/etc/nettally/nettally.yaml
+systemctl reload nettallyd
+sleep 2
+cp /root/nettally.yaml.orig /etc/nettally/nettally.yaml
+warn=$(journalctl -q -o cat -u nettallyd --since "$mark" -p warning)
+info_only=$(journalctl -q -o cat -u nettallyd -p info | grep -c . || true)
+warn_all=$(journalctl -q -o cat -u nettallyd -p warning | grep -c . || true)
+if grep -q 'poll_interval' <<<"$warn" && [ "$info_only" -gt "$warn_all" ]; then
+	ok journal-priorities "refusal at warning or above; $info_only lines at info or above, $warn_all at warning or above"
+else
+	fail journal-priorities "warning+: '$warn'; info+: $info_only, warning+: $warn_all"
+fi
+journalctl -q -u nettallyd -o json | python3 -c '
+import json, sys, collections
+c = collections.Counter(json.loads(l).get("PRIORITY") for l in sys.stdin if l.strip())
+print("journal priorities:", dict(sorted(c.items())))'
+systemctl is-active -q nettallyd || fail alive-after-bad-reload "nettallyd stopped"
+
+# --- restart keeps the totals -------------------------------------------------------------------
+traffic 20
+sleep 2
+before=$(iface_packets)
+check restart systemctl restart nettallyd
+after=$(iface_packets)
+if [ -n "$before" ] && [ "$before" -ge 40 ] && [ -n "$after" ] && [ "$after" -ge "$before" ]; then
+	ok restart-keeps-totals "ntvm0 packets $before before, $after after"
+else
+	fail restart-keeps-totals "ntvm0 packets ${before:-?} before, ${after:-?} after"
+fi
+
+# --- hardening as systemd rates it here -------------------------------------------------------
+exposure=$(systemd-analyze security nettallyd 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
+if [ -n "$exposure" ]; then figure exposure "$exposure"; ok security "$exposure"; else fail security "no figure"; fi
+systemd-analyze security nettallyd >"$share/security.txt" 2>&1
+
+# --- purge leaves nothing ----------------------------------------------------------------------
+if apt-get purge -y -q nettally >/root/apt-purge.log 2>&1; then ok purge; else fail purge "$(tail -n 5 /root/apt-purge.log | tr '\n' ' ')"; fi
+[ ! -e /sys/fs/bpf/nettally ] && ok no-pins || fail no-pins "$(find /sys/fs/bpf/nettally | head)"
+left=''
+for dev in $(ip -o link show | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do
+	q=$(tc qdisc show dev "$dev" | grep -E '^qdisc (clsact|fq) ' || true)
+	f=$(tc filter show dev "$dev" ingress 2>/dev/null)$(tc filter show dev "$dev" egress 2>/dev/null)
+	x=$(ip -d link show dev "$dev" | grep -o 'prog/xdp[^ ]*' || true)
+	[ -z "$q$f$x" ] || left+="$dev: $q $f $x; "
+done
+[ -z "$left" ] && ok no-qdisc-filter-xdp || fail no-qdisc-filter-xdp "$left"
+files=$(while read -r f; do [ "$f" = / ] || [ -d "$f" ] || [ ! -e "$f" ] || echo "$f"; done </root/files.txt)
+for d in /etc/nettally /var/lib/nettally; do [ ! -e "$d" ] || files+=" $d"; done
+[ -z "$files" ] && ok no-files || fail no-files "$(echo $files)"
+if pgrep -x nettallyd >/dev/null; then fail no-process "nettallyd still runs"; else ok no-process; fi
+
+journalctl -b --no-pager -o short-monotonic -u nettallyd >"$share/nettallyd.journal" 2>&1
+ip netns del "$ns" 2>/dev/null
+ip link del ntvm0 2>/dev/null
+echo done >>"$res"
