@@ -140,32 +140,36 @@ std::string explain_extra(const std::string& extra, const Verb* verb, const std:
 }
 
 // Where an option that keeps its last value as text keeps it.
-std::string& text_option(Target t, Options& opt) {
+std::string* text_option(Target t, Options& opt) {
     switch (t) {
     case Target::Sort:
-        return opt.sort;
-    case Target::Period:
-        return opt.period;
+        return &opt.sort;
     case Target::User:
-        return opt.upload.user;
+        return &opt.upload.user;
+    case Target::Period:
+        return &opt.period;
     case Target::PasswordFile:
-        return opt.upload.password_file;
+        return &opt.upload.password_file;
     case Target::Layer:
-        return opt.layer;
+        return &opt.layer;
+    case Target::Subject:
+        return &opt.subject;
     case Target::Output:
-        return opt.output;
+        return &opt.output;
     default:
-        return opt.subject;
+        return nullptr;
     }
 }
 
-// Where a flag (an option without a value) is kept.
-bool& flag_option(Target t, Options& opt) {
+// Where a flag (an option without a value) is kept; nullptr for an option with a value.
+bool* flag_option(Target t, Options& opt) {
     if (t == Target::PasswordStdin)
-        return opt.upload.password_stdin;
+        return &opt.upload.password_stdin;
     if (t == Target::Graph)
-        return opt.graph;
-    return t == Target::Once ? opt.once : opt.tree;
+        return &opt.graph;
+    if (t == Target::Once)
+        return &opt.once;
+    return t == Target::Tree ? &opt.tree : nullptr;
 }
 
 std::optional<std::string> apply_option(const OptionSpec& o, const std::vector<std::string>& values,
@@ -174,6 +178,14 @@ std::optional<std::string> apply_option(const OptionSpec& o, const std::vector<s
         return std::nullopt;
     const std::string last = values.empty() ? std::string() : values.back();
     const std::string flag(o.flag);
+    if (std::string* text = text_option(o.target, opt)) {
+        *text = last;
+        return std::nullopt;
+    }
+    if (bool* set = flag_option(o.target, opt)) {
+        *set = true;
+        return std::nullopt;
+    }
     switch (o.target) {
     case Target::Top:
         if (auto n = parse_top(last); n)
@@ -181,21 +193,6 @@ std::optional<std::string> apply_option(const OptionSpec& o, const std::vector<s
         else
             return "--top: '" + last + "' is not a positive integer (1.." +
                    std::to_string(std::numeric_limits<std::uint32_t>::max()) + ")";
-        break;
-    case Target::Sort:
-    case Target::Period:
-    case Target::Subject:
-    case Target::User:
-    case Target::PasswordFile:
-    case Target::Layer:
-    case Target::Output:
-        text_option(o.target, opt) = last;
-        break;
-    case Target::Tree:
-    case Target::PasswordStdin:
-    case Target::Graph:
-    case Target::Once:
-        flag_option(o.target, opt) = true;
         break;
     case Target::Field:
         if (values.size() > 1 || opt.thresholds.fields.count(std::string(o.key)))
@@ -219,6 +216,8 @@ std::optional<std::string> apply_option(const OptionSpec& o, const std::vector<s
         return std::string(
             "the password is not accepted on the command line (other users can read it there); "
             "use --password-stdin or --password-file FILE");
+    default: // text and flags: above
+        break;
     }
     return std::nullopt;
 }

@@ -7,23 +7,18 @@
 
 namespace nettally::ctl {
 
+// A verb's handler: runs it and returns the exit status (format.h ExitCode).
+using RunCommand = int(const Options& opt);
+
 // commands.cpp: org.nettally.Accounting1
-int run_status(const Options& opt);
-int run_interfaces(const Options& opt);
-int run_hosts(const Options& opt);
-int run_flows(const Options& opt);
-int run_cgroups(const Options& opt);
-int run_history(const Options& opt);
-int run_reload(const Options& opt);
+RunCommand run_status, run_interfaces, run_hosts, run_flows, run_cgroups, run_history, run_reload;
 // commands_thresholds.cpp: org.nettally.Accounting1.Thresholds
-int run_thresholds(const Options& opt);
-int run_watch(const Options& opt);
+RunCommand run_thresholds, run_watch;
 // commands_records.cpp: org.nettally.Accounting1.Records and .Upload
-int run_records(const Options& opt);
-int run_upload(const Options& opt);
+RunCommand run_records, run_upload;
 // commands_top.cpp: rates from repeated readings
-int run_top(const Options& opt);
+RunCommand run_top;
 // commands_export.cpp: org.nettally.Accounting1.Export
-int run_export(const Options& opt);
+RunCommand run_export;
 
 } // namespace nettally::ctl
