@@ -146,6 +146,14 @@ cgroup_reconcile_checks nettally_cgroup_reconcile_checks_total Cgroup reconcilia
 cgroup_reconcile_violations nettally_cgroup_reconcile_violations_total Cgroup reconciliation checks that failed.
 enforce_dropped_packets nettally_enforce_dropped_packets_total Packets dropped by threshold actions (block, throttle).
 enforce_dropped_bytes nettally_enforce_dropped_bytes_total Bytes (l2) dropped by threshold actions (block, throttle).
+export_collectors nettally_export_collectors IPFIX collectors the exporter sends to.
+export_records nettally_export_records_total IPFIX data records sent, summed over the collectors.
+export_messages nettally_export_messages_total IPFIX messages sent, summed over the collectors.
+export_bytes nettally_export_bytes_total Bytes of IPFIX messages sent, summed over the collectors.
+export_send_errors nettally_export_send_errors_total Failed sends to IPFIX collectors.
+export_dropped nettally_export_dropped_records_total IPFIX records dropped from a full TCP collector buffer.
+export_buffered nettally_export_buffered_records IPFIX records waiting for a TCP collector.
+export_tracked_flows nettally_export_tracked_flows Live flows the exporter follows for interim records.
 )";
 
 std::optional<double> status_number(const Status& s, const std::string& key) {

@@ -22,6 +22,7 @@ renders to a PNG.
 
 import os
 import re
+import shlex
 import xml.etree.ElementTree as ET
 import sys
 import time
@@ -87,11 +88,18 @@ class TopTest(unittest.TestCase):
         return h.run(["tmux", "-S", cls.tmux_socket] + list(args), check=check, timeout=30)
 
     def start_top(self, session, cols=100, rows=30):
-        cmd = (f"env DBUS_SYSTEM_BUS_ADDRESS='{self.bus.address}' TERM=xterm {h.nettallyctl_path()} "
-               f"top --interval 1s")
+        # top's exit status goes to a file: tmux's own "pane dead" state was seen lagging by more
+        # than 10 s after top had exited (a zombie tmux had not reaped yet). The shell waits for
+        # top; its trap keeps it alive through the Ctrl-C the pane's process group receives.
+        status = self.status_file(session)
+        cmd = (f"trap : INT TERM; env DBUS_SYSTEM_BUS_ADDRESS={shlex.quote(self.bus.address)} TERM=xterm "
+               f"{shlex.quote(h.nettallyctl_path())} top --interval 1s; echo $? > {shlex.quote(status)}")
         self.tmux("new-session", "-d", "-s", session, "-x", str(cols), "-y", str(rows), cmd, check=True)
         self.tmux("set-option", "-t", session, "remain-on-exit", "on", check=True)
         self.addCleanup(self.tmux, "kill-session", "-t", session)
+
+    def status_file(self, session):
+        return os.path.join(self.workdir, f"top-{session}.status")
 
     def screen(self, session):
         return self.tmux("capture-pane", "-p", "-t", session, check=True).stdout
@@ -106,11 +114,15 @@ class TopTest(unittest.TestCase):
         return h.wait_until(line, timeout, "lan0 rates on the top screen", interval=0.3)
 
     def pane_exit(self, session, timeout=10):
-        def dead():
-            p = self.tmux("list-panes", "-t", session, "-F", "#{pane_dead} #{pane_dead_status}", check=True)
-            fields = p.stdout.split()
-            return (int(fields[1]),) if fields[0] == "1" and len(fields) > 1 else None
-        return h.wait_until(dead, timeout, "top to exit")[0]
+        """top's exit status, once it has exited (written by the pane's shell)."""
+        def status():
+            try:
+                with open(self.status_file(session)) as f:
+                    text = f.read().strip()
+            except FileNotFoundError:
+                return None
+            return (int(text),) if text else None
+        return h.wait_until(status, timeout, "top to exit")[0]
 
     def test_screen_matches_json(self):
         self.start_top("match")

@@ -193,6 +193,31 @@ TEST(MetricsBuild, InterfaceFamiliesEqualTheTotals) {
     EXPECT_EQ(family(f, "nettally_cgroup_entries"), nullptr);
 }
 
+TEST(MetricsBuild, ExportFiguresFromTheStatus) {
+    HostMaps maps;
+    Collector c(maps);
+    const Status st{{"export_collectors", uint32_t{2}},
+                    {"export_records", uint64_t{120}},
+                    {"export_send_errors", uint64_t{3}},
+                    {"export_buffered", uint64_t{7}}};
+    MetricsSources src{c, st};
+    const MetricFamilies f = build_metrics(src);
+    const auto* records = family(f, "nettally_export_records_total");
+    ASSERT_NE(records, nullptr);
+    EXPECT_EQ(records->type, prometheus::MetricType::Counter);
+    EXPECT_EQ(records->metric.at(0).counter.value, 120);
+    const auto* errors = family(f, "nettally_export_send_errors_total");
+    ASSERT_NE(errors, nullptr);
+    EXPECT_EQ(errors->metric.at(0).counter.value, 3);
+    const auto* buffered = family(f, "nettally_export_buffered_records");
+    ASSERT_NE(buffered, nullptr);
+    EXPECT_EQ(buffered->type, prometheus::MetricType::Gauge);
+    EXPECT_EQ(buffered->metric.at(0).gauge.value, 7);
+    ASSERT_NE(family(f, "nettally_export_collectors"), nullptr);
+    EXPECT_EQ(family(f, "nettally_export_collectors")->metric.at(0).gauge.value, 2);
+    EXPECT_EQ(family(f, "nettally_export_bytes_total"), nullptr); // not in this Status
+}
+
 TEST(MetricsBuild, CgroupsBySelfWithoutL2) {
     HostMaps maps;
     Collector c(maps);
