@@ -1,6 +1,8 @@
 // Flow export: collector URLs and the interim/final record tracker. See export.h.
 #include "core/export.h"
 
+#include "core/units.h"
+
 #include <arpa/inet.h>
 
 #include <cstring>
@@ -14,39 +16,6 @@ bool fail_why(std::string* why, const std::string& text) {
     if (why)
         *why = text;
     return false;
-}
-
-// "ADDRESS:PORT" with ADDRESS IPv4 or [IPv6].
-bool parse_host_port(std::string_view hp, CollectorUrl& u, std::string* why) {
-    std::string host;
-    std::string_view port;
-    if (!hp.empty() && hp.front() == '[') {
-        const size_t close = hp.find(']');
-        if (close == std::string_view::npos || close + 1 >= hp.size() || hp[close + 1] != ':')
-            return fail_why(why, "expected [IPv6]:PORT");
-        host = std::string(hp.substr(1, close - 1));
-        port = hp.substr(close + 2);
-        u.family = NT_AF_INET6;
-        if (inet_pton(AF_INET6, host.c_str(), u.addr.data()) != 1)
-            return fail_why(why, "not an IPv6 address: '" + host + "'");
-    } else {
-        const size_t colon = hp.rfind(':');
-        if (colon == std::string_view::npos)
-            return fail_why(why, "missing :PORT (IPFIX collectors listen on 4739)");
-        host = std::string(hp.substr(0, colon));
-        port = hp.substr(colon + 1);
-        u.family = NT_AF_INET;
-        if (inet_pton(AF_INET, host.c_str(), u.addr.data()) != 1)
-            return fail_why(why, "not an IPv4 address: '" + host +
-                                     "' (use an address, not a host name; IPv6 in brackets)");
-    }
-    if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string_view::npos)
-        return fail_why(why, "invalid port '" + std::string(port) + "'");
-    const unsigned long p = std::stoul(std::string(port));
-    if (p == 0 || p > 65535)
-        return fail_why(why, "port must be 1 .. 65535, got " + std::string(port));
-    u.port = static_cast<uint16_t>(p);
-    return true;
 }
 
 uint64_t to_ms(const ExportTracker::ToUnixUs& to_unix, uint64_t boot_ns) {
@@ -78,8 +47,15 @@ std::optional<CollectorUrl> parse_collector_url(std::string_view url, std::strin
         fail_why(why, "a collector URL has no path or user, only ADDRESS:PORT");
         return std::nullopt;
     }
-    if (!parse_host_port(rest, u, why))
+    const auto hp = parse_host_port(rest, why);
+    if (!hp) {
+        if (why && rest.find(':') == std::string_view::npos)
+            *why += " (IPFIX collectors listen on 4739)";
         return std::nullopt;
+    }
+    u.family = hp->family;
+    std::memcpy(u.addr.data(), hp->addr, sizeof hp->addr);
+    u.port = hp->port;
     u.text = std::string(scheme) + "://" + std::string(rest);
     return u;
 }

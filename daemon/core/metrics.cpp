@@ -235,20 +235,8 @@ void add_thresholds(MetricFamilies& out, const ThresholdEngine& engine) {
 } // namespace
 
 std::optional<std::string> parse_listen_address(std::string_view text) {
-    const size_t colon = text.rfind(':');
-    if (colon == std::string_view::npos || colon + 1 >= text.size())
-        return std::nullopt;
-    std::string_view host = text.substr(0, colon);
-    const std::string_view port_text = text.substr(colon + 1);
-    const bool v6 = host.size() >= 2 && host.front() == '[' && host.back() == ']';
-    if (v6)
-        host = host.substr(1, host.size() - 2);
-    uint8_t family = 0;
-    const auto ip = canonical_ip(host, &family);
-    const auto port = parse_uint(port_text);
-    if (!ip || !port || *port == 0 || *port > 65535 || v6 != (family == NT_AF_INET6))
-        return std::nullopt;
-    return (v6 ? "[" + *ip + "]" : *ip) + ":" + std::to_string(*port);
+    const auto hp = parse_host_port(text);
+    return hp ? std::optional<std::string>(hp->text()) : std::nullopt;
 }
 
 MetricFamily make_family(std::string name, std::string help, MetricType type) {

@@ -204,4 +204,50 @@ std::optional<std::string> canonical_ip(std::string_view s, uint8_t* family, uin
     return std::nullopt;
 }
 
+namespace {
+
+std::nullopt_t fail_host_port(std::string* why, std::string text) {
+    if (why)
+        *why = std::move(text);
+    return std::nullopt;
+}
+
+} // namespace
+
+std::string HostPort::text() const {
+    return (family == NT_AF_INET6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
+}
+
+std::optional<HostPort> parse_host_port(std::string_view s, std::string* why) {
+    HostPort hp;
+    std::string_view host, port;
+    const bool v6 = !s.empty() && s.front() == '[';
+    if (v6) {
+        const size_t close = s.find(']');
+        if (close == std::string_view::npos || close + 1 >= s.size() || s[close + 1] != ':')
+            return fail_host_port(why, "expected [IPv6]:PORT");
+        host = s.substr(1, close - 1);
+        port = s.substr(close + 2);
+    } else {
+        const size_t colon = s.rfind(':');
+        if (colon == std::string_view::npos)
+            return fail_host_port(why, "missing :PORT");
+        host = s.substr(0, colon);
+        port = s.substr(colon + 1);
+    }
+    auto address = canonical_ip(host, &hp.family, hp.addr);
+    if (!address || (hp.family == NT_AF_INET6) != v6)
+        return fail_host_port(why, v6 ? "not an IPv6 address: '" + std::string(host) + "'"
+                                      : "not an IPv4 address: '" + std::string(host) +
+                                            "' (use an address, not a host name; IPv6 in brackets)");
+    const auto n = parse_uint(port);
+    if (!n)
+        return fail_host_port(why, "invalid port '" + std::string(port) + "'");
+    if (*n == 0 || *n > 65535)
+        return fail_host_port(why, "port must be 1 .. 65535, got " + std::string(port));
+    hp.port = static_cast<uint16_t>(*n);
+    hp.address = std::move(*address);
+    return hp;
+}
+
 } // namespace nettally

@@ -40,4 +40,17 @@ std::optional<std::array<uint8_t, 6>> parse_mac(std::string_view s);
 std::optional<std::string> canonical_ip(std::string_view s, uint8_t* family = nullptr,
                                         uint32_t* out = nullptr);
 
+// "ADDRESS:PORT" with an IPv4 address or "[ADDRESS]:PORT" with an IPv6 one, port 1 .. 65535;
+// addresses only, never host names (resolving would block). The one form of metrics.listen and
+// of an IPFIX collector's address. On nullopt `why` (if given) says what is wrong.
+struct HostPort {
+    uint8_t family = 0; // NT_AF_INET / NT_AF_INET6
+    uint32_t addr[4]{}; // network order, IPv4 in the first word
+    uint16_t port = 0;
+    std::string address; // canonical_ip's text
+    // "ADDRESS:PORT" / "[ADDRESS]:PORT" with the canonical address.
+    std::string text() const;
+};
+std::optional<HostPort> parse_host_port(std::string_view s, std::string* why = nullptr);
+
 } // namespace nettally

@@ -219,6 +219,19 @@ class ExportBase(unittest.TestCase):
         for c in self.caps + ([self.lo_cap] if lo else []):
             c.wait_running()
 
+    def tcp_collector(self, out, name="tcpcollect"):
+        """This file's TCP collector on the gateway side, writing what it receives to `out`."""
+        return self.gw_spawn([h.PYTHON, os.path.abspath(__file__), "tcpcollect", COLLECTOR, str(TCP_PORT), out],
+                             name)
+
+    def start_with_tcp_collector(self, out):
+        """A TCP collector, the captures, then nettallyd: the export from its first record."""
+        self.tcp_collector(out)
+        time.sleep(0.5)
+        self.start_captures()
+        self.daemon.start()
+        self.topo.settle()
+
     def gw_spawn(self, argv, name):
         log = open(os.path.join(self.workdir, f"{name}.log"), "w")
         self.addCleanup(log.close)
@@ -429,8 +442,7 @@ class TcpRestartTest(ExportBase):
     collectors = (f"tcp://{COLLECTOR}:{TCP_PORT}",)
 
     def collector(self, run):
-        return self.gw_spawn([h.PYTHON, os.path.abspath(__file__), "tcpcollect", COLLECTOR, str(TCP_PORT),
-                              f"{self.tcp_out}-{run}"], f"tcpcollect-{run}")
+        return self.tcp_collector(f"{self.tcp_out}-{run}", f"tcpcollect-{run}")
 
     def test_tcp_collector_restart_loses_nothing(self):
         self.tcp_out = os.path.join(self.workdir, "tcp")
@@ -483,12 +495,7 @@ class LongFlowTest(ExportBase):
 
     def test_interim_records_sum_to_capture(self):
         self.tcp_out = os.path.join(self.workdir, "tcp")
-        self.gw_spawn([h.PYTHON, os.path.abspath(__file__), "tcpcollect", COLLECTOR, str(TCP_PORT), self.tcp_out],
-                      "tcpcollect")
-        time.sleep(0.5)
-        self.start_captures()
-        self.daemon.start()
-        self.topo.settle()
+        self.start_with_tcp_collector(self.tcp_out)
         t = self.topo
         h.client_run(t, "udpfor", t.SRV4, PORT, 200, 90, 40009, 0.2, timeout=150)
         self.wait_finished()
@@ -582,12 +589,7 @@ class DaemonRestartTest(ExportBase):
 
     def test_flow_across_restart_reported_once(self):
         out = os.path.join(self.workdir, "tcp")
-        self.gw_spawn([h.PYTHON, os.path.abspath(__file__), "tcpcollect", COLLECTOR, str(TCP_PORT), out],
-                      "tcpcollect")
-        time.sleep(0.5)
-        self.start_captures()
-        self.daemon.start()
-        self.topo.settle()
+        self.start_with_tcp_collector(out)
         t = self.topo
         flow = threading.Thread(target=h.client_run, args=(t, "udpfor", t.SRV4, PORT, 300, 24, 40011, 0.1),
                                 kwargs={"timeout": 90})
