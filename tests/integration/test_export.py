@@ -162,23 +162,48 @@ def check_sequence(testcase, messages):
 # ---------------------------------------------------------------------------------------------
 # The TCP collector (run as `test_export.py tcpcollect ADDR PORT FILE`).
 
+class _Stop(Exception):
+    pass
+
+
+def _stop(*_):
+    raise _Stop()
+
+
 def tcp_collect(addr, port, path):
+    """Write each connection's bytes to PATH.N. On SIGTERM, what the sender already handed to the
+    kernel is read to the end before exiting: the sender counts a record sent once send() took it,
+    so a collector that quit with bytes still queued would lose them where no real one does."""
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind((addr, port))
     srv.listen(4)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGTERM, _stop)
     n = 0
-    while True:
-        c, _ = srv.accept()
-        with c, open(f"{path}.{n}", "wb") as f:
-            while True:
-                b = c.recv(65536)
-                if not b:
-                    break
-                f.write(b)
-                f.flush()
-        n += 1
+    try:
+        while True:
+            c, _ = srv.accept()
+            with c, open(f"{path}.{n}", "wb") as f:
+                try:
+                    while True:
+                        b = c.recv(65536)
+                        if not b:
+                            break
+                        f.write(b)
+                        f.flush()
+                except _Stop:
+                    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                    c.settimeout(0.5)
+                    try:
+                        while b := c.recv(65536):
+                            f.write(b)
+                    except (TimeoutError, socket.timeout):
+                        pass
+                    f.flush()
+                    return
+            n += 1
+    except _Stop:
+        return
 
 
 class LoCapture(h.Capture):
