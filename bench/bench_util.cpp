@@ -37,10 +37,20 @@ double median(std::vector<double> v) {
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-uint64_t now_ns() {
+namespace {
+uint64_t clock_ns(clockid_t clock) {
     timespec ts{};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+} // namespace
+
+uint64_t now_ns() {
+    return clock_ns(CLOCK_MONOTONIC);
+}
+
+uint64_t cpu_ns(clockid_t clock) {
+    return clock_ns(clock);
 }
 
 static std::string proc_path(pid_t pid, const char* leaf) {

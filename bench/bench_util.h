@@ -7,6 +7,7 @@
 #include "core/abi.h"
 
 #include <cstdint>
+#include <ctime>
 #include <optional>
 #include <string>
 #include <sys/types.h>
@@ -21,6 +22,10 @@ double median(std::vector<double> v);
 
 // Monotonic clock in nanoseconds.
 uint64_t now_ns();
+// CPU time in nanoseconds (user + system) of the calling thread (CLOCK_THREAD_CPUTIME_ID) or of
+// the process (CLOCK_PROCESS_CPUTIME_ID): on a machine shared with other work, the CPU a step
+// took is steadier than its wall time.
+uint64_t cpu_ns(clockid_t clock = CLOCK_THREAD_CPUTIME_ID);
 
 // A "Vm*:" field of /proc/PID/status in KiB (pid 0 = self), nullopt if absent.
 std::optional<uint64_t> proc_status_kib(pid_t pid, const std::string& field);

@@ -25,12 +25,6 @@ using namespace nettally::bench;
 
 namespace {
 
-uint64_t cpu_ns() {
-    timespec ts{};
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 FlowEntry synthetic_flow(uint64_t i, bool v6) {
     FlowEntry f;
     f.key = synthetic_flow_key(i * 2 + (v6 ? 1 : 0), 1000);
@@ -66,7 +60,7 @@ int main(int argc, char** argv) {
     const uint64_t per_tick = rate / 100; // a poll every 10 ms
     char drain[65536];
     for (uint64_t tick = 0; tick < seconds * 100; tick++) {
-        const uint64_t t0 = now_ns(), c0 = cpu_ns();
+        const uint64_t t0 = now_ns(), c0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
         std::vector<ipfix::FlowRecord> batch;
         for (uint64_t k = 0; k < per_tick; k++) {
             const uint64_t i = tick * per_tick + k;
@@ -86,7 +80,7 @@ int main(int argc, char** argv) {
             while (recv(sv[1], drain, sizeof drain, MSG_DONTWAIT) > 0) {
             }
         }
-        busy_ns += cpu_ns() - c0;
+        busy_ns += cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - c0;
         const uint64_t spent = now_ns() - t0;
         if (spent < 10000000)
             std::this_thread::sleep_for(std::chrono::nanoseconds(10000000 - spent));

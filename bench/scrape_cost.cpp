@@ -47,7 +47,7 @@ public:
     std::vector<FlowEntry> flows;
     std::vector<HostEntry> hosts;
     IfaceSnapshot read_ifaces() override { return {}; }
-    std::vector<FlowEntry> read_flows() override { return flows; }
+    void read_flows(std::vector<FlowEntry>& out) override { out = flows; }
     std::vector<HostEntry> read_hosts() override { return hosts; }
     std::vector<FlowEntry> evict_flows(const std::vector<nt_flow_key>&) override { return {}; }
     std::map<IfaceKey, EvictedSums> read_evicted() override { return {}; }
@@ -115,9 +115,7 @@ void fill(MemMaps& m, const Options& o) {
 }
 
 double thread_cpu_ms() {
-    timespec ts{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) * 1e-6;
+    return static_cast<double>(cpu_ns()) * 1e-6;
 }
 
 double process_cpu_ms() {

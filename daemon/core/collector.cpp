@@ -1,6 +1,7 @@
 // Collector: see collector.h.
 #include "core/collector.h"
 
+#include <algorithm>
 #include <set>
 
 namespace nettally {
@@ -60,11 +61,10 @@ uint64_t Collector::to_unix_us(uint64_t boot_ns) const {
 void Collector::poll(const PollClock& clock) {
     // Order matters: totals, then categories, then totals again (see reconcile()).
     IfaceSnapshot before = reader_.read_ifaces();
-    std::vector<FlowEntry> flows = reader_.read_flows();
+    reader_.read_flows(flows_);
     IfaceSnapshot after = reader_.read_ifaces();
     std::vector<HostEntry> hosts = reader_.read_hosts();
 
-    flows_ = std::move(flows);
     last_clock_ = clock;
     check_reconciliation(before, after);
 
@@ -157,21 +157,20 @@ void Collector::track_overflow(const IfaceSnapshot& after) {
 void Collector::evict(const PollClock& clock) {
     const auto now = static_cast<int64_t>(clock.boottime_ns);
     const int64_t idle = timeouts_.idle.count(), active = timeouts_.active.count();
-    std::vector<nt_flow_key> expired;
-    std::vector<FlowEntry> live;
-    live.reserve(flows_.size());
-    for (auto& f : flows_) {
+    // The live flows stay where they are (no second table of the same size): the expired
+    // keys are noted, then the table is compacted in place.
+    const auto finished = [&](const FlowEntry& f) {
         const bool is_idle = now - static_cast<int64_t>(f.last_ns) >= idle;
         const bool too_long = f.first_ns && now - static_cast<int64_t>(f.first_ns) >= active;
-        if (is_idle || too_long)
+        return is_idle || too_long;
+    };
+    std::vector<nt_flow_key> expired;
+    for (const auto& f : flows_)
+        if (finished(f))
             expired.push_back(f.key);
-        else
-            live.push_back(std::move(f));
-    }
-    if (expired.empty()) {
-        flows_ = std::move(live);
+    if (expired.empty())
         return;
-    }
+    flows_.erase(std::remove_if(flows_.begin(), flows_.end(), finished), flows_.end());
     // The final values come from the kernel at deletion time, so packets that
     // arrived since the read above are in them.
     std::set<IfaceKey> touched;
@@ -189,7 +188,6 @@ void Collector::evict(const PollClock& clock) {
     // Kept beside the counters at once: a crash before the next state save loses nothing.
     for (const auto& key : touched)
         reader_.write_evicted(key, evicted_[key]);
-    flows_ = std::move(live);
 }
 
 void Collector::check_reconciliation(const IfaceSnapshot& before, const IfaceSnapshot& after) {

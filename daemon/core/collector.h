@@ -30,7 +30,9 @@ class MapReader {
 public:
     virtual ~MapReader() = default;
     virtual IfaceSnapshot read_ifaces() = 0;
-    virtual std::vector<FlowEntry> read_flows() = 0;
+    // Replaces out's contents with every live flow. out keeps its capacity from poll to poll,
+    // so a large table is not allocated and faulted in again each time.
+    virtual void read_flows(std::vector<FlowEntry>& out) = 0;
     virtual std::vector<HostEntry> read_hosts() = 0;
     // Removes the flows and returns their final counts (atomically per flow:
     // a packet is either in the returned value or in a new entry).

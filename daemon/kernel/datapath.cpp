@@ -494,9 +494,14 @@ std::vector<Entry> read_folded(int fd, int ncpus, const char* what) {
 
 } // namespace
 
-std::vector<FlowEntry> Datapath::read_flows() {
-    return read_folded<FlowEntry, nt_flow_key, nt_flow_val>(bpf_map__fd(skel_->maps.nt_flows), ncpus_,
-                                                            "reading flows");
+void Datapath::read_flows(std::vector<FlowEntry>& out) {
+    // Room for a full map from the start: address space only until written, and the table
+    // never moves (growing by doubling would hold the old and the new copy at once).
+    out.clear();
+    out.reserve(max_flows_);
+    read_percpu_map<nt_flow_key, nt_flow_val>(
+        bpf_map__fd(skel_->maps.nt_flows), ncpus_, "reading flows",
+        [&](const nt_flow_key& k, std::span<const nt_flow_val> v) { out.push_back(fold_percpu(k, v)); });
 }
 
 std::vector<HostEntry> Datapath::read_hosts() {

@@ -63,7 +63,7 @@ public:
     bool reused_pins() const { return reused_; }
 
     IfaceSnapshot read_ifaces() override;
-    std::vector<FlowEntry> read_flows() override;
+    void read_flows(std::vector<FlowEntry>& out) override;
     std::vector<HostEntry> read_hosts() override;
     std::vector<FlowEntry> evict_flows(const std::vector<nt_flow_key>& keys) override;
     std::map<IfaceKey, EvictedSums> read_evicted() override;

@@ -138,7 +138,7 @@ public:
     std::vector<FlowEntry> flows;
     std::vector<HostEntry> hosts;
     IfaceSnapshot read_ifaces() override { return ifaces; }
-    std::vector<FlowEntry> read_flows() override { return flows; }
+    void read_flows(std::vector<FlowEntry>& out) override { out = flows; }
     std::vector<HostEntry> read_hosts() override { return hosts; }
     // Like the kernel: removes the flows and hands back their last values.
     std::vector<FlowEntry> evict_flows(const std::vector<nt_flow_key>& keys) override {

@@ -19,7 +19,7 @@ public:
     std::vector<HostEntry> hosts;
     IfaceSnapshot ifaces;
     IfaceSnapshot read_ifaces() override { return ifaces; }
-    std::vector<FlowEntry> read_flows() override { return {}; }
+    void read_flows(std::vector<FlowEntry>& out) override { out.clear(); }
     std::vector<HostEntry> read_hosts() override { return hosts; }
     std::vector<FlowEntry> evict_flows(const std::vector<nt_flow_key>&) override { return {}; }
     std::map<IfaceKey, EvictedSums> read_evicted() override { return {}; }
