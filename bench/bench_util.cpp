@@ -157,9 +157,9 @@ void fill_flows(int map_fd, int ncpus, uint64_t first, uint64_t count, uint32_t 
     std::vector<nt_flow_key> keys;
     std::vector<nt_flow_val> vals;
     LIBBPF_OPTS(bpf_map_batch_opts, opts); // elem_flags: the kernel takes only BPF_F_LOCK here
-    // Seen just now: the collector ages flows by last_ns (CLOCK_BOOTTIME) and would evict stale ones.
+    // Seen just now: the collector ages flows by last_ns (CLOCK_MONOTONIC) and would evict stale ones.
     timespec ts{};
-    clock_gettime(CLOCK_BOOTTIME, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     const uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
     for (uint64_t done = 0; done < count;) {
         const uint64_t n = std::min(kChunk, count - done);

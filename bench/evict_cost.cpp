@@ -71,7 +71,7 @@ int main(int argc, char** argv) {
 
         Collector collector(dp);
         collector.set_interfaces({});
-        auto poll = [&] { collector.poll(PollClock{realtime_us(), boottime_us() * 1000u}); };
+        auto poll = [&] { collector.poll(PollClock{realtime_us(), kernel_stamp_ns()}); };
         collector.set_flow_timeouts({std::chrono::hours(1), std::chrono::hours(1)});
         poll(); // warm-up
         std::vector<double> plain;

@@ -190,7 +190,7 @@ int main(int argc, char** argv) {
         Collector collector(dp);
         collector.set_interfaces({});
         keep_flows_live(collector);
-        auto poll = [&] { collector.poll(PollClock{realtime_us(), boottime_us() * 1000u}); };
+        auto poll = [&] { collector.poll(PollClock{realtime_us(), kernel_stamp_ns()}); };
         t0 = now_ns();
         poll();
         const double first_ms = static_cast<double>(now_ns() - t0) / 1e6;

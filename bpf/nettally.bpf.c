@@ -326,7 +326,11 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 	if (p.bucket == NT_BUCKET_MAX) {
 		if (p.frag)
 			track_fragment(&p, c->ifindex, dir);
-		now = bpf_ktime_get_boot_ns();
+		/*
+		 * The stamps need poll resolution, not ns: the coarse clock is
+		 * the tick's time, read without a clock-source access.
+		 */
+		now = bpf_ktime_get_coarse_ns();
 		if (count_flow(&p, c->ifindex, dir, now))
 			p.bucket = NT_BUCKET_FLOW_OVERFLOW;
 		if (lan && cfg_count_hosts && count_host(&p, c->ifindex, dir, now))

@@ -110,7 +110,7 @@ struct nt_flow_key {
 
 struct nt_flow_val {
 	struct nt_counts c;
-	__u64 first_ns; /* CLOCK_BOOTTIME; 0 = never on this CPU */
+	__u64 first_ns; /* CLOCK_MONOTONIC at tick resolution; 0 = never on this CPU */
 	__u64 last_ns;
 	__u8 tcp_flags; /* OR of the TCP flags byte */
 	__u8 pad[7];

@@ -162,7 +162,7 @@ void Accounting::remove_pins() {
 }
 
 void Accounting::poll(uint64_t now_us) {
-    collector_->poll(PollClock{now_us, boottime_us() * 1000u});
+    collector_->poll(PollClock{now_us, kernel_stamp_ns()});
     history_->feed(*collector_, static_cast<int64_t>(now_us));
     if (cgroups_)
         cgroups_->poll(now_us);

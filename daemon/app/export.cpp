@@ -17,11 +17,7 @@ namespace nettally {
 namespace {
 
 ExportTracker::ToUnixUs to_unix(const Collector& c) {
-    return [&c](uint64_t boot_ns) { return c.to_unix_us(boot_ns); };
-}
-
-uint64_t boot_ns() {
-    return boottime_us() * 1000;
+    return [&c](uint64_t stamp_ns) { return c.to_unix_us(stamp_ns); };
 }
 
 // The normalized URLs, or std::invalid_argument naming the first bad one.
@@ -111,14 +107,14 @@ std::string FlowExport::source() const {
 void FlowExport::on_flow_finished(const FlowEntry& f, const Collector& c) {
     if (!enabled())
         return;
-    if (auto r = tracker_.finished(f, end_reason(f, boot_ns(), flow_timeouts_), to_unix(c)))
+    if (auto r = tracker_.finished(f, end_reason(f, kernel_stamp_ns(), flow_timeouts_), to_unix(c)))
         pending_.push_back(*r);
 }
 
 void FlowExport::poll(const Collector& c) {
     if (!enabled())
         return;
-    const auto interim = tracker_.interim(c.flows(), boot_ns(), running_.active_timeout, to_unix(c));
+    const auto interim = tracker_.interim(c.flows(), kernel_stamp_ns(), running_.active_timeout, to_unix(c));
     pending_.insert(pending_.end(), interim.begin(), interim.end());
     if (!exporter_)
         return;

@@ -50,11 +50,11 @@ const std::string& Collector::name_of(uint32_t ifindex) const {
     return it == names_.end() ? unknown : it->second;
 }
 
-uint64_t Collector::to_unix_us(uint64_t boot_ns) const {
-    if (!boot_ns)
+uint64_t Collector::to_unix_us(uint64_t stamp_ns) const {
+    if (!stamp_ns)
         return 0;
     const int64_t age_us =
-        (static_cast<int64_t>(last_clock_.boottime_ns) - static_cast<int64_t>(boot_ns)) / 1000;
+        (static_cast<int64_t>(last_clock_.kernel_ns) - static_cast<int64_t>(stamp_ns)) / 1000;
     return static_cast<uint64_t>(static_cast<int64_t>(last_clock_.realtime_us) - age_us);
 }
 
@@ -155,7 +155,7 @@ void Collector::track_overflow(const IfaceSnapshot& after) {
 }
 
 void Collector::evict(const PollClock& clock) {
-    const auto now = static_cast<int64_t>(clock.boottime_ns);
+    const auto now = static_cast<int64_t>(clock.kernel_ns);
     const int64_t idle = timeouts_.idle.count(), active = timeouts_.active.count();
     // The live flows stay where they are (no second table of the same size): the expired
     // keys are noted, then the table is compacted in place.

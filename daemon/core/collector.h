@@ -84,10 +84,10 @@ struct CollectorStats : PollStats {
 };
 
 // Clock readings taken by the caller at poll time, to convert the kernel's
-// CLOCK_BOOTTIME stamps to wall-clock time and to age flows.
+// stamps (kernel_stamp_ns: CLOCK_MONOTONIC) to wall-clock time and to age flows.
 struct PollClock {
     uint64_t realtime_us = 0;
-    uint64_t boottime_ns = 0;
+    uint64_t kernel_ns = 0;
 };
 
 struct FlowTimeouts {
@@ -131,8 +131,8 @@ public:
     // (survives reboots): total == live flows + finished + buckets.
     Counts finished(const std::string& interface, uint8_t dir) const;
 
-    // Wall-clock microseconds for a kernel CLOCK_BOOTTIME stamp (0 stays 0).
-    uint64_t to_unix_us(uint64_t boot_ns) const;
+    // Wall-clock microseconds for a kernel stamp (0 stays 0).
+    uint64_t to_unix_us(uint64_t stamp_ns) const;
     // Name of the interface an ifindex belongs to, "" if unknown.
     const std::string& name_of(uint32_t ifindex) const;
 

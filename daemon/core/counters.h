@@ -66,7 +66,7 @@ struct IfaceCounters {
 struct FlowEntry {
     nt_flow_key key{};
     Counts counts;
-    uint64_t first_ns = 0; // CLOCK_BOOTTIME
+    uint64_t first_ns = 0; // kernel stamp (kernel_stamp_ns)
     uint64_t last_ns = 0;
     uint8_t tcp_flags = 0;
 };

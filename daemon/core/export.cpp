@@ -18,8 +18,8 @@ bool fail_why(std::string* why, const std::string& text) {
     return false;
 }
 
-uint64_t to_ms(const ExportTracker::ToUnixUs& to_unix, uint64_t boot_ns) {
-    return to_unix(boot_ns) / 1000;
+uint64_t to_ms(const ExportTracker::ToUnixUs& to_unix, uint64_t stamp_ns) {
+    return to_unix(stamp_ns) / 1000;
 }
 
 } // namespace

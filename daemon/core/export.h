@@ -52,7 +52,7 @@ struct CollectorUrl {
 };
 std::optional<CollectorUrl> parse_collector_url(std::string_view url, std::string* why);
 
-// flowEndReason of a flow the collector finished at boottime `now_ns`: idle, the flow's own
+// flowEndReason of a flow the collector finished at `now_ns` (kernel_stamp_ns): idle, the flow's own
 // active timeout (flows.active_timeout), or forced (interface gone or released).
 ipfix::EndReason end_reason(const FlowEntry& f, uint64_t now_ns, const FlowTimeouts& t);
 
@@ -62,14 +62,14 @@ ipfix::FlowRecord make_record(const FlowEntry& f, const Counts& delta, uint64_t 
 
 class ExportTracker {
 public:
-    using ToUnixUs = std::function<uint64_t(uint64_t boot_ns)>;
+    using ToUnixUs = std::function<uint64_t(uint64_t stamp_ns)>;
 
     // The finished flow's record: what it holds beyond the interim records already made (nullopt
     // when that is nothing).
     std::optional<ipfix::FlowRecord> finished(const FlowEntry& f, ipfix::EndReason reason,
                                               const ToUnixUs& to_unix);
     // Interim records (reason active timeout) of live flows whose last report, or start, is at least
-    // `active` ago at boottime `now_ns`.
+    // `active` ago at `now_ns` (kernel_stamp_ns).
     std::vector<ipfix::FlowRecord> interim(const std::vector<FlowEntry>& live, uint64_t now_ns,
                                            std::chrono::nanoseconds active, const ToUnixUs& to_unix);
     size_t tracked() const { return reported_.size(); }
@@ -82,8 +82,8 @@ public:
 private:
     struct Reported {
         Counts counts;         // reported so far
-        uint64_t end_ns = 0;   // the last record's end (boottime)
-        uint64_t since_ns = 0; // when the last interim record was made (boottime)
+        uint64_t end_ns = 0;   // the last record's end (kernel stamp)
+        uint64_t since_ns = 0; // when the last interim record was made (kernel stamp)
     };
     struct KeyLess {
         bool operator()(const nt_flow_key& a, const nt_flow_key& b) const;

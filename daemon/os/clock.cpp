@@ -20,8 +20,10 @@ uint64_t realtime_us() {
 uint64_t monotonic_us() {
     return clock_us(CLOCK_MONOTONIC);
 }
-uint64_t boottime_us() {
-    return clock_us(CLOCK_BOOTTIME);
+uint64_t kernel_stamp_ns() {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 } // namespace nettally

@@ -1,6 +1,6 @@
 // The one clock: wall time for records, periods and GetStatus timestamps;
-// monotonic and boot time for intervals and the kernel's flow timestamps
-// (bpf_ktime_get_boot_ns). Pure core code takes the time as a parameter.
+// monotonic time for intervals and for the kernel's flow and host stamps.
+// Pure core code takes the time as a parameter.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +9,9 @@ namespace nettally {
 
 uint64_t realtime_us();  // CLOCK_REALTIME, µs since the epoch
 uint64_t monotonic_us(); // CLOCK_MONOTONIC, µs
-uint64_t boottime_us();  // CLOCK_BOOTTIME, µs (includes suspend, like the BPF timestamps)
+// The clock of the kernel's first/last stamps on flows and hosts, in ns: CLOCK_MONOTONIC, which
+// the programs read at tick resolution with bpf_ktime_get_coarse_ns (no clock-source read per
+// packet). A stamp is at most one tick (1-10 ms) behind this clock.
+uint64_t kernel_stamp_ns();
 
 } // namespace nettally

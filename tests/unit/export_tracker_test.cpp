@@ -28,7 +28,7 @@ FlowEntry flow(uint64_t packets, uint64_t first_s, uint64_t last_s) {
     return f;
 }
 
-// boottime 0 = 1.7e12 ms since the epoch
+// kernel stamp 0 = 1.7e12 ms since the epoch
 uint64_t to_unix(uint64_t boot_ns) {
     return 1700000000000000ull + boot_ns / 1000;
 }
