@@ -180,26 +180,14 @@ ip netns del "$ns" 2>/dev/null
 ip link del ntvm0 2>/dev/null
 
 # --- the host suite's kernel-dependent tests, on this kernel (run.sh --build) --------------------
-# The build tree's nettallyd, nettallyctl and BPF fixture tests with the source's integration
+# The build tree's nettallyd and nettallyctl under the source's integration
 # harness (tests/integration/ntharness.py): ground truth is its capture (dumpcap, tshark), as on
 # the host. CI=true: a missing tool or kernel feature fails instead of skipping.
 kt=$share/kt
 if [ -d "$kt" ]; then
-	export NT_SOURCE_DIR=$kt/src NT_BUILD_DIR=$kt/build CI=true PYTHONDONTWRITEBYTECODE=1
+	export NT_SOURCE_DIR=$kt/src NT_BUILD_DIR=$kt/build CI=true PYTHONDONTWRITEBYTECODE=1 NT_TIME_SCALE=10
 	mkdir -p "$share/kt-logs"
-	t0=$(date +%s)
-	rc=0
-	"$kt/build/tests/bpf/nettally_bpf_tests" --gtest_color=no >"$share/kt-logs/bpf-fixtures.log" 2>&1 || rc=$?
-	passed=$(sed -n 's/^\[  PASSED  \] //p' "$share/kt-logs/bpf-fixtures.log")
-	skipped=$(grep -c '^\[  SKIPPED \]' "$share/kt-logs/bpf-fixtures.log" || true)
-	if [ "$rc" -eq 0 ] && [ -n "$passed" ] && [ "$skipped" -eq 0 ]; then
-		ok bpf-fixtures "$passed"
-	else
-		fail bpf-fixtures "exit $rc, $skipped skipped: $(grep -E '^\[  (FAILED|SKIPPED) ' "$share/kt-logs/bpf-fixtures.log" | head -n 5 | tr '\n' ' ')"
-	fi
-	sed -n 's/^\[ verifier \] \([^ ]*\) *\([0-9]*\) verified insns.*/\1 \2/p' "$share/kt-logs/bpf-fixtures.log" |
-		while read -r prog n; do figure "verified_insns_$prog" "$n"; done
-	figure bpf_fixtures_s "$(($(date +%s) - t0))"
+	# The blocked criterion first: 802.1Q/802.1ad sub-interfaces (CONFIG_VLAN_8021Q=m here).
 	# check-name file test-class...
 	while read -r name file classes; do
 		t0=$(date +%s)
@@ -207,7 +195,7 @@ if [ -d "$kt" ]; then
 		# shellcheck disable=SC2086 # the classes are words
 		(cd "$kt/src/tests/integration" && timeout 1200 python3 "$file" $classes) >"$share/kt-logs/$name.log" 2>&1 || rc=$?
 		skips=$(grep -cE '\.\.\. skipped|^skipped ' "$share/kt-logs/$name.log" || true)
-		summary=$(grep -E '^(Ran [0-9]+ tests|OK|FAILED)' "$share/kt-logs/$name.log" | tr '\n' ' ')
+		summary=$(grep -E '^(Ran [0-9]+ tests?|OK|FAILED)' "$share/kt-logs/$name.log" | tr '\n' ' ')
 		if [ "$rc" -eq 0 ] && [ "$skips" -eq 0 ]; then
 			ok "$name" "$summary"
 		else
@@ -216,9 +204,22 @@ if [ -d "$kt" ]; then
 		figure "${name}_s" "$(($(date +%s) - t0))"
 	done <<'TESTS'
 vlan-subinterfaces test_wire.py VlanSubinterfaceTest
-vlan-tags test_wire.py VlanTest
-xdp test_wire.py XdpVsTcTest
-cgroups test_cgroups.py CgroupAccountingTest
 TESTS
+	# The verifier's figures on 6.1: every program's verified_insns against its budget. (The
+	# fixture tables load the object once per test, about 40 s each under TCG: 123 tests would
+	# take over an hour, so they do not run here yet.)
+	t0=$(date +%s)
+	rc=0
+	"$kt/build/tests/bpf/nettally_bpf_tests" --gtest_color=no --gtest_filter='VerifierBudget.*' >"$share/kt-logs/verifier-budget.log" 2>&1 || rc=$?
+	passed=$(sed -n 's/^\[  PASSED  \] //p' "$share/kt-logs/verifier-budget.log")
+	skipped=$(grep -c '^\[  SKIPPED \]' "$share/kt-logs/verifier-budget.log" || true)
+	if [ "$rc" -eq 0 ] && [ -n "$passed" ] && [ "$skipped" -eq 0 ]; then
+		ok verifier-budget "$passed"
+	else
+		fail verifier-budget "exit $rc, $skipped skipped: $(grep -E '^\[  (FAILED|SKIPPED) ' "$share/kt-logs/verifier-budget.log" | head -n 5 | tr '\n' ' ')"
+	fi
+	sed -n 's/^\[ verifier \] \([^ ]*\) *\([0-9]*\) verified insns.*/\1 \2/p' "$share/kt-logs/verifier-budget.log" |
+		while read -r prog n; do figure "verified_insns_$prog" "$n"; done
+	figure verifier_budget_s "$(($(date +%s) - t0))"
 fi
 echo done >>"$res"

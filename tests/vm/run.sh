@@ -9,10 +9,10 @@
 # Usage: tests/vm/run.sh [--deb DEB] [--build DIR] [--out DIR] [--keep] [--image-only]
 #   --deb DEB  the package to test, or a directory holding it (default: build/package, where
 #              scripts/package.sh puts it)
-#   --build DIR  a build tree: its nettallyd, nettallyctl and BPF fixture tests
-#              (tests/bpf/nettally_bpf_tests) run in the guest after the package checks, with
-#              this source's integration harness (VLAN sub-interfaces, VLAN tags, XDP, cgroups
-#              against captures); without it only the package is tested
+#   --build DIR  a build tree: its nettallyd and nettallyctl run in the guest after the package
+#              checks under this source's integration harness (VLAN sub-interfaces against
+#              captures), and its tests/bpf/nettally_bpf_tests (the verifier budget); without it
+#              only the package is tested
 #   --out DIR  where results, console.log, guest.log, security.txt, nettallyd.journal go
 #              (default build/vm)
 #   --keep     keeps the run's overlay disk and share (paths printed)
