@@ -99,6 +99,7 @@ if [ ! -f "$image/.complete" ]; then
 	# gzip): with initramfs-tools' default MODULES=most, mkinitramfs (run twice, by the kernel's
 	# postinst and by the initramfs-tools trigger) copied and compressed most of the kernel's
 	# modules and took most of a 45-minute image build on a 2-CPU machine.
+	# shellcheck disable=SC2016 # "$1" in the hooks is the root directory mmdebstrap passes them
 	nice -n 10 mmdebstrap --variant=minbase --include="$(echo "$packages" | paste -sd, -)" \
 		--aptopt='APT::Install-Recommends "false"' \
 		--setup-hook="mkdir -p \"\$1/var/cache/apt/archives\" && cp -a '$cache/debs/.' \"\$1/var/cache/apt/archives/\"" \
