@@ -75,6 +75,10 @@ FIGURES = ("packets", "l2", "l3", "l4", "payload")
 BUCKETS = ("non_ip", "unparsable", "flow_overflow")
 DIRECTIONS = ("ingress", "egress")
 SETTLE_S = 1.0
+# NT_TIME_SCALE (default 1) multiplies the timeouts of wait_until and run: under emulation (tests/vm runs
+# this harness in qemu TCG, where loading the BPF object takes tens of seconds) the waits are
+# the same, only slower. Figures and windows are not scaled.
+TIME_SCALE = float(os.environ.get("NT_TIME_SCALE") or 1)
 CAPTURE_SETTLE_S = 0.6
 CAPTURE_BUFFER_MIB = 64
 BUS_NAME = "org.nettally.Accounting1"
@@ -224,8 +228,8 @@ def spawn(argv, env=None, stdin=subprocess.DEVNULL, stdout=None, stderr=None, de
 
 def run(argv, check=True, timeout=60, input=None, env=None):
     """Runs a command to completion; on failure raises with the command, rc and stderr."""
-    p = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout, env=env,
-                       preexec_fn=_child_setup(signal.SIGKILL))
+    p = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout * TIME_SCALE,
+                       env=env, preexec_fn=_child_setup(signal.SIGKILL))
     if check and p.returncode != 0:
         raise RuntimeError(f"command failed (rc={p.returncode}): {' '.join(argv)}\n"
                            f"stdout: {p.stdout.strip()}\nstderr: {p.stderr.strip()}")
@@ -253,6 +257,7 @@ def stop_process(p, sig=signal.SIGTERM, timeout=10):
 def wait_until(pred, timeout, what, interval=0.05):
     """Waits until pred() returns something true and returns it; fails naming `what` after
     `timeout` seconds. Tests wait on state with it instead of sleeping for an event."""
+    timeout *= TIME_SCALE
     deadline = time.monotonic() + timeout
     while True:
         v = pred()
