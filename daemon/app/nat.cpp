@@ -1,0 +1,103 @@
+// NAT on the gateway in nettallyd. See nat.h.
+#include "app/nat.h"
+
+#include "os/clock.h"
+#include "os/error.h"
+
+#include <spdlog/spdlog.h>
+
+namespace nettally {
+
+namespace {
+
+uint64_t boot_ns() {
+    return boottime_us() * 1000;
+}
+
+CtEntry entry_of(const ConntrackEntry& e) {
+    return {{e.proto, e.orig_src, e.orig_dst, e.orig_sport, e.orig_dport},
+            {e.proto, e.reply_src, e.reply_dst, e.reply_sport, e.reply_dport}};
+}
+
+} // namespace
+
+NatWatch::NatWatch(std::chrono::nanoseconds keep) : keep_ns_(static_cast<uint64_t>(keep.count())) {
+    try {
+        ct_ = std::make_unique<Conntrack>([this](ConntrackEvent ev, const ConntrackEntry& e) {
+            events_++;
+            if (ev == ConntrackEvent::New)
+                table_.update(entry_of(e));
+            else
+                table_.destroyed(entry_of(e), boot_ns());
+        });
+        resync();
+    } catch (const std::exception& e) {
+        ct_.reset();
+        spdlog::warn("nat: no connection tracking ({}): flows are exported without post-NAT fields and "
+                     "hosts get no WAN figures",
+                     e.what());
+    }
+}
+
+NatWatch::~NatWatch() = default;
+
+void NatWatch::resync() {
+    std::vector<CtEntry> entries;
+    for (const auto& e : Conntrack::dump())
+        entries.push_back(entry_of(e));
+    table_.replace(entries, boot_ns());
+}
+
+void NatWatch::start(sd_event* ev) {
+    if (!ct_)
+        return;
+    const int r = sd_event_add_io(ev, io_.put(), ct_->fd(), EPOLLIN, on_io, this);
+    if (r < 0)
+        throw SysError(-r, "adding conntrack events to the event loop");
+}
+
+int NatWatch::on_io(sd_event_source*, int, uint32_t, void* self) {
+    static_cast<NatWatch*>(self)->sync();
+    return 0;
+}
+
+void NatWatch::sync() {
+    if (!ct_)
+        return;
+    if (!ct_->drain()) {
+        // The kernel dropped events: the table is read again.
+        resyncs_++;
+        spdlog::info("nat: conntrack events were lost; reading the table again");
+        try {
+            resync();
+        } catch (const std::exception& e) {
+            spdlog::warn("nat: {}", e.what());
+        }
+    }
+    table_.expire(boot_ns(), keep_ns_);
+}
+
+void NatWatch::on_flow_finished(const FlowEntry& f, const Collector& c) {
+    if (lan_hosts_.empty())
+        lan_hosts_ = c.host_addresses();
+    if (wan_ifs_.empty())
+        wan_ifs_ = c.wan_ifindexes();
+    wan_.finished(f, table_, wan_ifs_, lan_hosts_);
+}
+
+void NatWatch::credit(Collector& c) {
+    lan_hosts_ = c.host_addresses();
+    wan_ifs_ = c.wan_ifindexes();
+    for (const auto& d : c.credit_wan(wan_.poll(c.flows(), table_, wan_ifs_, lan_hosts_)))
+        uncredited_packets_ += d.counts.packets;
+}
+
+void NatWatch::add_status(Status& m) const {
+    m["nat_conntrack"] = ct_ != nullptr;
+    m["nat_connections"] = static_cast<uint64_t>(table_.size());
+    m["nat_events"] = events_;
+    m["nat_resyncs"] = resyncs_;
+    m["wan_uncredited_packets"] = uncredited_packets_;
+}
+
+} // namespace nettally
