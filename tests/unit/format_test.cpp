@@ -169,7 +169,7 @@ TEST(Json, Hosts) {
     ASSERT_EQ(j["hosts"].size(), 1U);
     const json& h = j["hosts"][0];
     EXPECT_EQ(keys_of(h), (std::set<std::string>{"mac", "ip", "interface", "sent", "received", "first_seen",
-                                                 "last_seen"}));
+                                                 "last_seen", "wan_sent", "wan_received"}));
     EXPECT_EQ(h["mac"], "aa:bb:cc:dd:ee:ff");
     EXPECT_EQ(h["ip"], "192.0.2.10");
     EXPECT_EQ(h["interface"], "lan0");
