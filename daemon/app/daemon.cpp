@@ -53,7 +53,7 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)), started_us_(realtime_us()) {
     recorder_ =
         std::make_unique<Recorder>(cfg_.records, cfg_.state_dir, accounting_->restored_from().empty());
     thresholds_->set_recorder(recorder_.get());
-    nat_ = std::make_unique<NatWatch>(nat_keep(cfg_));
+    nat_ = std::make_unique<NatWatch>(nat_keep(cfg_), cfg_.state_dir);
     export_ = std::make_unique<FlowExport>(cfg_.exports, flow_timeouts(cfg_), cfg_.state_dir);
     export_->set_nat(&nat_->table());
     accounting_->add_flow_listener([this](const FlowEntry& f, const std::string& iface) {
@@ -264,6 +264,7 @@ void Daemon::save_state(bool detached) {
     accounting_->save_state(detached);
     thresholds_->save();
     export_->save();
+    nat_->save();
 }
 
 void Daemon::detach_everything() {

@@ -3,8 +3,13 @@
 
 #include "os/clock.h"
 #include "os/error.h"
+#include "os/file.h"
+#include "os/system.h"
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+
+#include <fstream>
 
 namespace nettally {
 
@@ -21,7 +26,19 @@ CtEntry entry_of(const ConntrackEntry& e) {
 
 } // namespace
 
-NatWatch::NatWatch(std::chrono::nanoseconds keep) : keep_ns_(static_cast<uint64_t>(keep.count())) {
+NatWatch::NatWatch(std::chrono::nanoseconds keep, const std::filesystem::path& state_dir)
+    : keep_ns_(static_cast<uint64_t>(keep.count())), path_(state_dir / "nat_wan.json"),
+      boot_id_(read_boot_id()) {
+    std::ifstream in(path_);
+    if (in) {
+        try {
+            const auto j = nlohmann::json::parse(in);
+            if (j.at("boot_id").get<std::string>() == boot_id_)
+                wan_.restore(j.at("flows"));
+        } catch (const std::exception& e) {
+            spdlog::warn("nat: ignoring {}: {}", path_.string(), e.what());
+        }
+    }
     try {
         ct_ = std::make_unique<Conntrack>([this](ConntrackEvent ev, const ConntrackEntry& e) {
             events_++;
@@ -90,6 +107,15 @@ void NatWatch::credit(Collector& c) {
     wan_ifs_ = c.wan_ifindexes();
     for (const auto& d : c.credit_wan(wan_.poll(c.flows(), table_, wan_ifs_, lan_hosts_)))
         uncredited_packets_ += d.counts.packets;
+}
+
+void NatWatch::save() const {
+    const nlohmann::json j = {{"boot_id", boot_id_}, {"flows", wan_.to_json()}};
+    try {
+        write_file_atomic(path_, j.dump() + "\n", 0644);
+    } catch (const std::exception& e) {
+        spdlog::error("nat: saving {}: {}", path_.string(), e.what());
+    }
 }
 
 void NatWatch::add_status(Status& m) const {

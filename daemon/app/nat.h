@@ -14,7 +14,9 @@
 #include <systemd/sd-event.h>
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
+#include <string>
 
 namespace nettally {
 
@@ -22,7 +24,8 @@ class NatWatch {
 public:
     // keep: how long an ended connection stays known (its flows end later, after their idle
     // timeout). Subscribes and dumps the table now, so the first poll has it.
-    explicit NatWatch(std::chrono::nanoseconds keep);
+    // state_dir/nat_wan.json: the WAN credit of live flows (WanCredit), read back in the same boot.
+    NatWatch(std::chrono::nanoseconds keep, const std::filesystem::path& state_dir);
     ~NatWatch();
     NatWatch(const NatWatch&) = delete;
     NatWatch& operator=(const NatWatch&) = delete;
@@ -36,12 +39,15 @@ public:
     void on_flow_finished(const FlowEntry& f, const Collector& c);
     void credit(Collector& c);
     void add_status(Status& m) const;
+    void save() const;
 
 private:
     void resync();
     static int on_io(sd_event_source*, int, uint32_t, void* self);
 
     uint64_t keep_ns_;
+    std::filesystem::path path_;
+    std::string boot_id_;
     std::unique_ptr<Conntrack> ct_;
     NatTable table_;
     WanCredit wan_;

@@ -2,6 +2,7 @@
 #include "core/nat.h"
 
 #include <cstring>
+#include <stdexcept>
 #include <utility>
 
 namespace nettally {
@@ -154,6 +155,28 @@ std::vector<WanDelta> WanCredit::poll(const std::vector<FlowEntry>& live, const 
     // Flows gone without a finished() call (an interface released) are forgotten.
     seen_ = std::move(keep);
     return std::exchange(out_, {});
+}
+
+nlohmann::json WanCredit::to_json() const {
+    nlohmann::json flows = nlohmann::json::array();
+    for (const auto& [key, c] : seen_) {
+        const auto* b = reinterpret_cast<const uint8_t*>(&key);
+        flows.push_back({{"key", std::vector<uint8_t>(b, b + sizeof key)}, {"counts", nettally::to_json(c)}});
+    }
+    return flows;
+}
+
+void WanCredit::restore(const nlohmann::json& j) {
+    std::map<nt_flow_key, Counts, KeyLess> out;
+    for (const auto& f : j) {
+        const auto bytes = f.at("key").get<std::vector<uint8_t>>();
+        if (bytes.size() != sizeof(nt_flow_key))
+            throw std::invalid_argument("bad WAN credit entry");
+        nt_flow_key key{};
+        std::memcpy(&key, bytes.data(), sizeof key);
+        out[key] = counts_from_json(f.at("counts"));
+    }
+    seen_ = std::move(out);
 }
 
 } // namespace nettally

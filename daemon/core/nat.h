@@ -17,6 +17,7 @@
 #include <array>
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <vector>
@@ -98,6 +99,11 @@ public:
     std::vector<WanDelta> poll(const std::vector<FlowEntry>& live, const NatTable& nat,
                                const std::set<uint32_t>& wan_ifindexes, const std::set<uint32_t>& lan_hosts);
     size_t tracked() const { return seen_.size(); }
+    // What has been credited of live flows, saved with the state: after a restart in the same boot
+    // the flows are still in the kernel, and without it their counts would be credited again.
+    // restore() throws std::exception on bad input and then keeps nothing.
+    nlohmann::json to_json() const;
+    void restore(const nlohmann::json& j);
 
 private:
     struct KeyLess {
