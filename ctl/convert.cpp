@@ -69,8 +69,10 @@ InterfaceRow from_wire(const bus::WireInterface& w) {
 }
 
 HostRow from_wire(const bus::WireHost& w) {
-    const auto& [mac, ip, interface, sent, received, first_seen, last_seen] = fields(w);
-    return HostRow{mac, ip, interface, from_wire(sent), from_wire(received), first_seen, last_seen};
+    const auto& [mac, ip, interface, sent, received, first_seen, last_seen, wan_sent, wan_received] =
+        fields(w);
+    return HostRow{mac,        ip,        interface,           from_wire(sent),        from_wire(received),
+                   first_seen, last_seen, from_wire(wan_sent), from_wire(wan_received)};
 }
 
 FlowRow from_wire(const bus::WireFlow& w) {

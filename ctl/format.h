@@ -58,6 +58,8 @@ struct HostRow {
     Counters received;
     MicrosSinceEpoch first_seen = 0;
     MicrosSinceEpoch last_seen = 0;
+    Counters wan_sent; // what the host's connections moved across wan-role interfaces
+    Counters wan_received;
 };
 
 struct FlowRow {

@@ -51,6 +51,8 @@ Json hosts_json(const std::vector<HostRow>& rows) {
                             {"interface", r.interface},
                             {"sent", counters_json(r.sent)},
                             {"received", counters_json(r.received)},
+                            {"wan_sent", counters_json(r.wan_sent)},
+                            {"wan_received", counters_json(r.wan_received)},
                             {"first_seen", time_json(r.first_seen)},
                             {"last_seen", time_json(r.last_seen)}});
     return Json{{"hosts", std::move(list)}};
@@ -127,12 +129,15 @@ std::string hosts_text(const std::vector<HostRow>& rows, std::string_view sort_k
                                       right("SENT " + l),
                                       right("RECV PKTS"),
                                       right("RECV " + l),
+                                      right("WAN SENT " + l),
+                                      right("WAN RECV " + l),
                                       {"LAST SEEN"}};
     std::vector<std::vector<std::string>> cells;
     for (const auto& r : rows)
         cells.push_back({r.mac, r.ip, r.interface, std::to_string(r.sent.packets),
                          human_bytes(r.sent.*layer.field), std::to_string(r.received.packets),
-                         human_bytes(r.received.*layer.field), human_time(r.last_seen)});
+                         human_bytes(r.received.*layer.field), human_bytes(r.wan_sent.*layer.field),
+                         human_bytes(r.wan_received.*layer.field), human_time(r.last_seen)});
     return render_table(cols, cells);
 }
 

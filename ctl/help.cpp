@@ -63,7 +63,9 @@ constexpr std::string_view kTail = R"(JSON OUTPUT
                 ifindex 0: not accounted now (gone or released); totals are kept.
                 total == live flows + finished_flows + unattributed, per direction.
     hosts       {"hosts": [{"mac": S, "ip": S, "interface": S, "sent": C, "received": C,
-                  "first_seen": TIME, "last_seen": TIME}]}
+                  "wan_sent": C, "wan_received": C, "first_seen": TIME, "last_seen": TIME}]}
+                wan_sent/wan_received: what the host's connections moved out of and into
+                wan-role interfaces (after NAT, matched by conntrack).
     history     {"history": {"period": "day"|"month", "periods": [{"label": S,
                   "start": TIME, "end": TIME, "totals": {SUBJECT: C, ...}}]}}
     flows       {"flows": [{"interface": S, "direction": "ingress"|"egress",

@@ -13,6 +13,8 @@ packages=(
 	libsystemd-dev libsdbus-c++-dev libsdbus-c++-bin
 	libyaml-cpp-dev libspdlog-dev libfmt-dev libgtest-dev nlohmann-json3-dev
 	libcurl4-openssl-dev libcli11-dev prometheus-cpp-dev
+	# the conntrack table and its events (NAT: daemon/os/conntrack.h)
+	libnetfilter-conntrack-dev
 	# run: dbus-daemon, busctl (systemd), /usr/share/dbus-1/system.conf and the messagebus user
 	# (dbus-system-bus-common), dbus-send (dbus-bin); ip, tc, ss (iproute2); mount, mountpoint,
 	# nsenter, setpriv (mount, util-linux)
@@ -27,6 +29,8 @@ packages=(
 	# test: the IPFIX collectors tests/integration/test_export.py reads the export back with
 	# (nfcapd, nfdump; nfacctd is in pmacct, below)
 	nfdump
+	# test: the masquerading gateway of the NAT export test (nft), its conntrack table (conntrack)
+	nftables conntrack
 	# bench: the NetFlow exporters it compares with, perf; test: nfacctd (IPFIX collector)
 	pmacct softflowd linux-perf
 	# test: the file servers the upload tests start themselves (sshd, ssh-keygen, openssl)

@@ -31,6 +31,12 @@ int64_t wall_us() {
     return static_cast<int64_t>(realtime_us());
 }
 
+// How long an ended connection stays in the NAT table: its flows are finished only after their
+// idle timeout, and then exported and credited with it; a minute more covers the polls between.
+std::chrono::nanoseconds nat_keep(const Config& c) {
+    return flow_timeouts(c).idle + std::chrono::minutes(1);
+}
+
 } // namespace
 
 // What counts, in order: the accounting path (restoring the state file), thresholds (their
@@ -47,8 +53,11 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)), started_us_(realtime_us()) {
     recorder_ =
         std::make_unique<Recorder>(cfg_.records, cfg_.state_dir, accounting_->restored_from().empty());
     thresholds_->set_recorder(recorder_.get());
+    nat_ = std::make_unique<NatWatch>(nat_keep(cfg_), cfg_.state_dir);
     export_ = std::make_unique<FlowExport>(cfg_.exports, flow_timeouts(cfg_), cfg_.state_dir);
+    export_->set_nat(&nat_->table());
     accounting_->add_flow_listener([this](const FlowEntry& f, const std::string& iface) {
+        nat_->on_flow_finished(f, accounting_->collector());
         thresholds_->on_flow_finished(f, iface);
         recorder_->on_flow_finished(f, iface, accounting_->collector());
         export_->on_flow_finished(f, accounting_->collector());
@@ -103,6 +112,7 @@ void Daemon::start() {
         }
     });
     start_uploader();
+    nat_->start(loop_.get());
     export_->start(loop_.get(), accounting_->collector());
     // The recorder says when a file lands in the spool; the uploader's inotify watch and its scan
     // at start find files from other writers and from before a restart.
@@ -241,7 +251,9 @@ void Daemon::connect_bus() {
 
 void Daemon::poll_now() {
     const uint64_t now_us = realtime_us();
+    nat_->sync();
     accounting_->poll(now_us);
+    nat_->credit(accounting_->collector());
     last_poll_us_ = static_cast<int64_t>(now_us);
     thresholds_->observe(accounting_->usage(), last_poll_us_);
     recorder_->record(accounting_->collector(), accounting_->cgroup_ledger(), static_cast<int64_t>(now_us));
@@ -252,6 +264,7 @@ void Daemon::save_state(bool detached) {
     accounting_->save_state(detached);
     thresholds_->save();
     export_->save();
+    nat_->save();
 }
 
 void Daemon::detach_everything() {
@@ -337,6 +350,7 @@ void Daemon::reload() {
         arm_textfile_timer();
     recorder_->set_config(cfg_.records);
     try {
+        nat_->set_keep(nat_keep(cfg_));
         export_->apply(cfg_.exports, flow_timeouts(cfg_));
     } catch (const std::exception& e) {
         spdlog::error("export: {}", e.what());
@@ -363,6 +377,7 @@ Status Daemon::status() const {
     accounting_->add_status(m);
     thresholds_->add_status(m);
     export_->add_status(m);
+    nat_->add_status(m);
     return m;
 }
 

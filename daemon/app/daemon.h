@@ -12,6 +12,7 @@
 #pragma once
 
 #include "app/accounting.h"
+#include "app/nat.h"
 #include "app/thresholds.h"
 #include "core/config.h"
 #include "core/metrics.h"
@@ -77,6 +78,9 @@ private:
     // Accounting records (records.*): files, rotation, spool; created with the collector, so the
     // first poll is recorded.
     std::unique_ptr<Recorder> recorder_;
+    // NAT (conntrack) for the export's post-NAT fields and the hosts' WAN figures; before export_,
+    // which reads its table.
+    std::unique_ptr<NatWatch> nat_;
     // IPFIX flow export (export.*): sockets opened in start(), on the loop.
     std::unique_ptr<FlowExport> export_;
     // Upload of spooled files (upload.*); created in start(), on the loop.

@@ -128,7 +128,7 @@ void FlowExport::start(sd_event* ev, const Collector& c) {
     if (!enabled())
         return;
     exporter_ = std::make_unique<IpfixExporter>(
-        ev, running_,
+        ev, running_, templates_.ids(running_.enterprise, true),
         [&c] {
             std::vector<ipfix::InterfaceName> table;
             for (const auto& [name, st] : c.interfaces())
@@ -151,7 +151,7 @@ void FlowExport::restart() {
     exporter_.reset();
     running_ = next;
     if (!enabled())
-        tracker_ = ExportTracker{};
+        tracker_.restore(nlohmann::json::array());
     if (ev_)
         start(ev_, *collector_);
 }

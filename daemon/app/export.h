@@ -45,6 +45,8 @@ public:
     // "config", "dbus" or "none".
     std::string source() const;
     void on_failed(IpfixExporter::Failed f) { on_failed_ = std::move(f); }
+    // The NAT table whose translations the records carry (IEs 225-228).
+    void set_nat(const NatTable* nat) { tracker_.set_nat(nat); }
     void add_status(Status& m) const;
     std::vector<ExportCollectorStatus> status() const;
     // state_dir/export_flows.json: what has been reported of live flows (ExportTracker), read
@@ -67,6 +69,8 @@ private:
     ExportConfig running_;
     FlowTimeouts flow_timeouts_;
     ExportTracker tracker_;
+    // Template ids for the daemon's lifetime: a reload that changes the layout gets new ones.
+    ipfix::TemplateRegistry templates_;
     std::vector<ipfix::FlowRecord> pending_;
     sd_event* ev_ = nullptr;
     const Collector* collector_ = nullptr;

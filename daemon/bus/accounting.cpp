@@ -68,7 +68,7 @@ std::vector<bus::WireInterface> AccountingService::ListInterfaces() {
 }
 
 std::vector<sdbus::Struct<std::string, std::string, std::string, AccountingService::C, AccountingService::C,
-                          uint64_t, uint64_t>>
+                          uint64_t, uint64_t, AccountingService::C, AccountingService::C>>
 AccountingService::ListHosts(const std::string& sort_key, const uint32_t& top) {
     const SortKey key = check_sort(sort_key, false);
     check_top(top);
@@ -79,11 +79,11 @@ AccountingService::ListHosts(const std::string& sort_key, const uint32_t& top) {
         values.push_back(key == SortKey::LastSeen ? h.last_us
                                                   : sort_value(h.sent.total() + h.received.total(), key));
     }
-    std::vector<sdbus::Struct<std::string, std::string, std::string, C, C, uint64_t, uint64_t>> out;
+    std::vector<sdbus::Struct<std::string, std::string, std::string, C, C, uint64_t, uint64_t, C, C>> out;
     for (size_t i : top_n(values, top)) {
         const HostTotals& h = *hosts[i];
         out.emplace_back(h.mac, h.ip, h.interface, to_dbus(h.sent.total()), to_dbus(h.received.total()),
-                         h.first_us, h.last_us);
+                         h.first_us, h.last_us, to_dbus(h.wan_sent), to_dbus(h.wan_received));
     }
     return out;
 }

@@ -43,7 +43,7 @@ private:
 
     std::map<std::string, sdbus::Variant> GetStatus() override;
     std::vector<bus::WireInterface> ListInterfaces() override;
-    std::vector<sdbus::Struct<std::string, std::string, std::string, C, C, uint64_t, uint64_t>>
+    std::vector<sdbus::Struct<std::string, std::string, std::string, C, C, uint64_t, uint64_t, C, C>>
     ListHosts(const std::string& sort_key, const uint32_t& top) override;
     std::vector<sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string, uint16_t,
                               C, uint64_t, uint64_t, uint8_t>>

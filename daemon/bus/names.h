@@ -30,9 +30,10 @@ using WireCounters4 = sdbus::Struct<uint64_t, uint64_t, uint64_t, uint64_t>;
 // finished_ingress, finished_egress.
 using WireInterface = sdbus::Struct<std::string, std::string, uint32_t, WireCounters, WireCounters,
                                     std::map<std::string, WireCounters>, WireCounters, WireCounters>;
-// ListHosts (sssCCtt): mac, ip, interface, sent, received, first_seen, last_seen.
-using WireHost =
-    sdbus::Struct<std::string, std::string, std::string, WireCounters, WireCounters, uint64_t, uint64_t>;
+// ListHosts (sssCCttCC): mac, ip, interface, sent, received, first_seen, last_seen, wan_sent,
+// wan_received.
+using WireHost = sdbus::Struct<std::string, std::string, std::string, WireCounters, WireCounters, uint64_t,
+                               uint64_t, WireCounters, WireCounters>;
 // ListFlows (ssysqsqCtty): interface, direction, proto, src, sport, dst, dport, counters,
 // first_seen, last_seen, tcp_flags.
 using WireFlow = sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string,

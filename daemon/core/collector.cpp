@@ -2,6 +2,7 @@
 #include "core/collector.h"
 
 #include <algorithm>
+#include <arpa/inet.h>
 #include <set>
 
 namespace nettally {
@@ -138,6 +139,42 @@ void Collector::update_hosts(const std::vector<HostEntry>& raw) {
     }
 }
 
+std::vector<WanDelta> Collector::credit_wan(const std::vector<WanDelta>& deltas) {
+    std::vector<WanDelta> lost;
+    for (const auto& d : deltas) {
+        const uint32_t a[4] = {d.addr, 0, 0, 0};
+        const std::string ip = format_addr(NT_AF_INET, a);
+        HostTotals* best = nullptr;
+        for (auto& [id, h] : hosts_)
+            if (h.ip == ip && (!best || h.last_us > best->last_us))
+                best = &h;
+        if (!best) {
+            lost.push_back(d);
+            continue;
+        }
+        (d.dir == NT_DIR_EGRESS ? best->wan_sent : best->wan_received) += d.counts;
+    }
+    return lost;
+}
+
+std::set<uint32_t> Collector::host_addresses() const {
+    std::set<uint32_t> out;
+    for (const auto& [id, h] : hosts_) {
+        in_addr a{};
+        if (inet_pton(AF_INET, h.ip.c_str(), &a) == 1)
+            out.insert(a.s_addr);
+    }
+    return out;
+}
+
+std::set<uint32_t> Collector::wan_ifindexes() const {
+    std::set<uint32_t> out;
+    for (const auto& [name, st] : ifaces_)
+        if (st.present && st.info.role == "wan")
+            out.insert(st.info.ifindex);
+    return out;
+}
+
 void Collector::track_overflow(const IfaceSnapshot& after) {
     uint64_t overflow = 0;
     for (const auto& [key, c] : after)
@@ -251,6 +288,8 @@ nlohmann::json Collector::to_json() const {
                          {"ip", h.ip},
                          {"sent", h.sent.to_json()},
                          {"received", h.received.to_json()},
+                         {"wan_sent", nettally::to_json(h.wan_sent)},
+                         {"wan_received", nettally::to_json(h.wan_received)},
                          {"first_us", h.first_us},
                          {"last_us", h.last_us}});
     nlohmann::json evicted = nlohmann::json::array();
@@ -308,6 +347,11 @@ std::map<std::string, HostTotals> hosts_from_json(const nlohmann::json& list, bo
         h.ip = hj.at("ip").get<std::string>();
         h.sent.restore(hj.at("sent"), same_counters);
         h.received.restore(hj.at("received"), same_counters);
+        // State files from before the WAN figures have none.
+        if (hj.contains("wan_sent"))
+            h.wan_sent = counts_from_json(hj.at("wan_sent"));
+        if (hj.contains("wan_received"))
+            h.wan_received = counts_from_json(hj.at("wan_received"));
         h.first_us = hj.at("first_us").get<uint64_t>();
         h.last_us = hj.at("last_us").get<uint64_t>();
         hosts[host_id(h.interface, h.mac, h.ip)] = std::move(h);

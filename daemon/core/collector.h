@@ -6,11 +6,13 @@
 #pragma once
 
 #include "core/counters.h"
+#include "core/nat.h"
 
 #include <chrono>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -73,6 +75,10 @@ struct HostTotals {
     std::string ip;
     MonotonicCounts sent;
     MonotonicCounts received;
+    // What crossed WAN-role interfaces for the host's connections (core/nat.h WanCredit): sent =
+    // WAN egress, received = WAN ingress, after NAT.
+    Counts wan_sent;
+    Counts wan_received;
     uint64_t first_us = 0; // wall clock, 0 = unknown
     uint64_t last_us = 0;
 };
@@ -112,6 +118,15 @@ public:
     void on_flow_finished(FlowSink s) { on_flow_finished_ = std::move(s); }
 
     void poll(const PollClock& clock);
+    // Credits WAN deltas (core/nat.h) to the hosts with that IPv4 address (the most recently seen
+    // one when the address is on more than one MAC or interface). Returns the deltas that found
+    // no host.
+    std::vector<WanDelta> credit_wan(const std::vector<WanDelta>& deltas);
+    // The IPv4 addresses of the hosts (network byte order).
+    std::set<uint32_t> host_addresses() const;
+    // The ifindexes of the present WAN-role interfaces.
+    std::set<uint32_t> wan_ifindexes() const;
+
     // An interface is gone or released: its live flows are finished now (they
     // are in the last poll's reading) and its ifindex is forgotten.
     void forget_interface(uint32_t ifindex);

@@ -70,7 +70,7 @@ ipfix::EndReason end_reason(const FlowEntry& f, uint64_t now_ns, const FlowTimeo
 }
 
 ipfix::FlowRecord make_record(const FlowEntry& f, const Counts& delta, uint64_t start_ms, uint64_t end_ms,
-                              ipfix::EndReason reason) {
+                              ipfix::EndReason reason, const NatTable* nat) {
     ipfix::FlowRecord r;
     r.ipv6 = f.key.family == NT_AF_INET6;
     r.protocol = f.key.proto;
@@ -89,6 +89,13 @@ ipfix::FlowRecord make_record(const FlowEntry& f, const Counts& delta, uint64_t 
     r.tcp_flags = f.tcp_flags;
     if (f.key.proto == 1 || f.key.proto == 58) // ICMP, ICMPv6: dport is type * 256 + code
         r.icmp_type_code = f.key.dport;
+    if (const auto post = nat ? nat->post_nat(f.key) : std::nullopt) {
+        r.nat = true;
+        std::memcpy(r.post_src.data(), &post->src, 4);
+        std::memcpy(r.post_dst.data(), &post->dst, 4);
+        r.post_sport = post->sport;
+        r.post_dport = post->dport;
+    }
     return r;
 }
 
@@ -107,7 +114,7 @@ std::optional<ipfix::FlowRecord> ExportTracker::finished(const FlowEntry& f, ipf
         if (delta.packets == 0)
             return std::nullopt;
     }
-    return make_record(f, delta, to_ms(to_unix, start_ns), to_ms(to_unix, f.last_ns), reason);
+    return make_record(f, delta, to_ms(to_unix, start_ns), to_ms(to_unix, f.last_ns), reason, nat_);
 }
 
 std::vector<ipfix::FlowRecord> ExportTracker::interim(const std::vector<FlowEntry>& live, uint64_t now_ns,
@@ -127,7 +134,7 @@ std::vector<ipfix::FlowRecord> ExportTracker::interim(const std::vector<FlowEntr
         if (delta.packets == 0)
             continue;
         out.push_back(make_record(f, delta, to_ms(to_unix, start_ns), to_ms(to_unix, f.last_ns),
-                                  ipfix::EndReason::Active));
+                                  ipfix::EndReason::Active, nat_));
         r.counts = f.counts;
         r.end_ns = f.last_ns;
     }

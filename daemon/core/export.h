@@ -6,6 +6,7 @@
 
 #include "core/collector.h"
 #include "core/ipfix.h"
+#include "core/nat.h"
 
 #include <chrono>
 #include <cstdint>
@@ -56,9 +57,10 @@ std::optional<CollectorUrl> parse_collector_url(std::string_view url, std::strin
 // active timeout (flows.active_timeout), or forced (interface gone or released).
 ipfix::EndReason end_reason(const FlowEntry& f, uint64_t now_ns, const FlowTimeouts& t);
 
-// A data record of `delta` for the flow, with start and end in ms since the epoch.
+// A data record of `delta` for the flow, with start and end in ms since the epoch; with the
+// post-NAT fields when `nat` knows the flow's connection as translated.
 ipfix::FlowRecord make_record(const FlowEntry& f, const Counts& delta, uint64_t start_ms, uint64_t end_ms,
-                              ipfix::EndReason reason);
+                              ipfix::EndReason reason, const NatTable* nat = nullptr);
 
 class ExportTracker {
 public:
@@ -73,6 +75,8 @@ public:
     std::vector<ipfix::FlowRecord> interim(const std::vector<FlowEntry>& live, uint64_t now_ns,
                                            std::chrono::nanoseconds active, const ToUnixUs& to_unix);
     size_t tracked() const { return reported_.size(); }
+    // The connections the records' post-NAT fields come from (null: none).
+    void set_nat(const NatTable* nat) { nat_ = nat; }
     // What has been reported of live flows, for a restart in the same boot (the flows stay in the
     // kernel while nettallyd is down): without it, their next records would repeat the interim
     // records sent before. restore() throws std::exception on bad input and then keeps nothing.
@@ -89,6 +93,7 @@ private:
         bool operator()(const nt_flow_key& a, const nt_flow_key& b) const;
     };
     std::map<nt_flow_key, Reported, KeyLess> reported_;
+    const NatTable* nat_ = nullptr;
 };
 
 } // namespace nettally

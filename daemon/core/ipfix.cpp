@@ -18,8 +18,9 @@ struct Field {
     bool enterprise = false;
 };
 
-// The flow templates' fields, in record order (field_values() gives the values in this order).
-const std::vector<Field>& flow_fields(bool ipv6) {
+// The flow templates' fields, in record order (field_values() gives the values in this order; the
+// NAT template adds the post-NAT fields after them).
+const std::vector<Field>& flow_fields(bool ipv6, bool nat = false) {
     static const std::vector<Field> v4 = {{8, 4},
                                           {12, 4},
                                           {7, 2},
@@ -45,8 +46,17 @@ const std::vector<Field>& flow_fields(bool ipv6) {
         f[15] = {139, 2};
         return f;
     }();
-    return ipv6 ? v6 : v4;
+    static const std::vector<Field> v4_nat = [] {
+        std::vector<Field> f = v4;
+        f.insert(f.end(), {{225, 4}, {226, 4}, {227, 2}, {228, 2}});
+        return f;
+    }();
+    if (ipv6)
+        return v6;
+    return nat ? v4_nat : v4;
 }
+
+constexpr size_t kBaseFields = 18; // the fields every flow template has
 
 class Writer {
 public:
@@ -88,7 +98,7 @@ size_t field_spec_size(const Field& f) {
 
 // The values of a record's non-address fields, in the templates' field order (the first two
 // fields are the addresses).
-std::array<uint64_t, 18> field_values(const FlowRecord& r) {
+std::array<uint64_t, kBaseFields> field_values(const FlowRecord& r) {
     const Counts& c = r.counts;
     return {0,           0,
             r.src_port,  r.dst_port,
@@ -105,9 +115,20 @@ void write_record(Writer& w, const std::vector<Field>& fields, const FlowRecord&
     const auto values = field_values(r);
     w.raw(r.src.data(), fields[0].length);
     w.raw(r.dst.data(), fields[1].length);
-    for (size_t i = 2; i < fields.size(); i++)
+    for (size_t i = 2; i < kBaseFields; i++)
         for (int b = fields[i].length - 1; b >= 0; b--)
             w.u8(static_cast<uint8_t>(values[i] >> (8 * b)));
+    if (fields.size() > kBaseFields) {
+        w.raw(r.post_src.data(), r.post_src.size());
+        w.raw(r.post_dst.data(), r.post_dst.size());
+        w.u16(r.post_sport);
+        w.u16(r.post_dport);
+    }
+}
+
+// The record goes out in the NAT template (if the stream has one).
+bool nat_layout(const FlowRecord& r) {
+    return r.nat && !r.ipv6;
 }
 
 // Variable-length encoding (RFC 7011 §7): one length byte below 255, else 255 and two bytes.
@@ -180,51 +201,77 @@ private:
     std::vector<Bytes> out_;
 };
 
-size_t template_message_size() {
-    size_t n = kHeaderSize + kSetHeaderSize;
-    for (bool v6 : {false, true}) {
-        n += 4;
-        for (const auto& f : flow_fields(v6))
-            n += field_spec_size(f);
-    }
+size_t template_size(const std::vector<Field>& fields) {
+    size_t n = 4;
+    for (const auto& f : fields)
+        n += field_spec_size(f);
+    return n;
+}
+
+size_t template_message_size(bool nat) {
+    size_t n =
+        kHeaderSize + kSetHeaderSize + template_size(flow_fields(false)) + template_size(flow_fields(true));
+    if (nat)
+        n += template_size(flow_fields(false, true));
     return n + kSetHeaderSize + 6 + 4 + 4; // options template: header, scope 10, interfaceName 82
 }
 
 } // namespace
 
-size_t flow_record_size(bool ipv6) {
+TemplateIds TemplateRegistry::ids(uint32_t pen, bool nat) {
+    TemplateIds t;
+    t.ipv4 = id(0, pen);
+    t.ipv6 = id(1, pen);
+    t.interfaces = id(2, 0); // no enterprise-specific element: the same layout whatever the PEN
+    t.ipv4_nat = nat ? id(3, pen) : 0;
+    return t;
+}
+
+uint16_t TemplateRegistry::id(int kind, uint32_t pen) {
+    for (const auto& [layout, id] : ids_)
+        if (layout == std::pair{kind, pen})
+            return id;
+    if (next_ == 0) // wrapped past 65535: more layouts than a daemon's lifetime has
+        throw std::length_error("IPFIX template ids exhausted");
+    ids_.push_back({{kind, pen}, next_});
+    return next_++;
+}
+
+size_t flow_record_size(bool ipv6, bool nat) {
     size_t n = 0;
-    for (const auto& f : flow_fields(ipv6))
+    for (const auto& f : flow_fields(ipv6, nat))
         n += f.length;
     return n;
 }
 
 size_t records_fitting(std::span<const FlowRecord> records, size_t max) {
     size_t size = kHeaderSize, n = 0;
-    int family = -1; // the open set's: the Packer opens a new set whenever the template changes
+    int layout = -1; // the open set's: the Packer opens a new set whenever the template changes
     for (const auto& r : records) {
-        const size_t add = flow_record_size(r.ipv6) + (family == int(r.ipv6) ? 0 : kSetHeaderSize);
+        const int l = nat_layout(r) ? 2 : int(r.ipv6);
+        const size_t add = flow_record_size(r.ipv6, nat_layout(r)) + (layout == l ? 0 : kSetHeaderSize);
         if (size + add > max)
             break;
         size += add;
-        family = int(r.ipv6);
+        layout = l;
         n++;
     }
     return n;
 }
 
-size_t min_message_size() {
+size_t min_message_size(bool nat) {
     // An interface name is at most IFNAMSIZ - 1 bytes.
     const size_t iface = 4 + varlen_size(15);
-    return std::max({kHeaderSize + kSetHeaderSize + flow_record_size(true), template_message_size(),
+    return std::max({kHeaderSize + kSetHeaderSize + flow_record_size(true),
+                     kHeaderSize + kSetHeaderSize + flow_record_size(false, nat), template_message_size(nat),
                      kHeaderSize + kSetHeaderSize + iface});
 }
 
-Stream::Stream(uint32_t observation_domain, uint32_t pen, size_t max_message)
-    : domain_(observation_domain), pen_(pen), max_message_(max_message) {
-    if (max_message < min_message_size() || max_message > 65535)
-        throw std::invalid_argument("IPFIX message size must be " + std::to_string(min_message_size()) +
-                                    " .. 65535 bytes");
+Stream::Stream(uint32_t observation_domain, uint32_t pen, size_t max_message, TemplateIds ids)
+    : domain_(observation_domain), pen_(pen), max_message_(max_message), ids_(ids) {
+    const size_t min = min_message_size(ids.ipv4_nat != 0);
+    if (max_message < min || max_message > 65535)
+        throw std::invalid_argument("IPFIX message size must be " + std::to_string(min) + " .. 65535 bytes");
 }
 
 Bytes Stream::templates(uint32_t export_time) const {
@@ -238,18 +285,23 @@ Bytes Stream::templates(uint32_t export_time) const {
     const size_t set = w.size();
     w.u16(kTemplateSetId);
     w.u16(0);
-    for (bool v6 : {false, true}) {
-        const auto& fields = flow_fields(v6);
-        w.u16(v6 ? kTemplateIpv6 : kTemplateIpv4);
-        w.u16(static_cast<uint16_t>(fields.size()));
-        for (const auto& f : fields)
+    const std::pair<uint16_t, const std::vector<Field>*> flow_templates[] = {
+        {ids_.ipv4, &flow_fields(false)},
+        {ids_.ipv6, &flow_fields(true)},
+        {ids_.ipv4_nat, &flow_fields(false, true)}};
+    for (const auto& [id, fields] : flow_templates) {
+        if (id == 0)
+            continue;
+        w.u16(id);
+        w.u16(static_cast<uint16_t>(fields->size()));
+        for (const auto& f : *fields)
             write_field_spec(w, f, pen_);
     }
     w.set_u16(set + 2, static_cast<uint16_t>(w.size() - set));
     const size_t opt = w.size();
     w.u16(kOptionsTemplateSetId);
     w.u16(0);
-    w.u16(kTemplateInterfaces);
+    w.u16(ids_.interfaces);
     w.u16(2); // field count
     w.u16(1); // scope field count
     write_field_spec(w, {10, 4}, pen_);
@@ -264,7 +316,7 @@ std::vector<Bytes> Stream::interfaces(uint32_t export_time, std::span<const Inte
     for (const auto& n : names) {
         // Longer names cannot be interface names; cut so that one record always fits.
         const size_t len = std::min(n.name.size(), max_message_ - kHeaderSize - kSetHeaderSize - 4 - 3);
-        Writer w = p.record(kTemplateInterfaces, 4 + varlen_size(len));
+        Writer w = p.record(ids_.interfaces, 4 + varlen_size(len));
         w.u32(n.ifindex);
         if (len < 255) {
             w.u8(static_cast<uint8_t>(len));
@@ -280,8 +332,10 @@ std::vector<Bytes> Stream::interfaces(uint32_t export_time, std::span<const Inte
 std::vector<Bytes> Stream::flows(uint32_t export_time, std::span<const FlowRecord> records) {
     Packer p(domain_, export_time, max_message_, sequence_);
     for (const auto& r : records) {
-        Writer w = p.record(r.ipv6 ? kTemplateIpv6 : kTemplateIpv4, flow_record_size(r.ipv6));
-        write_record(w, flow_fields(r.ipv6), r);
+        const bool nat = nat_layout(r) && ids_.ipv4_nat != 0;
+        const uint16_t id = nat ? ids_.ipv4_nat : r.ipv6 ? ids_.ipv6 : ids_.ipv4;
+        Writer w = p.record(id, flow_record_size(r.ipv6, nat));
+        write_record(w, flow_fields(r.ipv6, nat), r);
     }
     return p.done();
 }

@@ -25,6 +25,7 @@ inline constexpr uint32_t kDefaultPen = 32473; // RFC 5612's documentation PEN
 inline constexpr uint16_t kTemplateIpv4 = 256;
 inline constexpr uint16_t kTemplateIpv6 = 257;
 inline constexpr uint16_t kTemplateInterfaces = 258;
+inline constexpr uint16_t kFirstTemplateId = 256; // RFC 7011 §3.4.1: 256 and up
 inline constexpr uint16_t kTemplateSetId = 2;
 inline constexpr uint16_t kOptionsTemplateSetId = 3;
 inline constexpr size_t kHeaderSize = 16;
@@ -55,6 +56,37 @@ struct FlowRecord {
     EndReason reason = EndReason::Idle;
     uint16_t tcp_flags = 0;      // IE 6
     uint16_t icmp_type_code = 0; // IE 32 (IPv4) / 139 (IPv6): type * 256 + code
+    // IPv4 flows translated by NAT after the observation point (core/nat.h): IEs 225-228, in
+    // the template ids.ipv4_nat when the stream has one.
+    bool nat = false;
+    std::array<uint8_t, 4> post_src{}; // IE 225 postNATSourceIPv4Address
+    std::array<uint8_t, 4> post_dst{}; // IE 226 postNATDestinationIPv4Address
+    uint16_t post_sport = 0;           // IE 227 postNAPTSourceTransportPort
+    uint16_t post_dport = 0;           // IE 228 postNAPTDestinationTransportPort
+};
+
+// The template ids a stream uses. ipv4_nat 0: no NAT template (NAT records go out without their
+// post-NAT fields).
+struct TemplateIds {
+    uint16_t ipv4 = kTemplateIpv4;
+    uint16_t ipv6 = kTemplateIpv6;
+    uint16_t interfaces = kTemplateInterfaces;
+    uint16_t ipv4_nat = 0;
+    bool operator==(const TemplateIds&) const = default;
+};
+
+// Template ids by layout, for the daemon's lifetime: a layout keeps its id, a changed layout (the
+// enterprise PEN of the l4/payload elements) gets a new one, so that no id is ever redefined
+// towards a collector that saw the old layout (RFC 7011 §8.1). The first layouts get 256
+// (IPv4), 257 (IPv6), 258 (interface table), 259 (IPv4 with NAT).
+class TemplateRegistry {
+public:
+    TemplateIds ids(uint32_t pen, bool nat);
+
+private:
+    uint16_t id(int kind, uint32_t pen);
+    std::vector<std::pair<std::pair<int, uint32_t>, uint16_t>> ids_;
+    uint16_t next_ = kFirstTemplateId;
 };
 
 struct InterfaceName {
@@ -63,19 +95,21 @@ struct InterfaceName {
 };
 
 // The bytes one data record of the template takes.
-size_t flow_record_size(bool ipv6);
+size_t flow_record_size(bool ipv6, bool nat = false);
 // How many of the records, from the first, Stream::flows() puts into one message of `max` bytes.
 size_t records_fitting(std::span<const FlowRecord> records, size_t max);
-// The smallest max_message_size that can carry every record and the templates.
-size_t min_message_size();
+// The smallest max_message_size that can carry every record and the templates (with the NAT
+// template: nat).
+size_t min_message_size(bool nat = false);
 
 class Stream {
 public:
     // max_message: the largest message (UDP: the path's datagram budget). Throws
     // std::invalid_argument below min_message_size().
-    Stream(uint32_t observation_domain, uint32_t pen, size_t max_message);
+    Stream(uint32_t observation_domain, uint32_t pen, size_t max_message, TemplateIds ids = {});
 
-    // One message with the template set (IPv4, IPv6) and the options template set.
+    // One message with the template set (IPv4, IPv6, IPv4 with NAT if the ids have one) and the
+    // options template set.
     Bytes templates(uint32_t export_time) const;
     // The interface table as data records of the options template, in as many messages as needed.
     std::vector<Bytes> interfaces(uint32_t export_time, std::span<const InterfaceName> names);
@@ -87,11 +121,13 @@ public:
     void set_sequence(uint32_t s) { sequence_ = s; }
     uint32_t observation_domain() const { return domain_; }
     size_t max_message() const { return max_message_; }
+    const TemplateIds& ids() const { return ids_; }
 
 private:
     uint32_t domain_;
     uint32_t pen_;
     size_t max_message_;
+    TemplateIds ids_;
     uint32_t sequence_ = 0;
 };
 

@@ -47,9 +47,9 @@ socklen_t to_sockaddr(const CollectorUrl& u, sockaddr_storage& ss) {
 class IpfixExporter::Connection {
 public:
     Connection(sd_event* ev, CollectorUrl url, const ExportConfig& cfg, const InterfaceTable& table,
-               const Failed& failed)
+               const Failed& failed, const ipfix::TemplateIds& ids)
         : ev_(ev), url_(std::move(url)), cfg_(cfg), table_(table), failed_(failed),
-          stream_(cfg.observation_domain, cfg.enterprise, cfg.max_message_size) {
+          stream_(cfg.observation_domain, cfg.enterprise, cfg.max_message_size, ids) {
         status_.url = url_.text;
         retry_.attach(ev_, CLOCK_MONOTONIC, [this] { open(); });
         open();
@@ -296,15 +296,17 @@ private:
     EventSource io_;
 };
 
-IpfixExporter::IpfixExporter(sd_event* ev, const ExportConfig& cfg, InterfaceTable table, Failed failed)
+IpfixExporter::IpfixExporter(sd_event* ev, const ExportConfig& cfg, const ipfix::TemplateIds& ids,
+                             InterfaceTable table, Failed failed)
     : cfg_(cfg), table_(std::move(table)), failed_(std::move(failed)), refresh_(cfg.template_refresh) {
     for (const auto& text : cfg_.collectors) {
         std::string why;
         const auto url = parse_collector_url(text, &why);
         if (!url)
             throw std::invalid_argument("export: " + text + ": " + why);
-        conns_.push_back(std::make_unique<Connection>(ev, *url, cfg_, table_, failed_));
-        spdlog::info("export: IPFIX to {} (observation domain {})", url->text, cfg_.observation_domain);
+        conns_.push_back(std::make_unique<Connection>(ev, *url, cfg_, table_, failed_, ids));
+        spdlog::info("export: IPFIX to {} (observation domain {}, templates {} {} {} {})", url->text,
+                     cfg_.observation_domain, ids.ipv4, ids.ipv6, ids.ipv4_nat, ids.interfaces);
     }
     template_timer_.attach(ev, CLOCK_MONOTONIC, [this] {
         send_templates();

@@ -40,8 +40,10 @@ public:
     using InterfaceTable = std::function<std::vector<ipfix::InterfaceName>()>;
     using Failed = std::function<void(const std::string& url, const std::string& error)>;
 
-    // Opens every collector's socket (TCP: starts connecting). Throws SysError.
-    IpfixExporter(sd_event* ev, const ExportConfig& cfg, InterfaceTable table, Failed failed = nullptr);
+    // Opens every collector's socket (TCP: starts connecting). Throws SysError. ids: the template
+    // ids of cfg's layout (ipfix::TemplateRegistry), the same for every collector.
+    IpfixExporter(sd_event* ev, const ExportConfig& cfg, const ipfix::TemplateIds& ids, InterfaceTable table,
+                  Failed failed = nullptr);
     ~IpfixExporter();
     IpfixExporter(const IpfixExporter&) = delete;
     IpfixExporter& operator=(const IpfixExporter&) = delete;

@@ -383,8 +383,13 @@ void Recorder::write_usage(const Collector& c, const CgroupLedger* cgroups, int6
                       }};
         }
     for (const auto& [key, h] : c.hosts()) {
-        for (const char* dir : {"sent", "received"}) {
-            const Counts& t = std::string_view(dir) == "sent" ? h.sent.total() : h.received.total();
+        // wan_sent / wan_received: what the host's connections moved across wan-role interfaces.
+        for (const char* dir : {"sent", "received", "wan_sent", "wan_received"}) {
+            const std::string_view d(dir);
+            const Counts& t = d == "sent"       ? h.sent.total()
+                              : d == "received" ? h.received.total()
+                              : d == "wan_sent" ? h.wan_sent
+                                                : h.wan_received;
             cur["host:" + key + ":" + dir] =
                 Usage{RecordType::Host, t, [&h = h, dir](int64_t s, int64_t e, const Counts& x) {
                           return host_record(s, e, h.interface, h.mac, h.ip, dir, x);

@@ -1498,7 +1498,7 @@ def bus_snapshot(bus):
         [dict(interface=f[0], direction=f[1], proto=proto_name(f[2]), src=f[3], sport=f[4], dst=f[5],
               dport=f[6], **C(f[7])) for f in flows],
         [{"mac": m, "ip": ip, "interface": i, "sent": C(s_), "received": C(r)}
-         for m, ip, i, s_, r, _f, _l in hosts])
+         for m, ip, i, s_, r, _f, _l, *_wan in hosts])
     s.bus_ifaces = ifs  # the raw tuples
     s.bus_flows = {}    # flow key -> (first_seen, last_seen, tcp_flags, raw tuple)
     for f in flows:

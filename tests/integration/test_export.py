@@ -24,6 +24,11 @@ of type flow, written when a flow finishes, the same moment it is exported).
   deltas add up to the capture.
 - DaemonRestartTest: a flow live across a restart of nettallyd (interim records every 4 s before and
   after it): its records sum to the capture, nothing reported twice.
+- NatTest: nftables masquerade on wan0 of the gateway namespace: every exported IPv4 TCP/UDP record
+  of an ingress flow carries post-NAT fields (225-228) equal to the tuple the capture shows on the
+  other side (lan0 ingress -> the wan0 egress flow; wan0 ingress -> the lan0 egress flow), and the
+  client's wan_sent / wan_received (ListHosts) == the wan0 capture of its connections, all five
+  figures.
 - DbusControlTest: collectors set with `nettallyctl export set` (SetCollectors: refused to nobody
   and for a bad URL, kept across a restart, cleared with `export clear`); the flows reach nfcapd as
   the capture has them; a TCP collector nobody listens on raises ExportFailed and buffers.
@@ -68,7 +73,8 @@ RECORDS_YAML = "records:\n  enabled: true\n  types: [flow]\n  format: jsonl\n  p
 
 IE_NAMES = {8: "src4", 12: "dst4", 27: "src6", 28: "dst6", 7: "sport", 11: "dport", 4: "proto",
             10: "in_if", 14: "out_if", 61: "dir", 2: "packets", 1: "l3", 352: "l2", 152: "start",
-            153: "end", 136: "reason", 6: "tcp_flags", 32: "icmp", 139: "icmp", 82: "ifname"}
+            153: "end", 136: "reason", 6: "tcp_flags", 32: "icmp", 139: "icmp", 82: "ifname",
+            225: "post_src4", 226: "post_dst4", 227: "post_sport", 228: "post_dport"}
 
 
 def decode_messages(data, templates=None):
@@ -133,7 +139,7 @@ def _decode_data(body, fields):
                     p += 2
             v = body[p:p + ln]
             p += ln
-            r[name] = v if name in ("src4", "dst4", "src6", "dst6", "ifname") else int.from_bytes(v, "big")
+            r[name] = v if name in ("src4", "dst4", "src6", "dst6", "ifname", "post_src4", "post_dst4") else int.from_bytes(v, "big")
         rows.append(r)
     return rows
 
@@ -441,6 +447,84 @@ class UdpCollectorsTest(ExportBase):
                    "-d", f"udp.port=={NFACCTD_PORT},cflow", "-Y", "!icmp && (_ws.malformed || _ws.expert.severity >= warning)",
                    "-T", "fields", "-e", "frame.number", "-e", "_ws.expert.message"], timeout=120)
         self.assertEqual(p.stdout.strip(), "", f"tshark warnings:\n{p.stdout[:2000]}")
+
+class NatTest(ExportBase):
+    collectors = (f"udp://{COLLECTOR}:{NFCAPD_PORT}",)
+
+    def setUp(self):
+        super().setUp()
+        table = f"ntnat{os.getpid()}"
+        rules = (f"table ip {table} {{\n chain post {{\n  type nat hook postrouting priority srcnat;\n"
+                 f'  oifname "wan0" masquerade\n }}\n}}\n')
+        h.run(self.topo.exec_argv(self.topo.gw, ["nft", "-f", "-"]), input=rules)
+        self.addCleanup(lambda: h.run(self.topo.exec_argv(self.topo.gw, ["nft", "delete", "table", "ip", table]),
+                                      check=False))
+
+    def test_post_nat_fields_and_wan_figures_equal_capture(self):
+        self.start_nfcapd()
+        self.start_captures(lo=True)
+        self.daemon.start()
+        self.topo.settle()
+        t = self.topo
+        h.client_run(t, "udp", t.SRV4, PORT, "100,400,1000", 20, 40011)
+        h.client_run(t, "tcp", t.SRV4, PORT, 30000, 50000)
+        h.client_run(t, "udp", t.SRV6, PORT, "200", 5, 40012)  # not translated: no NAT fields
+        self.wait_finished()
+        hosts = self.bus.call_ok("ListHosts", "su", "l2", 100000)[0]
+        cap, _ = self.capture_flows()
+        self.lo_cap.stop()
+        p = h.run(["tshark", "-r", self.lo_cap.path, "-n", "-Y", f"!icmp && udp.dstport == {NFCAPD_PORT}",
+                   "-T", "fields", "-e", "udp.payload"], timeout=120)
+        templates, records = {}, []
+        for line in p.stdout.splitlines():
+            msgs, _ = decode_messages(bytes.fromhex(line.replace(":", "")), templates)
+            records += [r for _, rs in msgs for r in rs if "packets" in r]
+        ip4 = lambda b: socket.inet_ntoa(bytes(b))  # noqa: E731
+        # The translation the wan0 capture shows: the client's connections leave with the
+        # gateway's address.
+        wan_out = {k: v for k, v in cap.flows.items() if k[:2] == ("wan0", "egress") and k[2] in ("tcp", "udp")
+                   and ":" not in k[3]}
+        lan_out = {k: v for k, v in cap.flows.items() if k[:2] == ("lan0", "egress") and k[2] in ("tcp", "udp")
+                   and ":" not in k[3]}
+        self.assertTrue(wan_out and all(k[3] == t.WAN4 for k in wan_out), f"not masqueraded: {list(wan_out)}")
+        checked = 0
+        for r in records:
+            iface = self.names[r["in_if"] or r["out_if"]]
+            ingress = r["in_if"] != 0
+            v4 = "src4" in r
+            proto = h.proto_name(r["proto"])
+            if not (v4 and ingress and proto in ("tcp", "udp")):
+                self.assertNotIn("post_src4", r, f"NAT fields on a flow seen after translation: {r}")
+                continue
+            self.assertIn("post_src4", r, f"{iface} ingress {proto} record without NAT fields: {r}")
+            post = (ip4(r["post_src4"]), r["post_sport"], ip4(r["post_dst4"]), r["post_dport"])
+            # The other side's flow in the same direction, as captured.
+            other = wan_out if iface == "lan0" else lan_out
+            oface = "wan0" if iface == "lan0" else "lan0"
+            key = (oface, "egress", proto) + (post[0], post[1], post[2], post[3])
+            self.assertIn(key, other, f"post-NAT {post} of {iface} record {r} is not in the {oface} capture "
+                          f"{list(other)}")
+            checked += 1
+        want = 2 * len(wan_out)  # every connection: lan0 ingress and wan0 ingress records (at least one each)
+        self.assertGreaterEqual(checked, want, "records with NAT fields")
+        h.log(f"NAT: {checked} records' post-NAT fields equal the other side's capture "
+              f"({len(wan_out)} wan0 egress flows, e.g. {sorted(wan_out)[0][3:]})")
+        # The client's WAN figures: its connections' wan0 flows (all of them are the client's).
+        C = lambda v: dict(zip(h.FIGURES, v))  # noqa: E731
+        row = [x for x in hosts if h.norm_ip(x[1]) == t.CLI4]
+        self.assertEqual(len(row), 1, f"client host row: {hosts}")
+        got = {"wan_sent": C(row[0][7]), "wan_received": C(row[0][8])}
+        cap_wan = {"wan_sent": h.zero(), "wan_received": h.zero()}
+        for k, v in cap.flows.items():
+            if k[0] == "wan0" and ":" not in k[3] and k[2] in ("tcp", "udp"):
+                side = "wan_sent" if k[1] == "egress" else "wan_received"
+                cap_wan[side] = h.cadd(cap_wan[side], v)
+        h.log(f"client {t.CLI4}: WAN figures {got}, wan0 capture {cap_wan}")
+        self.assertEqual(got, cap_wan, "client's WAN figures != wan0 capture of its connections")
+        v6 = [x for x in hosts if h.norm_ip(x[1]) == h.norm_ip(t.CLI6)]
+        for x in v6:
+            self.assertEqual(C(x[7]), h.zero(), "IPv6 host: no WAN credit without conntrack entries")
+
 
 class LateCollectorTest(ExportBase):
     collectors = (f"udp://{COLLECTOR}:{NFCAPD_PORT}",)

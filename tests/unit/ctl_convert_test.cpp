@@ -36,8 +36,9 @@ TEST(CtlConvert, Interface) {
 }
 
 TEST(CtlConvert, HostAndFlow) {
-    const HostRow h = from_wire(bus::WireHost{"aa:bb:cc:dd:ee:ff", "198.18.1.2", "lan0", kC,
-                                              bus::WireCounters{5, 4, 3, 2, 1}, 11u, 12u});
+    const HostRow h = from_wire(
+        bus::WireHost{"aa:bb:cc:dd:ee:ff", "198.18.1.2", "lan0", kC, bus::WireCounters{5, 4, 3, 2, 1}, 11u,
+                      12u, bus::WireCounters{6, 7, 8, 9, 10}, bus::WireCounters{3, 3, 3, 3, 3}});
     EXPECT_EQ(h.mac, "aa:bb:cc:dd:ee:ff");
     EXPECT_EQ(h.ip, "198.18.1.2");
     EXPECT_EQ(h.interface, "lan0");
@@ -45,6 +46,8 @@ TEST(CtlConvert, HostAndFlow) {
     EXPECT_EQ(h.received, (Counters{5, 4, 3, 2, 1}));
     EXPECT_EQ(h.first_seen, 11u);
     EXPECT_EQ(h.last_seen, 12u);
+    EXPECT_EQ(h.wan_sent, (Counters{6, 7, 8, 9, 10}));
+    EXPECT_EQ(h.wan_received, (Counters{3, 3, 3, 3, 3}));
     const FlowRow f =
         from_wire(bus::WireFlow{"wan0", "egress", std::uint8_t{6}, "198.18.0.1", std::uint16_t{1000},
                                 "198.19.0.1", std::uint16_t{443}, kC, 21u, 22u, std::uint8_t{0x12}});

@@ -169,7 +169,7 @@ TEST(Json, Hosts) {
     ASSERT_EQ(j["hosts"].size(), 1U);
     const json& h = j["hosts"][0];
     EXPECT_EQ(keys_of(h), (std::set<std::string>{"mac", "ip", "interface", "sent", "received", "first_seen",
-                                                 "last_seen"}));
+                                                 "last_seen", "wan_sent", "wan_received"}));
     EXPECT_EQ(h["mac"], "aa:bb:cc:dd:ee:ff");
     EXPECT_EQ(h["ip"], "192.0.2.10");
     EXPECT_EQ(h["interface"], "lan0");
@@ -284,7 +284,8 @@ TEST(Json, KeysComeInDocumentedOrder) {
     EXPECT_EQ(key_order(interfaces_json({InterfaceRow{}})["interfaces"][0]),
               (V{"name", "role", "ifindex", "ingress", "egress", "unattributed", "finished_flows"}));
     EXPECT_EQ(key_order(hosts_json({HostRow{}})["hosts"][0]),
-              (V{"mac", "ip", "interface", "sent", "received", "first_seen", "last_seen"}));
+              (V{"mac", "ip", "interface", "sent", "received", "wan_sent", "wan_received", "first_seen",
+                 "last_seen"}));
     EXPECT_EQ(key_order(flows_json({FlowRow{}})["flows"][0]),
               (V{"interface", "direction", "proto", "src", "sport", "dst", "dport", "packets", "l2", "l3",
                  "l4", "payload", "first_seen", "last_seen", "tcp_flags"}));

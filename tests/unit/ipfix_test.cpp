@@ -195,3 +195,69 @@ TEST(Ipfix, RecordsFittingMatchesTheEncoder) {
         }
     }
 }
+
+// The NAT template (259 here): the IPv4 fields, then postNATSourceIPv4Address 225,
+// postNATDestinationIPv4Address 226, postNAPTSourceTransportPort 227,
+// postNAPTDestinationTransportPort 228.
+TEST(Ipfix, NatTemplateAndRecord) {
+    TemplateRegistry reg;
+    const TemplateIds ids = reg.ids(kDefaultPen, true);
+    EXPECT_EQ(ids, (TemplateIds{256, 257, 258, 259}));
+    Stream s(7, kDefaultPen, 1400, ids);
+    const std::string common = "003d0001 00020008 00010008 01600008 00980008 00990008 00880001 00060002";
+    const std::string ent = "80010008 00007ed9 80020008 00007ed9";
+    const std::string v4 =
+        "00080004 000c0004 00070002 000b0002 00040001 000a0004 000e0004 " + common + " 00200002 " + ent;
+    const std::string expected =
+        // header: length 306
+        "000a 0132 00000000 00000000 00000007"
+        // template set (id 2, 272 bytes): 256 (18 fields), 257, 259 (22 fields)
+        "0002 0110"
+        "0100 0012 " +
+        v4 + " 0101 0012 001b0010 001c0010 00070002 000b0002 00040001 000a0004 000e0004 " + common +
+        " 008b0002 " + ent + " 0103 0016 " + v4 + " 00e10004 00e20004 00e30002 00e40002" +
+        " 0003 0012 0102 0002 0001 000a0004 0052ffff";
+    EXPECT_EQ(hex(s.templates(0)), golden(expected));
+    EXPECT_EQ(min_message_size(true), 306u);
+    EXPECT_EQ(flow_record_size(false, true), 83u + 12u);
+
+    FlowRecord nat = v4_flow();
+    nat.nat = true;
+    nat.post_src = {198, 19, 0, 1};
+    nat.post_dst = {198, 18, 1, 2};
+    nat.post_sport = 61000;
+    nat.post_dport = 80;
+    const FlowRecord recs[] = {v4_flow(), nat};
+    const auto msgs = s.flows(0, recs);
+    ASSERT_EQ(msgs.size(), 1u);
+    // Two sets: 256 (4 + 83) and 259 (4 + 95); message 16 + 87 + 99 = 202.
+    const std::string data = "000a 00ca 00000000 00000000 00000007 0100 0057 " + std::string(kV4Record) +
+                             " 0103 0063 " + kV4Record + " c6130001 c6120102 ee48 0050";
+    EXPECT_EQ(hex(msgs[0]), golden(data));
+    EXPECT_EQ(records_fitting(recs, 1400), 2u);
+    EXPECT_EQ(records_fitting(recs, 16 + 87 + 98), 1u);
+
+    // A stream without a NAT template sends the record in the IPv4 layout.
+    Stream plain(7, kDefaultPen, 1400);
+    const FlowRecord one[] = {nat};
+    EXPECT_EQ(hex(plain.flows(0, one)[0]),
+              golden("000a 0067 00000000 00000000 00000007 0100 0057 " + std::string(kV4Record)));
+}
+
+// A changed layout (another PEN) gets new ids; a layout seen before keeps its ids; the interface
+// table's layout has no enterprise element and keeps its id.
+TEST(Ipfix, TemplateIdsNeverRedefined) {
+    TemplateRegistry reg;
+    EXPECT_EQ(reg.ids(kDefaultPen, true), (TemplateIds{256, 257, 258, 259}));
+    EXPECT_EQ(reg.ids(0x01020304, true), (TemplateIds{260, 261, 258, 262}));
+    EXPECT_EQ(reg.ids(kDefaultPen, true), (TemplateIds{256, 257, 258, 259}));
+    EXPECT_EQ(reg.ids(kDefaultPen, false), (TemplateIds{256, 257, 258, 0}));
+    // The templates of the new ids carry the new PEN; the old ids do not appear.
+    Stream s(1, 0x01020304, 1400, reg.ids(0x01020304, true));
+    const std::string h = hex(s.templates(0));
+    for (const char* id : {"01040012", "01050012", "01060016"})
+        EXPECT_NE(h.find(id), std::string::npos) << id;
+    for (const char* id : {"01000012", "01010012", "01030016"})
+        EXPECT_EQ(h.find(id), std::string::npos) << id;
+    EXPECT_NE(h.find("8001000801020304"), std::string::npos);
+}
