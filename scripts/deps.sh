@@ -27,6 +27,9 @@ packages=(
 	# test: the IPFIX collectors tests/integration/test_export.py reads the export back with
 	# (nfcapd, nfdump; nfacctd is in pmacct, below)
 	nfdump
+	# test: the DHCP server and client of tests/integration/test_subscribers.py (dnsmasq's binary
+	# without its system service; busybox's udhcpc)
+	dnsmasq-base busybox
 	# bench: the NetFlow exporters it compares with, perf; test: nfacctd (IPFIX collector)
 	pmacct softflowd linux-perf
 	# test: the file servers the upload tests start themselves (sshd, ssh-keygen, openssl)
