@@ -277,8 +277,8 @@ class DhcpLeaseTest(unittest.TestCase):
                 "--no-hosts", "--no-resolv", "--user=root", "--dhcp-authoritative",
                 f"--dhcp-range={self.POOL[0]},{self.POOL[1]},255.255.255.0,1h",
                 f"--dhcp-leasefile={self.leases}", f"--pid-file={os.path.join(self.workdir, 'dnsmasq.pid')}"]
-        self.dnsmasq = h.spawn(self.topo.exec_argv(self.topo.gw, argv), stdout=subprocess.DEVNULL,
-                               stderr=open(os.path.join(self.workdir, "dnsmasq.log"), "w"))
+        with open(os.path.join(self.workdir, "dnsmasq.log"), "w") as log:
+            self.dnsmasq = h.spawn(self.topo.exec_argv(self.topo.gw, argv), stdout=subprocess.DEVNULL, stderr=log)
         self.addCleanup(h.stop_process, self.dnsmasq)
 
     def lease_in_file(self):
