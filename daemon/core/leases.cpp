@@ -132,6 +132,7 @@ LeaseFile parse_dnsmasq_leases(std::string_view text) {
 LeaseFile parse_kea_leases(std::string_view text) {
     LeaseFile out;
     std::map<std::string, size_t> col;
+    size_t ncols = 0; // fields of the header line
     bool v6 = false;
     size_t n = 0;
     for (std::string_view raw : split(text, '\n', false)) {
@@ -142,7 +143,12 @@ LeaseFile parse_kea_leases(std::string_view text) {
         const auto f = split(line, ',', false);
         if (col.empty()) {
             for (size_t i = 0; i < f.size(); i++)
-                col[std::string(f[i])] = i;
+                if (!col.emplace(std::string(f[i]), i).second) {
+                    out.problems.push_back(
+                        {n, "the header names column '" + std::string(f[i].substr(0, 32)) + "' twice"});
+                    return out;
+                }
+            ncols = f.size();
             v6 = col.count("duid") != 0;
             for (const char* need : {"address", "valid_lifetime", "expire", "hostname", "state"})
                 if (!col.count(need)) {
@@ -155,14 +161,14 @@ LeaseFile parse_kea_leases(std::string_view text) {
             }
             continue;
         }
-        if (f.size() < col.size()) {
+        if (f.size() < ncols) {
             out.problems.push_back(
-                {n, "expected " + std::to_string(col.size()) + " fields, got " + std::to_string(f.size())});
+                {n, "expected " + std::to_string(ncols) + " fields, got " + std::to_string(f.size())});
             continue;
         }
         const auto at = [&](const char* name) -> std::string_view {
             auto it = col.find(name);
-            return it == col.end() ? std::string_view() : f[it->second];
+            return it == col.end() || it->second >= f.size() ? std::string_view() : f[it->second];
         };
         Lease l;
         std::string why;

@@ -111,6 +111,9 @@ TEST(KeaLeases, Lease6AddressesAndDelegatedPrefixes) {
 TEST(KeaLeases, BrokenFiles) {
     EXPECT_EQ(parse_kea_leases("address,hwaddr\n").problems.at(0).what,
               "the header has no 'valid_lifetime' column");
+    // Found by the fuzzer: a column named twice left row fields unchecked.
+    EXPECT_EQ(parse_kea_leases("address,duid,lease_type,lease_type\nfd00::1,1,2\n").problems.at(0).what,
+              "the header names column 'lease_type' twice");
     const std::string text = std::string(kKea4Header) + "198.18.1.60,02:00:c6:12:01:02\n" +
                              "198.18.1.999,02:00:c6:12:01:02,,3600,1767225600,1,0,0,a,0,,0\n" +
                              "198.18.1.63,zz,,3600,1767225600,1,0,0,a,0,,0\n" +
