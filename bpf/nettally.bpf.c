@@ -68,6 +68,30 @@ NT_MAP(nt_policy, BPF_MAP_TYPE_HASH, NT_POLICY_MAX_ENTRIES, struct nt_policy_key
 /* lan interfaces whose root qdisc is fq: throttled egress is paced there (EDT). */
 NT_MAP(nt_policy_edt, BPF_MAP_TYPE_HASH, NT_MAX_IFACES, __u32, __u8);
 
+/*
+ * Subscribers: the bindings (address or prefix -> user) and the per-user
+ * counters. nt_users_on is set by nettallyd when subscribers are configured;
+ * while it is 0 the packet path costs one load of it.
+ */
+__u32 nt_users_on = 0;
+
+/* An LPM trie must be created without preallocation: NT_MAP has no flags. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, NT_BIND_MAX_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nt_bind_key);
+	__type(value, struct nt_bind_val);
+} nt_bindings SEC(".maps");
+
+NT_MAP(nt_user_counts, BPF_MAP_TYPE_PERCPU_HASH, NT_DEFAULT_MAX_USER_COUNTS, struct nt_user_key,
+       struct nt_user_val);
+
+/* Userspace only: user id -> name, pinned with the counters. */
+NT_MAP(nt_user_names, BPF_MAP_TYPE_HASH, NT_BIND_MAX_ENTRIES, __u32, struct nt_user_name);
+
+NT_MAP(nt_user_overflow, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct nt_user_val);
+
 static __always_inline void add_counts(struct nt_counts *to, const struct nt_counts *c)
 {
 	to->packets += c->packets;
@@ -167,6 +191,48 @@ static __always_inline int count_host(const struct pkt *p, __u32 ifindex, __u32 
 		v->first_ns = now;
 	v->last_ns = now;
 	return 0;
+}
+
+/*
+ * The user bound to the packet's host address (source on ingress, destination
+ * on egress) when it crossed the interface, NT_USER_UNBOUND when none is.
+ */
+static __always_inline __u32 user_of(const struct pkt *p, __u32 dir)
+{
+	struct nt_bind_key key = {.family = p->family};
+	struct nt_bind_val *v;
+
+	key.prefixlen = NT_BIND_KEY_BITS + (p->family == NT_AF_INET ? 32 : 128);
+	__builtin_memcpy(key.addr, dir == NT_DIR_INGRESS ? p->src : p->dst, sizeof(key.addr));
+	v = bpf_map_lookup_elem(&nt_bindings, &key);
+	return v ? v->user : NT_USER_UNBOUND;
+}
+
+/* Adds the packet to its user's counters on this interface (or to nt_user_overflow). */
+static __always_inline void count_user(const struct pkt *p, __u32 ifindex, __u32 dir)
+{
+	struct nt_user_key key = {.ifindex = ifindex, .user = user_of(p, dir)};
+	struct nt_user_val *v = bpf_map_lookup_elem(&nt_user_counts, &key);
+
+	if (!v) {
+		struct nt_user_val init = {};
+
+		if (dir == NT_DIR_INGRESS)
+			init.sent = p->c;
+		else
+			init.received = p->c;
+		if (bpf_map_update_elem(&nt_user_counts, &key, &init, BPF_NOEXIST) == 0)
+			return;
+		v = bpf_map_lookup_elem(&nt_user_counts, &key);
+		if (!v) {
+			__u32 zero = 0;
+
+			v = bpf_map_lookup_elem(&nt_user_overflow, &zero);
+			if (!v)
+				return;
+		}
+	}
+	add_counts(dir == NT_DIR_INGRESS ? &v->sent : &v->received, &p->c);
 }
 
 /* Later fragments carry no ports: take them from the first fragment. */
@@ -335,6 +401,10 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 			p.bucket = NT_BUCKET_FLOW_OVERFLOW;
 		if (lan && cfg_count_hosts && count_host(&p, c->ifindex, dir, now))
 			iv->host_overflow += p.c.packets;
+		/* The packets a host is counted for: see count_host. */
+		if (lan && *(volatile __u32 *)&nt_users_on &&
+		    (dir == NT_DIR_INGRESS || !(p.dmac[0] & 1)))
+			count_user(&p, c->ifindex, dir);
 	}
 	if (p.bucket < NT_BUCKET_MAX)
 		add_counts(&iv->bucket[p.bucket], &p.c);

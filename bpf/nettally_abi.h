@@ -247,4 +247,60 @@ struct nt_cg_dir_val {
  * their category (egress programs run preemptible, in process context).
  */
 
+/*
+ * ---- Subscribers (daemon/core/subscribers.h) --------------------------------
+ * nt_bindings: LPM_TRIE, pinned, written by nettallyd only: address or prefix
+ * -> user id. The data compared is family (8 bits) + pad (24 bits) + address,
+ * so an entry's prefixlen is 32 + the prefix length, and a lookup uses 32 + 32
+ * (IPv4, addr[0]) or 32 + 128 (IPv6). Consulted on lan-role interfaces where
+ * the host is counted (source on ingress, unicast destination on egress) and
+ * only while the .bss global nt_users_on is non-zero.
+ */
+#define NT_BIND_MAX_ENTRIES 65536
+#define NT_BIND_KEY_BITS 32 /* the family + pad in front of the address */
+
+struct nt_bind_key {
+	__u32 prefixlen; /* NT_BIND_KEY_BITS + prefix length */
+	__u8 family;	 /* NT_AF_INET or NT_AF_INET6 */
+	__u8 pad[3];
+	__u32 addr[4]; /* IPv4 in addr[0] */
+};
+
+struct nt_bind_val {
+	__u32 user; /* id in nt_user_names; never 0 */
+	__u32 pad;
+};
+
+/* User id 0: a packet of no bound address (the "unbound" pseudo-user). */
+#define NT_USER_UNBOUND 0
+#define NT_DEFAULT_MAX_USER_COUNTS 16384
+#define NT_USER_NAME_LEN 64
+
+/*
+ * nt_user_counts: PERCPU_HASH, pinned: the five figures per lan interface and
+ * user, sent (ingress source) and received (egress unicast destination), the
+ * same packets the host counters see. Per interface and direction,
+ * sum over users (unbound included) == sum over hosts, as long as neither
+ * map overflowed (nt_user_overflow counts what found no entry).
+ */
+struct nt_user_key {
+	__u32 ifindex;
+	__u32 user;
+};
+
+struct nt_user_val {
+	struct nt_counts sent;
+	struct nt_counts received;
+};
+
+/*
+ * nt_user_names: HASH, pinned, written by nettallyd only: user id -> name, so
+ * a daemon started after a crash reads the ids the kernel counts under.
+ * nt_user_overflow: PERCPU_ARRAY of one struct nt_user_val: packets whose
+ * user entry could not be created (map full).
+ */
+struct nt_user_name {
+	char name[NT_USER_NAME_LEN]; /* NUL-terminated */
+};
+
 #endif /* NETTALLY_ABI_H */

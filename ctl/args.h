@@ -26,6 +26,8 @@ enum class Command {
     Upload,
     Top,
     Export,
+    Subscribers,
+    Users,
     Help,
     Version
 };

@@ -47,8 +47,10 @@ int run_interfaces(const Options& opt) {
 }
 
 int run_hosts(const Options& opt) {
-    return with_accounting(opt, [&](AccountingProxy& p) {
-        const auto rows = from_wire(p.ListHosts(opt.sort, opt.top.value_or(kDefaultTop)));
+    return run_on_bus(timeout_of(opt), [&](sdbus::IConnection& connection) {
+        AccountingProxy p(connection);
+        auto rows = from_wire(p.ListHosts(opt.sort, opt.top.value_or(kDefaultTop)));
+        add_host_users(connection, rows);
         return opt.json ? dump(hosts_json(rows)) : hosts_text(rows, opt.sort);
     });
 }

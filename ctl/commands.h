@@ -4,6 +4,10 @@
 #pragma once
 
 #include "args.h"
+#include "format.h"
+
+#include <sdbus-c++/sdbus-c++.h>
+#include <vector>
 
 namespace nettally::ctl {
 
@@ -20,5 +24,10 @@ RunCommand run_records, run_upload;
 RunCommand run_top;
 // commands_export.cpp: org.nettally.Accounting1.Export
 RunCommand run_export;
+// commands_subscribers.cpp: org.nettally.Accounting1.Subscribers
+RunCommand run_subscribers, run_users;
+// The user of each host (ListHostUsers) filled into rows; left nullopt when the daemon has no
+// subscribers configured or no Subscribers interface (an older nettallyd).
+void add_host_users(sdbus::IConnection& connection, std::vector<HostRow>& rows);
 
 } // namespace nettally::ctl

@@ -75,6 +75,16 @@ HostRow from_wire(const bus::WireHost& w) {
                    first_seen, last_seen, from_wire(wan_sent), from_wire(wan_received)};
 }
 
+SubscriberRow from_wire(const bus::WireSubscriber& w) {
+    const auto& [user, prefix, source, session, mac, since, until, effective] = fields(w);
+    return SubscriberRow{user, prefix, source, session, mac, since, until, effective};
+}
+
+UserRow from_wire(const bus::WireUser& w) {
+    const auto& [interface, user, sent, received] = fields(w);
+    return UserRow{interface, user, from_wire(sent), from_wire(received)};
+}
+
 FlowRow from_wire(const bus::WireFlow& w) {
     const auto& [interface, direction, proto, src, sport, dst, dport, counters, first_seen, last_seen,
                  tcp_flags] = fields(w);

@@ -20,6 +20,8 @@ Counters4 from_wire(const bus::WireCounters4& c);
 InterfaceRow from_wire(const bus::WireInterface& w);
 HostRow from_wire(const bus::WireHost& w);
 FlowRow from_wire(const bus::WireFlow& w);
+SubscriberRow from_wire(const bus::WireSubscriber& w);
+UserRow from_wire(const bus::WireUser& w);
 CgroupEntry from_wire(const bus::WireCgroup& w);
 HistoryRow from_wire(const bus::WirePeriod& w);
 RecordFile from_wire(const bus::WireRecordFile& w);

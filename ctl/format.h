@@ -60,6 +60,29 @@ struct HostRow {
     MicrosSinceEpoch last_seen = 0;
     Counters wan_sent; // what the host's connections moved across wan-role interfaces
     Counters wan_received;
+    // The user its address is bound to now (ListHostUsers): nullopt when the daemon has no
+    // subscribers configured, "" when unbound.
+    std::optional<std::string> user;
+};
+
+// A binding (ListSubscribers).
+struct SubscriberRow {
+    std::string user;
+    std::string prefix;
+    std::string source;
+    std::string session;
+    std::string mac;
+    MicrosSinceEpoch since = 0;
+    MicrosSinceEpoch until = 0; // 0: open
+    bool effective = false;
+};
+
+// A user's totals on one interface (ListUsers); user "" is the unbound row.
+struct UserRow {
+    std::string interface;
+    std::string user;
+    Counters sent;
+    Counters received;
 };
 
 struct FlowRow {
@@ -171,6 +194,11 @@ std::string dump(const Json& j);
 Json interfaces_json(const std::vector<InterfaceRow>& rows);
 Json hosts_json(const std::vector<HostRow>& rows);
 Json flows_json(const std::vector<FlowRow>& rows);
+// {"subscribers": [{"user", "prefix", "source", "session", "mac", "since": TIME, "until": TIME,
+// "effective"}]}; until null while open, session and mac null when empty.
+Json subscribers_json(const std::vector<SubscriberRow>& rows);
+// {"users": [{"interface", "user", "sent": C, "received": C}]}; user null for the unbound row.
+Json users_json(const std::vector<UserRow>& rows);
 Json status_json(const StatusMap& status);
 // {"packets": N, "l2": null, "l3": N, "l4": N, "payload": N}: the same keys as every counter
 // object, l2 null because the cgroup hooks never see it.
@@ -200,6 +228,8 @@ std::string interfaces_text(const std::vector<InterfaceRow>& rows);
 // The byte columns show `sort_key`'s layer when it is one (l2, l3, l4, payload), else l2.
 std::string hosts_text(const std::vector<HostRow>& rows, std::string_view sort_key);
 std::string flows_text(const std::vector<FlowRow>& rows);
+std::string subscribers_text(const std::vector<SubscriberRow>& rows);
+std::string users_text(const std::vector<UserRow>& rows);
 std::string status_text(const StatusMap& status);
 // tree: the CGROUP column draws the hierarchy instead of full paths.
 std::string cgroups_text(const std::vector<CgroupEntry>& rows, const CgroupBuckets& buckets, bool tree);

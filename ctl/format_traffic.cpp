@@ -55,6 +55,10 @@ Json hosts_json(const std::vector<HostRow>& rows) {
                             {"wan_received", counters_json(r.wan_received)},
                             {"first_seen", time_json(r.first_seen)},
                             {"last_seen", time_json(r.last_seen)}});
+    // "user" only where the daemon has subscribers; null for an unbound host.
+    for (size_t i = 0; i < rows.size(); i++)
+        if (rows[i].user)
+            list[i]["user"] = rows[i].user->empty() ? Json(nullptr) : Json(*rows[i].user);
     return Json{{"hosts", std::move(list)}};
 }
 
@@ -122,22 +126,37 @@ std::string interfaces_text(const std::vector<InterfaceRow>& rows) {
 std::string hosts_text(const std::vector<HostRow>& rows, std::string_view sort_key) {
     const Layer layer = layer_for(sort_key);
     const std::string l(layer.header);
-    const std::vector<Column> cols = {{"MAC"},
-                                      {"IP"},
-                                      {"IFACE"},
-                                      right("SENT PKTS"),
-                                      right("SENT " + l),
-                                      right("RECV PKTS"),
-                                      right("RECV " + l),
-                                      right("WAN SENT " + l),
-                                      right("WAN RECV " + l),
-                                      {"LAST SEEN"}};
+    std::vector<Column> cols = {{"MAC"},
+                                {"IP"},
+                                {"IFACE"},
+                                right("SENT PKTS"),
+                                right("SENT " + l),
+                                right("RECV PKTS"),
+                                right("RECV " + l),
+                                right("WAN SENT " + l),
+                                right("WAN RECV " + l),
+                                {"LAST SEEN"}};
+    // A USER column where the daemon has subscribers ("-": unbound).
+    const bool users =
+        std::any_of(rows.begin(), rows.end(), [](const HostRow& r) { return r.user.has_value(); });
+    if (users)
+        cols.insert(cols.begin() + 3, Column{"USER"});
     std::vector<std::vector<std::string>> cells;
-    for (const auto& r : rows)
-        cells.push_back({r.mac, r.ip, r.interface, std::to_string(r.sent.packets),
-                         human_bytes(r.sent.*layer.field), std::to_string(r.received.packets),
-                         human_bytes(r.received.*layer.field), human_bytes(r.wan_sent.*layer.field),
-                         human_bytes(r.wan_received.*layer.field), human_time(r.last_seen)});
+    for (const auto& r : rows) {
+        std::vector<std::string> row = {r.mac,
+                                        r.ip,
+                                        r.interface,
+                                        std::to_string(r.sent.packets),
+                                        human_bytes(r.sent.*layer.field),
+                                        std::to_string(r.received.packets),
+                                        human_bytes(r.received.*layer.field),
+                                        human_bytes(r.wan_sent.*layer.field),
+                                        human_bytes(r.wan_received.*layer.field),
+                                        human_time(r.last_seen)};
+        if (users)
+            row.insert(row.begin() + 3, r.user && !r.user->empty() ? *r.user : "-");
+        cells.push_back(std::move(row));
+    }
     return render_table(cols, cells);
 }
 
@@ -163,6 +182,55 @@ std::string flows_text(const std::vector<FlowRow>& rows) {
         row.push_back(human_time(r.last_seen));
         cells.push_back(std::move(row));
     }
+    return render_table(cols, cells);
+}
+
+Json subscribers_json(const std::vector<SubscriberRow>& rows) {
+    const auto or_null = [](const std::string& s) { return s.empty() ? Json(nullptr) : Json(s); };
+    Json list = Json::array();
+    for (const auto& r : rows)
+        list.push_back(Json{{"user", r.user},
+                            {"prefix", r.prefix},
+                            {"source", r.source},
+                            {"session", or_null(r.session)},
+                            {"mac", or_null(r.mac)},
+                            {"since", time_json(r.since)},
+                            {"until", time_json(r.until)},
+                            {"effective", r.effective}});
+    return Json{{"subscribers", std::move(list)}};
+}
+
+Json users_json(const std::vector<UserRow>& rows) {
+    Json list = Json::array();
+    for (const auto& r : rows)
+        list.push_back(Json{{"interface", r.interface},
+                            {"user", r.user.empty() ? Json(nullptr) : Json(r.user)},
+                            {"sent", counters_json(r.sent)},
+                            {"received", counters_json(r.received)}});
+    return Json{{"users", std::move(list)}};
+}
+
+std::string subscribers_text(const std::vector<SubscriberRow>& rows) {
+    const std::vector<Column> cols = {{"USER"},  {"BINDING"}, {"SOURCE"}, {"SESSION"},
+                                      {"SINCE"}, {"UNTIL"},   {"STATE"}};
+    std::vector<std::vector<std::string>> cells;
+    for (const auto& r : rows)
+        cells.push_back({r.user, r.prefix, r.source, r.session.empty() ? "-" : r.session, human_time(r.since),
+                         r.until ? human_time(r.until) : "-",
+                         r.until       ? "closed"
+                         : r.effective ? "counting"
+                                       : "outranked"});
+    return render_table(cols, cells);
+}
+
+std::string users_text(const std::vector<UserRow>& rows) {
+    const std::vector<Column> cols = {{"USER"},         {"IFACE"},          right("SENT PKTS"),
+                                      right("SENT L2"), right("RECV PKTS"), right("RECV L2")};
+    std::vector<std::vector<std::string>> cells;
+    for (const auto& r : rows)
+        cells.push_back({r.user.empty() ? "(unbound)" : r.user, r.interface, std::to_string(r.sent.packets),
+                         human_bytes(r.sent.l2), std::to_string(r.received.packets),
+                         human_bytes(r.received.l2)});
     return render_table(cols, cells);
 }
 

@@ -89,6 +89,15 @@ constexpr std::string_view kTail = R"(JSON OUTPUT
                 cgroup entry: unparsable, untracked (outside cgroups.subtrees), overflow
                 (cgroups.max_entries reached), unresolved, and traffic that is not on
                 this namespace's interfaces: loopback, other_netns.
+    hosts with subscribers configured: each host also has "user": S, or null when its
+                address is bound to no one (the user it is bound to now).
+    subscribers {"subscribers": [{"user": S, "prefix": S, "source": "static"|"dhcp"|"radius",
+                  "session": S|null, "mac": S|null, "since": TIME, "until": TIME,
+                  "effective": B}]}
+                until null while open; effective: the kernel counts the prefix for it.
+    users       {"users": [{"interface": S, "user": S|null, "sent": C, "received": C}]}
+                user null: the unbound row (no bound address). Per interface and
+                direction, users + unbound == the sum of that interface's hosts.
     reload      {"reloaded": true}
 
 EXIT STATUS

@@ -7,6 +7,7 @@
 #include "bus/names.h"
 #include "export1_proxy.h"
 #include "records1_proxy.h"
+#include "subscribers1_proxy.h"
 #include "thresholds1_proxy.h"
 #include "upload1_proxy.h"
 
@@ -53,6 +54,15 @@ public:
 
 private:
     void onExportFailed(const std::string&, const std::string&) override {}
+};
+
+class SubscribersProxy final : public Proxy<org::nettally::Accounting1::Subscribers_proxy> {
+public:
+    using Proxy::Proxy;
+
+private:
+    void onSubscriberChanged(const std::string&, const std::string&, const std::string&, const std::string&,
+                             const std::string&, const uint64_t&, const uint64_t&) override {}
 };
 
 } // namespace nettally::ctl

@@ -287,6 +287,27 @@ until the config's export.collectors changes. Root and group nettally only.)",
      "export clear",
      "Drop the collectors set with export set: the config's apply again.",
      {}},
+    {"subscribers",
+     Command::Subscribers,
+     run_subscribers,
+     "subscribers",
+     R"(Bindings of addresses and prefixes to users (ListSubscribers), open ones
+first, then the closed ones kept for subscribers.keep_closed: USER, BINDING,
+SOURCE (static, dhcp, radius), SESSION, SINCE, UNTIL, STATE (counting: the
+kernel counts the prefix for it; outranked: another source's binding of the
+same prefix wins; closed). JSON: {"subscribers": [{"user", "prefix",
+"source", "session", "mac", "since": TIME, "until": TIME, "effective"}]}.)",
+     {}},
+    {"users",
+     Command::Users,
+     run_users,
+     "users",
+     R"(Per-user totals on each lan interface (ListUsers), counted for the user
+bound when the packet crossed; the row of user (unbound) is the traffic of
+no bound address.
+Per interface and direction the users add up to the hosts. JSON: {"users":
+[{"interface", "user" (null: unbound), "sent": C, "received": C}]}.)",
+     {}},
     {"help", Command::Help, nullptr, "help", "Print this text.", {}},
 };
 

@@ -31,6 +31,9 @@ packages=(
 	nfdump
 	# test: the masquerading gateway of the NAT export test (nft), its conntrack table (conntrack)
 	nftables conntrack
+	# test: the DHCP server and client of tests/integration/test_subscribers.py (dnsmasq's binary
+	# without its system service; busybox's udhcpc)
+	dnsmasq-base busybox
 	# bench: the NetFlow exporters it compares with, perf; test: nfacctd (IPFIX collector)
 	pmacct softflowd linux-perf
 	# test: the file servers the upload tests start themselves (sshd, ssh-keygen, openssl)

@@ -1,6 +1,7 @@
 // The accounting path: see accounting.h.
 #include "app/accounting.h"
 
+#include "app/subscribers.h"
 #include "kernel/cgroups.h"
 #include "os/clock.h"
 #include "os/error.h"
@@ -69,9 +70,18 @@ Accounting::Accounting(const Config& cfg, const InterfacePlan& plan)
             l(f, iface);
     });
     collector_->set_interfaces(plan.interfaces);
+    subscribers_ = std::make_unique<Subscribers>(*datapath_);
+    subscribers_->on_change([](const BindingChange& c) {
+        spdlog::info("subscribers: {} {} -> {} ({}{}{})", to_string(c.kind), c.binding.prefix.to_string(),
+                     c.binding.user, to_string(c.binding.source),
+                     c.binding.session.empty() ? "" : " session ", c.binding.session);
+    });
+    collector_->set_user_ids(&subscribers_->ids());
     if (cfg.cgroups.enabled)
         cgroups_ = std::make_unique<CgroupAccounting>(cfg.cgroups);
     restore_state(cfg);
+    // After the restore: static bindings still configured keep their start time.
+    subscribers_->configure(cfg.subscribers, realtime_us());
 }
 
 Accounting::~Accounting() = default;
@@ -164,6 +174,7 @@ void Accounting::remove_pins() {
 void Accounting::poll(uint64_t now_us) {
     collector_->poll(PollClock{now_us, kernel_stamp_ns()});
     history_->feed(*collector_, static_cast<int64_t>(now_us));
+    subscribers_->poll(now_us);
     if (cgroups_)
         cgroups_->poll(now_us);
 }
@@ -196,6 +207,11 @@ void Accounting::apply_reload(const Config& next, std::optional<History> next_hi
     if (cgroups_)
         cgroups_->set_subtrees(next.cgroups.subtrees);
     collector_->set_flow_timeouts(flow_timeouts(next));
+    try {
+        subscribers_->configure(next.subscribers, realtime_us());
+    } catch (const SysError& e) {
+        spdlog::error("subscribers: {}", e.what());
+    }
 }
 
 void Accounting::restore_state(const Config& cfg) {
@@ -239,6 +255,14 @@ void Accounting::restore_json(const nlohmann::json& j, const Config& cfg, const 
     }
     if (cgroups_ && j.contains("cgroups"))
         cgroups_->restore(j.at("cgroups"));
+    if (j.contains("subscribers")) {
+        try {
+            subscribers_->restore(j.at("subscribers"));
+        } catch (const std::exception& e) {
+            spdlog::error("state: subscriber bindings in {} unusable ({}); bindings start afresh", from,
+                          e.what());
+        }
+    }
     restored_from_ = from;
     spdlog::info("state: restored totals from {} (saved {} s ago; {})", from,
                  (realtime_us() - j.at("saved_at_us").get<uint64_t>()) / 1000000,
@@ -247,9 +271,13 @@ void Accounting::restore_json(const nlohmann::json& j, const Config& cfg, const 
 }
 
 void Accounting::save_state(bool detached) {
-    nlohmann::json j = {{"version", kStateVersion},           {"boot_id", boot_id_},
-                        {"saved_at_us", realtime_us()},       {"detached", detached},
-                        {"collector", collector_->to_json()}, {"history", history_->to_json()}};
+    nlohmann::json j = {{"version", kStateVersion},
+                        {"boot_id", boot_id_},
+                        {"saved_at_us", realtime_us()},
+                        {"detached", detached},
+                        {"collector", collector_->to_json()},
+                        {"history", history_->to_json()},
+                        {"subscribers", subscribers_->to_json()}};
     if (cgroups_)
         j["cgroups"] = cgroups_->to_json();
     try {
@@ -287,6 +315,15 @@ void Accounting::add_status(Status& m) const {
               {"state_file", state_.path().string()},
               {"pinned_maps_reused", datapath_->reused_pins()},
               {"boot_id", boot_id_}});
+    m["subscribers_enabled"] = subscribers_->enabled();
+    m["subscriber_bindings_open"] = static_cast<uint32_t>(
+        std::count_if(subscribers_->table().bindings().begin(), subscribers_->table().bindings().end(),
+                      [](const Binding& b) { return b.open(); }));
+    m["subscriber_bindings_kept"] = static_cast<uint32_t>(subscribers_->table().bindings().size());
+    m["subscriber_lease_problems"] = subscribers_->lease_problems();
+    m["subscriber_leases_unnamed"] = static_cast<uint64_t>(subscribers_->leases_unnamed());
+    m["user_overflow_packets"] = collector_->user_overflow_sent().total().packets +
+                                 collector_->user_overflow_received().total().packets;
     if (cgroups_)
         cgroups_->add_status(m);
     else

@@ -24,6 +24,7 @@
 namespace nettally {
 
 class CgroupAccounting;
+class Subscribers;
 
 PeriodSpec period_spec(const Config& c);
 // flows.idle_timeout and flows.active_timeout as the collector takes them.
@@ -64,6 +65,8 @@ public:
     Collector& collector() { return *collector_; }
     const Collector& collector() const { return *collector_; }
     Datapath& datapath() { return *datapath_; }
+    Subscribers& subscribers() { return *subscribers_; }
+    const Subscribers& subscribers() const { return *subscribers_; }
     const History& history() const { return history_->history(); }
     const CgroupLedger* cgroup_ledger() const;
     LedgerUsage usage() const;
@@ -81,6 +84,7 @@ private:
     std::unique_ptr<Datapath> datapath_;
     std::unique_ptr<Collector> collector_;
     std::unique_ptr<HistoryFeed> history_;
+    std::unique_ptr<Subscribers> subscribers_;
     std::unique_ptr<CgroupAccounting> cgroups_; // null unless cgroups.enabled
     std::vector<FlowListener> flow_listeners_;
     std::vector<InterfaceInfo> attached_;

@@ -3,6 +3,7 @@
 
 #include "app/export.h"
 #include "app/links.h"
+#include "app/subscribers.h"
 #include "bus/services.h"
 #include "bus/upload.h"
 #include "io/metrics.h"
@@ -111,6 +112,7 @@ void Daemon::start() {
             spdlog::error("hotplug: {}", e.what());
         }
     });
+    accounting_->subscribers().watch(loop_.get());
     start_uploader();
     nat_->start(loop_.get());
     export_->start(loop_.get(), accounting_->collector());
@@ -236,8 +238,17 @@ void Daemon::connect_bus() {
         recorder_.get(),
         ExportHooks{[this] { return export_->source(); }, [this] { return export_->status(); },
                     [this](const std::vector<std::string>& urls) { export_->set_collectors(urls); }},
+        SubscribersHooks{[this]() -> const BindingTable& { return accounting_->subscribers().table(); },
+                         [this](uint8_t family, const uint32_t addr[4]) {
+                             return accounting_->subscribers().user_of(family, addr);
+                         },
+                         [this] { return accounting_->subscribers().enabled(); }},
     };
     bus_ = BusServices::connect(loop_.get(), std::move(parts));
+    accounting_->subscribers().on_change([this](const BindingChange& c) {
+        if (bus_)
+            bus_->subscriber_changed(c);
+    });
     export_->on_failed([this](const std::string& url, const std::string& error) {
         if (bus_)
             bus_->export_failed(url, error);

@@ -44,6 +44,15 @@ using WireCgroup =
 // GetHistory (stta{sC}): label, start, end, totals by subject.
 using WirePeriod = sdbus::Struct<std::string, uint64_t, uint64_t, std::map<std::string, WireCounters>>;
 
+// org.nettally.Accounting1.Subscribers.xml
+// ListSubscribers (sssssttb): user, prefix, source, session, mac, since, until, effective.
+using WireSubscriber =
+    sdbus::Struct<std::string, std::string, std::string, std::string, std::string, uint64_t, uint64_t, bool>;
+// ListUsers (ssCC): interface, user ("" = unbound), sent, received.
+using WireUser = sdbus::Struct<std::string, std::string, WireCounters, WireCounters>;
+// ListHostUsers (ssss): interface, mac, ip, user.
+using WireHostUser = sdbus::Struct<std::string, std::string, std::string, std::string>;
+
 // org.nettally.Accounting1.Records.xml ListSpool (stst): name, size, type, created.
 using WireRecordFile = sdbus::Struct<std::string, uint64_t, std::string, uint64_t>;
 // org.nettally.Accounting1.Upload.xml ListSpool (sttsus): name, size, mtime, state, attempts,

@@ -23,6 +23,8 @@ std::unique_ptr<BusServices> BusServices::connect(sd_event* ev, BusParts parts) 
         if (parts.recorder)
             b->records_ = std::make_unique<RecordsService>(*b->conn_, *parts.recorder);
         b->export_ = std::make_unique<ExportService>(*b->conn_, std::move(parts.exports));
+        b->subscribers_ =
+            std::make_unique<SubscribersService>(*b->conn_, parts.collector, std::move(parts.subscribers));
         b->conn_->requestName(kBusName);
     } catch (const sdbus::Error& e) {
         spdlog::warn("dbus: system bus not available ({}: {}); counting continues without the API",
@@ -38,6 +40,7 @@ BusServices::~BusServices() {
     // Loop sources first (members, declared last), then adaptors before the connection they use.
     io_.reset();
     time_.reset();
+    subscribers_.reset();
     export_.reset();
     records_.reset();
     upload_.reset();

@@ -9,6 +9,7 @@
 
 #include "bus/accounting.h"
 #include "bus/export.h"
+#include "bus/subscribers.h"
 #include "bus/thresholds.h"
 #include "os/event.h"
 
@@ -33,6 +34,7 @@ struct BusParts {
     Uploader* uploader = nullptr; // null: the Upload interface answers "disabled"
     Recorder* recorder = nullptr; // null: no Records interface
     ExportHooks exports;
+    SubscribersHooks subscribers;
 };
 
 class BusServices {
@@ -50,6 +52,7 @@ public:
     UploadEvents upload_events();
     void file_rotated(const ClosedFile& f);
     void export_failed(const std::string& url, const std::string& error) { export_->failed(url, error); }
+    void subscriber_changed(const BindingChange& c) { subscribers_->changed(c); }
 
 private:
     BusServices() = default;
@@ -65,6 +68,7 @@ private:
     std::unique_ptr<UploadService> upload_;
     std::unique_ptr<RecordsService> records_;
     std::unique_ptr<ExportService> export_;
+    std::unique_ptr<SubscribersService> subscribers_;
     EventSource io_, time_; // the connection's fd and its timeout on the daemon's loop
 };
 

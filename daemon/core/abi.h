@@ -21,6 +21,13 @@ static_assert(sizeof(nt_host_val) == 96);
 static_assert(sizeof(nt_evicted_val) == sizeof(nt_counts) + 8);
 static_assert(sizeof(nt_cg_val) == 2 * sizeof(nt_counts));
 static_assert(sizeof(nt_cg_dir_val) == sizeof(nt_counts) * (1 + NT_CG_BUCKET_MAX));
+// Subscribers (new maps: the existing layouts, and so NT_ABI_VERSION, are unchanged).
+static_assert(sizeof(nt_bind_key) == 24);
+static_assert(offsetof(nt_bind_key, addr) == 8);
+static_assert(sizeof(nt_bind_val) == 8);
+static_assert(sizeof(nt_user_key) == 8);
+static_assert(sizeof(nt_user_val) == 2 * sizeof(nt_counts));
+static_assert(sizeof(nt_user_name) == NT_USER_NAME_LEN);
 // Not pinned (no ABI version bump for these): the enforcer's policy map.
 static_assert(sizeof(nt_policy_key) == 20);
 static_assert(sizeof(nt_policy_val) == 8 + 8 * 3 + 8 * 3 * NT_DIR_MAX);

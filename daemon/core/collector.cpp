@@ -13,6 +13,11 @@ std::string host_id(const std::string& iface, const std::string& mac, const std:
     return iface + "|" + mac + "|" + ip;
 }
 
+// A user's ledger key: interface and user name ("" = unbound).
+std::string user_key(const std::string& iface, const std::string& user) {
+    return iface + "|" + user;
+}
+
 } // namespace
 
 void Collector::set_interfaces(const std::vector<InterfaceInfo>& ifaces) {
@@ -32,6 +37,13 @@ void Collector::set_interfaces(const std::vector<InterfaceInfo>& ifaces) {
                 rekeyed[host_id(h.interface, h.mac, h.ip)] = std::move(h);
             }
             hosts_ = std::move(rekeyed);
+            std::map<std::string, UserTotals> users;
+            for (auto& [key, u] : users_) {
+                if (u.interface == old->second)
+                    u.interface = i.name;
+                users[user_key(u.interface, u.user)] = std::move(u);
+            }
+            users_ = std::move(users);
         }
         next[i.ifindex] = i.name;
     }
@@ -65,6 +77,8 @@ void Collector::poll(const PollClock& clock) {
     reader_.read_flows(flows_);
     IfaceSnapshot after = reader_.read_ifaces();
     std::vector<HostEntry> hosts = reader_.read_hosts();
+    std::vector<UserEntry> users = reader_.read_users();
+    const UserEntry user_overflow = reader_.read_user_overflow();
 
     last_clock_ = clock;
     check_reconciliation(before, after);
@@ -80,6 +94,7 @@ void Collector::poll(const PollClock& clock) {
         d.host_overflow.observe(Counts(counters.host_overflow, 0, 0, 0, 0));
     }
     update_hosts(hosts);
+    update_users(users, user_overflow);
     track_overflow(after);
     evict(clock);
     stats_.polls++;
@@ -173,6 +188,29 @@ std::set<uint32_t> Collector::wan_ifindexes() const {
         if (st.present && st.info.role == "wan")
             out.insert(st.info.ifindex);
     return out;
+}
+
+void Collector::update_users(const std::vector<UserEntry>& raw, const UserEntry& overflow) {
+    for (const auto& u : raw) {
+        const std::string& iface = name_of(u.key.ifindex);
+        if (iface.empty())
+            continue;
+        std::string user;
+        if (u.key.user != NT_USER_UNBOUND) {
+            user = user_ids_ ? user_ids_->name_of(u.key.user) : std::string();
+            if (user.empty()) // an id whose name is lost: kept apart, never merged into unbound
+                user = "#" + std::to_string(u.key.user);
+        }
+        auto& t = users_[user_key(iface, user)];
+        if (t.interface.empty()) {
+            t.interface = iface;
+            t.user = user;
+        }
+        t.sent.observe(u.sent);
+        t.received.observe(u.received);
+    }
+    user_overflow_[0].observe(overflow.sent);
+    user_overflow_[1].observe(overflow.received);
 }
 
 void Collector::track_overflow(const IfaceSnapshot& after) {
@@ -292,6 +330,12 @@ nlohmann::json Collector::to_json() const {
                          {"wan_received", nettally::to_json(h.wan_received)},
                          {"first_us", h.first_us},
                          {"last_us", h.last_us}});
+    nlohmann::json users = nlohmann::json::array();
+    for (const auto& [key, u] : users_)
+        users.push_back({{"interface", u.interface},
+                         {"user", u.user},
+                         {"sent", u.sent.to_json()},
+                         {"received", u.received.to_json()}});
     nlohmann::json evicted = nlohmann::json::array();
     for (const auto& [key, e] : evicted_)
         evicted.push_back({{"ifindex", key.first},
@@ -310,9 +354,14 @@ nlohmann::json Collector::to_json() const {
             live_sums[n][f.key.dir] += f.counts;
     for (const auto& [name, dirs] : live_sums)
         live[name] = {nettally::to_json(dirs[0]), nettally::to_json(dirs[1])};
-    return {{"interfaces", std::move(ifaces)}, {"hosts", std::move(hosts)},
-            {"evicted", std::move(evicted)},   {"finished", std::move(finished)},
-            {"live", std::move(live)},         {"flows_evicted", stats_.flows_evicted}};
+    return {{"interfaces", std::move(ifaces)},
+            {"hosts", std::move(hosts)},
+            {"evicted", std::move(evicted)},
+            {"finished", std::move(finished)},
+            {"live", std::move(live)},
+            {"flows_evicted", stats_.flows_evicted},
+            {"users", std::move(users)},
+            {"user_overflow", {user_overflow_[0].to_json(), user_overflow_[1].to_json()}}};
 }
 
 namespace {
@@ -359,6 +408,22 @@ std::map<std::string, HostTotals> hosts_from_json(const nlohmann::json& list, bo
     return hosts;
 }
 
+// The saved user totals (Collector::to_json "users"), keyed by user_key; none in older states.
+std::map<std::string, UserTotals> users_from_json(const nlohmann::json& j, bool same_counters) {
+    std::map<std::string, UserTotals> users;
+    if (!j.contains("users"))
+        return users;
+    for (const auto& uj : j.at("users")) {
+        UserTotals u;
+        u.interface = uj.at("interface").get<std::string>();
+        u.user = uj.at("user").get<std::string>();
+        u.sent.restore(uj.at("sent"), same_counters);
+        u.received.restore(uj.at("received"), same_counters);
+        users[user_key(u.interface, u.user)] = std::move(u);
+    }
+    return users;
+}
+
 // Finished flows' totals per interface; with new counters the live flows' totals join them.
 std::map<std::string, std::array<Counts, NT_DIR_MAX>> finished_from_json(const nlohmann::json& j,
                                                                          bool same_counters) {
@@ -379,6 +444,11 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
     // Parse everything first; only a fully valid state replaces ours.
     std::map<std::string, InterfaceState> ifaces = interfaces_from_json(j.at("interfaces"), same_counters);
     std::map<std::string, HostTotals> hosts = hosts_from_json(j.at("hosts"), same_counters);
+    std::map<std::string, UserTotals> users = users_from_json(j, same_counters);
+    std::array<MonotonicCounts, 2> user_overflow{};
+    if (j.contains("user_overflow"))
+        for (size_t d = 0; d < 2; d++)
+            user_overflow[d].restore(j.at("user_overflow").at(d), same_counters);
     // Evicted sums belong to the kernel counters they reconcile with.
     std::map<IfaceKey, EvictedSums> saved;
     std::set<IfaceKey> flows_unknown; // states written before the flow count was kept
@@ -446,6 +516,8 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
             ifaces[name] = st;
     ifaces_ = std::move(ifaces);
     hosts_ = std::move(hosts);
+    users_ = std::move(users);
+    user_overflow_ = std::move(user_overflow);
     evicted_ = std::move(evicted);
     finished_ = std::move(finished);
     stats_.flows_evicted = flows_evicted;

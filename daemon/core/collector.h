@@ -7,6 +7,7 @@
 
 #include "core/counters.h"
 #include "core/nat.h"
+#include "core/subscribers.h"
 
 #include <chrono>
 #include <functional>
@@ -44,6 +45,10 @@ public:
     // a failure is logged, not thrown (the poll goes on; the next eviction writes it again).
     virtual std::map<IfaceKey, EvictedSums> read_evicted() = 0;
     virtual void write_evicted(const IfaceKey& key, const EvictedSums& sums) = 0;
+    // Per-user counters of the lan interfaces (nt_user_counts), and what found no entry
+    // (nt_user_overflow). Empty unless subscribers are configured.
+    virtual std::vector<UserEntry> read_users() { return {}; }
+    virtual UserEntry read_user_overflow() { return {}; }
 };
 
 struct InterfaceInfo {
@@ -81,6 +86,15 @@ struct HostTotals {
     Counts wan_received;
     uint64_t first_us = 0; // wall clock, 0 = unknown
     uint64_t last_us = 0;
+};
+
+// A user's totals on one lan interface (user "" = unbound: no bound address), kept by
+// interface name and user name like the host totals.
+struct UserTotals {
+    std::string interface;
+    std::string user;
+    MonotonicCounts sent;
+    MonotonicCounts received;
 };
 
 struct CollectorStats : PollStats {
@@ -134,6 +148,12 @@ public:
     const std::map<std::string, InterfaceState>& interfaces() const { return ifaces_; }
     const std::vector<FlowEntry>& flows() const { return flows_; }
     const std::map<std::string, HostTotals>& hosts() const { return hosts_; }
+    // Per-user totals by "interface|user"; names come from `ids` (set before the first poll).
+    void set_user_ids(const UserIds* ids) { user_ids_ = ids; }
+    const std::map<std::string, UserTotals>& users() const { return users_; }
+    // Packets whose user entry could not be created (sent, received), summed over interfaces.
+    const MonotonicCounts& user_overflow_sent() const { return user_overflow_[0]; }
+    const MonotonicCounts& user_overflow_received() const { return user_overflow_[1]; }
     const CollectorStats& stats() const { return stats_; }
     uint64_t last_poll_us() const { return last_clock_.realtime_us; }
     // Finished (evicted) flows' counts per interface and direction, kept for
@@ -160,6 +180,7 @@ public:
 private:
     void check_reconciliation(const IfaceSnapshot& before, const IfaceSnapshot& after);
     void update_hosts(const std::vector<HostEntry>& raw);
+    void update_users(const std::vector<UserEntry>& raw, const UserEntry& overflow);
     void evict(const PollClock& clock);
     void track_overflow(const IfaceSnapshot& after);
 
@@ -172,6 +193,9 @@ private:
     std::map<uint32_t, std::string> names_;
     std::vector<FlowEntry> flows_;
     std::map<std::string, HostTotals> hosts_;
+    const UserIds* user_ids_ = nullptr;
+    std::map<std::string, UserTotals> users_;
+    std::array<MonotonicCounts, 2> user_overflow_{};
     std::map<IfaceKey, EvictedSums> evicted_;
     uint64_t restored_late_flows_ = 0;
     std::map<std::string, std::array<Counts, NT_DIR_MAX>> finished_;

@@ -146,6 +146,8 @@ std::vector<Field> ConfigParser::top_level_fields(Config& config, bool& have_int
         {"records", [&](const Entry& e, const std::string& path) { parse_records(e, path, config.records); }},
         {"metrics", [&](const Entry& e, const std::string& path) { read_metrics(e, path, config.metrics); }},
         {"export", [&](const Entry& e, const std::string& path) { parse_export(e, path, config.exports); }},
+        {"subscribers",
+         [&](const Entry& e, const std::string& path) { parse_subscribers(e, path, config.subscribers); }},
     };
 }
 

@@ -6,7 +6,9 @@
 #pragma once
 
 #include "core/export.h"
+#include "core/leases.h"
 #include "core/records.h"
+#include "core/subscribers.h"
 #include "core/thresholds_def.h"
 #include "core/units.h"
 #include "core/upload.h"
@@ -57,6 +59,31 @@ struct MetricsConfig {
     bool operator==(const MetricsConfig&) const = default;
 };
 
+// One entry of subscribers.static: a prefix bound to a user, or a MAC named as a user's device.
+struct StaticSubscriber {
+    std::string user;
+    std::optional<Prefix> prefix; // exactly one of prefix and mac
+    std::string mac;              // normalized "aa:bb:cc:dd:ee:ff"
+    bool operator==(const StaticSubscriber&) const = default;
+};
+
+// One entry of subscribers.dhcp: a lease file to watch.
+struct LeaseSource {
+    LeaseFormat format = LeaseFormat::Dnsmasq;
+    std::filesystem::path path; // absolute
+    bool operator==(const LeaseSource&) const = default;
+};
+
+// Subscribers (key subscribers.*; README "Subscribers"). Per-user counting runs when the section
+// is present.
+struct SubscribersConfig {
+    bool configured = false;                                       // the section is present
+    std::chrono::milliseconds keep_closed{std::chrono::hours{24}}; // subscribers.keep_closed
+    std::vector<StaticSubscriber> statics;                         // subscribers.static
+    std::vector<LeaseSource> dhcp;                                 // subscribers.dhcp
+    bool operator==(const SubscribersConfig&) const = default;
+};
+
 struct Config {
     std::string path;                      // file it came from ("" when parsed from text)
     std::vector<InterfaceRule> interfaces; // order matters: the first matching rule wins
@@ -83,10 +110,11 @@ struct Config {
 
     // Thresholds from the file (key thresholds: a list of definitions, core/thresholds.h keys).
     std::vector<ThresholdDef> thresholds;
-    UploadConfig upload;   // key upload.* (README "Uploading accounting files")
-    RecordsConfig records; // key records.* (README "Accounting records")
-    MetricsConfig metrics; // key metrics.* (README "Prometheus metrics")
-    ExportConfig exports;  // key export.* (README "Flow export (IPFIX)")
+    UploadConfig upload;           // key upload.* (README "Uploading accounting files")
+    RecordsConfig records;         // key records.* (README "Accounting records")
+    MetricsConfig metrics;         // key metrics.* (README "Prometheus metrics")
+    ExportConfig exports;          // key export.* (README "Flow export (IPFIX)")
+    SubscribersConfig subscribers; // key subscribers.* (README "Subscribers")
 };
 
 // Accepted ranges; the shipped config/nettally.yaml documents the same numbers.
@@ -108,6 +136,8 @@ inline constexpr uint32_t max_cgroups = 1048576;
 inline constexpr uint32_t max_metrics_hosts = 100000;
 inline constexpr std::chrono::milliseconds min_textfile_interval{std::chrono::seconds{1}};
 inline constexpr std::chrono::milliseconds max_textfile_interval{std::chrono::hours{1}};
+inline constexpr std::chrono::milliseconds max_keep_closed{std::chrono::hours{24 * 366}};
+inline constexpr size_t max_static_subscribers = NT_BIND_MAX_ENTRIES;
 } // namespace config_limits
 
 // what() is the whole one-line message: "<file>:<line>:<col>: <key path>: <problem>", or

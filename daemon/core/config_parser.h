@@ -58,6 +58,11 @@ private:
     std::vector<std::string> export_collectors(const Entry& entry, const std::string& path) const;
     uint32_t message_size(const Entry& e, const std::string& p) const;
 
+    // subscribers.* (config_subscribers.cpp).
+    void parse_subscribers(const Entry& entry, const std::string& path, SubscribersConfig& sc) const;
+    std::vector<StaticSubscriber> static_subscribers(const Entry& entry, const std::string& path) const;
+    std::vector<LeaseSource> lease_sources(const Entry& entry, const std::string& path) const;
+
     // interfaces and cgroups.subtrees (config_interfaces.cpp).
     void parse_interfaces(const Entry& entry, const std::string& path, Config& config) const;
     InterfaceRule parse_rule(const YAML::Node& item, const std::string& path, YAML::Mark& name_mark) const;

@@ -96,6 +96,16 @@ HostEntry fold_percpu(const nt_host_key& key, std::span<const nt_host_val> per_c
     return e;
 }
 
+UserEntry fold_percpu(const nt_user_key& key, std::span<const nt_user_val> per_cpu) {
+    UserEntry e;
+    e.key = key;
+    for (const auto& v : per_cpu) {
+        e.sent += Counts(v.sent);
+        e.received += Counts(v.received);
+    }
+    return e;
+}
+
 uint64_t MonotonicCounter::observe(uint64_t raw) {
     if (raw < last_raw_)
         base_ += last_raw_; // the kernel counter restarted: keep what it had

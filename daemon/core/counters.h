@@ -79,10 +79,18 @@ struct HostEntry {
     uint64_t last_ns = 0;
 };
 
+// One lan interface and user (NT_USER_UNBOUND: no bound address), folded over CPUs.
+struct UserEntry {
+    nt_user_key key{};
+    Counts sent;
+    Counts received;
+};
+
 // Per-CPU folding. Each span holds one value per possible CPU.
 IfaceCounters fold_percpu(std::span<const nt_iface_val> per_cpu);
 FlowEntry fold_percpu(const nt_flow_key& key, std::span<const nt_flow_val> per_cpu);
 HostEntry fold_percpu(const nt_host_key& key, std::span<const nt_host_val> per_cpu);
+UserEntry fold_percpu(const nt_user_key& key, std::span<const nt_user_val> per_cpu);
 
 // A 64-bit total that never goes backwards although the raw kernel counter it
 // follows may restart from zero (map recreated, interface re-attached).

@@ -182,8 +182,10 @@ void Datapath::pin_maps(const std::string& dir) {
 }
 
 std::vector<bpf_map*> Datapath::pinned_maps() const {
-    return {skel_->maps.nt_ifaces, skel_->maps.nt_flows, skel_->maps.nt_hosts,
-            skel_->maps.nt_frags,  skel_->maps.nt_meta,  skel_->maps.nt_evicted};
+    return {skel_->maps.nt_ifaces,       skel_->maps.nt_flows,       skel_->maps.nt_hosts,
+            skel_->maps.nt_frags,        skel_->maps.nt_meta,        skel_->maps.nt_evicted,
+            skel_->maps.nt_bindings,     skel_->maps.nt_user_counts, skel_->maps.nt_user_names,
+            skel_->maps.nt_user_overflow};
 }
 
 void Datapath::remove_pins() {
@@ -507,6 +509,77 @@ void Datapath::read_flows(std::vector<FlowEntry>& out) {
 std::vector<HostEntry> Datapath::read_hosts() {
     return read_folded<HostEntry, nt_host_key, nt_host_val>(bpf_map__fd(skel_->maps.nt_hosts), ncpus_,
                                                             "reading hosts");
+}
+
+} // namespace nettally
+
+namespace nettally {
+
+std::vector<UserEntry> Datapath::read_users() {
+    return read_folded<UserEntry, nt_user_key, nt_user_val>(bpf_map__fd(skel_->maps.nt_user_counts), ncpus_,
+                                                            "reading user counters");
+}
+
+UserEntry Datapath::read_user_overflow() {
+    std::vector<nt_user_val> vals(static_cast<size_t>(ncpus_));
+    const uint32_t zero = 0;
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.nt_user_overflow), &zero, vals.data()))
+        throw SysError(errno, "reading the user overflow counter");
+    return fold_percpu(nt_user_key{}, std::span<const nt_user_val>(vals));
+}
+
+void Datapath::sync_bindings(const std::map<Prefix, uint32_t>& want) {
+    const int fd = bpf_map__fd(skel_->maps.nt_bindings);
+    std::vector<nt_bind_key> have;
+    nt_bind_key key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        have.push_back(next);
+        key = next;
+        prev = &key;
+    }
+    std::vector<nt_bind_key> wanted;
+    for (const auto& [prefix, id] : want) {
+        const nt_bind_key k = prefix.kernel_key();
+        nt_bind_val cur{}, v{};
+        v.user = id;
+        wanted.push_back(k);
+        if (bpf_map_lookup_elem(fd, &k, &cur) == 0 && cur.user == id)
+            continue;
+        if (bpf_map_update_elem(fd, &k, &v, BPF_ANY))
+            throw SysError(errno, "binding " + prefix.to_string() + " in the kernel");
+    }
+    for (const auto& k : have)
+        if (std::none_of(wanted.begin(), wanted.end(),
+                         [&](const nt_bind_key& w) { return std::memcmp(&w, &k, sizeof(k)) == 0; }))
+            if (bpf_map_delete_elem(fd, &k) && errno != ENOENT)
+                throw SysError(errno, "removing a binding from the kernel");
+}
+
+std::map<uint32_t, std::string> Datapath::read_user_names() const {
+    std::map<uint32_t, std::string> out;
+    const int fd = bpf_map__fd(skel_->maps.nt_user_names);
+    uint32_t key = 0, next = 0;
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        nt_user_name n{};
+        if (bpf_map_lookup_elem(fd, &next, &n) == 0)
+            out[next] = std::string(n.name, strnlen(n.name, sizeof(n.name)));
+        key = next;
+        prev = &key;
+    }
+    return out;
+}
+
+void Datapath::write_user_name(uint32_t id, const std::string& name) {
+    nt_user_name n{};
+    std::memcpy(n.name, name.data(), std::min(name.size(), sizeof(n.name) - 1));
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.nt_user_names), &id, &n, BPF_ANY))
+        throw SysError(errno, "recording user " + name + " in the kernel");
+}
+
+void Datapath::set_users_on(bool on) {
+    __atomic_store_n(&skel_->bss->nt_users_on, on ? 1u : 0u, __ATOMIC_RELEASE);
 }
 
 } // namespace nettally

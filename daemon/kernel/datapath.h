@@ -65,6 +65,17 @@ public:
     IfaceSnapshot read_ifaces() override;
     void read_flows(std::vector<FlowEntry>& out) override;
     std::vector<HostEntry> read_hosts() override;
+    std::vector<UserEntry> read_users() override;
+    UserEntry read_user_overflow() override;
+
+    // Subscribers (core/subscribers.h): the pinned binding trie and user names. Throw SysError.
+    // Makes nt_bindings hold exactly `want` (prefix key -> user id): absent entries are added
+    // before stale ones are removed, so a re-bound prefix never falls back to unbound.
+    void sync_bindings(const std::map<Prefix, uint32_t>& want);
+    std::map<uint32_t, std::string> read_user_names() const;
+    void write_user_name(uint32_t id, const std::string& name);
+    // Turns the per-user counting in the programs on or off (nt_users_on).
+    void set_users_on(bool on);
     std::vector<FlowEntry> evict_flows(const std::vector<nt_flow_key>& keys) override;
     std::map<IfaceKey, EvictedSums> read_evicted() override;
     void write_evicted(const IfaceKey& key, const EvictedSums& sums) override;

@@ -33,6 +33,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -1242,6 +1243,108 @@ TEST_F(ParserProgram, FullMapsOverflowIntoBucketAndHostOverflow) {
     for (const auto& b : iv.bucket)
         parts += b;
     expect_counts(iv.total, parts, "reconciliation total vs flows+buckets");
+}
+
+// Subscribers: a packet of a bound address counts for its user (nt_bindings, an LPM trie:
+// an IPv4 /32 and an IPv6 /64), every other host packet for NT_USER_UNBOUND, and per
+// direction the users add up to the hosts. Broadcast egress (no host) and wan packets
+// count for no user; with nt_users_on 0 no user entry is made at all.
+TEST_F(ParserProgram, BoundAddressCountsForItsUser) {
+    const Skel skel = load_skeleton();
+    ASSERT_TRUE(skel);
+    const auto bind = [&](uint8_t family, const char* addr, uint32_t len, uint32_t user) {
+        nt_bind_key k{};
+        k.prefixlen = NT_BIND_KEY_BITS + len;
+        k.family = family;
+        if (family == NT_AF_INET) {
+            const auto a = parse_ipv4(addr);
+            std::memcpy(k.addr, a.data(), a.size());
+        } else {
+            const auto a = parse_ipv6(addr);
+            std::memcpy(k.addr, a.data(), a.size());
+        }
+        const nt_bind_val v{user, 0};
+        ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel->maps.nt_bindings), &k, &v, BPF_ANY), 0)
+            << "bind " << addr << "/" << len << ": " << std::strerror(errno);
+    };
+    bind(NT_AF_INET, kHost4, 32, 5);
+    bind(NT_AF_INET6, "2001:db8:1::", 64, 6);
+    const auto udp4 = [](const Mac& dmac, const Mac& smac, const char* src, const char* dst, unsigned n) {
+        return PacketBuilder()
+            .eth(dmac, smac)
+            .ipv4(v4(src, dst))
+            .udp({.sport = 4000, .dport = 53})
+            .payload(n)
+            .build();
+    };
+    const auto udp6 = [](const Mac& dmac, const Mac& smac, const char* src, const char* dst, unsigned n) {
+        return PacketBuilder()
+            .eth(dmac, smac)
+            .ipv6(v6(src, dst))
+            .udp({.sport = 4000, .dport = 53})
+            .payload(n)
+            .build();
+    };
+    const auto run = [&](Prog p, const std::vector<uint8_t>& frame) {
+        ASSERT_EQ(test_run(prog_of(skel.get(), p), frame, std::nullopt).err, 0) << prog_name(p);
+    };
+    const auto counts4 = [](unsigned n) { return nt_counts{1, 14 + 20 + 8 + n, 20 + 8 + n, 8 + n, n}; };
+    const auto counts6 = [](unsigned n) { return nt_counts{1, 14 + 40 + 8 + n, 40 + 8 + n, 8 + n, n}; };
+
+    // Off (the default): nothing per user.
+    run(Prog::IngressLan, udp4(kGwMac, kHostMac, kHost4, kRemote4, 10));
+    EXPECT_TRUE((dump_percpu<nt_user_key, nt_user_val>(skel->maps.nt_user_counts).empty()))
+        << "user entries while nt_users_on is 0";
+
+    skel->bss->nt_users_on = 1;
+    run(Prog::IngressLan, udp4(kGwMac, kHostMac, kHost4, kRemote4, 100));           // user 5 sent
+    run(Prog::EgressLan, udp4(kHostMac, kGwMac, kRemote4, kHost4, 200));            // user 5 received
+    run(Prog::IngressLan, udp4(kGwMac, kHostMac, "192.168.1.11", kRemote4, 300));   // unbound sent
+    run(Prog::IngressLan, udp6(kGwMac, kHostMac, "2001:db8:1::99", kRemote6, 400)); // user 6 sent
+    run(Prog::EgressLan, udp6(kHostMac, kGwMac, kRemote6, kHost6, 500));            // user 6 received
+    run(Prog::EgressLan, udp6(kHostMac, kGwMac, kRemote6, "2001:db8:2::1", 600));   // unbound received
+    run(Prog::EgressLan, udp4(kBroadcast, kGwMac, kGw4, "192.168.1.255", 700));     // no host: no user
+    run(Prog::IngressWan, udp4(kWanOurMac, kWanPeerMac, kRemote4, kHost4, 800));    // wan: no user
+
+    std::map<uint32_t, std::pair<nt_counts, nt_counts>> users;
+    nt_counts user_sent{}, user_received{};
+    uint32_t ifindex = 0;
+    for (const auto& e : dump_percpu<nt_user_key, nt_user_val>(skel->maps.nt_user_counts)) {
+        auto& [sent, received] = users[e.key.user];
+        for (const auto& v : e.per_cpu) {
+            sent += v.sent;
+            received += v.received;
+            user_sent += v.sent;
+            user_received += v.received;
+        }
+        ifindex = e.key.ifindex;
+    }
+    ASSERT_EQ(users.size(), 3u) << "entries: user 5, user 6, unbound";
+    expect_counts(users[5].first, counts4(100), "user 5 sent");
+    expect_counts(users[5].second, counts4(200), "user 5 received");
+    expect_counts(users[6].first, counts6(400), "user 6 sent (prefix)");
+    expect_counts(users[6].second, counts6(500), "user 6 received (prefix)");
+    expect_counts(users[NT_USER_UNBOUND].first, counts4(300), "unbound sent");
+    expect_counts(users[NT_USER_UNBOUND].second, counts6(600), "unbound received");
+
+    // Σ users + unbound == Σ hosts, per direction (the first, uncounted run is in the hosts: take it out).
+    nt_counts host_sent{}, host_received{};
+    for (const auto& e : dump_percpu<nt_host_key, nt_host_val>(skel->maps.nt_hosts)) {
+        if (e.key.ifindex != ifindex)
+            continue;
+        const HostSum hs = sum(e.per_cpu);
+        host_sent += hs.sent;
+        host_received += hs.received;
+    }
+    nt_counts want_sent = user_sent;
+    want_sent += counts4(10);
+    expect_counts(host_sent, want_sent, "hosts sent == users sent + the run before nt_users_on");
+    expect_counts(host_received, user_received, "hosts received == users received");
+    std::vector<nt_user_val> overflow(static_cast<size_t>(libbpf_num_possible_cpus()));
+    const uint32_t zero = 0;
+    ASSERT_EQ(bpf_map_lookup_elem(bpf_map__fd(skel->maps.nt_user_overflow), &zero, overflow.data()), 0);
+    for (const auto& v : overflow)
+        EXPECT_EQ(v.sent.packets + v.received.packets, 0u) << "user overflow";
 }
 
 } // namespace
