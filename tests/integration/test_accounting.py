@@ -348,7 +348,7 @@ class AccountingTest(unittest.TestCase):
                 if a != h.norm_ip(a):
                     problems.append(f"  flow {k}: address {a!r} is not in canonical form {h.norm_ip(a)!r}")
         for k, raw in b.bus_hosts.items():
-            mac, ip, _iface, _s, _r, first, last = raw
+            mac, ip, _iface, _s, _r, first, last, _wan_sent, _wan_received = raw
             if not re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", mac):
                 problems.append(f"  host {k}: MAC {mac!r} not as aa:bb:cc:dd:ee:ff")
             if ip != h.norm_ip(ip):
