@@ -440,15 +440,43 @@ std::map<std::string, std::array<Counts, NT_DIR_MAX>> finished_from_json(const n
 
 } // namespace
 
+namespace {
+
+// The per-user overflow counters (sent, received) of a state; zero in states written before them.
+std::array<MonotonicCounts, 2> user_overflow_from_json(const nlohmann::json& j, bool same_counters) {
+    std::array<MonotonicCounts, 2> out{};
+    if (j.contains("user_overflow"))
+        for (size_t d = 0; d < 2; d++)
+            out[d].restore(j.at("user_overflow").at(d), same_counters);
+    return out;
+}
+
+// The restored interfaces, where those declared before the restore keep their present flag and
+// info, and those the state does not know are kept as they are.
+std::map<std::string, InterfaceState>
+merged_interfaces(std::map<std::string, InterfaceState> restored,
+                  const std::map<std::string, InterfaceState>& current) {
+    for (auto& [name, st] : restored) {
+        auto cur = current.find(name);
+        if (cur != current.end()) {
+            st.info = cur->second.info;
+            st.present = cur->second.present;
+        }
+    }
+    for (const auto& [name, st] : current)
+        if (!restored.count(name))
+            restored[name] = st;
+    return restored;
+}
+
+} // namespace
+
 void Collector::restore(const nlohmann::json& j, bool same_counters) {
     // Parse everything first; only a fully valid state replaces ours.
     std::map<std::string, InterfaceState> ifaces = interfaces_from_json(j.at("interfaces"), same_counters);
     std::map<std::string, HostTotals> hosts = hosts_from_json(j.at("hosts"), same_counters);
     std::map<std::string, UserTotals> users = users_from_json(j, same_counters);
-    std::array<MonotonicCounts, 2> user_overflow{};
-    if (j.contains("user_overflow"))
-        for (size_t d = 0; d < 2; d++)
-            user_overflow[d].restore(j.at("user_overflow").at(d), same_counters);
+    std::array<MonotonicCounts, 2> user_overflow = user_overflow_from_json(j, same_counters);
     // Evicted sums belong to the kernel counters they reconcile with.
     std::map<IfaceKey, EvictedSums> saved;
     std::set<IfaceKey> flows_unknown; // states written before the flow count was kept
@@ -503,18 +531,7 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
         }
     }
 
-    // Interfaces declared before the restore keep their present flag and info.
-    for (auto& [name, st] : ifaces) {
-        auto cur = ifaces_.find(name);
-        if (cur != ifaces_.end()) {
-            st.info = cur->second.info;
-            st.present = cur->second.present;
-        }
-    }
-    for (auto& [name, st] : ifaces_)
-        if (!ifaces.count(name))
-            ifaces[name] = st;
-    ifaces_ = std::move(ifaces);
+    ifaces_ = merged_interfaces(std::move(ifaces), ifaces_);
     hosts_ = std::move(hosts);
     users_ = std::move(users);
     user_overflow_ = std::move(user_overflow);

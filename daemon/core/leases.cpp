@@ -129,11 +129,101 @@ LeaseFile parse_dnsmasq_leases(std::string_view text) {
     return out;
 }
 
+namespace {
+
+// A Kea memfile header: the columns by name.
+struct KeaHeader {
+    std::map<std::string, size_t> col;
+    size_t ncols = 0;
+    bool v6 = false; // lease6 (has a duid column)
+};
+
+std::optional<KeaHeader> kea_header(const std::vector<std::string_view>& f, std::string* why) {
+    KeaHeader h;
+    for (size_t i = 0; i < f.size(); i++)
+        if (!h.col.emplace(std::string(f[i]), i).second) {
+            *why = "the header names column '" + std::string(f[i].substr(0, 32)) + "' twice";
+            return std::nullopt;
+        }
+    h.ncols = f.size();
+    h.v6 = h.col.count("duid") != 0;
+    for (const char* need : {"address", "valid_lifetime", "expire", "hostname", "state"})
+        if (!h.col.count(need)) {
+            *why = std::string("the header has no '") + need + "' column";
+            return std::nullopt;
+        }
+    if (!h.v6 && !h.col.count("hwaddr")) {
+        *why = "the header has no 'hwaddr' column";
+        return std::nullopt;
+    }
+    return h;
+}
+
+// The leased address, or for an IPv6 prefix delegation (lease_type 2) the delegated prefix.
+template <typename At> std::optional<Prefix> kea_prefix(const KeaHeader& h, const At& at, std::string* why) {
+    auto addr = host_address(at("address"), why);
+    if (!addr)
+        return std::nullopt;
+    if ((addr->family == NT_AF_INET6) != h.v6) {
+        *why = h.v6 ? "an IPv4 address in a lease6 file" : "an IPv6 address in a lease4 file";
+        return std::nullopt;
+    }
+    if (!h.v6 || at("lease_type") != "2")
+        return addr;
+    const auto len = number(at("prefix_len"));
+    if (!len || *len < 1 || *len > 128) {
+        *why = "bad prefix_len '" + std::string(at("prefix_len").substr(0, 16)) + "'";
+        return std::nullopt;
+    }
+    auto p = Prefix::parse(std::string(at("address")) + "/" + std::to_string(*len), why);
+    if (!p)
+        *why = "bad delegated prefix: " + *why;
+    return p;
+}
+
+std::optional<Lease> kea_lease(const KeaHeader& h, const std::vector<std::string_view>& f, std::string* why) {
+    if (f.size() < h.ncols) {
+        *why = "expected " + std::to_string(h.ncols) + " fields, got " + std::to_string(f.size());
+        return std::nullopt;
+    }
+    const auto at = [&](const char* name) -> std::string_view {
+        auto it = h.col.find(name);
+        return it == h.col.end() || it->second >= f.size() ? std::string_view() : f[it->second];
+    };
+    Lease l;
+    auto prefix = kea_prefix(h, at, why);
+    if (!prefix)
+        return std::nullopt;
+    l.prefix = *prefix;
+    const auto lifetime = number(at("valid_lifetime"));
+    const auto expire = number(at("expire"));
+    const auto state = number(at("state"));
+    if (!lifetime || !expire || !state) {
+        *why = "valid_lifetime, expire and state must be numbers";
+        return std::nullopt;
+    }
+    l.expires_s = *expire;
+    l.released = *state != 0 || *lifetime == 0;
+    if (const std::string_view hw = at("hwaddr"); !hw.empty()) {
+        const auto mac = normalize_mac(hw);
+        if (!mac) {
+            *why = "bad hwaddr '" + std::string(hw.substr(0, 64)) + "'";
+            return std::nullopt;
+        }
+        l.mac = *mac;
+    }
+    l.hostname = kea_unescape(at("hostname"));
+    while (!l.hostname.empty() && l.hostname.back() == '.')
+        l.hostname.pop_back(); // Kea keeps the FQDN's final dot
+    l.client_id = std::string(h.v6 ? at("duid") : at("client_id"));
+    return l;
+}
+
+} // namespace
+
 LeaseFile parse_kea_leases(std::string_view text) {
     LeaseFile out;
-    std::map<std::string, size_t> col;
-    size_t ncols = 0; // fields of the header line
-    bool v6 = false;
+    std::optional<KeaHeader> header;
     size_t n = 0;
     for (std::string_view raw : split(text, '\n', false)) {
         n++;
@@ -141,86 +231,21 @@ LeaseFile parse_kea_leases(std::string_view text) {
         if (line.empty())
             continue;
         const auto f = split(line, ',', false);
-        if (col.empty()) {
-            for (size_t i = 0; i < f.size(); i++)
-                if (!col.emplace(std::string(f[i]), i).second) {
-                    out.problems.push_back(
-                        {n, "the header names column '" + std::string(f[i].substr(0, 32)) + "' twice"});
-                    return out;
-                }
-            ncols = f.size();
-            v6 = col.count("duid") != 0;
-            for (const char* need : {"address", "valid_lifetime", "expire", "hostname", "state"})
-                if (!col.count(need)) {
-                    out.problems.push_back({n, std::string("the header has no '") + need + "' column"});
-                    return out;
-                }
-            if (!v6 && !col.count("hwaddr")) {
-                out.problems.push_back({n, "the header has no 'hwaddr' column"});
+        std::string why;
+        if (!header) {
+            header = kea_header(f, &why);
+            if (!header) {
+                out.problems.push_back({n, why});
                 return out;
             }
             continue;
         }
-        if (f.size() < ncols) {
-            out.problems.push_back(
-                {n, "expected " + std::to_string(ncols) + " fields, got " + std::to_string(f.size())});
-            continue;
-        }
-        const auto at = [&](const char* name) -> std::string_view {
-            auto it = col.find(name);
-            return it == col.end() || it->second >= f.size() ? std::string_view() : f[it->second];
-        };
-        Lease l;
-        std::string why;
-        auto addr = host_address(at("address"), &why);
-        if (!addr) {
+        if (auto l = kea_lease(*header, f, &why))
+            out.leases.push_back(std::move(*l));
+        else
             out.problems.push_back({n, why});
-            continue;
-        }
-        if ((addr->family == NT_AF_INET6) != v6) {
-            out.problems.push_back(
-                {n, v6 ? "an IPv4 address in a lease6 file" : "an IPv6 address in a lease4 file"});
-            continue;
-        }
-        if (v6 && at("lease_type") == "2") { // IA_PD: a delegated prefix
-            const auto len = number(at("prefix_len"));
-            if (!len || *len < 1 || *len > 128) {
-                out.problems.push_back(
-                    {n, "bad prefix_len '" + std::string(at("prefix_len").substr(0, 16)) + "'"});
-                continue;
-            }
-            auto p = Prefix::parse(std::string(at("address")) + "/" + std::to_string(*len), &why);
-            if (!p) {
-                out.problems.push_back({n, "bad delegated prefix: " + why});
-                continue;
-            }
-            addr = p;
-        }
-        l.prefix = *addr;
-        const auto lifetime = number(at("valid_lifetime"));
-        const auto expire = number(at("expire"));
-        const auto state = number(at("state"));
-        if (!lifetime || !expire || !state) {
-            out.problems.push_back({n, "valid_lifetime, expire and state must be numbers"});
-            continue;
-        }
-        l.expires_s = *expire;
-        l.released = *state != 0 || *lifetime == 0;
-        if (const std::string_view hw = at("hwaddr"); !hw.empty()) {
-            const auto mac = normalize_mac(hw);
-            if (!mac) {
-                out.problems.push_back({n, "bad hwaddr '" + std::string(hw.substr(0, 64)) + "'"});
-                continue;
-            }
-            l.mac = *mac;
-        }
-        l.hostname = kea_unescape(at("hostname"));
-        while (!l.hostname.empty() && l.hostname.back() == '.')
-            l.hostname.pop_back(); // Kea keeps the FQDN's final dot
-        l.client_id = std::string(v6 ? at("duid") : at("client_id"));
-        out.leases.push_back(std::move(l));
     }
-    if (col.empty() && n > 0 && !text.empty())
+    if (!header && n > 0 && !text.empty())
         out.problems.push_back({1, "no header line"});
     return out;
 }
