@@ -120,6 +120,37 @@ void add_hosts(MetricFamilies& out, const Collector& c, size_t max_hosts) {
     counts.move_to(out);
 }
 
+// Subscribers (README "Subscribers"): every user's totals per lan interface, and the traffic of
+// no bound address as user "-". Only the top metrics.max_hosts rows by volume, like the hosts.
+void add_users(MetricFamilies& out, const Collector& c, size_t max_rows) {
+    if (c.users().empty())
+        return;
+    CountFamilies counts("user",
+                         "Bytes a subscriber's bound addresses sent and received on a lan interface, by "
+                         "layer (user \"-\": addresses bound to no user); only the top metrics.max_hosts "
+                         "rows by volume (l2 sent + received).",
+                         "Packets a subscriber's bound addresses sent and received on a lan interface; the "
+                         "same rows as nettally_user_bytes_total.");
+    std::vector<std::pair<uint64_t, const UserTotals*>> rows;
+    for (const auto& [key, u] : c.users())
+        rows.emplace_back(u.sent.total().l2 + u.received.total().l2, &u);
+    const size_t n = std::min(max_rows, rows.size());
+    std::partial_sort(rows.begin(), rows.begin() + static_cast<std::ptrdiff_t>(n), rows.end(),
+                      [](const auto& a, const auto& b) {
+                          return a.first != b.first ? a.first > b.first
+                                                    : std::tie(a.second->interface, a.second->user) <
+                                                          std::tie(b.second->interface, b.second->user);
+                      });
+    for (size_t i = 0; i < n; i++) {
+        const UserTotals& u = *rows[i].second;
+        const std::string user = u.user.empty() ? "-" : u.user;
+        counts.add({{"interface", u.interface}, {"user", user}, {"direction", "sent"}}, u.sent.total());
+        counts.add({{"interface", u.interface}, {"user", user}, {"direction", "received"}},
+                   u.received.total());
+    }
+    counts.move_to(out);
+}
+
 // GetStatus keys with a metric of their own: the daemon's figures as `nettallyctl status` shows
 // them. One a line: KEY METRIC HELP; a METRIC ending in _total is a counter, others are gauges;
 // *_timestamp_seconds come from microseconds.
@@ -289,6 +320,7 @@ MetricFamilies build_metrics(const MetricsSources& src) {
     out.push_back(std::move(build));
     add_interfaces(out, src.collector);
     add_hosts(out, src.collector, src.max_hosts);
+    add_users(out, src.collector, src.max_hosts);
     add_status(out, src.status);
     if (src.cgroups)
         add_cgroups(out, *src.cgroups);

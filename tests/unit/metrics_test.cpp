@@ -3,6 +3,7 @@
 #include "core/cgroups.h"
 #include "core/config.h"
 #include "core/metrics.h"
+#include "core/subscribers.h"
 
 #include <gtest/gtest.h>
 
@@ -17,7 +18,9 @@ namespace {
 class HostMaps : public MapReader {
 public:
     std::vector<HostEntry> hosts;
+    std::vector<UserEntry> users;
     IfaceSnapshot ifaces;
+    std::vector<UserEntry> read_users() override { return users; }
     IfaceSnapshot read_ifaces() override { return ifaces; }
     void read_flows(std::vector<FlowEntry>& out) override { out.clear(); }
     std::vector<HostEntry> read_hosts() override { return hosts; }
@@ -305,4 +308,61 @@ TEST(MetricsConfig, ErrorsNameFileLineColumnAndKey) {
     EXPECT_EQ(config_error("metrics:\n  listn: 127.0.0.1:9847\n"),
               "test.yaml:5:3: metrics.listn: unknown key (valid keys: listen, max_hosts, textfile_dir, "
               "textfile_interval)");
+}
+
+TEST(MetricsUsers, EveryUserAndTheUnboundRowEqualTheTotals) {
+    HostMaps maps;
+    UserIds ids;
+    const uint32_t alice = ids.id_of("alice"), bob = ids.id_of("bob");
+    const auto user = [](uint32_t id, uint64_t l2) {
+        UserEntry u;
+        u.key.ifindex = 1;
+        u.key.user = id;
+        u.sent = Counts(l2 / 100 + 1, l2, l2 - 14, l2 - 34, l2 - 42);
+        u.received = Counts(3, 300, 258, 198, 174);
+        return u;
+    };
+    maps.users = {user(alice, 5000), user(bob, 9000), user(NT_USER_UNBOUND, 700)};
+    Collector c(maps);
+    c.set_user_ids(&ids);
+    c.set_interfaces({{"lan0", "lan", 1}});
+    c.poll({});
+    ASSERT_EQ(c.users().size(), 3u);
+
+    const Status st;
+    MetricsSources src{c, st};
+    src.max_hosts = 2;
+    const MetricFamilies f = build_metrics(src);
+    const auto* bytes = family(f, "nettally_user_bytes_total");
+    const auto* packets = family(f, "nettally_user_packets_total");
+    ASSERT_TRUE(bytes && packets);
+    // max_hosts 2: bob and alice (the largest), not the unbound row.
+    std::map<std::string, uint64_t> sent_l2, sent_packets;
+    for (const auto& m : bytes->metric)
+        if (label(m, "direction") == "sent" && label(m, "layer") == "l2")
+            sent_l2[label(m, "user")] = static_cast<uint64_t>(m.counter.value);
+    for (const auto& m : packets->metric)
+        if (label(m, "direction") == "sent")
+            sent_packets[label(m, "user")] = static_cast<uint64_t>(m.counter.value);
+    EXPECT_EQ(sent_l2, (std::map<std::string, uint64_t>{{"alice", 5000}, {"bob", 9000}}));
+    EXPECT_EQ(sent_packets, (std::map<std::string, uint64_t>{{"alice", 51}, {"bob", 91}}));
+    EXPECT_EQ(bytes->metric.size(), 2u * 2u * 4u) << "2 users x 2 directions x 4 layers";
+
+    src.max_hosts = 100;
+    const MetricFamilies all = build_metrics(src);
+    std::set<std::string> users;
+    for (const auto& m : family(all, "nettally_user_packets_total")->metric)
+        users.insert(label(m, "user"));
+    EXPECT_EQ(users, (std::set<std::string>{"alice", "bob", "-"})) << "the unbound row is user \"-\"";
+}
+
+TEST(MetricsUsers, NoFamiliesWithoutSubscribers) {
+    HostMaps maps;
+    Collector c(maps);
+    c.set_interfaces({{"lan0", "lan", 1}});
+    c.poll({});
+    const Status st;
+    MetricsSources src{c, st};
+    src.max_hosts = 100;
+    EXPECT_EQ(family(build_metrics(src), "nettally_user_bytes_total"), nullptr);
 }
