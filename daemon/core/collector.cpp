@@ -156,18 +156,26 @@ void Collector::update_hosts(const std::vector<HostEntry>& raw) {
 
 std::vector<WanDelta> Collector::credit_wan(const std::vector<WanDelta>& deltas) {
     std::vector<WanDelta> lost;
+    if (deltas.empty())
+        return lost;
+    // One pass over the hosts per poll, not one per delta: each IPv4 address's most recently
+    // seen host (the same address behind two MACs or interfaces: the one seen last).
+    std::map<uint32_t, HostTotals*> by_addr;
+    for (auto& [id, h] : hosts_) {
+        in_addr a{};
+        if (inet_pton(AF_INET, h.ip.c_str(), &a) != 1)
+            continue;
+        HostTotals*& best = by_addr[a.s_addr];
+        if (!best || h.last_us > best->last_us)
+            best = &h;
+    }
     for (const auto& d : deltas) {
-        const uint32_t a[4] = {d.addr, 0, 0, 0};
-        const std::string ip = format_addr(NT_AF_INET, a);
-        HostTotals* best = nullptr;
-        for (auto& [id, h] : hosts_)
-            if (h.ip == ip && (!best || h.last_us > best->last_us))
-                best = &h;
-        if (!best) {
+        auto it = by_addr.find(d.addr);
+        if (it == by_addr.end()) {
             lost.push_back(d);
             continue;
         }
-        (d.dir == NT_DIR_EGRESS ? best->wan_sent : best->wan_received) += d.counts;
+        (d.dir == NT_DIR_EGRESS ? it->second->wan_sent : it->second->wan_received) += d.counts;
     }
     return lost;
 }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <charconv>
 #include <map>
+#include <utility>
 
 namespace nettally {
 namespace {
@@ -35,6 +36,18 @@ std::string_view trim_cr(std::string_view line) {
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t'))
         line.remove_suffix(1);
     return line;
+}
+
+// The file's non-empty lines (CR of CRLF removed), with their 1-based line numbers.
+std::vector<std::pair<size_t, std::string_view>> numbered_lines(std::string_view text) {
+    std::vector<std::pair<size_t, std::string_view>> out;
+    size_t n = 0;
+    for (std::string_view raw : split(text, '\n', false)) {
+        n++;
+        if (const std::string_view line = trim_cr(raw); !line.empty())
+            out.emplace_back(n, line);
+    }
+    return out;
 }
 
 // A host address (no /len) of the given family; why says what is wrong.
@@ -72,12 +85,7 @@ std::string_view to_string(LeaseFormat f) {
 LeaseFile parse_dnsmasq_leases(std::string_view text) {
     LeaseFile out;
     bool v6 = false;
-    size_t n = 0;
-    for (std::string_view raw : split(text, '\n', false)) {
-        n++;
-        const std::string_view line = trim_cr(raw);
-        if (line.empty())
-            continue;
+    for (const auto& [n, line] : numbered_lines(text)) {
         const auto f = split(line, ' ', true);
         if (f.size() == 2 && f[0] == "duid") {
             v6 = true;
@@ -224,12 +232,7 @@ std::optional<Lease> kea_lease(const KeaHeader& h, const std::vector<std::string
 LeaseFile parse_kea_leases(std::string_view text) {
     LeaseFile out;
     std::optional<KeaHeader> header;
-    size_t n = 0;
-    for (std::string_view raw : split(text, '\n', false)) {
-        n++;
-        const std::string_view line = trim_cr(raw);
-        if (line.empty())
-            continue;
+    for (const auto& [n, line] : numbered_lines(text)) {
         const auto f = split(line, ',', false);
         std::string why;
         if (!header) {
@@ -245,7 +248,7 @@ LeaseFile parse_kea_leases(std::string_view text) {
         else
             out.problems.push_back({n, why});
     }
-    if (!header && n > 0 && !text.empty())
+    if (!header && !text.empty())
         out.problems.push_back({1, "no header line"});
     return out;
 }
