@@ -1,12 +1,13 @@
 // nt_bench_export: nettallyd's CPU cost per exported IPFIX record.
 //
-//   nt_bench_export [--rate N] [--seconds S] [--ipv6-share P]
+//   nt_bench_export [--rate N] [--seconds S] [--ipv6-share P] [--json PATH]
 //       Finishes N synthetic flows per second (default 10000; P percent IPv6, default 30) for S
 //       seconds (default 5) the way the daemon does: ExportTracker::finished() makes each record,
 //       records_fitting() + Stream::flows() pack them into messages of 1400 bytes, and every
 //       message is sent on a non-blocking datagram socket (a local socketpair whose other end
 //       this process drains, so nothing leaves the machine). Prints the process CPU time per
-//       record and per message, and the CPU share at that rate. Figures only: no pass or fail.
+//       record and per message, and the CPU share at that rate (also as JSON to PATH). Figures
+//       only: no pass or fail.
 #include "bench_util.h"
 #include "core/export.h"
 #include "core/ipfix.h"
@@ -17,6 +18,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 
@@ -38,10 +41,13 @@ FlowEntry synthetic_flow(uint64_t i, bool v6) {
 
 int main(int argc, char** argv) {
     uint64_t rate = 10000, seconds = 5, v6_share = 30;
+    std::string json;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string a = argv[i];
         const uint64_t v = std::strtoull(argv[i + 1], nullptr, 10);
-        if (a == "--rate")
+        if (a == "--json")
+            json = argv[i + 1];
+        else if (a == "--rate")
             rate = v;
         else if (a == "--seconds")
             seconds = v;
@@ -93,6 +99,17 @@ int main(int argc, char** argv) {
                 static_cast<double>(busy_ns) / static_cast<double>(records),
                 static_cast<double>(busy_ns) / static_cast<double>(messages),
                 100.0 * static_cast<double>(busy_ns) / (static_cast<double>(seconds) * 1e9));
+    if (!json.empty()) {
+        const nlohmann::json j{
+            {"rate", rate},
+            {"seconds", seconds},
+            {"records", records},
+            {"messages", messages},
+            {"send_errors", send_errors},
+            {"ns_per_record", static_cast<double>(busy_ns) / static_cast<double>(records)},
+            {"cpu_pct", 100.0 * static_cast<double>(busy_ns) / (static_cast<double>(seconds) * 1e9)}};
+        std::ofstream(json) << j.dump(2) << "\n";
+    }
     close(sv[0]);
     close(sv[1]);
     return 0;

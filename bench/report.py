@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summary table of a bench/run.sh run: every targeted figure next to its target.
 
-Usage: report.py RESULTS_DIR   (reads machine.json, kernel.json, poll-*.json, system.json written by run.sh)
+Usage: report.py RESULTS_DIR   (reads machine.json, kernel.json, poll-*.json, system.json, export.json, fanin.json written by run.sh)
 Benches print figures; they do not pass or fail. "met" / "MISSED by" is information for the reader only,
 and this script always exits 0 when it could read the results.
 """
@@ -112,6 +112,17 @@ def main():
             rows.append((f"accuracy: nettally packets on lan0 / wire packets, {test}",
                          f"{worst:.4f}%..{best:.4f}%", "100%", "met" if exact else
                          f"off by {max(abs(a['packets'] - a['wire_packets']) for a in s['accuracy'])} packets"))
+
+    export = load(os.path.join(d, "export.json"))
+    if export:
+        rows.append((f"IPFIX export CPU per record at {export['rate']} finished flows/s",
+                     f"{export['ns_per_record']:.0f} ns ({export['cpu_pct']:.2f}% of one CPU)", "figure only", "-"))
+    fanin = load(os.path.join(d, "fanin.json"))
+    if fanin:
+        t = fanin["total"]
+        rows.append((f"fan-in: {fanin['gateways']} gateways x {fanin['flows_per_gateway']} flows -> one nfcapd, "
+                     "records missing", f"{t['missing']} of {t['flows']} (extra {t['extra']})", "0",
+                     "met" if t["missing"] == 0 and t["extra"] == 0 else f"MISSED: {t['missing']} missing"))
 
     print(f"\nnettally benchmarks: {machine.get('date', '?')}; {machine.get('cpu', '?')}, "
           f"{machine.get('nproc', '?')} CPUs, kernel {machine.get('kernel', '?')}; "

@@ -7,13 +7,15 @@
 #   2. nt_bench_poll     Collector::poll() over the real Datapath at 10k/100k/1M flows, ~1 min
 #   3. system_bench.py   real nettallyd: READY time, idle, RSS/CPU at N flows; iperf3 over veth
 #                        between namespaces with nettally / pmacctd / softflowd; accuracy, ~5 min
+#   3b. nt_bench_export  CPU per exported IPFIX record at 10k finished flows/s, ~5 s
+#       fanin_bench.py   20 gateways (a nettallyd each) exporting to one nfcapd: records missing, ~1 min
 #   4. profiles          perf (software cpu-clock) of the hot spots, when perf works here, ~1 min
 #   5. report.py         the summary table: every targeted figure next to its target
 # Benches print figures; they do not pass or fail (exit status 0 unless a bench could not run).
 #
 # Environment: NT_BENCH_BUILD (build dir, default build-bench), NT_BENCH_OUT (results dir, default
 # $NT_BENCH_BUILD/bench-results), NT_BENCH_QUICK=1 (shorter runs, for trying the script out),
-# NT_BENCH_SKIP="kernel poll system profile" (any subset).
+# NT_BENCH_SKIP="kernel poll system export profile" (any subset).
 #
 # Network: traffic flows only between the namespaces this script creates (ntb-<pid>-*), with
 # addresses from 198.18.0.0/15. Every namespace, pin and process is removed on exit, on failure
@@ -156,6 +158,20 @@ if [[ "$skip" != *" system "* ]]; then
 		"${perf_args[@]}" --json "$out/system.json" | tee "$out/system.txt" &
 	children+=($!)
 	wait "${children[-1]}" || failed+=(system_bench.py)
+fi
+
+# ---- 3b. flow export ----------------------------------------------------------------------
+if [[ "$skip" != *" export "* ]]; then
+	echo
+	echo "== 3b. IPFIX export: CPU per record at 10k finished flows/s; fan-in of 20 gateways to one nfcapd"
+	"$bin/nt_bench_export" --rate 10000 --seconds 5 --json "$out/export.json" | tee "$out/export.txt" ||
+		failed+=(nt_bench_export)
+	fanin_args=()
+	[ "$quick" = 1 ] && fanin_args=(--gateways 4 --flows 500)
+	python3 bench/fanin_bench.py --nettallyd "$build/daemon/nettallyd" --nettallyctl "$build/ctl/nettallyctl" \
+		--prefix "$prefix-f" "${fanin_args[@]}" --json "$out/fanin.json" | tee "$out/fanin.txt" &
+	children+=($!)
+	wait "${children[-1]}" || failed+=(fanin_bench.py)
 fi
 
 # ---- 4. profiles ---------------------------------------------------------------------------
