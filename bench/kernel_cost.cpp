@@ -29,11 +29,17 @@
 // Each figure is the median over --rounds calls of bpf_prog_test_run_opts
 // with --repeat repetitions; the kernel reports the mean per repetition with
 // the time the loop was scheduled out excluded, truncated to whole ns.
-// Note what this harness cannot show: the same packet and the same map entry
-// run a million times, so the entry is always in cache. On a gateway, a
-// packet of one of 1M flows usually misses the cache for its bucket and entry.
+// The hot rows run the same packet and the same map entry a million times, so
+// the entry is always in cache. On a gateway, a packet of one of 1M flows
+// usually misses the cache for its bucket and entry: the "walk" rows (after the
+// last N) send --walk packets of distinct live flows (ipv4/udp 64 B, ingress),
+// in random order, one test run (repeat 1) each, and take the mean; the
+// reference walks its own map the same way (nt_bench_hash_update_pkt, key in
+// the packet). Each run's figure includes the kernel's timer reads, which the
+// empty program's walk measures and the "+" figures subtract.
 #include "bench_util.h"
 #include "nettally.skel.h"
+#include "nettally_cg.skel.h"
 #include "nt_bench_empty.skel.h"
 #include "nt_bench_hash.skel.h"
 
@@ -42,11 +48,13 @@
 #include <bpf/libbpf.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -66,13 +74,14 @@ struct Options {
     std::string profile; // wan | lan | hash: run only this program, for a profiler
     double seconds = 5;
     uint32_t bindings = 10000;
+    uint64_t walk = 131072; // packets of the walk rows (0: no walk rows)
 };
 
 [[noreturn]] void usage(int rc) {
     std::fprintf(
         rc ? stderr : stdout,
         "Usage: nt_bench_kernel [--repeat N] [--rounds N] [--cpu N] [--flows N,N,...] [--bindings N]\n"
-        "                       [--json PATH]\n"
+        "                       [--walk N] [--json PATH]\n"
         "       nt_bench_kernel --profile wan|lan|hash [--flows N] [--seconds S]\n"
         "In-kernel cost per packet of nettally's TC programs (BPF_PROG_TEST_RUN). Needs root.\n"
         "--profile runs one program on ipv4/udp 64B at the first N for S seconds, for perf.\n");
@@ -102,6 +111,8 @@ Options parse_args(int argc, char** argv) {
             o.bindings = static_cast<uint32_t>(std::stoul(next()));
         else if (a == "--seconds")
             o.seconds = std::stod(next());
+        else if (a == "--walk")
+            o.walk = std::stoull(next());
         else if (a == "--flows") {
             o.flows.clear();
             std::string s = next();
@@ -155,7 +166,37 @@ struct SkelDeleter {
     void operator()(nettally_bpf* s) const { nettally_bpf__destroy(s); }
     void operator()(nt_bench_empty_bpf* s) const { nt_bench_empty_bpf__destroy(s); }
     void operator()(nt_bench_hash_bpf* s) const { nt_bench_hash_bpf__destroy(s); }
+    void operator()(nettally_cg_bpf* s) const { nettally_cg_bpf__destroy(s); }
 };
+
+// The cgroup_skb object with the cgroup v2 root tracked: BPF_PROG_TEST_RUN gives the skb a socket
+// in this process's cgroup, so a run counts into that cgroup's entry (the first run creates it).
+std::unique_ptr<nettally_cg_bpf, SkelDeleter> load_cgroup() {
+    std::unique_ptr<nettally_cg_bpf, SkelDeleter> s(nettally_cg_bpf__open_and_load());
+    if (!s)
+        throw std::runtime_error("loading the cgroup_skb object");
+    const uint64_t root = 1;
+    const uint8_t one = 1;
+    if (bpf_map__update_elem(s->maps.nt_cg_subtrees, &root, sizeof(root), &one, sizeof(one), BPF_ANY))
+        throw std::runtime_error("tracking the cgroup v2 root");
+    return s;
+}
+
+// A throttle on each packet's source in nt_policy, at a rate no test run reaches (never drops).
+void fill_policy(int map_fd, const std::vector<TestPacket>& packets, uint32_t ifindex) {
+    for (const auto& p : packets) {
+        const nt_flow_key fk = flow_key_of(p, ifindex, NT_DIR_INGRESS);
+        nt_policy_key k{};
+        k.family = static_cast<uint8_t>(p.family);
+        std::memcpy(k.addr, fk.src, sizeof(k.addr));
+        nt_policy_val v{};
+        v.action = NT_POLICY_THROTTLE;
+        v.rate = 1ull << 50;
+        v.burst_ns = 1000000000ull;
+        if (bpf_map_update_elem(map_fd, &k, &v, BPF_ANY))
+            throw std::runtime_error(std::string("filling nt_policy: ") + std::strerror(errno));
+    }
+}
 
 // share: an already loaded nettally object whose maps this one uses instead of its own.
 std::unique_ptr<nettally_bpf, SkelDeleter>
@@ -246,6 +287,48 @@ IfaceCheck check_ifaces(int map_fd, int ncpus) {
     return c;
 }
 
+// Packets of up to k distinct live flows, ipv4/udp 64 B, ingress, in random order: synthetic flow
+// indices 8j + 2 (synthetic_flow_key: bit 0 direction, bit 1 UDP, bit 2 IPv6) below `filled`. For
+// nettally (`keyed` false) the packet carries the flow's addresses and ports; for the reference
+// (`keyed` true) its first bytes are the flow key itself, with ifindex 999 as the reference map's.
+std::vector<TestPacket> walk_packets(uint64_t filled, uint64_t k, uint32_t ifindex, bool keyed) {
+    std::vector<uint64_t> js(filled / 8);
+    for (uint64_t j = 0; j < js.size(); j++)
+        js[j] = j;
+    std::mt19937_64 rng(42);
+    std::shuffle(js.begin(), js.end(), rng);
+    js.resize(std::min<uint64_t>(k, js.size()));
+    const TestPacket base = make_packet(NT_AF_INET, 17, 64);
+    std::vector<TestPacket> out;
+    out.reserve(js.size());
+    for (uint64_t j : js) {
+        TestPacket p = base;
+        const nt_flow_key key = synthetic_flow_key(8 * j + 2, keyed ? 999 : ifindex);
+        uint8_t* b = p.bytes.data();
+        if (keyed) {
+            std::memcpy(b, &key, sizeof(key));
+        } else {
+            std::memcpy(b + 14 + 12, &key.src[0], 4);
+            std::memcpy(b + 14 + 16, &key.dst[0], 4);
+            const uint16_t sport = htons(key.sport), dport = htons(key.dport);
+            std::memcpy(b + 14 + 20, &sport, 2);
+            std::memcpy(b + 14 + 22, &dport, 2);
+            p.sport = key.sport;
+            p.dport = key.dport;
+        }
+        out.push_back(std::move(p));
+    }
+    return out;
+}
+
+// Mean kernel ns of one test run per packet, over the packets in order.
+double walk_ns(int prog_fd, const std::vector<TestPacket>& pkts) {
+    double sum = 0;
+    for (const auto& p : pkts)
+        sum += run_ns(prog_fd, p, 1);
+    return pkts.empty() ? 0 : sum / static_cast<double>(pkts.size());
+}
+
 std::string fmt(double ns, double base) {
     char buf[64];
     std::snprintf(buf, sizeof(buf), "%6.1f (+%5.1f)", ns, ns - base);
@@ -306,6 +389,7 @@ int main(int argc, char** argv) {
         const int empty_fd = bpf_program__fd(empty->progs.nt_bench_empty);
         const int hash_fd = bpf_program__fd(hash->progs.nt_bench_hash_update);
         const int hash_map = bpf_map__fd(hash->maps.bench_flows);
+        const int hash_pkt_fd = bpf_program__fd(hash->progs.nt_bench_hash_update_pkt);
         const int lan_fd = bpf_program__fd(full->progs.nt_tc_ingress_lan);
         const int wan_fd = bpf_program__fd(full->progs.nt_tc_ingress_wan);
         const int lan0_fd = bpf_program__fd(no_hosts->progs.nt_tc_ingress_lan);
@@ -430,6 +514,59 @@ int main(int argc, char** argv) {
             const std::vector<double> h = measure({empty_fd, hash_fd}, hash_pkt, o);
             record("hash-update", hash_pkt.name, n, h[1], h[0]);
             hash_rows.push_back({n, h[1], h[0]});
+            std::printf("\n");
+        }
+
+        const uint64_t walk_filled = std::min(synthetic, hash_synthetic + 1);
+        if (o.walk > 0 && walk_filled >= 8) {
+            const auto pkts = walk_packets(walk_filled, o.walk, ifindex, false);
+            const auto keyed = walk_packets(walk_filled, o.walk, ifindex, true);
+            const uint64_t live = count_entries(flows_map, sizeof(nt_flow_key));
+            std::vector<std::vector<double>> ns(4);
+            for (int r = 0; r < std::max(o.rounds, 3); r++) {
+                ns[0].push_back(walk_ns(empty_fd, pkts));
+                ns[1].push_back(walk_ns(wan_fd, pkts));
+                ns[2].push_back(walk_ns(lan_fd, pkts));
+                ns[3].push_back(walk_ns(hash_pkt_fd, keyed));
+            }
+            const double e = median(ns[0]), wan = median(ns[1]), lan = median(ns[2]), ref = median(ns[3]);
+            const std::string name = pkts.front().name;
+            record("wan_walk", name, live, wan, e);
+            record("lan_walk", name, live, lan, e);
+            record("hash-update_walk", name, live, ref, e);
+            out["walk"] = {{"packets", pkts.size()}, {"live_flows", live}};
+            std::printf("Walk: %zu packets of distinct live flows among %llu, random order, one run each "
+                        "(mean ns, + over empty):\n  empty %s  wan %s  lan %s  hash-update %s\n",
+                        pkts.size(), static_cast<unsigned long long>(live), fmt(e, e).c_str(),
+                        fmt(wan, e).c_str(), fmt(lan, e).c_str(), fmt(ref, e).c_str());
+            if (count_entries(flows_map, sizeof(nt_flow_key)) != live)
+                std::fprintf(stderr, "nt_bench_kernel: warning: the walk created flows: not all hits\n");
+            std::printf("\n");
+        }
+
+        // Optional features, each as its own program next to plain "lan", on the hot path.
+        {
+            auto acts = load_nettally(true, kMapEntries, full.get());
+            acts->bss->nt_policy_kinds = NT_POLICY_KIND_IP;
+            fill_policy(bpf_map__fd(full->maps.nt_policy), packets, ifindex);
+            auto cg = load_cgroup();
+            const int acts_fd = bpf_program__fd(acts->progs.nt_tc_ingress_lan);
+            const int cg_fd = bpf_program__fd(cg->progs.nt_cg_ingress);
+            std::printf(
+                "Optional features (hot path; + over empty): lan; lan actions = lan with a throttle in "
+                "force on the packet's source (lookup + GCRA under the entry's lock, never dropping); "
+                "cgroup = the cgroup_skb program alone (parse, total, the cgroup's entry)\n");
+            std::printf("%-16s %15s %15s %15s %15s\n", "packet", "empty", "lan", "lan actions", "cgroup");
+            for (const TestPacket* p : {&packets[2], &packets[4]}) {
+                run_once(acts_fd, *p);
+                run_once(cg_fd, *p);
+                const std::vector<double> ns = measure({empty_fd, lan_fd, acts_fd, cg_fd}, *p, o);
+                record("lan_actions", p->name, synthetic + real_flows, ns[2], ns[0]);
+                record("lan_feature_base", p->name, synthetic + real_flows, ns[1], ns[0]);
+                record("cgroup", p->name, synthetic + real_flows, ns[3], ns[0]);
+                std::printf("%-16s %15s %15s %15s %15s\n", p->name.c_str(), fmt(ns[0], ns[0]).c_str(),
+                            fmt(ns[1], ns[0]).c_str(), fmt(ns[2], ns[0]).c_str(), fmt(ns[3], ns[0]).c_str());
+            }
             std::printf("\n");
         }
 
