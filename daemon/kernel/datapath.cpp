@@ -2,6 +2,7 @@
 // has no TCX), and batched per-CPU map reads. See datapath.h.
 #include "kernel/datapath.h"
 
+#include "kernel/evict.h"
 #include "kernel/percpu_map.h"
 #include "nettally.skel.h"
 #include "os/fd.h"
@@ -90,6 +91,12 @@ Datapath::Datapath(const DatapathOptions& opts) : max_flows_(opts.max_flows), ma
     if (!reused_) {
         const uint32_t zero = 0, version = NT_ABI_VERSION;
         bpf_map_update_elem(bpf_map__fd(skel_->maps.nt_meta), &zero, &version, BPF_ANY);
+    }
+    try {
+        if (opts.batched_eviction)
+            evictor_ = std::make_unique<FlowEvictor>(bpf_map__fd(skel_->maps.nt_flows), ncpus_);
+    } catch (const SysError& e) {
+        spdlog::info("datapath: flows are finished one syscall each: {}", e.what());
     }
 }
 
@@ -418,8 +425,24 @@ void Datapath::write_evicted(const IfaceKey& key, const EvictedSums& sums) {
 }
 
 std::vector<FlowEntry> Datapath::evict_flows(const std::vector<nt_flow_key>& keys) {
+    // Below this many keys one syscall per flow costs less than an iterator pass (which
+    // visits every slot of its key array).
+    constexpr size_t kIteratorMinKeys = 64;
     std::vector<FlowEntry> out;
     out.reserve(keys.size());
+    if (evictor_ && keys.size() >= kIteratorMinKeys) {
+        try {
+            evictor_->take(keys, out);
+            return out;
+        } catch (const SysError& e) {
+            // The flows whose records came back are gone from the map: the loop below skips
+            // them (no entry) and takes the rest one by one.
+            spdlog::warn("datapath: finishing flows through the iterator failed ({}); one syscall per "
+                         "flow from now on",
+                         e.what());
+            evictor_.reset();
+        }
+    }
     const int fd = bpf_map__fd(skel_->maps.nt_flows);
     std::vector<nt_flow_val> vals(static_cast<size_t>(ncpus_));
     for (const auto& k : keys) {

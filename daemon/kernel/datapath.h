@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -18,6 +19,8 @@ struct bpf_map;
 
 namespace nettally {
 
+class FlowEvictor;
+
 struct DatapathOptions {
     uint32_t max_flows = NT_DEFAULT_MAX_FLOWS;
     uint32_t max_hosts = NT_DEFAULT_MAX_HOSTS;
@@ -25,6 +28,10 @@ struct DatapathOptions {
     // Counting maps are pinned here (inside a bpffs) and reused by the next
     // start, so counts survive a daemon restart or crash.
     std::string pin_dir = "/sys/fs/bpf/nettally";
+    // Finish many flows at once with the eviction program (kernel/evict.h); false: one
+    // lookup-and-delete syscall per flow (what kernels without the program get; the bench
+    // compares the two).
+    bool batched_eviction = true;
 };
 
 // Pinned maps exist but cannot be reused (ABI or size changed): never reset
@@ -76,6 +83,8 @@ public:
     void write_user_name(uint32_t id, const std::string& name);
     // Turns the per-user counting in the programs on or off (nt_users_on).
     void set_users_on(bool on);
+    // Many keys at once go through the eviction iterator (kernel/evict.h) when the kernel
+    // runs it, a few (or every key on an older kernel) one lookup-and-delete each.
     std::vector<FlowEntry> evict_flows(const std::vector<nt_flow_key>& keys) override;
     std::map<IfaceKey, EvictedSums> read_evicted() override;
     void write_evicted(const IfaceKey& key, const EvictedSums& sums) override;
@@ -93,6 +102,8 @@ public:
     std::vector<uint32_t> lan_interfaces() const;
 
     bool xdp_supported() const { return xdp_supported_; }
+    // True when evict_flows() takes many flows at once (the eviction program loaded).
+    bool batched_eviction() const { return evictor_ != nullptr; }
     uint32_t flow_capacity() const { return max_flows_; }
     uint32_t host_capacity() const { return max_hosts_; }
 
@@ -114,6 +125,7 @@ private:
     bool xdp_supported_ = false;
     bool reused_ = false;
     bool lookup_and_delete_ok_ = true;
+    std::unique_ptr<FlowEvictor> evictor_; // null: one syscall per flow
     std::string pin_dir_;
     std::map<uint32_t, Attachment> attached_;
 };
