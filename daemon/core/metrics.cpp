@@ -185,6 +185,11 @@ export_send_errors nettally_export_send_errors_total Failed sends to IPFIX colle
 export_dropped nettally_export_dropped_records_total IPFIX records dropped from a full TCP collector buffer.
 export_buffered nettally_export_buffered_records IPFIX records waiting for a TCP collector.
 export_tracked_flows nettally_export_tracked_flows Live flows the exporter follows for interim records.
+nat_conntrack nettally_nat_conntrack 1 if the conntrack table is followed (NAT fields and WAN figures).
+nat_connections nettally_nat_connections Translated connections known from conntrack.
+nat_events nettally_nat_events_total Conntrack events read.
+nat_resyncs nettally_nat_resyncs_total Full conntrack dumps after lost events.
+wan_uncredited_packets nettally_wan_uncredited_packets_total WAN packets of translated connections credited to no LAN host.
 )";
 
 std::optional<double> status_number(const Status& s, const std::string& key) {

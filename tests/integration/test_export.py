@@ -20,6 +20,9 @@ of type flow, written when a flow finishes, the same moment it is exported).
 - TcpRestartTest: a TCP collector (here, in this file: accepts, appends the bytes it reads) is
   stopped while traffic flows and started again; the records received over both connections sum
   to the capture, flow by flow: nothing lost, nothing twice.
+- EnterpriseReloadTest: reloads that change export.enterprise (32473 -> 99999 -> 32473) start a new
+  TCP stream each; the flow templates of the changed layout get new ids (260-262, never 256-259
+  redefined), the first PEN's ids come back with it, and every stream's records add up to the capture.
 - LongFlowTest: a 90 s flow with export.active_timeout 30 s gives at least three records whose
   deltas add up to the capture.
 - DaemonRestartTest: a flow live across a restart of nettallyd (interim records every 4 s before and
@@ -595,6 +598,67 @@ class TcpRestartTest(ExportBase):
                         c["l3"] += r["l3"]
         self.assertGreaterEqual(conns, 2, "the collector saw one connection only")
         self.compare(f"TCP collector over {conns} connections", got, want)
+
+
+class EnterpriseReloadTest(ExportBase):
+    """A reload that changes export.enterprise (the PEN of nettally's l4 and payload elements) gives
+    the flow templates new ids on the new stream (never a redefinition of an id already used), and
+    going back to the first PEN takes its ids again. Records of every stream add up to the capture."""
+    collectors = (f"tcp://{COLLECTOR}:{TCP_PORT}",)
+
+    def reload_with(self, pen):
+        self.daemon.write_config(self.daemon.config_text_with(pen))
+        rc, err, _ = self.bus.dbus_send("Reload")
+        self.assertEqual(rc, 0, err)
+        self.daemon.wait_polls(2)
+
+    def test_changed_pen_gets_new_template_ids(self):
+        out = os.path.join(self.workdir, "tcp")
+        self.tcp_collector(out)
+        time.sleep(0.5)
+        self.start_captures()
+        with open(self.daemon.config_path) as f:
+            base = f.read()
+        self.daemon.config_text_with = lambda pen: base.replace("export:\n", f"export:\n  enterprise: {pen}\n", 1)
+        self.daemon.write_config(self.daemon.config_text_with(32473))
+        self.daemon.start()
+        self.topo.settle()
+        t = self.topo
+        streams = []
+        for i, pen in enumerate((32473, 99999, 32473)):
+            if i:
+                self.reload_with(pen)
+            h.client_run(t, "udp", t.SRV4, PORT, "200,700", 10, 40011 + i)
+            h.client_run(t, "udp", t.SRV6, PORT, "300", 10, 40021 + i)
+            self.wait_finished()
+            streams.append(pen)
+        h.wait_until(lambda: int(self.bus.status()["export_buffered"]) == 0, 60, "the buffer drained")
+        time.sleep(1)
+        _cap, want = self.capture_flows()
+        got, ids = {}, []
+        for n, pen in enumerate(streams):
+            path = f"{out}.{n}"
+            self.assertTrue(os.path.exists(path), f"no connection {n} (one per reload)")
+            with open(path, "rb") as f:
+                msgs, templates = decode_messages(f.read())
+            check_sequence(self, msgs)
+            flow_ids = {tid for tid, fields in templates.items() if any(name == "proto" for name, _ in fields)}
+            pens = {name.split(".")[0] for tid in flow_ids for name, _ in templates[tid] if re.match(r"e\d+\.", name)}
+            self.assertEqual(pens, {f"e{pen}"}, f"stream {n}: the enterprise elements' PEN")
+            used = {r["_template"] for _, rs in msgs for r in rs if "proto" in r}
+            self.assertTrue(used and used <= flow_ids, f"stream {n}: data under templates {used}, flow templates {flow_ids}")
+            ids.append(flow_ids)
+            for _, rs in msgs:
+                for r in rs:
+                    if "proto" in r:
+                        self.assertTrue(any(k.startswith(f"e{pen}.") for k in r), f"stream {n}: {sorted(r)}")
+                        c = got.setdefault(record_key(r, self.names), {"packets": 0, "l3": 0})
+                        c["packets"] += r["packets"]
+                        c["l3"] += r["l3"]
+        h.log(f"flow template ids per stream: {[sorted(i) for i in ids]}")
+        self.assertEqual(ids[1] & ids[0], set(), "a changed layout must get new template ids")
+        self.assertEqual(ids[2], ids[0], "the first PEN's layout takes its ids again")
+        self.compare("TCP collector across three PENs", got, want)
 
 
 class LongFlowTest(ExportBase):

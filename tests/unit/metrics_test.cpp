@@ -221,6 +221,33 @@ TEST(MetricsBuild, ExportFiguresFromTheStatus) {
     EXPECT_EQ(family(f, "nettally_export_bytes_total"), nullptr); // not in this Status
 }
 
+TEST(MetricsBuild, NatFiguresFromTheStatus) {
+    HostMaps maps;
+    Collector c(maps);
+    const Status st{{"nat_conntrack", true},
+                    {"nat_connections", uint64_t{12}},
+                    {"nat_events", uint64_t{40}},
+                    {"nat_resyncs", uint64_t{1}},
+                    {"wan_uncredited_packets", uint64_t{5}}};
+    MetricsSources src{c, st};
+    const MetricFamilies f = build_metrics(src);
+    const auto* on = family(f, "nettally_nat_conntrack");
+    ASSERT_NE(on, nullptr);
+    EXPECT_EQ(on->type, prometheus::MetricType::Gauge);
+    EXPECT_EQ(on->metric.at(0).gauge.value, 1);
+    const auto* conns = family(f, "nettally_nat_connections");
+    ASSERT_NE(conns, nullptr);
+    EXPECT_EQ(conns->metric.at(0).gauge.value, 12);
+    for (const auto& [name, value] : {std::pair{"nettally_nat_events_total", 40.0},
+                                      std::pair{"nettally_nat_resyncs_total", 1.0},
+                                      std::pair{"nettally_wan_uncredited_packets_total", 5.0}}) {
+        const auto* fam = family(f, name);
+        ASSERT_NE(fam, nullptr) << name;
+        EXPECT_EQ(fam->type, prometheus::MetricType::Counter) << name;
+        EXPECT_EQ(fam->metric.at(0).counter.value, value) << name;
+    }
+}
+
 TEST(MetricsBuild, CgroupsBySelfWithoutL2) {
     HostMaps maps;
     Collector c(maps);
