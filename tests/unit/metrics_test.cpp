@@ -238,9 +238,9 @@ TEST(MetricsBuild, NatFiguresFromTheStatus) {
     const auto* conns = family(f, "nettally_nat_connections");
     ASSERT_NE(conns, nullptr);
     EXPECT_EQ(conns->metric.at(0).gauge.value, 12);
-    for (const auto& [name, value] : {std::pair{"nettally_nat_events_total", 40.0},
-                                      std::pair{"nettally_nat_resyncs_total", 1.0},
-                                      std::pair{"nettally_wan_uncredited_packets_total", 5.0}}) {
+    for (const auto& [name, value] :
+         {std::pair{"nettally_nat_events_total", 40.0}, std::pair{"nettally_nat_resyncs_total", 1.0},
+          std::pair{"nettally_wan_uncredited_packets_total", 5.0}}) {
         const auto* fam = family(f, name);
         ASSERT_NE(fam, nullptr) << name;
         EXPECT_EQ(fam->type, prometheus::MetricType::Counter) << name;
