@@ -54,6 +54,10 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)), started_us_(realtime_us()) {
     recorder_ =
         std::make_unique<Recorder>(cfg_.records, cfg_.state_dir, accounting_->restored_from().empty());
     thresholds_->set_recorder(recorder_.get());
+    recorder_->set_user_of([this](uint8_t family, const uint32_t addr[4], int64_t at_us) {
+        const Subscribers& s = accounting_->subscribers();
+        return s.enabled() ? s.table().user_at(family, addr, static_cast<uint64_t>(at_us)) : std::string();
+    });
     nat_ = std::make_unique<NatWatch>(nat_keep(cfg_), cfg_.state_dir);
     export_ = std::make_unique<FlowExport>(cfg_.exports, flow_timeouts(cfg_), cfg_.state_dir);
     export_->set_nat(&nat_->table());

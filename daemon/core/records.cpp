@@ -97,15 +97,18 @@ const std::vector<FieldSpec>& fields(RecordType t) {
     static const std::vector<FieldSpec> flow{
         {"first_seen", false}, {"last_seen", false}, {"interface", false}, {"direction", false},
         {"family", false},     {"protocol", true},   {"src", false},       {"src_port", true},
-        {"dst", false},        {"dst_port", true},   {"tcp_flags", true}};
+        {"dst", false},        {"dst_port", true},   {"tcp_flags", true},  {"user", false}};
     static const std::vector<FieldSpec> alert{
         {"time", false},   {"name", false}, {"event", false}, {"subject_kind", false}, {"subject", false},
         {"metric", false}, {"value", true}, {"limit", true},  {"action", false},       {"message", false}};
     static const std::array<std::vector<FieldSpec>, kRecordTypeCount> all{
         join(join(interval, {{"interface", false}, {"role", false}, {"direction", false}}),
              counts_fields(true)),
-        join(join(interval, {{"interface", false}, {"mac", false}, {"ip", false}, {"direction", false}}),
-             counts_fields(true)),
+        join(
+            join(
+                interval,
+                {{"interface", false}, {"mac", false}, {"ip", false}, {"user", false}, {"direction", false}}),
+            counts_fields(true)),
         join(join(interval, {{"cgroup", false}, {"direction", false}}), counts_fields(false)),
         join(flow, counts_fields(true)), alert};
     return all[static_cast<size_t>(t)];
@@ -216,10 +219,11 @@ Record interface_record(int64_t start_us, int64_t end_us, const std::string& int
     return r;
 }
 
-Record host_record(int64_t start_us, int64_t end_us, const std::string& interface, const std::string& mac,
-                   const std::string& ip, std::string_view direction, const Counts& c) {
+Record host_record(int64_t start_us, int64_t end_us, const HostIdentity& host, std::string_view direction,
+                   const Counts& c) {
     Record r{RecordType::Host,
-             {rfc3339(start_us), rfc3339(end_us), interface, mac, ip, std::string(direction)}};
+             {rfc3339(start_us), rfc3339(end_us), host.interface, host.mac, host.ip, host.user,
+              std::string(direction)}};
     add_counts(r.values, c, true);
     return r;
 }
@@ -234,7 +238,7 @@ Record cgroup_record(int64_t start_us, int64_t end_us, const std::string& path, 
 Record flow_record(const FlowRecordIn& f) {
     Record r{RecordType::Flow,
              {rfc3339(f.first_us), rfc3339(f.last_us), f.interface, std::string(f.direction), f.family,
-              num(f.proto), f.src, num(f.sport), f.dst, num(f.dport), num(f.tcp_flags)}};
+              num(f.proto), f.src, num(f.sport), f.dst, num(f.dport), num(f.tcp_flags), f.user}};
     add_counts(r.values, f.counts, true);
     return r;
 }

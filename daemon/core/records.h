@@ -63,8 +63,13 @@ std::optional<std::vector<std::string>> parse_csv_line(std::string_view line);
 // Record builders. start/end: the interval the usage covers (unix µs).
 Record interface_record(int64_t start_us, int64_t end_us, const std::string& interface,
                         const std::string& role, std::string_view direction, const Counts& c);
-Record host_record(int64_t start_us, int64_t end_us, const std::string& interface, const std::string& mac,
-                   const std::string& ip, std::string_view direction, const Counts& c);
+// A host as its records name it. user: the subscriber bound to ip at the record's end ("" when none
+// or when no subscribers are configured).
+struct HostIdentity {
+    std::string interface, mac, ip, user;
+};
+Record host_record(int64_t start_us, int64_t end_us, const HostIdentity& host, std::string_view direction,
+                   const Counts& c);
 // Cgroup counters have no link layer: l2 is not a field.
 Record cgroup_record(int64_t start_us, int64_t end_us, const std::string& path, std::string_view direction,
                      const Counts& c);
@@ -80,6 +85,7 @@ struct FlowRecordIn {
     std::string dst;
     uint16_t dport = 0;
     uint8_t tcp_flags = 0;
+    std::string user; // lan interfaces: the subscriber bound to the host's address at last_us
     Counts counts;
 };
 Record flow_record(const FlowRecordIn& f);

@@ -6,6 +6,7 @@
 #include "os/file.h"
 
 #include <algorithm>
+#include <arpa/inet.h>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -391,8 +392,8 @@ void Recorder::write_usage(const Collector& c, const CgroupLedger* cgroups, int6
                               : d == "wan_sent" ? h.wan_sent
                                                 : h.wan_received;
             cur["host:" + key + ":" + dir] =
-                Usage{RecordType::Host, t, [&h = h, dir](int64_t s, int64_t e, const Counts& x) {
-                          return host_record(s, e, h.interface, h.mac, h.ip, dir, x);
+                Usage{RecordType::Host, t, [this, &h = h, dir](int64_t s, int64_t e, const Counts& x) {
+                          return host_record(s, e, {h.interface, h.mac, h.ip, user_of_ip(h.ip, e)}, dir, x);
                       }};
         }
     }
@@ -473,7 +474,25 @@ void Recorder::on_flow_finished(const FlowEntry& f, const std::string& interface
     r.dport = f.key.dport;
     r.tcp_flags = f.tcp_flags;
     r.counts = f.counts;
+    // A lan interface's host is the source of what it receives (ingress) and the destination of
+    // what it sends out to the host (egress).
+    if (user_of_) {
+        const auto it = c.interfaces().find(interface);
+        if (it != c.interfaces().end() && it->second.info.role == "lan")
+            r.user = user_of_(f.key.family, f.key.dir == NT_DIR_INGRESS ? f.key.src : f.key.dst, r.last_us);
+    }
     pending_flows_.push_back(std::move(r));
+}
+
+std::string Recorder::user_of_ip(const std::string& ip, int64_t at_us) const {
+    if (!user_of_)
+        return {};
+    uint32_t addr[4] = {};
+    if (inet_pton(AF_INET, ip.c_str(), addr) == 1)
+        return user_of_(NT_AF_INET, addr, at_us);
+    if (inet_pton(AF_INET6, ip.c_str(), addr) == 1)
+        return user_of_(NT_AF_INET6, addr, at_us);
+    return {};
 }
 
 void Recorder::add_alerts(const std::vector<AlertRecord>& alerts) {

@@ -57,6 +57,9 @@ public:
     using FileClosed = std::function<void(const std::filesystem::path&)>;
     using Rotated = std::function<void(const ClosedFile&)>;
     using PollNow = std::function<void()>;
+    // The subscriber bound to an address (family NT_AF_*, addr as in the BPF keys) at a time
+    // (unix µs), "" when none: the user field of host and flow records.
+    using UserOf = std::function<std::string(uint8_t family, const uint32_t addr[4], int64_t at_us)>;
 
     // cfg: the config's records.* (the overrides of <state_dir>/records.json are applied here).
     // from_zero: the collector's totals start at zero (first start with this state directory),
@@ -74,6 +77,8 @@ public:
     // Called for every file moved into the spool (after the rename is durable).
     void on_file_closed(FileClosed cb) { file_closed_.push_back(std::move(cb)); }
     void on_rotated(Rotated cb) { rotated_ = std::move(cb); }
+    // With subscribers configured: fills the user field (else it stays empty).
+    void set_user_of(UserOf f) { user_of_ = std::move(f); }
 
     const std::filesystem::path& spool_dir() const { return spool_dir_; }
     const std::filesystem::path& current_dir() const { return current_dir_; }
@@ -132,6 +137,8 @@ private:
         AppendFile file;        // closed once in the spool
     };
     OpenFile& file_for(RecordType t, int64_t now_us);
+    std::string user_of_ip(const std::string& ip, int64_t at_us) const;
+    UserOf user_of_;
     void append(RecordType t, const std::string& line, int64_t now_us);
     // fsync every written file, then replace the cursor; then move the closing files to the spool.
     void commit();

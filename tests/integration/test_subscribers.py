@@ -16,6 +16,8 @@ goes to the user whose configured prefix contains the host address, else to "unb
   - a reload that removes alice's entry closes her binding (SubscriberChanged "closed", until set)
     and her address's traffic counts as unbound from then on;
   - kill -9 and restart: the user totals continue, traffic sent while nettallyd was down included.
+RecordsUserTest: host and flow records carry the user bound to the host's address (alice, bob), empty
+for unbound addresses and on the wan interface.
 DhcpLeaseTest: dnsmasq in the gateway namespace serves busybox udhcpc in the client namespace; the
 lease appears as a dhcp binding (user from the subscribers.static MAC entry) within one poll of the
 lease file's change, the client's traffic counts for that user, and the release ends the binding.
@@ -253,6 +255,49 @@ class SubscribersTest(unittest.TestCase):
             self.assertIn("reusing pinned maps", self.daemon.log_tail(60))
         before, after, sb, sa, cap = self.measure(down_window)
         self.check_window(before, after, sb, sa, cap, [ALICE, BOB])
+
+
+class RecordsUserTest(unittest.TestCase):
+    """Host and flow records carry the user bound to the host's address: alice's /32 on lan0, bob's
+    /64 on lan1; unbound addresses and the wan interface give an empty user."""
+
+    def setUp(self):
+        h.require_all()
+        h.open_env(self, cli2=True, add_cleanup=self.addCleanup)
+        records = "records:\n  enabled: true\n  types: [host, flow]\n  format: jsonl\n  period: 1h\n  interval: 1m\n"
+        self.daemon = h.Daemon(self.topo, self.bus, self.workdir, poll="200ms", interfaces=IFACES,
+                               flows={"idle_timeout": "1s"}, extra=static_section([ALICE, BOB]) + records)
+        self.daemon.start()
+        self.addCleanup(self.daemon.stop)
+        self.server = h.TrafficServer(self.topo, PORT, [self.topo.SRV4, self.topo.SRV6]).start()
+        self.addCleanup(self.server.stop)
+        self.topo.settle()
+
+    def test_records_name_the_user(self):
+        t = self.topo
+        for ns in (t.cli, t.cli2):
+            run_in(t, ns, "udp", t.SRV4, PORT, "100,1000", 2)
+            run_in(t, ns, "udp", t.SRV6, PORT, "100,1000", 2)
+            run_in(t, ns, "tcp", t.SRV6, PORT, 20_000, 10_000)
+        h.wait_until(lambda: not self.bus.call_ok("ListFlows", "su", "packets", 100000)[0], 60,
+                     "every flow finished")
+        self.daemon.wait_polls(3)
+        p = self.bus.busctl("call", h.BUS_NAME, h.BUS_PATH, "org.nettally.Accounting1.Records", "Rotate")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        spool = os.path.join(self.daemon.state_dir, "spool")
+        flows, hosts = h.read_records(spool, "flow"), h.read_records(spool, "host")
+        self.assertTrue(flows and hosts, "no flow or host records")
+        seen = set()
+        for r in flows:
+            lan = r["interface"] in LANS
+            host = r["src"] if r["direction"] == "ingress" else r["dst"]
+            want = user_of(host, [ALICE, BOB]) if lan else ""
+            self.assertEqual(r["user"], want, f"flow record {r}")
+            seen.add(want)
+        for r in hosts:
+            self.assertEqual(r["user"], user_of(r["ip"], [ALICE, BOB]), f"host record {r}")
+            seen.add(r["user"])
+        self.assertEqual(seen, {"alice", "bob", ""}, "records of both users and of unbound hosts")
 
 
 class DhcpLeaseTest(unittest.TestCase):

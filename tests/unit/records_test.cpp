@@ -74,7 +74,7 @@ TEST(Records, EveryTypeHasMatchingFields) {
     f.counts = Counts(1, 100, 86, 46, 38);
     const std::vector<Record> all{
         interface_record(kT, kT, "lan0", "lan", "egress", Counts{}),
-        host_record(kT, kT, "lan0", "02:00:00:00:00:01", "198.18.1.2", "sent", Counts{}),
+        host_record(kT, kT, {"lan0", "02:00:00:00:00:01", "198.18.1.2", "alice"}, "sent", Counts{}),
         cgroup_record(kT, kT, "/system.slice/a.service", "ingress", Counts{}), flow_record(f),
         alert_record(AlertRecord{})};
     for (const auto& r : all) {
@@ -82,9 +82,14 @@ TEST(Records, EveryTypeHasMatchingFields) {
         EXPECT_NO_THROW(encode(r, RecordFormat::Csv));
         EXPECT_NO_THROW(nlohmann::json::parse(encode(r, RecordFormat::Jsonl)));
     }
-    EXPECT_EQ(encode(flow_record(f), RecordFormat::Csv), "2024-05-01T12:00:00.250Z,2024-05-01T12:00:00.250Z,"
-                                                         "wan0,egress,ipv6,17,fd00:1::2,40000,fd00:2::2,53,0,"
-                                                         "1,100,86,46,38\n");
+    EXPECT_EQ(encode(flow_record(f), RecordFormat::Csv),
+              "2024-05-01T12:00:00.250Z,2024-05-01T12:00:00.250Z,"
+              "wan0,egress,ipv6,17,fd00:1::2,40000,fd00:2::2,53,0,,"
+              "1,100,86,46,38\n");
+    f.user = "bob";
+    EXPECT_EQ(nlohmann::json::parse(encode(flow_record(f), RecordFormat::Jsonl)).at("user"), "bob");
+    EXPECT_EQ(header_line(RecordType::Host, RecordFormat::Csv),
+              "start,end,interface,mac,ip,user,direction,packets,l2_bytes,l3_bytes,l4_bytes,payload_bytes\n");
     // Cgroup counts have no l2.
     EXPECT_EQ(header_line(RecordType::Cgroup, RecordFormat::Csv),
               "start,end,cgroup,direction,packets,l3_bytes,l4_bytes,payload_bytes\n");
