@@ -56,8 +56,10 @@ int run_hosts(const Options& opt) {
 }
 
 int run_flows(const Options& opt) {
-    return with_accounting(opt, [&](AccountingProxy& p) {
-        const auto rows = from_wire(p.ListFlows(opt.sort, opt.top.value_or(kDefaultTop)));
+    return run_on_bus(timeout_of(opt), [&](sdbus::IConnection& connection) {
+        AccountingProxy p(connection);
+        auto rows = from_wire(p.ListFlows(opt.sort, opt.top.value_or(kDefaultTop)));
+        add_flow_users(connection, rows);
         return opt.json ? dump(flows_json(rows)) : flows_text(rows);
     });
 }

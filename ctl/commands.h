@@ -29,5 +29,7 @@ RunCommand run_subscribers, run_users;
 // The user of each host (ListHostUsers) filled into rows; left nullopt when the daemon has no
 // subscribers configured or no Subscribers interface (an older nettallyd).
 void add_host_users(sdbus::IConnection& connection, std::vector<HostRow>& rows);
+// The same for flows, by their lan host's address (ingress: src, egress: dst).
+void add_flow_users(sdbus::IConnection& connection, std::vector<FlowRow>& rows);
 
 } // namespace nettally::ctl

@@ -97,6 +97,9 @@ struct FlowRow {
     MicrosSinceEpoch first_seen = 0;
     MicrosSinceEpoch last_seen = 0;
     std::uint8_t tcp_flags = 0;
+    // The user the flow's lan host (ingress: src, egress: dst) is bound to now: nullopt when
+    // the daemon has no subscribers configured, "" when unbound or not a lan host.
+    std::optional<std::string> user;
 };
 
 // ListCgroups' counter set "C4" (tttt): cgroup hooks start at the IP header, so there is no l2.

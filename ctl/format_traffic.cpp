@@ -82,6 +82,9 @@ Json flows_json(const std::vector<FlowRow>& rows) {
             f["icmp_type"] = r.dport >> 8;
             f["icmp_code"] = r.dport & 0xFF;
         }
+        // "user" only where the daemon has subscribers; null for an unbound host.
+        if (r.user)
+            f["user"] = r.user->empty() ? Json(nullptr) : Json(*r.user);
         list.push_back(std::move(f));
     }
     return Json{{"flows", std::move(list)}};
@@ -161,9 +164,13 @@ std::string hosts_text(const std::vector<HostRow>& rows, std::string_view sort_k
 }
 
 std::string flows_text(const std::vector<FlowRow>& rows) {
-    const std::vector<Column> cols = {
-        {"IFACE"},     {"DIR"},     {"PROTO"},   {"SRC"},     right("SPORT"),   {"DST"},      right("DPORT"),
-        right("PKTS"), right("L2"), right("L3"), right("L4"), right("PAYLOAD"), {"LAST SEEN"}};
+    std::vector<Column> cols = {{"IFACE"},   {"DIR"},          {"PROTO"},     {"SRC"},     right("SPORT"),
+                                {"DST"},     right("DPORT"),   right("PKTS"), right("L2"), right("L3"),
+                                right("L4"), right("PAYLOAD"), {"LAST SEEN"}};
+    const bool users =
+        std::any_of(rows.begin(), rows.end(), [](const FlowRow& r) { return r.user.has_value(); });
+    if (users)
+        cols.insert(cols.begin() + 7, Column{"USER"});
     std::vector<std::vector<std::string>> cells;
     for (const auto& r : rows) {
         // ICMP has no ports; the API packs type and code into dport, which reads better split.
@@ -177,6 +184,8 @@ std::string flows_text(const std::vector<FlowRow>& rows) {
                                         icmp ? std::to_string(r.dport >> 8) + "/" +
                                                    std::to_string(r.dport & 0xFF)
                                              : std::to_string(r.dport)};
+        if (users)
+            row.push_back(r.user && !r.user->empty() ? *r.user : "-");
         auto nums = counter_cells(r.counters);
         row.insert(row.end(), nums.begin(), nums.end());
         row.push_back(human_time(r.last_seen));

@@ -211,6 +211,14 @@ class SubscribersTest(unittest.TestCase):
             want = user_of(hst["ip"], [ALICE, BOB]) or None
             self.assertEqual(hst["user"], want, f"user of host {hst['ip']}")
         self.assertTrue(any(hst["user"] == "alice" for hst in hosts))
+        # Flows name their lan host's user (ingress: src, egress: dst); wan flows none.
+        flows = self.ctl.json("flows", "--top", 100000)["flows"]
+        for fl in flows:
+            self.assertIn("user", fl)
+            host = fl["src"] if fl["direction"] == "ingress" else fl["dst"]
+            want = (user_of(host, [ALICE, BOB]) or None) if fl["interface"] in LANS else None
+            self.assertEqual(fl["user"], want, f"user of flow {fl}")
+        self.assertEqual({fl["user"] for fl in flows}, {"alice", "bob", None})
         # Reads are open to every local user (the shipped bus policy).
         for verb in ("subscribers", "users", "hosts"):
             text = self.ctl.run(verb, user=h.NOBODY)

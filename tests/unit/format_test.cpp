@@ -218,6 +218,24 @@ TEST(Json, FlowsHaveFlatCounters) {
     EXPECT_EQ(f["tcp_flags"], "...A..S.");
 }
 
+TEST(Format, FlowUsersOnlyWithSubscribers) {
+    FlowRow bound{"lan0", "ingress", 17, "198.18.1.2", 40000, "198.18.2.2", 53, {1, 100, 86, 66, 46},
+                  1,      2,         0};
+    FlowRow unbound = bound;
+    unbound.src = "198.18.1.3";
+    std::vector<FlowRow> rows{bound, unbound};
+    EXPECT_FALSE(flows_json(rows)["flows"][0].contains("user")) << "no subscribers: no user key";
+    EXPECT_EQ(flows_text(rows).find("USER"), std::string::npos);
+    rows[0].user = "alice";
+    rows[1].user = "";
+    const json j = flows_json(rows);
+    EXPECT_EQ(j["flows"][0]["user"], "alice");
+    EXPECT_TRUE(j["flows"][1]["user"].is_null());
+    const std::string text = flows_text(rows);
+    EXPECT_NE(text.find("USER"), std::string::npos);
+    EXPECT_NE(text.find("alice"), std::string::npos);
+}
+
 TEST(Json, NonTcpFlowsCarryNumericFlagsAndIcmpTypeCode) {
     const std::vector<FlowRow> rows = {
         {"lan0", "ingress", 17, "192.0.2.1", 53, "192.0.2.2", 5353, {1, 1, 1, 1, 1}, 1, 1, 0},
