@@ -80,6 +80,11 @@ Accounting::Accounting(const Config& cfg, const InterfacePlan& plan)
     if (cfg.cgroups.enabled)
         cgroups_ = std::make_unique<CgroupAccounting>(cfg.cgroups);
     restore_state(cfg);
+    try {
+        subscribers_->open_journal(cfg.state_dir / "radius.journal");
+    } catch (const SysError& e) {
+        spdlog::error("subscribers: {}; RADIUS changes are kept by the state file only", e.what());
+    }
     // After the restore: static bindings still configured keep their start time.
     subscribers_->configure(cfg.subscribers, realtime_us());
 }
@@ -283,6 +288,7 @@ void Accounting::save_state(bool detached) {
     try {
         state_.write(j.dump());
         state_saved_us_ = realtime_us();
+        subscribers_->state_saved();
     } catch (const SysError& e) {
         spdlog::error("state: saving failed: {}", e.what());
     }
@@ -322,6 +328,7 @@ void Accounting::add_status(Status& m) const {
     m["subscriber_bindings_kept"] = static_cast<uint32_t>(subscribers_->table().bindings().size());
     m["subscriber_lease_problems"] = subscribers_->lease_problems();
     m["subscriber_leases_unnamed"] = static_cast<uint64_t>(subscribers_->leases_unnamed());
+    subscribers_->add_status(m);
     m["user_overflow_packets"] = collector_->user_overflow_sent().total().packets +
                                  collector_->user_overflow_received().total().packets;
     if (cgroups_)
