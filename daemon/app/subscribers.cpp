@@ -45,6 +45,8 @@ void Subscribers::restore(const nlohmann::json& j) {
 }
 
 void Subscribers::open_journal(const std::filesystem::path& path) {
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec); // the state directory, on a first start
     journal_.reset(::open(path.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (!journal_)
         throw SysError(errno, "opening the RADIUS journal " + path.string());

@@ -185,6 +185,10 @@ export_send_errors nettally_export_send_errors_total Failed sends to IPFIX colle
 export_dropped nettally_export_dropped_records_total IPFIX records dropped from a full TCP collector buffer.
 export_buffered nettally_export_buffered_records IPFIX records waiting for a TCP collector.
 export_tracked_flows nettally_export_tracked_flows Live flows the exporter follows for interim records.
+radius_sessions nettally_radius_sessions RADIUS accounting sessions open now.
+radius_requests nettally_radius_requests_total Datagrams the RADIUS accounting listener received.
+radius_responses nettally_radius_responses_total Accounting-Responses sent (retransmissions' included).
+radius_retransmissions nettally_radius_retransmissions_total Retransmitted RADIUS requests answered again with no second effect.
 )";
 
 std::optional<double> status_number(const Status& s, const std::string& key) {
@@ -217,6 +221,16 @@ void add_status(MetricFamilies& out, const Status& status) {
                        name.ends_with("_total") ? MetricType::Counter : MetricType::Gauge,
                        *v * (timestamp ? 1e-6 : 1));
     }
+    // RADIUS drops by reason (status radius_dropped_REASON; README "RADIUS accounting").
+    MetricFamily dropped =
+        make_family("nettally_radius_dropped_total", "RADIUS datagrams dropped unanswered, by reason.",
+                    MetricType::Counter);
+    for (const auto& [key, value] : status)
+        if (key.starts_with("radius_dropped_"))
+            if (const auto v = status_number(status, key))
+                add_sample(dropped, {{"reason", key.substr(15)}}, *v);
+    if (!dropped.metric.empty())
+        out.push_back(std::move(dropped));
 }
 
 void add_cgroups(MetricFamilies& out, const CgroupLedger& ledger) {
