@@ -131,7 +131,9 @@ radius::Outcome Subscribers::radius(const radius::AccountingRequest& r, const st
 }
 
 void Subscribers::open_radius(bool strict) {
-    if (cfg_.radius == radius_open_ && (radius_listener_ || cfg_.radius.listen.empty()))
+    // Every reload opens it again, so a changed secret file is read (a NAS retransmits what
+    // arrives in between).
+    if (cfg_.radius.listen.empty() && !radius_listener_)
         return;
     try {
         std::unique_ptr<RadiusListener> next;
@@ -146,7 +148,6 @@ void Subscribers::open_radius(bool strict) {
                          cfg_.radius.clients.size());
         }
         radius_listener_ = std::move(next);
-        radius_open_ = cfg_.radius;
     } catch (const std::exception& e) {
         if (strict)
             throw;

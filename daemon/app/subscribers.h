@@ -104,7 +104,6 @@ private:
     radius::RadiusSessions radius_;
     RadiusStats radius_stats_;
     std::unique_ptr<RadiusListener> radius_listener_;
-    RadiusConfig radius_open_; // what radius_listener_ was opened with
     Fd journal_;
     uint64_t journal_seq_ = 0; // the last request journaled (or restored)
 };
