@@ -14,6 +14,8 @@ ICMP to the server; dumpcap on lan0 is the ground truth. Checked:
   - Accounting-On from bras1 ends all of bras1's sessions and none of bras2's;
   - a wrong secret changes nothing, gets no answer and is counted (radius_dropped_bad_authenticator);
   - kill -9 and restart: a session opened after the last state save is still open (the journal);
+  - a reload (SIGHUP) with a rotated secret file: the old secret is refused, the new one answered,
+    the sessions stay;
   - every request answered: radclient's exit status for each, and radius_responses ==
     radius_requests - radius_dropped at the end.
 """
@@ -277,6 +279,32 @@ class RadiusTest(unittest.TestCase):
                          int(st["radius_requests"]) - int(st["radius_dropped"]),
                          "every request not dropped was answered")
         self.assertGreater(int(st["radius_responses"]), 0)
+
+    def test_7_reload_reads_a_rotated_secret_and_keeps_the_sessions(self):
+        self.send("Start", "judy", "j-1", "198.18.1.90")
+        before = self.radius_open()
+        new = SECRET + "-rotated"
+        with open(self.secret_path, "w") as f:
+            f.write(new + "\n")
+        self.addCleanup(self._restore_secret)
+        self.daemon.signal(signal.SIGHUP)
+        h.wait_until(lambda: "reloaded" in self.daemon.log_tail(40), 20, "the reload")
+        self.assertEqual(self.radius_open(), before, "a reload keeps the sessions")
+        old = self.radclient([("Acct-Status-Type", "Stop"), ("User-Name", '"judy"'),
+                              ("Acct-Session-Id", '"j-1"'), ("NAS-Identifier", '"bras1"')])
+        self.assertNotEqual(old.returncode, 0, "the old secret still answered after the reload")
+        self.assertEqual(self.radius_open(), before)
+        p = self.radclient([("Acct-Status-Type", "Stop"), ("User-Name", '"judy"'), ("Acct-Session-Id", '"j-1"'),
+                            ("NAS-Identifier", '"bras1"')], secret=new)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertNotIn(("judy", "198.18.1.90", "j-1"), self.radius_open())
+        self.assertNotIn(new, self.daemon.log_text())
+
+    def _restore_secret(self):
+        with open(self.secret_path, "w") as f:
+            f.write(SECRET + "\n")
+        self.daemon.signal(signal.SIGHUP)
+        time.sleep(1)
 
 
 if __name__ == "__main__":
