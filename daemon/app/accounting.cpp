@@ -72,9 +72,12 @@ Accounting::Accounting(const Config& cfg, const InterfacePlan& plan)
     collector_->set_interfaces(plan.interfaces);
     subscribers_ = std::make_unique<Subscribers>(*datapath_);
     subscribers_->on_change([](const BindingChange& c) {
-        spdlog::info("subscribers: {} {} -> {} ({}{}{})", to_string(c.kind), c.binding.prefix.to_string(),
-                     c.binding.user, to_string(c.binding.source),
-                     c.binding.session.empty() ? "" : " session ", c.binding.session);
+        // RADIUS changes come at the access server's request rate: debug level (the
+        // SubscriberChanged signal and the radius_* counters carry them).
+        spdlog::log(c.binding.source == BindingSource::Radius ? spdlog::level::debug : spdlog::level::info,
+                    "subscribers: {} {} -> {} ({}{}{})", to_string(c.kind), c.binding.prefix.to_string(),
+                    c.binding.user, to_string(c.binding.source), c.binding.session.empty() ? "" : " session ",
+                    c.binding.session);
     });
     collector_->set_user_ids(&subscribers_->ids());
     if (cfg.cgroups.enabled)
