@@ -55,7 +55,12 @@ int run_subscribers(const Options& opt) {
     return run_on_bus(timeout_of(opt), [&](sdbus::IConnection& connection) {
         SubscribersProxy p(connection);
         const auto rows = from_wire(p.ListSubscribers());
-        return opt.json ? dump(subscribers_json(rows)) : subscribers_text(rows);
+        if (!opt.json)
+            return subscribers_text(rows);
+        Json out = subscribers_json(rows);
+        AccountingProxy a(connection);
+        out["radius"] = radius_json(from_wire(a.GetStatus()));
+        return dump(out);
     });
 }
 

@@ -200,6 +200,10 @@ Json flows_json(const std::vector<FlowRow>& rows);
 // {"subscribers": [{"user", "prefix", "source", "session", "mac", "since": TIME, "until": TIME,
 // "effective"}]}; until null while open, session and mac null when empty.
 Json subscribers_json(const std::vector<SubscriberRow>& rows);
+// The RADIUS listener's counters from GetStatus' radius_* keys: {"enabled", "listen", "sessions",
+// "requests", "responses", "retransmissions", "send_errors", "dropped": {REASON: n, ...},
+// "dropped_total", and what accepted requests did: "opened", "refreshed", ...}.
+Json radius_json(const StatusMap& status);
 // {"users": [{"interface", "user", "sent": C, "received": C}]}; user null for the unbound row.
 Json users_json(const std::vector<UserRow>& rows);
 Json status_json(const StatusMap& status);

@@ -209,6 +209,24 @@ Json subscribers_json(const std::vector<SubscriberRow>& rows) {
     return Json{{"subscribers", std::move(list)}};
 }
 
+Json radius_json(const StatusMap& status) {
+    Json out = Json::object();
+    Json dropped = Json::object();
+    for (const auto& [key, value] : status) {
+        if (key.rfind("radius_", 0) != 0)
+            continue;
+        const std::string k = key.substr(7);
+        if (k.rfind("dropped_", 0) == 0)
+            dropped[k.substr(8)] = status_value_json(key, value);
+        else if (k == "dropped")
+            out["dropped_total"] = status_value_json(key, value);
+        else
+            out[k] = status_value_json(key, value);
+    }
+    out["dropped"] = std::move(dropped);
+    return out;
+}
+
 Json users_json(const std::vector<UserRow>& rows) {
     Json list = Json::array();
     for (const auto& r : rows)

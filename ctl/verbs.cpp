@@ -296,7 +296,11 @@ first, then the closed ones kept for subscribers.keep_closed: USER, BINDING,
 SOURCE (static, dhcp, radius), SESSION, SINCE, UNTIL, STATE (counting: the
 kernel counts the prefix for it; outranked: another source's binding of the
 same prefix wins; closed). JSON: {"subscribers": [{"user", "prefix",
-"source", "session", "mac", "since": TIME, "until": TIME, "effective"}]}.)",
+"source", "session", "mac", "since": TIME, "until": TIME, "effective"}],
+"radius": {"enabled", "listen", "sessions", "requests", "responses",
+"retransmissions", "send_errors", "dropped_total", "dropped": {REASON: N},
+"opened", "refreshed", "closed", "nas_reset", "unknown_session",
+"no_address", "stale"}} (the RADIUS accounting listener's counters).)",
      {}},
     {"users",
      Command::Users,

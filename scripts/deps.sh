@@ -13,6 +13,9 @@ packages=(
 	libsystemd-dev libsdbus-c++-dev libsdbus-c++-bin
 	libyaml-cpp-dev libspdlog-dev libfmt-dev libgtest-dev nlohmann-json3-dev
 	libcurl4-openssl-dev libcli11-dev prometheus-cpp-dev
+	# MD5 of the RADIUS authenticators (daemon/core/radius.h): OpenSSL's libcrypto, named here
+	# rather than relied on through libcurl4-openssl-dev
+	libssl-dev
 	# the conntrack table and its events (NAT: daemon/os/conntrack.h)
 	libnetfilter-conntrack-dev
 	# run: dbus-daemon, busctl (systemd), /usr/share/dbus-1/system.conf and the messagebus user
@@ -34,6 +37,9 @@ packages=(
 	# test: the DHCP server and client of tests/integration/test_subscribers.py (dnsmasq's binary
 	# without its system service; busybox's udhcpc)
 	dnsmasq-base busybox
+	# test and bench: radclient, the access server of tests/integration/test_radius.py and
+	# bench/radius_bench.py (freeradius-utils: the client tools without the server)
+	freeradius-utils
 	# bench: the NetFlow exporters it compares with, perf; test: nfacctd (IPFIX collector)
 	pmacct softflowd linux-perf
 	# test: the file servers the upload tests start themselves (sshd, ssh-keygen, openssl)

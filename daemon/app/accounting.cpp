@@ -72,14 +72,22 @@ Accounting::Accounting(const Config& cfg, const InterfacePlan& plan)
     collector_->set_interfaces(plan.interfaces);
     subscribers_ = std::make_unique<Subscribers>(*datapath_);
     subscribers_->on_change([](const BindingChange& c) {
-        spdlog::info("subscribers: {} {} -> {} ({}{}{})", to_string(c.kind), c.binding.prefix.to_string(),
-                     c.binding.user, to_string(c.binding.source),
-                     c.binding.session.empty() ? "" : " session ", c.binding.session);
+        // RADIUS changes come at the access server's request rate: debug level (the
+        // SubscriberChanged signal and the radius_* counters carry them).
+        spdlog::log(c.binding.source == BindingSource::Radius ? spdlog::level::debug : spdlog::level::info,
+                    "subscribers: {} {} -> {} ({}{}{})", to_string(c.kind), c.binding.prefix.to_string(),
+                    c.binding.user, to_string(c.binding.source), c.binding.session.empty() ? "" : " session ",
+                    c.binding.session);
     });
     collector_->set_user_ids(&subscribers_->ids());
     if (cfg.cgroups.enabled)
         cgroups_ = std::make_unique<CgroupAccounting>(cfg.cgroups);
     restore_state(cfg);
+    try {
+        subscribers_->open_journal(cfg.state_dir / "radius.journal");
+    } catch (const SysError& e) {
+        spdlog::error("subscribers: {}; RADIUS changes are kept by the state file only", e.what());
+    }
     // After the restore: static bindings still configured keep their start time.
     subscribers_->configure(cfg.subscribers, realtime_us());
 }
@@ -283,6 +291,7 @@ void Accounting::save_state(bool detached) {
     try {
         state_.write(j.dump());
         state_saved_us_ = realtime_us();
+        subscribers_->state_saved();
     } catch (const SysError& e) {
         spdlog::error("state: saving failed: {}", e.what());
     }
@@ -322,6 +331,7 @@ void Accounting::add_status(Status& m) const {
     m["subscriber_bindings_kept"] = static_cast<uint32_t>(subscribers_->table().bindings().size());
     m["subscriber_lease_problems"] = subscribers_->lease_problems();
     m["subscriber_leases_unnamed"] = static_cast<uint64_t>(subscribers_->leases_unnamed());
+    subscribers_->add_status(m);
     m["user_overflow_packets"] = collector_->user_overflow_sent().total().packets +
                                  collector_->user_overflow_received().total().packets;
     if (cgroups_)

@@ -74,6 +74,22 @@ struct LeaseSource {
     bool operator==(const LeaseSource&) const = default;
 };
 
+// One entry of subscribers.radius.clients: the NAS addresses it covers and where its shared
+// secret is (never the secret itself: it is read when the listener opens, core/radius.h).
+struct RadiusClient {
+    Prefix address;                    // a host or a prefix of NAS addresses
+    std::filesystem::path secret_file; // absolute; or
+    std::string secret_credential;     // a systemd credential name ($CREDENTIALS_DIRECTORY/NAME)
+    bool operator==(const RadiusClient&) const = default;
+};
+
+// subscribers.radius: the RADIUS accounting listener; off unless listen is set.
+struct RadiusConfig {
+    std::string listen;                // canonical "ADDRESS:PORT" / "[ADDRESS]:PORT"; "" = off
+    std::vector<RadiusClient> clients; // the longest prefix containing the source address wins
+    bool operator==(const RadiusConfig&) const = default;
+};
+
 // Subscribers (key subscribers.*; README "Subscribers"). Per-user counting runs when the section
 // is present.
 struct SubscribersConfig {
@@ -81,6 +97,7 @@ struct SubscribersConfig {
     std::chrono::milliseconds keep_closed{std::chrono::hours{24}}; // subscribers.keep_closed
     std::vector<StaticSubscriber> statics;                         // subscribers.static
     std::vector<LeaseSource> dhcp;                                 // subscribers.dhcp
+    RadiusConfig radius;                                           // subscribers.radius
     bool operator==(const SubscribersConfig&) const = default;
 };
 
@@ -138,6 +155,7 @@ inline constexpr std::chrono::milliseconds min_textfile_interval{std::chrono::se
 inline constexpr std::chrono::milliseconds max_textfile_interval{std::chrono::hours{1}};
 inline constexpr std::chrono::milliseconds max_keep_closed{std::chrono::hours{24 * 366}};
 inline constexpr size_t max_static_subscribers = NT_BIND_MAX_ENTRIES;
+inline constexpr size_t max_radius_clients = 1024;
 } // namespace config_limits
 
 // what() is the whole one-line message: "<file>:<line>:<col>: <key path>: <problem>", or

@@ -62,6 +62,9 @@ private:
     void parse_subscribers(const Entry& entry, const std::string& path, SubscribersConfig& sc) const;
     std::vector<StaticSubscriber> static_subscribers(const Entry& entry, const std::string& path) const;
     std::vector<LeaseSource> lease_sources(const Entry& entry, const std::string& path) const;
+    RadiusConfig radius(const Entry& entry, const std::string& path) const;
+    std::vector<RadiusClient> radius_clients(const Entry& entry, const std::string& path) const;
+    RadiusClient radius_client(const YAML::Node& item, const std::string& path) const;
 
     // interfaces and cgroups.subtrees (config_interfaces.cpp).
     void parse_interfaces(const Entry& entry, const std::string& path, Config& config) const;

@@ -190,6 +190,10 @@ nat_connections nettally_nat_connections Translated connections known from connt
 nat_events nettally_nat_events_total Conntrack events read.
 nat_resyncs nettally_nat_resyncs_total Full conntrack dumps after lost events.
 wan_uncredited_packets nettally_wan_uncredited_packets_total WAN packets of translated connections credited to no LAN host.
+radius_sessions nettally_radius_sessions RADIUS accounting sessions open now.
+radius_requests nettally_radius_requests_total Datagrams the RADIUS accounting listener received.
+radius_responses nettally_radius_responses_total Accounting-Responses sent (retransmissions' included).
+radius_retransmissions nettally_radius_retransmissions_total Retransmitted RADIUS requests answered again with no second effect.
 )";
 
 std::optional<double> status_number(const Status& s, const std::string& key) {
@@ -222,6 +226,16 @@ void add_status(MetricFamilies& out, const Status& status) {
                        name.ends_with("_total") ? MetricType::Counter : MetricType::Gauge,
                        *v * (timestamp ? 1e-6 : 1));
     }
+    // RADIUS drops by reason (status radius_dropped_REASON; README "RADIUS accounting").
+    MetricFamily dropped =
+        make_family("nettally_radius_dropped_total", "RADIUS datagrams dropped unanswered, by reason.",
+                    MetricType::Counter);
+    for (const auto& [key, value] : status)
+        if (key.starts_with("radius_dropped_"))
+            if (const auto v = status_number(status, key))
+                add_sample(dropped, {{"reason", key.substr(15)}}, *v);
+    if (!dropped.metric.empty())
+        out.push_back(std::move(dropped));
 }
 
 void add_cgroups(MetricFamilies& out, const CgroupLedger& ledger) {

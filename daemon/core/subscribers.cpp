@@ -239,6 +239,18 @@ std::map<Prefix, const Binding*> BindingTable::effective_bindings() const {
     return best;
 }
 
+const Binding* BindingTable::effective_for(const Prefix& prefix) const {
+    const Binding* best = nullptr;
+    for (const auto& b : bindings_) {
+        if (!b.open() || b.prefix != prefix)
+            continue;
+        if (!best || precedence(b.source) > precedence(best->source) ||
+            (precedence(b.source) == precedence(best->source) && b.since_us < best->since_us))
+            best = &b;
+    }
+    return best;
+}
+
 std::map<Prefix, std::string> BindingTable::effective() const {
     std::map<Prefix, std::string> out;
     for (const auto& [p, b] : effective_bindings())

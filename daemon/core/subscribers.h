@@ -101,6 +101,8 @@ public:
     std::map<Prefix, std::string> effective() const;
     // The same, the chosen binding itself (pointers into bindings(), valid until the next change).
     std::map<Prefix, const Binding*> effective_bindings() const;
+    // effective_bindings() for one prefix (nullptr when none is open).
+    const Binding* effective_for(const Prefix& prefix) const;
     // The user bound to an address at a time (open or closed interval, longest prefix,
     // precedence as in effective()); "" when none.
     std::string user_at(uint8_t family, const uint32_t addr[4], uint64_t at_us) const;

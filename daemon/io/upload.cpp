@@ -28,21 +28,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_secret(const fs::path& p, const std::string& key) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in)
-        throw std::runtime_error(key + ": cannot read " + p.string() + ": " + std::strerror(errno));
-    std::stringstream ss;
-    ss << in.rdbuf();
-    std::string s = ss.str();
-    // One trailing newline is the file's, not the password's.
-    if (!s.empty() && s.back() == '\n')
-        s.pop_back();
-    if (!s.empty() && s.back() == '\r')
-        s.pop_back();
-    return s;
-}
-
 // After a removal in the spool: a failed directory fsync is reported, and the
 // transfer goes on (the removal itself has happened).
 void sync_dir(const fs::path& dir) {
@@ -63,12 +48,8 @@ std::string resolve_upload_password(const UploadConfig& cfg) {
     if (!cfg.password_file.empty())
         return read_secret(cfg.password_file, "upload.password_file");
     if (!cfg.password_credential.empty()) {
-        const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
-        if (!dir || !*dir)
-            throw std::runtime_error("upload.password_credential: $CREDENTIALS_DIRECTORY is not set (use "
-                                     "LoadCredential=" +
-                                     cfg.password_credential + ":PATH in the unit)");
-        return read_secret(fs::path(dir) / cfg.password_credential, "upload.password_credential");
+        return read_secret(credential_path(cfg.password_credential, "upload.password_credential"),
+                           "upload.password_credential");
     }
     return cfg.password;
 }

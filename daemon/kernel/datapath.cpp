@@ -579,6 +579,20 @@ void Datapath::sync_bindings(const std::map<Prefix, uint32_t>& want) {
                 throw SysError(errno, "removing a binding from the kernel");
 }
 
+void Datapath::set_binding(const Prefix& prefix, uint32_t id) {
+    const nt_bind_key k = prefix.kernel_key();
+    nt_bind_val v{};
+    v.user = id;
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.nt_bindings), &k, &v, BPF_ANY))
+        throw SysError(errno, "binding " + prefix.to_string() + " in the kernel");
+}
+
+void Datapath::remove_binding(const Prefix& prefix) {
+    const nt_bind_key k = prefix.kernel_key();
+    if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.nt_bindings), &k) && errno != ENOENT)
+        throw SysError(errno, "removing the binding of " + prefix.to_string() + " from the kernel");
+}
+
 std::map<uint32_t, std::string> Datapath::read_user_names() const {
     std::map<uint32_t, std::string> out;
     const int fd = bpf_map__fd(skel_->maps.nt_user_names);

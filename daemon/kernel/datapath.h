@@ -79,6 +79,10 @@ public:
     // Makes nt_bindings hold exactly `want` (prefix key -> user id): absent entries are added
     // before stale ones are removed, so a re-bound prefix never falls back to unbound.
     void sync_bindings(const std::map<Prefix, uint32_t>& want);
+    // One prefix at a time (RADIUS, at request rate): binds it to id, or removes it. A new id for
+    // a bound prefix replaces the old one in one update, so no packet finds it unbound.
+    void set_binding(const Prefix& prefix, uint32_t id);
+    void remove_binding(const Prefix& prefix);
     std::map<uint32_t, std::string> read_user_names() const;
     void write_user_name(uint32_t id, const std::string& name);
     // Turns the per-user counting in the programs on or off (nt_users_on).

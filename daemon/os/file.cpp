@@ -8,6 +8,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
 
 namespace nettally {
 namespace fs = std::filesystem;
@@ -105,6 +110,29 @@ void AppendFile::datasync() {
 
 void AppendFile::close() {
     fd_.reset();
+}
+
+std::string read_secret(const std::filesystem::path& path, const std::string& key) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        throw std::runtime_error(key + ": cannot read " + path.string() + ": " + std::strerror(errno));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string s = ss.str();
+    // One trailing newline is the file's, not the secret's.
+    if (!s.empty() && s.back() == '\n')
+        s.pop_back();
+    if (!s.empty() && s.back() == '\r')
+        s.pop_back();
+    return s;
+}
+
+std::filesystem::path credential_path(const std::string& name, const std::string& key) {
+    const char* dir = std::getenv("CREDENTIALS_DIRECTORY");
+    if (!dir || !*dir)
+        throw std::runtime_error(key + ": $CREDENTIALS_DIRECTORY is not set (use LoadCredential=" + name +
+                                 ":PATH in the unit)");
+    return std::filesystem::path(dir) / name;
 }
 
 } // namespace nettally

@@ -37,6 +37,13 @@ void sync_path(const std::filesystem::path& path);
 // Shortens `path` to `size` bytes (not synced: follow with sync_path).
 void truncate_file(const std::filesystem::path& path, uint64_t size);
 
+// A secret kept in a file (a password, a RADIUS shared secret): the whole file, less one trailing
+// newline (and CR). Throws std::runtime_error naming `key` and the path, never the content.
+std::string read_secret(const std::filesystem::path& path, const std::string& key);
+// The file of a systemd credential: $CREDENTIALS_DIRECTORY/NAME. Throws std::runtime_error
+// naming `key` when the variable is not set (the unit lacks LoadCredential=NAME:PATH).
+std::filesystem::path credential_path(const std::string& name, const std::string& key);
+
 // Opens a directory (O_DIRECTORY, read-only) as an owning Fd.
 Fd open_directory(const std::filesystem::path& path);
 

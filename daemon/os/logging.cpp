@@ -46,4 +46,20 @@ bool set_log_level(std::string_view level) {
     return true;
 }
 
+std::optional<uint64_t> LogLimiter::allow(uint64_t now_us) {
+    if (!started_ || now_us >= window_start_us_ + interval_us_ || now_us < window_start_us_) {
+        started_ = true;
+        window_start_us_ = now_us;
+        in_window_ = 0;
+    }
+    if (in_window_ >= burst_) {
+        suppressed_++;
+        return std::nullopt;
+    }
+    in_window_++;
+    const uint64_t held = suppressed_;
+    suppressed_ = 0;
+    return held;
+}
+
 } // namespace nettally

@@ -4,6 +4,7 @@
 #include "os/error.h"
 #include "os/fd.h"
 #include "os/file.h"
+#include "os/logging.h"
 
 #include <gtest/gtest.h>
 
@@ -240,6 +241,18 @@ TEST_F(OsTest, ClocksAdvanceAndRealtimeIsWallTime) {
     EXPECT_GE(monotonic_us() - m1, 1000u);
     EXPECT_GE(kernel_stamp_ns() - k1, 1000000u);
     EXPECT_LE(k1 / 1000, monotonic_us()) << "the kernel stamps' clock is CLOCK_MONOTONIC";
+}
+
+TEST(LogLimiter, BurstPerIntervalThenCountsWhatWasHeldBack) {
+    LogLimiter l(2, 1000);
+    EXPECT_EQ(l.allow(0), 0u);
+    EXPECT_EQ(l.allow(10), 0u);
+    EXPECT_FALSE(l.allow(20));
+    EXPECT_FALSE(l.allow(999));
+    EXPECT_EQ(l.allow(1000), 2u) << "a new window; two were held back";
+    EXPECT_EQ(l.allow(1001), 0u);
+    EXPECT_FALSE(l.allow(1002));
+    EXPECT_EQ(l.allow(5000), 1u);
 }
 
 } // namespace

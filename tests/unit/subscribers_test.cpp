@@ -218,6 +218,56 @@ TEST(ConfigSubscribers, LeaseFiles) {
               "test.yaml:6:7: subscribers.dhcp[0].format: missing: dnsmasq or kea");
 }
 
+TEST(ConfigSubscribers, Radius) {
+    EXPECT_TRUE(parse("subscribers:\n").subscribers.radius.listen.empty()) << "off by default";
+    const Config c = parse("subscribers:\n"
+                           "  radius:\n"
+                           "    listen: '[::]:1813'\n"
+                           "    clients:\n"
+                           "      - address: 198.18.0.1\n"
+                           "        secret_file: /etc/nettally/bras1.secret\n"
+                           "      - address: fd00:9::/64\n"
+                           "        secret_credential: radius-pool\n");
+    const RadiusConfig& r = c.subscribers.radius;
+    EXPECT_EQ(r.listen, "[::]:1813");
+    ASSERT_EQ(r.clients.size(), 2u);
+    EXPECT_EQ(r.clients[0].address, P("198.18.0.1"));
+    EXPECT_EQ(r.clients[0].secret_file, "/etc/nettally/bras1.secret");
+    EXPECT_EQ(r.clients[1].address, P("fd00:9::/64"));
+    EXPECT_EQ(r.clients[1].secret_credential, "radius-pool");
+    const std::string head = "subscribers:\n  radius:\n    listen: 198.18.0.2:1813\n    clients:\n";
+    EXPECT_EQ(error_of(head + "      - address: 198.18.0.1\n"),
+              "test.yaml:8:9: subscribers.radius.clients[0]: missing: secret_file or secret_credential (the "
+              "shared secret)");
+    EXPECT_EQ(
+        error_of(head + "      - address: 198.18.0.1\n        secret_file: s\n"),
+        "test.yaml:9:22: subscribers.radius.clients[0].secret_file: must be an absolute file path, got 's'");
+    EXPECT_EQ(
+        error_of(head +
+                 "      - address: 198.18.0.1\n        secret_file: /s\n        secret_credential: c\n"),
+        "test.yaml:10:28: subscribers.radius.clients[0].secret_credential: set secret_file or "
+        "secret_credential, not both");
+    EXPECT_EQ(
+        error_of(head + "      - address: 198.18.0.1\n        secret_credential: a/b\n"),
+        "test.yaml:9:28: subscribers.radius.clients[0].secret_credential: invalid credential name 'a/b' (a "
+        "file name, no '/')");
+    EXPECT_NE(error_of("subscribers:\n  radius:\n    listen: 198.18.0.2\n    clients:\n      - address: "
+                       "198.18.0.1\n        secret_file: /s\n")
+                  .find("subscribers.radius.listen: invalid listen address '198.18.0.2'"),
+              std::string::npos);
+    EXPECT_NE(error_of("subscribers:\n  radius:\n    clients:\n      - address: 198.18.0.1\n        "
+                       "secret_file: /s\n")
+                  .find("subscribers.radius.listen: missing"),
+              std::string::npos);
+    EXPECT_NE(error_of("subscribers:\n  radius:\n    listen: 198.18.0.2:1813\n")
+                  .find("subscribers.radius.clients: "
+                        "missing"),
+              std::string::npos);
+    // The secret never appears in the config file, so no error can echo it.
+    EXPECT_NE(error_of(head + "      - address: 198.18.0.1\n        secret: hunter2\n").find("unknown key"),
+              std::string::npos);
+}
+
 TEST(ConfigSubscribers, Rejections) {
     EXPECT_EQ(
         error_of("subscribers:\n  static:\n    - user: alice\n      prefix: 198.18.1.2/24\n"),
