@@ -166,8 +166,12 @@ static __always_inline struct nt_iface_val *iface_val(__u32 ifindex, __u32 dir)
 	return bpf_map_lookup_elem(&nt_ifaces, &key);
 }
 
-/* Returns 0 when counted in a flow, -1 when the flow map had no room. */
-static __always_inline int count_flow(const struct pkt *p, __u32 ifindex, __u32 dir, __u64 now)
+/*
+ * Returns 0 when counted in a flow, -1 when the flow map had no room. With
+ * out, *out gets this CPU's value of the flow (for the class cache).
+ */
+static __always_inline int count_flow(const struct pkt *p, __u32 ifindex, __u32 dir, __u64 now,
+				      struct nt_flow_val **out)
 {
 	struct nt_flow_key key = {
 	    .ifindex = ifindex,
@@ -192,8 +196,11 @@ static __always_inline int count_flow(const struct pkt *p, __u32 ifindex, __u32 
 		};
 		long err = bpf_map_update_elem(&nt_flows, &key, &init, BPF_NOEXIST);
 
-		if (err == 0)
+		if (err == 0) {
+			if (out)
+				*out = bpf_map_lookup_elem(&nt_flows, &key);
 			return 0;
+		}
 		/* Another CPU created it in between: add to our slot below. */
 		v = bpf_map_lookup_elem(&nt_flows, &key);
 		if (!v)
@@ -204,6 +211,8 @@ static __always_inline int count_flow(const struct pkt *p, __u32 ifindex, __u32 
 		v->first_ns = now;
 	v->last_ns = now;
 	v->tcp_flags |= p->tcp_flags;
+	if (out)
+		*out = v;
 	return 0;
 }
 
@@ -337,16 +346,14 @@ static __always_inline __u32 lowest_bit(__u64 x)
  * word; the lowest set bit is the first rule that matches.
  */
 static __always_inline __u32 classify(const struct pkt *p, __u32 ifindex, __u32 dir, const int lan,
-				      int has_ports, __u32 gen)
+				      int has_ports, __u32 slot, struct nt_cls_info *info)
 {
-	__u32 slot = (gen - 1) & 1;
 	__u32 zero = 0;
 	struct nt_cls_scratch *s = bpf_map_lookup_elem(&nt_cls_scratch, &zero);
-	struct nt_cls_info *info = bpf_map_lookup_elem(&nt_cls_info, &slot);
 	void *masks = bpf_map_lookup_elem(&nt_cls_masks, &slot);
 	__u32 *eq, words, *e;
 
-	if (!s || !info || !masks)
+	if (!s || !masks)
 		return NT_CLASS_OTHER;
 	eq = s->eq;
 	s->iface.slot = slot;
@@ -395,6 +402,33 @@ static __always_inline __u32 classify(const struct pkt *p, __u32 ifindex, __u32 
 		}
 	}
 	return NT_CLASS_OTHER;
+}
+
+/*
+ * The packet's class under generation gen (1 or 2). fv: this CPU's value of
+ * the packet's flow, or NULL (no flow entry, a fragment): the class cached
+ * there is reused while it was computed under the same ruleset (serial) and
+ * the ruleset tests nothing that varies between packets of a flow.
+ */
+static __always_inline __u32 class_of(const struct pkt *p, __u32 ifindex, __u32 dir, const int lan,
+				      int has_ports, __u32 gen, struct nt_flow_val *fv)
+{
+	__u32 slot = (gen - 1) & 1;
+	struct nt_cls_info *info = bpf_map_lookup_elem(&nt_cls_info, &slot);
+	__u32 cls;
+
+	if (!info)
+		return NT_CLASS_OTHER;
+	if (info->flags & NT_CLS_PER_PACKET)
+		fv = NULL;
+	if (fv && fv->cls_serial == info->serial)
+		return fv->cls_id;
+	cls = classify(p, ifindex, dir, lan, has_ports, slot, info);
+	if (fv) {
+		fv->cls_id = cls;
+		fv->cls_serial = info->serial;
+	}
+	return cls;
 }
 
 /* Adds the packet to its class on this interface (or to nt_cls_overflow). */
@@ -539,6 +573,7 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 	struct pkt p = {};
 	struct nt_iface_val *iv;
 	__u32 cls_gen = *(volatile __u32 *)&nt_cls_gen;
+	struct nt_flow_val *fv = NULL;
 	int ports_known = 1;
 	int ip = 0;
 	__u64 now;
@@ -590,7 +625,7 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 		 * the tick's time, read without a clock-source access.
 		 */
 		now = bpf_ktime_get_coarse_ns();
-		if (count_flow(&p, c->ifindex, dir, now))
+		if (count_flow(&p, c->ifindex, dir, now, cls_gen && !p.frag ? &fv : NULL))
 			p.bucket = NT_BUCKET_FLOW_OVERFLOW;
 		if (lan && cfg_count_hosts && count_host(&p, c->ifindex, dir, now))
 			iv->host_overflow += p.c.packets;
@@ -606,10 +641,10 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 		__u32 cls = NT_CLASS_OTHER;
 
 		if (ip)
-			cls = classify(&p, c->ifindex, dir, lan && !l3dev,
+			cls = class_of(&p, c->ifindex, dir, lan && !l3dev,
 				       ports_known &&
 					   (p.proto == IPPROTO_TCP_ || p.proto == IPPROTO_UDP_),
-				       cls_gen);
+				       cls_gen, fv);
 		count_class(&p, c->ifindex, dir, cls);
 	}
 	return p.data_tags;

@@ -113,7 +113,14 @@ struct nt_flow_val {
 	__u64 first_ns; /* CLOCK_MONOTONIC at tick resolution; 0 = never on this CPU */
 	__u64 last_ns;
 	__u8 tcp_flags; /* OR of the TCP flags byte */
-	__u8 pad[7];
+	__u8 pad;
+	/*
+	 * Traffic classes: the flow's class under the ruleset with this serial
+	 * (nt_cls_info.serial), on this CPU; reused while the serial matches and
+	 * the ruleset tests nothing that varies per packet (NT_CLS_PER_PACKET).
+	 */
+	__u16 cls_id;
+	__u32 cls_serial;
 };
 
 /*
@@ -352,12 +359,16 @@ enum nt_cls_dim {
 #define NT_CLS_SCALAR_SPAN (NT_CLS_OFF_VLAN + 4096)
 
 /* nt_cls_info: ARRAY indexed by slot. */
+#define NT_CLS_PER_PACKET 1 /* nt_cls_info.flags: the rules test DSCP, VLAN or MAC */
 struct nt_cls_info {
 	__u32 words; /* u64 words of every bitmask, 1 .. NT_CLS_MAX_WORDS */
 	__u32 rules;
-	__u32
-	    base[NT_CLS_DIMS]; /* where a dimension's masks start in the slot's masks map (words) */
-	__u32 none_eq[NT_CLS_DIMS]; /* no value: no ports, no MAC, an interface no rule names */
+	__u32 serial; /* never 0, differs from load to load (nt_flow_val.cls_serial) */
+	__u32 flags;
+	/* where each dimension's masks start in the slot's masks map (words) */
+	__u32 base[NT_CLS_DIMS];
+	/* no value: no ports, no MAC, an interface no rule names */
+	__u32 none_eq[NT_CLS_DIMS];
 };
 
 /*

@@ -33,7 +33,8 @@ static_assert(sizeof(nt_policy_key) == 20);
 static_assert(sizeof(nt_policy_val) == 8 + 8 * 3 + 8 * 3 * NT_DIR_MAX);
 static_assert(offsetof(nt_policy_val, rate) == 8);
 // Traffic classes (new maps, not pinned: nettallyd loads the ruleset again at start).
-static_assert(sizeof(nt_cls_info) == 8 + 8 * NT_CLS_DIMS);
+static_assert(sizeof(nt_cls_info) == 16 + 8 * NT_CLS_DIMS);
+static_assert(offsetof(nt_flow_val, cls_serial) == 60);
 static_assert(sizeof(nt_cls_lpm_key) == 24);
 static_assert(offsetof(nt_cls_lpm_key, addr) == 8);
 static_assert(sizeof(nt_cls_mac_key) == 8);

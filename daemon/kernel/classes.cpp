@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <random>
 
 namespace nettally {
 namespace {
@@ -152,6 +153,8 @@ void fill_lookups(const KernelClasses::Maps& m, const Bundle& b, const IfaceDim&
 
 } // namespace
 
+KernelClasses::KernelClasses(const Maps& maps) : maps_(maps), serial_(std::random_device{}()) {}
+
 void KernelClasses::load(const Bundle& b, const std::vector<std::pair<uint32_t, std::string>>& ifaces) {
     check_fits(b);
     const uint32_t slot = generation() == 1 ? 1 : 0;
@@ -159,6 +162,13 @@ void KernelClasses::load(const Bundle& b, const std::vector<std::pair<uint32_t, 
     nt_cls_info info{};
     info.words = b.words;
     info.rules = static_cast<uint32_t>(b.rules.size());
+    if (++serial_ == 0)
+        serial_ = 1;
+    info.serial = serial_;
+    // The class a flow's first packet got holds for its later packets only when the rules test
+    // nothing that can differ between them.
+    if (b.dscp.eqs.size() > 1 || b.vlan.eqs.size() > 1 || !b.mac.entries.empty())
+        info.flags |= NT_CLS_PER_PACKET;
     info.none_eq[NT_CLS_IFACE] = iface.none_eq;
     info.none_eq[NT_CLS_SPORT] = b.sport.none_eq;
     info.none_eq[NT_CLS_DPORT] = b.dport.none_eq;

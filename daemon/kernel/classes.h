@@ -29,7 +29,7 @@ public:
         uint32_t* gen = nullptr;
     };
 
-    explicit KernelClasses(const Maps& maps) : maps_(maps) {}
+    explicit KernelClasses(const Maps& maps);
 
     // Loads the bundle into the unused slot and switches packets to it. `ifaces` names the
     // interfaces (ifindex, name) the rules' globs are resolved against. Throws BundleError when
@@ -43,6 +43,9 @@ public:
 
 private:
     Maps maps_;
+    // nt_cls_info.serial of the next load: starts at a random value, so a flow entry that
+    // outlived an earlier nettallyd (pinned nt_flows) never matches a new ruleset's serial.
+    uint32_t serial_;
 };
 
 } // namespace nettally

@@ -433,6 +433,41 @@ TEST_F(Classes, SwapsUnderTrafficClassifyByExactlyOneRuleset) {
     EXPECT_GT(by_class[2], 0u);
     EXPECT_EQ(by_class[1] + by_class[2], total) << "classes == interface total";
     EXPECT_EQ(total, sent.load());
+    // The flow's cached class follows the last swap (ba: web).
+    EXPECT_EQ(run(frame, false, NT_DIR_INGRESS), 1);
+}
+
+// The class cached in a flow entry holds only for the ruleset it was computed under, even when a
+// later ruleset lands in the same slot; and never when the rules test DSCP (per packet).
+TEST_F(Classes, FlowCacheFollowsTheRuleset) {
+    const auto bundle = [](const char* text) { return compile_rules(parse_rules(text, "r.yaml")); };
+    const Bundle a1 =
+        bundle("name: a\nversion: 1\nclasses:\n  - {name: web, id: 1, match: {dport: 80, protocol: tcp}}\n");
+    const Bundle b =
+        bundle("name: b\nversion: 2\nclasses:\n  - {name: net, id: 2, match: {dst: 198.19.0.0/16}}\n");
+    const Bundle a2 =
+        bundle("name: a\nversion: 3\nclasses:\n  - {name: web2, id: 3, match: {dport: 80, protocol: tcp}}\n");
+    const Bundle d = bundle("name: d\nversion: 4\nclasses:\n  - {name: ef, id: 4, match: {dscp: ef}}\n");
+    const auto frame = [](uint8_t dscp) {
+        return PacketBuilder()
+            .eth(kGwMac, parse_mac("02:00:00:00:00:01"))
+            .ipv4({.src = parse_ipv4("198.18.0.1"),
+                   .dst = parse_ipv4("198.19.0.80"),
+                   .tos = static_cast<uint8_t>(dscp << 2)})
+            .tcp({.sport = 40000, .dport = 80})
+            .build();
+    };
+    load(a1, "wan0");
+    EXPECT_EQ(run(frame(0), false, NT_DIR_INGRESS), 1) << "a1, first packet";
+    EXPECT_EQ(run(frame(0), false, NT_DIR_INGRESS), 1) << "a1, cached";
+    load(b, "wan0");
+    EXPECT_EQ(run(frame(0), false, NT_DIR_INGRESS), 2) << "b";
+    load(a2, "wan0"); // the slot a1 used
+    EXPECT_EQ(run(frame(0), false, NT_DIR_INGRESS), 3) << "a2 in a1's slot";
+    load(d, "wan0");
+    EXPECT_EQ(run(frame(46), false, NT_DIR_INGRESS), 4) << "d, ef";
+    EXPECT_EQ(run(frame(0), false, NT_DIR_INGRESS), 0) << "d, same flow without ef";
+    EXPECT_EQ(run(frame(46), false, NT_DIR_INGRESS), 4) << "d, ef again";
 }
 
 TEST_F(Classes, DifferentialRandomPacketsOverRandomRulesets) {
