@@ -113,7 +113,14 @@ struct nt_flow_val {
 	__u64 first_ns; /* CLOCK_MONOTONIC at tick resolution; 0 = never on this CPU */
 	__u64 last_ns;
 	__u8 tcp_flags; /* OR of the TCP flags byte */
-	__u8 pad[7];
+	__u8 pad;
+	/*
+	 * Traffic classes: the flow's class under the ruleset with this serial
+	 * (nt_cls_info.serial), on this CPU; reused while the serial matches and
+	 * the ruleset tests nothing that varies per packet (NT_CLS_PER_PACKET).
+	 */
+	__u16 cls_id;
+	__u32 cls_serial;
 };
 
 /*
@@ -301,6 +308,111 @@ struct nt_user_val {
  */
 struct nt_user_name {
 	char name[NT_USER_NAME_LEN]; /* NUL-terminated */
+};
+
+/*
+ * ---- Traffic classes (daemon/core/classes_bundle.h, daemon/kernel/classes.h) ----
+ * A ruleset is compiled into per-dimension tables: each dimension of a packet
+ * maps its value to an equivalence id, each id has a bitmask of the rules that
+ * accept it (u64 words, bit i = rule i); the AND over the dimensions' masks
+ * has the first matching rule as its lowest set bit. Two generations of the
+ * tables live side by side (slot 0 and 1); the .bss global nt_cls_gen says
+ * which one packets use (0: no ruleset, the packet path costs one load of it;
+ * 1: slot 0; 2: slot 1). nettallyd fills the other slot and flips nt_cls_gen
+ * with one store, so a packet reads it once and is classified by exactly the
+ * old or exactly the new ruleset. The slot's bitmasks sit in an inner map of
+ * nt_cls_masks (map-in-map): replacing it makes the kernel wait for running
+ * programs (synchronize_rcu), so a slot is never refilled under a packet that
+ * still uses it.
+ */
+#define NT_CLS_SLOTS 2
+#define NT_CLS_MAX_WORDS 16 /* kernel limit for now: 1024 rules */
+#define NT_CLS_MAX_RULES (NT_CLS_MAX_WORDS * 64)
+#define NT_CLS_MAX_PREFIXES 65536
+#define NT_CLS_MAX_MACS 4096
+#define NT_CLASS_OTHER 0
+
+enum nt_cls_dim {
+	NT_CLS_IFACE = 0,
+	NT_CLS_DIR = 1,
+	NT_CLS_PROTO = 2,
+	NT_CLS_SPORT = 3,
+	NT_CLS_DPORT = 4,
+	NT_CLS_DSCP = 5,
+	NT_CLS_VLAN = 6,
+	NT_CLS_SRC = 7,
+	NT_CLS_DST = 8,
+	NT_CLS_MAC = 9,
+	NT_CLS_DIMS = 10,
+};
+
+/*
+ * nt_cls_scalar: ARRAY __u32 -> __u32 equivalence id. Slot s's value v of a
+ * scalar dimension is at s * NT_CLS_SCALAR_SPAN + NT_CLS_OFF_<dim> + v.
+ */
+#define NT_CLS_OFF_DIR 0
+#define NT_CLS_OFF_PROTO (NT_CLS_OFF_DIR + 2)
+#define NT_CLS_OFF_SPORT (NT_CLS_OFF_PROTO + 256)
+#define NT_CLS_OFF_DPORT (NT_CLS_OFF_SPORT + 65536)
+#define NT_CLS_OFF_DSCP (NT_CLS_OFF_DPORT + 65536)
+#define NT_CLS_OFF_VLAN (NT_CLS_OFF_DSCP + 64)
+#define NT_CLS_SCALAR_SPAN (NT_CLS_OFF_VLAN + 4096)
+
+/* nt_cls_info: ARRAY indexed by slot. */
+#define NT_CLS_PER_PACKET 1 /* nt_cls_info.flags: the rules test DSCP, VLAN or MAC */
+struct nt_cls_info {
+	__u32 words; /* u64 words of every bitmask, 1 .. NT_CLS_MAX_WORDS */
+	__u32 rules;
+	__u32 serial; /* never 0, differs from load to load (nt_flow_val.cls_serial) */
+	__u32 flags;
+	/* where each dimension's masks start in the slot's masks map (words) */
+	__u32 base[NT_CLS_DIMS];
+	/* no value: no ports, no MAC, an interface no rule names */
+	__u32 none_eq[NT_CLS_DIMS];
+};
+
+/*
+ * nt_cls_lpm: LPM_TRIE; the data compared is slot, dimension (NT_CLS_SRC or
+ * NT_CLS_DST), family and pad (32 bits) + the address, so prefixlen is
+ * 32 + the prefix length. Every slot holds a /0 entry per family and dimension.
+ */
+#define NT_CLS_LPM_KEY_BITS 32
+struct nt_cls_lpm_key {
+	__u32 prefixlen;
+	__u8 slot;
+	__u8 dim;
+	__u8 family;
+	__u8 pad;
+	__u32 addr[4];
+};
+
+/* nt_cls_mac: HASH {slot, MAC} -> __u32 equivalence id. */
+struct nt_cls_mac_key {
+	__u8 slot;
+	__u8 pad;
+	__u8 mac[6];
+};
+
+/* nt_cls_iface: HASH {slot, ifindex} -> __u32 equivalence id (globs resolved by nettallyd). */
+struct nt_cls_iface_key {
+	__u32 slot;
+	__u32 ifindex;
+};
+
+/* nt_cls_rule_class: ARRAY, slot * NT_CLS_MAX_RULES + rule -> class id (__u32). */
+
+/*
+ * nt_cls_counts: PERCPU_HASH, the five figures per interface, direction and
+ * stable class id. Every packet counted in the interface total is counted in
+ * exactly one class while a ruleset is loaded (non-IP and unparsable frames in
+ * NT_CLASS_OTHER), or in nt_cls_overflow when the map is full.
+ */
+#define NT_CLS_MAX_COUNTS 16384
+struct nt_cls_count_key {
+	__u32 ifindex;
+	__u32 dir;
+	__u32 class_id;
+	__u32 pad;
 };
 
 #endif /* NETTALLY_ABI_H */

@@ -49,6 +49,7 @@ struct pctx {
 	__u32 segs_unknown; /* GSO packet whose gso_segs is not set (untrusted GSO: tap, virtio) */
 	__u32 ifindex;
 	__u16 l3_proto;	     /* skb->protocol (host order): what an L3 device carries */
+	__u16 vlan_tci;	     /* the tag held in skb metadata (vlan_hw), host order */
 	__u32 xdp_data_tags; /* vlan_fix: in-frame VLAN tags XDP saw (its marker) */
 };
 
@@ -62,7 +63,7 @@ struct pkt {
 	__u8 family;
 	__u8 proto;
 	__u8 tcp_flags;
-	__u8 pad;
+	__u8 dscp; /* ident only: the IP header's DSCP */
 	__u16 sport;
 	__u16 dport;
 	__u32 src[4];
@@ -71,6 +72,7 @@ struct pkt {
 	__u8 dmac[6];
 	__u8 frag;	/* 0 not a fragment, 1 first fragment, 2 later fragment */
 	__u8 data_tags; /* VLAN tags found in the frame's bytes */
+	__u16 vlan;	/* ident only: the outer tag's VLAN id, 0 untagged */
 	__u32 frag_id;
 };
 
@@ -148,6 +150,8 @@ static __always_inline int parse_eth(const struct pctx *c, struct pkt *p, __u32 
 		if (load_hdr(c, *off, inner, sizeof(inner), xdp))
 			return -1;
 		*proto = bpf_ntohs(inner[1]);
+		if (i == 0 && !c->hw_tags)
+			p->vlan = bpf_ntohs(inner[0]) & 0xFFF;
 		*off += 4;
 		p->data_tags++;
 	}
@@ -199,6 +203,7 @@ static __always_inline int parse_ipv4(const struct pctx *c, struct pkt *p, struc
 	p->family = NT_AF_INET;
 	p->proto = ip.protocol;
 	if (ident) {
+		p->dscp = ip.tos >> 2;
 		p->src[0] = ip.saddr;
 		p->dst[0] = ip.daddr;
 	}
@@ -268,6 +273,7 @@ static __always_inline int parse_ipv6(const struct pctx *c, struct pkt *p, struc
 		return -1;
 	l->iphl = 40;
 	if (ident) {
+		p->dscp = (__u8)((ip6.priority << 4 | ip6.flow_lbl[0] >> 4) >> 2);
 		__builtin_memcpy(p->src, &ip6.saddr, 16);
 		__builtin_memcpy(p->dst, &ip6.daddr, 16);
 	}
@@ -370,6 +376,8 @@ static __always_inline void parse(const struct pctx *c, struct pkt *p, const int
 	p->c.packets = c->segs;
 	p->c.l2 = c->len + c->vlan_hw;
 	p->bucket = NT_BUCKET_UNPARSABLE;
+	if (ident && c->hw_tags)
+		p->vlan = c->vlan_tci & 0xFFF;
 
 	if (l3dev) {
 		l.off = 0;

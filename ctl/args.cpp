@@ -255,6 +255,12 @@ std::optional<std::string> check_verb(const Verb& verb, const std::vector<std::s
         if (!graph_layer(opt.layer))
             return "--layer: '" + opt.layer + "' is not one of packets, l2, l3, l4, payload";
         break;
+    case Command::Rules:
+        opt.rules.sub = std::string(sub);
+        opt.rules.file = args.empty() ? "" : args.front();
+        if (sub == "compile" && opt.output.empty())
+            return std::string("rules compile needs -o BUNDLE, the file to write");
+        break;
     case Command::Export:
         opt.exports.sub = std::string(sub);
         opt.exports.urls.assign(args.begin(), args.end());

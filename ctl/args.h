@@ -28,6 +28,7 @@ enum class Command {
     Export,
     Subscribers,
     Users,
+    Rules,
     Help,
     Version
 };
@@ -63,6 +64,12 @@ struct ExportArgs {
     std::vector<std::string> urls;
 };
 
+// nettallyctl rules SUB [FILE] [-o BUNDLE]
+struct RulesArgs {
+    std::string sub;  // compile
+    std::string file; // compile: the rule document
+};
+
 struct Options {
     Command command = Command::Help;
     bool json = false;
@@ -74,13 +81,14 @@ struct Options {
     std::string subject;              // history --subject PREFIX
     bool graph = false;               // history --graph
     std::string layer = "l2";         // history --graph --layer
-    std::string output;               // history --graph --output FILE.svg
+    std::string output;               // history --graph --output FILE.svg; rules compile -o BUNDLE
     bool once = false;                // top --once
     std::uint64_t interval_ms = 1000; // top --interval
     ThresholdArgs thresholds;
     RecordsArgs records;
     UploadArgs upload;
     ExportArgs exports;
+    RulesArgs rules;
 };
 
 inline constexpr double kDefaultTimeoutSec = 10;

@@ -49,6 +49,9 @@ constexpr OptionSpec kDefinition[] = {
     field_option("--min-interval", "DURATION", "min_interval_ms"), field_option("--rate", "SIZE", "rate_bps"),
     field_option("--rate-window", "DURATION", "rate_window_s"), field_option("--action", "A", "action"),
     field_option("--action-rate", "SIZE", "action_rate"), field_option("--action-on", "WHEN", "action_on")};
+constexpr OptionSpec kRulesCompile[] = {
+    {"-o,--output", "BUNDLE", Target::Output, "", "rules compile: the bundle file to write."},
+};
 constexpr OptionSpec kSetTarget[] = {
     {"--user", "NAME", Target::User, "", ""},
     {"--password-stdin", "", Target::PasswordStdin, "", ""},
@@ -312,6 +315,13 @@ no bound address.
 Per interface and direction the users add up to the hosts. JSON: {"users":
 [{"interface", "user" (null: unbound), "sent": C, "received": C}]}.)",
      {}},
+    {"rules compile", Command::Rules, run_rules, "rules compile RULES.yaml -o BUNDLE",
+     R"(Check a traffic class rule document and compile it into a bundle, the
+binary tables nettallyd loads (no daemon needed). Every problem is reported
+as FILE:LINE:COL: KEY: PROBLEM (exit 1). Prints the ruleset's name,
+version, hash, classes, rules and size. JSON: {"name", "version", "hash",
+"classes", "rules", "bytes", "output"}.)",
+     kRulesCompile, 1, 1, "rules compile needs the rule document RULES.yaml"},
     {"help", Command::Help, nullptr, "help", "Print this text.", {}},
 };
 

@@ -32,4 +32,13 @@ static_assert(sizeof(nt_user_name) == NT_USER_NAME_LEN);
 static_assert(sizeof(nt_policy_key) == 20);
 static_assert(sizeof(nt_policy_val) == 8 + 8 * 3 + 8 * 3 * NT_DIR_MAX);
 static_assert(offsetof(nt_policy_val, rate) == 8);
+// Traffic classes (new maps, not pinned: nettallyd loads the ruleset again at start).
+static_assert(sizeof(nt_cls_info) == 16 + 8 * NT_CLS_DIMS);
+static_assert(offsetof(nt_flow_val, cls_serial) == 60);
+static_assert(sizeof(nt_cls_lpm_key) == 24);
+static_assert(offsetof(nt_cls_lpm_key, addr) == 8);
+static_assert(sizeof(nt_cls_mac_key) == 8);
+static_assert(sizeof(nt_cls_iface_key) == 8);
+static_assert(sizeof(nt_cls_count_key) == 16);
+static_assert(NT_CLS_SCALAR_SPAN == 2 + 256 + 65536 * 2 + 64 + 4096);
 static_assert(NT_ABI_VERSION == 1, "update the asserts above with the ABI version");

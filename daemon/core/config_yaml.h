@@ -49,6 +49,9 @@ public:
     explicit YamlReader(const std::string& source) : source_(source.empty() ? "<config>" : source) {}
 
     // Throws ConfigError at mark (yaml-cpp counts from 0; the message from 1).
+    // The text's one YAML document (a null node when it is empty). Not YAML::LoadAll, whose
+    // yaml-cpp 0.7 loops forever on some inputs; a second document is an error at its start.
+    YAML::Node load_one_document(const std::string& text) const;
     [[noreturn]] void fail(const YAML::Mark& mark, const std::string& key_path,
                            const std::string& problem) const;
     // yaml-cpp gives an empty value ("key:" with nothing after it) the position of the next token,

@@ -43,6 +43,9 @@ TEST(CtlArgs, EveryVerbParsesToItsCommand) {
         if (v.name == "thresholds modify")
             for (const char* w : {"--step", "1MB"})
                 words.push_back(w);
+        if (v.name == "rules compile")
+            for (const char* w : {"-o", "b"})
+                words.push_back(w);
         const std::vector<std::string_view> args(words.begin(), words.end());
         EXPECT_EQ(ok(args).command, v.command) << v.name;
     }
@@ -149,6 +152,20 @@ TEST(CtlArgs, HelpWinsAndDocumentsEveryVerbAndOption) {
             }
         }
     }
+}
+
+TEST(CtlArgs, RulesCompile) {
+    Options o = ok({"rules", "compile", "r.yaml", "-o", "r.bundle"});
+    EXPECT_EQ(o.command, Command::Rules);
+    EXPECT_EQ(o.rules.sub, "compile");
+    EXPECT_EQ(o.rules.file, "r.yaml");
+    EXPECT_EQ(o.output, "r.bundle");
+    o = ok({"--json", "rules", "compile", "--output=x.bundle", "r.yaml"});
+    EXPECT_EQ(o.output, "x.bundle");
+    EXPECT_TRUE(o.json);
+    EXPECT_EQ(err({"rules", "compile", "r.yaml"}), "rules compile needs -o BUNDLE, the file to write");
+    EXPECT_EQ(err({"rules", "compile", "-o", "b"}), "rules compile needs the rule document RULES.yaml");
+    EXPECT_EQ(err({"rules"}), "rules needs a subcommand: compile");
 }
 
 TEST(CtlArgs, Export) {
