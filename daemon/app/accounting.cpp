@@ -320,6 +320,7 @@ void Accounting::add_status(Status& m) const {
               {"flows_evicted", s.flows_evicted},
               {"flow_map_full", s.flow_map_full},
               {"overflow_episodes", s.overflow_episodes},
+              {"user_snapshot_misses", s.user_snapshot_misses},
               {"state_saved_at", state_saved_us_},
               {"state_file", state_.path().string()},
               {"pinned_maps_reused", datapath_->reused_pins()},

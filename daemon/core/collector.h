@@ -101,6 +101,9 @@ struct CollectorStats : PollStats {
     uint64_t flows_evicted = 0;
     bool flow_map_full = false; // flow_overflow grew at the last poll
     uint64_t overflow_episodes = 0;
+    // Polls whose user counters moved under every one of 8 re-reads around the hosts (so hosts
+    // and users of that poll may differ by the packets in between).
+    uint64_t user_snapshot_misses = 0;
 };
 
 // Clock readings taken by the caller at poll time, to convert the kernel's
@@ -181,6 +184,8 @@ private:
     void check_reconciliation(const IfaceSnapshot& before, const IfaceSnapshot& after);
     void update_hosts(const std::vector<HostEntry>& raw);
     void update_users(const std::vector<UserEntry>& raw, const UserEntry& overflow);
+    void read_hosts_and_users(std::vector<HostEntry>& hosts, std::vector<UserEntry>& users,
+                              UserEntry& overflow);
     void evict(const PollClock& clock);
     void track_overflow(const IfaceSnapshot& after);
 

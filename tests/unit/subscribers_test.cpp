@@ -319,6 +319,57 @@ UserEntry user_entry(uint32_t ifindex, uint32_t user, Counts sent, Counts receiv
     return u;
 }
 
+// A lan interface under traffic: every read of a map lets `arrivals` more packets in (one host,
+// counted for alice as the programs do: host and user in the same run), until the traffic stops.
+class MovingMaps : public UserMaps {
+public:
+    uint64_t packets = 1;
+    int arrivals = 0; // reads that still let a packet in
+    std::vector<HostEntry> read_hosts() override {
+        HostEntry h;
+        h.key.ifindex = 3;
+        h.key.family = NT_AF_INET;
+        h.key.addr[0] = htonl(0xc6120102);
+        h.sent = Counts(packets, packets * 100, packets * 86, packets * 66, packets * 46);
+        arrive();
+        return {h};
+    }
+    std::vector<UserEntry> read_users() override {
+        const Counts c(packets, packets * 100, packets * 86, packets * 66, packets * 46);
+        auto out = std::vector<UserEntry>{user_entry(3, alice, c, {})};
+        arrive();
+        return out;
+    }
+    uint32_t alice = 0;
+
+private:
+    void arrive() {
+        if (arrivals > 0) {
+            arrivals--;
+            packets++;
+        }
+    }
+};
+
+TEST(CollectorUsers, HostsAndUsersFromOneInstantUnderTraffic) {
+    MovingMaps maps;
+    UserIds ids;
+    maps.alice = ids.id_of("alice");
+    Collector col(maps);
+    col.set_user_ids(&ids);
+    col.set_interfaces({{"lan0", "lan", 3}});
+    maps.arrivals = 5; // packets land between the reads of the first rounds, then stop
+    col.poll({1'000'000, 1'000'000'000});
+    ASSERT_EQ(col.hosts().size(), 1u);
+    const uint64_t host = col.hosts().begin()->second.sent.total().packets;
+    EXPECT_EQ(col.users().at("lan0|alice").sent.total().packets, host) << "users and hosts of one instant";
+    EXPECT_EQ(col.stats().user_snapshot_misses, 0u);
+
+    maps.arrivals = 1000; // never quiet: published as read, and said so
+    col.poll({2'000'000, 2'000'000'000});
+    EXPECT_EQ(col.stats().user_snapshot_misses, 1u);
+}
+
 TEST(CollectorUsers, TotalsByNameUnboundAndRestore) {
     UserMaps maps;
     UserIds ids;
