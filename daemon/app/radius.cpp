@@ -5,6 +5,7 @@
 #include "os/clock.h"
 #include "os/error.h"
 #include "os/file.h"
+#include "os/system.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -20,22 +21,6 @@ namespace {
 
 // Datagrams read per wakeup before the loop serves its other sources again.
 constexpr int kBatch = 256;
-
-socklen_t to_sockaddr(const HostPort& hp, sockaddr_storage& ss) {
-    std::memset(&ss, 0, sizeof ss);
-    if (hp.family == NT_AF_INET6) {
-        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons(hp.port);
-        std::memcpy(&a->sin6_addr, hp.addr, 16);
-        return sizeof(sockaddr_in6);
-    }
-    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-    a->sin_family = AF_INET;
-    a->sin_port = htons(hp.port);
-    std::memcpy(&a->sin_addr, hp.addr, 4);
-    return sizeof(sockaddr_in);
-}
 
 // The source of a datagram as family + address (an IPv4-mapped IPv6 address as IPv4, as an IPv4
 // client of a "[::]:PORT" listener arrives), its text and port.
@@ -111,7 +96,7 @@ RadiusListener::RadiusListener(sd_event* ev, const RadiusConfig& cfg, RadiusStat
     if (!hp)
         throw SysError(EINVAL, "subscribers.radius.listen " + cfg.listen);
     sockaddr_storage ss;
-    const socklen_t len = to_sockaddr(*hp, ss);
+    const socklen_t len = socket_address(hp->family, hp->addr, hp->port, ss);
     sock_.reset(::socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (!sock_)
         throw SysError(errno, "subscribers: RADIUS socket");

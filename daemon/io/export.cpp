@@ -4,6 +4,7 @@
 #include "os/clock.h"
 #include "os/error.h"
 #include "os/fd.h"
+#include "os/system.h"
 
 #include <netinet/in.h>
 #include <spdlog/spdlog.h>
@@ -23,23 +24,6 @@ constexpr uint64_t kRetryMaxUs = 60000000;
 
 uint32_t export_time() {
     return static_cast<uint32_t>(realtime_us() / 1000000);
-}
-
-// The collector's address as a sockaddr; returns its length.
-socklen_t to_sockaddr(const CollectorUrl& u, sockaddr_storage& ss) {
-    std::memset(&ss, 0, sizeof ss);
-    if (u.family == NT_AF_INET6) {
-        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons(u.port);
-        std::memcpy(&a->sin6_addr, u.addr.data(), 16);
-        return sizeof(sockaddr_in6);
-    }
-    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
-    a->sin_family = AF_INET;
-    a->sin_port = htons(u.port);
-    std::memcpy(&a->sin_addr, u.addr.data(), 4);
-    return sizeof(sockaddr_in);
 }
 
 } // namespace
@@ -100,7 +84,7 @@ public:
 private:
     void open() {
         sockaddr_storage ss;
-        const socklen_t len = to_sockaddr(url_, ss);
+        const socklen_t len = socket_address(url_.family, url_.addr.data(), url_.port, ss);
         const int type = (udp() ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC;
         Fd fd(::socket(ss.ss_family, type, 0));
         if (!fd)

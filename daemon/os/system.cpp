@@ -7,6 +7,7 @@
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <net/if_arp.h>
+#include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -101,6 +102,22 @@ std::string check_capabilities() {
         return {};
     return "missing privileges: " + missing +
            " (run nettallyd as root or through its systemd unit, which grants them)";
+}
+
+socklen_t socket_address(int family, const void* addr, uint16_t port, sockaddr_storage& ss) {
+    std::memset(&ss, 0, sizeof ss);
+    if (family == AF_INET6) {
+        auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons(port);
+        std::memcpy(&a->sin6_addr, addr, 16);
+        return sizeof(sockaddr_in6);
+    }
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    a->sin_family = AF_INET;
+    a->sin_port = htons(port);
+    std::memcpy(&a->sin_addr, addr, 4);
+    return sizeof(sockaddr_in);
 }
 
 } // namespace nettally

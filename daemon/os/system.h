@@ -4,6 +4,8 @@
 
 #include "os/fd.h"
 
+#include <sys/socket.h>
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -24,6 +26,9 @@ void list_links(
 Fd subscribe_link_events(int* err);
 // Reads and discards whatever is queued on a non-blocking socket.
 void drain_socket(int fd);
+// The socket address of an IPv4 (AF_INET: 4 bytes of addr) or IPv6 (AF_INET6: 16 bytes) address,
+// in network order, and a port; returns its length.
+socklen_t socket_address(int family, const void* addr, uint16_t port, sockaddr_storage& ss);
 
 // /proc/sys/kernel/random/boot_id: tells a reboot from a daemon restart.
 std::string read_boot_id();
