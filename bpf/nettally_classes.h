@@ -1,0 +1,203 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Traffic classes in the TC and XDP programs (nettally.bpf.c): the two slots
+ * of tables nettallyd loads rule bundles into (daemon/kernel/classes.h), the
+ * per-class counters, and classification: a packet's dimensions to
+ * equivalence ids, their rule bitmasks ANDed, the first rule's class, cached
+ * in the flow entry. Counting a packet into its class stays with the other
+ * counters in nettally.bpf.c.
+ *
+ * Include after vmlinux.h, bpf_helpers.h, nettally_abi.h, nettally_parse.h and
+ * nettally_maps.h.
+ */
+#ifndef NETTALLY_CLASSES_H
+#define NETTALLY_CLASSES_H
+
+/*
+ * Traffic classes (nettally_abi.h): two slots of tables, nt_cls_gen picks the
+ * one packets use (0: no ruleset loaded; the packet path costs one load).
+ */
+__u32 nt_cls_gen = 0;
+
+NT_MAP(nt_cls_scalar, BPF_MAP_TYPE_ARRAY, NT_CLS_SLOTS *NT_CLS_SCALAR_SPAN, __u32, __u32);
+NT_MAP(nt_cls_info, BPF_MAP_TYPE_ARRAY, NT_CLS_SLOTS, __u32, struct nt_cls_info);
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, NT_CLS_SLOTS *NT_CLS_MAX_PREFIXES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nt_cls_lpm_key);
+	__type(value, __u32);
+} nt_cls_lpm SEC(".maps");
+
+NT_MAP(nt_cls_mac, BPF_MAP_TYPE_HASH, NT_CLS_SLOTS *NT_CLS_MAX_MACS, struct nt_cls_mac_key, __u32);
+NT_MAP(nt_cls_iface, BPF_MAP_TYPE_HASH, NT_CLS_SLOTS *NT_MAX_IFACES, struct nt_cls_iface_key,
+       __u32);
+NT_MAP(nt_cls_rule_class, BPF_MAP_TYPE_ARRAY, NT_CLS_SLOTS *NT_CLS_MAX_RULES, __u32, __u32);
+
+/* A slot's bitmasks: an array of u64 words sized for its ruleset by nettallyd. */
+struct nt_cls_mask_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__type(key, __u32);
+	__type(value, __u64);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, NT_CLS_SLOTS);
+	__type(key, __u32);
+	__array(values, struct nt_cls_mask_inner);
+} nt_cls_masks SEC(".maps");
+
+NT_MAP(nt_cls_counts, BPF_MAP_TYPE_PERCPU_HASH, NT_CLS_MAX_COUNTS, struct nt_cls_count_key,
+       struct nt_counts);
+NT_MAP(nt_cls_overflow, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct nt_counts);
+
+/* Classification's working set: off the stack, which account() nearly fills. */
+struct nt_cls_scratch {
+	__u32 eq[NT_CLS_DIMS];
+	struct nt_cls_lpm_key lpm;
+	struct nt_cls_mac_key mac;
+	struct nt_cls_iface_key iface;
+};
+NT_MAP(nt_cls_scratch, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct nt_cls_scratch);
+
+/* Equivalence id of value v of a scalar dimension (offset off) in a slot. */
+static __always_inline __u32 cls_scalar(__u32 slot, __u32 off, __u32 v, __u32 none)
+{
+	__u32 idx = slot * NT_CLS_SCALAR_SPAN + off + v;
+	__u32 *e = bpf_map_lookup_elem(&nt_cls_scalar, &idx);
+
+	return e ? *e : none;
+}
+
+static __always_inline __u32 cls_addr(struct nt_cls_scratch *s, __u32 slot, __u8 dim,
+				      const struct pkt *p, const __u32 *addr)
+{
+	__u32 *e;
+
+	s->lpm.prefixlen = NT_CLS_LPM_KEY_BITS + (p->family == NT_AF_INET ? 32 : 128);
+	s->lpm.slot = slot;
+	s->lpm.dim = dim;
+	s->lpm.family = p->family;
+	s->lpm.pad = 0;
+	__builtin_memcpy(s->lpm.addr, addr, sizeof(s->lpm.addr));
+	e = bpf_map_lookup_elem(&nt_cls_lpm, &s->lpm);
+	return e ? *e : 0;
+}
+
+/* Index of the lowest set bit of a non-zero word. */
+static __always_inline __u32 lowest_bit(__u64 x)
+{
+	__u32 n = 0;
+
+	x &= -x;
+	if (x & 0xFFFFFFFF00000000ull)
+		n += 32;
+	if (x & 0xFFFF0000FFFF0000ull)
+		n += 16;
+	if (x & 0xFF00FF00FF00FF00ull)
+		n += 8;
+	if (x & 0xF0F0F0F0F0F0F0F0ull)
+		n += 4;
+	if (x & 0xCCCCCCCCCCCCCCCCull)
+		n += 2;
+	if (x & 0xAAAAAAAAAAAAAAAAull)
+		n += 1;
+	return n;
+}
+
+/*
+ * The packet's class by the tables of generation gen (1 or 2): each
+ * dimension's equivalence id, then the AND of their rule bitmasks word by
+ * word; the lowest set bit is the first rule that matches.
+ */
+static __always_inline __u32 classify(const struct pkt *p, __u32 ifindex, __u32 dir, const int lan,
+				      int has_ports, __u32 slot, struct nt_cls_info *info)
+{
+	__u32 zero = 0;
+	struct nt_cls_scratch *s = bpf_map_lookup_elem(&nt_cls_scratch, &zero);
+	void *masks = bpf_map_lookup_elem(&nt_cls_masks, &slot);
+	__u32 *eq, words, *e;
+
+	if (!s || !masks)
+		return NT_CLASS_OTHER;
+	eq = s->eq;
+	s->iface.slot = slot;
+	s->iface.ifindex = ifindex;
+	e = bpf_map_lookup_elem(&nt_cls_iface, &s->iface);
+	eq[NT_CLS_IFACE] = e ? *e : info->none_eq[NT_CLS_IFACE];
+	eq[NT_CLS_DIR] = cls_scalar(slot, NT_CLS_OFF_DIR, dir & 1, 0);
+	eq[NT_CLS_PROTO] = cls_scalar(slot, NT_CLS_OFF_PROTO, p->proto, 0);
+	eq[NT_CLS_SPORT] = has_ports ? cls_scalar(slot, NT_CLS_OFF_SPORT, p->sport, 0)
+				     : info->none_eq[NT_CLS_SPORT];
+	eq[NT_CLS_DPORT] = has_ports ? cls_scalar(slot, NT_CLS_OFF_DPORT, p->dport, 0)
+				     : info->none_eq[NT_CLS_DPORT];
+	eq[NT_CLS_DSCP] = cls_scalar(slot, NT_CLS_OFF_DSCP, p->dscp & 63, 0);
+	eq[NT_CLS_VLAN] = cls_scalar(slot, NT_CLS_OFF_VLAN, p->vlan & 0xFFF, 0);
+	eq[NT_CLS_SRC] = cls_addr(s, slot, NT_CLS_SRC, p, p->src);
+	eq[NT_CLS_DST] = cls_addr(s, slot, NT_CLS_DST, p, p->dst);
+	eq[NT_CLS_MAC] = info->none_eq[NT_CLS_MAC];
+	if (lan) {
+		s->mac.slot = slot;
+		s->mac.pad = 0;
+		__builtin_memcpy(s->mac.mac, dir == NT_DIR_INGRESS ? p->smac : p->dmac, 6);
+		e = bpf_map_lookup_elem(&nt_cls_mac, &s->mac);
+		if (e)
+			eq[NT_CLS_MAC] = *e;
+	}
+	words = info->words;
+	for (__u32 w = 0; w < NT_CLS_MAX_WORDS; w++) {
+		__u64 acc = ~0ull;
+
+		if (w >= words)
+			break;
+#pragma unroll
+		for (int d = 0; d < NT_CLS_DIMS; d++) {
+			__u32 idx = info->base[d] + eq[d] * words + w;
+			__u64 *m = bpf_map_lookup_elem(masks, &idx);
+
+			if (!m)
+				return NT_CLASS_OTHER;
+			acc &= *m;
+		}
+		if (acc) {
+			__u32 r = slot * NT_CLS_MAX_RULES + w * 64 + lowest_bit(acc);
+
+			e = bpf_map_lookup_elem(&nt_cls_rule_class, &r);
+			return e ? *e : NT_CLASS_OTHER;
+		}
+	}
+	return NT_CLASS_OTHER;
+}
+
+/*
+ * The packet's class under generation gen (1 or 2). fv: this CPU's value of
+ * the packet's flow, or NULL (no flow entry, a fragment): the class cached
+ * there is reused while it was computed under the same ruleset (serial) and
+ * the ruleset tests nothing that varies between packets of a flow.
+ */
+static __always_inline __u32 class_of(const struct pkt *p, __u32 ifindex, __u32 dir, const int lan,
+				      int has_ports, __u32 gen, struct nt_flow_val *fv)
+{
+	__u32 slot = (gen - 1) & 1;
+	struct nt_cls_info *info = bpf_map_lookup_elem(&nt_cls_info, &slot);
+	__u32 cls;
+
+	if (!info)
+		return NT_CLASS_OTHER;
+	if (info->flags & NT_CLS_PER_PACKET)
+		fv = NULL;
+	if (fv && fv->cls_serial == info->serial)
+		return fv->cls_id;
+	cls = classify(p, ifindex, dir, lan, has_ports, slot, info);
+	if (fv) {
+		fv->cls_id = cls;
+		fv->cls_serial = info->serial;
+	}
+	return cls;
+}
+
+#endif /* NETTALLY_CLASSES_H */
