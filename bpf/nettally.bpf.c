@@ -218,10 +218,14 @@ static __always_inline __u32 user_of(const struct pkt *p, __u32 dir)
 	return v ? v->user : NT_USER_UNBOUND;
 }
 
-/* Adds the packet to its user's counters on this interface (or to nt_user_overflow). */
-static __always_inline void count_user(const struct pkt *p, __u32 ifindex, __u32 dir)
+/*
+ * Adds the packet to its user's counters on this interface (or to
+ * nt_user_overflow); user: NT_USER_NONE when not looked up yet.
+ */
+static __always_inline void count_user(const struct pkt *p, __u32 ifindex, __u32 dir, __u32 user)
 {
-	struct nt_user_key key = {.ifindex = ifindex, .user = user_of(p, dir)};
+	struct nt_user_key key = {.ifindex = ifindex,
+				  .user = user == NT_USER_NONE ? user_of(p, dir) : user};
 	struct nt_user_val *v = bpf_map_lookup_elem(&nt_user_counts, &key);
 
 	if (!v) {
@@ -305,11 +309,28 @@ struct verdict {
 	__u64 tstamp; /* EDT departure time (CLOCK_MONOTONIC ns), 0 = leave as is */
 };
 
+/* Of two entries in force for one packet: block beats throttle, the lower rate wins. */
+static __always_inline struct nt_policy_val *stricter(struct nt_policy_val *a,
+						      struct nt_policy_val *b)
+{
+	if (!a)
+		return b;
+	if (!b || a->action == NT_POLICY_BLOCK)
+		return a;
+	if (b->action == NT_POLICY_BLOCK || b->rate < a->rate)
+		return b;
+	return a;
+}
+
 /*
  * The policy entry of the packet's host on a lan interface: the source on
- * ingress (what the host sends), the destination on egress (what it receives).
+ * ingress (what the host sends), the destination on egress (what it receives),
+ * by address, by MAC, and by the user bound to the address (*user, looked up
+ * here when user keys exist so count_user need not look again; NT_USER_NONE
+ * otherwise). Where several apply, the stricter one.
  */
-static __always_inline struct nt_policy_val *policy_of(const struct pkt *p, __u32 dir, __u32 kinds)
+static __always_inline struct nt_policy_val *policy_of(const struct pkt *p, __u32 dir, __u32 kinds,
+						       __u32 *user)
 {
 	struct nt_policy_key key = {};
 	struct nt_policy_val *v = NULL;
@@ -320,11 +341,20 @@ static __always_inline struct nt_policy_val *policy_of(const struct pkt *p, __u3
 				 sizeof(key.addr));
 		v = bpf_map_lookup_elem(&nt_policy, &key);
 	}
-	if (!v && (kinds & NT_POLICY_KIND_MAC)) {
+	if (kinds & NT_POLICY_KIND_MAC) {
 		__builtin_memset(&key, 0, sizeof(key));
 		key.family = NT_POLICY_MAC;
 		__builtin_memcpy(key.addr, dir == NT_DIR_INGRESS ? p->smac : p->dmac, 6);
-		v = bpf_map_lookup_elem(&nt_policy, &key);
+		v = stricter(v, bpf_map_lookup_elem(&nt_policy, &key));
+	}
+	if ((kinds & NT_POLICY_KIND_USER) && p->family) {
+		*user = user_of(p, dir);
+		if (*user != NT_USER_UNBOUND) {
+			__builtin_memset(&key, 0, sizeof(key));
+			key.family = NT_POLICY_USER;
+			key.addr[0] = *user;
+			v = stricter(v, bpf_map_lookup_elem(&nt_policy, &key));
+		}
 	}
 	return v;
 }
@@ -390,6 +420,7 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 	struct nt_flow_val *fv = NULL;
 	int ports_known = 1;
 	int ip = 0;
+	__u32 user = NT_USER_NONE;
 	__u64 now;
 
 	parse(c, &p, xdp, l3dev, 1);
@@ -397,7 +428,7 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 		__u32 kinds = *(volatile __u32 *)&nt_policy_kinds;
 
 		if (kinds) {
-			struct nt_policy_val *pv = policy_of(&p, dir, kinds);
+			struct nt_policy_val *pv = policy_of(&p, dir, kinds, &user);
 
 			if (pv)
 				enforce(pv, &p.c, dir, c->ifindex, vd);
@@ -446,7 +477,7 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 		/* The packets a host is counted for: see count_host. */
 		if (lan && *(volatile __u32 *)&nt_users_on &&
 		    (dir == NT_DIR_INGRESS || !(p.dmac[0] & 1)))
-			count_user(&p, c->ifindex, dir);
+			count_user(&p, c->ifindex, dir, user);
 	}
 	if (p.bucket < NT_BUCKET_MAX)
 		add_counts(&iv->bucket[p.bucket], &p.c);

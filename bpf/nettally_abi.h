@@ -182,17 +182,23 @@ enum nt_policy_action {
 	NT_POLICY_BLOCK = 2,	/* drop every packet */
 };
 
-/* Family tag of a MAC key (IP keys use NT_AF_INET / NT_AF_INET6). */
+/*
+ * Family tags of a MAC key and of a user key (IP keys use NT_AF_INET /
+ * NT_AF_INET6). A user key holds the user id (nt_user_names) in addr[0]: the
+ * action applies to every address bound to that user (nt_bindings).
+ */
 #define NT_POLICY_MAC 1
+#define NT_POLICY_USER 3
 
 /* Bits of the .bss global nt_policy_kinds. */
 #define NT_POLICY_KIND_IP 1
 #define NT_POLICY_KIND_MAC 2
+#define NT_POLICY_KIND_USER 4
 
 struct nt_policy_key {
-	__u8 family; /* NT_AF_INET, NT_AF_INET6 or NT_POLICY_MAC */
+	__u8 family; /* NT_AF_INET, NT_AF_INET6, NT_POLICY_MAC or NT_POLICY_USER */
 	__u8 pad[3];
-	__u32 addr[4]; /* IPv4 in addr[0]; a MAC in the first 6 bytes; rest zero */
+	__u32 addr[4]; /* IPv4 or user id in addr[0]; a MAC in the first 6 bytes; rest zero */
 };
 
 /*
@@ -280,6 +286,8 @@ struct nt_bind_val {
 
 /* User id 0: a packet of no bound address (the "unbound" pseudo-user). */
 #define NT_USER_UNBOUND 0
+/* Not an id: "not looked up yet" inside the BPF program. */
+#define NT_USER_NONE 0xffffffffu
 #define NT_DEFAULT_MAX_USER_COUNTS 16384
 #define NT_USER_NAME_LEN 64
 

@@ -201,7 +201,7 @@ std::optional<std::string> apply_option(const OptionSpec& o, const std::vector<s
         break;
     case Target::SubjectKind:
         if (values.size() > 1 || opt.thresholds.fields.count("subject"))
-            return std::string("give one subject (--interface, --host, --cgroup or --flow)");
+            return std::string("give one subject (--interface, --host, --cgroup, --flow or --user)");
         opt.thresholds.fields["subject_kind"] = std::string(o.key);
         opt.thresholds.fields["subject"] = last;
         break;
@@ -231,7 +231,8 @@ std::optional<std::string> check_verb(const Verb& verb, const std::vector<std::s
         opt.thresholds.sub = std::string(sub);
         opt.thresholds.name = args.empty() ? "" : args.front();
         if (sub == "add" && !opt.thresholds.fields.count("subject"))
-            return std::string("thresholds add needs a subject: --interface, --host, --cgroup or --flow");
+            return std::string(
+                "thresholds add needs a subject: --interface, --host, --cgroup, --flow or --user");
         if (sub == "add" && !opt.thresholds.fields.count("step"))
             return std::string("thresholds add needs --step SIZE");
         if (sub == "modify" && opt.thresholds.fields.empty())

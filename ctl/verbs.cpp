@@ -42,6 +42,7 @@ constexpr OptionSpec kDefinition[] = {
     // SUBJECT: one of these
     subject_option("--interface", "NAME", "interface"), subject_option("--host", "MAC|IP", "host"),
     subject_option("--cgroup", "PATH|UNIT", "cgroup"), subject_option("--flow", "FILTER", "flow"),
+    subject_option("--user", "NAME", "user"),
     // OPTIONS: the definition field each one sets
     field_option("--direction", "D", "direction"), field_option("--layer", "L", "layer"),
     field_option("--period", "P", "period"), field_option("--window", "DURATION", "window_s"),
@@ -62,7 +63,9 @@ constexpr OptionSpec kSetTarget[] = {
 constexpr std::string_view kThresholdsAddHelp =
     R"(Add a runtime threshold or change one (AddThreshold, ModifyThreshold).
 SUBJECT is one of --interface NAME, --host MAC|IP, --cgroup PATH|UNIT,
---flow FILTER ("iface=wan0,proto=tcp,dport=443"). OPTIONS: --limit SIZE,
+--flow FILTER ("iface=wan0,proto=tcp,dport=443"), --user NAME (a subscriber:
+every address bound to NAME; throttle and block apply to all of them).
+OPTIONS: --limit SIZE,
 --direction sent|received|both, --layer l2|l3|l4|payload,
 --period day|month|rolling|since, --window DURATION (rolling),
 --min-interval DURATION (Burst), --rate SIZE and --rate-window DURATION
@@ -114,7 +117,8 @@ its totals are kept. Needs cgroups.enabled in nettallyd's config.)",
      R"(Totals per accounting period (GetHistory), oldest first: days or months
 (default day) in nettallyd's configured time zone, for every subject or
 those starting with PREFIX. Subjects: iface:NAME:DIR,
-host:IFACE|MAC|IP:sent|received, flow:IFACE:DIR:PROTO[/PORT]. --graph draws
+host:IFACE|MAC|IP:sent|received, flow:IFACE:DIR:PROTO[/PORT] and, with
+subscribers, user:NAME:sent|received (every lan interface). --graph draws
 each period's figure (--layer) as bars, one per subject, with the exact
 value beside it, as vnstat -d does; with --output FILE it writes an SVG bar
 chart instead (each bar's exact value in its data-value attribute).)",

@@ -99,7 +99,7 @@ const CgroupLedger* Accounting::cgroup_ledger() const {
 }
 
 LedgerUsage Accounting::usage() const {
-    return LedgerUsage(*collector_, cgroup_ledger());
+    return LedgerUsage(*collector_, cgroup_ledger(), subscribers_->enabled());
 }
 
 void Accounting::attach(const InterfacePlan& plan) {

@@ -48,8 +48,9 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)), started_us_(realtime_us()) {
     for (const auto& w : plan.warnings)
         spdlog::warn("config: {}", w);
     accounting_ = std::make_unique<Accounting>(cfg_, plan);
-    thresholds_ =
-        std::make_unique<Thresholds>(accounting_->datapath(), cfg_, accounting_->usage(), wall_us());
+    thresholds_ = std::make_unique<Thresholds>(
+        accounting_->datapath(), cfg_, accounting_->usage(), wall_us(),
+        [this](const std::string& user) { return accounting_->subscribers().user_id(user); });
     // Without restored totals everything counted so far is new: the first records cover it.
     recorder_ =
         std::make_unique<Recorder>(cfg_.records, cfg_.state_dir, accounting_->restored_from().empty());

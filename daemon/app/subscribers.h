@@ -65,6 +65,9 @@ public:
 
     const BindingTable& table() const { return table_; }
     const UserIds& ids() const { return ids_; }
+    // The id the kernel counts `user` under, allocated when new (a threshold's action on a user
+    // not bound yet is in force from the user's first binding on).
+    uint32_t user_id(const std::string& user) { return ids_.id_of(user); }
     // The user a MAC is configured for (subscribers.static {user, mac}), "" when none.
     std::string user_of_mac(const std::string& mac) const;
     // The user bound to an address now ("" when none): what the kernel counts it under.

@@ -11,8 +11,9 @@
 
 namespace nettally {
 
-Thresholds::Thresholds(Datapath& dp, const Config& cfg, const LedgerUsage& usage, int64_t now_us)
-    : enforcer_(make_kernel_enforcer(dp)),
+Thresholds::Thresholds(Datapath& dp, const Config& cfg, const LedgerUsage& usage, int64_t now_us,
+                       UserIdOf user_id)
+    : enforcer_(make_kernel_enforcer(dp, std::move(user_id))),
       engine_(std::make_unique<ThresholdEngine>(period_spec(cfg), *enforcer_)),
       file_(cfg.state_dir, "thresholds.json") {
     try {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "core/config.h"
+#include "core/enforce.h"
 #include "core/status.h"
 #include "core/thresholds.h"
 #include "io/state.h"
@@ -25,8 +26,9 @@ class Thresholds {
 public:
     using Emit = std::function<void(const std::vector<ThresholdEvent>&)>;
 
-    // Throws ConfigError for thresholds the config cannot have.
-    Thresholds(Datapath& dp, const Config& cfg, const LedgerUsage& usage, int64_t now_us);
+    // Throws ConfigError for thresholds the config cannot have. user_id: the kernel id of a
+    // subscriber (actions on user subjects).
+    Thresholds(Datapath& dp, const Config& cfg, const LedgerUsage& usage, int64_t now_us, UserIdOf user_id);
     ~Thresholds();
     Thresholds(const Thresholds&) = delete;
     Thresholds& operator=(const Thresholds&) = delete;

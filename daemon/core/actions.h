@@ -20,11 +20,13 @@ namespace nettally {
 //   Cgroup         cgroup path as in /proc/PID/cgroup ("/system.slice/x.service"); a unit
 //                  name given by the user is resolved to its path before it gets here
 //   FlowAggregate  a flow filter, documented with the thresholds D-Bus API
-enum class SubjectKind { Interface, Host, Cgroup, FlowAggregate };
+//   User           a subscriber's user name (subscribers:): every address and prefix bound
+//                  to the user, on every lan interface, whichever source bound it
+enum class SubjectKind { Interface, Host, Cgroup, FlowAggregate, User };
 
-// "interface", "host", "cgroup", "flow": the names of the D-Bus API and the config file.
+// "interface", "host", "cgroup", "flow", "user": the names of the D-Bus API and the config file.
 constexpr std::string_view to_string(SubjectKind k) {
-    constexpr std::array<std::string_view, 4> kNames{"interface", "host", "cgroup", "flow"};
+    constexpr std::array<std::string_view, 5> kNames{"interface", "host", "cgroup", "flow", "user"};
     return enum_name(kNames, k);
 }
 

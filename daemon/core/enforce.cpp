@@ -23,7 +23,11 @@ std::string PolicyKey::to_string() const {
         inet_ntop(AF_INET, addr.data(), buf, sizeof(buf));
     else if (family == NT_AF_INET6)
         inet_ntop(AF_INET6, addr.data(), buf, sizeof(buf));
-    else
+    else if (family == NT_POLICY_USER) {
+        uint32_t id = 0;
+        std::memcpy(&id, addr.data(), sizeof(id));
+        std::snprintf(buf, sizeof(buf), "user #%u", id);
+    } else
         std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", addr[0], addr[1], addr[2], addr[3],
                       addr[4], addr[5]);
     return buf;
@@ -48,16 +52,23 @@ std::optional<PolicyKey> host_policy_key(const std::string& value, std::string* 
     return std::nullopt;
 }
 
+PolicyKey user_policy_key(uint32_t user_id) {
+    PolicyKey k;
+    k.family = NT_POLICY_USER;
+    std::memcpy(k.addr.data(), &user_id, sizeof(user_id));
+    return k;
+}
+
 std::string check_enforceable(const Subject& subject, ActionKind action, uint64_t rate) {
     if (action == ActionKind::Notify)
         return "";
-    if (subject.kind != SubjectKind::Host)
+    if (subject.kind != SubjectKind::Host && subject.kind != SubjectKind::User)
         return "action " + std::string(to_string(action)) +
-               " is enforced for host subjects only (an IP address "
-               "or a MAC), not for a " +
+               " is enforced for host subjects (an IP address or a MAC) and user subjects only, "
+               "not for a " +
                std::string(to_string(subject.kind)) + " subject; use notify";
     std::string why;
-    if (!host_policy_key(subject.value, &why))
+    if (subject.kind == SubjectKind::Host && !host_policy_key(subject.value, &why))
         return why;
     if (action == ActionKind::Throttle && (rate < kMinThrottleRate || rate > kMaxThrottleRate))
         return "throttle rate " + std::to_string(rate) + " B/s is out of range (" +
@@ -94,6 +105,13 @@ void PolicyTable::set(const std::string& id, const Subject& subject, ActionKind 
         by_id_.erase(id);
         return;
     }
+    if (subject.kind == SubjectKind::User) {
+        if (!user_id_)
+            throw std::invalid_argument("action " + std::string(to_string(action)) +
+                                        " for a user needs subscribers (subscribers:)");
+        by_id_[id] = Entry{user_policy_key(user_id_(subject.value)), action, rate};
+        return;
+    }
     by_id_[id] = Entry{*host_policy_key(subject.value), action, rate};
 }
 
@@ -126,7 +144,9 @@ std::map<PolicyKey, PolicyParams> PolicyTable::effective() const {
 uint32_t PolicyTable::kinds() const {
     uint32_t k = 0;
     for (const auto& [id, e] : by_id_)
-        k |= e.key.family == NT_POLICY_MAC ? NT_POLICY_KIND_MAC : NT_POLICY_KIND_IP;
+        k |= e.key.family == NT_POLICY_MAC    ? NT_POLICY_KIND_MAC
+             : e.key.family == NT_POLICY_USER ? NT_POLICY_KIND_USER
+                                              : NT_POLICY_KIND_IP;
     return k;
 }
 

@@ -1,7 +1,10 @@
 // Pure logic of action enforcement: which subjects can be enforced, the kernel
-// policy key of a host subject, the throttle schedule's parameters, and the
-// table that folds several thresholds' actions on one host into the one entry
-// the kernel holds (block beats throttle; the lowest rate wins). No syscalls;
+// policy key of a host or user subject, the throttle schedule's parameters, and
+// the table that folds several thresholds' actions on one key into the one entry
+// the kernel holds (block beats throttle; the lowest rate wins). A host key is
+// an address or a MAC; a user key is the user's id, and the kernel applies it
+// to every address bound to the user (where a host and its user both have an
+// entry, the programs apply the stricter). No syscalls;
 // unit-tested in tests/unit/enforce_policy_test.cpp. daemon/kernel/enforce.cpp moves
 // the result into the kernel map.
 #pragma once
@@ -12,6 +15,7 @@
 #include <array>
 #include <compare>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -31,8 +35,8 @@ constexpr uint64_t kThrottleMinBurstBytes = 4 * 65536;
 constexpr uint64_t kEdtHorizonNs = 2'000'000'000ull; // 2 s
 
 struct PolicyKey {
-    uint8_t family = 0; // NT_AF_INET, NT_AF_INET6, NT_POLICY_MAC
-    std::array<uint8_t, 16> addr{};
+    uint8_t family = 0;             // NT_AF_INET, NT_AF_INET6, NT_POLICY_MAC, NT_POLICY_USER
+    std::array<uint8_t, 16> addr{}; // a user key: the id, host byte order, in the first 4 bytes
     auto operator<=>(const PolicyKey&) const = default;
     nt_policy_key to_abi() const;
     std::string to_string() const;
@@ -58,9 +62,17 @@ std::string check_enforceable(const Subject& subject, ActionKind action, uint64_
 PolicyParams throttle_params(uint64_t rate_bytes_per_s);
 PolicyParams block_params();
 
-// Which thresholds enforce what on which host, and what the kernel should hold.
+// The id the kernel counts a user under (Subscribers: allocated when new).
+using UserIdOf = std::function<uint32_t(const std::string& user)>;
+
+// The policy key of a user.
+PolicyKey user_policy_key(uint32_t user_id);
+
+// Which thresholds enforce what on which host or user, and what the kernel should hold.
 class PolicyTable {
 public:
+    // user_id: how a user subject becomes a key; without it user subjects are refused.
+    explicit PolicyTable(UserIdOf user_id = {}) : user_id_(std::move(user_id)) {}
     // Replaces whatever `id` enforced. Throws std::invalid_argument when
     // check_enforceable() refuses (nothing changes then). Notify removes the id.
     void set(const std::string& id, const Subject& subject, ActionKind action, uint64_t rate_bytes_per_s);
@@ -80,6 +92,7 @@ private:
         ActionKind action = ActionKind::Notify;
         uint64_t rate = 0;
     };
+    UserIdOf user_id_;
     std::map<std::string, Entry> by_id_;
 };
 

@@ -43,6 +43,12 @@ std::map<std::string, Counts> HistoryFeed::cumulative(const Collector& c) {
         cum["host:" + key + ":sent"] = h.sent.total();
         cum["host:" + key + ":received"] = h.received.total();
     }
+    for (const auto& [key, u] : c.users()) {
+        if (u.user.empty())
+            continue;
+        cum["user:" + u.user + ":sent"] += u.sent.total();
+        cum["user:" + u.user + ":received"] += u.received.total();
+    }
     std::map<std::string, Counts> agg = finished_flows_;
     for (const auto& f : c.flows()) {
         const std::string& iface = c.name_of(f.key.ifindex);

@@ -3,6 +3,8 @@
 // subject. Subjects:
 //   iface:<name>:<ingress|egress>              interface totals
 //   host:<iface>|<mac>|<ip>:<sent|received>    hosts on lan interfaces
+//   user:<name>:<sent|received>                subscribers: a user's totals over every lan
+//                                              interface (the unbound rest is not a subject)
 //   flow:<iface>:<ingress|egress>:<proto>/<port>  flow aggregates by protocol and service port
 //                                              (the lower of the two ports; "icmp", "icmpv6",
 //                                              or the protocol number for portless protocols)

@@ -97,6 +97,15 @@ std::optional<Counts> LedgerUsage::total(const Subject& s, UsageDirection d) con
                 return by_direction(r.total.egress, r.total.ingress, d);
         return std::nullopt;
     }
+    case SubjectKind::User: {
+        // Every lan interface the user was counted on; nothing yet counts as 0 (so the user's
+        // first bytes are usage, not a baseline).
+        Counts sum;
+        for (const auto& [id, u] : c_.users())
+            if (u.user == s.value)
+                sum = sum + by_direction(u.sent.total(), u.received.total(), d);
+        return sum;
+    }
     case SubjectKind::FlowAggregate:
         break;
     }
@@ -140,6 +149,10 @@ std::string LedgerUsage::check(const Subject& s, UsageLayer layer) const {
                " (not in the tracked subtrees, cgroups.subtrees, at the last walk: a new cgroup is seen "
                "within 10 s)";
     }
+    case SubjectKind::User:
+        if (!users_)
+            return "subscribers are not configured (subscribers:), so no traffic is counted per user";
+        return "";
     case SubjectKind::FlowAggregate: {
         const FlowFilter f = FlowFilter::parse(s.value);
         if (!f.iface.empty() && !c_.interfaces().count(f.iface))

@@ -59,12 +59,14 @@ public:
     virtual std::string check(const Subject& s, UsageLayer layer) const = 0;
 };
 
-// The daemon's UsageSource: the Collector (interfaces, hosts by MAC or IP, flows) and the
+// The daemon's UsageSource: the Collector (interfaces, hosts by MAC or IP, users, flows) and the
 // cgroup ledger (nullptr when cgroup accounting is off). A cgroup subject may also be given as
-// a unit name ("foo.service"); resolve_subject turns it into its path.
+// a unit name ("foo.service"); resolve_subject turns it into its path. `users`: subscribers are
+// configured, so user subjects can be watched (a user counts from 0 until first bound).
 class LedgerUsage final : public UsageSource {
 public:
-    LedgerUsage(const Collector& c, const CgroupLedger* cgroups) : c_(c), cg_(cgroups) {}
+    LedgerUsage(const Collector& c, const CgroupLedger* cgroups, bool users = false)
+        : c_(c), cg_(cgroups), users_(users) {}
     std::optional<Counts> total(const Subject& s, UsageDirection d) const override;
     void for_each_flow(const std::function<void(const FlowEntry&, const std::string&)>& fn) const override;
     std::string check(const Subject& s, UsageLayer layer) const override;
@@ -72,6 +74,7 @@ public:
 private:
     const Collector& c_;
     const CgroupLedger* cg_;
+    bool users_;
 };
 
 struct ThresholdEvent {

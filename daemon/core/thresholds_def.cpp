@@ -3,6 +3,7 @@
 
 #include "core/enum_names.h"
 #include "core/flow_filter.h"
+#include "core/subscribers.h"
 #include "core/units.h"
 
 #include <algorithm>
@@ -31,7 +32,7 @@ template <typename E> std::string enum_names(std::initializer_list<E> all) {
 }
 
 constexpr auto kKinds = {SubjectKind::Interface, SubjectKind::Host, SubjectKind::Cgroup,
-                         SubjectKind::FlowAggregate};
+                         SubjectKind::FlowAggregate, SubjectKind::User};
 constexpr auto kDirs = {UsageDirection::Sent, UsageDirection::Received, UsageDirection::Both};
 constexpr auto kLayers = {UsageLayer::L2, UsageLayer::L3, UsageLayer::L4, UsageLayer::Payload};
 constexpr auto kPeriods = {ThresholdPeriod::Day, ThresholdPeriod::Month, ThresholdPeriod::Rolling,
@@ -122,6 +123,12 @@ std::string check_subject(Subject& s) {
     case SubjectKind::FlowAggregate:
         FlowFilter::parse(v); // throws
         return "";
+    case SubjectKind::User: {
+        std::string why;
+        if (!valid_user_name(v, &why))
+            return "not a user name: " + quote(v) + " (" + why + ")";
+        return "";
+    }
     }
     return "unknown subject kind";
 }

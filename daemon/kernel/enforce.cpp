@@ -10,7 +10,8 @@
 
 namespace nettally {
 
-KernelEnforcer::KernelEnforcer(Datapath& dp) : dp_(dp), qdisc_(std::make_unique<QdiscControl>()) {
+KernelEnforcer::KernelEnforcer(Datapath& dp, UserIdOf user_id)
+    : dp_(dp), table_(std::move(user_id)), qdisc_(std::make_unique<QdiscControl>()) {
     fq_why_not_ = QdiscControl::probe_fq();
     fq_available_ = fq_why_not_.empty();
     if (fq_available_)
@@ -56,10 +57,10 @@ void KernelEnforcer::apply(const std::string& id, const Subject& subject, Action
         throw std::runtime_error(std::string("enforcing ") + id + ": " + e.what());
     }
     if (action == ActionKind::Throttle)
-        spdlog::info("enforce: {}: throttling host {} to {} B/s ({})", id, subject.value, rate,
-                     throttle_mode());
+        spdlog::info("enforce: {}: throttling {} {} to {} B/s ({})", id, to_string(subject.kind),
+                     subject.value, rate, throttle_mode());
     else if (action == ActionKind::Block)
-        spdlog::info("enforce: {}: blocking host {}", id, subject.value);
+        spdlog::info("enforce: {}: blocking {} {}", id, to_string(subject.kind), subject.value);
 }
 
 void KernelEnforcer::lift(const std::string& id) {
@@ -164,8 +165,8 @@ void KernelEnforcer::add_status(Status& m) const {
     m["enforce_dropped_bytes"] = StatusValue(bytes);
 }
 
-std::unique_ptr<KernelEnforcer> make_kernel_enforcer(Datapath& dp) {
-    return std::make_unique<KernelEnforcer>(dp);
+std::unique_ptr<KernelEnforcer> make_kernel_enforcer(Datapath& dp, UserIdOf user_id) {
+    return std::make_unique<KernelEnforcer>(dp, std::move(user_id));
 }
 
 } // namespace nettally

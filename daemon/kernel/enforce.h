@@ -1,6 +1,7 @@
 // KernelEnforcer: the real ActionEnforcer (core/actions.h). Throttle and block
-// for host subjects (an IPv4/IPv6 address or a MAC), enforced by the TC
-// programs on lan-role interfaces through the unpinned policy map nt_policy
+// for host subjects (an IPv4/IPv6 address or a MAC) and user subjects (every
+// address or prefix bound to the user when the packet crosses), enforced by the
+// TC programs on lan-role interfaces through the unpinned policy map nt_policy
 // (bpf/nettally_abi.h):
 //   - the host as source: TC ingress of the lan interface (what it uploads);
 //   - the host as destination: TC egress of the lan interface (what it downloads).
@@ -47,8 +48,10 @@ class QdiscControl;
 
 class KernelEnforcer final : public ActionEnforcer {
 public:
-    explicit KernelEnforcer(Datapath& dp); // probes fq once; never throws for a missing fq
-    ~KernelEnforcer() override;            // lifts everything it applied
+    // Probes fq once; never throws for a missing fq. user_id: see PolicyTable (empty: no
+    // subscribers, user subjects refused).
+    explicit KernelEnforcer(Datapath& dp, UserIdOf user_id = {});
+    ~KernelEnforcer() override; // lifts everything it applied
     KernelEnforcer(const KernelEnforcer&) = delete;
     KernelEnforcer& operator=(const KernelEnforcer&) = delete;
 
@@ -81,6 +84,6 @@ private:
     uint64_t dropped_bytes_gone_ = 0;
 };
 
-std::unique_ptr<KernelEnforcer> make_kernel_enforcer(Datapath& dp);
+std::unique_ptr<KernelEnforcer> make_kernel_enforcer(Datapath& dp, UserIdOf user_id = {});
 
 } // namespace nettally

@@ -21,9 +21,15 @@ for unbound addresses and on the wan interface.
 DhcpLeaseTest: dnsmasq in the gateway namespace serves busybox udhcpc in the client namespace; the
 lease appears as a dhcp binding (user from the subscribers.static MAC entry) within one poll of the
 lease file's change, the client's traffic counts for that user, and the release ends the binding.
+UserQuotaTest: a threshold on user carol, bound to the client's IPv4 address and to its IPv6 /64
+(two static entries), with action block: usage, step index and limit equal the capture of both
+addresses' host packets; the block applies to both addresses (pings over IPv4 and IPv6 fail in
+both directions, nothing reaches the client), the second client passes; the day history has
+carol's figures; removing the threshold lets both addresses through again.
 """
 
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -306,6 +312,87 @@ class RecordsUserTest(unittest.TestCase):
             self.assertEqual(r["user"], user_of(r["ip"], [ALICE, BOB]), f"host record {r}")
             seen.add(r["user"])
         self.assertEqual(seen, {"alice", "bob", ""}, "records of both users and of unbound hosts")
+
+
+class UserQuotaTest(unittest.TestCase):
+    """A quota per subscriber across two addresses (IPv4 + IPv6 prefix) of one user."""
+
+    CAROL = [("carol", "198.18.1.2/32"), ("carol", "fd00:1::/64")]
+    STEP, LIMIT = 40_000, 200_000  # l3 bytes, both directions
+
+    def setUp(self):
+        h.require_all()
+        h.open_env(self, cli2=True, add_cleanup=self.addCleanup)
+        self.daemon = h.Daemon(self.topo, self.bus, self.workdir, poll="200ms", interfaces=IFACES,
+                               flows=h.NO_EVICTION, extra=static_section(self.CAROL))
+        self.daemon.start()
+        self.addCleanup(self.daemon.stop)
+        self.server = h.TrafficServer(self.topo, PORT, [self.topo.SRV4, self.topo.SRV6]).start()
+        self.addCleanup(self.server.stop)
+        self.topo.settle()
+
+    def th_call(self, method, sig, *args):
+        p = self.bus.busctl("--json=short", "call", h.BUS_NAME, h.BUS_PATH, "org.nettally.Accounting1.Thresholds",
+                            method, sig, *args)
+        self.assertEqual(p.returncode, 0, f"{method}: {p.stderr.strip()}\n{self.daemon.log_tail()}")
+        return json.loads(p.stdout)["data"] if p.stdout.strip() else None
+
+    def usage(self, name):
+        return {k: v["data"] for k, v in self.th_call("GetUsage", "s", name)[0][0].items()}
+
+    def ping(self, ns, dst, count=3):
+        argv = ["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-W", "1", dst]
+        return h.run(self.topo.exec_argv(ns, argv), check=False, timeout=30).returncode
+
+    def test_user_quota_across_ipv4_and_ipv6_blocks_both(self):
+        t = self.topo
+        cap = h.Capture(t, "lan0", self.workdir).start()
+        try:
+            cap.wait_running()
+            self.daemon.wait_polls(2)
+            # Refused without subscribers is shown by the unit tests; here the user is bound.
+            p = h.Ctl(self.bus.address).run("thresholds", "add", "carol-quota", "--user", "carol",
+                                            "--period", "since", "--layer", "l3", "--step", self.STEP,
+                                            "--limit", self.LIMIT, "--action", "block")
+            self.assertEqual(p.returncode, 0, p.stderr)
+            self.addCleanup(self.bus.busctl, "call", h.BUS_NAME, h.BUS_PATH, "org.nettally.Accounting1.Thresholds",
+                            "RemoveThreshold", "s", "carol-quota")
+            # Half the limit over each family: together they cross it, neither alone would.
+            run_in(t, t.cli, "tcp", t.SRV4, PORT, 60_000, 40_000)
+            self.daemon.wait_polls(2)
+            self.assertFalse(self.usage("carol-quota")["action_active"], "IPv4 alone is below the limit")
+            run_in(t, t.cli, "tcp", t.SRV6, PORT, 60_000, 40_000)
+            h.wait_until(lambda: self.usage("carol-quota")["action_active"], 20, "carol blocked")
+            # Blocked on both addresses, both directions; the other client passes.
+            self.assertNotEqual(self.ping(t.cli, t.SRV4), 0, "carol's IPv4 must be blocked (upload)")
+            self.assertNotEqual(self.ping(t.cli, t.SRV6), 0, "carol's IPv6 must be blocked (upload)")
+            self.assertNotEqual(self.ping(t.srv, t.CLI4), 0, "carol's IPv4 must be blocked (download)")
+            self.assertNotEqual(self.ping(t.srv, t.CLI6), 0, "carol's IPv6 must be blocked (download)")
+            self.assertEqual(self.ping(t.cli2, t.SRV4), 0, "the other client is not blocked")
+            self.assertEqual(self.ping(t.cli2, t.SRV6), 0, "the other client is not blocked")
+            self.daemon.wait_polls(3)
+            u = self.usage("carol-quota")
+        finally:
+            cap.stop()
+        res = h.analyse([cap], lan_ifaces=("lan0",))
+        want = h.zero()
+        for (_iface, _mac, ip), sides in res.hosts.items():
+            if user_of(ip, self.CAROL) == "carol":
+                want = h.cadd(want, h.cadd(sides["sent"], sides["received"]))
+        h.log(f"carol: usage {u['usage']}, capture l3 {want['l3']}, step {u['step_index']}, "
+              f"limit_reached {u['limit_reached']}")
+        self.assertEqual(u["usage"], want["l3"], "usage == capture of both of carol's addresses")
+        self.assertEqual(u["step_index"], want["l3"] // self.STEP, "steps == floor(capture / step)")
+        self.assertTrue(u["limit_reached"])
+        self.assertGreaterEqual(want["l3"], self.LIMIT)
+        # The blocked pings arrived (counted, captured); nothing was sent to carol while blocked.
+        hist = h.Ctl(self.bus.address).json("history", "--subject", "user:carol")["history"]
+        days = [r for r in hist["periods"] if any(k.startswith("user:carol:") for k in r["totals"])]
+        self.assertTrue(days, f"user history: {hist}")
+
+        self.th_call("RemoveThreshold", "s", "carol-quota")
+        self.assertEqual(self.ping(t.cli, t.SRV4), 0, "IPv4 passes after the threshold is removed")
+        self.assertEqual(self.ping(t.cli, t.SRV6), 0, "IPv6 passes after the threshold is removed")
 
 
 class DhcpLeaseTest(unittest.TestCase):

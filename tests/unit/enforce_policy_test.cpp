@@ -4,6 +4,7 @@
 #include "core/enforce.h"
 
 #include <gtest/gtest.h>
+#include <map>
 
 namespace nettally {
 namespace {
@@ -58,9 +59,15 @@ TEST(EnforcePolicy, CheckRefusesWhatCannotBeEnforced) {
 
     for (auto kind : {SubjectKind::Interface, SubjectKind::Cgroup, SubjectKind::FlowAggregate}) {
         const std::string why = check_enforceable(Subject{kind, "x"}, ActionKind::Block, 0);
-        EXPECT_NE(why.find("host subjects only"), std::string::npos) << why;
+        EXPECT_NE(why.find("host subjects (an IP address or a MAC) and user subjects only"),
+                  std::string::npos)
+            << why;
         EXPECT_EQ(why.find('\n'), std::string::npos);
     }
+    EXPECT_EQ(check_enforceable(Subject{SubjectKind::User, "alice"}, ActionKind::Block, 0), "");
+    EXPECT_NE(
+        check_enforceable(Subject{SubjectKind::User, "alice"}, ActionKind::Throttle, 1).find("out of range"),
+        std::string::npos);
     EXPECT_NE(check_enforceable(host("nope"), ActionKind::Block, 0).find("neither"), std::string::npos);
     EXPECT_NE(check_enforceable(host("198.18.1.2"), ActionKind::Throttle, 0).find("out of range"),
               std::string::npos);
@@ -127,6 +134,34 @@ TEST(EnforcePolicy, TableFoldsActionsPerHost) {
     t.remove("c");
     EXPECT_TRUE(t.effective().empty());
     EXPECT_EQ(t.kinds(), 0u);
+}
+
+// A user subject becomes one key for the user's id; the kernel applies it to every address bound
+// to the user. Without a way to name user ids (no subscribers) it is refused and nothing changes.
+TEST(EnforcePolicy, UserSubjectsByUserId) {
+    std::map<std::string, uint32_t> ids{{"alice", 7}, {"bob", 9}};
+    PolicyTable t([&](const std::string& u) { return ids.at(u); });
+    t.set("q1", Subject{SubjectKind::User, "alice"}, ActionKind::Throttle, 2'000'000);
+    t.set("q2", Subject{SubjectKind::User, "alice"}, ActionKind::Block, 0);
+    t.set("q3", Subject{SubjectKind::User, "bob"}, ActionKind::Throttle, 1'000'000);
+    t.set("h", host("198.18.1.2"), ActionKind::Throttle, 5'000'000);
+    EXPECT_EQ(t.kinds(), static_cast<uint32_t>(NT_POLICY_KIND_USER | NT_POLICY_KIND_IP));
+    const auto eff = t.effective();
+    ASSERT_EQ(eff.size(), 3u);
+    EXPECT_EQ(eff.at(user_policy_key(7)), block_params());
+    EXPECT_EQ(eff.at(user_policy_key(9)), throttle_params(1'000'000));
+    const nt_policy_key k = user_policy_key(9).to_abi();
+    EXPECT_EQ(k.family, NT_POLICY_USER);
+    EXPECT_EQ(k.addr[0], 9u);
+    EXPECT_EQ(k.addr[1] | k.addr[2] | k.addr[3], 0u);
+    EXPECT_EQ(user_policy_key(9).to_string(), "user #9");
+
+    PolicyTable none;
+    EXPECT_THROW(none.set("q", Subject{SubjectKind::User, "alice"}, ActionKind::Block, 0),
+                 std::invalid_argument);
+    EXPECT_TRUE(none.effective().empty());
+    none.set("n", Subject{SubjectKind::User, "alice"}, ActionKind::Notify, 0); // notify needs no id
+    EXPECT_EQ(none.kinds(), 0u);
 }
 
 } // namespace

@@ -3,7 +3,9 @@
 // collector's per-user totals (unbound included) across polls and a state round trip.
 #include "config_section_test.h"
 #include "core/collector.h"
+#include "core/history_feed.h"
 #include "core/subscribers.h"
+#include "core/thresholds.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -398,6 +400,47 @@ TEST(CollectorUsers, TotalsByNameUnboundAndRestore) {
     EXPECT_EQ(next.users().at("lan0|alice").sent.total(), Counts(3, 300, 258, 218, 150));
     EXPECT_EQ(next.users().at("lan0|alice").received.total(), Counts(1, 100, 86, 66, 50));
     EXPECT_EQ(next.users().at("lan0|").sent.total(), Counts(1, 60, 46, 26, 6));
+}
+
+// A user across interfaces: one history subject per side, a threshold's usage summed over every
+// lan interface; a user not seen yet counts from 0 and user subjects need subscribers.
+TEST(CollectorUsers, HistoryAndThresholdUsagePerUser) {
+    UserMaps maps;
+    UserIds ids;
+    const uint32_t alice = ids.id_of("alice");
+    Collector col(maps);
+    col.set_user_ids(&ids);
+    col.set_interfaces({{"lan0", "lan", 3}, {"lan1", "lan", 4}});
+    HistoryFeed feed{History(PeriodSpec{})};
+    const int64_t t0 = 1'800'000'000'000'000;
+    col.poll({static_cast<uint64_t>(t0), 1'000'000'000});
+    feed.feed(col, t0);
+    maps.users = {user_entry(3, alice, Counts(2, 200, 172, 152, 100), Counts(1, 100, 86, 66, 50)),
+                  user_entry(4, alice, Counts(1, 10, 8, 6, 4), {}),
+                  user_entry(3, NT_USER_UNBOUND, Counts(1, 60, 46, 26, 6), {})};
+    col.poll({static_cast<uint64_t>(t0 + 1'000'000), 2'000'000'000});
+    feed.feed(col, t0 + 1'000'000);
+    Counts sent, received;
+    for (const auto& p : feed.history().periods(PeriodKind::Day)) {
+        if (auto it = p.totals.find("user:alice:sent"); it != p.totals.end())
+            sent += it->second;
+        if (auto it = p.totals.find("user:alice:received"); it != p.totals.end())
+            received += it->second;
+        for (const auto& [subject, c] : p.totals)
+            EXPECT_FALSE(subject.starts_with("user::")) << "the unbound rest is not a user subject";
+    }
+    EXPECT_EQ(sent, Counts(3, 210, 180, 158, 104));
+    EXPECT_EQ(received, Counts(1, 100, 86, 66, 50));
+
+    const LedgerUsage usage(col, nullptr, true);
+    const Subject s{SubjectKind::User, "alice"};
+    EXPECT_EQ(usage.total(s, UsageDirection::Both), Counts(4, 310, 266, 224, 154));
+    EXPECT_EQ(usage.total(s, UsageDirection::Sent), Counts(3, 210, 180, 158, 104));
+    EXPECT_EQ(usage.total(Subject{SubjectKind::User, "carol"}, UsageDirection::Both), Counts{});
+    EXPECT_EQ(usage.check(s, UsageLayer::L3), "");
+    EXPECT_NE(
+        LedgerUsage(col, nullptr, false).check(s, UsageLayer::L3).find("subscribers are not configured"),
+        std::string::npos);
 }
 
 } // namespace

@@ -166,6 +166,9 @@ TEST(ThresholdDefs, ValidationTable) {
           {"subject", std::string("/a")},
           {"layer", std::string("l2")}},
          "layer: cgroups are counted from the IP header"},
+        {{{"subject_kind", std::string("user")}, {"subject", std::string("al ice")}},
+         "subject: not a user name: 'al ice'"},
+        {{{"subject_kind", std::string("user")}, {"subject", std::string("")}}, "subject: not a user name"},
     };
     for (const auto& c : cases) {
         try {
@@ -190,6 +193,10 @@ TEST(ThresholdDefs, CanonicalAndRoundTrip) {
     EXPECT_EQ(d.rate_bps, 500000u);
     EXPECT_EQ(d.action_rate, 1048576u);
     EXPECT_EQ(parse_threshold(threshold_fields(d)), d);
+    const ThresholdDef user =
+        def({{"subject_kind", std::string("user")}, {"subject", std::string("alice@isp")}});
+    EXPECT_EQ(user.subject, (Subject{SubjectKind::User, "alice@isp"}));
+    EXPECT_EQ(parse_threshold(threshold_fields(user)), user);
     const ThresholdDef mac = def({{"subject", std::string("02:00:C6:12:01:02")}});
     EXPECT_EQ(mac.subject.value, "02:00:c6:12:01:02");
     // Modify: switching away from throttle drops action_rate.
