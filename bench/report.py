@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summary table of a bench/run.sh run: every targeted figure next to its target.
 
-Usage: report.py RESULTS_DIR   (reads machine.json, kernel.json, poll-*.json, system.json, export.json, fanin.json written by run.sh)
+Usage: report.py RESULTS_DIR   (reads machine.json, kernel.json, poll-*.json, system.json, export.json, fanin.json, radius.json written by run.sh)
 Benches print figures; they do not pass or fail. "met" / "MISSED by" is information for the reader only,
 and this script always exits 0 when it could read the results.
 """
@@ -180,6 +180,16 @@ def main():
         rows.append((f"fan-in: {fanin['gateways']} gateways x {fanin['flows_per_gateway']} flows -> one nfcapd, "
                      "records missing", f"{t['missing']} of {t['flows']} (extra {t['extra']})", "0",
                      "met" if t["missing"] == 0 and t["extra"] == 0 else f"MISSED: {t['missing']} missing", "-"))
+
+    radius = load(os.path.join(d, "radius.json"))
+    if radius:
+        rates = [b["requests_per_s"] for b in radius["batches"]]
+        answered = radius["daemon_responses"] == radius["requests_sent"] and all(
+            b["radclient"].get("lost", 0) == 0 for b in radius["batches"])
+        rows.append((f"RADIUS Start/Stop, {radius['static_bindings']} bindings: request rate, all answered",
+                     f"{min(rates):.0f}..{max(rates):.0f} req/s, {radius['daemon_responses']} of "
+                     f"{radius['requests_sent']} answered, {radius['daemon_cpu_us_per_request']:.0f} us CPU/req",
+                     ">= 2,000/s, all", "met" if answered and min(rates) >= 2000 else "MISSED", "-"))
 
     print(f"\nnettally benchmarks: {machine.get('date', '?')}; {machine.get('cpu', '?')}, "
           f"{machine.get('nproc', '?')} CPUs, kernel {machine.get('kernel', '?')}; "

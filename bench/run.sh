@@ -9,13 +9,14 @@
 #                        between namespaces with nettally / pmacctd / softflowd; accuracy, ~5 min
 #   3b. nt_bench_export  CPU per exported IPFIX record at 10k finished flows/s, ~5 s
 #       fanin_bench.py   20 gateways (a nettallyd each) exporting to one nfcapd: records missing, ~1 min
+#   3c. radius_bench.py  RADIUS Start/Stop from 8 radclients at >= 2,000 requests/s: all answered, ~30 s
 #   4. profiles          perf (software cpu-clock) of the hot spots, when perf works here, ~1 min
 #   5. report.py         the summary table: every targeted figure next to its target
 # Benches print figures; they do not pass or fail (exit status 0 unless a bench could not run).
 #
 # Environment: NT_BENCH_BUILD (build dir, default build-bench), NT_BENCH_OUT (results dir, default
 # $NT_BENCH_BUILD/bench-results), NT_BENCH_QUICK=1 (shorter runs, for trying the script out),
-# NT_BENCH_SKIP="kernel poll system export profile" (any subset).
+# NT_BENCH_SKIP="kernel poll system export radius profile" (any subset).
 #
 # Network: traffic flows only between the namespaces this script creates (ntb-<pid>-*), with
 # addresses from 198.18.0.0/15. Every namespace, pin and process is removed on exit, on failure
@@ -172,6 +173,18 @@ if [[ "$skip" != *" export "* ]]; then
 		--prefix "$prefix-f" "${fanin_args[@]}" --json "$out/fanin.json" | tee "$out/fanin.txt" &
 	children+=($!)
 	wait "${children[-1]}" || failed+=(fanin_bench.py)
+fi
+
+# ---- 3c. RADIUS accounting load --------------------------------------------------------------
+if [[ "$skip" != *" radius "* ]] && command -v radclient >/dev/null; then
+	echo
+	echo "== 3c. RADIUS accounting: 10,000 Starts then 10,000 Stops, 10,000 static bindings"
+	radius_args=()
+	[ "$quick" = 1 ] && radius_args=(--sessions 2000 --static 1000)
+	NT_BUILD_DIR="$build" python3 bench/radius_bench.py "${radius_args[@]}" --json "$out/radius.json" \
+		>"$out/radius.txt" &
+	children+=($!)
+	wait "${children[-1]}" || failed+=(radius_bench.py)
 fi
 
 # ---- 4. profiles ---------------------------------------------------------------------------
