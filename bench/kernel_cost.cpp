@@ -226,6 +226,7 @@ load_nettally(bool hosts, uint32_t max_flows, const nettally_bpf* share = nullpt
     if (err)
         throw std::runtime_error(std::string("loading nettally BPF object: ") + std::strerror(-err));
     s->bss->nt_users_on = users ? 1 : 0;
+    s->bss->nt_bind_serial = 1; // as nettallyd sets it: host entries cache their user under it
     return s;
 }
 

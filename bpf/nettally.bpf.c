@@ -75,6 +75,8 @@ NT_MAP(nt_policy_edt, BPF_MAP_TYPE_HASH, NT_MAX_IFACES, __u32, __u8);
  * while it is 0 the packet path costs one load of it.
  */
 __u32 nt_users_on = 0;
+/* Moved on by nettallyd after every change of nt_bindings: see nt_host_val.user. */
+__u32 nt_bind_serial = 0;
 
 /* An LPM trie must be created without preallocation: NT_MAP has no flags. */
 struct {
@@ -166,8 +168,12 @@ static __always_inline int count_flow(const struct pkt *p, __u32 ifindex, __u32 
 	return 0;
 }
 
-/* Returns 0 when counted, -1 when the host map had no room. */
-static __always_inline int count_host(const struct pkt *p, __u32 ifindex, __u32 dir, __u64 now)
+/*
+ * Returns 0 when counted, -1 when the host map had no room. *out: the host's
+ * entry on this CPU when it existed before (NULL for a new one).
+ */
+static __always_inline int count_host(const struct pkt *p, __u32 ifindex, __u32 dir, __u64 now,
+				      struct nt_host_val **out)
 {
 	struct nt_host_key key = {.ifindex = ifindex, .family = p->family};
 	struct nt_host_val *v;
@@ -200,6 +206,7 @@ static __always_inline int count_host(const struct pkt *p, __u32 ifindex, __u32 
 	if (!v->first_ns)
 		v->first_ns = now;
 	v->last_ns = now;
+	*out = v;
 	return 0;
 }
 
@@ -220,13 +227,30 @@ static __always_inline __u32 user_of(const struct pkt *p, __u32 dir)
 
 /*
  * Adds the packet to its user's counters on this interface (or to
- * nt_user_overflow); user: NT_USER_NONE when not looked up yet.
+ * nt_user_overflow); user: NT_USER_NONE when not looked up yet, then from the
+ * host entry's cache (hv, may be NULL) while nt_bind_serial has not moved.
  */
-static __always_inline void count_user(const struct pkt *p, __u32 ifindex, __u32 dir, __u32 user)
+static __always_inline void count_user(const struct pkt *p, __u32 ifindex, __u32 dir, __u32 user,
+				       struct nt_host_val *hv)
 {
-	struct nt_user_key key = {.ifindex = ifindex,
-				  .user = user == NT_USER_NONE ? user_of(p, dir) : user};
-	struct nt_user_val *v = bpf_map_lookup_elem(&nt_user_counts, &key);
+	struct nt_user_key key = {.ifindex = ifindex, .user = user};
+	struct nt_user_val *v;
+
+	if (user == NT_USER_NONE) {
+		/* Read before the trie: a change after this read moves it again. */
+		__u32 serial = *(volatile __u32 *)&nt_bind_serial;
+
+		if (hv && hv->bind_serial == serial) {
+			key.user = hv->user;
+		} else {
+			key.user = user_of(p, dir);
+			if (hv) {
+				hv->user = key.user;
+				hv->bind_serial = serial;
+			}
+		}
+	}
+	v = bpf_map_lookup_elem(&nt_user_counts, &key);
 
 	if (!v) {
 		struct nt_user_val init = {};
@@ -421,6 +445,7 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 	int ports_known = 1;
 	int ip = 0;
 	__u32 user = NT_USER_NONE;
+	struct nt_host_val *hv = NULL;
 	__u64 now;
 
 	parse(c, &p, xdp, l3dev, 1);
@@ -472,12 +497,12 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 		now = bpf_ktime_get_coarse_ns();
 		if (count_flow(&p, c->ifindex, dir, now, cls_gen && !p.frag ? &fv : NULL))
 			p.bucket = NT_BUCKET_FLOW_OVERFLOW;
-		if (lan && cfg_count_hosts && count_host(&p, c->ifindex, dir, now))
+		if (lan && cfg_count_hosts && count_host(&p, c->ifindex, dir, now, &hv))
 			iv->host_overflow += p.c.packets;
 		/* The packets a host is counted for: see count_host. */
 		if (lan && *(volatile __u32 *)&nt_users_on &&
 		    (dir == NT_DIR_INGRESS || !(p.dmac[0] & 1)))
-			count_user(&p, c->ifindex, dir, user);
+			count_user(&p, c->ifindex, dir, user, hv);
 	}
 	if (p.bucket < NT_BUCKET_MAX)
 		add_counts(&iv->bucket[p.bucket], &p.c);

@@ -18,7 +18,7 @@
 #endif
 
 /* Bumped whenever a pinned map's key or value layout changes. */
-#define NT_ABI_VERSION 1
+#define NT_ABI_VERSION 2
 
 /* Default map capacities; the daemon may resize before load. */
 #define NT_MAX_IFACES 256
@@ -141,6 +141,15 @@ struct nt_host_val {
 	struct nt_counts received;
 	__u64 first_ns;
 	__u64 last_ns;
+	/*
+	 * Subscribers: the user bound to the host's address (nt_bindings) as
+	 * looked up on this CPU while the .bss global nt_bind_serial was
+	 * bind_serial. Reused while the serial is unchanged, so a host's packets
+	 * cost one trie walk per binding change, not one each; nettallyd moves
+	 * the serial on after every change of nt_bindings.
+	 */
+	__u32 user;
+	__u32 bind_serial;
 };
 
 /*

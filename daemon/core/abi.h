@@ -17,7 +17,7 @@ static_assert(offsetof(nt_flow_key, src) == 12);
 static_assert(sizeof(nt_flow_val) == 64);
 static_assert(sizeof(nt_host_key) == 28);
 static_assert(offsetof(nt_host_key, addr) == 12);
-static_assert(sizeof(nt_host_val) == 96);
+static_assert(sizeof(nt_host_val) == 104); // ABI 2: + the user cache (user, bind_serial)
 static_assert(sizeof(nt_evicted_val) == sizeof(nt_counts) + 8);
 static_assert(sizeof(nt_cg_val) == 2 * sizeof(nt_counts));
 static_assert(sizeof(nt_cg_dir_val) == sizeof(nt_counts) * (1 + NT_CG_BUCKET_MAX));
@@ -41,4 +41,4 @@ static_assert(sizeof(nt_cls_mac_key) == 8);
 static_assert(sizeof(nt_cls_iface_key) == 8);
 static_assert(sizeof(nt_cls_count_key) == 16);
 static_assert(NT_CLS_SCALAR_SPAN == 2 + 256 + 65536 * 2 + 64 + 4096);
-static_assert(NT_ABI_VERSION == 1, "update the asserts above with the ABI version");
+static_assert(NT_ABI_VERSION == 2, "update the asserts above with the ABI version");

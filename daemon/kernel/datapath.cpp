@@ -15,6 +15,7 @@
 #include <linux/if_link.h>
 #include <linux/magic.h>
 #include <net/if.h>
+#include <random>
 #include <spdlog/spdlog.h>
 #include <sys/mount.h>
 #include <sys/statfs.h>
@@ -577,6 +578,7 @@ void Datapath::sync_bindings(const std::map<Prefix, uint32_t>& want) {
                          [&](const nt_bind_key& w) { return std::memcmp(&w, &k, sizeof(k)) == 0; }))
             if (bpf_map_delete_elem(fd, &k) && errno != ENOENT)
                 throw SysError(errno, "removing a binding from the kernel");
+    next_bind_serial();
 }
 
 void Datapath::set_binding(const Prefix& prefix, uint32_t id) {
@@ -585,12 +587,25 @@ void Datapath::set_binding(const Prefix& prefix, uint32_t id) {
     v.user = id;
     if (bpf_map_update_elem(bpf_map__fd(skel_->maps.nt_bindings), &k, &v, BPF_ANY))
         throw SysError(errno, "binding " + prefix.to_string() + " in the kernel");
+    next_bind_serial();
 }
 
 void Datapath::remove_binding(const Prefix& prefix) {
     const nt_bind_key k = prefix.kernel_key();
-    if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.nt_bindings), &k) && errno != ENOENT)
+    const int rc = bpf_map_delete_elem(bpf_map__fd(skel_->maps.nt_bindings), &k);
+    if (rc && errno != ENOENT)
         throw SysError(errno, "removing the binding of " + prefix.to_string() + " from the kernel");
+    if (rc == 0)
+        next_bind_serial();
+}
+
+void Datapath::next_bind_serial() {
+    uint32_t s = __atomic_load_n(&skel_->bss->nt_bind_serial, __ATOMIC_RELAXED);
+    if (s == 0)
+        s = std::random_device{}();
+    if (++s == 0) // 0 is a fresh entry's serial: never current
+        s = 1;
+    __atomic_store_n(&skel_->bss->nt_bind_serial, s, __ATOMIC_RELEASE);
 }
 
 std::map<uint32_t, std::string> Datapath::read_user_names() const {
@@ -616,6 +631,7 @@ void Datapath::write_user_name(uint32_t id, const std::string& name) {
 }
 
 void Datapath::set_users_on(bool on) {
+    next_bind_serial(); // the caches of a run with counting off are not trusted either
     __atomic_store_n(&skel_->bss->nt_users_on, on ? 1u : 0u, __ATOMIC_RELEASE);
 }
 

@@ -87,6 +87,10 @@ public:
     void write_user_name(uint32_t id, const std::string& name);
     // Turns the per-user counting in the programs on or off (nt_users_on).
     void set_users_on(bool on);
+    // After every change of nt_bindings: the programs' per-host user caches (nt_host_val.user)
+    // are stale from the next packet on. Starts at a random non-zero value per load, so a pinned
+    // host entry cached under an earlier process's serial is not mistaken for a current one.
+    void next_bind_serial();
     // Many keys at once go through the eviction iterator (kernel/evict.h) when the kernel
     // runs it, a few (or every key on an older kernel) one lookup-and-delete each.
     std::vector<FlowEntry> evict_flows(const std::vector<nt_flow_key>& keys) override;

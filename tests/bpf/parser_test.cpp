@@ -1297,6 +1297,7 @@ TEST_F(ParserProgram, BoundAddressCountsForItsUser) {
         << "user entries while nt_users_on is 0";
 
     skel->bss->nt_users_on = 1;
+    skel->bss->nt_bind_serial = 1; // as nettallyd does when it turns counting on
     run(Prog::IngressLan, udp4(kGwMac, kHostMac, kHost4, kRemote4, 100));           // user 5 sent
     run(Prog::EgressLan, udp4(kHostMac, kGwMac, kRemote4, kHost4, 200));            // user 5 received
     run(Prog::IngressLan, udp4(kGwMac, kHostMac, "192.168.1.11", kRemote4, 300));   // unbound sent
@@ -1345,6 +1346,54 @@ TEST_F(ParserProgram, BoundAddressCountsForItsUser) {
     ASSERT_EQ(bpf_map_lookup_elem(bpf_map__fd(skel->maps.nt_user_overflow), &zero, overflow.data()), 0);
     for (const auto& v : overflow)
         EXPECT_EQ(v.sent.packets + v.received.packets, 0u) << "user overflow";
+}
+
+// The host entry caches its user under nt_bind_serial: a re-bound address counts for the new
+// user from the first packet after the serial moves (nettallyd moves it right after every
+// change of nt_bindings), and the cached user only while it has not moved.
+TEST_F(ParserProgram, RebindTakesEffectWhenTheSerialMoves) {
+    const Skel skel = load_skeleton();
+    ASSERT_TRUE(skel);
+    const auto bind = [&](uint32_t user) {
+        nt_bind_key k{};
+        k.prefixlen = NT_BIND_KEY_BITS + 32;
+        k.family = NT_AF_INET;
+        const auto a = parse_ipv4(kHost4);
+        std::memcpy(k.addr, a.data(), a.size());
+        const nt_bind_val v{user, 0};
+        ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel->maps.nt_bindings), &k, &v, BPF_ANY), 0);
+    };
+    const auto send = [&](unsigned n) {
+        const auto frame = PacketBuilder()
+                               .eth(kGwMac, kHostMac)
+                               .ipv4(v4(kHost4, kRemote4))
+                               .udp({.sport = 4000, .dport = 53})
+                               .payload(n)
+                               .build();
+        ASSERT_EQ(test_run(prog_of(skel.get(), Prog::IngressLan), frame, std::nullopt).err, 0);
+    };
+    const auto packets_of = [&]() {
+        std::map<uint32_t, uint64_t> out;
+        for (const auto& e : dump_percpu<nt_user_key, nt_user_val>(skel->maps.nt_user_counts))
+            for (const auto& v : e.per_cpu)
+                out[e.key.user] += v.sent.packets;
+        return out;
+    };
+    skel->bss->nt_users_on = 1;
+    skel->bss->nt_bind_serial = 41;
+    bind(5);
+    send(10); // creates the host entry (user looked up, not cached)
+    send(10); // looks up and caches user 5 under serial 41
+    send(10); // from the cache
+    EXPECT_EQ(packets_of(), (std::map<uint32_t, uint64_t>{{5, 3}}));
+
+    bind(7); // the trie changed, the serial not yet: the cache still answers (so it is used)
+    send(10);
+    EXPECT_EQ(packets_of(), (std::map<uint32_t, uint64_t>{{5, 4}}));
+    skel->bss->nt_bind_serial = 42; // nettallyd's next_bind_serial()
+    send(10);
+    send(10);
+    EXPECT_EQ(packets_of(), (std::map<uint32_t, uint64_t>{{5, 4}, {7, 2}}));
 }
 
 } // namespace
