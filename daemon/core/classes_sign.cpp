@@ -47,7 +47,7 @@ std::string from_base64(const std::string& text, uint8_t* out, size_t n) {
     if (first == std::string::npos)
         return "empty";
     const auto last = text.find_last_not_of(" \t\r\n");
-    const std::string line = text.substr(first, last - first + 1);
+    std::string line = text.substr(first, last - first + 1);
     if (line.find_first_of(" \t\r\n") != std::string::npos)
         return "more than one line or word (expected one line of base64)";
     // The decoder writes at most its capacity, so decode into room for one byte more than
@@ -55,15 +55,20 @@ std::string from_base64(const std::string& text, uint8_t* out, size_t n) {
     std::vector<uint8_t> buf(n + 1);
     size_t len = 0;
     const char* end = nullptr;
+    std::string why;
     if (sodium_base642bin(buf.data(), buf.size(), line.c_str(), line.size(), nullptr, &len, &end,
                           sodium_base64_VARIANT_ORIGINAL) != 0 ||
         end != line.c_str() + line.size())
-        return line.size() > 4 * (n + 3) / 3 ? "not a key of this kind (too long)" : "not base64";
-    if (len != n)
-        return "not a key of this kind (" + std::to_string(len) + " bytes, expected " + std::to_string(n) +
-               ")";
-    std::memcpy(out, buf.data(), n);
-    return "";
+        why = line.size() > 4 * (n + 3) / 3 ? "not a key of this kind (too long)" : "not base64";
+    else if (len != n)
+        why =
+            "not a key of this kind (" + std::to_string(len) + " bytes, expected " + std::to_string(n) + ")";
+    else
+        std::memcpy(out, buf.data(), n);
+    // A secret key passes through here: leave no copy behind.
+    sodium_memzero(buf.data(), buf.size());
+    sodium_memzero(line.data(), line.size());
+    return why;
 }
 
 std::string read_key_file(const fs::path& path) {
