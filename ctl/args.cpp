@@ -156,6 +156,10 @@ std::string* text_option(Target t, Options& opt) {
         return &opt.subject;
     case Target::Output:
         return &opt.output;
+    case Target::SignKey:
+        return &opt.rules.sign_key;
+    case Target::VerifyKey:
+        return &opt.rules.key;
     default:
         return nullptr;
     }
@@ -261,6 +265,8 @@ std::optional<std::string> check_verb(const Verb& verb, const std::vector<std::s
         opt.rules.file = args.empty() ? "" : args.front();
         if (sub == "compile" && opt.output.empty())
             return std::string("rules compile needs -o BUNDLE, the file to write");
+        if (sub == "verify" && opt.rules.key.empty())
+            return std::string("rules verify needs --key PUB, the public key file to check with");
         break;
     case Command::Export:
         opt.exports.sub = std::string(sub);

@@ -64,10 +64,12 @@ struct ExportArgs {
     std::vector<std::string> urls;
 };
 
-// nettallyctl rules SUB [FILE] [-o BUNDLE]
+// nettallyctl rules SUB [FILE] [-o BUNDLE] [--sign KEY] [--key PUB]
 struct RulesArgs {
-    std::string sub;  // compile
-    std::string file; // compile: the rule document
+    std::string sub;      // compile | keygen | verify
+    std::string file;     // compile: the rule document; keygen: the key files' PREFIX; verify: the bundle
+    std::string sign_key; // compile --sign: the secret key file
+    std::string key;      // verify --key: the public key file
 };
 
 struct Options {

@@ -52,6 +52,13 @@ constexpr OptionSpec kDefinition[] = {
     field_option("--action-rate", "SIZE", "action_rate"), field_option("--action-on", "WHEN", "action_on")};
 constexpr OptionSpec kRulesCompile[] = {
     {"-o,--output", "BUNDLE", Target::Output, "", "rules compile: the bundle file to write."},
+    {"--sign", "KEY", Target::SignKey, "",
+     "rules compile: sign the bundle with the secret key file KEY (rules keygen;\n"
+     "mode 0600)."},
+};
+constexpr OptionSpec kRulesVerify[] = {
+    {"--key", "PUB", Target::VerifyKey, "",
+     "rules verify: the public key file (PREFIX.pub of rules keygen)."},
 };
 constexpr OptionSpec kSetTarget[] = {
     {"--user", "NAME", Target::User, "", ""},
@@ -319,13 +326,34 @@ no bound address.
 Per interface and direction the users add up to the hosts. JSON: {"users":
 [{"interface", "user" (null: unbound), "sent": C, "received": C}]}.)",
      {}},
-    {"rules compile", Command::Rules, run_rules, "rules compile RULES.yaml -o BUNDLE",
+    {"rules compile", Command::Rules, run_rules, "rules compile RULES.yaml -o BUNDLE [--sign KEY]",
      R"(Check a traffic class rule document and compile it into a bundle, the
 binary tables nettallyd loads (no daemon needed). Every problem is reported
-as FILE:LINE:COL: KEY: PROBLEM (exit 1). Prints the ruleset's name,
+as FILE:LINE:COL: KEY: PROBLEM (exit 1). With --sign KEY the bundle gets an
+Ed25519 signature trailer by that secret key. Prints the ruleset's name,
 version, hash, classes, rules and size. JSON: {"name", "version", "hash",
-"classes", "rules", "bytes", "output"}.)",
+"classes", "rules", "bytes", "output", "key_id" (signed only)}.)",
      kRulesCompile, 1, 1, "rules compile needs the rule document RULES.yaml"},
+    {"rules keygen",
+     Command::Rules,
+     run_rules,
+     "rules keygen PREFIX",
+     R"(Make an Ed25519 key pair for signing bundles: PREFIX.key, the secret key
+(mode 0600, for rules compile --sign), and PREFIX.pub, the public key (for
+a gateway's rules.trusted_keys and rules verify). Each file is one line of
+base64. Existing files are not overwritten. Prints the key id (the first 8
+bytes of the public key, in hex). JSON: {"key_id", "public", "secret"}.)",
+     {},
+     1,
+     1,
+     "rules keygen needs PREFIX, the start of the key files' names"},
+    {"rules verify", Command::Rules, run_rules, "rules verify BUNDLE --key PUB",
+     R"(Check a bundle as a gateway with this trusted key does: the signature
+trailer by that key over the bundle, then the bundle itself. Prints the
+ruleset's name, version, hash, the signing key id and ok, or why it is
+refused (exit 1). JSON: {"ok", "error", "name", "version", "hash",
+"key_id"}.)",
+     kRulesVerify, 1, 1, "rules verify needs the bundle file BUNDLE"},
     {"help", Command::Help, nullptr, "help", "Print this text.", {}},
 };
 

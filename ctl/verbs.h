@@ -28,6 +28,8 @@ enum class Target {
     Output,          // history --output FILE
     Once,            // top --once
     Interval,        // top --interval DURATION
+    SignKey,         // rules compile --sign KEY
+    VerifyKey,       // rules verify --key PUB
 };
 
 struct OptionSpec {

@@ -16,6 +16,8 @@ packages=(
 	# MD5 of the RADIUS authenticators (daemon/core/radius.h): OpenSSL's libcrypto, named here
 	# rather than relied on through libcurl4-openssl-dev
 	libssl-dev
+	# Ed25519 signatures of traffic class bundles (daemon/core/classes_sign.h)
+	libsodium-dev
 	# the conntrack table and its events (NAT: daemon/os/conntrack.h)
 	libnetfilter-conntrack-dev
 	# run: dbus-daemon, busctl (systemd), /usr/share/dbus-1/system.conf and the messagebus user

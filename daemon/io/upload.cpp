@@ -3,6 +3,7 @@
 // upload_transfer.cpp.
 #include "io/upload.h"
 
+#include "io/curl_init.h"
 #include "io/upload_transfer.h"
 
 #include "os/error.h"
@@ -38,10 +39,6 @@ void sync_dir(const fs::path& dir) {
     }
 }
 
-struct CurlInit {
-    CurlInit() { curl_global_init(CURL_GLOBAL_DEFAULT); }
-};
-
 } // namespace
 
 std::string resolve_upload_password(const UploadConfig& cfg) {
@@ -58,7 +55,7 @@ Uploader::Uploader(sd_event* ev, fs::path spool_dir, fs::path state_dir, const U
                    UploadEvents events)
     : ev_(ev), spool_dir_(std::move(spool_dir)), override_path_(state_dir / "upload.json"),
       events_(std::move(events)), rng_(std::random_device{}()) {
-    static CurlInit init;
+    curl_global_once();
     check_config(cfg);
     cfg_ = cfg;
     cfg_password_ = resolve_upload_password(cfg);

@@ -46,6 +46,9 @@ TEST(CtlArgs, EveryVerbParsesToItsCommand) {
         if (v.name == "rules compile")
             for (const char* w : {"-o", "b"})
                 words.push_back(w);
+        if (v.name == "rules verify")
+            for (const char* w : {"--key", "k.pub"})
+                words.push_back(w);
         const std::vector<std::string_view> args(words.begin(), words.end());
         EXPECT_EQ(ok(args).command, v.command) << v.name;
     }
@@ -165,7 +168,27 @@ TEST(CtlArgs, RulesCompile) {
     EXPECT_TRUE(o.json);
     EXPECT_EQ(err({"rules", "compile", "r.yaml"}), "rules compile needs -o BUNDLE, the file to write");
     EXPECT_EQ(err({"rules", "compile", "-o", "b"}), "rules compile needs the rule document RULES.yaml");
-    EXPECT_EQ(err({"rules"}), "rules needs a subcommand: compile");
+    EXPECT_EQ(err({"rules"}), "rules needs a subcommand: compile, keygen or verify");
+    EXPECT_EQ(ok({"rules", "compile", "r.yaml", "-o", "r.bundle", "--sign", "s.key"}).rules.sign_key,
+              "s.key");
+    EXPECT_EQ(ok({"rules", "compile", "r.yaml", "-o", "r.bundle"}).rules.sign_key, "");
+    EXPECT_EQ(err({"rules", "compile", "r.yaml", "-o", "r.bundle", "--sign"}),
+              "option '--sign' needs a value");
+    EXPECT_EQ(err({"rules", "compile", "r.yaml", "-o", "r.bundle", "--key", "k.pub"}),
+              "option '--key' is only valid with 'rules verify'");
+
+    o = ok({"rules", "keygen", "/etc/nettally/signer"});
+    EXPECT_EQ(o.rules.sub, "keygen");
+    EXPECT_EQ(o.rules.file, "/etc/nettally/signer");
+    EXPECT_EQ(err({"rules", "keygen"}), "rules keygen needs PREFIX, the start of the key files' names");
+
+    o = ok({"rules", "verify", "r.bundle", "--key", "k.pub"});
+    EXPECT_EQ(o.rules.sub, "verify");
+    EXPECT_EQ(o.rules.file, "r.bundle");
+    EXPECT_EQ(o.rules.key, "k.pub");
+    EXPECT_EQ(err({"rules", "verify", "r.bundle"}),
+              "rules verify needs --key PUB, the public key file to check with");
+    EXPECT_EQ(err({"rules", "verify", "--key", "k.pub"}), "rules verify needs the bundle file BUNDLE");
 }
 
 TEST(CtlArgs, Export) {
