@@ -62,6 +62,16 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)), started_us_(realtime_us()) {
     nat_ = std::make_unique<NatWatch>(nat_keep(cfg_), cfg_.state_dir);
     export_ = std::make_unique<FlowExport>(cfg_.exports, flow_timeouts(cfg_), cfg_.state_dir);
     export_->set_nat(&nat_->table());
+    if (accounting_->subscribers().enabled())
+        export_->set_users([this](const FlowEntry& f, uint64_t end_ms) {
+            // A flow's user is its lan host's: the source of ingress, the destination of egress flows.
+            const Collector& c = accounting_->collector();
+            const auto it = c.interfaces().find(c.name_of(f.key.ifindex));
+            if (it == c.interfaces().end() || it->second.info.role != "lan")
+                return std::string();
+            return accounting_->subscribers().table().user_at(
+                f.key.family, f.key.dir == NT_DIR_INGRESS ? f.key.src : f.key.dst, end_ms * 1000);
+        });
     accounting_->add_flow_listener([this](const FlowEntry& f, const std::string& iface) {
         nat_->on_flow_finished(f, accounting_->collector());
         thresholds_->on_flow_finished(f, iface);

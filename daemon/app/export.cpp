@@ -128,7 +128,7 @@ void FlowExport::start(sd_event* ev, const Collector& c) {
     if (!enabled())
         return;
     exporter_ = std::make_unique<IpfixExporter>(
-        ev, running_, templates_.ids(running_.enterprise, true),
+        ev, running_, templates_.ids(running_.enterprise, true, users_),
         [&c] {
             std::vector<ipfix::InterfaceName> table;
             for (const auto& [name, st] : c.interfaces())

@@ -47,6 +47,12 @@ public:
     void on_failed(IpfixExporter::Failed f) { on_failed_ = std::move(f); }
     // The NAT table whose translations the records carry (IEs 225-228).
     void set_nat(const NatTable* nat) { tracker_.set_nat(nat); }
+    // Subscribers: the flow templates end with userName (IE 371), each record the user of the flow's
+    // lan host (`user_of`); takes effect when the collectors are next opened (start, reload).
+    void set_users(ExportTracker::UserOf user_of) {
+        users_ = static_cast<bool>(user_of);
+        tracker_.set_user_of(std::move(user_of));
+    }
     void add_status(Status& m) const;
     std::vector<ExportCollectorStatus> status() const;
     // state_dir/export_flows.json: what has been reported of live flows (ExportTracker), read
@@ -71,6 +77,7 @@ private:
     ExportTracker tracker_;
     // Template ids for the daemon's lifetime: a reload that changes the layout gets new ones.
     ipfix::TemplateRegistry templates_;
+    bool users_ = false;
     std::vector<ipfix::FlowRecord> pending_;
     sd_event* ev_ = nullptr;
     const Collector* collector_ = nullptr;

@@ -99,6 +99,14 @@ ipfix::FlowRecord make_record(const FlowEntry& f, const Counts& delta, uint64_t 
     return r;
 }
 
+ipfix::FlowRecord ExportTracker::record(const FlowEntry& f, const Counts& delta, uint64_t start_ms,
+                                        uint64_t end_ms, ipfix::EndReason reason) const {
+    ipfix::FlowRecord r = make_record(f, delta, start_ms, end_ms, reason, nat_);
+    if (user_of_)
+        r.user = user_of_(f, end_ms);
+    return r;
+}
+
 bool ExportTracker::KeyLess::operator()(const nt_flow_key& a, const nt_flow_key& b) const {
     return std::memcmp(&a, &b, sizeof a) < 0;
 }
@@ -114,7 +122,7 @@ std::optional<ipfix::FlowRecord> ExportTracker::finished(const FlowEntry& f, ipf
         if (delta.packets == 0)
             return std::nullopt;
     }
-    return make_record(f, delta, to_ms(to_unix, start_ns), to_ms(to_unix, f.last_ns), reason, nat_);
+    return record(f, delta, to_ms(to_unix, start_ns), to_ms(to_unix, f.last_ns), reason);
 }
 
 std::vector<ipfix::FlowRecord> ExportTracker::interim(const std::vector<FlowEntry>& live, uint64_t now_ns,
@@ -133,8 +141,8 @@ std::vector<ipfix::FlowRecord> ExportTracker::interim(const std::vector<FlowEntr
         r.since_ns = now_ns;
         if (delta.packets == 0)
             continue;
-        out.push_back(make_record(f, delta, to_ms(to_unix, start_ns), to_ms(to_unix, f.last_ns),
-                                  ipfix::EndReason::Active, nat_));
+        out.push_back(
+            record(f, delta, to_ms(to_unix, start_ns), to_ms(to_unix, f.last_ns), ipfix::EndReason::Active));
         r.counts = f.counts;
         r.end_ns = f.last_ns;
     }

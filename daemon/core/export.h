@@ -77,6 +77,10 @@ public:
     size_t tracked() const { return reported_.size(); }
     // The connections the records' post-NAT fields come from (null: none).
     void set_nat(const NatTable* nat) { nat_ = nat; }
+    // The user of a flow's lan host at the record's end (ms since the epoch), for userName; unset:
+    // records carry no user.
+    using UserOf = std::function<std::string(const FlowEntry& f, uint64_t end_ms)>;
+    void set_user_of(UserOf f) { user_of_ = std::move(f); }
     // What has been reported of live flows, for a restart in the same boot (the flows stay in the
     // kernel while nettallyd is down): without it, their next records would repeat the interim
     // records sent before. restore() throws std::exception on bad input and then keeps nothing.
@@ -92,8 +96,12 @@ private:
     struct KeyLess {
         bool operator()(const nt_flow_key& a, const nt_flow_key& b) const;
     };
+    ipfix::FlowRecord record(const FlowEntry& f, const Counts& delta, uint64_t start_ms, uint64_t end_ms,
+                             ipfix::EndReason reason) const;
+
     std::map<nt_flow_key, Reported, KeyLess> reported_;
     const NatTable* nat_ = nullptr;
+    UserOf user_of_;
 };
 
 } // namespace nettally

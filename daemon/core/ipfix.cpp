@@ -20,7 +20,7 @@ struct Field {
 
 // The flow templates' fields, in record order (field_values() gives the values in this order; the
 // NAT template adds the post-NAT fields after them).
-const std::vector<Field>& flow_fields(bool ipv6, bool nat = false) {
+const std::vector<Field>& base_flow_fields(bool ipv6, bool nat) {
     static const std::vector<Field> v4 = {{8, 4},
                                           {12, 4},
                                           {7, 2},
@@ -54,6 +54,21 @@ const std::vector<Field>& flow_fields(bool ipv6, bool nat = false) {
     if (ipv6)
         return v6;
     return nat ? v4_nat : v4;
+}
+
+// With users: the same fields and userName last.
+const std::vector<Field>& flow_fields(bool ipv6, bool nat = false, bool users = false) {
+    static const std::array<std::vector<Field>, 3> with_user = [] {
+        std::array<std::vector<Field>, 3> a;
+        for (int k = 0; k < 3; k++) {
+            a[static_cast<size_t>(k)] = base_flow_fields(k == 1, k == 2);
+            a[static_cast<size_t>(k)].push_back({kIeUserName, 65535});
+        }
+        return a;
+    }();
+    if (!users)
+        return base_flow_fields(ipv6, nat);
+    return with_user[ipv6 ? 1 : nat ? 2 : 0];
 }
 
 constexpr size_t kBaseFields = 18; // the fields every flow template has
@@ -111,6 +126,10 @@ std::array<uint64_t, kBaseFields> field_values(const FlowRecord& r) {
             c.l4,        c.payload};
 }
 
+size_t user_length(const FlowRecord& r) {
+    return std::min(r.user.size(), kMaxUserName);
+}
+
 void write_record(Writer& w, const std::vector<Field>& fields, const FlowRecord& r) {
     const auto values = field_values(r);
     w.raw(r.src.data(), fields[0].length);
@@ -118,11 +137,17 @@ void write_record(Writer& w, const std::vector<Field>& fields, const FlowRecord&
     for (size_t i = 2; i < kBaseFields; i++)
         for (int b = fields[i].length - 1; b >= 0; b--)
             w.u8(static_cast<uint8_t>(values[i] >> (8 * b)));
-    if (fields.size() > kBaseFields) {
+    const bool users = fields.back().id == kIeUserName;
+    if (fields.size() - (users ? 1 : 0) > kBaseFields) {
         w.raw(r.post_src.data(), r.post_src.size());
         w.raw(r.post_dst.data(), r.post_dst.size());
         w.u16(r.post_sport);
         w.u16(r.post_dport);
+    }
+    if (users) {
+        const size_t n = user_length(r); // < 255: one length byte
+        w.u8(static_cast<uint8_t>(n));
+        w.raw(reinterpret_cast<const uint8_t*>(r.user.data()), n);
     }
 }
 
@@ -208,22 +233,24 @@ size_t template_size(const std::vector<Field>& fields) {
     return n;
 }
 
-size_t template_message_size(bool nat) {
-    size_t n =
-        kHeaderSize + kSetHeaderSize + template_size(flow_fields(false)) + template_size(flow_fields(true));
+size_t template_message_size(bool nat, bool users) {
+    size_t n = kHeaderSize + kSetHeaderSize + template_size(flow_fields(false, false, users)) +
+               template_size(flow_fields(true, false, users));
     if (nat)
-        n += template_size(flow_fields(false, true));
+        n += template_size(flow_fields(false, true, users));
     return n + kSetHeaderSize + 6 + 4 + 4; // options template: header, scope 10, interfaceName 82
 }
 
 } // namespace
 
-TemplateIds TemplateRegistry::ids(uint32_t pen, bool nat) {
+TemplateIds TemplateRegistry::ids(uint32_t pen, bool nat, bool users) {
     TemplateIds t;
-    t.ipv4 = id(0, pen);
-    t.ipv6 = id(1, pen);
+    const int u = users ? 4 : 0; // the flow layouts with userName are kinds 4, 5 and 7
+    t.ipv4 = id(0 + u, pen);
+    t.ipv6 = id(1 + u, pen);
     t.interfaces = id(2, 0); // no enterprise-specific element: the same layout whatever the PEN
-    t.ipv4_nat = nat ? id(3, pen) : 0;
+    t.ipv4_nat = nat ? id(3 + u, pen) : 0;
+    t.users = users;
     return t;
 }
 
@@ -244,12 +271,13 @@ size_t flow_record_size(bool ipv6, bool nat) {
     return n;
 }
 
-size_t records_fitting(std::span<const FlowRecord> records, size_t max) {
+size_t records_fitting(std::span<const FlowRecord> records, size_t max, bool users) {
     size_t size = kHeaderSize, n = 0;
     int layout = -1; // the open set's: the Packer opens a new set whenever the template changes
     for (const auto& r : records) {
         const int l = nat_layout(r) ? 2 : int(r.ipv6);
-        const size_t add = flow_record_size(r.ipv6, nat_layout(r)) + (layout == l ? 0 : kSetHeaderSize);
+        const size_t add = flow_record_size(r.ipv6, nat_layout(r)) + (users ? 1 + user_length(r) : 0) +
+                           (layout == l ? 0 : kSetHeaderSize);
         if (size + add > max)
             break;
         size += add;
@@ -259,17 +287,18 @@ size_t records_fitting(std::span<const FlowRecord> records, size_t max) {
     return n;
 }
 
-size_t min_message_size(bool nat) {
+size_t min_message_size(bool nat, bool users) {
     // An interface name is at most IFNAMSIZ - 1 bytes.
     const size_t iface = 4 + varlen_size(15);
-    return std::max({kHeaderSize + kSetHeaderSize + flow_record_size(true),
-                     kHeaderSize + kSetHeaderSize + flow_record_size(false, nat), template_message_size(nat),
-                     kHeaderSize + kSetHeaderSize + iface});
+    const size_t user = users ? 1 + kMaxUserName : 0;
+    return std::max({kHeaderSize + kSetHeaderSize + flow_record_size(true) + user,
+                     kHeaderSize + kSetHeaderSize + flow_record_size(false, nat) + user,
+                     template_message_size(nat, users), kHeaderSize + kSetHeaderSize + iface});
 }
 
 Stream::Stream(uint32_t observation_domain, uint32_t pen, size_t max_message, TemplateIds ids)
     : domain_(observation_domain), pen_(pen), max_message_(max_message), ids_(ids) {
-    const size_t min = min_message_size(ids.ipv4_nat != 0);
+    const size_t min = min_message_size(ids.ipv4_nat != 0, ids.users);
     if (max_message < min || max_message > 65535)
         throw std::invalid_argument("IPFIX message size must be " + std::to_string(min) + " .. 65535 bytes");
 }
@@ -286,9 +315,9 @@ Bytes Stream::templates(uint32_t export_time) const {
     w.u16(kTemplateSetId);
     w.u16(0);
     const std::pair<uint16_t, const std::vector<Field>*> flow_templates[] = {
-        {ids_.ipv4, &flow_fields(false)},
-        {ids_.ipv6, &flow_fields(true)},
-        {ids_.ipv4_nat, &flow_fields(false, true)}};
+        {ids_.ipv4, &flow_fields(false, false, ids_.users)},
+        {ids_.ipv6, &flow_fields(true, false, ids_.users)},
+        {ids_.ipv4_nat, &flow_fields(false, true, ids_.users)}};
     for (const auto& [id, fields] : flow_templates) {
         if (id == 0)
             continue;
@@ -334,8 +363,8 @@ std::vector<Bytes> Stream::flows(uint32_t export_time, std::span<const FlowRecor
     for (const auto& r : records) {
         const bool nat = nat_layout(r) && ids_.ipv4_nat != 0;
         const uint16_t id = nat ? ids_.ipv4_nat : r.ipv6 ? ids_.ipv6 : ids_.ipv4;
-        Writer w = p.record(id, flow_record_size(r.ipv6, nat));
-        write_record(w, flow_fields(r.ipv6, nat), r);
+        Writer w = p.record(id, flow_record_size(r.ipv6, nat) + (ids_.users ? 1 + user_length(r) : 0));
+        write_record(w, flow_fields(r.ipv6, nat, ids_.users), r);
     }
     return p.done();
 }

@@ -33,6 +33,10 @@ inline constexpr size_t kSetHeaderSize = 4;
 // Enterprise-specific elements under the configured PEN.
 inline constexpr uint16_t kIeL4Octets = 1;      // l4OctetDeltaCount: our l4 figure
 inline constexpr uint16_t kIePayloadOctets = 2; // payloadOctetDeltaCount: our payload figure
+// userName (IANA IE 371, string, variable length): the subscriber of the flow's lan host, in the
+// flow templates of streams with users (TemplateIds::users). At most kMaxUserName bytes.
+inline constexpr uint16_t kIeUserName = 371;
+inline constexpr size_t kMaxUserName = 63;
 
 // flowEndReason (IE 136), RFC 7012 / IANA values.
 enum class EndReason : uint8_t { Idle = 1, Active = 2, EndDetected = 3, Forced = 4, LackOfResources = 5 };
@@ -63,6 +67,9 @@ struct FlowRecord {
     std::array<uint8_t, 4> post_dst{}; // IE 226 postNATDestinationIPv4Address
     uint16_t post_sport = 0;           // IE 227 postNAPTSourceTransportPort
     uint16_t post_dport = 0;           // IE 228 postNAPTDestinationTransportPort
+    // IE 371 userName, the last field of the templates with users ("" = no user bound; cut to
+    // kMaxUserName bytes).
+    std::string user;
 };
 
 // The template ids a stream uses. ipv4_nat 0: no NAT template (NAT records go out without their
@@ -72,16 +79,18 @@ struct TemplateIds {
     uint16_t ipv6 = kTemplateIpv6;
     uint16_t interfaces = kTemplateInterfaces;
     uint16_t ipv4_nat = 0;
+    bool users = false; // the flow templates end with userName (IE 371)
     bool operator==(const TemplateIds&) const = default;
 };
 
 // Template ids by layout, for the daemon's lifetime: a layout keeps its id, a changed layout (the
 // enterprise PEN of the l4/payload elements) gets a new one, so that no id is ever redefined
 // towards a collector that saw the old layout (RFC 7011 §8.1). The first layouts get 256
-// (IPv4), 257 (IPv6), 258 (interface table), 259 (IPv4 with NAT).
+// (IPv4), 257 (IPv6), 258 (interface table), 259 (IPv4 with NAT). With users (subscribers
+// configured) the flow templates are other layouts, so other ids.
 class TemplateRegistry {
 public:
-    TemplateIds ids(uint32_t pen, bool nat);
+    TemplateIds ids(uint32_t pen, bool nat, bool users = false);
 
 private:
     uint16_t id(int kind, uint32_t pen);
@@ -94,13 +103,14 @@ struct InterfaceName {
     std::string name;
 };
 
-// The bytes one data record of the template takes.
+// The bytes one data record of the template takes (without userName).
 size_t flow_record_size(bool ipv6, bool nat = false);
-// How many of the records, from the first, Stream::flows() puts into one message of `max` bytes.
-size_t records_fitting(std::span<const FlowRecord> records, size_t max);
+// How many of the records, from the first, Stream::flows() puts into one message of `max` bytes
+// (users: the stream's templates end with userName).
+size_t records_fitting(std::span<const FlowRecord> records, size_t max, bool users = false);
 // The smallest max_message_size that can carry every record and the templates (with the NAT
-// template: nat).
-size_t min_message_size(bool nat = false);
+// template: nat; with userName: users).
+size_t min_message_size(bool nat = false, bool users = false);
 
 class Stream {
 public:

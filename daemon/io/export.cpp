@@ -182,7 +182,7 @@ private:
             return false;
         }
         const std::vector<ipfix::FlowRecord> batch(pending_.begin(), pending_.end());
-        const size_t k = ipfix::records_fitting(batch, cfg_.max_message_size);
+        const size_t k = ipfix::records_fitting(batch, cfg_.max_message_size, stream_.ids().users);
         in_flight_.assign(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(k));
         pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(k));
         in_flight_seq_ = stream_.sequence();
@@ -205,7 +205,7 @@ private:
             if (cfg_.template_messages && since_templates_ >= cfg_.template_messages)
                 send_templates();
             const std::span<const ipfix::FlowRecord> rest(records.data() + done, records.size() - done);
-            const size_t k = ipfix::records_fitting(rest, cfg_.max_message_size);
+            const size_t k = ipfix::records_fitting(rest, cfg_.max_message_size, stream_.ids().users);
             send_datagram(stream_.flows(export_time(), rest.subspan(0, k)).front(), k);
             since_templates_++;
             done += k;

@@ -77,7 +77,7 @@ RECORDS_YAML = "records:\n  enabled: true\n  types: [flow]\n  format: jsonl\n  p
 IE_NAMES = {8: "src4", 12: "dst4", 27: "src6", 28: "dst6", 7: "sport", 11: "dport", 4: "proto",
             10: "in_if", 14: "out_if", 61: "dir", 2: "packets", 1: "l3", 352: "l2", 152: "start",
             153: "end", 136: "reason", 6: "tcp_flags", 32: "icmp", 139: "icmp", 82: "ifname",
-            225: "post_src4", 226: "post_dst4", 227: "post_sport", 228: "post_dport"}
+            225: "post_src4", 226: "post_dst4", 227: "post_sport", 228: "post_dport", 371: "user"}
 
 
 def decode_messages(data, templates=None):
@@ -142,7 +142,8 @@ def _decode_data(body, fields):
                     p += 2
             v = body[p:p + ln]
             p += ln
-            r[name] = v if name in ("src4", "dst4", "src6", "dst6", "ifname", "post_src4", "post_dst4") else int.from_bytes(v, "big")
+            r[name] = v if name in ("src4", "dst4", "src6", "dst6", "ifname", "post_src4", "post_dst4",
+                                    "user") else int.from_bytes(v, "big")
         rows.append(r)
     return rows
 
@@ -229,6 +230,7 @@ class ExportBase(unittest.TestCase):
     export = {}
     collectors = ()
     flows = {"idle_timeout": "1s"}
+    more_yaml = ""  # more config sections
 
     def setUp(self):
         h.require_all()
@@ -238,8 +240,8 @@ class ExportBase(unittest.TestCase):
         h.run(self.topo.exec_argv(self.topo.gw, ["ip", "link", "set", "lo", "up"]))
         self.daemon = h.Daemon(self.topo, self.bus, self.workdir,
                                config_text=h.config_yaml("{state_dir}", pin_dir="{pin_dir}", flows=self.flows,
-                                                         extra=RECORDS_YAML + export_yaml(self.collectors,
-                                                                                          **self.export)))
+                                                         extra=RECORDS_YAML + self.more_yaml +
+                                                         export_yaml(self.collectors, **self.export)))
         self.addCleanup(self.daemon.stop)
         self.server = h.TrafficServer(self.topo, PORT, [self.topo.SRV4, self.topo.SRV6]).start()
         self.addCleanup(self.server.stop)
@@ -659,6 +661,48 @@ class EnterpriseReloadTest(ExportBase):
         self.assertEqual(ids[1] & ids[0], set(), "a changed layout must get new template ids")
         self.assertEqual(ids[2], ids[0], "the first PEN's layout takes its ids again")
         self.compare("TCP collector across three PENs", got, want)
+
+
+class UserNameTest(ExportBase):
+    """With subscribers, the flow templates end with userName (IE 371): each record of a lan0 flow
+    carries the user bound to its lan host (alice: the client's IPv4 address), "" for the client's
+    unbound IPv6 address and on wan0; the records still add up to the capture."""
+    collectors = (f"tcp://{COLLECTOR}:{TCP_PORT}",)
+    more_yaml = "subscribers:\n  static:\n    - user: alice\n      prefix: 198.18.1.2/32\n"
+
+    def test_records_carry_the_user(self):
+        out = os.path.join(self.workdir, "tcp")
+        self.start_with_tcp_collector(out)
+        self.traffic()
+        self.wait_finished()
+        h.wait_until(lambda: int(self.bus.status()["export_buffered"]) == 0, 60, "the buffer drained")
+        time.sleep(1)
+        _cap, want = self.capture_flows()
+        with open(f"{out}.0", "rb") as f:
+            msgs, templates = decode_messages(f.read())
+        check_sequence(self, msgs)
+        flow_templates = {tid: fields for tid, fields in templates.items() if any(n == "proto" for n, _ in fields)}
+        self.assertTrue(flow_templates)
+        for tid, fields in flow_templates.items():
+            self.assertEqual(fields[-1], ("user", 65535), f"template {tid}: userName last, variable length")
+        got, users = {}, {}
+        for _, rs in msgs:
+            for r in rs:
+                if "proto" not in r:
+                    continue
+                key = record_key(r, self.names)
+                iface, d, _p, src, _sp, dst, _dp = key
+                host = src if d == "ingress" else dst
+                want_user = "alice" if iface == "lan0" and host == self.topo.CLI4 else ""
+                self.assertEqual(r["user"].decode(), want_user, f"record {key}")
+                users[want_user] = users.get(want_user, 0) + 1
+                c = got.setdefault(key, {"packets": 0, "l3": 0})
+                c["packets"] += r["packets"]
+                c["l3"] += r["l3"]
+        h.log(f"records by user: {users}")
+        self.assertGreater(users.get("alice", 0), 0)
+        self.assertGreater(users.get("", 0), 0)
+        self.compare("TCP collector with userName", got, want)
 
 
 class LongFlowTest(ExportBase):

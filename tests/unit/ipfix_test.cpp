@@ -246,6 +246,49 @@ TEST(Ipfix, NatTemplateAndRecord) {
 
 // A changed layout (another PEN) gets new ids; a layout seen before keeps its ids; the interface
 // table's layout has no enterprise element and keeps its id.
+// userName (IE 371, variable length, RFC 7011 §7) ends every flow template of a stream with users:
+// other layouts, so other template ids; each record carries its user as one length byte and the
+// bytes (empty for no user; cut at kMaxUserName).
+TEST(Ipfix, UserNameTemplatesAndRecords) {
+    TemplateRegistry reg;
+    const TemplateIds plain = reg.ids(kDefaultPen, true);
+    const TemplateIds users = reg.ids(kDefaultPen, true, true);
+    EXPECT_EQ(users, (TemplateIds{260, 261, 258, 262, true}));
+    EXPECT_EQ(reg.ids(kDefaultPen, true), plain); // a layout keeps its id
+    Stream s(7, kDefaultPen, 1400, users);
+    const Bytes t = s.templates(0);
+    // Each flow template: one field more (18 -> 19, NAT 22 -> 23), userName last, 0x0173 ffff.
+    const std::string th = hex(t);
+    EXPECT_NE(th.find(golden("0104 0013 00080004")), std::string::npos) << th;
+    EXPECT_NE(th.find(golden("0105 0013 001b0010")), std::string::npos) << th;
+    EXPECT_NE(th.find(golden("0106 0017 00080004")), std::string::npos) << th;
+    EXPECT_NE(th.find(golden("00e40002 0173ffff")), std::string::npos) << th; // after the NAT fields
+    EXPECT_EQ(t.size(), 306u + 3 * 4);
+    EXPECT_EQ(min_message_size(true, true), 318u);
+
+    FlowRecord alice = v4_flow(), nobody = v4_flow(), longest = v4_flow();
+    alice.user = "alice";
+    longest.user = std::string(100, 'x');
+    const FlowRecord recs[] = {alice, nobody, longest};
+    const auto msgs = s.flows(0, recs);
+    ASSERT_EQ(msgs.size(), 1u);
+    // One set 260: 4 + (83 + 6) + (83 + 1) + (83 + 64); message 16 + 324 = 340.
+    std::string x63;
+    for (int i = 0; i < 63; i++)
+        x63 += "78"; // 'x', the name cut at 63 bytes
+    const std::string data = "000a 0154 00000000 00000000 00000007 0104 0144 " + std::string(kV4Record) +
+                             " 05 616c696365 " + kV4Record + " 00 " + kV4Record + " 3f " + x63;
+    EXPECT_EQ(hex(msgs[0]), golden(data));
+    EXPECT_EQ(records_fitting(recs, 1400, true), 3u);
+    EXPECT_EQ(records_fitting(recs, 16 + 4 + 89 + 84, true), 2u);
+    EXPECT_EQ(records_fitting(recs, 16 + 4 + 89 + 83, true), 1u);
+    // A stream without users sends the same records without the name.
+    Stream no_users(7, kDefaultPen, 1400, plain);
+    const FlowRecord one[] = {alice};
+    EXPECT_EQ(hex(no_users.flows(0, one)[0]),
+              golden("000a 0067 00000000 00000000 00000007 0100 0057 " + std::string(kV4Record)));
+}
+
 TEST(Ipfix, TemplateIdsNeverRedefined) {
     TemplateRegistry reg;
     EXPECT_EQ(reg.ids(kDefaultPen, true), (TemplateIds{256, 257, 258, 259}));
