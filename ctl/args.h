@@ -29,6 +29,7 @@ enum class Command {
     Subscribers,
     Users,
     Rules,
+    Classes,
     Help,
     Version
 };
@@ -66,8 +67,8 @@ struct ExportArgs {
 
 // nettallyctl rules SUB [FILE] [-o BUNDLE]
 struct RulesArgs {
-    std::string sub;  // compile
-    std::string file; // compile: the rule document
+    std::string sub;  // compile | status | load | rollback
+    std::string file; // compile: the rule document; load: the bundle
 };
 
 struct Options {
