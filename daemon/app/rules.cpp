@@ -1,6 +1,7 @@
 // Traffic classes in nettallyd: see rules.h.
 #include "app/rules.h"
 
+#include "core/rules_check.h"
 #include "kernel/datapath.h"
 #include "os/clock.h"
 #include "os/error.h"
@@ -16,10 +17,6 @@ namespace {
 
 constexpr const char* kActiveFile = "rules.active.bundle";
 constexpr const char* kPreviousFile = "rules.previous.bundle";
-
-std::string version_text(const Bundle& b) {
-    return std::to_string(b.version) + " (hash " + hash_text(b.hash) + ")";
-}
 
 // The whole file, or nullopt when it does not exist. Throws SysError on a read error.
 std::optional<std::vector<uint8_t>> read_bytes(const std::filesystem::path& path) {
@@ -57,9 +54,8 @@ std::string Rules::check_signature(std::span<const uint8_t> bytes, std::span<con
 }
 
 Rules::Entry Rules::validate(std::span<const uint8_t> bytes, const std::string& origin) const {
-    if (bytes.size() > cfg_.max_size)
-        throw RulesRefused("bundle is " + std::to_string(bytes.size()) + " bytes, more than rules.max_size (" +
-                           std::to_string(cfg_.max_size) + " bytes)");
+    if (std::string why = size_refusal(bytes.size(), cfg_.max_size); !why.empty())
+        throw RulesRefused(why);
     std::span<const uint8_t> inner;
     if (std::string why = check_signature(bytes, &inner); !why.empty())
         throw RulesRefused(why);
@@ -97,9 +93,8 @@ Rules::Applied Rules::load(std::span<const uint8_t> bytes, const std::string& or
     } catch (const RulesRefused& e) {
         refuse(e.what());
     }
-    if (active_ && next.bundle.version <= active_->bundle.version)
-        refuse("bundle version " + version_text(next.bundle) + " is not newer than the active version " +
-               version_text(active_->bundle));
+    if (std::string why = version_refusal(active(), next.bundle); !why.empty())
+        refuse(why);
     try {
         return install(std::move(next), active_);
     } catch (const BundleError& e) {
