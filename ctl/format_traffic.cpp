@@ -250,8 +250,9 @@ Json classes_json(const std::vector<ClassRow>& rows) {
 }
 
 std::string classes_text(const std::vector<ClassRow>& rows) {
-    const std::vector<Column> cols = {{"IFACE"},    {"DIR"},      {"CLASS"},        right("PACKETS"), right("L2"),
-                                      right("L3"), right("L4"), right("PAYLOAD"), {"GONE"}};
+    const std::vector<Column> cols = {{"IFACE"},        {"DIR"},          {"CLASS"},
+                                      right("PACKETS"), right("L2"),      right("L3"),
+                                      right("L4"),      right("PAYLOAD"), {"GONE"}};
     std::vector<std::vector<std::string>> cells;
     for (const auto& r : rows) {
         std::vector<std::string> row{r.interface, r.direction, r.name};
@@ -264,7 +265,8 @@ std::string classes_text(const std::vector<ClassRow>& rows) {
 }
 
 Json rules_status_json(const Dict& status) {
-    return object_json(status, [](const std::string& key, const StatusValue& v) { return status_value_json(key, v); });
+    return object_json(
+        status, [](const std::string& key, const StatusValue& v) { return status_value_json(key, v); });
 }
 
 std::string rules_status_text(const Dict& status) {

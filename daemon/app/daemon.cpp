@@ -102,7 +102,8 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)), started_us_(realtime_us()) {
         recorder_->on_flow_finished(f, iface, accounting_->collector());
         export_->on_flow_finished(f, accounting_->collector());
     });
-    rules_ = std::make_unique<Rules>(accounting_->datapath(), accounting_->collector(), cfg_.rules, cfg_.state_dir);
+    rules_ = std::make_unique<Rules>(accounting_->datapath(), accounting_->collector(), cfg_.rules,
+                                     cfg_.state_dir);
     rules_->start(ifaces_of(plan.interfaces));
     accounting_->attach(plan);
     poll_now();
@@ -285,7 +286,9 @@ void Daemon::connect_bus() {
                              return accounting_->subscribers().user_of(family, addr);
                          },
                          [this] { return accounting_->subscribers().enabled(); }},
-        RulesHooks{[this](std::span<const uint8_t> bytes) { return rules_call([&] { return rules_->load(bytes, "dbus"); }); },
+        RulesHooks{[this](std::span<const uint8_t> bytes) {
+                       return rules_call([&] { return rules_->load(bytes, "dbus"); });
+                   },
                    [this] { return rules_call([&] { return rules_->rollback(); }); },
                    [this] { return rules_status(*rules_); }},
     };

@@ -33,7 +33,10 @@ std::optional<std::vector<uint8_t>> read_bytes(const std::filesystem::path& path
 }
 
 nlohmann::json entry_json(const std::string& origin, uint64_t loaded_at_us, const Bundle& b) {
-    return {{"origin", origin}, {"loaded_at_us", loaded_at_us}, {"version", b.version}, {"hash", hash_text(b.hash)}};
+    return {{"origin", origin},
+            {"loaded_at_us", loaded_at_us},
+            {"version", b.version},
+            {"hash", hash_text(b.hash)}};
 }
 
 } // namespace
@@ -44,7 +47,8 @@ Rules::Rules(Datapath& dp, Collector& collector, const RulesConfig& cfg, std::fi
 
 Rules::~Rules() = default;
 
-std::string Rules::check_signature(std::span<const uint8_t> bytes, std::span<const uint8_t>* bundle_out) const {
+std::string Rules::check_signature(std::span<const uint8_t> bytes,
+                                   std::span<const uint8_t>* bundle_out) const {
     // SIGNATURE CHECK GOES HERE (the merge with the signing work wires it):
     //   std::vector<std::array<uint8_t, 32>> keys;  // read_public_key(p) for p in cfg_.trusted_keys
     //   return verify_bundle_signature(bytes, keys, bundle_out);
@@ -159,8 +163,9 @@ void Rules::save_files() const {
     const auto put = [this](const char* name, const std::optional<Entry>& e) {
         const auto path = dir_ / name;
         if (e) {
-            write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(e->bytes.data()), e->bytes.size()),
-                              0640);
+            write_file_atomic(
+                path, std::string_view(reinterpret_cast<const char*>(e->bytes.data()), e->bytes.size()),
+                0640);
         } else {
             std::error_code ec;
             if (std::filesystem::remove(path, ec))
@@ -272,7 +277,8 @@ void Rules::interfaces_changed(const Interfaces& ifaces) {
     try {
         kernel_.load(active_->bundle, ifaces_);
     } catch (const std::exception& e) {
-        spdlog::error("rules: resolving the interface globs again failed (the last tables stay): {}", e.what());
+        spdlog::error("rules: resolving the interface globs again failed (the last tables stay): {}",
+                      e.what());
     }
 }
 

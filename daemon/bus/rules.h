@@ -42,7 +42,8 @@ private:
     std::tuple<uint64_t, std::string> LoadRules(const std::vector<uint8_t>& bundle) override;
     std::tuple<uint64_t, std::string> RollbackRules() override;
     std::map<std::string, sdbus::Variant> GetRulesStatus() override;
-    std::vector<sdbus::Struct<std::string, std::string, uint32_t, std::string, C, bool>> ListClasses() override;
+    std::vector<sdbus::Struct<std::string, std::string, uint32_t, std::string, C, bool>>
+    ListClasses() override;
 
     const Collector& collector_;
     RulesHooks hooks_;

@@ -2,8 +2,8 @@
 #include "core/collector.h"
 
 #include <algorithm>
-#include <optional>
 #include <arpa/inet.h>
+#include <optional>
 #include <set>
 
 namespace nettally {
@@ -688,7 +688,8 @@ std::map<IfaceKey, Counts> class_offsets_from_json(const nlohmann::json& j, bool
     if (!same_counters || !j.contains("class_offsets"))
         return out;
     for (const auto& oj : j.at("class_offsets"))
-        out[{oj.at("ifindex").get<uint32_t>(), oj.at("dir").get<uint8_t>()}] = counts_from_json(oj.at("counts"));
+        out[{oj.at("ifindex").get<uint32_t>(), oj.at("dir").get<uint8_t>()}] =
+            counts_from_json(oj.at("counts"));
     return out;
 }
 

@@ -28,10 +28,12 @@ std::string rules_url(const YamlReader& y, const Entry& e, const std::string& p)
     else if (t.rfind("http://", 0) == 0)
         rest = t.substr(7);
     else
-        y.fail(YamlReader::mark_of(e), p, "invalid URL " + quote(t) + ": the scheme must be https:// or http://");
+        y.fail(YamlReader::mark_of(e), p,
+               "invalid URL " + quote(t) + ": the scheme must be https:// or http://");
     if (!printable || rest.empty() || rest[0] == '/')
         y.fail(YamlReader::mark_of(e), p,
-               "invalid URL " + quote(t) + ": expected a host after the scheme and no spaces or control characters");
+               "invalid URL " + quote(t) +
+                   ": expected a host after the scheme and no spaces or control characters");
     return t;
 }
 
@@ -40,7 +42,8 @@ std::string rules_url(const YamlReader& y, const Entry& e, const std::string& p)
 void ConfigParser::parse_rules(const Entry& entry, const std::string& path, RulesConfig& rc) const {
     section(entry, path,
             {{"bundle", [&](const Entry& e, const std::string& p) { rc.bundle = abs_file(*this, e, p); }},
-             {"trusted_keys", [&](const Entry& e, const std::string& p) { rc.trusted_keys = trusted_keys(e, p); }},
+             {"trusted_keys",
+              [&](const Entry& e, const std::string& p) { rc.trusted_keys = trusted_keys(e, p); }},
              {"url", [&](const Entry& e, const std::string& p) { rc.url = rules_url(*this, e, p); }},
              {"refresh",
               [&](const Entry& e, const std::string& p) {
@@ -59,7 +62,8 @@ void ConfigParser::parse_rules(const Entry& entry, const std::string& path, Rule
 
 // rules.trusted_keys: a list of absolute paths of Ed25519 public key files, none twice. The keys
 // are read when a bundle is checked (core/classes_sign.h).
-std::vector<std::filesystem::path> ConfigParser::trusted_keys(const Entry& entry, const std::string& path) const {
+std::vector<std::filesystem::path> ConfigParser::trusted_keys(const Entry& entry,
+                                                              const std::string& path) const {
     if (!entry.value.IsSequence())
         fail(mark_of(entry), path, "expected a list of key file paths, got " + kind_of(entry.value));
     if (entry.value.size() > config_limits::max_trusted_keys)

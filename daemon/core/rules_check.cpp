@@ -13,8 +13,8 @@ std::string version_text(const Bundle& b) {
 std::string size_refusal(size_t bytes, uint64_t max_size) {
     if (bytes <= max_size)
         return "";
-    return "bundle is " + std::to_string(bytes) + " bytes, more than rules.max_size (" + std::to_string(max_size) +
-           " bytes)";
+    return "bundle is " + std::to_string(bytes) + " bytes, more than rules.max_size (" +
+           std::to_string(max_size) + " bytes)";
 }
 
 std::string version_refusal(const Bundle* active, const Bundle& next) {

@@ -189,9 +189,9 @@ void Datapath::pin_maps(const std::string& dir) {
 }
 
 std::vector<bpf_map*> Datapath::pinned_maps() const {
-    return {skel_->maps.nt_ifaces,       skel_->maps.nt_flows,       skel_->maps.nt_hosts,
-            skel_->maps.nt_frags,        skel_->maps.nt_meta,        skel_->maps.nt_evicted,
-            skel_->maps.nt_bindings,     skel_->maps.nt_user_counts, skel_->maps.nt_user_names,
+    return {skel_->maps.nt_ifaces,        skel_->maps.nt_flows,       skel_->maps.nt_hosts,
+            skel_->maps.nt_frags,         skel_->maps.nt_meta,        skel_->maps.nt_evicted,
+            skel_->maps.nt_bindings,      skel_->maps.nt_user_counts, skel_->maps.nt_user_names,
             skel_->maps.nt_user_overflow, skel_->maps.nt_cls_counts,  skel_->maps.nt_cls_overflow};
 }
 
@@ -565,8 +565,8 @@ UserEntry Datapath::read_user_overflow() {
 }
 
 std::vector<ClassEntry> Datapath::read_classes() {
-    return read_folded<ClassEntry, nt_cls_count_key, nt_counts>(bpf_map__fd(skel_->maps.nt_cls_counts), ncpus_,
-                                                                "reading class counters");
+    return read_folded<ClassEntry, nt_cls_count_key, nt_counts>(bpf_map__fd(skel_->maps.nt_cls_counts),
+                                                                ncpus_, "reading class counters");
 }
 
 Counts Datapath::read_class_overflow() {
