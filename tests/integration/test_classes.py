@@ -165,10 +165,24 @@ def start_servers(topo, ports):
     return [h.TrafficServer(topo, p, [topo.SRV4, topo.SRV6]).start() for p in ports]
 
 
-def rules_config(max_size=None):
+def rules_config(max_size=None, textfile_dir=None):
     extra = "rules:\n"
     extra += f"  max_size: {max_size}\n" if max_size else "  refresh: 5m\n"
+    if textfile_dir:
+        extra += f"metrics:\n  textfile_dir: {textfile_dir}\n  textfile_interval: 1s\n"
     return extra
+
+
+def prom_samples(text, family):
+    """{(label, value) pairs: value} of one family's samples in a Prometheus text exposition."""
+    out = {}
+    for line in text.splitlines():
+        if not line.startswith(family + "{"):
+            continue
+        labels, value = line[len(family) + 1:].rsplit("} ", 1)
+        pairs = tuple(sorted(tuple(kv.split("=", 1)) for kv in labels.split(",")))
+        out[tuple((k, v.strip('"')) for k, v in pairs)] = float(value)
+    return out
 
 
 class CaptureTest(unittest.TestCase):
@@ -178,8 +192,10 @@ class CaptureTest(unittest.TestCase):
     def setUpClass(cls):
         h.require_all()
         h.open_env(cls)
+        cls.textfile_dir = os.path.join(cls.workdir, "textfile")
+        os.makedirs(cls.textfile_dir)
         cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, poll="200ms", flows=h.NO_EVICTION,
-                              extra=rules_config())
+                              extra=rules_config(textfile_dir=cls.textfile_dir))
         cls.ctl = h.Ctl(cls.bus.address)
         try:
             cls.daemon.start()
@@ -222,6 +238,7 @@ class CaptureTest(unittest.TestCase):
             send_non_ip(topo)
             cls.status_after = cls.daemon.wait_polls(2)
             cls.after = classes(cls.ctl)
+            cls.after_time = time.time()
             cls.ifaces_after = cls.ctl.snapshot().ifaces
             cls.status_end = cls.bus.status()
         finally:
@@ -257,6 +274,7 @@ class CaptureTest(unittest.TestCase):
                 for d in h.DIRECTIONS:
                     got = class_delta(self.after, self.before, (iface, d, name))
                     want = self.capture[name].get((iface, d), h.zero())
+                    h.log(f"class {name:5} {iface} {d:7}: nettally {h.fmt_c(got)}, capture {h.fmt_c(want)}")
                     for f in h.FIGURES:
                         if got[f] != want[f]:
                             problems.append(f"  {name} {iface} {d} {f}: nettally {got[f]} != capture {want[f]}")
@@ -299,6 +317,31 @@ class CaptureTest(unittest.TestCase):
         self.assertGreater(self.status_end["class_reconcile_exact"], 0)
         self.assertEqual(self.status_end["class_overflow_packets"], 0)
         self.assertEqual(self.status_end["rules_version"], 1)
+
+    def test_metrics_equal_ctl(self):
+        """The textfile's class series carry the figures `nettallyctl classes` shows (quiet network),
+        and promtool accepts the exposition."""
+        path = os.path.join(self.textfile_dir, "nettally.prom")
+
+        def settled():
+            if not os.path.exists(path):
+                return None
+            with open(path) as f:
+                text = f.read()
+            return text if os.path.getmtime(path) > self.after_time + 1 else None
+        text = h.wait_until(settled, 15, "a textfile written after the window")
+        packets = prom_samples(text, "nettally_class_packets_total")
+        l3 = prom_samples(text, "nettally_class_bytes_total")
+        self.assertEqual(len(packets), len(self.after))
+        for (iface, d, name), v in self.after.items():
+            key = (("class", name), ("direction", d), ("interface", iface))
+            self.assertEqual(packets.get(key), v["c"]["packets"], key)
+            self.assertEqual(l3.get(key + (("layer", "l3"),)), v["c"]["l3"], key)
+        self.assertIn("nettally_rules_version 1", text)
+        self.assertIn("nettally_rules_rejected_total 0", text)
+        if h.shutil.which("promtool"):
+            p = h.run(["promtool", "check", "metrics"], check=False, input=text)
+            self.assertEqual(p.returncode, 0, f"promtool check metrics:\n{p.stdout}{p.stderr}")
 
     def test_no_class_gone(self):
         self.assertFalse([k for k, v in self.after.items() if v["gone"]])
