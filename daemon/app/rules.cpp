@@ -109,8 +109,8 @@ Rules::Applied Rules::load(std::span<const uint8_t> bytes, const std::string& or
 }
 
 Rules::Applied Rules::rollback() {
-    if (!previous_)
-        refuse("no previous bundle to roll back to");
+    if (!previous_) // no bundle was refused: not counted, no RulesRejected
+        throw RulesRefused("no previous ruleset to roll back to");
     Entry back = *previous_;
     back.origin = "rollback";
     back.loaded_at_us = realtime_us();
@@ -174,6 +174,10 @@ void Rules::save_files() const {
                 throw SysError(ec.value(), "removing " + path.string());
         }
     };
+    std::error_code ec;
+    std::filesystem::create_directories(dir_, ec); // the state directory, on a first start
+    if (ec)
+        throw SysError(ec.value(), "creating " + dir_.string());
     // The previous one first: a crash in between leaves the old active one in both places.
     put(kPreviousFile, previous_);
     put(kActiveFile, active_);

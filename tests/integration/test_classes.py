@@ -533,6 +533,10 @@ class LifecycleTest(unittest.TestCase):
         monitor = h.SignalMonitor(self.bus).start()
         self.addCleanup(monitor.stop)
 
+        r = ctl.run("rules", "rollback")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("no previous ruleset to roll back to", r.stderr)
+        self.assertEqual(ctl.json("rules", "status")["rejected"], 0, "a rollback refused is no bundle refused")
         r = load(ctl, p1)
         self.assertEqual(r.returncode, 0, r.stderr)
         v1 = json.loads(r.stdout)
@@ -577,6 +581,7 @@ class LifecycleTest(unittest.TestCase):
         st = ctl.json("rules", "status")
         self.assertEqual((st["version"], st["hash"], st["previous_version"], st["origin"]),
                          (1, v1["hash"], 2, "rollback"))
+        self.assertFalse(monitor.signals("RulesRejected"))
         applied = monitor.wait_for("RulesApplied", 3)
         self.assertEqual([s["data"] for s in applied[:3]],
                          [[1, v1["hash"]], [2, v2["hash"]], [1, v1["hash"]]])
@@ -632,6 +637,26 @@ class LifecycleTest(unittest.TestCase):
         self.daemon.start()
         st = self.ctl.json("rules", "status")
         self.assertEqual((st["version"], st["origin"], st["previous_version"]), (3, "dbus", 1))
+
+
+class FirstStartTest(unittest.TestCase):
+    """rules.bundle at the very first start: no state directory yet."""
+
+    def test_bundle_at_first_start(self):
+        h.require_all()
+        h.open_env(self, add_cleanup=self.addCleanup)
+        ctl = h.Ctl(self.bus.address)
+        path, _ = compile_bundle(ctl, self.workdir, rules_text(4), "first")
+        daemon = h.Daemon(self.topo, self.bus, self.workdir, poll="200ms",
+                          extra=f"rules:\n  bundle: {path}\n")
+        self.addCleanup(daemon.stop)
+        self.assertFalse(os.path.exists(daemon.state_dir))
+        daemon.start()
+        st = ctl.json("rules", "status")
+        self.assertEqual((st["active"], st["version"], st["origin"]), (True, 4, f"config {path}"),
+                         daemon.log_tail())
+        for f in ("rules.active.bundle", "rules.json"):
+            self.assertTrue(os.path.exists(os.path.join(daemon.state_dir, f)), f)
 
 
 if __name__ == "__main__":
