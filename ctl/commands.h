@@ -27,7 +27,7 @@ RunCommand run_export;
 // commands_subscribers.cpp: org.nettally.Accounting1.Subscribers
 RunCommand run_subscribers, run_users;
 // commands_rules.cpp: traffic class rules (compile runs locally, without the bus)
-RunCommand run_rules;
+RunCommand run_rules, run_classes;
 // The user of each host (ListHostUsers) filled into rows; left nullopt when the daemon has no
 // subscribers configured or no Subscribers interface (an older nettallyd).
 void add_host_users(sdbus::IConnection& connection, std::vector<HostRow>& rows);

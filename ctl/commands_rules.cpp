@@ -1,13 +1,17 @@
-// The traffic class rule commands, all local (no daemon involved, so a rule server can build
-// bundles for gateways): rules compile (the rule document in, a bundle out, signed with --sign),
-// rules keygen (an Ed25519 key pair for signing) and rules verify (a bundle checked as a gateway
-// that trusts one key checks it: core/classes_sign.h).
+// The traffic class rule commands. Local (no daemon involved, so a rule server can build bundles
+// for gateways): rules compile (the rule document in, a bundle out, signed with --sign), rules
+// keygen (an Ed25519 key pair for signing) and rules verify (a bundle checked as a gateway that
+// trusts one key checks it: core/classes_sign.h). Over the bus (org.nettally.Accounting1.Rules):
+// rules status, rules load, rules rollback, classes.
 #include "commands.h"
 
+#include "bus.h"
+#include "convert.h"
 #include "core/classes.h"
 #include "core/classes_bundle.h"
 #include "core/classes_sign.h"
 #include "format.h"
+#include "proxies.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -17,6 +21,7 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <sstream>
 #include <stdexcept>
 
@@ -209,7 +214,36 @@ int verify(const Options& opt) {
     return why.empty() ? kExitOk : kExitDaemonError;
 }
 
+// The version and hash now in force, as rules load and rules rollback print them.
+std::string applied(const Options& opt, const std::tuple<uint64_t, std::string>& r) {
+    const auto& [version, hash] = r;
+    if (opt.json)
+        return dump(Json{{"version", version}, {"hash", hash}});
+    return "ruleset version " + std::to_string(version) + " hash " + hash + " in force\n";
+}
+
+int load(const Options& opt) {
+    std::ifstream in(opt.rules.file, std::ios::binary);
+    if (!in) {
+        std::cerr << "nettallyctl: cannot read " << opt.rules.file << ": " << std::strerror(errno) << "\n";
+        return kExitDaemonError;
+    }
+    const std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return run_on_bus(timeout_of(opt), [&](sdbus::IConnection& connection) {
+        RulesProxy p(connection);
+        return applied(opt, p.LoadRules(bytes));
+    });
+}
+
 } // namespace
+
+int run_classes(const Options& opt) {
+    return run_on_bus(timeout_of(opt), [&](sdbus::IConnection& connection) {
+        RulesProxy p(connection);
+        const auto rows = from_wire(p.ListClasses());
+        return opt.json ? dump(classes_json(rows)) : classes_text(rows);
+    });
+}
 
 int run_rules(const Options& opt) {
     if (opt.rules.sub == "compile")
@@ -218,6 +252,19 @@ int run_rules(const Options& opt) {
         return keygen(opt);
     if (opt.rules.sub == "verify")
         return verify(opt);
+    if (opt.rules.sub == "load")
+        return load(opt);
+    if (opt.rules.sub == "status")
+        return run_on_bus(timeout_of(opt), [&](sdbus::IConnection& connection) {
+            RulesProxy p(connection);
+            const Dict status = from_wire(p.GetRulesStatus());
+            return opt.json ? dump(rules_status_json(status)) : rules_status_text(status);
+        });
+    if (opt.rules.sub == "rollback")
+        return run_on_bus(timeout_of(opt), [&](sdbus::IConnection& connection) {
+            RulesProxy p(connection);
+            return applied(opt, p.RollbackRules());
+        });
     std::cerr << "nettallyctl: rules " << opt.rules.sub << ": unknown subcommand\n";
     return kExitUsage;
 }

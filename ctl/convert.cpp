@@ -85,6 +85,11 @@ UserRow from_wire(const bus::WireUser& w) {
     return UserRow{interface, user, from_wire(sent), from_wire(received)};
 }
 
+ClassRow from_wire(const bus::WireClass& w) {
+    const auto& [interface, direction, id, name, counters, gone] = fields(w);
+    return ClassRow{interface, direction, id, name, from_wire(counters), gone};
+}
+
 FlowRow from_wire(const bus::WireFlow& w) {
     const auto& [interface, direction, proto, src, sport, dst, dport, counters, first_seen, last_seen,
                  tcp_flags] = fields(w);

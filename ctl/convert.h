@@ -22,6 +22,7 @@ HostRow from_wire(const bus::WireHost& w);
 FlowRow from_wire(const bus::WireFlow& w);
 SubscriberRow from_wire(const bus::WireSubscriber& w);
 UserRow from_wire(const bus::WireUser& w);
+ClassRow from_wire(const bus::WireClass& w);
 CgroupEntry from_wire(const bus::WireCgroup& w);
 HistoryRow from_wire(const bus::WirePeriod& w);
 RecordFile from_wire(const bus::WireRecordFile& w);

@@ -85,6 +85,16 @@ struct UserRow {
     Counters received;
 };
 
+// One traffic class on one interface and direction (ListClasses).
+struct ClassRow {
+    std::string interface;
+    std::string direction;
+    std::uint32_t id = 0;
+    std::string name;
+    Counters counters;
+    bool gone = false;
+};
+
 struct FlowRow {
     std::string interface;
     std::string direction;
@@ -206,6 +216,10 @@ Json subscribers_json(const std::vector<SubscriberRow>& rows);
 Json radius_json(const StatusMap& status);
 // {"users": [{"interface", "user", "sent": C, "received": C}]}; user null for the unbound row.
 Json users_json(const std::vector<UserRow>& rows);
+// {"classes": [{"interface", "direction", "class_id", "class", "counters": C, "gone"}]}.
+Json classes_json(const std::vector<ClassRow>& rows);
+// GetRulesStatus: {"active", "version", "hash", "name", ...} with times as TIME.
+Json rules_status_json(const Dict& status);
 Json status_json(const StatusMap& status);
 // {"packets": N, "l2": null, "l3": N, "l4": N, "payload": N}: the same keys as every counter
 // object, l2 null because the cgroup hooks never see it.
@@ -237,6 +251,8 @@ std::string hosts_text(const std::vector<HostRow>& rows, std::string_view sort_k
 std::string flows_text(const std::vector<FlowRow>& rows);
 std::string subscribers_text(const std::vector<SubscriberRow>& rows);
 std::string users_text(const std::vector<UserRow>& rows);
+std::string classes_text(const std::vector<ClassRow>& rows);
+std::string rules_status_text(const Dict& status);
 std::string status_text(const StatusMap& status);
 // tree: the CGROUP column draws the hierarchy instead of full paths.
 std::string cgroups_text(const std::vector<CgroupEntry>& rows, const CgroupBuckets& buckets, bool tree);

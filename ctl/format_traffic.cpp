@@ -237,6 +237,47 @@ Json users_json(const std::vector<UserRow>& rows) {
     return Json{{"users", std::move(list)}};
 }
 
+Json classes_json(const std::vector<ClassRow>& rows) {
+    Json list = Json::array();
+    for (const auto& r : rows)
+        list.push_back(Json{{"interface", r.interface},
+                            {"direction", r.direction},
+                            {"class_id", r.id},
+                            {"class", r.name},
+                            {"counters", counters_json(r.counters)},
+                            {"gone", r.gone}});
+    return Json{{"classes", std::move(list)}};
+}
+
+std::string classes_text(const std::vector<ClassRow>& rows) {
+    const std::vector<Column> cols = {{"IFACE"},        {"DIR"},          {"CLASS"},
+                                      right("PACKETS"), right("L2"),      right("L3"),
+                                      right("L4"),      right("PAYLOAD"), {"GONE"}};
+    std::vector<std::vector<std::string>> cells;
+    for (const auto& r : rows) {
+        std::vector<std::string> row{r.interface, r.direction, r.name};
+        for (auto& c : counter_cells(r.counters))
+            row.push_back(std::move(c));
+        row.push_back(r.gone ? "gone" : "-");
+        cells.push_back(std::move(row));
+    }
+    return render_table(cols, cells);
+}
+
+Json rules_status_json(const Dict& status) {
+    return object_json(
+        status, [](const std::string& key, const StatusValue& v) { return status_value_json(key, v); });
+}
+
+std::string rules_status_text(const Dict& status) {
+    std::string out;
+    for (const auto& [key, v] : status) {
+        const Json j = status_value_json(key, v);
+        out += key + ": " + (j.is_string() ? j.get<std::string>() : j.dump()) + "\n";
+    }
+    return out;
+}
+
 std::string subscribers_text(const std::vector<SubscriberRow>& rows) {
     const std::vector<Column> cols = {{"USER"},  {"BINDING"}, {"SOURCE"}, {"SESSION"},
                                       {"SINCE"}, {"UNTIL"},   {"STATE"}};

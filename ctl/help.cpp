@@ -98,6 +98,14 @@ constexpr std::string_view kTail = R"(JSON OUTPUT
     users       {"users": [{"interface": S, "user": S|null, "sent": C, "received": C}]}
                 user null: the unbound row (no bound address). Per interface and
                 direction, users + unbound == the sum of that interface's hosts.
+    classes     {"classes": [{"interface": S, "direction": "ingress"|"egress",
+                  "class_id": N, "class": S, "counters": C, "gone": B}]}
+                gone: the class is not in the ruleset in force (its totals are kept).
+    rules status {"active": B, "version": N, "hash": S, "name": S, "classes": N,
+                  "loaded_at": TIME, "origin": S, "previous_version": N,
+                  "previous_hash": S, "rejected": N, "last_rejection": S,
+                  "last_rejection_at": TIME}
+    rules load, rules rollback {"version": N, "hash": S}
     reload      {"reloaded": true}
 
 EXIT STATUS

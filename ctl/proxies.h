@@ -7,6 +7,7 @@
 #include "bus/names.h"
 #include "export1_proxy.h"
 #include "records1_proxy.h"
+#include "rules1_proxy.h"
 #include "subscribers1_proxy.h"
 #include "thresholds1_proxy.h"
 #include "upload1_proxy.h"
@@ -63,6 +64,15 @@ public:
 private:
     void onSubscriberChanged(const std::string&, const std::string&, const std::string&, const std::string&,
                              const std::string&, const uint64_t&, const uint64_t&) override {}
+};
+
+class RulesProxy final : public Proxy<org::nettally::Accounting1::Rules_proxy> {
+public:
+    using Proxy::Proxy;
+
+private:
+    void onRulesApplied(const uint64_t&, const std::string&) override {}
+    void onRulesRejected(const std::string&) override {}
 };
 
 } // namespace nettally::ctl

@@ -354,6 +354,47 @@ ruleset's name, version, hash, the signing key id and ok, or why it is
 refused (exit 1). JSON: {"ok", "error", "name", "version", "hash",
 "key_id"}.)",
      kRulesVerify, 1, 1, "rules verify needs the bundle file BUNDLE"},
+    {"rules status",
+     Command::Rules,
+     run_rules,
+     "rules status",
+     R"(The traffic-class ruleset in force (GetRulesStatus): active, version,
+hash, name, classes, loaded_at, origin (dbus, config PATH, rollback, saved),
+previous_version and previous_hash (what rules rollback returns to),
+rejected (bundles refused so far), last_rejection and last_rejection_at.
+JSON: the same keys, times as TIME.)",
+     {}},
+    {"rules load",
+     Command::Rules,
+     run_rules,
+     "rules load BUNDLE",
+     R"(Put a compiled bundle in force (LoadRules). Refused, with nothing
+changed and the reason on one line (exit 1), when it is not a valid bundle,
+is larger than rules.max_size, fails the signature check or its version is
+not greater than the version in force. Prints the version and hash now in
+force; JSON: {"version", "hash"}. Root and group nettally only.)",
+     {},
+     1,
+     1,
+     "rules load needs the bundle file BUNDLE"},
+    {"rules rollback",
+     Command::Rules,
+     run_rules,
+     "rules rollback",
+     R"(Put the previous ruleset in force again (RollbackRules), whatever its
+version; the one rolled back from becomes the previous one. JSON:
+{"version", "hash"}. Root and group nettally only.)",
+     {}},
+    {"classes",
+     Command::Classes,
+     run_classes,
+     "classes",
+     R"(Per-class totals (ListClasses): IFACE, DIR, CLASS, PACKETS, L2, L3, L4,
+PAYLOAD and GONE (the class is not in the ruleset in force; its totals are
+kept). While a ruleset is in force, per interface and direction the classes
+add up to what the interface counted. JSON: {"classes": [{"interface",
+"direction", "class_id", "class", "counters": C, "gone"}]}.)",
+     {}},
     {"help", Command::Help, nullptr, "help", "Print this text.", {}},
 };
 

@@ -71,6 +71,7 @@ public:
     const CgroupLedger* cgroup_ledger() const;
     LedgerUsage usage() const;
     size_t interfaces() const { return attached_.size(); }
+    const std::vector<InterfaceInfo>& attached() const { return attached_; }
     // Empty when the totals did not come from a state file (a first start).
     const std::string& restored_from() const { return restored_from_; }
     const std::filesystem::path& state_path() const { return state_.path(); }

@@ -3,6 +3,7 @@
 
 #include "app/export.h"
 #include "app/links.h"
+#include "app/rules.h"
 #include "app/subscribers.h"
 #include "bus/services.h"
 #include "bus/upload.h"
@@ -36,6 +37,40 @@ int64_t wall_us() {
 // idle timeout, and then exported and credited with it; a minute more covers the polls between.
 std::chrono::nanoseconds nat_keep(const Config& c) {
     return flow_timeouts(c).idle + std::chrono::minutes(1);
+}
+
+// A load or rollback for the bus: a refusal is an invalid argument (its reason is the message).
+template <typename F> std::pair<uint64_t, std::string> rules_call(F&& f) {
+    try {
+        const Rules::Applied a = f();
+        return {a.version, a.hash};
+    } catch (const RulesRefused& e) {
+        throw std::invalid_argument(e.what());
+    }
+}
+
+// GetRulesStatus (org.nettally.Accounting1.Rules.xml).
+Status rules_status(const Rules& r) {
+    const Rules::State s = r.state();
+    return {{"active", s.active},
+            {"version", s.version},
+            {"hash", s.hash},
+            {"name", s.name},
+            {"classes", s.classes},
+            {"loaded_at", s.loaded_at_us},
+            {"origin", s.origin},
+            {"previous_version", s.previous_version},
+            {"previous_hash", s.previous_hash},
+            {"rejected", s.rejected},
+            {"last_rejection", s.last_rejection},
+            {"last_rejection_at", s.last_rejection_at_us}};
+}
+
+Rules::Interfaces ifaces_of(const std::vector<InterfaceInfo>& list) {
+    Rules::Interfaces out;
+    for (const auto& i : list)
+        out.emplace_back(i.ifindex, i.name);
+    return out;
 }
 
 } // namespace
@@ -78,6 +113,9 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)), started_us_(realtime_us()) {
         recorder_->on_flow_finished(f, iface, accounting_->collector());
         export_->on_flow_finished(f, accounting_->collector());
     });
+    rules_ = std::make_unique<Rules>(accounting_->datapath(), accounting_->collector(), cfg_.rules,
+                                     cfg_.state_dir);
+    rules_->start(ifaces_of(plan.interfaces));
     accounting_->attach(plan);
     poll_now();
     save_state();
@@ -123,6 +161,7 @@ void Daemon::start() {
     links_ = std::make_unique<LinkWatch>(loop_.get(), [this] {
         try {
             accounting_->apply_interfaces(cfg_, false, [this] { poll_now(); });
+            interfaces_changed();
         } catch (const std::exception& e) {
             spdlog::error("hotplug: {}", e.what());
         }
@@ -258,8 +297,21 @@ void Daemon::connect_bus() {
                              return accounting_->subscribers().user_of(family, addr);
                          },
                          [this] { return accounting_->subscribers().enabled(); }},
+        RulesHooks{[this](std::span<const uint8_t> bytes) {
+                       return rules_call([&] { return rules_->load(bytes, "dbus"); });
+                   },
+                   [this] { return rules_call([&] { return rules_->rollback(); }); },
+                   [this] { return rules_status(*rules_); }},
     };
     bus_ = BusServices::connect(loop_.get(), std::move(parts));
+    rules_->on_applied([this](const Rules::Applied& a) {
+        if (bus_)
+            bus_->rules_applied(a.version, a.hash);
+    });
+    rules_->on_rejected([this](const std::string& reason) {
+        if (bus_)
+            bus_->rules_rejected(reason);
+    });
     accounting_->subscribers().on_change([this](const BindingChange& c) {
         if (bus_)
             bus_->subscriber_changed(c);
@@ -273,6 +325,10 @@ void Daemon::connect_bus() {
             [this](const std::vector<ThresholdEvent>& events) { bus_->thresholds().emit(events); });
     else
         thresholds_->bus_tried(nullptr);
+}
+
+void Daemon::interfaces_changed() {
+    rules_->interfaces_changed(ifaces_of(accounting_->attached()));
 }
 
 void Daemon::poll_now() {
@@ -353,10 +409,12 @@ void Daemon::reload() {
     }
     const auto poll = [this] { poll_now(); };
     accounting_->apply_interfaces(next, true, poll);
+    interfaces_changed();
     try {
         thresholds_->check_reload(next, accounting_->usage());
     } catch (const ConfigError&) {
         accounting_->apply_interfaces(cfg_, false, poll); // back to the running config's interfaces
+        interfaces_changed();
         throw;
     }
     // Every check has passed: from here on the new config is applied.
@@ -375,6 +433,7 @@ void Daemon::reload() {
     if (textfile_changed && textfile_timer_.attached())
         arm_textfile_timer();
     recorder_->set_config(cfg_.records);
+    rules_->set_config(cfg_.rules); // rules.bundle is read at start; the limits and keys apply now
     try {
         nat_->set_keep(nat_keep(cfg_));
         export_->apply(cfg_.exports, flow_timeouts(cfg_));
@@ -402,6 +461,7 @@ Status Daemon::status() const {
     m["poll_interval_ms"] = static_cast<uint64_t>(cfg_.poll_interval.count());
     accounting_->add_status(m);
     thresholds_->add_status(m);
+    rules_->add_status(m);
     export_->add_status(m);
     nat_->add_status(m);
     return m;

@@ -29,6 +29,7 @@ class FlowExport;
 class LinkWatch;
 class MetricsExposer;
 class Recorder;
+class Rules;
 class Uploader;
 
 class Daemon {
@@ -55,6 +56,7 @@ private:
     void start_uploader();
     void connect_bus();
     void poll_now();
+    void interfaces_changed();
     void save_state(bool detached = false);
     void stop(int signo);
     void on_signal(int signo);
@@ -75,6 +77,9 @@ private:
     EventLoop loop_; // created by run(); outlives every source below
     std::unique_ptr<Accounting> accounting_;
     std::unique_ptr<Thresholds> thresholds_;
+    // Traffic classes (rules.*): the ruleset goes into the kernel before the programs go on the
+    // interfaces, so a restart classifies every packet.
+    std::unique_ptr<Rules> rules_;
     // Accounting records (records.*): files, rotation, spool; created with the collector, so the
     // first poll is recorded.
     std::unique_ptr<Recorder> recorder_;

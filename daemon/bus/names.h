@@ -20,6 +20,7 @@ inline constexpr const char* kAccountingInterface = "org.nettally.Accounting1";
 inline constexpr const char* kThresholdsInterface = "org.nettally.Accounting1.Thresholds";
 inline constexpr const char* kRecordsInterface = "org.nettally.Accounting1.Records";
 inline constexpr const char* kUploadInterface = "org.nettally.Accounting1.Upload";
+inline constexpr const char* kRulesInterface = "org.nettally.Accounting1.Rules";
 
 // org.nettally.Accounting1.xml
 // C (ttttt): packets, l2, l3, l4, payload.
@@ -52,6 +53,10 @@ using WireSubscriber =
 using WireUser = sdbus::Struct<std::string, std::string, WireCounters, WireCounters>;
 // ListHostUsers (ssss): interface, mac, ip, user.
 using WireHostUser = sdbus::Struct<std::string, std::string, std::string, std::string>;
+
+// org.nettally.Accounting1.Rules.xml
+// ListClasses (ssusCb): interface, direction, class_id, class, counters, gone.
+using WireClass = sdbus::Struct<std::string, std::string, uint32_t, std::string, WireCounters, bool>;
 
 // org.nettally.Accounting1.Records.xml ListSpool (stst): name, size, type, created.
 using WireRecordFile = sdbus::Struct<std::string, uint64_t, std::string, uint64_t>;

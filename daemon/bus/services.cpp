@@ -25,6 +25,7 @@ std::unique_ptr<BusServices> BusServices::connect(sd_event* ev, BusParts parts) 
         b->export_ = std::make_unique<ExportService>(*b->conn_, std::move(parts.exports));
         b->subscribers_ =
             std::make_unique<SubscribersService>(*b->conn_, parts.collector, std::move(parts.subscribers));
+        b->rules_ = std::make_unique<RulesService>(*b->conn_, parts.collector, std::move(parts.rules));
         b->conn_->requestName(kBusName);
     } catch (const sdbus::Error& e) {
         spdlog::warn("dbus: system bus not available ({}: {}); counting continues without the API",
@@ -40,6 +41,7 @@ BusServices::~BusServices() {
     // Loop sources first (members, declared last), then adaptors before the connection they use.
     io_.reset();
     time_.reset();
+    rules_.reset();
     subscribers_.reset();
     export_.reset();
     records_.reset();

@@ -1,6 +1,6 @@
 // Everything nettallyd has on the system bus, owned in one place: the
 // connection, the adaptors of org.nettally.Accounting1 and its Thresholds,
-// Upload and Records interfaces, the bus name, and the connection's place in
+// Upload, Records, Export, Subscribers and Rules interfaces, the bus name, and the connection's place in
 // the sd-event loop. connect() builds it all in order, or nothing; the
 // destructor takes it down in reverse (loop sources, adaptors, connection).
 // The rest of the daemon hands in plain references and hooks; no D-Bus type
@@ -9,6 +9,7 @@
 
 #include "bus/accounting.h"
 #include "bus/export.h"
+#include "bus/rules.h"
 #include "bus/subscribers.h"
 #include "bus/thresholds.h"
 #include "os/event.h"
@@ -35,6 +36,7 @@ struct BusParts {
     Recorder* recorder = nullptr; // null: no Records interface
     ExportHooks exports;
     SubscribersHooks subscribers;
+    RulesHooks rules;
 };
 
 class BusServices {
@@ -53,6 +55,8 @@ public:
     void file_rotated(const ClosedFile& f);
     void export_failed(const std::string& url, const std::string& error) { export_->failed(url, error); }
     void subscriber_changed(const BindingChange& c) { subscribers_->changed(c); }
+    void rules_applied(uint64_t version, const std::string& hash) { rules_->applied(version, hash); }
+    void rules_rejected(const std::string& reason) { rules_->rejected(reason); }
 
 private:
     BusServices() = default;
@@ -69,6 +73,7 @@ private:
     std::unique_ptr<RecordsService> records_;
     std::unique_ptr<ExportService> export_;
     std::unique_ptr<SubscribersService> subscribers_;
+    std::unique_ptr<RulesService> rules_;
     EventSource io_, time_; // the connection's fd and its timeout on the daemon's loop
 };
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <arpa/inet.h>
+#include <optional>
 #include <set>
 
 namespace nettally {
@@ -16,6 +17,36 @@ std::string host_id(const std::string& iface, const std::string& mac, const std:
 // A user's ledger key: interface and user name ("" = unbound).
 std::string user_key(const std::string& iface, const std::string& user) {
     return iface + "|" + user;
+}
+
+// A class's ledger key: interface, direction and stable class id.
+std::string class_key(const std::string& iface, uint8_t dir, uint32_t id) {
+    return iface + "|" + std::to_string(dir) + "|" + std::to_string(id);
+}
+
+// a - b figure by figure; nullopt when some figure of b exceeds a's.
+std::optional<Counts> minus(const Counts& a, const Counts& b) {
+    if (!b.all_le(a))
+        return std::nullopt;
+    return Counts(a.packets - b.packets, a.l2 - b.l2, a.l3 - b.l3, a.l4 - b.l4, a.payload - b.payload);
+}
+
+// Σ classes per interface and direction.
+std::map<IfaceKey, Counts> class_sums(const std::vector<ClassEntry>& raw) {
+    std::map<IfaceKey, Counts> out;
+    for (const auto& c : raw)
+        if (c.key.dir < NT_DIR_MAX)
+            out[{c.key.ifindex, static_cast<uint8_t>(c.key.dir)}] += c.counts;
+    return out;
+}
+
+// What tells two reads of the class counters apart: every key and figure.
+std::vector<uint64_t> class_figures(const std::vector<ClassEntry>& raw, const Counts& overflow) {
+    std::vector<uint64_t> out{overflow.packets, overflow.l2};
+    for (const auto& c : raw)
+        out.insert(out.end(), {c.key.ifindex, c.key.dir, c.key.class_id, c.counts.packets, c.counts.l2,
+                               c.counts.l3, c.counts.l4, c.counts.payload});
+    return out;
 }
 
 } // namespace
@@ -44,6 +75,13 @@ void Collector::set_interfaces(const std::vector<InterfaceInfo>& ifaces) {
                 users[user_key(u.interface, u.user)] = std::move(u);
             }
             users_ = std::move(users);
+            std::map<std::string, ClassTotals> classes;
+            for (auto& [key, c] : classes_) {
+                if (c.interface == old->second)
+                    c.interface = i.name;
+                classes[class_key(c.interface, c.dir, c.id)] = std::move(c);
+            }
+            classes_ = std::move(classes);
         }
         next[i.ifindex] = i.name;
     }
@@ -75,7 +113,9 @@ void Collector::poll(const PollClock& clock) {
     // Order matters: totals, then categories, then totals again (see reconcile()).
     IfaceSnapshot before = reader_.read_ifaces();
     reader_.read_flows(flows_);
-    IfaceSnapshot after = reader_.read_ifaces();
+    std::vector<ClassEntry> classes_low, classes_high;
+    Counts class_overflow;
+    IfaceSnapshot after = read_ifaces_and_classes(classes_low, classes_high, class_overflow);
     std::vector<HostEntry> hosts;
     std::vector<UserEntry> users;
     UserEntry user_overflow;
@@ -83,6 +123,7 @@ void Collector::poll(const PollClock& clock) {
 
     last_clock_ = clock;
     check_reconciliation(before, after);
+    check_class_reconciliation(after, classes_low, classes_high);
 
     for (const auto& [key, counters] : after) {
         auto n = names_.find(key.first);
@@ -96,6 +137,7 @@ void Collector::poll(const PollClock& clock) {
     }
     update_hosts(hosts);
     update_users(users, user_overflow);
+    update_classes(classes_high, class_overflow);
     track_overflow(after);
     evict(clock);
     stats_.polls++;
@@ -141,6 +183,119 @@ void Collector::read_hosts_and_users(std::vector<HostEntry>& hosts, std::vector<
     }
 }
 
+IfaceSnapshot Collector::read_ifaces_and_classes(std::vector<ClassEntry>& low, std::vector<ClassEntry>& high,
+                                                 Counts& overflow) {
+    // The programs add a packet to the interface total, then to its class, in the same run: class
+    // counters read before and after the totals, unchanged, mean the totals hold exactly the
+    // classes' packets (plus the offset). Without classes the class map is empty and costs little.
+    low = reader_.read_classes();
+    Counts low_overflow = reader_.read_class_overflow();
+    for (int attempt = 0;; attempt++) {
+        IfaceSnapshot after = reader_.read_ifaces();
+        high = reader_.read_classes();
+        overflow = reader_.read_class_overflow();
+        if (class_figures(high, overflow) == class_figures(low, low_overflow))
+            return after;
+        if (attempt == 7) {
+            stats_.class_snapshot_misses++; // checked as bracketed: low <= total <= high
+            return after;
+        }
+        low = high;
+        low_overflow = overflow;
+    }
+}
+
+void Collector::set_classes(const std::map<uint32_t, std::string>& active) {
+    class_names_ = active;
+    for (auto& [key, c] : classes_) {
+        auto n = active.find(c.id);
+        c.gone = n == active.end();
+        if (!c.gone)
+            c.name = n->second;
+    }
+}
+
+void Collector::classes_started() {
+    class_offsets_.clear();
+}
+
+void Collector::update_classes(const std::vector<ClassEntry>& raw, const Counts& overflow) {
+    class_overflow_.observe(overflow);
+    for (const auto& e : raw) {
+        const std::string& name = name_of(e.key.ifindex);
+        if (name.empty() || e.key.dir >= NT_DIR_MAX)
+            continue;
+        const auto dir = static_cast<uint8_t>(e.key.dir);
+        auto [it, added] = classes_.try_emplace(class_key(name, dir, e.key.class_id));
+        ClassTotals& c = it->second;
+        if (added) {
+            c.interface = name;
+            c.dir = dir;
+            c.id = e.key.class_id;
+            auto n = class_names_.find(c.id);
+            c.gone = n == class_names_.end();
+            c.name = c.gone ? "class " + std::to_string(c.id) : n->second;
+        }
+        c.counts.observe(e.counts);
+    }
+}
+
+ReconcileOutcome reconcile_classes(const ClassReconcileInput& in) {
+    const auto classified = minus(in.total, in.offset);
+    if (!classified)
+        return ReconcileOutcome::Violated;
+    if (*classified == in.classes_low && in.classes_low == in.classes_high)
+        return ReconcileOutcome::Exact;
+    if (in.classes_low.all_le(*classified) && classified->all_le(in.classes_high))
+        return ReconcileOutcome::Bracketed;
+    return ReconcileOutcome::Violated;
+}
+
+void Collector::check_class_reconciliation(const IfaceSnapshot& after, const std::vector<ClassEntry>& low,
+                                           const std::vector<ClassEntry>& high) {
+    if (class_names_.empty())
+        return; // no ruleset: nothing is classified
+    const auto lows = class_sums(low), highs = class_sums(high);
+    for (const auto& [key, a] : after) {
+        ClassReconcileInput in;
+        in.total = a.total;
+        auto l = lows.find(key);
+        auto h = highs.find(key);
+        in.classes_low = l == lows.end() ? Counts{} : l->second;
+        in.classes_high = h == highs.end() ? Counts{} : h->second;
+        auto off = class_offsets_.find(key);
+        if (off == class_offsets_.end()) {
+            // First sight with classes on: what the total holds beyond the classes was counted
+            // before classification started here.
+            if (in.classes_low == in.classes_high)
+                if (auto o = minus(in.total, in.classes_high))
+                    class_offsets_[key] = *o;
+            continue;
+        }
+        in.offset = off->second;
+        stats_.class_reconcile_checks++;
+        switch (reconcile_classes(in)) {
+        case ReconcileOutcome::Exact:
+            stats_.class_reconcile_exact++;
+            break;
+        case ReconcileOutcome::Bracketed:
+            break;
+        case ReconcileOutcome::Violated: {
+            stats_.class_reconcile_violations++;
+            std::string msg = "ifindex " + std::to_string(key.first) + " " +
+                              std::string(to_string(static_cast<Direction>(key.second))) + ": total {" +
+                              in.total.to_string() + "} - unclassified {" + in.offset.to_string() +
+                              "} but classes {" + in.classes_low.to_string() + "} .. {" +
+                              in.classes_high.to_string() + "}";
+            stats_.last_class_violation = msg;
+            if (on_violation_)
+                on_violation_("classes: " + msg);
+            break;
+        }
+        }
+    }
+}
+
 void Collector::forget_interface(uint32_t ifindex) {
     std::vector<nt_flow_key> keys;
     std::vector<FlowEntry> live;
@@ -159,8 +314,10 @@ void Collector::forget_interface(uint32_t ifindex) {
                 on_flow_finished_(f, name_of(f.key.ifindex));
         }
     flows_ = std::move(live);
-    for (uint8_t d = 0; d < NT_DIR_MAX; d++)
+    for (uint8_t d = 0; d < NT_DIR_MAX; d++) {
         evicted_.erase({ifindex, d});
+        class_offsets_.erase({ifindex, d});
+    }
     if (auto n = names_.find(ifindex); n != names_.end()) {
         if (auto st = ifaces_.find(n->second); st != ifaces_.end())
             st->second.present = false;
@@ -403,7 +560,21 @@ nlohmann::json Collector::to_json() const {
             live_sums[n][f.key.dir] += f.counts;
     for (const auto& [name, dirs] : live_sums)
         live[name] = {nettally::to_json(dirs[0]), nettally::to_json(dirs[1])};
+    nlohmann::json classes = nlohmann::json::array();
+    for (const auto& [key, c] : classes_)
+        classes.push_back({{"interface", c.interface},
+                           {"dir", c.dir},
+                           {"id", c.id},
+                           {"name", c.name},
+                           {"gone", c.gone},
+                           {"counts", c.counts.to_json()}});
+    nlohmann::json offsets = nlohmann::json::array();
+    for (const auto& [key, o] : class_offsets_)
+        offsets.push_back({{"ifindex", key.first}, {"dir", key.second}, {"counts", nettally::to_json(o)}});
     return {{"interfaces", std::move(ifaces)},
+            {"classes", std::move(classes)},
+            {"class_offsets", std::move(offsets)},
+            {"class_overflow", class_overflow_.to_json()},
             {"hosts", std::move(hosts)},
             {"evicted", std::move(evicted)},
             {"finished", std::move(finished)},
@@ -491,6 +662,37 @@ std::map<std::string, std::array<Counts, NT_DIR_MAX>> finished_from_json(const n
 
 namespace {
 
+// The saved class totals (Collector::to_json "classes"), keyed by class_key; none in older states.
+std::map<std::string, ClassTotals> classes_from_json(const nlohmann::json& j, bool same_counters) {
+    std::map<std::string, ClassTotals> classes;
+    if (!j.contains("classes"))
+        return classes;
+    for (const auto& cj : j.at("classes")) {
+        ClassTotals c;
+        c.interface = cj.at("interface").get<std::string>();
+        c.dir = cj.at("dir").get<uint8_t>();
+        if (c.dir >= NT_DIR_MAX)
+            throw std::out_of_range("class direction " + std::to_string(c.dir));
+        c.id = cj.at("id").get<uint32_t>();
+        c.name = cj.at("name").get<std::string>();
+        c.gone = cj.at("gone").get<bool>();
+        c.counts.restore(cj.at("counts"), same_counters);
+        classes[class_key(c.interface, c.dir, c.id)] = std::move(c);
+    }
+    return classes;
+}
+
+// The reconciliation offsets: they hold for the same kernel counters only.
+std::map<IfaceKey, Counts> class_offsets_from_json(const nlohmann::json& j, bool same_counters) {
+    std::map<IfaceKey, Counts> out;
+    if (!same_counters || !j.contains("class_offsets"))
+        return out;
+    for (const auto& oj : j.at("class_offsets"))
+        out[{oj.at("ifindex").get<uint32_t>(), oj.at("dir").get<uint8_t>()}] =
+            counts_from_json(oj.at("counts"));
+    return out;
+}
+
 // The per-user overflow counters (sent, received) of a state; zero in states written before them.
 std::array<MonotonicCounts, 2> user_overflow_from_json(const nlohmann::json& j, bool same_counters) {
     std::array<MonotonicCounts, 2> out{};
@@ -526,6 +728,11 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
     std::map<std::string, HostTotals> hosts = hosts_from_json(j.at("hosts"), same_counters);
     std::map<std::string, UserTotals> users = users_from_json(j, same_counters);
     std::array<MonotonicCounts, 2> user_overflow = user_overflow_from_json(j, same_counters);
+    std::map<std::string, ClassTotals> classes = classes_from_json(j, same_counters);
+    std::map<IfaceKey, Counts> class_offsets = class_offsets_from_json(j, same_counters);
+    MonotonicCounts class_overflow;
+    if (j.contains("class_overflow"))
+        class_overflow.restore(j.at("class_overflow"), same_counters);
     // Evicted sums belong to the kernel counters they reconcile with.
     std::map<IfaceKey, EvictedSums> saved;
     std::set<IfaceKey> flows_unknown; // states written before the flow count was kept
@@ -584,6 +791,9 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
     hosts_ = std::move(hosts);
     users_ = std::move(users);
     user_overflow_ = std::move(user_overflow);
+    classes_ = std::move(classes);
+    class_offsets_ = std::move(class_offsets);
+    class_overflow_ = class_overflow;
     evicted_ = std::move(evicted);
     finished_ = std::move(finished);
     stats_.flows_evicted = flows_evicted;

@@ -49,6 +49,10 @@ public:
     // (nt_user_overflow). Empty unless subscribers are configured.
     virtual std::vector<UserEntry> read_users() { return {}; }
     virtual UserEntry read_user_overflow() { return {}; }
+    // Per-class counters (nt_cls_counts) and what found no entry (nt_cls_overflow). Empty while
+    // no ruleset was ever loaded.
+    virtual std::vector<ClassEntry> read_classes() { return {}; }
+    virtual Counts read_class_overflow() { return {}; }
 };
 
 struct InterfaceInfo {
@@ -97,6 +101,32 @@ struct UserTotals {
     MonotonicCounts received;
 };
 
+// A traffic class's totals on one interface in one direction, kept by interface name, direction
+// and the class's stable id like the host totals. gone: the id is not in the active ruleset (the
+// class was removed); its totals stay.
+struct ClassTotals {
+    std::string interface;
+    uint8_t dir = 0;
+    uint32_t id = 0;
+    std::string name;
+    bool gone = false;
+    MonotonicCounts counts;
+};
+
+// The class reconciliation line of one interface and direction, on the kernel's raw counters:
+// while classes are on, every packet the interface total counts is counted in exactly one class,
+// so total - Σ classes stays what it was when classification started there (the packets counted
+// before; `offset`, captured at the first poll that sees the interface with classes on).
+struct ClassReconcileInput {
+    Counts offset;
+    Counts total;        // the interface total, read between the two class reads
+    Counts classes_low;  // Σ classes read before the total
+    Counts classes_high; // Σ classes read after it
+};
+// Exact: total - offset == Σ classes and both class reads agree. Bracketed: classes moved
+// between the reads and total - offset lies between them. Violated: anything else.
+ReconcileOutcome reconcile_classes(const ClassReconcileInput& in);
+
 struct CollectorStats : PollStats {
     uint64_t flows_evicted = 0;
     bool flow_map_full = false; // flow_overflow grew at the last poll
@@ -104,6 +134,13 @@ struct CollectorStats : PollStats {
     // Polls whose user counters moved under every one of 8 re-reads around the hosts (so hosts
     // and users of that poll may differ by the packets in between).
     uint64_t user_snapshot_misses = 0;
+    // The class reconciliation line (reconcile_classes), per interface and direction and poll.
+    uint64_t class_reconcile_checks = 0;
+    uint64_t class_reconcile_exact = 0;
+    uint64_t class_reconcile_violations = 0;
+    std::string last_class_violation;
+    // Polls whose class counters moved under every one of 8 re-reads around the interface totals.
+    uint64_t class_snapshot_misses = 0;
 };
 
 // Clock readings taken by the caller at poll time, to convert the kernel's
@@ -157,6 +194,16 @@ public:
     // Packets whose user entry could not be created (sent, received), summed over interfaces.
     const MonotonicCounts& user_overflow_sent() const { return user_overflow_[0]; }
     const MonotonicCounts& user_overflow_received() const { return user_overflow_[1]; }
+    // Traffic classes (app/rules.h). set_classes: the active ruleset's classes (id -> name; the
+    // "other" class included), or none; every other class with totals is marked gone.
+    // classes_started: classification (re)starts now on every interface, from no classification
+    // (a first load, or a start without a saved ruleset in force): the reconciliation offsets are
+    // captured again at the next poll. A start that continues a ruleset keeps the restored ones.
+    void set_classes(const std::map<uint32_t, std::string>& active);
+    void classes_started();
+    // Per "interface|direction|id".
+    const std::map<std::string, ClassTotals>& classes() const { return classes_; }
+    const MonotonicCounts& class_overflow() const { return class_overflow_; }
     const CollectorStats& stats() const { return stats_; }
     uint64_t last_poll_us() const { return last_clock_.realtime_us; }
     // Finished (evicted) flows' counts per interface and direction, kept for
@@ -186,6 +233,13 @@ private:
     void update_users(const std::vector<UserEntry>& raw, const UserEntry& overflow);
     void read_hosts_and_users(std::vector<HostEntry>& hosts, std::vector<UserEntry>& users,
                               UserEntry& overflow);
+    // The interface totals (`after`) between two reads of the class counters, re-read until those
+    // agree (at most 8 times): `low` and `high` are the class counters before and after.
+    IfaceSnapshot read_ifaces_and_classes(std::vector<ClassEntry>& low, std::vector<ClassEntry>& high,
+                                          Counts& overflow);
+    void update_classes(const std::vector<ClassEntry>& raw, const Counts& overflow);
+    void check_class_reconciliation(const IfaceSnapshot& after, const std::vector<ClassEntry>& low,
+                                    const std::vector<ClassEntry>& high);
     void evict(const PollClock& clock);
     void track_overflow(const IfaceSnapshot& after);
 
@@ -202,6 +256,10 @@ private:
     std::map<std::string, UserTotals> users_;
     std::array<MonotonicCounts, 2> user_overflow_{};
     std::map<IfaceKey, EvictedSums> evicted_;
+    std::map<std::string, ClassTotals> classes_;
+    std::map<uint32_t, std::string> class_names_; // the active ruleset's; empty: none
+    MonotonicCounts class_overflow_;
+    std::map<IfaceKey, Counts> class_offsets_; // see ClassReconcileInput (raw kernel figures)
     uint64_t restored_late_flows_ = 0;
     std::map<std::string, std::array<Counts, NT_DIR_MAX>> finished_;
     uint64_t overflow_seen_ = 0;

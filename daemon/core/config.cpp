@@ -80,6 +80,7 @@ std::vector<Field> ConfigParser::top_level_fields(Config& config, bool& have_int
         {"export", [&](const Entry& e, const std::string& path) { parse_export(e, path, config.exports); }},
         {"subscribers",
          [&](const Entry& e, const std::string& path) { parse_subscribers(e, path, config.subscribers); }},
+        {"rules", [&](const Entry& e, const std::string& path) { parse_rules(e, path, config.rules); }},
     };
 }
 

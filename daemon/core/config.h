@@ -101,6 +101,18 @@ struct SubscribersConfig {
     bool operator==(const SubscribersConfig&) const = default;
 };
 
+// Traffic classes (key rules.*; README "Traffic classes"). Nothing is loaded unless rules.bundle
+// is set or a bundle comes over D-Bus (LoadRules).
+struct RulesConfig {
+    std::filesystem::path bundle;                    // rules.bundle: loaded at start ("": none)
+    std::vector<std::filesystem::path> trusted_keys; // rules.trusted_keys: Ed25519 public key files
+    std::string url;                                 // rules.url: where bundles are pulled from ("": none)
+    std::chrono::milliseconds refresh{std::chrono::minutes{5}}; // rules.refresh
+    std::filesystem::path ca_file;                              // rules.ca_file: for the pull ("": system)
+    uint64_t max_size = uint64_t{16} << 20;                     // rules.max_size: largest bundle file
+    bool operator==(const RulesConfig&) const = default;
+};
+
 struct Config {
     std::string path;                      // file it came from ("" when parsed from text)
     std::vector<InterfaceRule> interfaces; // order matters: the first matching rule wins
@@ -132,6 +144,7 @@ struct Config {
     MetricsConfig metrics;         // key metrics.* (README "Prometheus metrics")
     ExportConfig exports;          // key export.* (README "Flow export (IPFIX)")
     SubscribersConfig subscribers; // key subscribers.* (README "Subscribers")
+    RulesConfig rules;             // key rules.* (README "Traffic classes")
 };
 
 // Accepted ranges; the shipped config/nettally.yaml documents the same numbers.
@@ -156,6 +169,11 @@ inline constexpr std::chrono::milliseconds max_textfile_interval{std::chrono::ho
 inline constexpr std::chrono::milliseconds max_keep_closed{std::chrono::hours{24 * 366}};
 inline constexpr size_t max_static_subscribers = NT_BIND_MAX_ENTRIES;
 inline constexpr size_t max_radius_clients = 1024;
+inline constexpr std::chrono::milliseconds min_rules_refresh{std::chrono::seconds{10}};
+inline constexpr std::chrono::milliseconds max_rules_refresh{std::chrono::hours{24}};
+inline constexpr uint64_t min_rules_size = 1024;
+inline constexpr uint64_t max_rules_size = uint64_t{64} << 20; // kBundleMaxSize
+inline constexpr size_t max_trusted_keys = 64;
 } // namespace config_limits
 
 // what() is the whole one-line message: "<file>:<line>:<col>: <key path>: <problem>", or

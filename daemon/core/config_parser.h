@@ -66,6 +66,10 @@ private:
     std::vector<RadiusClient> radius_clients(const Entry& entry, const std::string& path) const;
     RadiusClient radius_client(const YAML::Node& item, const std::string& path) const;
 
+    // rules.* (config_rules.cpp): traffic classes.
+    void parse_rules(const Entry& entry, const std::string& path, RulesConfig& rc) const;
+    std::vector<std::filesystem::path> trusted_keys(const Entry& entry, const std::string& path) const;
+
     // interfaces and cgroups.subtrees (config_interfaces.cpp).
     void parse_interfaces(const Entry& entry, const std::string& path, Config& config) const;
     InterfaceRule parse_rule(const YAML::Node& item, const std::string& path, YAML::Mark& name_mark) const;

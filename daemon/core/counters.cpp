@@ -106,6 +106,14 @@ UserEntry fold_percpu(const nt_user_key& key, std::span<const nt_user_val> per_c
     return e;
 }
 
+ClassEntry fold_percpu(const nt_cls_count_key& key, std::span<const nt_counts> per_cpu) {
+    ClassEntry e;
+    e.key = key;
+    for (const auto& v : per_cpu)
+        e.counts += Counts(v);
+    return e;
+}
+
 uint64_t MonotonicCounter::observe(uint64_t raw) {
     if (raw < last_raw_)
         base_ += last_raw_; // the kernel counter restarted: keep what it had

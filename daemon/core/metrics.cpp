@@ -194,6 +194,11 @@ radius_sessions nettally_radius_sessions RADIUS accounting sessions open now.
 radius_requests nettally_radius_requests_total Datagrams the RADIUS accounting listener received.
 radius_responses nettally_radius_responses_total Accounting-Responses sent (retransmissions' included).
 radius_retransmissions nettally_radius_retransmissions_total Retransmitted RADIUS requests answered again with no second effect.
+rules_version nettally_rules_version Version of the traffic-class ruleset in force (0: none).
+rules_rejected nettally_rules_rejected_total Traffic-class bundles refused (LoadRules, rules.bundle, the pull).
+class_reconcile_checks nettally_class_reconcile_checks_total Class reconciliation checks (the classes grow by what the interface total grows by).
+class_reconcile_violations nettally_class_reconcile_violations_total Class reconciliation checks that failed.
+class_overflow_packets nettally_class_overflow_packets_total Packets that found no entry in the full class counter map.
 )";
 
 std::optional<double> status_number(const Status& s, const std::string& key) {
@@ -209,6 +214,24 @@ std::optional<double> status_number(const Status& s, const std::string& key) {
                 return static_cast<double>(v);
         },
         it->second);
+}
+
+// Traffic classes (README "Traffic classes"): every class's totals per interface and direction,
+// gone ones included (their totals stay).
+void add_classes(MetricFamilies& out, const Collector& c) {
+    if (c.classes().empty())
+        return;
+    CountFamilies counts("class",
+                         "Bytes of a traffic class on an accounted interface, by direction and layer; per "
+                         "interface and direction the classes sum to what the interface counted while a "
+                         "ruleset was in force.",
+                         "Wire packets of a traffic class on an accounted interface, by direction.");
+    for (const auto& [key, cl] : c.classes())
+        counts.add({{"interface", cl.interface},
+                    {"direction", std::string(to_string(static_cast<Direction>(cl.dir)))},
+                    {"class", cl.name}},
+                   cl.counts.total());
+    counts.move_to(out);
 }
 
 void add_status(MetricFamilies& out, const Status& status) {
@@ -340,6 +363,7 @@ MetricFamilies build_metrics(const MetricsSources& src) {
     add_interfaces(out, src.collector);
     add_hosts(out, src.collector, src.max_hosts);
     add_users(out, src.collector, src.max_hosts);
+    add_classes(out, src.collector);
     add_status(out, src.status);
     if (src.cgroups)
         add_cgroups(out, *src.cgroups);

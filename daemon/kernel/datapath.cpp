@@ -190,10 +190,10 @@ void Datapath::pin_maps(const std::string& dir) {
 }
 
 std::vector<bpf_map*> Datapath::pinned_maps() const {
-    return {skel_->maps.nt_ifaces,       skel_->maps.nt_flows,       skel_->maps.nt_hosts,
-            skel_->maps.nt_frags,        skel_->maps.nt_meta,        skel_->maps.nt_evicted,
-            skel_->maps.nt_bindings,     skel_->maps.nt_user_counts, skel_->maps.nt_user_names,
-            skel_->maps.nt_user_overflow};
+    return {skel_->maps.nt_ifaces,        skel_->maps.nt_flows,       skel_->maps.nt_hosts,
+            skel_->maps.nt_frags,         skel_->maps.nt_meta,        skel_->maps.nt_evicted,
+            skel_->maps.nt_bindings,      skel_->maps.nt_user_counts, skel_->maps.nt_user_names,
+            skel_->maps.nt_user_overflow, skel_->maps.nt_cls_counts,  skel_->maps.nt_cls_overflow};
 }
 
 void Datapath::remove_pins() {
@@ -397,6 +397,19 @@ void Datapath::forget_interface(uint32_t ifindex) {
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.nt_ifaces), &key);
         bpf_map_delete_elem(bpf_map__fd(skel_->maps.nt_evicted), &key);
     }
+    // Its class counters too (the totals stay by name in the collector).
+    const int fd = bpf_map__fd(skel_->maps.nt_cls_counts);
+    std::vector<nt_cls_count_key> doomed;
+    nt_cls_count_key key{}, next{};
+    const void* prev = nullptr;
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        if (next.ifindex == ifindex)
+            doomed.push_back(next);
+        key = next;
+        prev = &key;
+    }
+    for (const auto& k : doomed)
+        bpf_map_delete_elem(fd, &k);
 }
 
 std::map<IfaceKey, EvictedSums> Datapath::read_evicted() {
@@ -550,6 +563,35 @@ UserEntry Datapath::read_user_overflow() {
     if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.nt_user_overflow), &zero, vals.data()))
         throw SysError(errno, "reading the user overflow counter");
     return fold_percpu(nt_user_key{}, std::span<const nt_user_val>(vals));
+}
+
+std::vector<ClassEntry> Datapath::read_classes() {
+    return read_folded<ClassEntry, nt_cls_count_key, nt_counts>(bpf_map__fd(skel_->maps.nt_cls_counts),
+                                                                ncpus_, "reading class counters");
+}
+
+Counts Datapath::read_class_overflow() {
+    std::vector<nt_counts> vals(static_cast<size_t>(ncpus_));
+    const uint32_t zero = 0;
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.nt_cls_overflow), &zero, vals.data()))
+        throw SysError(errno, "reading the class overflow counter");
+    Counts sum;
+    for (const auto& v : vals)
+        sum += Counts(v);
+    return sum;
+}
+
+KernelClasses::Maps Datapath::class_maps() const {
+    KernelClasses::Maps m;
+    m.scalar = bpf_map__fd(skel_->maps.nt_cls_scalar);
+    m.info = bpf_map__fd(skel_->maps.nt_cls_info);
+    m.lpm = bpf_map__fd(skel_->maps.nt_cls_lpm);
+    m.mac = bpf_map__fd(skel_->maps.nt_cls_mac);
+    m.iface = bpf_map__fd(skel_->maps.nt_cls_iface);
+    m.rule_class = bpf_map__fd(skel_->maps.nt_cls_rule_class);
+    m.masks = bpf_map__fd(skel_->maps.nt_cls_masks);
+    m.gen = &skel_->bss->nt_cls_gen;
+    return m;
 }
 
 void Datapath::sync_bindings(const std::map<Prefix, uint32_t>& want) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "core/collector.h"
+#include "kernel/classes.h"
 #include "os/error.h"
 
 #include <cerrno>
@@ -74,6 +75,11 @@ public:
     std::vector<HostEntry> read_hosts() override;
     std::vector<UserEntry> read_users() override;
     UserEntry read_user_overflow() override;
+    // The per-class counters (pinned, like the other counters) and their overflow.
+    std::vector<ClassEntry> read_classes() override;
+    Counts read_class_overflow() override;
+    // Traffic classes (kernel/classes.h): the object's nt_cls_* tables and its nt_cls_gen.
+    KernelClasses::Maps class_maps() const;
 
     // Subscribers (core/subscribers.h): the pinned binding trie and user names. Throw SysError.
     // Makes nt_bindings hold exactly `want` (prefix key -> user id): absent entries are added

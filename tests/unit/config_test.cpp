@@ -316,7 +316,7 @@ TEST(ConfigErrors, UnknownKeys) {
         error_of(std::string(valid_rules) + "pol_interval: 1s\n"),
         "test.yaml:4:1: pol_interval: unknown key (valid keys: interfaces, poll_interval, state_dir, flows, "
         "hosts, log_level, persist_interval, pin_dir, periods, cgroups, thresholds, upload, records, "
-        "metrics, export, subscribers)");
+        "metrics, export, subscribers, rules)");
     EXPECT_EQ(error_of(std::string(valid_rules) + "flows:\n"
                                                   "  max_entrys: 2048\n"),
               "test.yaml:5:3: flows.max_entrys: unknown key (valid keys: max_entries, idle_timeout, "

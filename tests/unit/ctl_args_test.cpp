@@ -168,7 +168,7 @@ TEST(CtlArgs, RulesCompile) {
     EXPECT_TRUE(o.json);
     EXPECT_EQ(err({"rules", "compile", "r.yaml"}), "rules compile needs -o BUNDLE, the file to write");
     EXPECT_EQ(err({"rules", "compile", "-o", "b"}), "rules compile needs the rule document RULES.yaml");
-    EXPECT_EQ(err({"rules"}), "rules needs a subcommand: compile, keygen or verify");
+    EXPECT_EQ(err({"rules"}), "rules needs a subcommand: compile, keygen, verify, status, load or rollback");
     EXPECT_EQ(ok({"rules", "compile", "r.yaml", "-o", "r.bundle", "--sign", "s.key"}).rules.sign_key,
               "s.key");
     EXPECT_EQ(ok({"rules", "compile", "r.yaml", "-o", "r.bundle"}).rules.sign_key, "");
@@ -189,6 +189,24 @@ TEST(CtlArgs, RulesCompile) {
     EXPECT_EQ(err({"rules", "verify", "r.bundle"}),
               "rules verify needs --key PUB, the public key file to check with");
     EXPECT_EQ(err({"rules", "verify", "--key", "k.pub"}), "rules verify needs the bundle file BUNDLE");
+}
+
+TEST(CtlArgs, RulesOnTheBus) {
+    Options o = ok({"rules", "load", "v2.bundle"});
+    EXPECT_EQ(o.command, Command::Rules);
+    EXPECT_EQ(o.rules.sub, "load");
+    EXPECT_EQ(o.rules.file, "v2.bundle");
+    EXPECT_EQ(err({"rules", "load"}), "rules load needs the bundle file BUNDLE");
+    EXPECT_NE(err({"rules", "load", "a", "b"}), "");
+    o = ok({"--json", "rules", "status"});
+    EXPECT_EQ(o.rules.sub, "status");
+    EXPECT_TRUE(o.json);
+    EXPECT_EQ(ok({"rules", "rollback"}).rules.sub, "rollback");
+    EXPECT_NE(err({"rules", "rollback", "x"}), "");
+    o = ok({"--json", "classes"});
+    EXPECT_EQ(o.command, Command::Classes);
+    EXPECT_TRUE(o.json);
+    EXPECT_NE(err({"classes", "x"}), "");
 }
 
 TEST(CtlArgs, Export) {

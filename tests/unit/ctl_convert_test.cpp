@@ -35,6 +35,22 @@ TEST(CtlConvert, Interface) {
     EXPECT_EQ(from_wire(std::vector<bus::WireInterface>{w, w}).size(), 2u);
 }
 
+TEST(CtlConvert, Class) {
+    const ClassRow r = from_wire(bus::WireClass{"wan0", "egress", 40u, "dns", kC, true});
+    EXPECT_EQ(r.interface, "wan0");
+    EXPECT_EQ(r.direction, "egress");
+    EXPECT_EQ(r.id, 40u);
+    EXPECT_EQ(r.name, "dns");
+    EXPECT_EQ(r.counters, (Counters{1, 2, 3, 4, 5}));
+    EXPECT_TRUE(r.gone);
+    const Json j = classes_json({r});
+    EXPECT_EQ(j.dump(), R"({"classes":[{"interface":"wan0","direction":"egress","class_id":40,"class":"dns",)"
+                        R"("counters":{"packets":1,"l2":2,"l3":3,"l4":4,"payload":5},"gone":true}]})");
+    const std::string text = classes_text({r});
+    EXPECT_NE(text.find("IFACE  DIR     CLASS  PACKETS"), std::string::npos) << text;
+    EXPECT_NE(text.find("gone"), std::string::npos) << text;
+}
+
 TEST(CtlConvert, HostAndFlow) {
     const HostRow h = from_wire(
         bus::WireHost{"aa:bb:cc:dd:ee:ff", "198.18.1.2", "lan0", kC, bus::WireCounters{5, 4, 3, 2, 1}, 11u,

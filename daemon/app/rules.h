@@ -1,0 +1,126 @@
+// Traffic classes in nettallyd: the ruleset in force and the one before it. A bundle (compiled by
+// `nettallyctl rules compile`, core/classes_bundle.h) arrives from the config (rules.bundle, at
+// start), over D-Bus (LoadRules) or, later, from the pull (rules.url). load() checks it whole
+// (signature, size, read_bundle, a version newer than the active one's), switches the kernel over
+// in one step (kernel/classes.h) and keeps it and the previous one in the state directory
+// (rules.active.bundle, rules.previous.bundle, rules.json for what they came with), so a restart
+// comes back to them. A refused bundle changes nothing; the reason is one line, in the log, in the
+// D-Bus error and in the RulesRejected signal. rollback() returns to the previous bundle, whatever
+// its version. The collector is told which classes are in force (the others are marked gone).
+#pragma once
+
+#include "core/classes_bundle.h"
+#include "core/collector.h"
+#include "core/config.h"
+#include "core/status.h"
+#include "io/state.h"
+#include "kernel/classes.h"
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace nettally {
+
+class Datapath;
+
+// A bundle refused, or a rollback with nothing to return to; what() is one line.
+class RulesRefused : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+class Rules {
+public:
+    using Interfaces = std::vector<std::pair<uint32_t, std::string>>; // ifindex, name
+    struct Applied {
+        uint64_t version = 0;
+        std::string hash; // 16 hex digits
+    };
+    // What GetRulesStatus reports.
+    struct State {
+        bool active = false;
+        uint64_t version = 0;
+        std::string hash;
+        std::string name;
+        uint64_t loaded_at_us = 0;
+        std::string origin; // "config FILE", "dbus", "pull URL", "rollback", "saved"
+        uint32_t classes = 0;
+        uint64_t previous_version = 0; // 0: no previous bundle
+        std::string previous_hash;
+        uint64_t rejected = 0;
+        std::string last_rejection;
+        uint64_t last_rejection_at_us = 0;
+    };
+
+    Rules(Datapath& dp, Collector& collector, const RulesConfig& cfg, std::filesystem::path state_dir);
+    ~Rules();
+    Rules(const Rules&) = delete;
+    Rules& operator=(const Rules&) = delete;
+
+    // At start, before the programs go on the interfaces: the saved active bundle, or rules.bundle
+    // when it is newer (or nothing is saved). Problems are logged; counting goes on without classes.
+    void start(const Interfaces& ifaces);
+    // Throws RulesRefused (nothing changed), SysError (the bundle could not be saved: the running
+    // ruleset is back in the kernel).
+    Applied load(std::span<const uint8_t> bytes, const std::string& origin);
+    Applied rollback();
+    // Interfaces came or went: the rules' interface globs are resolved again.
+    void interfaces_changed(const Interfaces& ifaces);
+    void set_config(const RulesConfig& cfg) { cfg_ = cfg; }
+
+    // Signals: a bundle went into force (load, rollback), a bundle was refused.
+    void on_applied(std::function<void(const Applied&)> f) { on_applied_ = std::move(f); }
+    void on_rejected(std::function<void(const std::string&)> f) { on_rejected_ = std::move(f); }
+
+    State state() const;
+    const Bundle* active() const { return active_ ? &active_->bundle : nullptr; }
+    void add_status(Status& m) const;
+
+private:
+    struct Entry {
+        Bundle bundle;
+        std::vector<uint8_t> bytes;
+        std::string origin;
+        uint64_t loaded_at_us = 0;
+    };
+    // The signature check of a bundle file (core/classes_sign.h): "" when it may be loaded, else
+    // the one-line reason; *bundle_out: the bundle inside the file.
+    // SIGNATURE CHECK GOES HERE: verify_bundle_signature(file, trusted keys, bundle_out) once the
+    // signing work is merged. Until then every bundle is taken as unsigned and accepted whole.
+    std::string check_signature(std::span<const uint8_t> bytes, std::span<const uint8_t>* bundle_out) const;
+    // Every check of load() but the version order; throws RulesRefused.
+    Entry validate(std::span<const uint8_t> bytes, const std::string& origin) const;
+    // Puts `next` into the kernel and makes it the active one (`prev` becomes the previous one),
+    // saved to disk; on a save failure the kernel goes back to what ran. Throws SysError,
+    // BundleError.
+    Applied install(Entry next, std::optional<Entry> prev);
+    [[noreturn]] void refuse(const std::string& reason);
+    void save_files() const;
+    void save_meta();
+    void restore_saved(std::optional<Entry>& active, std::optional<Entry>& previous);
+    void tell_collector();
+
+    Collector& collector_;
+    RulesConfig cfg_;
+    std::filesystem::path dir_;
+    KernelClasses kernel_;
+    Interfaces ifaces_;
+    std::optional<Entry> active_;
+    std::optional<Entry> previous_;
+    StateFile meta_;
+    uint64_t rejected_ = 0;
+    std::string last_rejection_;
+    uint64_t last_rejection_at_us_ = 0;
+    std::function<void(const Applied&)> on_applied_;
+    std::function<void(const std::string&)> on_rejected_;
+};
+
+} // namespace nettally

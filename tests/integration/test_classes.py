@@ -1,0 +1,664 @@
+#!/usr/bin/python3
+"""Acceptance test for traffic classes in nettallyd (README "Traffic classes").
+
+nettallyd runs in the gateway namespace on lan0 (lan) and wan0 (wan) (topology in ntharness.py),
+with a ruleset of five classes compiled by `nettallyctl rules compile` and loaded with
+`nettallyctl rules load` (LoadRules): iptv (UDP to 239.0.0.0/8), voip (SIP 5060 over UDP and TCP,
+RTP on a UDP port range), web (TCP 80 and 443), dns (UDP and TCP 53) and other.
+CaptureTest: traffic of every kind (IPv4 and IPv6, plus non-IP frames) crosses the gateway while
+dumpcap captures lan0 and wan0; each class's five figures over that window equal the capture
+filtered by the class's equivalent tshark display filter (first match: a class's filter and not
+the earlier classes'), per interface and direction; the class reconciliation line (Σ classes ==
+interface total) holds at every poll.
+BadBundleTest: 18 bad bundles are refused over D-Bus, each with a one-line reason and a
+RulesRejected signal, with nothing changed (version, hash, the classes listed), and traffic goes
+on counting in the classes in force.
+LifecycleTest: load v1, load v2 (a class removed: it keeps its totals, marked gone), rollback to
+v1; a restart (SIGTERM, then kill -9) comes back with the ruleset in force and the class totals
+continued exactly, traffic sent while nettallyd was down included.
+"""
+
+import json
+import os
+import signal
+import struct
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ntharness as h  # noqa: E402
+
+IFACES = ("lan0", "wan0")
+RTP_PORTS = (16384, 16484)
+OTHER_PORT = 5001
+MCAST = "239.1.2.3"
+
+RULES_V1 = """name: nt-test
+version: {version}
+classes:
+  - name: iptv
+    id: 10
+    match:
+      protocol: udp
+      dst: 239.0.0.0/8
+  - name: voip
+    id: 20
+    match:
+      - {{protocol: [udp, tcp], dport: 5060}}
+      - {{protocol: [udp, tcp], sport: 5060}}
+      - {{protocol: udp, dport: {rtp_lo}-{rtp_hi}}}
+      - {{protocol: udp, sport: {rtp_lo}-{rtp_hi}}}
+  - name: web
+    id: 50
+    match:
+      - {{protocol: tcp, dport: [80, 443]}}
+      - {{protocol: tcp, sport: [80, 443]}}
+{dns}"""
+
+DNS_CLASS = """  - name: dns
+    id: 40
+    match:
+      - {protocol: [udp, tcp], dport: 53}
+      - {protocol: [udp, tcp], sport: 53}
+"""
+
+# The classes in order, each with its tshark display filter (the rules as Wireshark reads them).
+FILTERS = [
+    ("iptv", "udp && ip.dst == 239.0.0.0/8"),
+    ("voip", f"udp.port == 5060 || tcp.port == 5060 || udp.port in {{{RTP_PORTS[0]}..{RTP_PORTS[1]}}}"),
+    ("web", "tcp.port == 80 || tcp.port == 443"),
+    ("dns", "udp.port == 53 || tcp.port == 53"),
+]
+
+
+def rules_text(version, dns=True):
+    return RULES_V1.format(version=version, rtp_lo=RTP_PORTS[0], rtp_hi=RTP_PORTS[1],
+                           dns=DNS_CLASS if dns else "")
+
+
+def class_filters():
+    """(class, display filter) with first-match semantics, "other" last."""
+    out, earlier = [], []
+    for name, f in FILTERS:
+        out.append((name, f"({f})" + "".join(f" && !({e})" for e in earlier)))
+        earlier.append(f)
+    out.append(("other", " && ".join(f"!({e})" for e in earlier)))
+    return out
+
+
+def compile_bundle(ctl, workdir, text, name):
+    src = os.path.join(workdir, f"{name}.yaml")
+    out = os.path.join(workdir, f"{name}.bundle")
+    with open(src, "w") as f:
+        f.write(text)
+    p = ctl.run("rules", "compile", src, "-o", out)
+    if p.returncode != 0:
+        raise AssertionError(f"rules compile {src}: {p.stderr}")
+    with open(out, "rb") as f:
+        return out, f.read()
+
+
+def load(ctl, path):
+    return ctl.run("--json", "rules", "load", path)
+
+
+def classes(ctl):
+    """(iface, direction, class) -> {"c": C, "gone": bool}."""
+    out = {}
+    for r in ctl.json("classes")["classes"]:
+        key = (r["interface"], r["direction"], r["class"])
+        if key in out:
+            raise AssertionError(f"classes lists {key} twice")
+        out[key] = {"c": h.cget(r["counters"]), "gone": r["gone"], "id": r["class_id"]}
+    return out
+
+
+def class_delta(after, before, key):
+    b = before.get(key, {"c": h.zero()})["c"]
+    return h.csub(after.get(key, {"c": h.zero()})["c"], b)
+
+
+def send_multicast(topo, count=5, size=200):
+    code = (
+        "import socket\n"
+        "s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+        "s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_TTL,1)\n"
+        f"s.setsockopt(socket.IPPROTO_IP,socket.IP_MULTICAST_IF,socket.inet_aton('{topo.CLI4}'))\n"
+        f"for i in range({count}): s.sendto(bytes({size}),('{MCAST}',5004))\n")
+    h.run(topo.exec_argv(topo.cli, [h.PYTHON, "-c", code]))
+
+
+def send_non_ip(topo, lengths=(60, 200)):
+    code = (
+        "import socket,struct\n"
+        "s=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\n"
+        "s.bind(('eth0',0))\n"
+        f"dst=bytes.fromhex('{h.Topology.MAC['lan0'].replace(':', '')}')\n"
+        f"src=bytes.fromhex('{h.Topology.MAC['cli'].replace(':', '')}')\n"
+        f"for n in {list(lengths)}:\n"
+        "    s.send(dst+src+struct.pack('!H',0x88B5)+bytes(n-14))\n")
+    h.run(topo.exec_argv(topo.cli, [h.PYTHON, "-c", code]))
+
+
+def filtered_sums(cap, display_filter):
+    """(iface, direction) -> C of the captured frames the display filter selects."""
+    argv = ["tshark", "-r", cap.path, "-n", "-Y", display_filter, "-T", "fields", "-E", "separator=/t",
+            "-E", "occurrence=a", "-E", "aggregator=|",
+            "-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE",
+            "-o", "tcp.desegment_tcp_streams:FALSE", "-o", "tcp.analyze_sequence_numbers:FALSE",
+            "-o", "tcp.calculate_timestamps:FALSE"]
+    for f in h._TSHARK_FIELDS:
+        argv += ["-e", f]
+    out = h.run(argv, timeout=120).stdout
+    sums = {}
+    for line in out.splitlines():
+        if line.strip():
+            p = h.parse_frame(line.split("\t"), cap.iface, cap.mac)
+            k = (p.iface, p.direction)
+            sums[k] = h.cadd(sums.get(k, h.zero()), p.c)
+    return sums
+
+
+def start_servers(topo, ports):
+    return [h.TrafficServer(topo, p, [topo.SRV4, topo.SRV6]).start() for p in ports]
+
+
+def rules_config(max_size=None, textfile_dir=None):
+    extra = "rules:\n"
+    extra += f"  max_size: {max_size}\n" if max_size else "  refresh: 5m\n"
+    if textfile_dir:
+        extra += f"metrics:\n  textfile_dir: {textfile_dir}\n  textfile_interval: 1s\n"
+    return extra
+
+
+def prom_samples(text, family):
+    """{(label, value) pairs: value} of one family's samples in a Prometheus text exposition."""
+    out = {}
+    for line in text.splitlines():
+        if not line.startswith(family + "{"):
+            continue
+        labels, value = line[len(family) + 1:].rsplit("} ", 1)
+        pairs = tuple(sorted(tuple(kv.split("=", 1)) for kv in labels.split(",")))
+        out[tuple((k, v.strip('"')) for k, v in pairs)] = float(value)
+    return out
+
+
+class CaptureTest(unittest.TestCase):
+    """One measured window in setUpClass; each test checks one aspect of it."""
+
+    @classmethod
+    def setUpClass(cls):
+        h.require_all()
+        h.open_env(cls)
+        cls.textfile_dir = os.path.join(cls.workdir, "textfile")
+        os.makedirs(cls.textfile_dir)
+        cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, poll="200ms", flows=h.NO_EVICTION,
+                              extra=rules_config(textfile_dir=cls.textfile_dir))
+        cls.ctl = h.Ctl(cls.bus.address)
+        try:
+            cls.daemon.start()
+            cls.servers = start_servers(cls.topo, [53, 80, 443, 5060, RTP_PORTS[0] + 16, OTHER_PORT])
+            path, _ = compile_bundle(cls.ctl, cls.workdir, rules_text(1), "v1")
+            p = load(cls.ctl, path)
+            if p.returncode != 0:
+                raise AssertionError(f"rules load: {p.stderr}")
+            cls.topo.settle()
+            cls._measure()
+        except BaseException:
+            cls._teardown()
+            raise
+
+    @classmethod
+    def _measure(cls):
+        topo = cls.topo
+        caps = [h.Capture(topo, i, cls.workdir).start() for i in IFACES]
+        try:
+            for c in caps:
+                c.wait_running()
+            cls.status_before = cls.daemon.wait_polls(2)
+            cls.before = classes(cls.ctl)
+            cls.ifaces_before = cls.ctl.snapshot().ifaces
+            cls.samples = []
+            rtp = RTP_PORTS[0] + 16
+            for srv in (topo.SRV4, topo.SRV6):
+                h.client_run(topo, "udp", srv, 53, "40,300", 3)
+                h.client_run(topo, "tcp", srv, 53, 2000, 5000)
+                h.client_run(topo, "tcp", srv, 80, 20000, 60000)
+                h.client_run(topo, "tcp", srv, 443, 10000, 30000)
+                h.client_run(topo, "udp", srv, 5060, "500", 3)
+                h.client_run(topo, "tcp", srv, 5060, 1000, 1000)
+                h.client_run(topo, "udp", srv, rtp, "160,1200", 4, RTP_PORTS[0] + 2)
+                h.client_run(topo, "udp", srv, OTHER_PORT, "100,1000", 2)
+                h.client_run(topo, "tcp", srv, OTHER_PORT, 5000, 5000)
+                h.client_run(topo, "icmp", srv, "56,1000", 2)
+                cls.samples.append(cls.bus.status())
+            send_multicast(topo)
+            send_non_ip(topo)
+            cls.status_after = cls.daemon.wait_polls(2)
+            cls.after = classes(cls.ctl)
+            cls.after_time = time.time()
+            cls.ifaces_after = cls.ctl.snapshot().ifaces
+            cls.status_end = cls.bus.status()
+        finally:
+            for c in caps:
+                c.stop()
+        for c in caps:
+            c.read()  # no drops, every frame parsed
+        cls.capture = {}
+        for name, flt in class_filters():
+            sums = {}
+            for c in caps:
+                sums.update(filtered_sums(c, flt))
+            cls.capture[name] = sums
+        cls.whole = h.analyse(caps)
+
+    @classmethod
+    def _teardown(cls):
+        for s in getattr(cls, "servers", []):
+            s.stop()
+        if getattr(cls, "daemon", None):
+            cls.daemon.stop()
+        cls.bus.stop()
+        cls.topo.down()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls._teardown()
+
+    def test_each_class_equals_its_capture_filter(self):
+        problems = []
+        for name, _ in class_filters():
+            for iface in IFACES:
+                for d in h.DIRECTIONS:
+                    got = class_delta(self.after, self.before, (iface, d, name))
+                    want = self.capture[name].get((iface, d), h.zero())
+                    h.log(f"class {name:5} {iface} {d:7}: nettally {h.fmt_c(got)}, capture {h.fmt_c(want)}")
+                    for f in h.FIGURES:
+                        if got[f] != want[f]:
+                            problems.append(f"  {name} {iface} {d} {f}: nettally {got[f]} != capture {want[f]}")
+        if problems:
+            self.fail("class figures differ from the capture:\n" + "\n".join(problems))
+
+    def test_every_class_had_traffic(self):
+        for name, _ in class_filters():
+            with self.subTest(cls=name):
+                pk = self.capture[name].get(("lan0", "ingress"), h.zero())["packets"]
+                self.assertGreater(pk, 0, f"no {name} packets captured on lan0 ingress")
+        for name in ("voip", "web", "dns", "other"):
+            for d in h.DIRECTIONS:
+                self.assertGreater(self.capture[name].get(("wan0", d), h.zero())["packets"], 0,
+                                   f"{name} wan0 {d}")
+        self.assertEqual(self.capture["iptv"].get(("lan0", "ingress"), h.zero())["packets"], 5)
+
+    def test_classes_sum_to_interface_totals(self):
+        problems = []
+        for iface in IFACES:
+            for d in h.DIRECTIONS:
+                s = h.zero()
+                for name, _ in class_filters():
+                    s = h.cadd(s, class_delta(self.after, self.before, (iface, d, name)))
+                total = h.csub(self.ifaces_after[(iface, d)], self.ifaces_before[(iface, d)])
+                if s != total:
+                    problems.append(f"  {iface} {d}: classes {h.fmt_c(s)} != interface {h.fmt_c(total)}")
+                if total != self.whole.iface(iface, d):
+                    problems.append(f"  {iface} {d}: interface {h.fmt_c(total)} != capture "
+                                    f"{h.fmt_c(self.whole.iface(iface, d))}")
+        if problems:
+            self.fail("\n".join(problems))
+
+    def test_daemon_class_reconciliation(self):
+        every = [self.status_before] + self.samples + [self.status_after, self.status_end]
+        for i, s in enumerate(every):
+            self.assertEqual(s["class_reconcile_violations"], 0, f"sample {i}: {s.get('last_violation')}")
+            self.assertEqual(s["reconcile_violations"], 0, f"sample {i}")
+        self.assertGreater(self.status_end["class_reconcile_checks"], self.status_before["class_reconcile_checks"])
+        self.assertGreater(self.status_end["class_reconcile_exact"], 0)
+        self.assertEqual(self.status_end["class_overflow_packets"], 0)
+        self.assertEqual(self.status_end["rules_version"], 1)
+
+    def test_metrics_equal_ctl(self):
+        """The textfile's class series carry the figures `nettallyctl classes` shows (quiet network),
+        and promtool accepts the exposition."""
+        path = os.path.join(self.textfile_dir, "nettally.prom")
+
+        def settled():
+            if not os.path.exists(path):
+                return None
+            with open(path) as f:
+                text = f.read()
+            return text if os.path.getmtime(path) > self.after_time + 1 else None
+        text = h.wait_until(settled, 15, "a textfile written after the window")
+        packets = prom_samples(text, "nettally_class_packets_total")
+        l3 = prom_samples(text, "nettally_class_bytes_total")
+        self.assertEqual(len(packets), len(self.after))
+        for (iface, d, name), v in self.after.items():
+            key = (("class", name), ("direction", d), ("interface", iface))
+            self.assertEqual(packets.get(key), v["c"]["packets"], key)
+            self.assertEqual(l3.get(key + (("layer", "l3"),)), v["c"]["l3"], key)
+        self.assertIn("nettally_rules_version 1", text)
+        self.assertIn("nettally_rules_rejected_total 0", text)
+        if h.shutil.which("promtool"):
+            p = h.run(["promtool", "check", "metrics"], check=False, input=text)
+            self.assertEqual(p.returncode, 0, f"promtool check metrics:\n{p.stdout}{p.stderr}")
+
+    def test_no_class_gone(self):
+        self.assertFalse([k for k, v in self.after.items() if v["gone"]])
+        ids = {k[2]: v["id"] for k, v in self.after.items()}
+        self.assertEqual(ids.get("other"), 0)
+        self.assertEqual(ids.get("dns"), 40)
+
+
+# -- bad bundles ---------------------------------------------------------------------------------
+
+def fnv1a64(data):
+    x = 0xcbf29ce484222325
+    for b in data:
+        x ^= b
+        x = (x * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return x
+
+
+def rehash(b):
+    """The bundle with the header's hash recomputed over its (changed) body."""
+    b = bytearray(b)
+    struct.pack_into("<Q", b, 16, fnv1a64(bytes(b[48:])))
+    return bytes(b)
+
+
+def patched(b, offset, fmt, value, fix_hash=False):
+    b = bytearray(b)
+    struct.pack_into(fmt, b, offset, value)
+    return rehash(b) if fix_hash else bytes(b)
+
+
+def bad_bundles(good, older, equal, max_size):
+    """(name, bytes, a word the reason must contain) — each one must be refused."""
+    flipped = bytearray(good)
+    flipped[len(good) - 3] ^= 0x5A
+    rules = struct.unpack_from("<I", good, 28)[0]
+    ncls = struct.unpack_from("<I", good, 32)[0]
+    return [
+        ("empty", b"", "truncated"),
+        ("truncated header", good[:20], "truncated"),
+        ("truncated body", good[:-10], "body size"),
+        ("trailing byte", good + b"\0", "body size"),
+        ("bad magic", b"XTCB" + good[4:], "magic"),
+        ("unknown format", patched(good, 4, "<H", 2), "format"),
+        ("bad header size", patched(good, 6, "<H", 64), "header size"),
+        ("version 0", patched(good, 8, "<Q", 0), "version"),
+        ("older version", older, "not newer"),
+        ("equal version", equal, "not newer"),
+        ("too large", good + bytes(max_size), "max_size"),
+        ("flipped body byte", bytes(flipped), "hash"),
+        ("rule count", patched(good, 28, "<I", rules + 1), "rule count"),
+        ("class count", patched(good, 32, "<I", ncls + 1), "class count"),
+        ("bitmask width", patched(good, 36, "<I", 3), "bitmask"),
+        ("sections", patched(good, 40, "<I", 99), "sections"),
+        ("flags", patched(good, 44, "<I", 1), "flags"),
+        ("body size field", patched(good, 24, "<I", len(good)), "body size"),
+        ("garbage", bytes(range(256)) * 2, "magic"),
+        ("section kind, hash fixed", patched(good, 48, "<H", 0x7F, fix_hash=True), "bundle"),
+    ]
+
+
+class BadBundleTest(unittest.TestCase):
+    MAX_SIZE = 65536
+
+    @classmethod
+    def setUpClass(cls):
+        h.require_all()
+        h.open_env(cls)
+        cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, poll="200ms", flows=h.NO_EVICTION,
+                              extra=rules_config(max_size=cls.MAX_SIZE))
+        cls.ctl = h.Ctl(cls.bus.address)
+        try:
+            cls.daemon.start()
+            cls.servers = start_servers(cls.topo, [53])
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        for s in getattr(cls, "servers", []):
+            s.stop()
+        if getattr(cls, "daemon", None):
+            cls.daemon.stop()
+        cls.bus.stop()
+        cls.topo.down()
+
+    def test_bad_bundles_refused_nothing_changed(self):
+        ctl, topo = self.ctl, self.topo
+        _, v1 = compile_bundle(ctl, self.workdir, rules_text(1), "v1")
+        path2, v2 = compile_bundle(ctl, self.workdir, rules_text(2), "v2")
+        _, v2b = compile_bundle(ctl, self.workdir, rules_text(2, dns=False), "v2b")
+        p = load(ctl, path2)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        status = ctl.json("rules", "status")
+        self.assertEqual((status["version"], status["active"]), (2, True))
+        h.client_run(topo, "udp", topo.SRV4, 53, "100", 2)
+        self.daemon.wait_polls(2)
+        before = classes(ctl)
+        monitor = h.SignalMonitor(self.bus).start()
+        bad = bad_bundles(v2, v1, v2b, self.MAX_SIZE)
+        self.assertGreaterEqual(len(bad), 15)
+        try:
+            for i, (name, data, word) in enumerate(bad):
+                with self.subTest(bundle=name):
+                    f = os.path.join(self.workdir, f"bad-{i}.bundle")
+                    with open(f, "wb") as out:
+                        out.write(data)
+                    p = load(ctl, f)
+                    self.assertEqual(p.returncode, 1, f"{name}: exit {p.returncode} {p.stdout} {p.stderr}")
+                    err = p.stderr.strip()
+                    self.assertIn("org.nettally.Accounting1.Error.InvalidArgument", err, name)
+                    self.assertEqual(len(err.splitlines()), 1, f"{name}: one line: {err!r}")
+                    self.assertIn(word, err, f"{name}: reason {err!r}")
+                    st = ctl.json("rules", "status")
+                    self.assertEqual((st["version"], st["hash"]), (status["version"], status["hash"]), name)
+                    self.assertEqual(st["rejected"], status["rejected"] + i + 1, name)
+                    self.assertIn(word, st["last_rejection"], name)
+            got = monitor.wait_for("RulesRejected", len(bad))
+            self.assertEqual(len(got), len(bad))
+            for s, (name, _, word) in zip(got, bad):
+                self.assertEqual(s["interface"], "org.nettally.Accounting1.Rules")
+                self.assertIn(word, s["data"][0], name)
+            self.assertFalse(monitor.signals("RulesApplied"), "no RulesApplied for a refused bundle")
+        finally:
+            monitor.stop()
+        # Nothing changed: the same classes, none gone, and traffic still counts in them.
+        self.daemon.wait_polls(2)
+        after = classes(ctl)
+        self.assertEqual(sorted(after), sorted(before))
+        self.assertEqual({k: v["gone"] for k, v in after.items()}, {k: v["gone"] for k, v in before.items()})
+        for k in before:
+            self.assertEqual(after[k]["c"], before[k]["c"], f"{k}: counted while the network was quiet")
+        h.client_run(topo, "udp", topo.SRV4, 53, "100", 3)
+        self.daemon.wait_polls(2)
+        later = classes(ctl)
+        for iface in IFACES:
+            for d in h.DIRECTIONS:
+                delta = class_delta(later, after, (iface, d, "dns"))
+                self.assertEqual(delta["packets"], 3, f"dns {iface} {d}")
+                self.assertEqual(delta["l3"], 3 * (20 + 8 + 100), f"dns {iface} {d}")
+        st = self.bus.status()
+        self.assertEqual(st["class_reconcile_violations"], 0)
+        self.assertEqual(st["rules_rejected"], len(bad))
+
+    def test_unprivileged_load_denied(self):
+        _, v9 = compile_bundle(self.ctl, self.workdir, rules_text(9), "v9")
+        path = os.path.join(self.workdir, "v9-world.bundle")
+        with open(path, "wb") as f:
+            f.write(v9)
+        os.chmod(path, 0o644)
+        os.chmod(self.workdir, 0o755)
+        before = self.ctl.json("rules", "status")
+        p = self.ctl.run("rules", "load", path, user=65534)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("AccessDenied", p.stderr)
+        p = self.ctl.run("rules", "rollback", user=65534)
+        self.assertIn("AccessDenied", p.stderr)
+        self.assertEqual(self.ctl.json("rules", "status")["version"], before["version"])
+        # Reads are open to everyone.
+        p = self.ctl.run("--json", "classes", user=65534)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p = self.ctl.run("--json", "rules", "status", user=65534)
+        self.assertEqual(p.returncode, 0, p.stderr)
+
+
+# -- lifecycle -----------------------------------------------------------------------------------
+
+class LifecycleTest(unittest.TestCase):
+
+    def setUp(self):
+        h.require_all()
+        h.open_env(self, add_cleanup=self.addCleanup)
+        self.daemon = h.Daemon(self.topo, self.bus, self.workdir, poll="200ms", flows=h.NO_EVICTION,
+                               extra=rules_config())
+        self.addCleanup(self.daemon.stop)
+        self.ctl = h.Ctl(self.bus.address)
+        self.daemon.start()
+        for s in start_servers(self.topo, [53, 80]):
+            self.addCleanup(s.stop)
+
+    def dns(self, count=2, size=100):
+        h.client_run(self.topo, "udp", self.topo.SRV4, 53, str(size), count)
+
+    def test_load_v2_gone_rollback_restart(self):
+        ctl, topo = self.ctl, self.topo
+        p1, _ = compile_bundle(ctl, self.workdir, rules_text(1), "v1")
+        p2, _ = compile_bundle(ctl, self.workdir, rules_text(2, dns=False), "v2")
+        monitor = h.SignalMonitor(self.bus).start()
+        self.addCleanup(monitor.stop)
+
+        r = ctl.run("rules", "rollback")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("no previous ruleset to roll back to", r.stderr)
+        self.assertEqual(ctl.json("rules", "status")["rejected"], 0, "a rollback refused is no bundle refused")
+        r = load(ctl, p1)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        v1 = json.loads(r.stdout)
+        self.assertEqual(v1["version"], 1)
+        self.dns(4)
+        h.client_run(topo, "tcp", topo.SRV4, 80, 3000, 3000)
+        self.daemon.wait_polls(2)
+        c1 = classes(ctl)
+        dns_lan = c1[("lan0", "ingress", "dns")]
+        self.assertEqual(dns_lan["c"]["packets"], 4)
+        self.assertFalse(dns_lan["gone"])
+
+        # v2 drops the dns class: its totals stay, marked gone; dns traffic now counts as other.
+        r = load(ctl, p2)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        v2 = json.loads(r.stdout)
+        self.assertEqual(v2["version"], 2)
+        self.dns(3)
+        self.daemon.wait_polls(2)
+        c2 = classes(ctl)
+        for iface in IFACES:
+            for d in h.DIRECTIONS:
+                key = (iface, d, "dns")
+                self.assertTrue(c2[key]["gone"], key)
+                self.assertEqual(c2[key]["c"], c1[key]["c"], f"{key}: a gone class keeps its totals")
+                self.assertEqual(class_delta(c2, c1, (iface, d, "other"))["packets"], 3, (iface, d))
+                self.assertFalse(c2[(iface, d, "web")]["gone"])
+        st = ctl.json("rules", "status")
+        self.assertEqual((st["version"], st["previous_version"], st["origin"]), (2, 1, "dbus"))
+
+        # Rollback: v1 again, dns back (not gone), its totals continue.
+        r = ctl.run("--json", "rules", "rollback")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        back = json.loads(r.stdout)
+        self.assertEqual((back["version"], back["hash"]), (1, v1["hash"]))
+        self.dns(2)
+        self.daemon.wait_polls(2)
+        c3 = classes(ctl)
+        key = ("lan0", "ingress", "dns")
+        self.assertFalse(c3[key]["gone"])
+        self.assertEqual(c3[key]["c"]["packets"], 6)
+        st = ctl.json("rules", "status")
+        self.assertEqual((st["version"], st["hash"], st["previous_version"], st["origin"]),
+                         (1, v1["hash"], 2, "rollback"))
+        self.assertFalse(monitor.signals("RulesRejected"))
+        applied = monitor.wait_for("RulesApplied", 3)
+        self.assertEqual([s["data"] for s in applied[:3]],
+                         [[1, v1["hash"]], [2, v2["hash"]], [1, v1["hash"]]])
+
+        # Restart (SIGTERM) with traffic while nettallyd is down: the same ruleset, totals continued
+        # exactly, the downtime's packets included.
+        for how in ("term", "kill"):
+            with self.subTest(restart=how):
+                self.daemon.wait_polls(2)
+                before = classes(ctl)
+                st_before = ctl.json("rules", "status")
+                if how == "term":
+                    self.assertEqual(self.daemon.stop(keep_pins=True), 0)
+                else:
+                    self.daemon.proc.send_signal(signal.SIGKILL)
+                    self.daemon.proc.wait(10)
+                    self.daemon.stop(keep_pins=True)
+                self.dns(5)
+                self.daemon.start()
+                self.daemon.wait_polls(2)
+                st = ctl.json("rules", "status")
+                for k in ("version", "hash", "previous_version", "origin", "loaded_at"):
+                    self.assertEqual(st[k], st_before[k], k)
+                after = classes(ctl)
+                self.assertEqual(sorted(after), sorted(before))
+                for k in before:
+                    want = 5 if k[2] == "dns" else 0
+                    d = class_delta(after, before, k)
+                    self.assertEqual(d["packets"], want, f"{k} after {how}")
+                    if k[2] == "dns":
+                        self.assertEqual(d["l3"], 5 * 128, f"{k} after {how}")
+                        self.assertEqual(d["payload"], 5 * 100, f"{k} after {how}")
+                self.assertEqual(self.bus.status()["class_reconcile_violations"], 0)
+        # Classes keep counting in the restarted daemon.
+        self.dns(1)
+        self.daemon.wait_polls(2)
+        self.assertEqual(class_delta(classes(ctl), after, ("wan0", "egress", "dns"))["packets"], 1)
+        self.assertEqual(self.bus.status()["class_reconcile_violations"], 0)
+        self.assertGreater(self.bus.status()["class_reconcile_exact"], 0)
+
+    def test_config_bundle_at_start_and_nothing_older(self):
+        """rules.bundle is loaded at start; a saved active bundle that is newer wins over it."""
+        p1, _ = compile_bundle(self.ctl, self.workdir, rules_text(1), "c1")
+        p3, _ = compile_bundle(self.ctl, self.workdir, rules_text(3), "c3")
+        self.daemon.stop(keep_pins=True)
+        self.daemon.write_config(self.daemon.config(extra=f"rules:\n  bundle: {p1}\n"))
+        self.daemon.start()
+        st = self.ctl.json("rules", "status")
+        self.assertEqual((st["version"], st["origin"]), (1, f"config {p1}"))
+        r = load(self.ctl, p3)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.daemon.stop(keep_pins=True)
+        self.daemon.start()
+        st = self.ctl.json("rules", "status")
+        self.assertEqual((st["version"], st["origin"], st["previous_version"]), (3, "dbus", 1))
+
+
+class FirstStartTest(unittest.TestCase):
+    """rules.bundle at the very first start: no state directory yet."""
+
+    def test_bundle_at_first_start(self):
+        h.require_all()
+        h.open_env(self, add_cleanup=self.addCleanup)
+        ctl = h.Ctl(self.bus.address)
+        path, _ = compile_bundle(ctl, self.workdir, rules_text(4), "first")
+        daemon = h.Daemon(self.topo, self.bus, self.workdir, poll="200ms",
+                          extra=f"rules:\n  bundle: {path}\n")
+        self.addCleanup(daemon.stop)
+        self.assertFalse(os.path.exists(daemon.state_dir))
+        daemon.start()
+        st = ctl.json("rules", "status")
+        self.assertEqual((st["active"], st["version"], st["origin"]), (True, 4, f"config {path}"),
+                         daemon.log_tail())
+        for f in ("rules.active.bundle", "rules.json"):
+            self.assertTrue(os.path.exists(os.path.join(daemon.state_dir, f)), f)
+
+
+if __name__ == "__main__":
+    h.install_handlers()
+    unittest.main(verbosity=2)
