@@ -67,8 +67,8 @@ struct ExportArgs {
 
 // nettallyctl rules SUB [FILE] [-o BUNDLE] [--sign KEY] [--key PUB]
 struct RulesArgs {
-    std::string sub;      // compile | keygen | verify | status | load | rollback
-    std::string file;     // compile: the rule document; keygen: the key files' PREFIX; verify, load: the bundle
+    std::string sub;  // compile | keygen | verify | status | load | rollback
+    std::string file; // compile: the rule document; keygen: the key files' PREFIX; verify, load: the bundle
     std::string sign_key; // compile --sign: the secret key file
     std::string key;      // verify --key: the public key file
 };

@@ -170,6 +170,7 @@ void Daemon::start() {
     start_uploader();
     nat_->start(loop_.get());
     export_->start(loop_.get(), accounting_->collector());
+    rules_->watch(loop_.get());
     // The recorder says when a file lands in the spool; the uploader's inotify watch and its scan
     // at start find files from other writers and from before a restart.
     recorder_->on_file_closed([this](const std::filesystem::path&) {

@@ -1,6 +1,7 @@
 // Traffic classes in nettallyd: see rules.h.
 #include "app/rules.h"
 
+#include "core/classes_sign.h"
 #include "core/rules_check.h"
 #include "kernel/datapath.h"
 #include "os/clock.h"
@@ -49,12 +50,66 @@ Rules::~Rules() = default;
 
 std::string Rules::check_signature(std::span<const uint8_t> bytes,
                                    std::span<const uint8_t>* bundle_out) const {
-    // SIGNATURE CHECK GOES HERE (the merge with the signing work wires it):
-    //   std::vector<std::array<uint8_t, 32>> keys;  // read_public_key(p) for p in cfg_.trusted_keys
-    //   return verify_bundle_signature(bytes, keys, bundle_out);
-    // Until then: no bundle is refused here, and the file is the bundle.
-    *bundle_out = bytes;
-    return "";
+    std::vector<PublicKey> keys;
+    for (const auto& path : cfg_.trusted_keys) {
+        try {
+            keys.push_back(read_public_key(path));
+        } catch (const KeyError& e) {
+            return std::string("rules.trusted_keys: ") + e.what();
+        }
+    }
+    return verify_bundle_signature(bytes, keys, bundle_out);
+}
+
+void Rules::set_config(const RulesConfig& cfg) {
+    const bool pull_changed = cfg.url != cfg_.url || cfg.refresh != cfg_.refresh ||
+                              cfg.ca_file != cfg_.ca_file || cfg.max_size != cfg_.max_size;
+    cfg_ = cfg;
+    if (pull_changed && ev_)
+        start_pull();
+}
+
+void Rules::watch(sd_event* ev) {
+    ev_ = ev;
+    start_pull();
+}
+
+void Rules::start_pull() {
+    fetcher_.reset();
+    if (cfg_.url.empty())
+        return;
+    RulesFetchOptions o;
+    o.url = cfg_.url;
+    o.refresh = cfg_.refresh;
+    o.ca_file = cfg_.ca_file.string();
+    o.max_size = cfg_.max_size;
+    try {
+        fetcher_ = std::make_unique<RulesFetcher>(
+            ev_, o, [this](std::vector<uint8_t> bytes, const std::string&) { pulled(std::move(bytes)); },
+            [](const RulesFetchStatus& s) {
+                if (!s.last_error.empty() && s.consecutive_failures <= 1)
+                    spdlog::warn(
+                        "rules: pull from {} failed: {} (retrying with backoff; the rules in force stay)",
+                        s.url, s.last_error);
+            });
+        spdlog::info("rules: pulling {} every {} ms", cfg_.url, cfg_.refresh.count());
+    } catch (const std::invalid_argument& e) {
+        spdlog::error("rules: rules.url: {}", e.what());
+    }
+}
+
+void Rules::pulled(std::vector<uint8_t> bytes) {
+    std::span<const uint8_t> inner;
+    if (active_ && check_signature(bytes, &inner).empty() && inner.size() == active_->bytes.size() &&
+        std::equal(inner.begin(), inner.end(), active_->bytes.begin())) {
+        spdlog::debug("rules: the pulled bundle is the ruleset in force");
+        return;
+    }
+    try {
+        load(bytes, "pull " + cfg_.url);
+    } catch (const RulesRefused&) {
+        // logged, counted and signalled by refuse()
+    }
 }
 
 Rules::Entry Rules::validate(std::span<const uint8_t> bytes, const std::string& origin) const {
@@ -319,6 +374,13 @@ void Rules::add_status(Status& m) const {
     m["class_reconcile_violations"] = st.class_reconcile_violations;
     m["class_snapshot_misses"] = st.class_snapshot_misses;
     m["class_overflow_packets"] = collector_.class_overflow().total().packets;
+    if (fetcher_) {
+        const RulesFetchStatus f = fetcher_->status();
+        m["rules_pull_fetches"] = f.fetches;
+        m["rules_pull_not_modified"] = f.not_modified;
+        m["rules_pull_failures"] = f.failures;
+        m["rules_pull_last_error"] = f.last_error;
+    }
 }
 
 } // namespace nettally

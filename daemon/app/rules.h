@@ -1,7 +1,9 @@
 // Traffic classes in nettallyd: the ruleset in force and the one before it. A bundle (compiled by
 // `nettallyctl rules compile`, core/classes_bundle.h) arrives from the config (rules.bundle, at
-// start), over D-Bus (LoadRules) or, later, from the pull (rules.url). load() checks it whole
-// (signature, size, read_bundle, a version newer than the active one's), switches the kernel over
+// start), over D-Bus (LoadRules) or from the pull (rules.url, every rules.refresh: io/rules_fetch.h,
+// started by watch()). load() checks it whole (size, the Ed25519 signature against
+// rules.trusted_keys when keys are set: core/classes_sign.h, read_bundle, a version newer than the
+// active one's), switches the kernel over
 // in one step (kernel/classes.h) and keeps it and the previous one in the state directory
 // (rules.active.bundle, rules.previous.bundle, rules.json for what they came with), so a restart
 // comes back to them. A refused bundle changes nothing; the reason is one line, in the log, in the
@@ -13,8 +15,11 @@
 #include "core/collector.h"
 #include "core/config.h"
 #include "core/status.h"
+#include "io/rules_fetch.h"
 #include "io/state.h"
 #include "kernel/classes.h"
+
+#include <systemd/sd-event.h>
 
 #include <cstdint>
 #include <filesystem>
@@ -74,7 +79,11 @@ public:
     Applied rollback();
     // Interfaces came or went: the rules' interface globs are resolved again.
     void interfaces_changed(const Interfaces& ifaces);
-    void set_config(const RulesConfig& cfg) { cfg_ = cfg; }
+    // New limits, keys and pull settings (reload); a changed rules.url, refresh or ca_file
+    // restarts the pull.
+    void set_config(const RulesConfig& cfg);
+    // Starts the pull of rules.url on the loop (nothing when no url is set). Throws SysError.
+    void watch(sd_event* ev);
 
     // Signals: a bundle went into force (load, rollback), a bundle was refused.
     void on_applied(std::function<void(const Applied&)> f) { on_applied_ = std::move(f); }
@@ -92,10 +101,14 @@ private:
         uint64_t loaded_at_us = 0;
     };
     // The signature check of a bundle file (core/classes_sign.h): "" when it may be loaded, else
-    // the one-line reason; *bundle_out: the bundle inside the file.
-    // SIGNATURE CHECK GOES HERE: verify_bundle_signature(file, trusted keys, bundle_out) once the
-    // signing work is merged. Until then every bundle is taken as unsigned and accepted whole.
+    // the one-line reason; *bundle_out: the bundle inside the file. With rules.trusted_keys set an
+    // unsigned bundle, or one by another key, is refused; a key file that cannot be read refuses
+    // every bundle (fail closed) and says which file.
     std::string check_signature(std::span<const uint8_t> bytes, std::span<const uint8_t>* bundle_out) const;
+    // A bundle the pull brought: loaded unless it is the ruleset in force already (a restart
+    // without the ETag fetches it again); refusals are logged and signalled as for LoadRules.
+    void pulled(std::vector<uint8_t> bytes);
+    void start_pull();
     // Every check of load() but the version order; throws RulesRefused.
     Entry validate(std::span<const uint8_t> bytes, const std::string& origin) const;
     // Puts `next` into the kernel and makes it the active one (`prev` becomes the previous one),
@@ -121,6 +134,8 @@ private:
     uint64_t last_rejection_at_us_ = 0;
     std::function<void(const Applied&)> on_applied_;
     std::function<void(const std::string&)> on_rejected_;
+    sd_event* ev_ = nullptr;
+    std::unique_ptr<RulesFetcher> fetcher_;
 };
 
 } // namespace nettally

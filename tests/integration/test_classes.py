@@ -16,6 +16,10 @@ on counting in the classes in force.
 LifecycleTest: load v1, load v2 (a class removed: it keeps its totals, marked gone), rollback to
 v1; a restart (SIGTERM, then kill -9) comes back with the ruleset in force and the class totals
 continued exactly, traffic sent while nettallyd was down included.
+PullTest: rules.url served by nginx in the gateway namespace, rules.trusted_keys set: the first
+bundle is applied at start, a new version put on the server is applied within one refresh, the
+next requests get 304 (counted, no reload), a bundle signed by another key and an unsigned one are
+refused with the rules in force kept, nginx stopped -> failures counted and the rules stay.
 """
 
 import json
@@ -29,6 +33,7 @@ import unittest
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ntharness as h  # noqa: E402
+import upload_servers as us  # noqa: E402
 
 IFACES = ("lan0", "wan0")
 RTP_PORTS = (16384, 16484)
@@ -657,6 +662,90 @@ class FirstStartTest(unittest.TestCase):
                          daemon.log_tail())
         for f in ("rules.active.bundle", "rules.json"):
             self.assertTrue(os.path.exists(os.path.join(daemon.state_dir, f)), f)
+
+
+class PullTest(unittest.TestCase):
+    REFRESH_S = 10  # the smallest rules.refresh
+
+    def setUp(self):
+        h.require_all()
+        h.require_tools("nginx")
+        h.open_env(self, add_cleanup=self.addCleanup)
+        self.ctl = h.Ctl(self.bus.address)
+        keys = os.path.join(self.workdir, "keys")
+        os.makedirs(keys)
+        for k in ("signer", "stranger"):
+            p = self.ctl.run("rules", "keygen", os.path.join(keys, k))
+            self.assertEqual(p.returncode, 0, p.stderr)
+        self.keys = keys
+        self.server = us.Nginx(self.topo, self.workdir, "nt", "unused")
+        self.addCleanup(self.server.stop)
+        self.server.start()
+
+    def bundle(self, version, key="signer"):
+        src = os.path.join(self.workdir, f"pull-{version}-{key}.yaml")
+        out = src[:-5] + ".bundle"
+        with open(src, "w") as f:
+            f.write(rules_text(version))
+        argv = ["rules", "compile", src, "-o", out] + (["--sign", os.path.join(self.keys, key + ".key")] if key else [])
+        p = self.ctl.run(*argv)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(out, "rb") as f:
+            return f.read()
+
+    def serve(self, data, n):
+        d = os.path.join(self.server.root, "rules")
+        os.makedirs(d, exist_ok=True)
+        tmp = os.path.join(d, ".gw.tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        t = time.time() + n  # a new mtime: nginx's ETag changes even within one second
+        os.utime(tmp, (t, t))
+        os.rename(tmp, os.path.join(d, "gw.bundle"))
+        return f"http://127.0.0.1:{self.server.port}/rules/gw.bundle"
+
+    def status(self):
+        return self.bus.status()
+
+    def wait_status(self, pred, what, timeout):
+        h.wait_until(lambda: pred(self.status()), timeout, what, interval=0.5)
+
+    def test_pull_applies_new_versions_keeps_rules_on_refusal_and_outage(self):
+        url = self.serve(self.bundle(1), 1)
+        extra = (f"rules:\n  url: {url}\n  refresh: {self.REFRESH_S}s\n  trusted_keys:\n"
+                 f"    - {os.path.join(self.keys, 'signer.pub')}\n")
+        daemon = h.Daemon(self.topo, self.bus, self.workdir, poll="200ms", extra=extra)
+        self.addCleanup(daemon.stop)
+        daemon.start()
+        self.wait_status(lambda s: s.get("rules_version") == 1, "version 1 from the first pull", 10)
+        st = self.ctl.json("rules", "status")
+        self.assertEqual(st["origin"], f"pull {url}")
+
+        self.serve(self.bundle(2), 2)
+        t0 = time.monotonic()
+        self.wait_status(lambda s: s.get("rules_version") == 2, "version 2 within one refresh", self.REFRESH_S + 5)
+        h.log(f"version 2 in force {time.monotonic() - t0:.1f} s after it was put on the server")
+        loaded = self.ctl.json("rules", "status")["loaded_at"]
+        nm = int(self.status()["rules_pull_not_modified"])
+        self.wait_status(lambda s: int(s["rules_pull_not_modified"]) > nm, "a 304", self.REFRESH_S + 5)
+        self.assertEqual(self.ctl.json("rules", "status")["loaded_at"], loaded, "a 304 reloads nothing")
+
+        rejected = int(self.status()["rules_rejected"])
+        self.serve(self.bundle(3, key="stranger"), 3)
+        self.wait_status(lambda s: int(s["rules_rejected"]) > rejected, "the stranger's bundle refused",
+                         self.REFRESH_S + 5)
+        self.serve(self.bundle(4, key=None), 4)
+        self.wait_status(lambda s: int(s["rules_rejected"]) > rejected + 1, "the unsigned bundle refused",
+                         self.REFRESH_S + 5)
+        st = self.ctl.json("rules", "status")
+        self.assertEqual(st["version"], 2, "refused bundles leave the rules in force")
+        self.assertIn("unsigned", st["last_rejection"])
+
+        failures = int(self.status()["rules_pull_failures"])
+        self.server.stop()
+        self.wait_status(lambda s: int(s["rules_pull_failures"]) > failures, "a failed pull", self.REFRESH_S + 5)
+        self.assertEqual(self.status()["rules_version"], 2, "the rules in force stay while the server is down")
+        self.assertTrue(self.status()["rules_pull_last_error"])
 
 
 if __name__ == "__main__":
