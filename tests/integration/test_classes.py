@@ -388,7 +388,7 @@ def bad_bundles(good, older, equal, max_size):
         ("empty", b"", "truncated"),
         ("truncated header", good[:20], "truncated"),
         ("truncated body", good[:-10], "body size"),
-        ("trailing byte", good + b"\0", "body size"),
+        ("trailing byte", good + b"\0", "after the bundle"),  # not a signature trailer either
         ("bad magic", b"XTCB" + good[4:], "magic"),
         ("unknown format", patched(good, 4, "<H", 2), "format"),
         ("bad header size", patched(good, 6, "<H", 64), "header size"),
