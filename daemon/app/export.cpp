@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include <fstream>
+#include <map>
 #include <set>
 #include <stdexcept>
 
@@ -148,12 +149,20 @@ void FlowExport::restart() {
     const ExportConfig next = effective();
     if (next == running_)
         return;
+    // What a TCP collector still waits for goes to the same collector of the next exporter.
+    auto waiting =
+        exporter_ ? exporter_->take_waiting() : std::map<std::string, std::vector<ipfix::FlowRecord>>{};
     exporter_.reset();
     running_ = next;
     if (!enabled())
         tracker_.restore(nlohmann::json::array());
     if (ev_)
         start(ev_, *collector_);
+    if (exporter_)
+        for (const auto& [url, records] : waiting) {
+            spdlog::info("export: {}: {} records kept across the change", url, records.size());
+            exporter_->requeue(url, records); // in front of what start() handed over: older
+        }
 }
 
 void FlowExport::apply(const ExportConfig& next, const FlowTimeouts& flow_timeouts) {

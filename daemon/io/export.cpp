@@ -61,6 +61,27 @@ public:
         pump();
     }
 
+    const std::string& url() const { return url_.text; }
+
+    std::vector<ipfix::FlowRecord> take_waiting() {
+        std::vector<ipfix::FlowRecord> out(in_flight_.begin(), in_flight_.end());
+        out.insert(out.end(), pending_.begin(), pending_.end());
+        in_flight_.clear();
+        pending_.clear();
+        return out;
+    }
+
+    void requeue(const std::vector<ipfix::FlowRecord>& records) {
+        if (udp())
+            return;
+        pending_.insert(pending_.begin(), records.begin(), records.end());
+        while (pending_.size() > cfg_.buffer_max) { // the oldest go, as send() drops them
+            pending_.pop_front();
+            status_.dropped++;
+        }
+        pump();
+    }
+
     // The templates and the interface table (UDP: now; TCP: only at connect).
     void send_templates() {
         if (!udp())
@@ -300,6 +321,21 @@ IpfixExporter::IpfixExporter(sd_event* ev, const ExportConfig& cfg, const ipfix:
 }
 
 IpfixExporter::~IpfixExporter() = default;
+
+std::map<std::string, std::vector<ipfix::FlowRecord>> IpfixExporter::take_waiting() {
+    std::map<std::string, std::vector<ipfix::FlowRecord>> out;
+    for (auto& c : conns_)
+        if (!c->udp())
+            if (auto w = c->take_waiting(); !w.empty())
+                out[c->url()] = std::move(w);
+    return out;
+}
+
+void IpfixExporter::requeue(const std::string& url, const std::vector<ipfix::FlowRecord>& records) {
+    for (auto& c : conns_)
+        if (c->url() == url)
+            c->requeue(records);
+}
 
 void IpfixExporter::send(const std::vector<ipfix::FlowRecord>& records) {
     if (records.empty())

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,6 +51,13 @@ public:
 
     // Hands the records to every collector; returns at once.
     void send(const std::vector<ipfix::FlowRecord>& records);
+    // Reload: the records each TCP collector still holds (the message being sent, then its queue),
+    // by collector URL, taken out so that the next exporter sends them (requeue) instead of a
+    // reload losing them.
+    std::map<std::string, std::vector<ipfix::FlowRecord>> take_waiting();
+    // Puts records taken from an earlier exporter in front of that collector's queue (nothing when
+    // this exporter has no such TCP collector).
+    void requeue(const std::string& url, const std::vector<ipfix::FlowRecord>& records);
     std::vector<ExportCollectorStatus> status() const;
 
     class Connection;

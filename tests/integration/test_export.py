@@ -705,6 +705,56 @@ class UserNameTest(ExportBase):
         self.compare("TCP collector with userName", got, want)
 
 
+class ReloadWhileDownTest(ExportBase):
+    """A reload that reopens the collectors (a new export.enterprise) while the TCP collector is down
+    keeps the records waiting for it: they go out on the new stream once it is back, and every
+    record adds up to the capture."""
+    collectors = (f"tcp://{COLLECTOR}:{TCP_PORT}",)
+
+    def test_records_waiting_survive_a_reload(self):
+        out = os.path.join(self.workdir, "tcp")
+        first = self.tcp_collector(out + "-0", "tcpcollect-0")
+        time.sleep(0.5)
+        self.start_captures()
+        with open(self.daemon.config_path) as f:
+            base = f.read()
+        self.daemon.start()
+        self.topo.settle()
+        t = self.topo
+        h.client_run(t, "udp", t.SRV4, PORT, "200,700", 10, 40031)
+        self.wait_finished()
+        h.stop_process(first)
+        h.client_run(t, "udp", t.SRV6, PORT, "300", 10, 40032)  # while no collector listens
+        self.wait_finished()
+        waiting = int(self.bus.status()["export_buffered"])
+        self.assertGreater(waiting, 0, "records should wait for the collector")
+        self.daemon.write_config(base.replace("export:\n", "export:\n  enterprise: 99999\n", 1))
+        rc, err, _ = self.bus.dbus_send("Reload")
+        self.assertEqual(rc, 0, err)
+        self.daemon.wait_polls(2)
+        self.assertEqual(int(self.bus.status()["export_buffered"]), waiting, "the reload keeps what waits")
+        second = self.tcp_collector(out + "-1", "tcpcollect-1")
+        h.wait_until(lambda: int(self.bus.status()["export_buffered"]) == 0, 90, "the buffer drained")
+        time.sleep(1)
+        h.stop_process(second)
+        _cap, want = self.capture_flows()
+        got = {}
+        for n in range(8):
+            path = f"{out}-{n // 4}.{n % 4}"
+            if not os.path.exists(path):
+                continue
+            with open(path, "rb") as f:
+                msgs, _ = decode_messages(f.read())
+            check_sequence(self, msgs)
+            for _, rs in msgs:
+                for r in rs:
+                    if "proto" in r:
+                        c = got.setdefault(record_key(r, self.names), {"packets": 0, "l3": 0})
+                        c["packets"] += r["packets"]
+                        c["l3"] += r["l3"]
+        self.compare("TCP collector across a reload while it was down", got, want)
+
+
 class LongFlowTest(ExportBase):
     collectors = (f"tcp://{COLLECTOR}:{TCP_PORT}",)
     export = {"active_timeout": "30s"}
