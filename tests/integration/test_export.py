@@ -314,7 +314,10 @@ class ExportBase(unittest.TestCase):
         h.client_run(t, "icmp", t.SRV6, "64,300", 5)
 
     def wait_finished(self):
-        """Until every flow has finished (idle timeout) and been handed to the exporter."""
+        """Until every flow has finished (idle timeout) and been handed to the exporter. The first
+        two polls make sure the daemon has seen the traffic just sent: without them, on a loaded
+        machine, ListFlows could still be empty from before it and the wait end at once."""
+        self.daemon.wait_polls(2)
         h.wait_until(lambda: not self.bus.call_ok("ListFlows", "su", "packets", 100000)[0], 60,
                      "every flow finished")
         self.daemon.wait_polls(3)

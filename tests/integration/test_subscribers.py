@@ -293,6 +293,7 @@ class RecordsUserTest(unittest.TestCase):
             run_in(t, ns, "udp", t.SRV4, PORT, "100,1000", 2)
             run_in(t, ns, "udp", t.SRV6, PORT, "100,1000", 2)
             run_in(t, ns, "tcp", t.SRV6, PORT, 20_000, 10_000)
+        self.daemon.wait_polls(2)  # the daemon has seen the flows before we wait for them to end
         h.wait_until(lambda: not self.bus.call_ok("ListFlows", "su", "packets", 100000)[0], 60,
                      "every flow finished")
         self.daemon.wait_polls(3)
