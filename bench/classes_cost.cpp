@@ -115,15 +115,7 @@ int main(int argc, char** argv) {
         std::perror("nettally_bpf__open_and_load");
         return 1;
     }
-    KernelClasses::Maps m;
-    m.scalar = bpf_map__fd(skel->maps.nt_cls_scalar);
-    m.info = bpf_map__fd(skel->maps.nt_cls_info);
-    m.lpm = bpf_map__fd(skel->maps.nt_cls_lpm);
-    m.mac = bpf_map__fd(skel->maps.nt_cls_mac);
-    m.iface = bpf_map__fd(skel->maps.nt_cls_iface);
-    m.rule_class = bpf_map__fd(skel->maps.nt_cls_rule_class);
-    m.masks = bpf_map__fd(skel->maps.nt_cls_masks);
-    m.gen = &skel->bss->nt_cls_gen;
+    const KernelClasses::Maps m = KernelClasses::Maps::of(skel.get());
     KernelClasses kc(m);
     const std::vector<std::pair<uint32_t, std::string>> ifaces = {{if_nametoindex("lo"), "wan0"}};
     const int prog = bpf_program__fd(skel->progs.nt_tc_ingress_wan);

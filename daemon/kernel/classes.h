@@ -8,6 +8,7 @@
 
 #include "core/classes_bundle.h"
 
+#include <bpf/libbpf.h>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -27,6 +28,20 @@ public:
         int rule_class = -1;
         int masks = -1;
         uint32_t* gen = nullptr;
+
+        // The maps of a loaded skeleton (nettally_bpf: the daemon, the BPF tests, the bench).
+        template <typename Skel> static Maps of(Skel* s) {
+            Maps m;
+            m.scalar = bpf_map__fd(s->maps.nt_cls_scalar);
+            m.info = bpf_map__fd(s->maps.nt_cls_info);
+            m.lpm = bpf_map__fd(s->maps.nt_cls_lpm);
+            m.mac = bpf_map__fd(s->maps.nt_cls_mac);
+            m.iface = bpf_map__fd(s->maps.nt_cls_iface);
+            m.rule_class = bpf_map__fd(s->maps.nt_cls_rule_class);
+            m.masks = bpf_map__fd(s->maps.nt_cls_masks);
+            m.gen = &s->bss->nt_cls_gen;
+            return m;
+        }
     };
 
     explicit KernelClasses(const Maps& maps);

@@ -582,16 +582,7 @@ Counts Datapath::read_class_overflow() {
 }
 
 KernelClasses::Maps Datapath::class_maps() const {
-    KernelClasses::Maps m;
-    m.scalar = bpf_map__fd(skel_->maps.nt_cls_scalar);
-    m.info = bpf_map__fd(skel_->maps.nt_cls_info);
-    m.lpm = bpf_map__fd(skel_->maps.nt_cls_lpm);
-    m.mac = bpf_map__fd(skel_->maps.nt_cls_mac);
-    m.iface = bpf_map__fd(skel_->maps.nt_cls_iface);
-    m.rule_class = bpf_map__fd(skel_->maps.nt_cls_rule_class);
-    m.masks = bpf_map__fd(skel_->maps.nt_cls_masks);
-    m.gen = &skel_->bss->nt_cls_gen;
-    return m;
+    return KernelClasses::Maps::of(skel_);
 }
 
 void Datapath::sync_bindings(const std::map<Prefix, uint32_t>& want) {

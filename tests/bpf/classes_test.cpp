@@ -108,15 +108,7 @@ protected:
         ASSERT_TRUE(skel_) << "nettally_bpf__open_and_load: " << std::strerror(errno);
         lo_ = if_nametoindex("lo");
         ASSERT_NE(lo_, 0u);
-        KernelClasses::Maps m;
-        m.scalar = bpf_map__fd(skel_->maps.nt_cls_scalar);
-        m.info = bpf_map__fd(skel_->maps.nt_cls_info);
-        m.lpm = bpf_map__fd(skel_->maps.nt_cls_lpm);
-        m.mac = bpf_map__fd(skel_->maps.nt_cls_mac);
-        m.iface = bpf_map__fd(skel_->maps.nt_cls_iface);
-        m.rule_class = bpf_map__fd(skel_->maps.nt_cls_rule_class);
-        m.masks = bpf_map__fd(skel_->maps.nt_cls_masks);
-        m.gen = &skel_->bss->nt_cls_gen;
+        const KernelClasses::Maps m = KernelClasses::Maps::of(skel_.get());
         kc_ = std::make_unique<KernelClasses>(m);
     }
 

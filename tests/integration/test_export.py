@@ -268,6 +268,29 @@ class ExportBase(unittest.TestCase):
         self.daemon.start()
         self.topo.settle()
 
+    def tcp_flows(self, prefix, check_names=False):
+        """The flow records of the TCP collectors run as prefix-0, prefix-1 (up to 4 connections
+        each), every connection's sequence checked: ({flow key: {packets, l3}}, connections)."""
+        got, conns = {}, 0
+        for n in range(8):
+            path = f"{prefix}-{n // 4}.{n % 4}"
+            if not os.path.exists(path):
+                continue
+            conns += 1
+            with open(path, "rb") as f:
+                msgs, _ = decode_messages(f.read())
+            check_sequence(self, msgs)
+            if check_names:
+                names = {r["in_if"]: r["ifname"].decode() for _, rs in msgs for r in rs if "ifname" in r}
+                self.assertEqual(names, {i: n for i, n in self.names.items()})
+            for _, rs in msgs:
+                for r in rs:
+                    if "proto" in r:
+                        c = got.setdefault(record_key(r, self.names), {"packets": 0, "l3": 0})
+                        c["packets"] += r["packets"]
+                        c["l3"] += r["l3"]
+        return got, conns
+
     def gw_spawn(self, argv, name):
         log = open(os.path.join(self.workdir, f"{name}.log"), "w")
         self.addCleanup(log.close)
@@ -584,23 +607,7 @@ class TcpRestartTest(ExportBase):
         h.wait_until(lambda: int(self.bus.status()["export_buffered"]) == 0, 90, "the buffer drained")
         h.stop_process(second)
         _cap, want = self.capture_flows()
-        got, conns = {}, 0
-        for n in range(8):
-            path = f"{self.tcp_out}-{n // 4}.{n % 4}"
-            if not os.path.exists(path):
-                continue
-            conns += 1
-            with open(path, "rb") as f:
-                msgs, _ = decode_messages(f.read())
-            check_sequence(self, msgs)
-            names = {r["in_if"]: r["ifname"].decode() for _, rs in msgs for r in rs if "ifname" in r}
-            self.assertEqual(names, {i: n for i, n in self.names.items()})
-            for _, rs in msgs:
-                for r in rs:
-                    if "proto" in r:
-                        c = got.setdefault(record_key(r, self.names), {"packets": 0, "l3": 0})
-                        c["packets"] += r["packets"]
-                        c["l3"] += r["l3"]
+        got, conns = self.tcp_flows(self.tcp_out, check_names=True)
         self.assertGreaterEqual(conns, 2, "the collector saw one connection only")
         self.compare(f"TCP collector over {conns} connections", got, want)
 
@@ -741,20 +748,7 @@ class ReloadWhileDownTest(ExportBase):
         time.sleep(1)
         h.stop_process(second)
         _cap, want = self.capture_flows()
-        got = {}
-        for n in range(8):
-            path = f"{out}-{n // 4}.{n % 4}"
-            if not os.path.exists(path):
-                continue
-            with open(path, "rb") as f:
-                msgs, _ = decode_messages(f.read())
-            check_sequence(self, msgs)
-            for _, rs in msgs:
-                for r in rs:
-                    if "proto" in r:
-                        c = got.setdefault(record_key(r, self.names), {"packets": 0, "l3": 0})
-                        c["packets"] += r["packets"]
-                        c["l3"] += r["l3"]
+        got, _conns = self.tcp_flows(out)
         self.compare("TCP collector across a reload while it was down", got, want)
 
 
