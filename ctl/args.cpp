@@ -205,7 +205,7 @@ std::optional<std::string> apply_option(const OptionSpec& o, const std::vector<s
         break;
     case Target::SubjectKind:
         if (values.size() > 1 || opt.thresholds.fields.count("subject"))
-            return std::string("give one subject (--interface, --host, --cgroup, --flow or --user)");
+            return std::string("give one subject (--interface, --host, --cgroup, --flow, --user or --class)");
         opt.thresholds.fields["subject_kind"] = std::string(o.key);
         opt.thresholds.fields["subject"] = last;
         break;
@@ -236,7 +236,7 @@ std::optional<std::string> check_verb(const Verb& verb, const std::vector<std::s
         opt.thresholds.name = args.empty() ? "" : args.front();
         if (sub == "add" && !opt.thresholds.fields.count("subject"))
             return std::string(
-                "thresholds add needs a subject: --interface, --host, --cgroup, --flow or --user");
+                "thresholds add needs a subject: --interface, --host, --cgroup, --flow, --user or --class");
         if (sub == "add" && !opt.thresholds.fields.count("step"))
             return std::string("thresholds add needs --step SIZE");
         if (sub == "modify" && opt.thresholds.fields.empty())

@@ -42,7 +42,7 @@ constexpr OptionSpec kDefinition[] = {
     // SUBJECT: one of these
     subject_option("--interface", "NAME", "interface"), subject_option("--host", "MAC|IP", "host"),
     subject_option("--cgroup", "PATH|UNIT", "cgroup"), subject_option("--flow", "FILTER", "flow"),
-    subject_option("--user", "NAME", "user"),
+    subject_option("--user", "NAME", "user"), subject_option("--class", "NAME[@IFACE]", "class"),
     // OPTIONS: the definition field each one sets
     field_option("--direction", "D", "direction"), field_option("--layer", "L", "layer"),
     field_option("--period", "P", "period"), field_option("--window", "DURATION", "window_s"),
@@ -71,7 +71,10 @@ constexpr std::string_view kThresholdsAddHelp =
     R"(Add a runtime threshold or change one (AddThreshold, ModifyThreshold).
 SUBJECT is one of --interface NAME, --host MAC|IP, --cgroup PATH|UNIT,
 --flow FILTER ("iface=wan0,proto=tcp,dport=443"), --user NAME (a subscriber:
-every address bound to NAME; throttle and block apply to all of them).
+every address bound to NAME; throttle and block apply to all of them),
+--class NAME (a traffic class of the active ruleset on every lan interface:
+sent from the lan's hosts, received by them) or --class NAME@IFACE (the class
+on one interface: sent = egress, received = ingress); class subjects notify.
 OPTIONS: --limit SIZE,
 --direction sent|received|both, --layer l2|l3|l4|payload,
 --period day|month|rolling|since, --window DURATION (rolling),

@@ -83,6 +83,10 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)), started_us_(realtime_us()) {
     for (const auto& w : plan.warnings)
         spdlog::warn("config: {}", w);
     accounting_ = std::make_unique<Accounting>(cfg_, plan);
+    // The ruleset first: thresholds on its classes are checked against it.
+    rules_ = std::make_unique<Rules>(accounting_->datapath(), accounting_->collector(), cfg_.rules,
+                                     cfg_.state_dir);
+    rules_->start(ifaces_of(plan.interfaces));
     thresholds_ = std::make_unique<Thresholds>(
         accounting_->datapath(), cfg_, accounting_->usage(), wall_us(),
         [this](const std::string& user) { return accounting_->subscribers().user_id(user); });
@@ -113,9 +117,6 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)), started_us_(realtime_us()) {
         recorder_->on_flow_finished(f, iface, accounting_->collector());
         export_->on_flow_finished(f, accounting_->collector());
     });
-    rules_ = std::make_unique<Rules>(accounting_->datapath(), accounting_->collector(), cfg_.rules,
-                                     cfg_.state_dir);
-    rules_->start(ifaces_of(plan.interfaces));
     accounting_->attach(plan);
     poll_now();
     save_state();

@@ -22,11 +22,16 @@ namespace nettally {
 //   FlowAggregate  a flow filter, documented with the thresholds D-Bus API
 //   User           a subscriber's user name (subscribers:): every address and prefix bound
 //                  to the user, on every lan interface, whichever source bound it
-enum class SubjectKind { Interface, Host, Cgroup, FlowAggregate, User };
+//   Class          a traffic class of the active ruleset (rules:): "NAME", the class on every
+//                  lan interface (sent: from the lan's hosts, received: to them, as hosts and
+//                  users count), or "NAME@IFACE", the class on that one interface (sent:
+//                  egress, received: ingress, as interface subjects count)
+enum class SubjectKind { Interface, Host, Cgroup, FlowAggregate, User, Class };
 
-// "interface", "host", "cgroup", "flow", "user": the names of the D-Bus API and the config file.
+// "interface", "host", "cgroup", "flow", "user", "class": the names of the D-Bus API and the
+// config file.
 constexpr std::string_view to_string(SubjectKind k) {
-    constexpr std::array<std::string_view, 5> kNames{"interface", "host", "cgroup", "flow", "user"};
+    constexpr std::array<std::string_view, 6> kNames{"interface", "host", "cgroup", "flow", "user", "class"};
     return enum_name(kNames, k);
 }
 

@@ -45,14 +45,6 @@ std::optional<uint8_t> lookup(std::span<const Named> table, std::string_view nam
     return std::nullopt;
 }
 
-bool valid_class_name(std::string_view name) {
-    if (name.empty() || name.size() > classes_limits::max_name_len)
-        return false;
-    return std::all_of(name.begin(), name.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
-    });
-}
-
 // The reader of one document: a YamlReader with the rule language's value forms.
 class RulesParser : public config_yaml::YamlReader {
 public:
@@ -338,6 +330,14 @@ bool in_prefixes(const std::vector<Prefix>& ps, uint8_t family, const std::array
 }
 
 } // namespace
+
+bool valid_class_name(std::string_view name) {
+    if (name.empty() || name.size() > classes_limits::max_name_len)
+        return false;
+    return std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+    });
+}
 
 std::optional<uint8_t> protocol_number(std::string_view name) {
     return lookup(kProtocols, name);

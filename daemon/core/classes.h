@@ -91,6 +91,9 @@ struct PacketFacts {
 // Reads a rule document; throws ConfigError naming source, line, column and key.
 RuleSet parse_rules(const std::string& text, const std::string& source);
 
+// A class or ruleset name: 1..63 of a-z, 0-9, '-', '_', '.'.
+bool valid_class_name(std::string_view name);
+
 // An interface name or fnmatch glob as a rule may hold it: 1..15 bytes of printable ASCII
 // without spaces, '/' or ':' (what Linux allows in an interface name).
 bool valid_interface_glob(std::string_view glob);

@@ -203,6 +203,8 @@ public:
     void classes_started();
     // Per "interface|direction|id".
     const std::map<std::string, ClassTotals>& classes() const { return classes_; }
+    // The active ruleset's classes (id -> name, "other" included); empty: no ruleset.
+    const std::map<uint32_t, std::string>& class_names() const { return class_names_; }
     const MonotonicCounts& class_overflow() const { return class_overflow_; }
     const CollectorStats& stats() const { return stats_; }
     uint64_t last_poll_us() const { return last_clock_.realtime_us; }

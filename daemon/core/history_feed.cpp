@@ -49,6 +49,17 @@ std::map<std::string, Counts> HistoryFeed::cumulative(const Collector& c) {
         cum["user:" + u.user + ":sent"] += u.sent.total();
         cum["user:" + u.user + ":received"] += u.received.total();
     }
+    // A class's subject names the interface: summed over interfaces a forwarded packet would
+    // count twice (lan ingress, wan egress). Kept by the class's stable id (a renamed class
+    // continues, its traffic is not added again under the new name), recorded under its name.
+    labels_.clear();
+    for (const auto& [key, t] : c.classes()) {
+        const std::string where =
+            "@" + t.interface + ":" + std::string(to_string(static_cast<Direction>(t.dir)));
+        const std::string id = "class#" + std::to_string(t.id) + where;
+        cum[id] = t.counts.total();
+        labels_[id] = "class:" + t.name + where;
+    }
     std::map<std::string, Counts> agg = finished_flows_;
     for (const auto& f : c.flows()) {
         const std::string& iface = c.name_of(f.key.ifindex);
@@ -66,8 +77,10 @@ void HistoryFeed::feed(const Collector& c, int64_t now_us) {
         for (const auto& [subject, total] : cum) {
             auto it = last_.find(subject);
             const Counts delta = it == last_.end() ? total : delta_since(total, it->second);
-            if (!(delta == Counts{}))
-                history_.add(subject, delta, now_us);
+            if (delta == Counts{})
+                continue;
+            auto label = labels_.find(subject);
+            history_.add(label == labels_.end() ? subject : label->second, delta, now_us);
         }
     last_ = std::move(cum);
     have_last_ = true;

@@ -5,6 +5,8 @@
 //   host:<iface>|<mac>|<ip>:<sent|received>    hosts on lan interfaces
 //   user:<name>:<sent|received>                subscribers: a user's totals over every lan
 //                                              interface (the unbound rest is not a subject)
+//   class:<name>@<iface>:<ingress|egress>      traffic classes (rules:) per interface and
+//                                              direction, gone classes included
 //   flow:<iface>:<ingress|egress>:<proto>/<port>  flow aggregates by protocol and service port
 //                                              (the lower of the two ports; "icmp", "icmpv6",
 //                                              or the protocol number for portless protocols)
@@ -49,6 +51,7 @@ private:
     std::map<std::string, Counts> last_;             // cumulative per subject at the last feed
     std::map<std::string, Counts> finished_flows_;   // evicted flows per aggregate, cumulative
     std::map<std::string, MonotonicCounts> flowagg_; // live + finished per aggregate, monotonic
+    std::map<std::string, std::string> labels_;      // a cumulative's key -> its subject, where they differ
     bool have_last_ = false;
 };
 

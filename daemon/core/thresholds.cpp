@@ -61,6 +61,13 @@ uint64_t counted_at(const std::deque<std::pair<int64_t, uint64_t>>& s, int64_t t
 
 } // namespace
 
+std::pair<std::string, std::string> class_subject(const std::string& value) {
+    const auto at = value.find('@');
+    if (at == std::string::npos)
+        return {value, ""};
+    return {value.substr(0, at), value.substr(at + 1)};
+}
+
 std::string_view to_string(ThresholdEvent::Kind k) {
     constexpr std::array<std::string_view, 7> kNames{"StepCrossed",  "LimitReached",  "Burst",
                                                      "RateExceeded", "ActionApplied", "ActionLifted",
@@ -106,10 +113,30 @@ std::optional<Counts> LedgerUsage::total(const Subject& s, UsageDirection d) con
                 sum = sum + by_direction(u.sent.total(), u.received.total(), d);
         return sum;
     }
+    case SubjectKind::Class: {
+        // A class with no traffic yet counts as 0, like a user: its first bytes are usage.
+        const auto [name, iface] = class_subject(s.value);
+        Counts sum;
+        for (const auto& [key, t] : c_.classes()) {
+            if (t.name != name || (iface.empty() ? !is_lan(t.interface) : t.interface != iface))
+                continue;
+            // NAME@IFACE: interface terms (sent = egress); NAME: the lan hosts' view (sent =
+            // what arrives from them, lan ingress), as host and user subjects count.
+            const bool sent = iface.empty() ? t.dir == NT_DIR_INGRESS : t.dir == NT_DIR_EGRESS;
+            sum =
+                sum + by_direction(sent ? t.counts.total() : Counts{}, sent ? Counts{} : t.counts.total(), d);
+        }
+        return sum;
+    }
     case SubjectKind::FlowAggregate:
         break;
     }
     return std::nullopt;
+}
+
+bool LedgerUsage::is_lan(const std::string& iface) const {
+    auto it = c_.interfaces().find(iface);
+    return it != c_.interfaces().end() && it->second.info.role == "lan";
 }
 
 void LedgerUsage::for_each_flow(const std::function<void(const FlowEntry&, const std::string&)>& fn) const {
@@ -153,6 +180,30 @@ std::string LedgerUsage::check(const Subject& s, UsageLayer layer) const {
         if (!users_)
             return "subscribers are not configured (subscribers:), so no traffic is counted per user";
         return "";
+    case SubjectKind::Class: {
+        const auto [name, iface] = class_subject(s.value);
+        const auto& active = c_.class_names();
+        if (active.empty())
+            return "no traffic classes are active (rules: in the config, or nettallyctl rules load)";
+        std::string names;
+        bool known = false;
+        for (const auto& [id, n] : active) {
+            names += (names.empty() ? "" : ", ") + n;
+            known = known || n == name;
+        }
+        if (!known)
+            return "unknown class " + quote(name) + " (active: " + names + ")";
+        if (!iface.empty())
+            return c_.interfaces().count(iface)
+                       ? ""
+                       : "unknown interface " + quote(iface) + " (accounted: " + known_ifaces() + ")";
+        for (const auto& [n, st] : c_.interfaces())
+            if (st.info.role == "lan")
+                return "";
+        return "class " + quote(name) +
+               " alone counts on lan interfaces and none is configured; name the interface: " + name +
+               "@IFACE";
+    }
     case SubjectKind::FlowAggregate: {
         const FlowFilter f = FlowFilter::parse(s.value);
         if (!f.iface.empty() && !c_.interfaces().count(f.iface))

@@ -40,6 +40,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace nettally {
@@ -59,7 +60,10 @@ public:
     virtual std::string check(const Subject& s, UsageLayer layer) const = 0;
 };
 
-// The daemon's UsageSource: the Collector (interfaces, hosts by MAC or IP, users, flows) and the
+// A class subject's value split: "NAME" -> {NAME, ""}, "NAME@IFACE" -> {NAME, IFACE}.
+std::pair<std::string, std::string> class_subject(const std::string& value);
+
+// The daemon's UsageSource: the Collector (interfaces, hosts by MAC or IP, users, classes, flows) and the
 // cgroup ledger (nullptr when cgroup accounting is off). A cgroup subject may also be given as
 // a unit name ("foo.service"); resolve_subject turns it into its path. `users`: subscribers are
 // configured, so user subjects can be watched (a user counts from 0 until first bound).
@@ -72,6 +76,8 @@ public:
     std::string check(const Subject& s, UsageLayer layer) const override;
 
 private:
+    bool is_lan(const std::string& iface) const;
+
     const Collector& c_;
     const CgroupLedger* cg_;
     bool users_;

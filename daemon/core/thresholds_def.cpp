@@ -1,6 +1,7 @@
 // Threshold definitions: parse_threshold and its inverse. See thresholds_def.h.
 #include "core/thresholds_def.h"
 
+#include "core/classes.h"
 #include "core/enum_names.h"
 #include "core/flow_filter.h"
 #include "core/subscribers.h"
@@ -31,8 +32,8 @@ template <typename E> std::string enum_names(std::initializer_list<E> all) {
     return out;
 }
 
-constexpr auto kKinds = {SubjectKind::Interface, SubjectKind::Host, SubjectKind::Cgroup,
-                         SubjectKind::FlowAggregate, SubjectKind::User};
+constexpr auto kKinds = {SubjectKind::Interface,     SubjectKind::Host, SubjectKind::Cgroup,
+                         SubjectKind::FlowAggregate, SubjectKind::User, SubjectKind::Class};
 constexpr auto kDirs = {UsageDirection::Sent, UsageDirection::Received, UsageDirection::Both};
 constexpr auto kLayers = {UsageLayer::L2, UsageLayer::L3, UsageLayer::L4, UsageLayer::Payload};
 constexpr auto kPeriods = {ThresholdPeriod::Day, ThresholdPeriod::Month, ThresholdPeriod::Rolling,
@@ -127,6 +128,18 @@ std::string check_subject(Subject& s) {
         std::string why;
         if (!valid_user_name(v, &why))
             return "not a user name: " + quote(v) + " (" + why + ")";
+        return "";
+    }
+    case SubjectKind::Class: {
+        const auto at = v.find('@');
+        const std::string name = v.substr(0, at);
+        if (!valid_class_name(name))
+            return "not a class name: " + quote(name) + " (1..63 of a-z, 0-9, '-', '_', '.')";
+        if (at != std::string::npos) {
+            const std::string iface = v.substr(at + 1);
+            if (iface.empty() || iface.size() > 15 || iface.find_first_of("/ \t:@") != std::string::npos)
+                return "not an interface name after '@' in " + quote(v) + " (a class is NAME or NAME@IFACE)";
+        }
         return "";
     }
     }

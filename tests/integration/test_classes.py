@@ -209,11 +209,27 @@ class CaptureTest(unittest.TestCase):
             p = load(cls.ctl, path)
             if p.returncode != 0:
                 raise AssertionError(f"rules load: {p.stderr}")
+            # Quotas on a class (counted from now, so from before the window below): web on the
+            # lan (both directions, l2) and web leaving on wan0 (sent, l3).
+            for args in (("web-lan", "--class", "web", "--layer", "l2"),
+                         ("web-wan-up", "--class", "web@wan0", "--direction", "sent", "--layer", "l3")):
+                p = cls.ctl.run("thresholds", "add", *args, "--period", "since", "--step", "1000")
+                if p.returncode != 0:
+                    raise AssertionError(f"thresholds add {args}: {p.stderr}")
             cls.topo.settle()
             cls._measure()
+            cls.usage = {n: cls._usage(n) for n in ("web-lan", "web-wan-up")}
         except BaseException:
             cls._teardown()
             raise
+
+    @classmethod
+    def _usage(cls, name):
+        p = cls.bus.busctl("--json=short", "call", h.BUS_NAME, h.BUS_PATH, "org.nettally.Accounting1.Thresholds",
+                           "GetUsage", "s", name)
+        if p.returncode != 0:
+            raise AssertionError(f"GetUsage {name}: {p.stderr}")
+        return {k: v["data"] for k, v in json.loads(p.stdout)["data"][0][0].items()}
 
     @classmethod
     def _measure(cls):
@@ -322,6 +338,46 @@ class CaptureTest(unittest.TestCase):
         self.assertGreater(self.status_end["class_reconcile_exact"], 0)
         self.assertEqual(self.status_end["class_overflow_packets"], 0)
         self.assertEqual(self.status_end["rules_version"], 1)
+
+    def test_class_thresholds_usage_equals_capture(self):
+        """A class subject's usage: "web" on the lan (both directions) and "web@wan0" sent, each ==
+        the capture of the web class there (no web traffic outside the window)."""
+        cap = self.capture["web"]
+        want_lan = h.cadd(cap.get(("lan0", "ingress"), h.zero()), cap.get(("lan0", "egress"), h.zero()))["l2"]
+        want_wan = cap.get(("wan0", "egress"), h.zero())["l3"]
+        h.log(f"web-lan usage {self.usage['web-lan']['usage']} (capture l2 {want_lan}), "
+              f"web-wan-up usage {self.usage['web-wan-up']['usage']} (capture l3 {want_wan})")
+        self.assertGreater(want_lan, 0)
+        self.assertEqual(self.usage["web-lan"]["usage"], want_lan)
+        self.assertEqual(self.usage["web-lan"]["step_index"], want_lan // 1000)
+        self.assertEqual(self.usage["web-wan-up"]["usage"], want_wan)
+
+    def test_class_threshold_refusals(self):
+        for subject, why in (("nosuch", "unknown class 'nosuch' (active: "),
+                             ("web@eth9", "unknown interface 'eth9'"), ("Web", "not a class name")):
+            p = self.ctl.run("thresholds", "add", "bad", "--class", subject, "--step", "1000")
+            self.assertNotEqual(p.returncode, 0, subject)
+            self.assertIn(why, p.stderr, subject)
+
+    def test_history_per_class_equals_class_totals(self):
+        """The day history of every class subject (class:NAME@IFACE:DIR) adds up to the class's
+        total: the ruleset was loaded on this daemon, so the history saw all of it."""
+        for _ in range(10):  # between two equal reads of the classes (a stray ND packet moves "other")
+            before = classes(self.ctl)
+            hist = self.ctl.json("history", "--period", "day", "--subject", "class:")["history"]
+            after = classes(self.ctl)
+            if before == after:
+                break
+        self.assertEqual(before, after, "the classes never stood still")
+        sums = {}
+        for p in hist["periods"]:
+            for subject, c in p["totals"].items():
+                self.assertTrue(subject.startswith("class:"), subject)
+                sums[subject] = h.cadd(sums.get(subject, h.zero()), h.cget(c))
+        want = {f"class:{name}@{iface}:{d}": v["c"] for (iface, d, name), v in after.items()
+                if v["c"] != h.zero()}
+        self.assertEqual(sums, want)
+        self.assertIn("class:web@lan0:ingress", sums)
 
     def test_metrics_equal_ctl(self):
         """The textfile's class series carry the figures `nettallyctl classes` shows (quiet network),

@@ -57,10 +57,10 @@ TEST(FormatThresholds, UsageErrors) {
               "unknown thresholds subcommand 'frob' (list, usage, add, modify, remove, reset)");
     EXPECT_EQ(parse_err({"thresholds", "remove"}), "thresholds remove needs a threshold NAME");
     EXPECT_EQ(parse_err({"thresholds", "add", "q", "--step", "1MB"}),
-              "thresholds add needs a subject: --interface, --host, --cgroup, --flow or --user");
+              "thresholds add needs a subject: --interface, --host, --cgroup, --flow, --user or --class");
     EXPECT_EQ(parse_err({"thresholds", "add", "q", "--host", "h"}), "thresholds add needs --step SIZE");
     EXPECT_EQ(parse_err({"thresholds", "add", "q", "--host", "h", "--interface", "lan0", "--step", "1"}),
-              "give one subject (--interface, --host, --cgroup, --flow or --user)");
+              "give one subject (--interface, --host, --cgroup, --flow, --user or --class)");
     EXPECT_EQ(parse_err({"thresholds", "add", "q", "--host"}), "option '--host' needs a value");
     EXPECT_EQ(parse_err({"thresholds", "add", "q", "--colour", "red"}), "unknown option '--colour'");
     EXPECT_EQ(parse_err({"thresholds", "modify", "q"}),

@@ -5,7 +5,10 @@
 #include "config_section_test.h"
 #include "core/collector.h"
 #include "core/config.h"
+#include "core/history_feed.h"
 #include "core/rules_check.h"
+#include "core/thresholds.h"
+#include "core/thresholds_def.h"
 
 #include <gtest/gtest.h>
 
@@ -235,6 +238,93 @@ TEST_F(ClassFixture, NoRulesetNoCheck) {
     col.poll({2, 2});
     EXPECT_EQ(col.stats().class_reconcile_checks, 0u);
     EXPECT_TRUE(col.classes().empty());
+}
+
+// History per class: one subject per class, interface and direction, kept by the class's id (a
+// renamed class continues; its past traffic is not recorded again under the new name).
+TEST_F(ClassFixture, HistoryPerClassAndDirection) {
+    col.set_interfaces({{"lan0", "lan", 3, false, false}, {"wan0", "wan", 4, false, false}});
+    col.set_classes({{0, "other"}, {40, "dns"}, {50, "web"}});
+    col.classes_started();
+    HistoryFeed feed{History(PeriodSpec{})};
+    const int64_t t0 = 1'800'000'000'000'000;
+    col.poll({1, 1});
+    feed.feed(col, t0);
+    maps.count(3, NT_DIR_INGRESS, 40, kPkt);
+    maps.count(4, NT_DIR_EGRESS, 40, kPkt);
+    maps.count(3, NT_DIR_EGRESS, 50, kPkt + kPkt);
+    col.poll({2, 2});
+    feed.feed(col, t0 + 1'000'000);
+    col.set_classes({{0, "other"}, {40, "names"}, {50, "web"}});
+    maps.count(3, NT_DIR_INGRESS, 40, kPkt);
+    col.poll({3, 3});
+    feed.feed(col, t0 + 2'000'000);
+    std::map<std::string, Counts> sum;
+    for (const auto& p : feed.history().periods(PeriodKind::Day))
+        for (const auto& [subject, c] : p.totals)
+            if (subject.starts_with("class:"))
+                sum[subject] += c;
+    const std::map<std::string, Counts> want{{"class:dns@lan0:ingress", kPkt},
+                                             {"class:dns@wan0:egress", kPkt},
+                                             {"class:names@lan0:ingress", kPkt},
+                                             {"class:web@lan0:egress", kPkt + kPkt}};
+    EXPECT_EQ(sum, want);
+}
+
+// A class as a threshold subject: "NAME" on the lan interfaces (sent = lan ingress), "NAME@IFACE"
+// in that interface's terms (sent = egress); unknown classes and interfaces are refused.
+TEST_F(ClassFixture, ThresholdUsagePerClass) {
+    col.set_interfaces({{"lan0", "lan", 3, false, false}, {"wan0", "wan", 4, false, false}});
+    const LedgerUsage usage(col, nullptr);
+    const Subject web{SubjectKind::Class, "web"};
+    EXPECT_NE(usage.check(web, UsageLayer::L3).find("no traffic classes are active"), std::string::npos);
+    col.set_classes({{0, "other"}, {40, "dns"}, {50, "web"}});
+    col.classes_started();
+    maps.count(3, NT_DIR_INGRESS, 50, kPkt);       // from a lan host
+    maps.count(3, NT_DIR_EGRESS, 50, kPkt + kPkt); // to it
+    maps.count(4, NT_DIR_EGRESS, 50, kPkt);        // the same upload leaving on wan
+    maps.count(4, NT_DIR_INGRESS, 40, kPkt);
+    col.poll({1, 1});
+    EXPECT_EQ(usage.check(web, UsageLayer::L3), "");
+    EXPECT_EQ(usage.total(web, UsageDirection::Sent), kPkt);
+    EXPECT_EQ(usage.total(web, UsageDirection::Received), kPkt + kPkt);
+    EXPECT_EQ(usage.total(web, UsageDirection::Both), kPkt + kPkt + kPkt);
+    const Subject web_wan{SubjectKind::Class, "web@wan0"};
+    EXPECT_EQ(usage.check(web_wan, UsageLayer::L3), "");
+    EXPECT_EQ(usage.total(web_wan, UsageDirection::Sent), kPkt);
+    EXPECT_EQ(usage.total(web_wan, UsageDirection::Received), Counts{});
+    EXPECT_EQ(usage.total(Subject{SubjectKind::Class, "dns"}, UsageDirection::Both), Counts{});
+    EXPECT_EQ(usage.total(Subject{SubjectKind::Class, "dns@wan0"}, UsageDirection::Received), kPkt);
+    EXPECT_NE(usage.check(Subject{SubjectKind::Class, "voip"}, UsageLayer::L3)
+                  .find("unknown class 'voip' (active: other, dns, web)"),
+              std::string::npos);
+    EXPECT_NE(
+        usage.check(Subject{SubjectKind::Class, "web@eth9"}, UsageLayer::L3).find("unknown interface 'eth9'"),
+        std::string::npos);
+    Collector wan_only{maps};
+    wan_only.set_interfaces({{"wan0", "wan", 4, false, false}});
+    wan_only.set_classes({{0, "other"}, {50, "web"}});
+    EXPECT_NE(LedgerUsage(wan_only, nullptr).check(web, UsageLayer::L3).find("name the interface: web@IFACE"),
+              std::string::npos);
+}
+
+TEST(ThresholdDefs, ClassSubjects) {
+    for (const std::string ok : {"web", "web@lan0", "iptv.multicast@br-lan"}) {
+        ThresholdDef d = parse_threshold({{"name", std::string("q")},
+                                          {"subject_kind", std::string("class")},
+                                          {"subject", ok},
+                                          {"step", uint64_t{1000}}});
+        EXPECT_EQ(d.subject.kind, SubjectKind::Class);
+        EXPECT_EQ(d.subject.value, ok);
+    }
+    for (const std::string bad : {"Web", "web@", "web@a/b", "@lan0", "web@lan0@x", ""}) {
+        EXPECT_THROW(parse_threshold({{"name", std::string("q")},
+                                      {"subject_kind", std::string("class")},
+                                      {"subject", bad},
+                                      {"step", uint64_t{1000}}}),
+                     ThresholdError)
+            << bad;
+    }
 }
 
 TEST(ReconcileClasses, Outcomes) {
