@@ -16,6 +16,8 @@ on counting in the classes in force.
 LifecycleTest: load v1, load v2 (a class removed: it keeps its totals, marked gone), rollback to
 v1; a restart (SIGTERM, then kill -9) comes back with the ruleset in force and the class totals
 continued exactly, traffic sent while nettallyd was down included.
+SwapTest: 100 swaps between two rulesets that split a continuous UDP flood differently: the class
+line never breaks at any poll; after the last swap (flood paused) each class == its capture.
 PullTest: rules.url served by nginx in the gateway namespace, rules.trusted_keys set: the first
 bundle is applied at start, a new version put on the server is applied within one refresh, the
 next requests get 304 (counted, no reload), a bundle signed by another key and an unsigned one are
@@ -567,6 +569,145 @@ class BadBundleTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         p = self.ctl.run("--json", "rules", "status", user=65534)
         self.assertEqual(p.returncode, 0, p.stderr)
+
+
+# -- swaps under a flood -------------------------------------------------------------------------
+
+SWAP_RULES = """name: nt-swap
+version: {version}
+classes:
+  - name: low
+    id: 60
+    match:
+      - {{protocol: udp, dport: 7000-{cut}}}
+      - {{protocol: udp, sport: 7000-{cut}}}
+  - name: high
+    id: 61
+    match:
+      - {{protocol: udp, dport: {cut1}-7099}}
+      - {{protocol: udp, sport: {cut1}-7099}}
+"""
+# Two rulesets that split the same ports differently: "low" ends at 7049 or at 7024.
+SWAP_CUTS = (7049, 7024)
+
+FLOOD = (
+    "import socket, sys, time\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "n = 0\n"
+    "print('READY', flush=True)\n"
+    "while True:\n"
+    "    s.sendto(b'x' * (40 + n % 200), (sys.argv[1], 7000 + n % 100))\n"
+    "    n += 1\n"
+)
+
+
+class SwapTest(unittest.TestCase):
+    """100 swaps between two rulesets that split a continuous flood differently (LoadRules of
+    versions 2..101): the daemon's class line (Σ classes == interface total, every poll and
+    interface and direction) never breaks. The flood is paused around the last swap; after it,
+    each class == the capture filtered by the last ruleset's meaning."""
+
+    SWAPS = 100
+
+    def setUp(self):
+        h.require_all()
+        h.open_env(self, add_cleanup=self.addCleanup)
+        self.daemon = h.Daemon(self.topo, self.bus, self.workdir, poll="100ms", flows=h.NO_EVICTION,
+                               extra=rules_config())
+        self.addCleanup(self.daemon.stop)
+        self.ctl = h.Ctl(self.bus.address)
+        self.daemon.start()
+        for srv in start_servers(self.topo, [7010, 7030, 7060]):
+            self.addCleanup(srv.stop)
+
+    def bundle(self, version):
+        cut = SWAP_CUTS[version % 2]
+        text = SWAP_RULES.format(version=version, cut=cut, cut1=cut + 1)
+        return compile_bundle(self.ctl, self.workdir, text, f"swap{version}")[0]
+
+    def flood(self):
+        argv = self.topo.exec_argv(self.topo.cli, [sys.executable, "-c", FLOOD, self.topo.SRV4])
+        proc = h.spawn(argv, stdout=h.subprocess.PIPE, stderr=h.subprocess.DEVNULL)
+        token = h.add_cleanup(h.stop_process, proc)
+        self.assertEqual(proc.stdout.readline().strip(), "READY")
+        return proc, token
+
+    def test_swaps_under_flood_keep_the_class_line(self):
+        ctl = self.ctl
+        paths = {v: self.bundle(v) for v in range(1, self.SWAPS + 2)}
+        r = load(ctl, paths[1])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.daemon.wait_polls(2)
+        start = self.bus.status()
+        proc, token = self.flood()
+        swap_s = []
+        try:
+            time.sleep(0.5)
+            for v in range(2, self.SWAPS + 1):
+                t0 = time.monotonic()
+                r = load(ctl, paths[v])
+                swap_s.append(time.monotonic() - t0)
+                self.assertEqual(r.returncode, 0, f"version {v}: {r.stderr}")
+                time.sleep(0.05)
+            mid = self.bus.status()
+        finally:
+            h.drop_cleanup(token)
+            h.stop_process(proc)
+        self.daemon.wait_polls(3)
+        # The last swap with the flood paused, then known traffic against a capture.
+        r = load(ctl, paths[self.SWAPS + 1])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.daemon.wait_polls(2)
+        caps = [h.Capture(self.topo, i, self.workdir).start() for i in IFACES]
+        try:
+            for c in caps:
+                c.wait_running()
+            self.daemon.wait_polls(2)
+            before = classes(ctl)
+            for port in (7010, 7030, 7060):
+                h.client_run(self.topo, "udp", self.topo.SRV4, port, "100,700", 4)
+            self.daemon.wait_polls(3)
+            after = classes(ctl)
+            end = self.bus.status()
+        finally:
+            for c in caps:
+                c.stop()
+        for c in caps:
+            c.read()
+        polls = end["polls"] - start["polls"] if "polls" in end else None
+        h.log(f"{self.SWAPS} swaps: load+swap {1000 * min(swap_s):.0f}..{1000 * max(swap_s):.0f} ms "
+              f"(median {1000 * sorted(swap_s)[len(swap_s) // 2]:.0f} ms); class checks "
+              f"{start['class_reconcile_checks']} -> {mid['class_reconcile_checks']} -> "
+              f"{end['class_reconcile_checks']}, exact {end['class_reconcile_exact']}, violations "
+              f"{end['class_reconcile_violations']}, polls {polls}")
+        for st in (mid, end):
+            self.assertEqual(st["class_reconcile_violations"], 0, st.get("last_class_violation"))
+            self.assertEqual(st["reconcile_violations"], 0)
+            self.assertEqual(st["class_overflow_packets"], 0)
+        self.assertGreater(mid["class_reconcile_checks"] - start["class_reconcile_checks"], 4 * 20,
+                           "the line was checked at the polls during the swaps")
+        self.assertEqual(end["rules_version"], self.SWAPS + 1)
+        # After the last swap (version 101: "low" is 7000-7024): each class == its capture.
+        cut = SWAP_CUTS[(self.SWAPS + 1) % 2]
+        low = f"!icmp && udp.port in {{7000..{cut}}}"
+        high = f"!icmp && udp.port in {{{cut + 1}..7099}} && !({low})"
+        filters = [("low", low), ("high", high), ("other", f"!({low}) && !({high})")]
+        problems = []
+        for name, flt in filters:
+            want = {}
+            for c in caps:
+                want.update(filtered_sums(c, flt))
+            for iface in IFACES:
+                for d in h.DIRECTIONS:
+                    got = class_delta(after, before, (iface, d, name))
+                    w = want.get((iface, d), h.zero())
+                    h.log(f"after the last swap: {name:5} {iface} {d:7}: nettally {h.fmt_c(got)}, "
+                          f"capture {h.fmt_c(w)}")
+                    if got != w:
+                        problems.append(f"{name} {iface} {d}: nettally {h.fmt_c(got)} != capture {h.fmt_c(w)}")
+        self.assertFalse(problems, "\n".join(problems))
+        self.assertGreater(class_delta(after, before, ("lan0", "ingress", "high"))["packets"], 0)
+        self.assertGreater(class_delta(after, before, ("lan0", "ingress", "low"))["packets"], 0)
 
 
 # -- lifecycle -----------------------------------------------------------------------------------
