@@ -435,7 +435,7 @@ void Daemon::reload() {
     if (textfile_changed && textfile_timer_.attached())
         arm_textfile_timer();
     recorder_->set_config(cfg_.records);
-    rules_->set_config(cfg_.rules); // rules.bundle is read at start; the limits and keys apply now
+    rules_->set_config(cfg_.rules); // limits, keys, the pull; rules.bundle when it holds a newer version
     try {
         nat_->set_keep(nat_keep(cfg_));
         export_->apply(cfg_.exports, flow_timeouts(cfg_));

@@ -67,6 +67,40 @@ void Rules::set_config(const RulesConfig& cfg) {
     cfg_ = cfg;
     if (pull_changed && ev_)
         start_pull();
+    reread_bundle();
+}
+
+void Rules::reread_bundle() {
+    if (cfg_.bundle.empty())
+        return;
+    const std::string origin = "config " + cfg_.bundle.string();
+    std::optional<std::vector<uint8_t>> bytes;
+    try {
+        bytes = read_bytes(cfg_.bundle);
+        if (!bytes)
+            throw SysError(ENOENT, "reading " + cfg_.bundle.string());
+    } catch (const SysError& e) {
+        spdlog::error("rules: rules.bundle not read ({}): the ruleset in force is kept", e.what());
+        return;
+    }
+    try {
+        // The file as it was at start (or older): nothing to do, and no refusal to count.
+        const Entry e = validate(*bytes, origin);
+        if (active_ && e.bundle.version <= active_->bundle.version) {
+            spdlog::info("rules: rules.bundle {} holds version {}, not newer than {} in force: kept",
+                         cfg_.bundle.string(), e.bundle.version, active_->bundle.version);
+            return;
+        }
+    } catch (const RulesRefused&) {
+        // load() refuses it below, logged, counted and signalled like any other bundle
+    }
+    try {
+        load(*bytes, origin);
+    } catch (const RulesRefused&) {
+        // see refuse()
+    } catch (const std::exception& e) {
+        spdlog::error("rules: rules.bundle {} not loaded: {}", cfg_.bundle.string(), e.what());
+    }
 }
 
 void Rules::watch(sd_event* ev) {
@@ -131,6 +165,11 @@ Rules::Entry Rules::validate(std::span<const uint8_t> bytes, const std::string& 
 }
 
 void Rules::refuse(const std::string& reason) {
+    note_rejection(reason);
+    throw RulesRefused(reason);
+}
+
+void Rules::note_rejection(const std::string& reason) {
     rejected_++;
     last_rejection_ = reason;
     last_rejection_at_us_ = realtime_us();
@@ -142,7 +181,6 @@ void Rules::refuse(const std::string& reason) {
     }
     if (on_rejected_)
         on_rejected_(reason);
-    throw RulesRefused(reason);
 }
 
 Rules::Applied Rules::load(std::span<const uint8_t> bytes, const std::string& origin) {
@@ -159,7 +197,10 @@ Rules::Applied Rules::load(std::span<const uint8_t> bytes, const std::string& or
     } catch (const BundleError& e) {
         refuse(e.what());
     } catch (const SysError& e) {
-        refuse(e.what());
+        // Not the bundle's fault (a map update, the state directory): not applied all the same,
+        // so counted and signalled, but it stays a failure of this machine (D-Bus Error.Failed).
+        note_rejection(e.what());
+        throw;
     }
 }
 
@@ -174,7 +215,8 @@ Rules::Applied Rules::rollback() {
     } catch (const BundleError& e) {
         refuse(e.what());
     } catch (const SysError& e) {
-        refuse(e.what());
+        note_rejection(e.what());
+        throw;
     }
 }
 

@@ -1,8 +1,8 @@
 // Traffic classes in nettallyd: the ruleset in force and the one before it. A bundle (compiled by
 // `nettallyctl rules compile`, core/classes_bundle.h) arrives from the config (rules.bundle, at
-// start), over D-Bus (LoadRules) or from the pull (rules.url, every rules.refresh: io/rules_fetch.h,
-// started by watch()). load() checks it whole (size, the Ed25519 signature against
-// rules.trusted_keys when keys are set: core/classes_sign.h, read_bundle, a version newer than the
+// start and at each reload when newer), over D-Bus (LoadRules) or from the pull (rules.url, every
+// rules.refresh: io/rules_fetch.h, started by watch()). load() checks it whole (size, the Ed25519 signature
+// against rules.trusted_keys when keys are set: core/classes_sign.h, read_bundle, a version newer than the
 // active one's), switches the kernel over
 // in one step (kernel/classes.h) and keeps it and the previous one in the state directory
 // (rules.active.bundle, rules.previous.bundle, rules.json for what they came with), so a restart
@@ -80,7 +80,7 @@ public:
     // Interfaces came or went: the rules' interface globs are resolved again.
     void interfaces_changed(const Interfaces& ifaces);
     // New limits, keys and pull settings (reload); a changed rules.url, refresh or ca_file
-    // restarts the pull.
+    // restarts the pull; rules.bundle is read again and loaded when it is newer (reread_bundle).
     void set_config(const RulesConfig& cfg);
     // Starts the pull of rules.url on the loop (nothing when no url is set). Throws SysError.
     void watch(sd_event* ev);
@@ -116,6 +116,11 @@ private:
     // BundleError.
     Applied install(Entry next, std::optional<Entry> prev);
     [[noreturn]] void refuse(const std::string& reason);
+    // A bundle not applied: counted, logged, kept in rules.json and signalled (RulesRejected).
+    void note_rejection(const std::string& reason);
+    // Reload: rules.bundle is read again and loaded when it holds a newer version than the one
+    // in force (an equal or older one is left alone, not counted as refused).
+    void reread_bundle();
     void save_files() const;
     void save_meta();
     void restore_saved(std::optional<Entry>& active, std::optional<Entry>& previous);

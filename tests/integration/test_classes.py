@@ -825,7 +825,8 @@ class LifecycleTest(unittest.TestCase):
         self.assertGreater(self.bus.status()["class_reconcile_exact"], 0)
 
     def test_config_bundle_at_start_and_nothing_older(self):
-        """rules.bundle is loaded at start; a saved active bundle that is newer wins over it."""
+        """rules.bundle is loaded at start; a saved active bundle that is newer wins over it; a
+        reload loads it again when it holds a newer version."""
         p1, _ = compile_bundle(self.ctl, self.workdir, rules_text(1), "c1")
         p3, _ = compile_bundle(self.ctl, self.workdir, rules_text(3), "c3")
         self.daemon.stop(keep_pins=True)
@@ -839,6 +840,23 @@ class LifecycleTest(unittest.TestCase):
         self.daemon.start()
         st = self.ctl.json("rules", "status")
         self.assertEqual((st["version"], st["origin"], st["previous_version"]), (3, "dbus", 1))
+        # A reload reads rules.bundle again: a newer version goes into force, the same one again
+        # changes nothing (not counted as refused), a broken file is refused with v5 kept.
+        _, b5 = compile_bundle(self.ctl, self.workdir, rules_text(5), "c5")
+        with open(p1, "wb") as f:
+            f.write(b5)
+        self.bus.call_ok("Reload")
+        st = self.ctl.json("rules", "status")
+        self.assertEqual((st["version"], st["origin"], st["previous_version"]), (5, f"config {p1}", 3))
+        self.bus.call_ok("Reload")
+        again = self.ctl.json("rules", "status")
+        self.assertEqual((again["version"], again["loaded_at"], again["rejected"]),
+                         (5, st["loaded_at"], st["rejected"]))
+        with open(p1, "wb") as f:
+            f.write(b5[:-3])
+        self.bus.call_ok("Reload")
+        bad = self.ctl.json("rules", "status")
+        self.assertEqual((bad["version"], bad["rejected"]), (5, st["rejected"] + 1))
 
 
 class FirstStartTest(unittest.TestCase):
