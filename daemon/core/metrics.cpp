@@ -217,7 +217,8 @@ std::optional<double> status_number(const Status& s, const std::string& key) {
 }
 
 // Traffic classes (README "Traffic classes"): every class's totals per interface and direction,
-// gone ones included (their totals stay).
+// gone ones included (their totals stay). class_id keeps the series apart when a gone class and
+// an active one share a name.
 void add_classes(MetricFamilies& out, const Collector& c) {
     if (c.classes().empty())
         return;
@@ -229,7 +230,8 @@ void add_classes(MetricFamilies& out, const Collector& c) {
     for (const auto& [key, cl] : c.classes())
         counts.add({{"interface", cl.interface},
                     {"direction", std::string(to_string(static_cast<Direction>(cl.dir)))},
-                    {"class", cl.name}},
+                    {"class", cl.name},
+                    {"class_id", std::to_string(cl.id)}},
                    cl.counts.total());
     counts.move_to(out);
 }

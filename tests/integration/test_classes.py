@@ -397,7 +397,7 @@ class CaptureTest(unittest.TestCase):
         l3 = prom_samples(text, "nettally_class_bytes_total")
         self.assertEqual(len(packets), len(self.after))
         for (iface, d, name), v in self.after.items():
-            key = (("class", name), ("direction", d), ("interface", iface))
+            key = (("class", name), ("class_id", str(v["id"])), ("direction", d), ("interface", iface))
             self.assertEqual(packets.get(key), v["c"]["packets"], key)
             self.assertEqual(l3.get(key + (("layer", "l3"),)), v["c"]["l3"], key)
         self.assertIn("nettally_rules_version 1", text)

@@ -19,8 +19,10 @@ class HostMaps : public MapReader {
 public:
     std::vector<HostEntry> hosts;
     std::vector<UserEntry> users;
+    std::vector<ClassEntry> classes;
     IfaceSnapshot ifaces;
     std::vector<UserEntry> read_users() override { return users; }
+    std::vector<ClassEntry> read_classes() override { return classes; }
     IfaceSnapshot read_ifaces() override { return ifaces; }
     void read_flows(std::vector<FlowEntry>& out) override { out.clear(); }
     std::vector<HostEntry> read_hosts() override { return hosts; }
@@ -194,6 +196,38 @@ TEST(MetricsBuild, InterfaceFamiliesEqualTheTotals) {
     EXPECT_DOUBLE_EQ(last->metric.at(0).gauge.value, 2.5);
     // Keys the Status does not have give no family.
     EXPECT_EQ(family(f, "nettally_cgroup_entries"), nullptr);
+}
+
+// A gone class and an active one of the same name (another id) are two series, not one twice.
+TEST(MetricsBuild, ClassSeriesKeptApartById) {
+    HostMaps maps;
+    Collector c(maps);
+    c.set_interfaces({{"lan0", "lan", 1}});
+    auto entry = [](uint32_t id, uint64_t packets) {
+        ClassEntry e;
+        e.key.ifindex = 1;
+        e.key.dir = NT_DIR_INGRESS;
+        e.key.class_id = id;
+        e.counts = Counts(packets, packets * 100, packets * 80, packets * 60, packets * 40);
+        return e;
+    };
+    c.set_classes({{0, "other"}, {40, "dns"}});
+    c.classes_started();
+    maps.classes = {entry(40, 3)};
+    c.poll({1, 1});
+    c.set_classes({{0, "other"}, {41, "dns"}});
+    maps.classes = {entry(40, 3), entry(41, 5)};
+    c.poll({2, 2});
+    const Status st;
+    const MetricFamilies f = build_metrics(MetricsSources{c, st});
+    const auto* packets = family(f, "nettally_class_packets_total");
+    ASSERT_NE(packets, nullptr);
+    std::map<std::string, double> got;
+    for (const auto& m : packets->metric) {
+        const std::string key = label(m, "class") + "#" + label(m, "class_id");
+        EXPECT_TRUE(got.emplace(key, m.counter.value).second) << "series twice: " << key;
+    }
+    EXPECT_EQ(got, (std::map<std::string, double>{{"dns#40", 3}, {"dns#41", 5}}));
 }
 
 TEST(MetricsBuild, ExportFiguresFromTheStatus) {
