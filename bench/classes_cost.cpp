@@ -1,18 +1,20 @@
 // nt_bench_classes_kernel: the in-kernel cost per packet of traffic classes, and the swap time.
 //
-//   nt_bench_classes_kernel [--rounds R] [--repeat N]
+//   nt_bench_classes_kernel [--rounds R] [--repeat N] [--json PATH]
 //       nt_tc_ingress_wan on one IPv4/UDP 64-byte packet (BPF_PROG_TEST_RUN, pinned to CPU 0),
 //       first with no ruleset (nt_cls_gen = 0: today's path plus one load), then with rulesets of
-//       1, 100 and 1,000 rules (the kernel's limit for now is 1,024) loaded by KernelClasses:
-//         miss    no rule matches the packet: the AND runs over every bitmask word (worst case)
-//         first   a catch-all first rule matches: one word (best case)
+//       1, 100, 1,000 and 10,000 rules loaded by KernelClasses:
+//         miss    no rule matches the packet (worst case): one summary AND over the dimensions,
+//                 then each candidate chunk of 256 rules the summaries leave (here: the last)
+//         first   a catch-all first rule matches: chunk 0 (best case)
 //         cached  "miss", but the rules test nothing per packet, so the class cached in the
 //                 flow entry is reused (the bench repeats one packet: always a hit)
 //       "miss" and "first" get one rule more, on DSCP, which turns the flow cache off.
 //       Each figure is the median over R rounds (default 21) of the kernel's mean ns per
 //       repetition over N repetitions (default 200000); the rulesets take turns within a round.
 //       "swap_ms" is KernelClasses::load's wall time (fill the unused slot, wait for running
-//       programs, flip). One JSON object per line. Figures only: no pass or fail.
+//       programs, flip), the median over the rounds. One JSON object per line on stdout; --json
+//       also writes them as one document (bench/run.sh, report.py). Figures only: no pass or fail.
 #include "bench_util.h"
 #include "core/classes.h"
 #include "core/classes_bundle.h"
@@ -38,7 +40,8 @@ using namespace nettally::bench;
 namespace {
 
 // n rules, none of which matches the bench packet (its addresses are in 198.18.0.0/16): each
-// names a /24 of 198.19.0.0/16 or a /64 of fd00::/8, every third with a UDP port range.
+// names a /24 of 198.19.0.0/16 (past the 256th: a host of one) or a /64 of fd00::/8, every third
+// with a UDP port range.
 RuleSet ruleset(size_t n, bool catch_all_first, bool per_packet) {
     RuleSet rs;
     rs.name = "bench";
@@ -59,8 +62,8 @@ RuleSet ruleset(size_t n, bool catch_all_first, bool per_packet) {
             p.len = 64;
         } else {
             p.family = NT_AF_INET;
-            p.addr = {htonl(0xC6130000u | static_cast<uint32_t>((i % 256) << 8)), 0, 0, 0};
-            p.len = 24;
+            p.addr = {htonl(0xC6130000u | static_cast<uint32_t>((i % 256) << 8 | (i / 256) % 256)), 0, 0, 0};
+            p.len = i < 256 ? 24 : 32;
         }
         r.dst = {p};
         if (i % 3 == 0) {
@@ -92,7 +95,7 @@ double run_ns(int prog_fd, const TestPacket& pkt, int repeat) {
 struct Case {
     std::string name;
     Bundle bundle;
-    double swap_ms = 0;
+    std::vector<double> swap_ms;
     std::vector<double> ns;
 };
 
@@ -101,12 +104,15 @@ struct Case {
 int main(int argc, char** argv) {
     int rounds = 21;
     int repeat = 200000;
+    std::string json_path;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string a = argv[i];
         if (a == "--rounds")
             rounds = std::atoi(argv[i + 1]);
         else if (a == "--repeat")
             repeat = std::atoi(argv[i + 1]);
+        else if (a == "--json")
+            json_path = argv[i + 1];
     }
     pin_to_cpu(0);
     std::unique_ptr<nettally_bpf, void (*)(nettally_bpf*)> skel(nettally_bpf__open_and_load(),
@@ -122,32 +128,43 @@ int main(int argc, char** argv) {
     const TestPacket pkt = make_packet(NT_AF_INET, 17, 64);
 
     std::vector<Case> cases;
-    cases.push_back({"none", {}, 0, {}});
-    for (const size_t n : {size_t{1}, size_t{100}, size_t{1000}}) {
-        cases.push_back({std::to_string(n) + " miss", compile_rules(ruleset(n, false, true)), 0, {}});
-        cases.push_back({std::to_string(n) + " first", compile_rules(ruleset(n, true, true)), 0, {}});
-        cases.push_back({std::to_string(n) + " cached", compile_rules(ruleset(n, false, false)), 0, {}});
-    }
-    for (Case& c : cases) {
-        if (c.name == "none")
-            continue;
-        const uint64_t t0 = now_ns();
-        kc.load(c.bundle, ifaces);
-        c.swap_ms = static_cast<double>(now_ns() - t0) / 1e6;
+    cases.push_back({"none", {}, {}, {}});
+    for (const size_t n : {size_t{1}, size_t{100}, size_t{1000}, size_t{10000}}) {
+        cases.push_back({std::to_string(n) + " miss", compile_rules(ruleset(n, false, true)), {}, {}});
+        cases.push_back({std::to_string(n) + " first", compile_rules(ruleset(n, true, true)), {}, {}});
+        cases.push_back({std::to_string(n) + " cached", compile_rules(ruleset(n, false, false)), {}, {}});
     }
     for (int r = 0; r < rounds; r++)
         for (Case& c : cases) {
-            if (c.name == "none")
+            if (c.name == "none") {
                 kc.clear();
-            else
+            } else {
+                const uint64_t t0 = now_ns();
                 kc.load(c.bundle, ifaces);
+                c.swap_ms.push_back(static_cast<double>(now_ns() - t0) / 1e6);
+            }
             run_ns(prog, pkt, 1000); // warm-up after the swap
             c.ns.push_back(run_ns(prog, pkt, repeat));
         }
     const double base = median(cases[0].ns);
-    for (Case& c : cases)
-        std::printf(
-            "{\"case\": \"%s\", \"rules\": %zu, \"ns\": %.0f, \"over_none_ns\": %.0f, \"swap_ms\": %.2f}\n",
-            c.name.c_str(), c.bundle.rules.size(), median(c.ns), median(c.ns) - base, c.swap_ms);
+    std::string doc = "[\n";
+    for (Case& c : cases) {
+        char line[256];
+        std::snprintf(
+            line, sizeof(line),
+            "{\"case\": \"%s\", \"rules\": %zu, \"ns\": %.0f, \"over_none_ns\": %.0f, \"swap_ms\": %.2f}",
+            c.name.c_str(), c.bundle.rules.size(), median(c.ns), median(c.ns) - base,
+            c.swap_ms.empty() ? 0.0 : median(c.swap_ms));
+        std::printf("%s\n", line);
+        doc += std::string(doc.size() > 2 ? ",\n" : "") + line;
+    }
+    doc += "\n]\n";
+    if (!json_path.empty()) {
+        FILE* f = std::fopen(json_path.c_str(), "w");
+        if (!f || std::fputs(doc.c_str(), f) < 0 || std::fclose(f) != 0) {
+            std::perror(json_path.c_str());
+            return 1;
+        }
+    }
     return 0;
 }

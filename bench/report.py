@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Summary table of a bench/run.sh run: every targeted figure next to its target.
 
-Usage: report.py RESULTS_DIR   (reads machine.json, kernel.json, poll-*.json, system.json, export.json, fanin.json, radius.json written by run.sh)
+Usage: report.py RESULTS_DIR   (reads machine.json, kernel.json, classes.json, poll-*.json, system.json, export.json, fanin.json, radius.json written by run.sh)
 Benches print figures; they do not pass or fail. "met" / "MISSED by" is information for the reader only,
 and this script always exits 0 when it could read the results.
 """
@@ -180,6 +180,26 @@ def main():
         rows.append((f"fan-in: {fanin['gateways']} gateways x {fanin['flows_per_gateway']} flows -> one nfcapd, "
                      "records missing", f"{t['missing']} of {t['flows']} (extra {t['extra']})", "0",
                      "met" if t["missing"] == 0 and t["extra"] == 0 else f"MISSED: {t['missing']} missing", "-"))
+
+    classes = load(os.path.join(d, "classes.json"))
+    if classes:
+        by_case = {c["case"]: c for c in classes}
+        # The issue's target: <= +30 ns over no classes at 1,000 rules (cached and classified paths).
+        # Before: the 1,024-rule kernel of 2026-12-05 (bench/README.md "Traffic classes"), at 1,000 rules.
+        for kind, what, before in (("cached", "a flow's cached class", "+16..18 ns"),
+                                   ("first", "classified, first rule matches", "+104 ns"),
+                                   ("miss", "classified, no rule matches", "+458 ns")):
+            at = [by_case.get(f"{n} {kind}") for n in (1, 100, 1000, 10000)]
+            if not all(at):
+                continue
+            rows.append((f"traffic classes, {what}: ns over no ruleset at 1 / 100 / 1,000 / 10,000 rules",
+                         " / ".join(f"+{c['over_none_ns']:.0f}" for c in at), "<= +30 ns at 1,000",
+                         verdict(at[2]["over_none_ns"], 30, unit=" ns"), before))
+        swaps = [c for c in classes if c["rules"] > 0]
+        rows.append(("traffic classes: swap time (KernelClasses::load) at 1 / 100 / 1,000 / 10,000 rules",
+                     " / ".join(f"{max(c['swap_ms'] for c in swaps if c['case'].startswith(f'{n} ')):.1f}"
+                                for n in (1, 100, 1000, 10000) if any(c['case'].startswith(f'{n} ') for c in swaps))
+                     + " ms (slowest case)", "-", "-", "-"))
 
     radius = load(os.path.join(d, "radius.json"))
     if radius:

@@ -4,6 +4,7 @@
 # Installs the Debian packages (scripts/deps.sh), builds the bench targets in their own build
 # directory, then runs, in order:
 #   1. nt_bench_kernel   in-kernel cost per packet (BPF_PROG_TEST_RUN), ~1.5 min
+#   1b. nt_bench_classes_kernel  traffic classes: cost per packet at 1 .. 10,000 rules, swap time, ~2 min
 #   2. nt_bench_poll     Collector::poll() over the real Datapath at 10k/100k/1M flows, ~1 min
 #   3. system_bench.py   real nettallyd: READY time, idle, RSS/CPU at N flows; iperf3 over veth
 #                        between namespaces with nettally / pmacctd / softflowd; accuracy, ~5 min
@@ -113,10 +114,12 @@ bin=$build/bench
 failed=()
 if [ "$quick" = 1 ]; then
 	kernel_args=(--repeat 200000 --rounds 3 --flows 1,1000000)
+	classes_args=(--repeat 100000 --rounds 3)
 	poll_flows=(10000 100000)
 	system_args=(--reps 1 --seconds 3 --ready-runs 2 --idle-seconds 3 --daemon-flows 10000)
 else
 	kernel_args=()
+	classes_args=()
 	poll_flows=(10000 100000 1000000)
 	system_args=()
 fi
@@ -127,6 +130,14 @@ if [[ "$skip" != *" kernel "* ]]; then
 	echo "== 1. in-kernel cost per packet"
 	"$bin/nt_bench_kernel" "${kernel_args[@]}" --json "$out/kernel.json" | tee "$out/kernel.txt" ||
 		failed+=(nt_bench_kernel)
+fi
+
+# ---- 1b. traffic classes in the kernel --------------------------------------------------------
+if [[ "$skip" != *" kernel "* ]]; then
+	echo
+	echo "== 1b. traffic classes: cost per packet over no ruleset at 1, 100, 1,000, 10,000 rules; swap time"
+	"$bin/nt_bench_classes_kernel" "${classes_args[@]}" --json "$out/classes.json" | tee "$out/classes.txt" ||
+		failed+=(nt_bench_classes_kernel)
 fi
 
 # ---- 2. daemon poll cost -------------------------------------------------------------------

@@ -343,8 +343,25 @@ struct nt_user_name {
  * still uses it.
  */
 #define NT_CLS_SLOTS 2
-#define NT_CLS_MAX_WORDS 16 /* kernel limit for now: 1024 rules */
+#define NT_CLS_MAX_WORDS 256 /* 16,384 rules: every ruleset a bundle can hold */
 #define NT_CLS_MAX_RULES (NT_CLS_MAX_WORDS * 64)
+/*
+ * The bitmasks in the slot's masks map come in chunks of NT_CLS_CHUNK_WORDS
+ * words (256 rules, struct nt_cls_chunk: one map lookup each). A ruleset of
+ * more than one chunk stores, per dimension and equivalence id, a summary
+ * chunk first: bit c of its word 0 is set when chunk c of the id's mask is not
+ * all zero. The AND of the packet's summaries names the only chunks that can
+ * hold a matching rule (at most NT_CLS_MAX_CHUNKS = 64, one bit each), so a
+ * packet no rule matches costs one lookup per dimension, not one per word.
+ * An id's entries: chunks = (words + 3) / 4, stride = chunks == 1 ? 1 :
+ * chunks + 1; the summary at base + eq * stride, chunk c at base + eq *
+ * stride + (stride - chunks) + c.
+ */
+#define NT_CLS_CHUNK_WORDS 4
+#define NT_CLS_MAX_CHUNKS (NT_CLS_MAX_WORDS / NT_CLS_CHUNK_WORDS)
+struct nt_cls_chunk {
+	__u64 w[NT_CLS_CHUNK_WORDS];
+};
 #define NT_CLS_MAX_PREFIXES 65536
 #define NT_CLS_MAX_MACS 4096
 #define NT_CLASS_OTHER 0
@@ -382,7 +399,7 @@ struct nt_cls_info {
 	__u32 rules;
 	__u32 serial; /* never 0, differs from load to load (nt_flow_val.cls_serial) */
 	__u32 flags;
-	/* where each dimension's masks start in the slot's masks map (words) */
+	/* where each dimension's entries start in the slot's masks map (chunks) */
 	__u32 base[NT_CLS_DIMS];
 	/* no value: no ports, no MAC, an interface no rule names */
 	__u32 none_eq[NT_CLS_DIMS];

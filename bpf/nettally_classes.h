@@ -4,8 +4,9 @@
  * of tables nettallyd loads rule bundles into (daemon/kernel/classes.h), the
  * per-class counters, and classification: a packet's dimensions to
  * equivalence ids, their rule bitmasks ANDed, the first rule's class, cached
- * in the flow entry. Counting a packet into its class stays with the other
- * counters in nettally.bpf.c.
+ * in the flow entry (candidate chunks by a summary AND, then bpf_loop over
+ * them: kernel >= 5.17). Counting a packet into its class stays with the
+ * other counters in nettally.bpf.c.
  *
  * Include after vmlinux.h, bpf_helpers.h, nettally_abi.h, nettally_parse.h and
  * nettally_maps.h.
@@ -35,13 +36,18 @@ NT_MAP(nt_cls_iface, BPF_MAP_TYPE_HASH, NT_CLS_SLOTS *NT_MAX_IFACES, struct nt_c
        __u32);
 NT_MAP(nt_cls_rule_class, BPF_MAP_TYPE_ARRAY, NT_CLS_SLOTS *NT_CLS_MAX_RULES, __u32, __u32);
 
-/* A slot's bitmasks: an array of u64 words sized for its ruleset by nettallyd. */
+/*
+ * A slot's bitmasks: an array of chunks (nettally_abi.h: summaries and
+ * NT_CLS_CHUNK_WORDS-word pieces of each equivalence id's mask), sized for its
+ * ruleset by nettallyd.
+ */
 struct nt_cls_mask_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__uint(map_flags, BPF_F_INNER_MAP);
 	__type(key, __u32);
-	__type(value, __u64);
+	/* struct nt_cls_chunk; clang's BTF would hold the struct only as a forward here */
+	__type(value, __u64[NT_CLS_CHUNK_WORDS]);
 };
 
 struct {
@@ -55,9 +61,20 @@ NT_MAP(nt_cls_counts, BPF_MAP_TYPE_PERCPU_HASH, NT_CLS_MAX_COUNTS, struct nt_cls
        struct nt_counts);
 NT_MAP(nt_cls_overflow, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct nt_counts);
 
-/* Classification's working set: off the stack, which account() nearly fills. */
+/*
+ * Classification's working set: off the stack, which account() nearly fills.
+ * cand, slot and rule are the chunk loop's (cls_chunk) input and answer.
+ */
+#define NT_CLS_NO_RULE 0xFFFFFFFFu
 struct nt_cls_scratch {
 	__u32 eq[NT_CLS_DIMS];
+	__u32 key[NT_CLS_DIMS]; /* each dimension's chunk 0 in the masks map */
+	__u32 idx;		/* a masks map key: not on the stack, see cls_chunk */
+	__u32 slot;
+	__u32 rule;
+	__u32 pad;
+	__u64 cand;
+	__u64 acc[NT_CLS_CHUNK_WORDS];
 	struct nt_cls_lpm_key lpm;
 	struct nt_cls_mac_key mac;
 	struct nt_cls_iface_key iface;
@@ -88,31 +105,90 @@ static __always_inline __u32 cls_addr(struct nt_cls_scratch *s, __u32 slot, __u8
 	return e ? *e : 0;
 }
 
-/* Index of the lowest set bit of a non-zero word. */
+/*
+ * Index of the lowest set bit of a non-zero word: the bits below it counted
+ * (SWAR popcount). No branches, so the verifier follows one path, not one per
+ * bit index.
+ */
 static __always_inline __u32 lowest_bit(__u64 x)
 {
-	__u32 n = 0;
+	__u64 v = (x & -x) - 1;
 
-	x &= -x;
-	if (x & 0xFFFFFFFF00000000ull)
-		n += 32;
-	if (x & 0xFFFF0000FFFF0000ull)
-		n += 16;
-	if (x & 0xFF00FF00FF00FF00ull)
-		n += 8;
-	if (x & 0xF0F0F0F0F0F0F0F0ull)
-		n += 4;
-	if (x & 0xCCCCCCCCCCCCCCCCull)
-		n += 2;
-	if (x & 0xAAAAAAAAAAAAAAAAull)
-		n += 1;
-	return n;
+	v -= (v >> 1) & 0x5555555555555555ull;
+	v = (v & 0x3333333333333333ull) + ((v >> 2) & 0x3333333333333333ull);
+	v = (v + (v >> 4)) & 0x0F0F0F0F0F0F0F0Full;
+	return (__u32)((v * 0x0101010101010101ull) >> 56);
+}
+
+/*
+ * Entries of an equivalence id in the masks map (nettally_abi.h): a summary
+ * when the ruleset spans more than one chunk, then its chunks.
+ */
+static __always_inline __u32 cls_chunks(const struct nt_cls_info *info)
+{
+	return (info->words + NT_CLS_CHUNK_WORDS - 1) / NT_CLS_CHUNK_WORDS;
+}
+
+static __always_inline __u32 cls_stride(__u32 chunks) { return chunks == 1 ? 1 : chunks + 1; }
+
+/*
+ * bpf_loop callback: the lowest candidate chunk left in the scratch's cand,
+ * ANDed over the dimensions; stops (1) at the first matching rule (written to
+ * rule) or when no candidate is left. The verifier checks this body once,
+ * however many chunks a ruleset has. Its stack frame adds to account()'s
+ * (512 bytes for both), so its state stays in the scratch map.
+ */
+static long cls_chunk(__u32 i, void *unused)
+{
+	__u32 zero = 0, c;
+	struct nt_cls_scratch *s = bpf_map_lookup_elem(&nt_cls_scratch, &zero);
+	void *masks;
+	__u64 cand;
+
+	if (!s)
+		return 1;
+	cand = s->cand;
+	if (!cand)
+		return 1;
+	s->cand = cand & (cand - 1);
+	c = lowest_bit(cand);
+	masks = bpf_map_lookup_elem(&nt_cls_masks, &s->slot);
+	if (!masks)
+		return 1;
+	s->acc[0] = s->acc[1] = s->acc[2] = s->acc[3] = ~0ull;
+#pragma unroll
+	for (int d = 0; d < NT_CLS_DIMS; d++) {
+		struct nt_cls_chunk *m;
+
+		s->idx = s->key[d] + c;
+		m = bpf_map_lookup_elem(masks, &s->idx);
+		if (!m)
+			return 1;
+		s->acc[0] &= m->w[0];
+		s->acc[1] &= m->w[1];
+		s->acc[2] &= m->w[2];
+		s->acc[3] &= m->w[3];
+	}
+	c *= NT_CLS_CHUNK_WORDS * 64;
+	if (s->acc[0])
+		s->rule = c + lowest_bit(s->acc[0]);
+	else if (s->acc[1])
+		s->rule = c + 64 + lowest_bit(s->acc[1]);
+	else if (s->acc[2])
+		s->rule = c + 128 + lowest_bit(s->acc[2]);
+	else if (s->acc[3])
+		s->rule = c + 192 + lowest_bit(s->acc[3]);
+	else
+		return 0;
+	return 1;
 }
 
 /*
  * The packet's class by the tables of generation gen (1 or 2): each
- * dimension's equivalence id, then the AND of their rule bitmasks word by
- * word; the lowest set bit is the first rule that matches.
+ * dimension's equivalence id; the AND of their summaries (one chunk: that
+ * chunk) gives the candidate chunks; in ascending order, the first whose AND
+ * of the dimensions' masks is not zero holds the first rule that matches, its
+ * lowest set bit.
  */
 static __always_inline __u32 classify(const struct pkt *p, __u32 ifindex, __u32 dir, const int lan,
 				      int has_ports, __u32 slot, struct nt_cls_info *info)
@@ -120,7 +196,8 @@ static __always_inline __u32 classify(const struct pkt *p, __u32 ifindex, __u32 
 	__u32 zero = 0;
 	struct nt_cls_scratch *s = bpf_map_lookup_elem(&nt_cls_scratch, &zero);
 	void *masks = bpf_map_lookup_elem(&nt_cls_masks, &slot);
-	__u32 *eq, words, *e;
+	__u32 *eq, chunks, stride, *e;
+	__u64 cand = ~0ull;
 
 	if (!s || !masks)
 		return NT_CLASS_OTHER;
@@ -148,29 +225,36 @@ static __always_inline __u32 classify(const struct pkt *p, __u32 ifindex, __u32 
 		if (e)
 			eq[NT_CLS_MAC] = *e;
 	}
-	words = info->words;
-	for (__u32 w = 0; w < NT_CLS_MAX_WORDS; w++) {
-		__u64 acc = ~0ull;
-
-		if (w >= words)
-			break;
+	chunks = cls_chunks(info);
+	stride = cls_stride(chunks);
+#pragma unroll
+	for (int d = 0; d < NT_CLS_DIMS; d++)
+		s->key[d] = info->base[d] + eq[d] * stride + (stride - chunks);
+	if (chunks > 1) {
 #pragma unroll
 		for (int d = 0; d < NT_CLS_DIMS; d++) {
-			__u32 idx = info->base[d] + eq[d] * words + w;
-			__u64 *m = bpf_map_lookup_elem(masks, &idx);
+			struct nt_cls_chunk *m;
 
+			s->idx = s->key[d] - 1;
+			m = bpf_map_lookup_elem(masks, &s->idx);
 			if (!m)
 				return NT_CLASS_OTHER;
-			acc &= *m;
+			cand &= m->w[0];
 		}
-		if (acc) {
-			__u32 r = slot * NT_CLS_MAX_RULES + w * 64 + lowest_bit(acc);
-
-			e = bpf_map_lookup_elem(&nt_cls_rule_class, &r);
-			return e ? *e : NT_CLASS_OTHER;
-		}
+		if (!cand)
+			return NT_CLASS_OTHER;
+	} else {
+		cand = 1;
 	}
-	return NT_CLASS_OTHER;
+	s->cand = cand;
+	s->slot = slot;
+	s->rule = NT_CLS_NO_RULE;
+	bpf_loop(NT_CLS_MAX_CHUNKS, cls_chunk, NULL, 0);
+	if (s->rule >= NT_CLS_MAX_RULES)
+		return NT_CLASS_OTHER;
+	slot = slot * NT_CLS_MAX_RULES + s->rule;
+	e = bpf_map_lookup_elem(&nt_cls_rule_class, &slot);
+	return e ? *e : NT_CLASS_OTHER;
 }
 
 /*

@@ -93,6 +93,44 @@ public:
         return rs;
     }
 
+    // A rule no packet() matches: its destination is a host of 198.19.128.0/17 or of fd00:ff::/32
+    // (no address of kAddrs); every third tests a protocol and a port range that packets do
+    // carry, every fifth a direction, so the other dimensions' masks differ from chunk to chunk.
+    Rule filler(uint32_t class_id, uint32_t i) {
+        Rule r;
+        r.class_id = class_id;
+        Prefix p;
+        if (i % 4 == 3) {
+            p.family = NT_AF_INET6;
+            p.addr = {htonl(0xfd0000ffu), 0, 0, htonl(i)};
+            p.len = 128;
+        } else {
+            p.family = NT_AF_INET;
+            p.addr = {htonl(0xC6138000u | (i & 0x7FFF)), 0, 0, 0};
+            p.len = 32;
+        }
+        r.dst = {p};
+        if (i % 3 == 0) {
+            r.protocols = {{6, 6}};
+            r.dports = ranges(65535, kPortEdges, std::size(kPortEdges));
+        }
+        if (i % 5 == 0)
+            r.direction = chance(2) ? RuleDir::Ingress : RuleDir::Egress;
+        return r;
+    }
+
+    // A ruleset of `rules` rules (up to 16,384), beyond one bitmask chunk: random rules (rule())
+    // at random places, one in `one_in` on average, the others fillers, so the first rule a
+    // packet matches can be in any chunk, and many packets match none.
+    RuleSet large_ruleset(size_t rules, uint32_t one_in) {
+        RuleSet rs = ruleset(0);
+        for (size_t i = 0; i < rules; i++) {
+            const uint32_t cls = rs.classes[below(static_cast<uint32_t>(rs.classes.size()))].id;
+            rs.rules.push_back(chance(one_in) ? rule(cls) : filler(cls, static_cast<uint32_t>(i)));
+        }
+        return rs;
+    }
+
     PacketFacts packet() {
         PacketFacts p;
         p.ifname = pick(kIfnames);

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <map>
 #include <random>
+#include <span>
 
 namespace nettally {
 namespace {
@@ -95,29 +96,52 @@ void check_fits(const Bundle& b) {
         throw BundleError("bundle has more MACs than the kernel tables hold");
 }
 
+// The masks map's entries of one equivalence table (bpf/nettally_abi.h): per id, when the ruleset
+// spans more than one chunk, a summary chunk (bit c of word 0: chunk c is not all zero), then the
+// id's mask in chunks of NT_CLS_CHUNK_WORDS words, the last one padded with zeros.
+void append_chunks(const EqTable& t, uint32_t chunks, std::vector<nt_cls_chunk>& out) {
+    for (uint32_t eq = 0; eq < t.size(); eq++) {
+        const std::span<const uint64_t> mask = t.mask(eq);
+        const size_t at = out.size();
+        if (chunks > 1)
+            out.emplace_back();
+        for (uint32_t c = 0; c < chunks; c++) {
+            nt_cls_chunk chunk{};
+            for (uint32_t i = 0; i < NT_CLS_CHUNK_WORDS; i++) {
+                const size_t w = size_t{c} * NT_CLS_CHUNK_WORDS + i;
+                chunk.w[i] = w < mask.size() ? mask[w] : 0;
+            }
+            if (chunks > 1 && (chunk.w[0] | chunk.w[1] | chunk.w[2] | chunk.w[3]) != 0)
+                out[at].w[0] |= uint64_t{1} << c;
+            out.push_back(chunk);
+        }
+    }
+}
+
 // A new inner map with every dimension's bitmasks, one after the other; info.base says where.
 int masks_map(const Bundle& b, const IfaceDim& iface, nt_cls_info& info) {
     const EqTable* tables[NT_CLS_DIMS] = {&iface.eqs,  &b.dir.eqs,  &b.proto.eqs, &b.sport.eqs, &b.dport.eqs,
                                           &b.dscp.eqs, &b.vlan.eqs, &b.src.eqs,   &b.dst.eqs,   &b.mac.eqs};
-    std::vector<uint64_t> words;
+    const uint32_t chunks = (b.words + NT_CLS_CHUNK_WORDS - 1) / NT_CLS_CHUNK_WORDS;
+    std::vector<nt_cls_chunk> entries;
     for (int d = 0; d < NT_CLS_DIMS; d++) {
-        info.base[d] = static_cast<uint32_t>(words.size());
-        words.insert(words.end(), tables[d]->masks.begin(), tables[d]->masks.end());
+        info.base[d] = static_cast<uint32_t>(entries.size());
+        append_chunks(*tables[d], chunks, entries);
     }
     bpf_map_create_opts opts{}; // not LIBBPF_OPTS(): a GNU statement expression, -Wpedantic
     opts.sz = sizeof(opts);
     opts.map_flags = BPF_F_INNER_MAP;
-    const int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "nt_cls_masks_i", 4, 8,
-                                  static_cast<uint32_t>(words.size()), &opts);
+    const int fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "nt_cls_masks_i", 4, sizeof(nt_cls_chunk),
+                                  static_cast<uint32_t>(entries.size()), &opts);
     if (fd < 0)
         throw SysError(errno, "classes: creating the bitmask map");
-    std::vector<uint32_t> keys(words.size());
+    std::vector<uint32_t> keys(entries.size());
     for (uint32_t i = 0; i < keys.size(); i++)
         keys[i] = i;
     bpf_map_batch_opts bopts{};
     bopts.sz = sizeof(bopts);
-    auto count = static_cast<uint32_t>(words.size());
-    if (bpf_map_update_batch(fd, keys.data(), words.data(), &count, &bopts) != 0) {
+    auto count = static_cast<uint32_t>(entries.size());
+    if (bpf_map_update_batch(fd, keys.data(), entries.data(), &count, &bopts) != 0) {
         const int err = errno;
         close(fd);
         throw SysError(err, "classes: filling the bitmask map");

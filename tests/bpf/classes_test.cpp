@@ -3,7 +3,8 @@
 // be the reference classifier's (core/classes_bundle.h classify(), the same bundle) and, for the
 // fixture rows, the class written in the row. A fixture table of hand-made packets (overlapping
 // prefixes, port range edges, rule order, IPv4-mapped IPv6, fragments, VLAN, DSCP, MAC), then a
-// differential run of 100,000 random packets over random rulesets (tests/classes_random.h).
+// differential run of 120,000 random packets over random rulesets of 1 .. 16,384 rules
+// (tests/classes_random.h); the fixture rows again with the rules spread over 10,000.
 //
 // The test-run device is the loopback; the loader is told its name ("lan0", "wan1", ...) so the
 // rules' interface globs resolve for it, and reloaded when a row needs another name, which also
@@ -25,6 +26,7 @@
 #include <net/if.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -331,6 +333,38 @@ TEST_F(Classes, FixtureRowsMatchTheReferenceAndTheRow) {
     }
 }
 
+// The same rows with the fixture's rules spread over a ruleset of about 10,000: fillers that no
+// row matches (classes_random.h) before each rule, so the rules sit in many bitmask chunks and
+// a row's candidate chunks (the summary AND) are checked one after the other.
+TEST_F(Classes, FixtureRowsOnALargeRuleset) {
+    RuleSet rs = parse_rules(kRules, "fixture.yaml");
+    classes_test::Random rnd(19);
+    std::vector<Rule> spread;
+    const size_t per_rule = 10000 / rs.rules.size();
+    uint32_t n = 0;
+    for (const Rule& rule : rs.rules) {
+        for (size_t i = 0; i < per_rule; i++)
+            spread.push_back(rnd.filler(rule.class_id, n++));
+        spread.push_back(rule);
+    }
+    rs.rules = std::move(spread);
+    const Bundle b = read_bundle([&] {
+        Bundle c = compile_rules(rs);
+        return write_bundle(c);
+    }());
+    ASSERT_GT(b.rules.size(), 9000u);
+    for (const Row& r : kRows) {
+        if (loaded_name_ != r.ifname)
+            load(b, r.ifname);
+        const PacketFacts f = facts_of(r);
+        const uint32_t ref = classify(b, f);
+        EXPECT_EQ(class_name(b, ref), r.want) << r.name << ": reference classifier";
+        const int64_t got = run(frame_of(f, frag_id_++), f.lan, f.dir);
+        EXPECT_EQ(got, static_cast<int64_t>(ref))
+            << r.name << ": kernel class " << got << " (" << class_name(b, static_cast<uint32_t>(got)) << ")";
+    }
+}
+
 // A later fragment takes its first fragment's class (its ports come from the first fragment).
 TEST_F(Classes, LaterFragmentTakesTheFirstFragmentsClass) {
     Bundle b = compile_rules(parse_rules(kRules, "fixture.yaml"));
@@ -467,8 +501,13 @@ TEST_F(Classes, DifferentialRandomPacketsOverRandomRulesets) {
     size_t packets = 0;
     size_t mismatches = 0;
     size_t non_other = 0;
-    for (int set = 0; set < 50; set++) {
-        Bundle b = compile_rules(rnd.ruleset(1 + rnd.below(set < 40 ? 20 : 200)));
+    size_t deep = 0;
+    // 50 rulesets of 1 .. 200 rules, then 10 beyond the old 1,024-rule kernel limit: 1,025 ..
+    // 16,384 rules (the kernel's limit), most of 5,000 .. 10,000, one random rule in 20 .. 400.
+    const size_t large[] = {1025, 2000, 5000, 6000, 7500, 8000, 9000, 10000, 10240, 16384};
+    for (int set = 0; set < 60; set++) {
+        Bundle b = compile_rules(set < 50 ? rnd.ruleset(1 + rnd.below(set < 40 ? 20 : 200))
+                                          : rnd.large_ruleset(large[set - 50], 20 + rnd.below(381)));
         const Bundle r = read_bundle(write_bundle(b));
         for (const char* ifname : classes_test::kIfnames) {
             load(r, ifname);
@@ -480,15 +519,19 @@ TEST_F(Classes, DifferentialRandomPacketsOverRandomRulesets) {
                 const int64_t got = run(frame_of(f, frag_id_++), f.lan, f.dir);
                 packets++;
                 non_other += want != kClassOther;
+                deep += first_rule(r, f) >= 1024;
                 if (got != static_cast<int64_t>(want) && ++mismatches <= 5)
                     ADD_FAILURE() << "ruleset " << set << " on " << ifname << " packet " << i << ": kernel "
                                   << got << ", reference " << want;
             }
         }
     }
-    EXPECT_EQ(packets, 100000u);
+    std::printf("[ classes ] %zu packets, %zu in a class, %zu past the 1,024th rule, %zu mismatches\n",
+                packets, non_other, deep, mismatches);
+    EXPECT_EQ(packets, 120000u);
     EXPECT_EQ(mismatches, 0u);
-    EXPECT_GT(non_other, 30000u);
+    EXPECT_GT(non_other, 36000u);
+    EXPECT_GT(deep, 2000u) << "packets whose first matching rule is past the 1,024th";
 }
 
 } // namespace
