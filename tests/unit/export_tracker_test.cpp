@@ -58,7 +58,9 @@ TEST(ExportTracker, RecordsCarryTheFlowsClass) {
     const auto interim = t.interim({web}, 200 * kSec, std::chrono::nanoseconds(30 * kSec), to_unix);
     ASSERT_EQ(interim.size(), 1u);
     EXPECT_EQ(interim[0].class_id, 50u);
-    fin = t.finished(flow(3, 100, 101), ipfix::EndReason::Idle, to_unix);
+    FlowEntry fragments_only = flow(3, 100, 101); // another flow, never classified
+    fragments_only.key.sport = 40001;
+    fin = t.finished(fragments_only, ipfix::EndReason::Idle, to_unix);
     ASSERT_TRUE(fin);
     EXPECT_EQ(fin->rules_version, 9u);
     EXPECT_EQ(fin->class_id, ipfix::kNoClass) << "no packet classified";
