@@ -40,6 +40,7 @@ static long evict_one(__u32 i, void *unused)
 {
 	struct nt_evict_rec *r = bpf_map_lookup_elem(&nt_evict, &i);
 	struct nt_flow_key key;
+	__u64 cls_ns = 0;
 
 	if (!r)
 		return 1;
@@ -48,6 +49,9 @@ static long evict_one(__u32 i, void *unused)
 	r->first_ns = r->last_ns = 0;
 	r->tcp_flags = 0;
 	r->found = 0;
+	r->cls_id = 0;
+	r->cls_serial = 0;
+	r->pad = 0;
 	for (__u32 cpu = 0; cpu < NT_EVICT_MAX_CPUS && cpu < cfg_ncpus; cpu++) {
 		struct nt_flow_val *v = bpf_map_lookup_percpu_elem(&nt_flows, &key, cpu);
 
@@ -64,6 +68,12 @@ static long evict_one(__u32 i, void *unused)
 		if (v->last_ns > r->last_ns)
 			r->last_ns = v->last_ns;
 		r->tcp_flags |= v->tcp_flags;
+		/* The flow's class: that of the CPU which saw its latest classified packet. */
+		if (v->cls_serial && (!r->cls_serial || v->last_ns > cls_ns)) {
+			r->cls_id = v->cls_id;
+			r->cls_serial = v->cls_serial;
+			cls_ns = v->last_ns;
+		}
 	}
 	if (r->found)
 		bpf_map_delete_elem(&nt_flows, &key);

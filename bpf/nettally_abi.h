@@ -115,9 +115,11 @@ struct nt_flow_val {
 	__u8 tcp_flags; /* OR of the TCP flags byte */
 	__u8 pad;
 	/*
-	 * Traffic classes: the flow's class under the ruleset with this serial
-	 * (nt_cls_info.serial), on this CPU; reused while the serial matches and
-	 * the ruleset tests nothing that varies per packet (NT_CLS_PER_PACKET).
+	 * Traffic classes: the class of this CPU's latest classified packet of
+	 * the flow, under the ruleset with this serial (nt_cls_info.serial; 0:
+	 * none yet); reused while the serial matches and the ruleset tests
+	 * nothing that varies per packet (NT_CLS_PER_PACKET). nettallyd takes
+	 * the class of the CPU with the latest last_ns.
 	 */
 	__u16 cls_id;
 	__u32 cls_serial;

@@ -261,7 +261,11 @@ static __always_inline __u32 classify(const struct pkt *p, __u32 ifindex, __u32 
  * The packet's class under generation gen (1 or 2). fv: this CPU's value of
  * the packet's flow, or NULL (no flow entry, a fragment): the class cached
  * there is reused while it was computed under the same ruleset (serial) and
- * the ruleset tests nothing that varies between packets of a flow.
+ * the ruleset tests nothing that varies between packets of a flow. Every
+ * class computed is recorded there with its ruleset's serial, so the flow
+ * carries the class of its latest classified packet (ListFlows, records,
+ * IPFIX); a serial never repeats, so a class recorded under a per-packet
+ * ruleset is never reused.
  */
 static __always_inline __u32 class_of(const struct pkt *p, __u32 ifindex, __u32 dir, const int lan,
 				      int has_ports, __u32 gen, struct nt_flow_val *fv)
@@ -272,9 +276,7 @@ static __always_inline __u32 class_of(const struct pkt *p, __u32 ifindex, __u32 
 
 	if (!info)
 		return NT_CLASS_OTHER;
-	if (info->flags & NT_CLS_PER_PACKET)
-		fv = NULL;
-	if (fv && fv->cls_serial == info->serial)
+	if (fv && !(info->flags & NT_CLS_PER_PACKET) && fv->cls_serial == info->serial)
 		return fv->cls_id;
 	cls = classify(p, ifindex, dir, lan, has_ports, slot, info);
 	if (fv) {

@@ -22,10 +22,12 @@ struct nt_evict_rec {
 	struct nt_flow_key key;
 	__u8 tcp_flags;
 	__u8 found;
-	__u8 pad[2];
+	__u16 cls_id; /* the class of the CPU with the latest last_ns among those with a class */
 	struct nt_counts c;
-	__u64 first_ns; /* the earliest non-zero first_ns of the CPUs */
-	__u64 last_ns;	/* the latest last_ns of the CPUs */
+	__u64 first_ns;	  /* the earliest non-zero first_ns of the CPUs */
+	__u64 last_ns;	  /* the latest last_ns of the CPUs */
+	__u32 cls_serial; /* its ruleset's serial (0: no class) */
+	__u32 pad;
 };
 
 #endif /* NETTALLY_EVICT_H */

@@ -92,9 +92,9 @@ ClassRow from_wire(const bus::WireClass& w) {
 
 FlowRow from_wire(const bus::WireFlow& w) {
     const auto& [interface, direction, proto, src, sport, dst, dport, counters, first_seen, last_seen,
-                 tcp_flags] = fields(w);
-    return FlowRow{interface, direction,           proto,      src,       sport,    dst,
-                   dport,     from_wire(counters), first_seen, last_seen, tcp_flags};
+                 tcp_flags, cls] = fields(w);
+    return FlowRow{interface, direction,           proto,      src,       sport,     dst,
+                   dport,     from_wire(counters), first_seen, last_seen, tcp_flags, cls};
 }
 
 CgroupEntry from_wire(const bus::WireCgroup& w) {

@@ -107,6 +107,9 @@ struct FlowRow {
     MicrosSinceEpoch first_seen = 0;
     MicrosSinceEpoch last_seen = 0;
     std::uint8_t tcp_flags = 0;
+    // The traffic class of the flow's latest classified packet; "" when no ruleset is in force or
+    // the flow has no class yet.
+    std::string cls;
     // The user the flow's lan host (ingress: src, egress: dst) is bound to now: nullopt when
     // the daemon has no subscribers configured, "" when unbound or not a lan host.
     std::optional<std::string> user;

@@ -85,6 +85,8 @@ Json flows_json(const std::vector<FlowRow>& rows) {
         // "user" only where the daemon has subscribers; null for an unbound host.
         if (r.user)
             f["user"] = r.user->empty() ? Json(nullptr) : Json(*r.user);
+        // null: no ruleset in force, or no packet of the flow classified yet.
+        f["class"] = r.cls.empty() ? Json(nullptr) : Json(r.cls);
         list.push_back(std::move(f));
     }
     return Json{{"flows", std::move(list)}};
@@ -171,6 +173,11 @@ std::string flows_text(const std::vector<FlowRow>& rows) {
         std::any_of(rows.begin(), rows.end(), [](const FlowRow& r) { return r.user.has_value(); });
     if (users)
         cols.insert(cols.begin() + 7, Column{"USER"});
+    // The class column only while some flow has one (a ruleset is in force).
+    const bool classes =
+        std::any_of(rows.begin(), rows.end(), [](const FlowRow& r) { return !r.cls.empty(); });
+    if (classes)
+        cols.insert(cols.begin() + 7 + (users ? 1 : 0), Column{"CLASS"});
     std::vector<std::vector<std::string>> cells;
     for (const auto& r : rows) {
         // ICMP has no ports; the API packs type and code into dport, which reads better split.
@@ -186,6 +193,8 @@ std::string flows_text(const std::vector<FlowRow>& rows) {
                                              : std::to_string(r.dport)};
         if (users)
             row.push_back(r.user && !r.user->empty() ? *r.user : "-");
+        if (classes)
+            row.push_back(r.cls.empty() ? "-" : r.cls);
         auto nums = counter_cells(r.counters);
         row.insert(row.end(), nums.begin(), nums.end());
         row.push_back(human_time(r.last_seen));

@@ -71,12 +71,15 @@ constexpr std::string_view kTail = R"(JSON OUTPUT
     flows       {"flows": [{"interface": S, "direction": "ingress"|"egress",
                   "proto": "tcp"|"udp"|"icmp"|"icmpv6"|"<number>", "src": S, "sport": N,
                   "dst": S, "dport": N, "packets": N, "l2": N, "l3": N, "l4": N,
-                  "payload": N, "first_seen": TIME, "last_seen": TIME, "tcp_flags": F}]}
+                  "payload": N, "first_seen": TIME, "last_seen": TIME, "tcp_flags": F,
+                  "class": S|null}]}
                 The counters sit directly in each flow object. F is, for tcp, the OR of
                 all TCP flags seen as "CEUAPRSF" with "." for a clear flag (SYN+ACK is
                 "...A..S."), and for other protocols the raw number. ICMP and ICMPv6 flows
                 have sport 0 and dport TYPE * 256 + CODE, and also "icmp_type": N and
-                "icmp_code": N.
+                "icmp_code": N. "class": the traffic class of the flow's latest
+                classified packet, null when no ruleset is in force or the flow has
+                none yet.
     cgroups     {"cgroups": [{"path": S, "unit": S, "ingress": C4, "egress": C4,
                   "self": {"ingress": C4, "egress": C4}, "gone": B}],
                  "buckets": {"ingress.untracked": C4, "egress.overflow": C4, ...}}

@@ -113,7 +113,8 @@ recent first). The byte columns show KEY's layer, or l2 for other keys.)",
     {"flows", Command::Flows, run_flows, "flows [--top N] [--sort KEY]",
      R"(Unidirectional flows (ListFlows). KEY is packets, l2, l3, l4 or payload
 (largest first), first_seen or last_seen (most recent first). ICMP and
-ICMPv6 rows show DPORT as TYPE/CODE.)",
+ICMPv6 rows show DPORT as TYPE/CODE. With a ruleset in force (rules load),
+CLASS is the traffic class of the flow's latest classified packet.)",
      kListing},
     {"cgroups", Command::Cgroups, run_cgroups, "cgroups [--tree]",
      R"(The gateway's own traffic by cgroup (ListCgroups): sockets of nettallyd's

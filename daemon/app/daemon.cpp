@@ -117,6 +117,17 @@ Daemon::Daemon(Config cfg) : cfg_(std::move(cfg)), started_us_(realtime_us()) {
         recorder_->on_flow_finished(f, iface, accounting_->collector());
         export_->on_flow_finished(f, accounting_->collector());
     });
+    // Every record carries the ruleset version; the IPFIX flow templates carry the class elements
+    // while a ruleset is in force.
+    export_->set_class_of([this](const FlowEntry& f) { return accounting_->collector().flow_class(f); });
+    recorder_->set_rules_version(rules_->state().version);
+    export_->set_classes(rules_->active() != nullptr);
+    rules_->on_applied([this](const Rules::Applied& a) {
+        recorder_->set_rules_version(a.version); // writes the usage so far under the old version
+        export_->set_classes(true);
+        if (bus_)
+            bus_->rules_applied(a.version, a.hash);
+    });
     accounting_->attach(plan);
     poll_now();
     save_state();
@@ -306,10 +317,6 @@ void Daemon::connect_bus() {
                    [this] { return rules_status(*rules_); }},
     };
     bus_ = BusServices::connect(loop_.get(), std::move(parts));
-    rules_->on_applied([this](const Rules::Applied& a) {
-        if (bus_)
-            bus_->rules_applied(a.version, a.hash);
-    });
     rules_->on_rejected([this](const std::string& reason) {
         if (bus_)
             bus_->rules_rejected(reason);

@@ -129,7 +129,7 @@ void FlowExport::start(sd_event* ev, const Collector& c) {
     if (!enabled())
         return;
     exporter_ = std::make_unique<IpfixExporter>(
-        ev, running_, templates_.ids(running_.enterprise, true, users_),
+        ev, running_, templates_.ids(running_.enterprise, true, users_, classes_),
         [&c] {
             std::vector<ipfix::InterfaceName> table;
             for (const auto& [name, st] : c.interfaces())
@@ -149,11 +149,26 @@ void FlowExport::restart() {
     const ExportConfig next = effective();
     if (next == running_)
         return;
+    running_ = next;
+    reopen();
+}
+
+void FlowExport::set_classes(bool on) {
+    if (on == classes_)
+        return;
+    classes_ = on;
+    if (!exporter_)
+        return; // start() opens the collectors with the class templates
+    spdlog::info("export: traffic classes {}: the collectors are reopened with the templates {}",
+                 on ? "on" : "off", on ? "with rulesVersion and trafficClassId" : "without them");
+    reopen();
+}
+
+void FlowExport::reopen() {
     // What a TCP collector still waits for goes to the same collector of the next exporter.
     auto waiting =
         exporter_ ? exporter_->take_waiting() : std::map<std::string, std::vector<ipfix::FlowRecord>>{};
     exporter_.reset();
-    running_ = next;
     if (!enabled())
         tracker_.restore(nlohmann::json::array());
     if (ev_)

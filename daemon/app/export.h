@@ -53,6 +53,11 @@ public:
         users_ = static_cast<bool>(user_of);
         tracker_.set_user_of(std::move(user_of));
     }
+    // Traffic classes: `on` while a ruleset is in force, then the flow templates carry rulesVersion
+    // and trafficClassId (other template ids), each record the flow's class (`class_of`). A change
+    // reopens the collectors (templates first), keeping what TCP collectors still wait for.
+    void set_class_of(ExportTracker::ClassOf class_of) { tracker_.set_class_of(std::move(class_of)); }
+    void set_classes(bool on);
     void add_status(Status& m) const;
     std::vector<ExportCollectorStatus> status() const;
     // state_dir/export_flows.json: what has been reported of live flows (ExportTracker), read
@@ -62,6 +67,7 @@ public:
 private:
     ExportConfig effective() const;
     void restart(); // running_ := effective(), exporter reopened when it changed
+    void reopen();  // a new exporter for running_, with what the old one's TCP collectors held
     void save_override() const;
     void restore_tracker();
 
@@ -78,6 +84,7 @@ private:
     // Template ids for the daemon's lifetime: a reload that changes the layout gets new ones.
     ipfix::TemplateRegistry templates_;
     bool users_ = false;
+    bool classes_ = false;
     std::vector<ipfix::FlowRecord> pending_;
     sd_event* ev_ = nullptr;
     const Collector* collector_ = nullptr;

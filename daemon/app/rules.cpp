@@ -235,6 +235,7 @@ Rules::Applied Rules::install(Entry next, std::optional<Entry> prev) {
             kernel_.load(active_->bundle, ifaces_);
         else
             kernel_.clear();
+        tell_collector();
         throw;
     }
     if (fresh)
@@ -253,7 +254,10 @@ void Rules::tell_collector() {
     if (active_)
         for (const auto& c : active_->bundle.classes)
             names[c.id] = c.name;
-    collector_.set_classes(active_ ? names : std::map<uint32_t, std::string>{});
+    if (active_)
+        collector_.set_classes(names, active_->bundle.version, kernel_.serial());
+    else
+        collector_.set_classes({});
 }
 
 void Rules::save_files() const {
@@ -377,6 +381,7 @@ void Rules::interfaces_changed(const Interfaces& ifaces) {
         return;
     try {
         kernel_.load(active_->bundle, ifaces_);
+        tell_collector(); // the load's new serial
     } catch (const std::exception& e) {
         spdlog::error("rules: resolving the interface globs again failed (the last tables stay): {}",
                       e.what());

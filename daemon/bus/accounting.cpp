@@ -89,7 +89,7 @@ AccountingService::ListHosts(const std::string& sort_key, const uint32_t& top) {
 }
 
 std::vector<sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string, uint16_t,
-                          AccountingService::C, uint64_t, uint64_t, uint8_t>>
+                          AccountingService::C, uint64_t, uint64_t, uint8_t, std::string>>
 AccountingService::ListFlows(const std::string& sort_key, const uint32_t& top) {
     const SortKey key = check_sort(sort_key, true);
     check_top(top);
@@ -102,7 +102,7 @@ AccountingService::ListFlows(const std::string& sort_key, const uint32_t& top) {
                                                      : sort_value(f.counts, key));
 
     std::vector<sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string, uint16_t,
-                              C, uint64_t, uint64_t, uint8_t>>
+                              C, uint64_t, uint64_t, uint8_t, std::string>>
         out;
     for (size_t i : top_n(values, top)) {
         const auto& f = flows[i];
@@ -110,7 +110,8 @@ AccountingService::ListFlows(const std::string& sort_key, const uint32_t& top) {
                          std::string(to_string(static_cast<Direction>(f.key.dir))), f.key.proto,
                          format_addr(f.key.family, f.key.src), f.key.sport,
                          format_addr(f.key.family, f.key.dst), f.key.dport, to_dbus(f.counts),
-                         collector_.to_unix_us(f.first_ns), collector_.to_unix_us(f.last_ns), f.tcp_flags);
+                         collector_.to_unix_us(f.first_ns), collector_.to_unix_us(f.last_ns), f.tcp_flags,
+                         collector_.flow_class(f).name);
     }
     return out;
 }

@@ -46,7 +46,7 @@ private:
     std::vector<sdbus::Struct<std::string, std::string, std::string, C, C, uint64_t, uint64_t, C, C>>
     ListHosts(const std::string& sort_key, const uint32_t& top) override;
     std::vector<sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string, uint16_t,
-                              C, uint64_t, uint64_t, uint8_t>>
+                              C, uint64_t, uint64_t, uint8_t, std::string>>
     ListFlows(const std::string& sort_key, const uint32_t& top) override;
     using C4 = sdbus::Struct<uint64_t, uint64_t, uint64_t, uint64_t>;
     std::tuple<std::vector<sdbus::Struct<std::string, std::string, C4, C4, C4, C4, bool>>,

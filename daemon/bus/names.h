@@ -35,10 +35,10 @@ using WireInterface = sdbus::Struct<std::string, std::string, uint32_t, WireCoun
 // wan_received.
 using WireHost = sdbus::Struct<std::string, std::string, std::string, WireCounters, WireCounters, uint64_t,
                                uint64_t, WireCounters, WireCounters>;
-// ListFlows (ssysqsqCtty): interface, direction, proto, src, sport, dst, dport, counters,
-// first_seen, last_seen, tcp_flags.
+// ListFlows (ssysqsqCttys): interface, direction, proto, src, sport, dst, dport, counters,
+// first_seen, last_seen, tcp_flags, class.
 using WireFlow = sdbus::Struct<std::string, std::string, uint8_t, std::string, uint16_t, std::string,
-                               uint16_t, WireCounters, uint64_t, uint64_t, uint8_t>;
+                               uint16_t, WireCounters, uint64_t, uint64_t, uint8_t, std::string>;
 // ListCgroups entry (ssC4C4C4C4b): path, unit, ingress, egress, self_ingress, self_egress, gone.
 using WireCgroup =
     sdbus::Struct<std::string, std::string, WireCounters4, WireCounters4, WireCounters4, WireCounters4, bool>;

@@ -205,14 +205,47 @@ IfaceSnapshot Collector::read_ifaces_and_classes(std::vector<ClassEntry>& low, s
     }
 }
 
-void Collector::set_classes(const std::map<uint32_t, std::string>& active) {
+void Collector::set_classes(const std::map<uint32_t, std::string>& active, uint64_t version,
+                            uint32_t serial) {
     class_names_ = active;
+    rules_version_ = version;
+    for (const auto& [id, name] : active)
+        seen_class_names_[id] = name;
+    if (serial != 0) {
+        std::erase_if(serial_versions_, [serial](const auto& e) { return e.first == serial; });
+        serial_versions_.emplace_back(serial, version);
+        // Flows live minutes (flows.active_timeout): the last 64 loads cover them.
+        constexpr size_t kKeep = 64;
+        if (serial_versions_.size() > kKeep)
+            serial_versions_.erase(serial_versions_.begin());
+    }
     for (auto& [key, c] : classes_) {
         auto n = active.find(c.id);
         c.gone = n == active.end();
         if (!c.gone)
             c.name = n->second;
     }
+}
+
+Collector::FlowClass Collector::flow_class(const FlowEntry& f) const {
+    FlowClass c;
+    if (class_names_.empty())
+        return c;
+    c.version = rules_version_;
+    if (f.cls_serial == 0)
+        return c;
+    c.classified = true;
+    c.id = f.cls_id;
+    for (const auto& [serial, version] : serial_versions_)
+        if (serial == f.cls_serial)
+            c.version = version;
+    if (auto n = class_names_.find(c.id); n != class_names_.end())
+        c.name = n->second;
+    else if (auto m = seen_class_names_.find(c.id); m != seen_class_names_.end())
+        c.name = m->second;
+    else
+        c.name = "class " + std::to_string(c.id);
+    return c;
 }
 
 void Collector::classes_started() {

@@ -199,8 +199,25 @@ public:
     // classes_started: classification (re)starts now on every interface, from no classification
     // (a first load, or a start without a saved ruleset in force): the reconciliation offsets are
     // captured again at the next poll. A start that continues a ruleset keeps the restored ones.
-    void set_classes(const std::map<uint32_t, std::string>& active);
+    // version, serial: the active ruleset's version and its kernel load's serial
+    // (nt_cls_info.serial), by which flow_class() tells which ruleset classified a flow.
+    void set_classes(const std::map<uint32_t, std::string>& active, uint64_t version = 0,
+                     uint32_t serial = 0);
     void classes_started();
+    // The active ruleset's version, 0 when none.
+    uint64_t rules_version() const { return class_names_.empty() ? 0 : rules_version_; }
+    // A flow's class (FlowEntry::cls_id, cls_serial) named: nothing while no ruleset is active;
+    // classified false while no packet of the flow was classified (only fragments, or none since
+    // the ruleset came into force), and then version is the active one. version: the ruleset
+    // that classified the flow's latest classified packet (the active one when that load is not
+    // known, such as a flow from before a restart).
+    struct FlowClass {
+        bool classified = false;
+        uint32_t id = 0;
+        std::string name; // "" when not classified
+        uint64_t version = 0;
+    };
+    FlowClass flow_class(const FlowEntry& f) const;
     // Per "interface|direction|id".
     const std::map<std::string, ClassTotals>& classes() const { return classes_; }
     // The active ruleset's classes (id -> name, "other" included); empty: no ruleset.
@@ -259,7 +276,10 @@ private:
     std::array<MonotonicCounts, 2> user_overflow_{};
     std::map<IfaceKey, EvictedSums> evicted_;
     std::map<std::string, ClassTotals> classes_;
-    std::map<uint32_t, std::string> class_names_; // the active ruleset's; empty: none
+    std::map<uint32_t, std::string> class_names_;      // the active ruleset's; empty: none
+    std::map<uint32_t, std::string> seen_class_names_; // every ruleset's of this run, latest name
+    uint64_t rules_version_ = 0;
+    std::vector<std::pair<uint32_t, uint64_t>> serial_versions_; // latest loads: serial, version
     MonotonicCounts class_overflow_;
     std::map<IfaceKey, Counts> class_offsets_; // see ClassReconcileInput (raw kernel figures)
     uint64_t restored_late_flows_ = 0;

@@ -30,18 +30,19 @@ void ConfigParser::parse_export(const Entry& entry, const std::string& path, Exp
          {"enterprise", num(ex.enterprise, 1, 4294967295u)}});
 }
 
-// export.max_message_size: the templates (with the NAT one and userName) and the largest record must
-// fit in one message, whatever subscribers: says.
+// export.max_message_size: the templates (with the NAT one, userName and the class elements) and the
+// largest record must fit in one message, whatever subscribers: says and whether a ruleset comes
+// into force.
 uint32_t ConfigParser::message_size(const Entry& e, const std::string& p) const {
-    const auto min = static_cast<uint32_t>(ipfix::min_message_size(true, true));
+    const auto min = static_cast<uint32_t>(ipfix::min_message_size(true, true, true));
     const std::string t = scalar(e, p, "a message size in bytes");
     if (t.empty() || t.find_first_not_of("0123456789") != std::string::npos || t.size() > 6 ||
         std::stoul(t) < min || std::stoul(t) > 65535)
         fail(mark_of(e), p,
              "invalid message size " + quote(t) + " (" + std::to_string(min) +
-                 " .. 65535 bytes: the templates, with the NAT one and userName, and the largest record, an "
-                 "IPv6 flow of " +
-                 std::to_string(ipfix::flow_record_size(true) + 1 + ipfix::kMaxUserName) +
+                 " .. 65535 bytes: the templates, with the NAT one, userName and the class elements, and the "
+                 "largest record, an IPv6 flow of " +
+                 std::to_string(ipfix::flow_record_size(true, false, true) + 1 + ipfix::kMaxUserName) +
                  " bytes with the longest user name, must fit in one message)");
     return static_cast<uint32_t>(std::stoul(t));
 }

@@ -20,7 +20,8 @@ RecordType record_type(const YamlReader& y, const std::string& name, const YAML:
     const auto t = parse_record_type(name);
     if (!t)
         y.fail(mark, p,
-               "unknown record type " + quote(name) + " (valid: interface, host, cgroup, flow, alert)");
+               "unknown record type " + quote(name) +
+                   " (valid: interface, host, cgroup, flow, alert, class)");
     return *t;
 }
 

@@ -77,10 +77,16 @@ template <typename Entry> static void fold_times(Entry& e, uint64_t first, uint6
 FlowEntry fold_percpu(const nt_flow_key& key, std::span<const nt_flow_val> per_cpu) {
     FlowEntry e;
     e.key = key;
+    uint64_t cls_ns = 0;
     for (const auto& v : per_cpu) {
         e.counts += Counts(v.c);
         fold_times(e, v.first_ns, v.last_ns);
         e.tcp_flags |= v.tcp_flags;
+        if (v.cls_serial && (!e.cls_serial || v.last_ns > cls_ns)) {
+            e.cls_id = v.cls_id;
+            e.cls_serial = v.cls_serial;
+            cls_ns = v.last_ns;
+        }
     }
     return e;
 }

@@ -69,6 +69,11 @@ struct FlowEntry {
     uint64_t first_ns = 0; // kernel stamp (kernel_stamp_ns)
     uint64_t last_ns = 0;
     uint8_t tcp_flags = 0;
+    // The class of the flow's latest classified packet (the CPU with the latest last_ns among those
+    // with a class) and the serial of the ruleset that gave it (nt_cls_info.serial; 0: no class).
+    // Collector::flow_class() names them.
+    uint16_t cls_id = 0;
+    uint32_t cls_serial = 0;
 };
 
 struct HostEntry {

@@ -104,6 +104,11 @@ ipfix::FlowRecord ExportTracker::record(const FlowEntry& f, const Counts& delta,
     ipfix::FlowRecord r = make_record(f, delta, start_ms, end_ms, reason, nat_);
     if (user_of_)
         r.user = user_of_(f, end_ms);
+    if (class_of_) {
+        const Collector::FlowClass c = class_of_(f);
+        r.rules_version = c.version;
+        r.class_id = c.classified ? c.id : ipfix::kNoClass;
+    }
     return r;
 }
 

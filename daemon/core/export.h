@@ -81,6 +81,10 @@ public:
     // records carry no user.
     using UserOf = std::function<std::string(const FlowEntry& f, uint64_t end_ms)>;
     void set_user_of(UserOf f) { user_of_ = std::move(f); }
+    // A flow's traffic class (Collector::flow_class), for rulesVersion and trafficClassId; unset:
+    // records carry none (version 0, ipfix::kNoClass).
+    using ClassOf = std::function<Collector::FlowClass(const FlowEntry& f)>;
+    void set_class_of(ClassOf f) { class_of_ = std::move(f); }
     // What has been reported of live flows, for a restart in the same boot (the flows stay in the
     // kernel while nettallyd is down): without it, their next records would repeat the interim
     // records sent before. restore() throws std::exception on bad input and then keeps nothing.
@@ -102,6 +106,7 @@ private:
     std::map<nt_flow_key, Reported, KeyLess> reported_;
     const NatTable* nat_ = nullptr;
     UserOf user_of_;
+    ClassOf class_of_;
 };
 
 } // namespace nettally

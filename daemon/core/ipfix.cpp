@@ -56,19 +56,23 @@ const std::vector<Field>& base_flow_fields(bool ipv6, bool nat) {
     return nat ? v4_nat : v4;
 }
 
-// With users: the same fields and userName last.
-const std::vector<Field>& flow_fields(bool ipv6, bool nat = false, bool users = false) {
-    static const std::array<std::vector<Field>, 3> with_user = [] {
-        std::array<std::vector<Field>, 3> a;
-        for (int k = 0; k < 3; k++) {
-            a[static_cast<size_t>(k)] = base_flow_fields(k == 1, k == 2);
-            a[static_cast<size_t>(k)].push_back({kIeUserName, 65535});
+// With classes: the same fields, then rulesVersion and trafficClassId; with users: userName last.
+const std::vector<Field>& flow_fields(bool ipv6, bool nat = false, bool users = false, bool classes = false) {
+    // Indexed by layout (0 IPv4, 1 IPv6, 2 IPv4 with NAT) + 3 * users + 6 * classes.
+    static const std::array<std::vector<Field>, 12> all = [] {
+        std::array<std::vector<Field>, 12> a;
+        for (size_t k = 0; k < a.size(); k++) {
+            const size_t layout = k % 3;
+            a[k] = base_flow_fields(layout == 1, layout == 2);
+            if (k >= 6)
+                a[k].insert(a[k].end(), {{kIeRulesVersion, 8, true}, {kIeClassId, 4, true}});
+            if (k % 6 >= 3)
+                a[k].push_back({kIeUserName, kVariableLength});
         }
         return a;
     }();
-    if (!users)
-        return base_flow_fields(ipv6, nat);
-    return with_user[ipv6 ? 1 : nat ? 2 : 0];
+    const size_t layout = ipv6 ? 1 : nat ? 2 : 0;
+    return all[layout + (users ? 3 : 0) + (classes ? 6 : 0)];
 }
 
 constexpr size_t kBaseFields = 18; // the fields every flow template has
@@ -130,19 +134,23 @@ size_t user_length(const FlowRecord& r) {
     return std::min(r.user.size(), kMaxUserName);
 }
 
-void write_record(Writer& w, const std::vector<Field>& fields, const FlowRecord& r) {
+void write_record(Writer& w, const std::vector<Field>& fields, const FlowRecord& r, bool nat, bool users,
+                  bool classes) {
     const auto values = field_values(r);
     w.raw(r.src.data(), fields[0].length);
     w.raw(r.dst.data(), fields[1].length);
     for (size_t i = 2; i < kBaseFields; i++)
         for (int b = fields[i].length - 1; b >= 0; b--)
             w.u8(static_cast<uint8_t>(values[i] >> (8 * b)));
-    const bool users = fields.back().id == kIeUserName;
-    if (fields.size() - (users ? 1 : 0) > kBaseFields) {
+    if (nat) {
         w.raw(r.post_src.data(), r.post_src.size());
         w.raw(r.post_dst.data(), r.post_dst.size());
         w.u16(r.post_sport);
         w.u16(r.post_dport);
+    }
+    if (classes) {
+        w.u64(r.rules_version);
+        w.u32(r.class_id);
     }
     if (users) {
         const size_t n = user_length(r); // < 255: one length byte
@@ -233,24 +241,27 @@ size_t template_size(const std::vector<Field>& fields) {
     return n;
 }
 
-size_t template_message_size(bool nat, bool users) {
-    size_t n = kHeaderSize + kSetHeaderSize + template_size(flow_fields(false, false, users)) +
-               template_size(flow_fields(true, false, users));
+size_t template_message_size(bool nat, bool users, bool classes) {
+    size_t n = kHeaderSize + kSetHeaderSize + template_size(flow_fields(false, false, users, classes)) +
+               template_size(flow_fields(true, false, users, classes));
     if (nat)
-        n += template_size(flow_fields(false, true, users));
+        n += template_size(flow_fields(false, true, users, classes));
     return n + kSetHeaderSize + 6 + 4 + 4; // options template: header, scope 10, interfaceName 82
 }
 
 } // namespace
 
-TemplateIds TemplateRegistry::ids(uint32_t pen, bool nat, bool users) {
+TemplateIds TemplateRegistry::ids(uint32_t pen, bool nat, bool users, bool classes) {
     TemplateIds t;
-    const int u = users ? 4 : 0; // the flow layouts with userName are kinds 4, 5 and 7
+    // The flow layouts with userName are kinds 4, 5 and 7; with the class elements 8, 9 and 11,
+    // with both 12, 13 and 15.
+    const int u = (users ? 4 : 0) + (classes ? 8 : 0);
     t.ipv4 = id(0 + u, pen);
     t.ipv6 = id(1 + u, pen);
     t.interfaces = id(2, 0); // no enterprise-specific element: the same layout whatever the PEN
     t.ipv4_nat = nat ? id(3 + u, pen) : 0;
     t.users = users;
+    t.classes = classes;
     return t;
 }
 
@@ -264,20 +275,20 @@ uint16_t TemplateRegistry::id(int kind, uint32_t pen) {
     return next_++;
 }
 
-size_t flow_record_size(bool ipv6, bool nat) {
+size_t flow_record_size(bool ipv6, bool nat, bool classes) {
     size_t n = 0;
-    for (const auto& f : flow_fields(ipv6, nat))
+    for (const auto& f : flow_fields(ipv6, nat, false, classes))
         n += f.length;
     return n;
 }
 
-size_t records_fitting(std::span<const FlowRecord> records, size_t max, bool users) {
+size_t records_fitting(std::span<const FlowRecord> records, size_t max, bool users, bool classes) {
     size_t size = kHeaderSize, n = 0;
     int layout = -1; // the open set's: the Packer opens a new set whenever the template changes
     for (const auto& r : records) {
         const int l = nat_layout(r) ? 2 : int(r.ipv6);
-        const size_t add = flow_record_size(r.ipv6, nat_layout(r)) + (users ? 1 + user_length(r) : 0) +
-                           (layout == l ? 0 : kSetHeaderSize);
+        const size_t add = flow_record_size(r.ipv6, nat_layout(r), classes) +
+                           (users ? 1 + user_length(r) : 0) + (layout == l ? 0 : kSetHeaderSize);
         if (size + add > max)
             break;
         size += add;
@@ -287,18 +298,18 @@ size_t records_fitting(std::span<const FlowRecord> records, size_t max, bool use
     return n;
 }
 
-size_t min_message_size(bool nat, bool users) {
+size_t min_message_size(bool nat, bool users, bool classes) {
     // An interface name is at most IFNAMSIZ - 1 bytes.
     const size_t iface = 4 + varlen_size(15);
     const size_t user = users ? 1 + kMaxUserName : 0;
-    return std::max({kHeaderSize + kSetHeaderSize + flow_record_size(true) + user,
-                     kHeaderSize + kSetHeaderSize + flow_record_size(false, nat) + user,
-                     template_message_size(nat, users), kHeaderSize + kSetHeaderSize + iface});
+    return std::max({kHeaderSize + kSetHeaderSize + flow_record_size(true, false, classes) + user,
+                     kHeaderSize + kSetHeaderSize + flow_record_size(false, nat, classes) + user,
+                     template_message_size(nat, users, classes), kHeaderSize + kSetHeaderSize + iface});
 }
 
 Stream::Stream(uint32_t observation_domain, uint32_t pen, size_t max_message, TemplateIds ids)
     : domain_(observation_domain), pen_(pen), max_message_(max_message), ids_(ids) {
-    const size_t min = min_message_size(ids.ipv4_nat != 0, ids.users);
+    const size_t min = min_message_size(ids.ipv4_nat != 0, ids.users, ids.classes);
     if (max_message < min || max_message > 65535)
         throw std::invalid_argument("IPFIX message size must be " + std::to_string(min) + " .. 65535 bytes");
 }
@@ -315,9 +326,9 @@ Bytes Stream::templates(uint32_t export_time) const {
     w.u16(kTemplateSetId);
     w.u16(0);
     const std::pair<uint16_t, const std::vector<Field>*> flow_templates[] = {
-        {ids_.ipv4, &flow_fields(false, false, ids_.users)},
-        {ids_.ipv6, &flow_fields(true, false, ids_.users)},
-        {ids_.ipv4_nat, &flow_fields(false, true, ids_.users)}};
+        {ids_.ipv4, &flow_fields(false, false, ids_.users, ids_.classes)},
+        {ids_.ipv6, &flow_fields(true, false, ids_.users, ids_.classes)},
+        {ids_.ipv4_nat, &flow_fields(false, true, ids_.users, ids_.classes)}};
     for (const auto& [id, fields] : flow_templates) {
         if (id == 0)
             continue;
@@ -363,8 +374,9 @@ std::vector<Bytes> Stream::flows(uint32_t export_time, std::span<const FlowRecor
     for (const auto& r : records) {
         const bool nat = nat_layout(r) && ids_.ipv4_nat != 0;
         const uint16_t id = nat ? ids_.ipv4_nat : r.ipv6 ? ids_.ipv6 : ids_.ipv4;
-        Writer w = p.record(id, flow_record_size(r.ipv6, nat) + (ids_.users ? 1 + user_length(r) : 0));
-        write_record(w, flow_fields(r.ipv6, nat, ids_.users), r);
+        Writer w =
+            p.record(id, flow_record_size(r.ipv6, nat, ids_.classes) + (ids_.users ? 1 + user_length(r) : 0));
+        write_record(w, flow_fields(r.ipv6, nat, ids_.users, ids_.classes), r, nat, ids_.users, ids_.classes);
     }
     return p.done();
 }

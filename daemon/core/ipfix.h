@@ -33,6 +33,11 @@ inline constexpr size_t kSetHeaderSize = 4;
 // Enterprise-specific elements under the configured PEN.
 inline constexpr uint16_t kIeL4Octets = 1;      // l4OctetDeltaCount: our l4 figure
 inline constexpr uint16_t kIePayloadOctets = 2; // payloadOctetDeltaCount: our payload figure
+// Traffic classes (unsigned64, unsigned32), in the flow templates of streams with classes
+// (TemplateIds::classes, while a ruleset is in force), after the NAT fields and before userName.
+inline constexpr uint16_t kIeRulesVersion = 3; // rulesVersion: the ruleset that gave the class
+inline constexpr uint16_t kIeClassId = 4;      // trafficClassId: the flow's class (kNoClass: none)
+inline constexpr uint32_t kNoClass = 0xFFFFFFFF;
 // userName (IANA IE 371, string, variable length): the subscriber of the flow's lan host, in the
 // flow templates of streams with users (TemplateIds::users). At most kMaxUserName bytes.
 inline constexpr uint16_t kIeUserName = 371;
@@ -70,6 +75,11 @@ struct FlowRecord {
     // IE 371 userName, the last field of the templates with users ("" = no user bound; cut to
     // kMaxUserName bytes).
     std::string user;
+    // The enterprise elements rulesVersion and trafficClassId, in the templates with classes: the
+    // class of the flow's latest classified packet and the version of the ruleset that gave it
+    // (class_id kNoClass: no packet classified; rules_version then the one in force, 0: none).
+    uint64_t rules_version = 0;
+    uint32_t class_id = kNoClass;
 };
 
 // The template ids a stream uses. ipv4_nat 0: no NAT template (NAT records go out without their
@@ -79,7 +89,8 @@ struct TemplateIds {
     uint16_t ipv6 = kTemplateIpv6;
     uint16_t interfaces = kTemplateInterfaces;
     uint16_t ipv4_nat = 0;
-    bool users = false; // the flow templates end with userName (IE 371)
+    bool users = false;   // the flow templates end with userName (IE 371)
+    bool classes = false; // the flow templates carry rulesVersion and trafficClassId
     bool operator==(const TemplateIds&) const = default;
 };
 
@@ -87,10 +98,10 @@ struct TemplateIds {
 // enterprise PEN of the l4/payload elements) gets a new one, so that no id is ever redefined
 // towards a collector that saw the old layout (RFC 7011 §8.1). The first layouts get 256
 // (IPv4), 257 (IPv6), 258 (interface table), 259 (IPv4 with NAT). With users (subscribers
-// configured) the flow templates are other layouts, so other ids.
+// configured) or classes (a ruleset in force) the flow templates are other layouts, so other ids.
 class TemplateRegistry {
 public:
-    TemplateIds ids(uint32_t pen, bool nat, bool users = false);
+    TemplateIds ids(uint32_t pen, bool nat, bool users = false, bool classes = false);
 
 private:
     uint16_t id(int kind, uint32_t pen);
@@ -103,14 +114,16 @@ struct InterfaceName {
     std::string name;
 };
 
-// The bytes one data record of the template takes (without userName).
-size_t flow_record_size(bool ipv6, bool nat = false);
+// The bytes one data record of the template takes (without userName; classes: with rulesVersion
+// and trafficClassId).
+size_t flow_record_size(bool ipv6, bool nat = false, bool classes = false);
 // How many of the records, from the first, Stream::flows() puts into one message of `max` bytes
-// (users: the stream's templates end with userName).
-size_t records_fitting(std::span<const FlowRecord> records, size_t max, bool users = false);
+// (users: the stream's templates end with userName; classes: they carry the class elements).
+size_t records_fitting(std::span<const FlowRecord> records, size_t max, bool users = false,
+                       bool classes = false);
 // The smallest max_message_size that can carry every record and the templates (with the NAT
-// template: nat; with userName: users).
-size_t min_message_size(bool nat = false, bool users = false);
+// template: nat; with userName: users; with the class elements: classes).
+size_t min_message_size(bool nat = false, bool users = false, bool classes = false);
 
 class Stream {
 public:

@@ -12,8 +12,8 @@
 namespace nettally {
 namespace {
 
-constexpr std::array<std::string_view, kRecordTypeCount> kTypeNames{"interface", "host", "cgroup", "flow",
-                                                                    "alert"};
+constexpr std::array<std::string_view, kRecordTypeCount> kTypeNames{"interface", "host",  "cgroup",
+                                                                    "flow",      "alert", "class"};
 
 std::vector<FieldSpec> counts_fields(bool with_l2) {
     std::vector<FieldSpec> v{{"packets", true}};
@@ -33,6 +33,8 @@ std::vector<FieldSpec> join(std::vector<FieldSpec> a, const std::vector<FieldSpe
 std::string num(uint64_t v) {
     return std::to_string(v);
 }
+
+const FieldSpec kRulesVersion{"rules_version", true};
 
 void add_counts(std::vector<std::string>& v, const Counts& c, bool with_l2) {
     v.push_back(num(c.packets));
@@ -97,20 +99,34 @@ const std::vector<FieldSpec>& fields(RecordType t) {
     static const std::vector<FieldSpec> flow{
         {"first_seen", false}, {"last_seen", false}, {"interface", false}, {"direction", false},
         {"family", false},     {"protocol", true},   {"src", false},       {"src_port", true},
-        {"dst", false},        {"dst_port", true},   {"tcp_flags", true},  {"user", false}};
-    static const std::vector<FieldSpec> alert{
-        {"time", false},   {"name", false}, {"event", false}, {"subject_kind", false}, {"subject", false},
-        {"metric", false}, {"value", true}, {"limit", true},  {"action", false},       {"message", false}};
+        {"dst", false},        {"dst_port", true},   {"tcp_flags", true},  {"user", false},
+        {"class", false}};
+    static const std::vector<FieldSpec> alert{{"time", false},         {"name", false},    {"event", false},
+                                              {"subject_kind", false}, {"subject", false}, {"metric", false},
+                                              {"value", true},         {"limit", true},    {"action", false},
+                                              {"message", false},      kRulesVersion};
+    static const std::vector<FieldSpec> version{kRulesVersion};
     static const std::array<std::vector<FieldSpec>, kRecordTypeCount> all{
-        join(join(interval, {{"interface", false}, {"role", false}, {"direction", false}}),
-             counts_fields(true)),
-        join(
-            join(
-                interval,
-                {{"interface", false}, {"mac", false}, {"ip", false}, {"user", false}, {"direction", false}}),
-            counts_fields(true)),
-        join(join(interval, {{"cgroup", false}, {"direction", false}}), counts_fields(false)),
-        join(flow, counts_fields(true)), alert};
+        join(join(join(interval, {{"interface", false}, {"role", false}, {"direction", false}}),
+                  counts_fields(true)),
+             version),
+        join(join(join(interval, {{"interface", false},
+                                  {"mac", false},
+                                  {"ip", false},
+                                  {"user", false},
+                                  {"direction", false}}),
+                  counts_fields(true)),
+             version),
+        join(join(join(interval, {{"cgroup", false}, {"direction", false}}), counts_fields(false)), version),
+        join(join(flow, counts_fields(true)), version),
+        alert,
+        join(join(join(interval, {{"interface", false},
+                                  {"direction", false},
+                                  {"class_id", true},
+                                  {"class", false},
+                                  {"gone", false, true}}),
+                  counts_fields(true)),
+             version)};
     return all[static_cast<size_t>(t)];
 }
 
@@ -167,6 +183,8 @@ std::string encode(const Record& r, RecordFormat f) {
     for (size_t i = 0; i < fs.size(); i++) {
         if (fs[i].numeric)
             j[fs[i].name] = std::stoull(r.values[i]);
+        else if (fs[i].boolean)
+            j[fs[i].name] = r.values[i] == "true";
         else
             j[fs[i].name] = r.values[i];
     }
@@ -212,41 +230,56 @@ std::optional<std::vector<std::string>> parse_csv_line(std::string_view line) {
 }
 
 Record interface_record(int64_t start_us, int64_t end_us, const std::string& interface,
-                        const std::string& role, std::string_view direction, const Counts& c) {
+                        const std::string& role, std::string_view direction, const Counts& c,
+                        uint64_t rules_version) {
     Record r{RecordType::Interface,
              {rfc3339(start_us), rfc3339(end_us), interface, role, std::string(direction)}};
     add_counts(r.values, c, true);
+    r.values.push_back(num(rules_version));
     return r;
 }
 
 Record host_record(int64_t start_us, int64_t end_us, const HostIdentity& host, std::string_view direction,
-                   const Counts& c) {
+                   const Counts& c, uint64_t rules_version) {
     Record r{RecordType::Host,
              {rfc3339(start_us), rfc3339(end_us), host.interface, host.mac, host.ip, host.user,
               std::string(direction)}};
     add_counts(r.values, c, true);
+    r.values.push_back(num(rules_version));
     return r;
 }
 
 Record cgroup_record(int64_t start_us, int64_t end_us, const std::string& path, std::string_view direction,
-                     const Counts& c) {
+                     const Counts& c, uint64_t rules_version) {
     Record r{RecordType::Cgroup, {rfc3339(start_us), rfc3339(end_us), path, std::string(direction)}};
     add_counts(r.values, c, false);
+    r.values.push_back(num(rules_version));
+    return r;
+}
+
+Record class_record(int64_t start_us, int64_t end_us, const ClassIdentity& cls, const Counts& c,
+                    uint64_t rules_version) {
+    Record r{RecordType::Class,
+             {rfc3339(start_us), rfc3339(end_us), cls.interface, std::string(cls.direction), num(cls.id),
+              cls.name, cls.gone ? "true" : "false"}};
+    add_counts(r.values, c, true);
+    r.values.push_back(num(rules_version));
     return r;
 }
 
 Record flow_record(const FlowRecordIn& f) {
     Record r{RecordType::Flow,
              {rfc3339(f.first_us), rfc3339(f.last_us), f.interface, std::string(f.direction), f.family,
-              num(f.proto), f.src, num(f.sport), f.dst, num(f.dport), num(f.tcp_flags), f.user}};
+              num(f.proto), f.src, num(f.sport), f.dst, num(f.dport), num(f.tcp_flags), f.user, f.cls}};
     add_counts(r.values, f.counts, true);
+    r.values.push_back(num(f.rules_version));
     return r;
 }
 
 Record alert_record(const AlertRecord& a) {
     return Record{RecordType::Alert,
                   {rfc3339(a.time_us), a.name, a.event, a.subject_kind, a.subject, a.metric, num(a.value),
-                   num(a.limit), a.action, a.message}};
+                   num(a.limit), a.action, a.message, num(a.rules_version)}};
 }
 
 // ---- settings ----
@@ -295,7 +328,7 @@ void types_from_string(std::string_view s, RecordsConfig& c) {
         auto t = parse_record_type(name);
         if (!t)
             throw std::invalid_argument("types: unknown record type '" + std::string(name) +
-                                        "' (known: interface, host, cgroup, flow, alert)");
+                                        "' (known: interface, host, cgroup, flow, alert, class)");
         if (seen[static_cast<size_t>(*t)])
             throw std::invalid_argument("types: '" + std::string(name) + "' named twice");
         seen[static_cast<size_t>(*t)] = true;

@@ -19,11 +19,13 @@
 
 namespace nettally {
 
-enum class RecordType { Interface, Host, Cgroup, Flow, Alert };
-inline constexpr size_t kRecordTypeCount = 5;
+enum class RecordType { Interface, Host, Cgroup, Flow, Alert, Class };
+inline constexpr size_t kRecordTypeCount = 6;
 inline constexpr std::array<RecordType, kRecordTypeCount> kRecordTypes{
-    RecordType::Interface, RecordType::Host, RecordType::Cgroup, RecordType::Flow, RecordType::Alert};
-std::string_view to_string(RecordType t); // "interface" | "host" | "cgroup" | "flow" | "alert"
+    RecordType::Interface, RecordType::Host,  RecordType::Cgroup,
+    RecordType::Flow,      RecordType::Alert, RecordType::Class};
+// "interface" | "host" | "cgroup" | "flow" | "alert" | "class"
+std::string_view to_string(RecordType t);
 std::optional<RecordType> parse_record_type(std::string_view s);
 
 enum class RecordFormat { Csv, Jsonl };
@@ -32,11 +34,13 @@ std::optional<RecordFormat> parse_record_format(std::string_view s);
 // File extension without the dot: "csv" | "jsonl".
 std::string_view extension(RecordFormat f);
 
-// A column: its name and whether JSON gives it as a number (else as a string). README's
-// "Accounting records" documents each column's meaning and unit.
+// A column: its name and whether JSON gives it as a number or a boolean (else as a string; CSV
+// writes booleans as true/false). README's "Accounting records" documents each column's meaning and
+// unit. Every type ends with rules_version: the traffic-class ruleset's version (0: none).
 struct FieldSpec {
     const char* name;
     bool numeric;
+    bool boolean = false;
 };
 // The fields of a record type, in column order.
 const std::vector<FieldSpec>& fields(RecordType t);
@@ -60,19 +64,32 @@ std::string encode(const Record& r, RecordFormat f);
 // Parses one CSV line (no trailing newline) into fields; nullopt if the quoting is broken.
 std::optional<std::vector<std::string>> parse_csv_line(std::string_view line);
 
-// Record builders. start/end: the interval the usage covers (unix µs).
+// Record builders. start/end: the interval the usage covers (unix µs). rules_version: the version
+// of the traffic-class ruleset in force (0: none).
 Record interface_record(int64_t start_us, int64_t end_us, const std::string& interface,
-                        const std::string& role, std::string_view direction, const Counts& c);
+                        const std::string& role, std::string_view direction, const Counts& c,
+                        uint64_t rules_version = 0);
 // A host as its records name it. user: the subscriber bound to ip at the record's end ("" when none
 // or when no subscribers are configured).
 struct HostIdentity {
     std::string interface, mac, ip, user;
 };
 Record host_record(int64_t start_us, int64_t end_us, const HostIdentity& host, std::string_view direction,
-                   const Counts& c);
+                   const Counts& c, uint64_t rules_version = 0);
 // Cgroup counters have no link layer: l2 is not a field.
 Record cgroup_record(int64_t start_us, int64_t end_us, const std::string& path, std::string_view direction,
-                     const Counts& c);
+                     const Counts& c, uint64_t rules_version = 0);
+// A traffic class on one interface in one direction (Collector::classes()); gone: the class is
+// not in the ruleset in force.
+struct ClassIdentity {
+    std::string interface;
+    std::string_view direction;
+    uint32_t id = 0;
+    std::string name;
+    bool gone = false;
+};
+Record class_record(int64_t start_us, int64_t end_us, const ClassIdentity& cls, const Counts& c,
+                    uint64_t rules_version);
 struct FlowRecordIn {
     int64_t first_us = 0;
     int64_t last_us = 0;
@@ -86,6 +103,10 @@ struct FlowRecordIn {
     uint16_t dport = 0;
     uint8_t tcp_flags = 0;
     std::string user; // lan interfaces: the subscriber bound to the host's address at last_us
+    // The class of the flow's latest classified packet ("" when none) and the version of the ruleset
+    // that gave it (with no class: the version in force; 0: no ruleset).
+    std::string cls;
+    uint64_t rules_version = 0;
     Counts counts;
 };
 Record flow_record(const FlowRecordIn& f);
@@ -102,6 +123,7 @@ struct AlertRecord {
     uint64_t limit = 0;
     std::string action; // "notify" | "throttle" | "block"
     std::string message;
+    uint64_t rules_version = 0; // the traffic-class ruleset in force (0: none)
 };
 Record alert_record(const AlertRecord& a);
 

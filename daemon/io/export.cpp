@@ -203,7 +203,8 @@ private:
             return false;
         }
         const std::vector<ipfix::FlowRecord> batch(pending_.begin(), pending_.end());
-        const size_t k = ipfix::records_fitting(batch, cfg_.max_message_size, stream_.ids().users);
+        const size_t k =
+            ipfix::records_fitting(batch, cfg_.max_message_size, stream_.ids().users, stream_.ids().classes);
         in_flight_.assign(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(k));
         pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(k));
         in_flight_seq_ = stream_.sequence();
@@ -226,7 +227,8 @@ private:
             if (cfg_.template_messages && since_templates_ >= cfg_.template_messages)
                 send_templates();
             const std::span<const ipfix::FlowRecord> rest(records.data() + done, records.size() - done);
-            const size_t k = ipfix::records_fitting(rest, cfg_.max_message_size, stream_.ids().users);
+            const size_t k = ipfix::records_fitting(rest, cfg_.max_message_size, stream_.ids().users,
+                                                    stream_.ids().classes);
             send_datagram(stream_.flows(export_time(), rest.subspan(0, k)).front(), k);
             since_templates_++;
             done += k;

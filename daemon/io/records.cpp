@@ -60,7 +60,8 @@ void make_dir(const fs::path& p) {
 }
 
 bool is_usage(RecordType t) {
-    return t == RecordType::Interface || t == RecordType::Host || t == RecordType::Cgroup;
+    return t == RecordType::Interface || t == RecordType::Host || t == RecordType::Cgroup ||
+           t == RecordType::Class;
 }
 
 std::string hostname() {
@@ -379,8 +380,8 @@ void Recorder::write_usage(const Collector& c, const CgroupLedger* cgroups, int6
             const std::string role = st.info.role;
             cur["iface:" + name + ":" + dir] =
                 Usage{RecordType::Interface, st.dir[d].total.total(),
-                      [name = name, role, dir](int64_t s, int64_t e, const Counts& x) {
-                          return interface_record(s, e, name, role, dir, x);
+                      [this, name = name, role, dir](int64_t s, int64_t e, const Counts& x) {
+                          return interface_record(s, e, name, role, dir, x, rules_version_);
                       }};
         }
     for (const auto& [key, h] : c.hosts()) {
@@ -393,7 +394,8 @@ void Recorder::write_usage(const Collector& c, const CgroupLedger* cgroups, int6
                                                 : h.wan_received;
             cur["host:" + key + ":" + dir] =
                 Usage{RecordType::Host, t, [this, &h = h, dir](int64_t s, int64_t e, const Counts& x) {
-                          return host_record(s, e, {h.interface, h.mac, h.ip, user_of_ip(h.ip, e)}, dir, x);
+                          return host_record(s, e, {h.interface, h.mac, h.ip, user_of_ip(h.ip, e)}, dir, x,
+                                             rules_version_);
                       }};
         }
     }
@@ -403,10 +405,20 @@ void Recorder::write_usage(const Collector& c, const CgroupLedger* cgroups, int6
                 const Counts& t = std::string_view(dir) == "ingress" ? row.self.ingress : row.self.egress;
                 const std::string path = row.path;
                 cur["cgroup:" + path + ":" + dir] =
-                    Usage{RecordType::Cgroup, t, [path, dir](int64_t s, int64_t e, const Counts& x) {
-                              return cgroup_record(s, e, path, dir, x);
+                    Usage{RecordType::Cgroup, t, [this, path, dir](int64_t s, int64_t e, const Counts& x) {
+                              return cgroup_record(s, e, path, dir, x, rules_version_);
                           }};
             }
+    // Traffic classes, per interface, direction and class id; a gone class's totals stay (and move
+    // only if it comes back).
+    for (const auto& [key, cls] : c.classes()) {
+        ClassIdentity id{cls.interface, to_string(static_cast<Direction>(cls.dir)), cls.id, cls.name,
+                         cls.gone};
+        cur["class:" + key] = Usage{RecordType::Class, cls.counts.total(),
+                                    [this, id = std::move(id)](int64_t s, int64_t e, const Counts& x) {
+                                        return class_record(s, e, id, x, rules_version_);
+                                    }};
+    }
 
     if (!have_baseline_) {
         have_baseline_ = true;
@@ -474,6 +486,9 @@ void Recorder::on_flow_finished(const FlowEntry& f, const std::string& interface
     r.dport = f.key.dport;
     r.tcp_flags = f.tcp_flags;
     r.counts = f.counts;
+    Collector::FlowClass fc = c.flow_class(f);
+    r.cls = std::move(fc.name);
+    r.rules_version = fc.version;
     // A lan interface's host is the source of what it receives (ingress) and the destination of
     // what it sends out to the host (egress).
     if (user_of_) {
@@ -482,6 +497,14 @@ void Recorder::on_flow_finished(const FlowEntry& f, const std::string& interface
             r.user = user_of_(f.key.family, f.key.dir == NT_DIR_INGRESS ? f.key.src : f.key.dst, r.last_us);
     }
     pending_flows_.push_back(std::move(r));
+}
+
+void Recorder::set_rules_version(uint64_t version) {
+    if (version == rules_version_)
+        return;
+    if (have_baseline_)
+        flush_via_poll(); // the usage so far, under the version it was counted with
+    rules_version_ = version;
 }
 
 std::string Recorder::user_of_ip(const std::string& ip, int64_t at_us) const {
@@ -499,9 +522,11 @@ void Recorder::add_alerts(const std::vector<AlertRecord>& alerts) {
     if (alerts.empty() || !cfg_.enabled || !cfg_.type(RecordType::Alert).enabled)
         return;
     try {
-        for (const auto& a : alerts)
+        for (AlertRecord a : alerts) {
+            a.rules_version = rules_version_;
             append(RecordType::Alert, encode(alert_record(a), cfg_.type(RecordType::Alert).format),
                    wall_us());
+        }
         commit();
         finish_closing(RotateReason::Full);
     } catch (const std::exception& e) {

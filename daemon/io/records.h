@@ -7,7 +7,7 @@
 // when gzip is on or the spool is on another file system), then fsyncs the spool directory. Files
 // in the spool never change after they appear; names starting with '.' are not finished files.
 //
-// No loss, no duplicates: usage records (interface, host, cgroup) are the change of the
+// No loss, no duplicates: usage records (interface, host, cgroup, class) are the change of the
 // collector's totals since the last written record. Each write is committed by appending the
 // lines, fsync()ing the file, then atomically replacing <state_dir>/records/cursor.json, which
 // holds the totals the written records reach and each open file's committed length. After a
@@ -79,6 +79,11 @@ public:
     void on_rotated(Rotated cb) { rotated_ = std::move(cb); }
     // With subscribers configured: fills the user field (else it stays empty).
     void set_user_of(UserOf f) { user_of_ = std::move(f); }
+    // The traffic-class ruleset in force changed to `version` (0: none): the usage up to now is
+    // written first (a fresh poll), with the old version, so that no usage record spans two
+    // versions by more than the poll's latency; the records after carry the new one.
+    void set_rules_version(uint64_t version);
+    uint64_t rules_version() const { return rules_version_; }
 
     const std::filesystem::path& spool_dir() const { return spool_dir_; }
     const std::filesystem::path& current_dir() const { return current_dir_; }
@@ -173,6 +178,7 @@ private:
     uint64_t next_seq_ = 1;
     std::vector<std::unique_ptr<OpenFile>> files_; // open and closing
     std::vector<FlowRecordIn> pending_flows_;
+    uint64_t rules_version_ = 0;
     std::vector<FileClosed> file_closed_;
     Rotated rotated_;
     PollNow poll_now_;

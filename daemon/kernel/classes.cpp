@@ -222,6 +222,7 @@ void KernelClasses::load(const Bundle& b, const std::vector<std::pair<uint32_t, 
     check(bpf_map_update_elem(maps_.info, &slot, &info, BPF_ANY), "writing the slot's info");
     // The switch: one aligned store, which packets read once.
     __atomic_store_n(maps_.gen, slot + 1, __ATOMIC_RELEASE);
+    loaded_ = true;
 }
 
 void KernelClasses::clear() {

@@ -55,12 +55,15 @@ public:
     void clear();
     // 0: no ruleset; 1 or 2: the slot in use plus one.
     uint32_t generation() const;
+    // nt_cls_info.serial of the last load (what flows classified by it carry), 0 before one.
+    uint32_t serial() const { return loaded_ ? serial_ : 0; }
 
 private:
     Maps maps_;
     // nt_cls_info.serial of the next load: starts at a random value, so a flow entry that
     // outlived an earlier nettallyd (pinned nt_flows) never matches a new ruleset's serial.
     uint32_t serial_;
+    bool loaded_ = false;
 };
 
 } // namespace nettally

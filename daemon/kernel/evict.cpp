@@ -17,7 +17,8 @@
 namespace nettally {
 
 // The record as bpf/evict.bpf.c writes it: no implicit padding on either side.
-static_assert(sizeof(nt_evict_rec) == 104 && offsetof(nt_evict_rec, c) == 48);
+static_assert(sizeof(nt_evict_rec) == 112 && offsetof(nt_evict_rec, c) == 48 &&
+              offsetof(nt_evict_rec, cls_serial) == 104);
 
 FlowEvictor::FlowEvictor(int flows_fd, int ncpus) : slots_(NT_EVICT_BATCH), index_(NT_EVICT_BATCH) {
     std::iota(index_.begin(), index_.end(), 0u);
@@ -75,6 +76,8 @@ void FlowEvictor::pass(std::span<const nt_flow_key> keys, std::vector<FlowEntry>
         e.first_ns = r.first_ns;
         e.last_ns = r.last_ns;
         e.tcp_flags = r.tcp_flags;
+        e.cls_id = r.cls_id;
+        e.cls_serial = r.cls_serial;
     }
 }
 

@@ -15,6 +15,7 @@
 
 #include "core/classes.h"
 #include "core/classes_bundle.h"
+#include "core/counters.h"
 #include "kernel/classes.h"
 #include "nettally.skel.h"
 #include "nettally_abi.h"
@@ -494,6 +495,48 @@ TEST_F(Classes, FlowCacheFollowsTheRuleset) {
     EXPECT_EQ(run(frame(46), false, NT_DIR_INGRESS), 4) << "d, ef";
     EXPECT_EQ(run(frame(0), false, NT_DIR_INGRESS), 0) << "d, same flow without ef";
     EXPECT_EQ(run(frame(46), false, NT_DIR_INGRESS), 4) << "d, ef again";
+}
+
+// The flow entry carries the class of the flow's latest classified packet (what ListFlows, the flow
+// records and IPFIX report): under a ruleset that tests DSCP (per packet, nothing cached) it follows
+// each packet; under one that does not, the cached class; a new ruleset's serial replaces the old.
+TEST_F(Classes, FlowCarriesTheClassOfItsLatestPacket) {
+    const auto bundle = [](const char* text) { return compile_rules(parse_rules(text, "r.yaml")); };
+    const Bundle a =
+        bundle("name: a\nversion: 1\nclasses:\n  - {name: web, id: 1, match: {dport: 80, protocol: tcp}}\n");
+    const Bundle d = bundle("name: d\nversion: 2\nclasses:\n  - {name: ef, id: 4, match: {dscp: ef}}\n");
+    const auto frame = [](uint8_t dscp) {
+        return PacketBuilder()
+            .eth(kGwMac, parse_mac("02:00:00:00:00:01"))
+            .ipv4({.src = parse_ipv4("198.18.0.1"),
+                   .dst = parse_ipv4("198.19.0.80"),
+                   .tos = static_cast<uint8_t>(dscp << 2)})
+            .tcp({.sport = 40000, .dport = 80})
+            .build();
+    };
+    // The flow's class as nettallyd folds it (core/counters.h): the CPU with the latest packet.
+    const auto flow_class = [this]() -> std::pair<int64_t, uint32_t> {
+        const auto flows = dump_percpu<nt_flow_key, nt_flow_val>(skel_->maps.nt_flows);
+        if (flows.size() != 1)
+            return {-1, 0};
+        const FlowEntry e = fold_percpu(flows[0].key, flows[0].per_cpu);
+        return {e.cls_serial ? e.cls_id : -1, e.cls_serial};
+    };
+    load(a, "wan0");
+    EXPECT_EQ(run(frame(0), false, NT_DIR_INGRESS), 1);
+    const auto [web, serial_a] = flow_class();
+    EXPECT_EQ(web, 1);
+    EXPECT_NE(serial_a, 0u);
+    load(d, "wan0");
+    EXPECT_EQ(run(frame(46), false, NT_DIR_INGRESS), 4);
+    const auto [ef, serial_d] = flow_class();
+    EXPECT_EQ(ef, 4) << "the new ruleset's class";
+    EXPECT_NE(serial_d, serial_a);
+    EXPECT_EQ(run(frame(0), false, NT_DIR_INGRESS), 0);
+    EXPECT_EQ(flow_class().first, 0) << "per packet: the latest packet's class (other)";
+    EXPECT_EQ(run(frame(46), false, NT_DIR_INGRESS), 4);
+    EXPECT_EQ(flow_class().first, 4);
+    EXPECT_EQ(flow_class().second, serial_d);
 }
 
 TEST_F(Classes, DifferentialRandomPacketsOverRandomRulesets) {

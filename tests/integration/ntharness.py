@@ -1551,7 +1551,8 @@ def window_problems(before, after, cap, ifaces=("lan0", "wan0"), flows=True, hos
 # Record field -> FIGURES name.
 RECORD_FIGURES = {"packets": "packets", "l2_bytes": "l2", "l3_bytes": "l3", "l4_bytes": "l4",
                   "payload_bytes": "payload"}
-RECORD_NAME_RE = re.compile(r"^(?P<host>[A-Za-z0-9.-]+)_(?P<type>interface|host|cgroup|flow|alert)_"
+RECORD_NAME_RE = re.compile(r"^(?P<host>[A-Za-z0-9.-]+)_"
+                            r"(?P<type>interface|host|cgroup|flow|alert|class)_"
                             r"(?P<start>\d{8}T\d{6}Z)_(?P<seq>\d{6,})\.(?P<fmt>csv|jsonl)(?P<gz>\.gz)?$")
 
 

@@ -18,12 +18,20 @@ v1; a restart (SIGTERM, then kill -9) comes back with the ruleset in force and t
 continued exactly, traffic sent while nettallyd was down included.
 SwapTest: 100 swaps between two rulesets that split a continuous UDP flood differently: the class
 line never breaks at any poll; after the last swap (flood paused) each class == its capture.
+FlowClassRecordsTest: flows carry their class; records of type class; the ruleset version in every
+record and IPFIX record. With v1 loaded, DNS (UDP 53) and web (TCP 80) flows over IPv4 and IPv6:
+ListFlows and `nettallyctl flows --json` show each live flow's class; once they finished, each flow
+record carries its class and version 1, each IPFIX record (a TCP collector, decoded here) carries
+rulesVersion 1 and the class id in the enterprise elements; the class records (version 1) add up
+to the class totals. v2 loaded over D-Bus: the records after it carry version 2 (flow, class,
+interface, IPFIX), the class records of version 2 add up to the totals since the load.
 PullTest: rules.url served by nginx in the gateway namespace, rules.trusted_keys set: the first
 bundle is applied at start, a new version put on the server is applied within one refresh, the
 next requests get 304 (counted, no reload), a bundle signed by another key and an unsigned one are
 refused with the rules in force kept, nginx stopped -> failures counted and the rules stay.
 """
 
+import datetime
 import json
 import os
 import signal
@@ -35,6 +43,7 @@ import unittest
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ntharness as h  # noqa: E402
+import test_export as te  # noqa: E402
 import upload_servers as us  # noqa: E402
 
 IFACES = ("lan0", "wan0")
@@ -877,6 +886,216 @@ class FirstStartTest(unittest.TestCase):
                          daemon.log_tail())
         for f in ("rules.active.bundle", "rules.json"):
             self.assertTrue(os.path.exists(os.path.join(daemon.state_dir, f)), f)
+
+
+CLASS_IDS = {"dns": 40, "web": 50}
+PEN = 32473
+
+
+def port_class(proto, sport, dport):
+    """The class the rules give this test's flows (DNS over UDP 53, web over TCP 80); None for
+    others (neighbour discovery)."""
+    ports = {sport, dport}
+    if proto == "udp" and 53 in ports:
+        return "dns"
+    if proto == "tcp" and 80 in ports:
+        return "web"
+    return None
+
+
+class FlowClassRecordsTest(unittest.TestCase):
+    """See the module docstring."""
+
+    def setUp(self):
+        h.require_all()
+        h.open_env(self, add_cleanup=self.addCleanup)
+        gw = self.topo.gw
+        h.run(self.topo.exec_argv(gw, ["ip", "addr", "add", f"{te.COLLECTOR}/32", "dev", "lo"]))
+        h.run(self.topo.exec_argv(gw, ["ip", "link", "set", "lo", "up"]))
+        extra = (rules_config() +
+                 "records:\n  enabled: true\n  types: [interface, flow, class]\n  format: jsonl\n"
+                 "  period: 1h\n  interval: 1h\n" +
+                 te.export_yaml([f"tcp://{te.COLLECTOR}:{te.TCP_PORT}"]))
+        self.daemon = h.Daemon(self.topo, self.bus, self.workdir, poll="200ms",
+                               flows={"idle_timeout": "4s"}, extra=extra)
+        self.addCleanup(self.daemon.stop)
+        self.ctl = h.Ctl(self.bus.address)
+        self.out = os.path.join(self.workdir, "ipfix")
+        log = open(os.path.join(self.workdir, "tcpcollect.log"), "w")
+        self.addCleanup(log.close)
+        collector = h.spawn(self.topo.exec_argv(gw, [h.PYTHON, te.__file__, "tcpcollect", te.COLLECTOR,
+                                                     str(te.TCP_PORT), self.out]), stdout=log, stderr=log)
+        self.addCleanup(h.stop_process, collector)
+        time.sleep(0.5)
+        self.daemon.start()
+        for s in start_servers(self.topo, [53, 80]):
+            self.addCleanup(s.stop)
+        self.topo.settle()
+        self.names = {self.topo.ifindex(gw, i): i for i in IFACES}
+
+    def traffic(self):
+        t = self.topo
+        for srv in (t.SRV4, t.SRV6):
+            h.client_run(t, "udp", srv, 53, "60,300", 3)
+            h.client_run(t, "tcp", srv, 80, 3000, 20000)
+
+    def live_flows(self):
+        """ListFlows right after the traffic (flows live 4 s): {key: class}, checked against the ports
+        and against `nettallyctl flows --json`."""
+        self.daemon.wait_polls(2)
+        rows = self.bus.call_ok("ListFlows", "su", "packets", 100000)[0]
+        ctl_rows = self.ctl.json("flows", "--top", "100000")["flows"]
+        got = {}
+        for f in rows:
+            self.assertEqual(len(f), 12, f"ListFlows row {f}: 12 fields, class last")
+            key = (f[0], f[1], h.proto_name(f[2]), h.norm_ip(f[3]), f[4], h.norm_ip(f[5]), f[6])
+            if port_class(key[2], key[4], key[6]):
+                got[key] = f[11]
+        by_ctl = {(r["interface"], r["direction"], r["proto"], h.norm_ip(r["src"]), r["sport"],
+                   h.norm_ip(r["dst"]), r["dport"]): r["class"] for r in ctl_rows}
+        for key, cls in got.items():
+            self.assertEqual(cls, port_class(key[2], key[4], key[6]), f"ListFlows {key}")
+            if key in by_ctl:
+                self.assertEqual(by_ctl[key], cls, f"nettallyctl flows {key}")
+        self.assertGreaterEqual(len(got), 8, f"live DNS and web flows {got}")
+        return got
+
+    def wait_finished(self):
+        h.wait_until(lambda: not self.bus.call_ok("ListFlows", "su", "packets", 100000)[0], 60,
+                     "every flow finished")
+        self.daemon.wait_polls(3)
+
+    def rotate(self):
+        p = self.bus.busctl("call", h.BUS_NAME, h.BUS_PATH, te.RECORDS_IFACE, "Rotate")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return h.read_records(os.path.join(self.daemon.state_dir, "spool"))
+
+    def ipfix_records(self):
+        h.wait_until(lambda: int(self.bus.status()["export_buffered"]) == 0, 60, "the export buffer drained")
+        time.sleep(1)
+        recs = []
+        for n in range(4):
+            path = f"{self.out}.{n}"
+            if os.path.exists(path):
+                with open(path, "rb") as f:
+                    msgs, templates = te.decode_messages(f.read())
+                te.check_sequence(self, msgs)
+                for _, rs in msgs:
+                    recs += [dict(r, _templates=templates) for r in rs if "proto" in r]
+        return recs
+
+    def check_flow_records(self, recs, version, since_ms, until_ms):
+        """The DNS and web flow records of flows that started in [since_ms, until_ms): class from the
+        ports, the version."""
+        n = 0
+        for r in recs:
+            if r["_type"] != "flow":
+                continue
+            cls = port_class(h.proto_name(r["protocol"]), int(r["src_port"]), int(r["dst_port"]))
+            first = datetime.datetime.strptime(r["first_seen"], "%Y-%m-%dT%H:%M:%S.%fZ")
+            first_ms = int(first.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
+            if not cls or not since_ms <= first_ms < until_ms:
+                continue
+            self.assertEqual(r["class"], cls, f"flow record {r}")
+            self.assertEqual(r["rules_version"], version, f"flow record {r}")
+            n += 1
+        return n
+
+    def check_ipfix(self, recs, version, since_ms, until_ms):
+        """The DNS and web IPFIX records of flows that started in [since_ms, until_ms)."""
+        n = 0
+        for r in recs:
+            key = te.record_key(r, self.names)
+            if not port_class(key[2], key[4], key[6]) or not since_ms <= r["start"] < until_ms:
+                continue
+            fields = [name for name, _ in r["_templates"][r["_template"]]]
+            self.assertIn(f"e{PEN}.3", fields, f"template {r['_template']}: rulesVersion")
+            self.assertIn(f"e{PEN}.4", fields, f"template {r['_template']}: trafficClassId")
+            self.assertEqual(r[f"e{PEN}.3"], version, f"IPFIX {key}")
+            self.assertEqual(r[f"e{PEN}.4"], CLASS_IDS[port_class(key[2], key[4], key[6])], f"IPFIX {key}")
+            n += 1
+        return n
+
+    def class_sums(self, recs, version):
+        """(iface, direction, class) -> C of the class records of that version."""
+        sums = {}
+        for r in recs:
+            if r["_type"] == "class" and r["rules_version"] == version:
+                k = (r["interface"], r["direction"], r["class"])
+                c = {f: int(r[rf]) for rf, f in h.RECORD_FIGURES.items()}
+                sums[k] = h.cadd(sums.get(k, h.zero()), c)
+        return sums
+
+    def test_flows_records_and_ipfix_carry_class_and_version(self):
+        ctl = self.ctl
+        p1, _ = compile_bundle(ctl, self.workdir, rules_text(1), "v1")
+        p2, _ = compile_bundle(ctl, self.workdir, rules_text(2), "v2")
+        r = load(ctl, p1)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.daemon.wait_polls(2)
+        t1_ms = int(time.time() * 1000)
+
+        # Round 1, under v1.
+        self.traffic()
+        live = self.live_flows()
+        self.assertEqual(set(live.values()), {"dns", "web"}, f"live flows {live}")
+        self.wait_finished()
+        totals1 = classes(ctl)
+
+        # v2 over D-Bus: the usage so far (records.interval is 1h) is written under v1 first.
+        time.sleep(0.01)
+        t2_ms = int(time.time() * 1000)
+        r = self.ctl.run("--json", "rules", "load", p2)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.daemon.wait_polls(2)
+        self.traffic()
+        self.assertEqual(set(self.live_flows().values()), {"dns", "web"})
+        self.wait_finished()
+        totals2 = classes(ctl)
+        recs = self.rotate()
+        n_flow1 = self.check_flow_records(recs, 1, t1_ms, t2_ms)
+        self.assertGreaterEqual(n_flow1, 16, "DNS and web, IPv4 and IPv6, both ways on lan0 and wan0")
+        self.assertGreaterEqual(self.check_flow_records(recs, 2, t2_ms, 1 << 62), 16)
+
+        # Class records: per version, their sums are the class totals of the round (dns and web:
+        # only this test's traffic is in them).
+        v1, v2 = self.class_sums(recs, 1), self.class_sums(recs, 2)
+        problems = []
+        for key in sorted(set(totals1) | set(totals2)):
+            if key[2] not in CLASS_IDS:
+                continue
+            want1 = totals1.get(key, {"c": h.zero()})["c"]
+            want2 = class_delta(totals2, totals1, key)
+            if v1.get(key, h.zero()) != want1:
+                problems.append(f"  {key} v1: records {v1.get(key)} totals {want1}")
+            if v2.get(key, h.zero()) != want2:
+                problems.append(f"  {key} v2: records {v2.get(key)} totals {want2}")
+        self.assertEqual(problems, [], "class records != class totals:\n" + "\n".join(problems))
+        for key in (("lan0", "ingress", "dns"), ("wan0", "egress", "web")):
+            self.assertGreater(v1.get(key, h.zero())["packets"], 0, key)
+            self.assertGreater(v2.get(key, h.zero())["packets"], 0, key)
+        h.log(f"class records v1 {sorted((k, c['packets'], c['l2']) for k, c in v1.items())}")
+        h.log(f"class records v2 {sorted((k, c['packets'], c['l2']) for k, c in v2.items())}")
+        # Every record of every type carries a version; the interface records after v2's load carry 2.
+        versions = {}
+        for r in recs:
+            self.assertIn("rules_version", r, f"{r['_type']} record without rules_version")
+            versions.setdefault(r["_type"], set()).add(r["rules_version"])
+        h.log(f"rules_version per record type: {versions}")
+        self.assertIn(2, versions["interface"])
+        self.assertIn(1, versions["interface"])
+        for r in recs:
+            if r["_type"] == "class":
+                self.assertEqual(r["gone"], False, r)
+                self.assertEqual(r["class_id"], CLASS_IDS.get(r["class"], r["class_id"]), r)
+
+        # IPFIX: the class elements in every flow template, the version and class in every record.
+        ipfix = self.ipfix_records()
+        n1 = self.check_ipfix(ipfix, 1, t1_ms, t2_ms)
+        n2 = self.check_ipfix(ipfix, 2, t2_ms, 1 << 62)
+        h.log(f"flow records: {n_flow1} under v1; IPFIX records: {n1} with rulesVersion 1, {n2} with 2")
+        self.assertGreaterEqual(n1, 16)
+        self.assertGreaterEqual(n2, 16)
 
 
 class PullTest(unittest.TestCase):

@@ -71,11 +71,10 @@ TEST(ConfigExport, Rejections) {
               "test.yaml:7:12: export.collectors[1].url: collector 'udp://198.18.2.2:4739' listed twice");
     EXPECT_EQ(error_of("export:\n  collectors:\n    - host: 198.18.2.2\n"),
               "test.yaml:6:7: export.collectors[0].host: unknown key (valid keys: url)");
-    EXPECT_EQ(
-        error_of("export:\n  max_message_size: 200\n"),
-        "test.yaml:5:21: export.max_message_size: invalid message size '200' (318 .. 65535 bytes: the "
-        "templates, with the NAT one and userName, and the largest record, an IPv6 flow of 171 bytes with "
-        "the longest user name, must fit in one message)");
+    EXPECT_EQ(error_of("export:\n  max_message_size: 200\n"),
+              "test.yaml:5:21: export.max_message_size: invalid message size '200' (366 .. 65535 bytes: the "
+              "templates, with the NAT one, userName and the class elements, and the largest record, an IPv6 "
+              "flow of 183 bytes with the longest user name, must fit in one message)");
     EXPECT_EQ(error_of("export:\n  active_timeout: 500ms\n"),
               "test.yaml:5:19: export.active_timeout: duration '500ms' is out of range (1s .. 1d)");
 }

@@ -67,7 +67,7 @@ TEST(ConfigRecords, Rejections) {
     EXPECT_EQ(
         error_of("records:\n  types: [interface, packets]\n"),
         "test.yaml:5:22: records.types[1]: unknown record type 'packets' (valid: interface, host, cgroup, "
-        "flow, alert)");
+        "flow, alert, class)");
     EXPECT_EQ(error_of("records:\n  types: [host, host]\n"),
               "test.yaml:5:17: records.types[1]: record type 'host' listed twice");
     EXPECT_EQ(error_of("records:\n  types:\n    flow: xml\n"),

@@ -57,6 +57,33 @@ TEST(Fold, FlowTimesIgnoreCpusThatNeverSawIt) {
     EXPECT_EQ(e.tcp_flags, 0x12);
 }
 
+// A flow's class: the class of the CPU whose value saw the latest packet, among the CPUs that
+// classified one (cls_serial != 0).
+TEST(Fold, FlowClassFromTheCpuWithTheLatestPacket) {
+    nt_flow_key k{};
+    nt_flow_val v[4]{};
+    v[0].last_ns = 900;
+    v[0].cls_id = 40;
+    v[0].cls_serial = 7;
+    v[1].last_ns = 950; // the latest packet, but never classified (a fragment): no class
+    v[2].last_ns = 920;
+    v[2].cls_id = 50;
+    v[2].cls_serial = 8;
+    v[3].last_ns = 910;
+    v[3].cls_id = 60;
+    v[3].cls_serial = 8;
+    FlowEntry e = fold_percpu(k, std::span<const nt_flow_val>(v, 4));
+    EXPECT_EQ(e.cls_id, 50);
+    EXPECT_EQ(e.cls_serial, 8u);
+    v[0].last_ns = 999;
+    e = fold_percpu(k, std::span<const nt_flow_val>(v, 4));
+    EXPECT_EQ(e.cls_id, 40);
+    EXPECT_EQ(e.cls_serial, 7u);
+    const nt_flow_val none[2]{};
+    e = fold_percpu(k, std::span<const nt_flow_val>(none, 2));
+    EXPECT_EQ(e.cls_serial, 0u) << "no CPU classified a packet";
+}
+
 TEST(Monotonic, FollowsRawAndSurvivesRestart) {
     MonotonicCounter c;
     EXPECT_EQ(c.observe(10), 10u);

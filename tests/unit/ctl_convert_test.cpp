@@ -66,7 +66,7 @@ TEST(CtlConvert, HostAndFlow) {
     EXPECT_EQ(h.wan_received, (Counters{3, 3, 3, 3, 3}));
     const FlowRow f =
         from_wire(bus::WireFlow{"wan0", "egress", std::uint8_t{6}, "198.18.0.1", std::uint16_t{1000},
-                                "198.19.0.1", std::uint16_t{443}, kC, 21u, 22u, std::uint8_t{0x12}});
+                                "198.19.0.1", std::uint16_t{443}, kC, 21u, 22u, std::uint8_t{0x12}, "web"});
     EXPECT_EQ(f.interface, "wan0");
     EXPECT_EQ(f.direction, "egress");
     EXPECT_EQ(f.proto, 6);
@@ -78,6 +78,7 @@ TEST(CtlConvert, HostAndFlow) {
     EXPECT_EQ(f.first_seen, 21u);
     EXPECT_EQ(f.last_seen, 22u);
     EXPECT_EQ(f.tcp_flags, 0x12);
+    EXPECT_EQ(f.cls, "web");
 }
 
 TEST(CtlConvert, CgroupHistoryAndSpools) {

@@ -33,6 +33,39 @@ uint64_t to_unix(uint64_t boot_ns) {
     return 1700000000000000ull + boot_ns / 1000;
 }
 
+// Each record carries the flow's class as the collector names it (rulesVersion, trafficClassId):
+// kNoClass for a flow without a classified packet; none at all without a class source.
+TEST(ExportTracker, RecordsCarryTheFlowsClass) {
+    ExportTracker t;
+    auto fin = t.finished(flow(3, 100, 101), ipfix::EndReason::Idle, to_unix);
+    ASSERT_TRUE(fin);
+    EXPECT_EQ(fin->rules_version, 0u);
+    EXPECT_EQ(fin->class_id, ipfix::kNoClass);
+    t.set_class_of([](const FlowEntry& f) {
+        Collector::FlowClass c;
+        c.version = 9;
+        c.classified = f.cls_serial != 0;
+        c.id = f.cls_id;
+        return c;
+    });
+    FlowEntry web = flow(3, 100, 101);
+    web.cls_id = 50;
+    web.cls_serial = 17;
+    fin = t.finished(web, ipfix::EndReason::Idle, to_unix);
+    ASSERT_TRUE(fin);
+    EXPECT_EQ(fin->rules_version, 9u);
+    EXPECT_EQ(fin->class_id, 50u);
+    const auto interim = t.interim({web}, 200 * kSec, std::chrono::nanoseconds(30 * kSec), to_unix);
+    ASSERT_EQ(interim.size(), 1u);
+    EXPECT_EQ(interim[0].class_id, 50u);
+    FlowEntry fragments_only = flow(3, 100, 101); // another flow, never classified
+    fragments_only.key.sport = 40001;
+    fin = t.finished(fragments_only, ipfix::EndReason::Idle, to_unix);
+    ASSERT_TRUE(fin);
+    EXPECT_EQ(fin->rules_version, 9u);
+    EXPECT_EQ(fin->class_id, ipfix::kNoClass) << "no packet classified";
+}
+
 TEST(ExportTracker, InterimThenFinalSumToTheFlow) {
     ExportTracker t;
     const std::chrono::nanoseconds active(30 * kSec);

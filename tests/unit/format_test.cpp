@@ -199,7 +199,7 @@ TEST(Json, FlowsHaveFlatCounters) {
     const json& f = j["flows"][0];
     EXPECT_EQ(keys_of(f), (std::set<std::string>{"interface", "direction", "proto", "src", "sport", "dst",
                                                  "dport", "packets", "l2", "l3", "l4", "payload",
-                                                 "first_seen", "last_seen", "tcp_flags"}));
+                                                 "first_seen", "last_seen", "tcp_flags", "class"}));
     EXPECT_EQ(f["interface"], "wan0");
     EXPECT_EQ(f["direction"], "egress");
     EXPECT_EQ(f["proto"], "tcp");
@@ -234,6 +234,28 @@ TEST(Format, FlowUsersOnlyWithSubscribers) {
     const std::string text = flows_text(rows);
     EXPECT_NE(text.find("USER"), std::string::npos);
     EXPECT_NE(text.find("alice"), std::string::npos);
+}
+
+TEST(Format, FlowClassesOnlyWithARuleset) {
+    FlowRow web{"lan0", "ingress", 6, "198.18.1.2", 40000, "198.18.2.2", 443, {1, 100, 86, 66, 46}, 1, 2, 0};
+    FlowRow dns = web;
+    dns.proto = 17;
+    dns.dport = 53;
+    std::vector<FlowRow> rows{web, dns};
+    EXPECT_TRUE(flows_json(rows)["flows"][0]["class"].is_null()) << "no ruleset: class null";
+    EXPECT_EQ(flows_text(rows).find("CLASS"), std::string::npos);
+    rows[0].cls = "web";
+    rows[1].user = "alice";
+    const json j = flows_json(rows);
+    EXPECT_EQ(j["flows"][0]["class"], "web");
+    EXPECT_TRUE(j["flows"][1]["class"].is_null()) << "a flow without a class yet";
+    const auto lines = lines_of(flows_text(rows));
+    ASSERT_EQ(lines.size(), 3U);
+    // USER, then CLASS, before the counters.
+    EXPECT_LT(lines[0].find("USER"), lines[0].find("CLASS"));
+    EXPECT_LT(lines[0].find("CLASS"), lines[0].find("PKTS"));
+    EXPECT_NE(lines[1].find(" web "), std::string::npos);
+    EXPECT_NE(lines[2].find(" - "), std::string::npos);
 }
 
 TEST(Json, NonTcpFlowsCarryNumericFlagsAndIcmpTypeCode) {
@@ -306,7 +328,7 @@ TEST(Json, KeysComeInDocumentedOrder) {
                  "last_seen"}));
     EXPECT_EQ(key_order(flows_json({FlowRow{}})["flows"][0]),
               (V{"interface", "direction", "proto", "src", "sport", "dst", "dport", "packets", "l2", "l3",
-                 "l4", "payload", "first_seen", "last_seen", "tcp_flags"}));
+                 "l4", "payload", "first_seen", "last_seen", "tcp_flags", "class"}));
 }
 
 TEST(Json, Reload) {

@@ -289,6 +289,92 @@ TEST(Ipfix, UserNameTemplatesAndRecords) {
               golden("000a 0067 00000000 00000000 00000007 0100 0057 " + std::string(kV4Record)));
 }
 
+// Traffic classes: while a ruleset is in force the flow templates carry two enterprise-specific
+// elements after the NAT fields and before userName: rulesVersion (PEN/3, unsigned64) and
+// trafficClassId (PEN/4, unsigned32; ffffffff: no class). Other layouts, so other template ids; the
+// layouts seen before keep theirs.
+TEST(Ipfix, ClassTemplatesAndRecords) {
+    TemplateRegistry reg;
+    const TemplateIds plain = reg.ids(kDefaultPen, true);
+    EXPECT_EQ(plain, (TemplateIds{256, 257, 258, 259}));
+    const TemplateIds classes = reg.ids(kDefaultPen, true, false, true);
+    EXPECT_EQ(classes, (TemplateIds{260, 261, 258, 262, false, true}));
+    const TemplateIds both = reg.ids(kDefaultPen, true, true, true);
+    EXPECT_EQ(both, (TemplateIds{263, 264, 258, 265, true, true}));
+    EXPECT_EQ(reg.ids(kDefaultPen, true), plain); // a layout keeps its id
+    EXPECT_EQ(reg.ids(kDefaultPen, true, false, true), classes);
+
+    Stream s(7, kDefaultPen, 1400, classes);
+    const std::string common = "003d0001 00020008 00010008 01600008 00980008 00990008 00880001 00060002";
+    const std::string ent = "80010008 00007ed9 80020008 00007ed9";
+    const std::string cls = " 80030008 00007ed9 80040004 00007ed9";
+    const std::string v4 =
+        "00080004 000c0004 00070002 000b0002 00040001 000a0004 000e0004 " + common + " 00200002 " + ent;
+    const std::string expected =
+        // header: length 354 (306 + 3 * 16)
+        "000a 0162 00000000 00000000 00000007"
+        // template set (id 2, 320 bytes): 260 (20 fields), 261 (20), 262 (NAT, 24)
+        "0002 0140"
+        "0104 0014 " +
+        v4 + cls + " 0105 0014 001b0010 001c0010 00070002 000b0002 00040001 000a0004 000e0004 " + common +
+        " 008b0002 " + ent + cls + " 0106 0018 " + v4 + " 00e10004 00e20004 00e30002 00e40002" + cls +
+        // the options template keeps its id and layout
+        " 0003 0012 0102 0002 0001 000a0004 0052ffff";
+    EXPECT_EQ(hex(s.templates(0)), golden(expected));
+    EXPECT_EQ(flow_record_size(false, false, true), 83u + 12u);
+    EXPECT_EQ(flow_record_size(true, false, true), 107u + 12u);
+    EXPECT_EQ(flow_record_size(false, true, true), 95u + 12u);
+    EXPECT_EQ(min_message_size(true, false, true), 354u);
+    EXPECT_EQ(min_message_size(true, true, true), 366u); // the config's lower bound
+    EXPECT_THROW(Stream(7, kDefaultPen, 353, classes), std::invalid_argument);
+
+    FlowRecord web = v4_flow(), unclassified = v4_flow(), nat = v4_flow();
+    web.rules_version = 3;
+    web.class_id = 7;
+    nat.rules_version = 0x0102030405060708;
+    nat.class_id = 0; // other
+    nat.nat = true;
+    nat.post_src = {198, 19, 0, 1};
+    nat.post_dst = {198, 18, 1, 2};
+    nat.post_sport = 61000;
+    nat.post_dport = 80;
+    const FlowRecord recs[] = {web, unclassified, nat};
+    const auto msgs = s.flows(0, recs);
+    ASSERT_EQ(msgs.size(), 1u);
+    // Set 260: 4 + 2 * 95 = 194; set 262: 4 + 107 = 111; message 16 + 194 + 111 = 321.
+    const std::string data = "000a 0141 00000000 00000000 00000007 0104 00c2 " + std::string(kV4Record) +
+                             " 0000000000000003 00000007 " + kV4Record + " 0000000000000000 ffffffff" +
+                             " 0106 006f " + kV4Record + " c6130001 c6120102 ee48 0050" +
+                             " 0102030405060708 00000000";
+    EXPECT_EQ(hex(msgs[0]), golden(data));
+    EXPECT_EQ(records_fitting(recs, 1400, false, true), 3u);
+    EXPECT_EQ(records_fitting(recs, 16 + 4 + 95 + 95 + 4 + 107, false, true), 3u);
+    EXPECT_EQ(records_fitting(recs, 16 + 4 + 95 + 95 + 4 + 106, false, true), 2u);
+
+    // IPv6 with classes: 107 + 12 bytes.
+    const FlowRecord v6[] = {v6_icmp()};
+    EXPECT_EQ(hex(s.flows(0, v6)[0]), golden("000a 008b 00000000 00000003 00000007 0105 007b " +
+                                             std::string(kV6Record) + " 0000000000000000 ffffffff"));
+
+    // With users too: the class elements, then userName last.
+    Stream u(7, kDefaultPen, 1400, both);
+    const std::string th = hex(u.templates(0));
+    EXPECT_NE(th.find(golden("0107 0015 00080004")), std::string::npos) << th;
+    EXPECT_NE(th.find(golden("0108 0015 001b0010")), std::string::npos) << th;
+    EXPECT_NE(th.find(golden("0109 0019 00080004")), std::string::npos) << th;
+    EXPECT_NE(th.find(golden("00e40002" + cls + " 0173ffff")), std::string::npos) << th;
+    web.user = "alice";
+    const FlowRecord one[] = {web};
+    EXPECT_EQ(hex(u.flows(0, one)[0]),
+              golden("000a 0079 00000000 00000000 00000007 0107 0069 " + std::string(kV4Record) +
+                     " 0000000000000003 00000007 05 616c696365"));
+
+    // A stream without classes sends the same record without them.
+    Stream no_classes(7, kDefaultPen, 1400, plain);
+    EXPECT_EQ(hex(no_classes.flows(0, one)[0]),
+              golden("000a 0067 00000000 00000000 00000007 0100 0057 " + std::string(kV4Record)));
+}
+
 TEST(Ipfix, TemplateIdsNeverRedefined) {
     TemplateRegistry reg;
     EXPECT_EQ(reg.ids(kDefaultPen, true), (TemplateIds{256, 257, 258, 259}));

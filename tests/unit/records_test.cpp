@@ -19,15 +19,45 @@ TEST(Records, InterfaceCsvAndJsonl) {
     const Record r =
         interface_record(kT, kT + 1000000, "lan0", "lan", "ingress", Counts(3, 300, 258, 198, 174));
     EXPECT_EQ(header_line(RecordType::Interface, RecordFormat::Csv),
-              "start,end,interface,role,direction,packets,l2_bytes,l3_bytes,l4_bytes,payload_bytes\n");
+              "start,end,interface,role,direction,packets,l2_bytes,l3_bytes,l4_bytes,payload_bytes,"
+              "rules_version\n");
     EXPECT_EQ(header_line(RecordType::Interface, RecordFormat::Jsonl), "");
     EXPECT_EQ(encode(r, RecordFormat::Csv),
-              "2024-05-01T12:00:00.250Z,2024-05-01T12:00:01.250Z,lan0,lan,ingress,3,300,258,198,174\n");
+              "2024-05-01T12:00:00.250Z,2024-05-01T12:00:01.250Z,lan0,lan,ingress,3,300,258,198,174,0\n");
     EXPECT_EQ(
         encode(r, RecordFormat::Jsonl),
         "{\"start\":\"2024-05-01T12:00:00.250Z\",\"end\":\"2024-05-01T12:00:01.250Z\",\"interface\":\"lan0\","
         "\"role\":\"lan\",\"direction\":\"ingress\",\"packets\":3,\"l2_bytes\":300,\"l3_bytes\":258,"
-        "\"l4_bytes\":198,\"payload_bytes\":174}\n");
+        "\"l4_bytes\":198,\"payload_bytes\":174,\"rules_version\":0}\n");
+    EXPECT_EQ(encode(interface_record(kT, kT + 1000000, "lan0", "lan", "ingress",
+                                      Counts(3, 300, 258, 198, 174), 42),
+                     RecordFormat::Csv),
+              "2024-05-01T12:00:00.250Z,2024-05-01T12:00:01.250Z,lan0,lan,ingress,3,300,258,198,174,42\n");
+}
+
+// Records type class: one per interface, direction and class per interval, the five figures, the
+// class's id, name and gone flag (a JSON boolean), and the ruleset version.
+TEST(Records, ClassCsvAndJsonl) {
+    const Record r = class_record(kT, kT + 60000000, {"lan0", "egress", 7, "iptv, multicast", false},
+                                  Counts(5, 6900, 6830, 6670, 6430), 3);
+    EXPECT_EQ(header_line(RecordType::Class, RecordFormat::Csv),
+              "start,end,interface,direction,class_id,class,gone,packets,l2_bytes,l3_bytes,l4_bytes,"
+              "payload_bytes,rules_version\n");
+    EXPECT_EQ(encode(r, RecordFormat::Csv),
+              "2024-05-01T12:00:00.250Z,2024-05-01T12:01:00.250Z,lan0,egress,7,\"iptv, multicast\",false,"
+              "5,6900,6830,6670,6430,3\n");
+    EXPECT_EQ(encode(r, RecordFormat::Jsonl),
+              "{\"start\":\"2024-05-01T12:00:00.250Z\",\"end\":\"2024-05-01T12:01:00.250Z\",\"interface\":"
+              "\"lan0\",\"direction\":\"egress\",\"class_id\":7,\"class\":\"iptv, multicast\",\"gone\":false,"
+              "\"packets\":5,\"l2_bytes\":6900,\"l3_bytes\":6830,\"l4_bytes\":6670,\"payload_bytes\":6430,"
+              "\"rules_version\":3}\n");
+    const auto gone = nlohmann::json::parse(
+        encode(class_record(kT, kT, {"wan0", "ingress", 0, "other", true}, Counts(1, 2, 3, 4, 5), 4),
+               RecordFormat::Jsonl));
+    EXPECT_EQ(gone.at("gone"), true);
+    EXPECT_EQ(gone.at("class_id"), 0);
+    EXPECT_EQ(parse_record_type("class"), RecordType::Class);
+    EXPECT_EQ(to_string(RecordType::Class), "class");
 }
 
 TEST(Records, CsvQuotingRoundTrips) {
@@ -46,7 +76,7 @@ TEST(Records, CsvQuotingRoundTrips) {
     EXPECT_EQ(
         line,
         "2024-05-01T12:00:00.250Z,\"quota, \"\"monthly\"\"\",crossed,host,198.18.1.2,l3,1001,1000,notify,"
-        "\"line1\nline2\"\n");
+        "\"line1\nline2\",0\n");
     const auto back = parse_csv_line(std::string_view(line).substr(0, line.size() - 1));
     ASSERT_TRUE(back);
     ASSERT_EQ(back->size(), fields(RecordType::Alert).size());
@@ -75,24 +105,39 @@ TEST(Records, EveryTypeHasMatchingFields) {
     const std::vector<Record> all{
         interface_record(kT, kT, "lan0", "lan", "egress", Counts{}),
         host_record(kT, kT, {"lan0", "02:00:00:00:00:01", "198.18.1.2", "alice"}, "sent", Counts{}),
-        cgroup_record(kT, kT, "/system.slice/a.service", "ingress", Counts{}), flow_record(f),
-        alert_record(AlertRecord{})};
+        cgroup_record(kT, kT, "/system.slice/a.service", "ingress", Counts{}),
+        flow_record(f),
+        alert_record(AlertRecord{}),
+        class_record(kT, kT, {"lan0", "ingress", 1, "web", false}, Counts{}, 1)};
+    ASSERT_EQ(all.size(), kRecordTypeCount);
     for (const auto& r : all) {
         EXPECT_EQ(r.values.size(), fields(r.type).size()) << to_string(r.type);
+        EXPECT_STREQ(fields(r.type).back().name, "rules_version") << to_string(r.type);
         EXPECT_NO_THROW(encode(r, RecordFormat::Csv));
         EXPECT_NO_THROW(nlohmann::json::parse(encode(r, RecordFormat::Jsonl)));
     }
     EXPECT_EQ(encode(flow_record(f), RecordFormat::Csv),
               "2024-05-01T12:00:00.250Z,2024-05-01T12:00:00.250Z,"
-              "wan0,egress,ipv6,17,fd00:1::2,40000,fd00:2::2,53,0,,"
-              "1,100,86,46,38\n");
+              "wan0,egress,ipv6,17,fd00:1::2,40000,fd00:2::2,53,0,,,"
+              "1,100,86,46,38,0\n");
     f.user = "bob";
     EXPECT_EQ(nlohmann::json::parse(encode(flow_record(f), RecordFormat::Jsonl)).at("user"), "bob");
+    // A flow's class and the version of the ruleset that gave it.
+    f.cls = "dns";
+    f.rules_version = 12;
+    EXPECT_EQ(encode(flow_record(f), RecordFormat::Csv),
+              "2024-05-01T12:00:00.250Z,2024-05-01T12:00:00.250Z,"
+              "wan0,egress,ipv6,17,fd00:1::2,40000,fd00:2::2,53,0,bob,dns,"
+              "1,100,86,46,38,12\n");
+    const auto fj = nlohmann::json::parse(encode(flow_record(f), RecordFormat::Jsonl));
+    EXPECT_EQ(fj.at("class"), "dns");
+    EXPECT_EQ(fj.at("rules_version"), 12);
     EXPECT_EQ(header_line(RecordType::Host, RecordFormat::Csv),
-              "start,end,interface,mac,ip,user,direction,packets,l2_bytes,l3_bytes,l4_bytes,payload_bytes\n");
+              "start,end,interface,mac,ip,user,direction,packets,l2_bytes,l3_bytes,l4_bytes,payload_bytes,"
+              "rules_version\n");
     // Cgroup counts have no l2.
     EXPECT_EQ(header_line(RecordType::Cgroup, RecordFormat::Csv),
-              "start,end,cgroup,direction,packets,l3_bytes,l4_bytes,payload_bytes\n");
+              "start,end,cgroup,direction,packets,l3_bytes,l4_bytes,payload_bytes,rules_version\n");
 }
 
 TEST(Records, PeriodEndAlignedToTheClock) {

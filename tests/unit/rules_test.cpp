@@ -208,6 +208,51 @@ TEST_F(ClassFixture, TotalsNamesAndGone) {
     EXPECT_TRUE(violations.empty());
 }
 
+// A flow's class named by the collector: nothing without a ruleset; the version of the load whose
+// serial the flow carries; the active version for an unknown serial or an unclassified flow; a
+// gone class keeps its last name.
+TEST_F(ClassFixture, FlowClassNamesAndVersions) {
+    FlowEntry f;
+    f.cls_id = 40;
+    f.cls_serial = 1000;
+    EXPECT_FALSE(col.flow_class(f).classified) << "no ruleset";
+    EXPECT_EQ(col.flow_class(f).name, "");
+    EXPECT_EQ(col.flow_class(f).version, 0u);
+    EXPECT_EQ(col.rules_version(), 0u);
+
+    col.set_classes({{0, "other"}, {40, "dns"}, {50, "web"}}, 3, 1000);
+    EXPECT_EQ(col.rules_version(), 3u);
+    auto c = col.flow_class(f);
+    EXPECT_TRUE(c.classified);
+    EXPECT_EQ(c.id, 40u);
+    EXPECT_EQ(c.name, "dns");
+    EXPECT_EQ(c.version, 3u);
+
+    // Version 4 drops dns; the flow's last packet was classified under version 3.
+    col.set_classes({{0, "other"}, {50, "web"}}, 4, 1001);
+    c = col.flow_class(f);
+    EXPECT_EQ(c.name, "dns");
+    EXPECT_EQ(c.version, 3u);
+    f.cls_id = 50;
+    f.cls_serial = 1001;
+    EXPECT_EQ(col.flow_class(f).name, "web");
+    EXPECT_EQ(col.flow_class(f).version, 4u);
+    // The same version loaded again (interfaces changed): a new serial, the same version.
+    col.set_classes({{0, "other"}, {50, "web"}}, 4, 1002);
+    EXPECT_EQ(col.flow_class(f).version, 4u);
+    f.cls_serial = 77; // from before a restart
+    EXPECT_EQ(col.flow_class(f).version, 4u);
+    f.cls_id = 99;
+    EXPECT_EQ(col.flow_class(f).name, "class 99");
+    f.cls_serial = 0;
+    c = col.flow_class(f);
+    EXPECT_FALSE(c.classified) << "no packet classified";
+    EXPECT_EQ(c.name, "");
+    EXPECT_EQ(c.version, 4u);
+    col.set_classes({});
+    EXPECT_EQ(col.rules_version(), 0u);
+}
+
 TEST_F(ClassFixture, ReconciliationHoldsAndCatchesALostPacket) {
     // Traffic before any ruleset: counted in the interface total only (the offset).
     maps.count(3, NT_DIR_INGRESS, 0, kPkt, false);
