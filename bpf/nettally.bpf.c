@@ -296,6 +296,46 @@ static __always_inline void count_class(const struct pkt *p, __u32 ifindex, __u3
 }
 
 /*
+ * Adds the packet to its host's entry for its class (or to
+ * nt_host_cls_overflow): called for exactly the packets count_host counted.
+ */
+static __always_inline void count_host_class(const struct pkt *p, __u32 ifindex, __u32 dir,
+					     __u32 class_id)
+{
+	struct nt_host_cls_key key = {.host = {.ifindex = ifindex, .family = p->family},
+				      .class_id = class_id};
+	struct nt_host_cls_val *v;
+
+	if (dir == NT_DIR_INGRESS) {
+		__builtin_memcpy(key.host.mac, p->smac, 6);
+		__builtin_memcpy(key.host.addr, p->src, sizeof(key.host.addr));
+	} else {
+		__builtin_memcpy(key.host.mac, p->dmac, 6);
+		__builtin_memcpy(key.host.addr, p->dst, sizeof(key.host.addr));
+	}
+	v = bpf_map_lookup_elem(&nt_host_cls, &key);
+	if (!v) {
+		struct nt_host_cls_val init = {};
+
+		if (dir == NT_DIR_INGRESS)
+			init.sent = p->c;
+		else
+			init.received = p->c;
+		if (bpf_map_update_elem(&nt_host_cls, &key, &init, BPF_NOEXIST) == 0)
+			return;
+		v = bpf_map_lookup_elem(&nt_host_cls, &key);
+		if (!v) {
+			__u32 zero = 0;
+
+			v = bpf_map_lookup_elem(&nt_host_cls_overflow, &zero);
+			if (!v)
+				return;
+		}
+	}
+	add_counts(dir == NT_DIR_INGRESS ? &v->sent : &v->received, &p->c);
+}
+
+/*
  * Later fragments carry no ports: take them from the first fragment. Returns
  * 1 when the ports are known (a first fragment, or a later one whose first
  * fragment was seen), 0 otherwise.
@@ -444,6 +484,7 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 	struct nt_flow_val *fv = NULL;
 	int ports_known = 1;
 	int ip = 0;
+	int host = 0; /* count_host counted the packet for a host */
 	__u32 user = NT_USER_NONE;
 	struct nt_host_val *hv = NULL;
 	__u64 now;
@@ -497,8 +538,12 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 		now = bpf_ktime_get_coarse_ns();
 		if (count_flow(&p, c->ifindex, dir, now, cls_gen && !p.frag ? &fv : NULL))
 			p.bucket = NT_BUCKET_FLOW_OVERFLOW;
-		if (lan && cfg_count_hosts && count_host(&p, c->ifindex, dir, now, &hv))
-			iv->host_overflow += p.c.packets;
+		if (lan && cfg_count_hosts) {
+			if (count_host(&p, c->ifindex, dir, now, &hv))
+				iv->host_overflow += p.c.packets;
+			else
+				host = dir == NT_DIR_INGRESS || !(p.dmac[0] & 1);
+		}
 		/* The packets a host is counted for: see count_host. */
 		if (lan && *(volatile __u32 *)&nt_users_on &&
 		    (dir == NT_DIR_INGRESS || !(p.dmac[0] & 1)))
@@ -516,6 +561,9 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 					   (p.proto == IPPROTO_TCP_ || p.proto == IPPROTO_UDP_),
 				       cls_gen, fv);
 		count_class(&p, c->ifindex, dir, cls);
+		/* After the host's total: the daemon reads classes, hosts, classes. */
+		if (host)
+			count_host_class(&p, c->ifindex, dir, cls);
 	}
 	return p.data_tags;
 }

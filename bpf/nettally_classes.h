@@ -200,4 +200,19 @@ static __always_inline __u32 class_of(const struct pkt *p, __u32 ifindex, __u32 
 	return cls;
 }
 
+/*
+ * Per lan host and class (nettally_abi.h nt_host_cls), filled by account()
+ * beside nt_hosts; sized by nettallyd before load. Not preallocated: an entry
+ * takes memory when a host first has traffic in a class, so a large bound
+ * costs nothing until it is used.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, NT_DEFAULT_MAX_HOST_CLASSES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nt_host_cls_key);
+	__type(value, struct nt_host_cls_val);
+} nt_host_cls SEC(".maps");
+NT_MAP(nt_host_cls_overflow, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct nt_host_cls_val);
+
 #endif /* NETTALLY_CLASSES_H */
