@@ -215,4 +215,18 @@ struct {
 } nt_host_cls SEC(".maps");
 NT_MAP(nt_host_cls_overflow, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct nt_host_cls_val);
 
+/* count_host_class's key and first value: off the stack, which account() nearly fills. */
+struct nt_host_cls_scratch {
+	struct nt_host_cls_key key;
+	struct nt_host_cls_val init;
+	/*
+	 * Set by account() for every IP packet on a lan interface while classes
+	 * are on: 1 when count_host counted it. Kept here, not in a local, so
+	 * the verifier does not explore the class lookup once per value.
+	 */
+	__u32 pending;
+	__u32 pad;
+};
+NT_MAP(nt_host_cls_scratch, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct nt_host_cls_scratch);
+
 #endif /* NETTALLY_CLASSES_H */
