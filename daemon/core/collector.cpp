@@ -87,6 +87,30 @@ std::vector<uint64_t> class_figures(const std::vector<ClassEntry>& raw, const Co
     return out;
 }
 
+// Collector::to_json's host-class keys.
+void add_host_classes_json(nlohmann::json& out, const std::map<std::string, HostClassTotals>& totals,
+                           const std::map<std::string, std::array<Counts, 2>>& offsets,
+                           const std::array<MonotonicCounts, 2>& overflow) {
+    nlohmann::json host_classes = nlohmann::json::array();
+    for (const auto& [key, c] : totals)
+        host_classes.push_back({{"interface", c.interface},
+                                {"mac", c.mac},
+                                {"ip", c.ip},
+                                {"id", c.id},
+                                {"name", c.name},
+                                {"gone", c.gone},
+                                {"sent", c.sent.to_json()},
+                                {"received", c.received.to_json()}});
+    nlohmann::json host_offsets = nlohmann::json::array();
+    for (const auto& [key, o] : offsets)
+        host_offsets.push_back({{"host", to_hex(key)},
+                                {"sent", nettally::to_json(o[0])},
+                                {"received", nettally::to_json(o[1])}});
+    out["host_classes"] = std::move(host_classes);
+    out["host_class_offsets"] = std::move(host_offsets);
+    out["host_class_overflow"] = {overflow[0].to_json(), overflow[1].to_json()};
+}
+
 } // namespace
 
 void Collector::set_interfaces(const std::vector<InterfaceInfo>& ifaces) {
@@ -740,35 +764,19 @@ nlohmann::json Collector::to_json() const {
     nlohmann::json offsets = nlohmann::json::array();
     for (const auto& [key, o] : class_offsets_)
         offsets.push_back({{"ifindex", key.first}, {"dir", key.second}, {"counts", nettally::to_json(o)}});
-    nlohmann::json host_classes = nlohmann::json::array();
-    for (const auto& [key, c] : host_classes_)
-        host_classes.push_back({{"interface", c.interface},
-                                {"mac", c.mac},
-                                {"ip", c.ip},
-                                {"id", c.id},
-                                {"name", c.name},
-                                {"gone", c.gone},
-                                {"sent", c.sent.to_json()},
-                                {"received", c.received.to_json()}});
-    nlohmann::json host_offsets = nlohmann::json::array();
-    for (const auto& [key, o] : host_class_offsets_)
-        host_offsets.push_back({{"host", to_hex(key)},
-                                {"sent", nettally::to_json(o[0])},
-                                {"received", nettally::to_json(o[1])}});
-    return {{"interfaces", std::move(ifaces)},
-            {"classes", std::move(classes)},
-            {"host_classes", std::move(host_classes)},
-            {"host_class_offsets", std::move(host_offsets)},
-            {"host_class_overflow", {host_class_overflow_[0].to_json(), host_class_overflow_[1].to_json()}},
-            {"class_offsets", std::move(offsets)},
-            {"class_overflow", class_overflow_.to_json()},
-            {"hosts", std::move(hosts)},
-            {"evicted", std::move(evicted)},
-            {"finished", std::move(finished)},
-            {"live", std::move(live)},
-            {"flows_evicted", stats_.flows_evicted},
-            {"users", std::move(users)},
-            {"user_overflow", {user_overflow_[0].to_json(), user_overflow_[1].to_json()}}};
+    nlohmann::json out = {{"interfaces", std::move(ifaces)},
+                          {"classes", std::move(classes)},
+                          {"class_offsets", std::move(offsets)},
+                          {"class_overflow", class_overflow_.to_json()},
+                          {"hosts", std::move(hosts)},
+                          {"evicted", std::move(evicted)},
+                          {"finished", std::move(finished)},
+                          {"live", std::move(live)},
+                          {"flows_evicted", stats_.flows_evicted},
+                          {"users", std::move(users)},
+                          {"user_overflow", {user_overflow_[0].to_json(), user_overflow_[1].to_json()}}};
+    add_host_classes_json(out, host_classes_, host_class_offsets_, host_class_overflow_);
+    return out;
 }
 
 namespace {
@@ -904,6 +912,23 @@ std::map<std::string, std::array<Counts, 2>> host_class_offsets_from_json(const 
     return out;
 }
 
+// Everything per host and class a state holds (none in states written before it).
+struct HostClassState {
+    std::map<std::string, HostClassTotals> totals;
+    std::map<std::string, std::array<Counts, 2>> offsets;
+    std::array<MonotonicCounts, 2> overflow{};
+};
+
+HostClassState host_class_state_from_json(const nlohmann::json& j, bool same_counters) {
+    HostClassState s;
+    s.totals = host_classes_from_json(j, same_counters);
+    s.offsets = host_class_offsets_from_json(j, same_counters);
+    if (j.contains("host_class_overflow"))
+        for (size_t d = 0; d < 2; d++)
+            s.overflow[d].restore(j.at("host_class_overflow").at(d), same_counters);
+    return s;
+}
+
 // The reconciliation offsets: they hold for the same kernel counters only.
 std::map<IfaceKey, Counts> class_offsets_from_json(const nlohmann::json& j, bool same_counters) {
     std::map<IfaceKey, Counts> out;
@@ -955,13 +980,7 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
     MonotonicCounts class_overflow;
     if (j.contains("class_overflow"))
         class_overflow.restore(j.at("class_overflow"), same_counters);
-    std::map<std::string, HostClassTotals> host_classes = host_classes_from_json(j, same_counters);
-    std::map<std::string, std::array<Counts, 2>> host_class_offsets =
-        host_class_offsets_from_json(j, same_counters);
-    std::array<MonotonicCounts, 2> host_class_overflow{};
-    if (j.contains("host_class_overflow"))
-        for (size_t d = 0; d < 2; d++)
-            host_class_overflow[d].restore(j.at("host_class_overflow").at(d), same_counters);
+    HostClassState host_class_state = host_class_state_from_json(j, same_counters);
     // Evicted sums belong to the kernel counters they reconcile with.
     std::map<IfaceKey, EvictedSums> saved;
     std::set<IfaceKey> flows_unknown; // states written before the flow count was kept
@@ -1023,9 +1042,9 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
     classes_ = std::move(classes);
     class_offsets_ = std::move(class_offsets);
     class_overflow_ = class_overflow;
-    host_classes_ = std::move(host_classes);
-    host_class_offsets_ = std::move(host_class_offsets);
-    host_class_overflow_ = std::move(host_class_overflow);
+    host_classes_ = std::move(host_class_state.totals);
+    host_class_offsets_ = std::move(host_class_state.offsets);
+    host_class_overflow_ = std::move(host_class_state.overflow);
     evicted_ = std::move(evicted);
     finished_ = std::move(finished);
     stats_.flows_evicted = flows_evicted;
