@@ -6,6 +6,7 @@
 #include <optional>
 #include <set>
 #include <stdexcept>
+#include <tuple>
 
 namespace nettally {
 namespace {
@@ -912,6 +913,14 @@ std::map<std::string, std::array<Counts, 2>> host_class_offsets_from_json(const 
     return out;
 }
 
+// The class overflow counter of a state; zero in states written before it.
+MonotonicCounts class_overflow_from_json(const nlohmann::json& j, bool same_counters) {
+    MonotonicCounts out;
+    if (j.contains("class_overflow"))
+        out.restore(j.at("class_overflow"), same_counters);
+    return out;
+}
+
 // Everything per host and class a state holds (none in states written before it).
 struct HostClassState {
     std::map<std::string, HostClassTotals> totals;
@@ -977,9 +986,7 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
     std::array<MonotonicCounts, 2> user_overflow = user_overflow_from_json(j, same_counters);
     std::map<std::string, ClassTotals> classes = classes_from_json(j, same_counters);
     std::map<IfaceKey, Counts> class_offsets = class_offsets_from_json(j, same_counters);
-    MonotonicCounts class_overflow;
-    if (j.contains("class_overflow"))
-        class_overflow.restore(j.at("class_overflow"), same_counters);
+    const MonotonicCounts class_overflow = class_overflow_from_json(j, same_counters);
     HostClassState host_class_state = host_class_state_from_json(j, same_counters);
     // Evicted sums belong to the kernel counters they reconcile with.
     std::map<IfaceKey, EvictedSums> saved;
@@ -1042,9 +1049,8 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
     classes_ = std::move(classes);
     class_offsets_ = std::move(class_offsets);
     class_overflow_ = class_overflow;
-    host_classes_ = std::move(host_class_state.totals);
-    host_class_offsets_ = std::move(host_class_state.offsets);
-    host_class_overflow_ = std::move(host_class_state.overflow);
+    std::tie(host_classes_, host_class_offsets_, host_class_overflow_) = std::forward_as_tuple(
+        std::move(host_class_state.totals), std::move(host_class_state.offsets), host_class_state.overflow);
     evicted_ = std::move(evicted);
     finished_ = std::move(finished);
     stats_.flows_evicted = flows_evicted;
