@@ -295,6 +295,75 @@ static __always_inline void count_class(const struct pkt *p, __u32 ifindex, __u3
 	add_counts(v, &p->c);
 }
 
+/* Notes whether count_host counted the packet (see nt_host_cls_scratch.pending). */
+static __always_inline void host_class_pending(__u32 counted)
+{
+	__u32 zero = 0;
+	struct nt_host_cls_scratch *s = bpf_map_lookup_elem(&nt_host_cls_scratch, &zero);
+
+	if (s)
+		s->pending = counted;
+}
+
+/*
+ * Adds the packet to its host's entry for its class (or to
+ * nt_host_cls_overflow) when count_host counted it (host_class_pending).
+ */
+static __always_inline void count_host_class(const struct pkt *p, __u32 ifindex, __u32 dir,
+					     __u32 class_id)
+{
+	__u32 zero = 0;
+	struct nt_host_cls_scratch *s = bpf_map_lookup_elem(&nt_host_cls_scratch, &zero);
+	struct nt_host_cls_val *v;
+
+	if (!s || !s->pending)
+		return;
+	__builtin_memset(s, 0, sizeof(*s));
+	s->key.host.ifindex = ifindex;
+	s->key.host.family = p->family;
+	s->key.class_id = class_id;
+	if (dir == NT_DIR_INGRESS) {
+		__builtin_memcpy(s->key.host.mac, p->smac, 6);
+		__builtin_memcpy(s->key.host.addr, p->src, sizeof(s->key.host.addr));
+		s->init.sent = p->c;
+	} else {
+		__builtin_memcpy(s->key.host.mac, p->dmac, 6);
+		__builtin_memcpy(s->key.host.addr, p->dst, sizeof(s->key.host.addr));
+		s->init.received = p->c;
+	}
+	v = bpf_map_lookup_elem(&nt_host_cls, &s->key);
+	if (!v) {
+		if (bpf_map_update_elem(&nt_host_cls, &s->key, &s->init, BPF_NOEXIST) == 0)
+			return;
+		v = bpf_map_lookup_elem(&nt_host_cls, &s->key);
+		if (!v) {
+			v = bpf_map_lookup_elem(&nt_host_cls_overflow, &zero);
+			if (!v)
+				return;
+		}
+	}
+	add_counts(dir == NT_DIR_INGRESS ? &v->sent : &v->received, &p->c);
+}
+
+/*
+ * The packet's class counters: its interface and direction's (count_class)
+ * and, with host set (an IP packet on a lan interface that counts hosts), its
+ * host's (count_host_class). A global function: the verifier checks it once,
+ * not once per state the classification before it ends in (the lan
+ * programs' budget, tests/bpf/verifier_budget_test.cpp).
+ */
+__attribute__((noinline)) int nt_count_classes(const struct pkt *p, __u32 ifindex, __u32 dir,
+					       __u32 class_id, __u32 host)
+{
+	if (!p)
+		return 0;
+	count_class(p, ifindex, dir, class_id);
+	/* After the host's total: the daemon reads host classes, hosts, host classes. */
+	if (host)
+		count_host_class(p, ifindex, dir, class_id);
+	return 0;
+}
+
 /*
  * Later fragments carry no ports: take them from the first fragment. Returns
  * 1 when the ports are known (a first fragment, or a later one whose first
@@ -497,8 +566,16 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 		now = bpf_ktime_get_coarse_ns();
 		if (count_flow(&p, c->ifindex, dir, now, cls_gen && !p.frag ? &fv : NULL))
 			p.bucket = NT_BUCKET_FLOW_OVERFLOW;
-		if (lan && cfg_count_hosts && count_host(&p, c->ifindex, dir, now, &hv))
-			iv->host_overflow += p.c.packets;
+		if (lan && cfg_count_hosts) {
+			int counted = 0;
+
+			if (count_host(&p, c->ifindex, dir, now, &hv))
+				iv->host_overflow += p.c.packets;
+			else
+				counted = dir == NT_DIR_INGRESS || !(p.dmac[0] & 1);
+			if (cls_gen)
+				host_class_pending(counted);
+		}
 		/* The packets a host is counted for: see count_host. */
 		if (lan && *(volatile __u32 *)&nt_users_on &&
 		    (dir == NT_DIR_INGRESS || !(p.dmac[0] & 1)))
@@ -515,7 +592,7 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 				       ports_known &&
 					   (p.proto == IPPROTO_TCP_ || p.proto == IPPROTO_UDP_),
 				       cls_gen, fv);
-		count_class(&p, c->ifindex, dir, cls);
+		nt_count_classes(&p, c->ifindex, dir, cls, ip && lan && cfg_count_hosts);
 	}
 	return p.data_tags;
 }

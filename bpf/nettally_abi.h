@@ -451,4 +451,25 @@ struct nt_cls_count_key {
 	__u32 pad;
 };
 
+/*
+ * nt_host_cls: PERCPU_HASH, pinned: the five figures per lan host (the key of
+ * nt_hosts) and stable class id, sent and received: exactly the packets
+ * nt_hosts counts (source of ingress, unicast destination of egress), under
+ * the class the packet got, while a ruleset is loaded. Per host, the classes
+ * grow by what the host grows by. nettallyd sizes it (rules.max_host_classes;
+ * one entry when the config has no rules section). nt_host_cls_overflow:
+ * PERCPU_ARRAY of one struct nt_host_cls_val: packets whose entry could not be
+ * created (map full).
+ */
+#define NT_DEFAULT_MAX_HOST_CLASSES 65536
+struct nt_host_cls_key {
+	struct nt_host_key host;
+	__u32 class_id;
+};
+
+struct nt_host_cls_val {
+	struct nt_counts sent;
+	struct nt_counts received;
+};
+
 #endif /* NETTALLY_ABI_H */

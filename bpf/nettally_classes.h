@@ -286,4 +286,33 @@ static __always_inline __u32 class_of(const struct pkt *p, __u32 ifindex, __u32 
 	return cls;
 }
 
+/*
+ * Per lan host and class (nettally_abi.h nt_host_cls), filled by account()
+ * beside nt_hosts; sized by nettallyd before load. Not preallocated: an entry
+ * takes memory when a host first has traffic in a class, so a large bound
+ * costs nothing until it is used.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, NT_DEFAULT_MAX_HOST_CLASSES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct nt_host_cls_key);
+	__type(value, struct nt_host_cls_val);
+} nt_host_cls SEC(".maps");
+NT_MAP(nt_host_cls_overflow, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct nt_host_cls_val);
+
+/* count_host_class's key and first value: off the stack, which account() nearly fills. */
+struct nt_host_cls_scratch {
+	struct nt_host_cls_key key;
+	struct nt_host_cls_val init;
+	/*
+	 * Set by account() for every IP packet on a lan interface while classes
+	 * are on: 1 when count_host counted it. Kept here, not in a local, so
+	 * the verifier does not explore the class lookup once per value.
+	 */
+	__u32 pending;
+	__u32 pad;
+};
+NT_MAP(nt_host_cls_scratch, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct nt_host_cls_scratch);
+
 #endif /* NETTALLY_CLASSES_H */

@@ -160,6 +160,8 @@ std::string* text_option(Target t, Options& opt) {
         return &opt.rules.sign_key;
     case Target::VerifyKey:
         return &opt.rules.key;
+    case Target::Iface:
+        return &opt.iface;
     default:
         return nullptr;
     }
@@ -173,6 +175,8 @@ bool* flag_option(Target t, Options& opt) {
         return &opt.graph;
     if (t == Target::Once)
         return &opt.once;
+    if (t == Target::ClassHosts)
+        return &opt.class_hosts;
     return t == Target::Tree ? &opt.tree : nullptr;
 }
 
@@ -267,6 +271,10 @@ std::optional<std::string> check_verb(const Verb& verb, const std::vector<std::s
             return std::string("rules compile needs -o BUNDLE, the file to write");
         if (sub == "verify" && opt.rules.key.empty())
             return std::string("rules verify needs --key PUB, the public key file to check with");
+        break;
+    case Command::Classes:
+        if (!opt.iface.empty() && !opt.class_hosts)
+            return std::string("classes --iface NAME lists one interface's hosts: add --hosts");
         break;
     case Command::Export:
         opt.exports.sub = std::string(sub);

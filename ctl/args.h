@@ -92,6 +92,8 @@ struct Options {
     UploadArgs upload;
     ExportArgs exports;
     RulesArgs rules;
+    bool class_hosts = false; // classes --hosts
+    std::string iface;        // classes --hosts --iface NAME ("": every interface)
 };
 
 inline constexpr double kDefaultTimeoutSec = 10;

@@ -240,6 +240,10 @@ int load(const Options& opt) {
 int run_classes(const Options& opt) {
     return run_on_bus(timeout_of(opt), [&](sdbus::IConnection& connection) {
         RulesProxy p(connection);
+        if (opt.class_hosts) {
+            const auto rows = from_wire(p.ListHostClasses(opt.iface));
+            return opt.json ? dump(host_classes_json(rows)) : host_classes_text(rows);
+        }
         const auto rows = from_wire(p.ListClasses());
         return opt.json ? dump(classes_json(rows)) : classes_text(rows);
     });

@@ -90,6 +90,11 @@ ClassRow from_wire(const bus::WireClass& w) {
     return ClassRow{interface, direction, id, name, from_wire(counters), gone};
 }
 
+HostClassRow from_wire(const bus::WireHostClass& w) {
+    const auto& [interface, mac, ip, id, name, sent, received, gone] = fields(w);
+    return HostClassRow{interface, mac, ip, id, name, from_wire(sent), from_wire(received), gone};
+}
+
 FlowRow from_wire(const bus::WireFlow& w) {
     const auto& [interface, direction, proto, src, sport, dst, dport, counters, first_seen, last_seen,
                  tcp_flags, cls] = fields(w);

@@ -23,6 +23,7 @@ FlowRow from_wire(const bus::WireFlow& w);
 SubscriberRow from_wire(const bus::WireSubscriber& w);
 UserRow from_wire(const bus::WireUser& w);
 ClassRow from_wire(const bus::WireClass& w);
+HostClassRow from_wire(const bus::WireHostClass& w);
 CgroupEntry from_wire(const bus::WireCgroup& w);
 HistoryRow from_wire(const bus::WirePeriod& w);
 RecordFile from_wire(const bus::WireRecordFile& w);

@@ -95,6 +95,18 @@ struct ClassRow {
     bool gone = false;
 };
 
+// One lan host in one traffic class (ListHostClasses).
+struct HostClassRow {
+    std::string interface;
+    std::string mac;
+    std::string ip;
+    std::uint32_t id = 0;
+    std::string name;
+    Counters sent;
+    Counters received;
+    bool gone = false;
+};
+
 struct FlowRow {
     std::string interface;
     std::string direction;
@@ -221,6 +233,9 @@ Json radius_json(const StatusMap& status);
 Json users_json(const std::vector<UserRow>& rows);
 // {"classes": [{"interface", "direction", "class_id", "class", "counters": C, "gone"}]}.
 Json classes_json(const std::vector<ClassRow>& rows);
+// {"host_classes": [{"interface", "mac", "ip", "class_id", "class", "sent": C, "received": C,
+// "gone"}]}.
+Json host_classes_json(const std::vector<HostClassRow>& rows);
 // GetRulesStatus: {"active", "version", "hash", "name", ...} with times as TIME.
 Json rules_status_json(const Dict& status);
 Json status_json(const StatusMap& status);
@@ -255,6 +270,7 @@ std::string flows_text(const std::vector<FlowRow>& rows);
 std::string subscribers_text(const std::vector<SubscriberRow>& rows);
 std::string users_text(const std::vector<UserRow>& rows);
 std::string classes_text(const std::vector<ClassRow>& rows);
+std::string host_classes_text(const std::vector<HostClassRow>& rows);
 std::string rules_status_text(const Dict& status);
 std::string status_text(const StatusMap& status);
 // tree: the CGROUP column draws the hierarchy instead of full paths.

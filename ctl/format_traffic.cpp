@@ -273,6 +273,32 @@ std::string classes_text(const std::vector<ClassRow>& rows) {
     return render_table(cols, cells);
 }
 
+Json host_classes_json(const std::vector<HostClassRow>& rows) {
+    Json list = Json::array();
+    for (const auto& r : rows)
+        list.push_back(Json{{"interface", r.interface},
+                            {"mac", r.mac},
+                            {"ip", r.ip},
+                            {"class_id", r.id},
+                            {"class", r.name},
+                            {"sent", counters_json(r.sent)},
+                            {"received", counters_json(r.received)},
+                            {"gone", r.gone}});
+    return Json{{"host_classes", std::move(list)}};
+}
+
+std::string host_classes_text(const std::vector<HostClassRow>& rows) {
+    const std::vector<Column> cols = {
+        {"IFACE"},          {"MAC"},          {"IP"},  {"CLASS"}, right("SENT_PKTS"), right("SENT_L2"),
+        right("RECV_PKTS"), right("RECV_L2"), {"GONE"}};
+    std::vector<std::vector<std::string>> cells;
+    for (const auto& r : rows)
+        cells.push_back({r.interface, r.mac, r.ip, r.name, std::to_string(r.sent.packets),
+                         std::to_string(r.sent.l2), std::to_string(r.received.packets),
+                         std::to_string(r.received.l2), r.gone ? "gone" : "-"});
+    return render_table(cols, cells);
+}
+
 Json rules_status_json(const Dict& status) {
     return object_json(
         status, [](const std::string& key, const StatusValue& v) { return status_value_json(key, v); });

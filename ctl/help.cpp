@@ -104,6 +104,10 @@ constexpr std::string_view kTail = R"(JSON OUTPUT
     classes     {"classes": [{"interface": S, "direction": "ingress"|"egress",
                   "class_id": N, "class": S, "counters": C, "gone": B}]}
                 gone: the class is not in the ruleset in force (its totals are kept).
+    classes --hosts {"host_classes": [{"interface": S, "mac": S, "ip": S,
+                  "class_id": N, "class": S, "sent": C, "received": C, "gone": B}]}
+                per lan host, the classes add up to what the host counted since
+                classification began.
     rules status {"active": B, "version": N, "hash": S, "name": S, "classes": N,
                   "loaded_at": TIME, "origin": S, "previous_version": N,
                   "previous_hash": S, "rejected": N, "last_rejection": S,

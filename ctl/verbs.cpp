@@ -50,6 +50,11 @@ constexpr OptionSpec kDefinition[] = {
     field_option("--min-interval", "DURATION", "min_interval_ms"), field_option("--rate", "SIZE", "rate_bps"),
     field_option("--rate-window", "DURATION", "rate_window_s"), field_option("--action", "A", "action"),
     field_option("--action-rate", "SIZE", "action_rate"), field_option("--action-on", "WHEN", "action_on")};
+constexpr OptionSpec kClasses[] = {
+    {"--hosts", "", Target::ClassHosts, "",
+     "classes: per lan host and class (ListHostClasses) instead of per interface."},
+    {"--iface", "NAME", Target::Iface, "", "classes --hosts: only the hosts of lan interface NAME."},
+};
 constexpr OptionSpec kRulesCompile[] = {
     {"-o,--output", "BUNDLE", Target::Output, "", "rules compile: the bundle file to write."},
     {"--sign", "KEY", Target::SignKey, "",
@@ -389,16 +394,19 @@ force; JSON: {"version", "hash"}. Root and group nettally only.)",
 version; the one rolled back from becomes the previous one. JSON:
 {"version", "hash"}. Root and group nettally only.)",
      {}},
-    {"classes",
-     Command::Classes,
-     run_classes,
-     "classes",
+    {"classes", Command::Classes, run_classes, "classes [--hosts [--iface NAME]]",
      R"(Per-class totals (ListClasses): IFACE, DIR, CLASS, PACKETS, L2, L3, L4,
 PAYLOAD and GONE (the class is not in the ruleset in force; its totals are
 kept). While a ruleset is in force, per interface and direction the classes
 add up to what the interface counted. JSON: {"classes": [{"interface",
-"direction", "class_id", "class", "counters": C, "gone"}]}.)",
-     {}},
+"direction", "class_id", "class", "counters": C, "gone"}]}.
+With --hosts, per lan host and class (ListHostClasses): IFACE, MAC, IP,
+CLASS, SENT_PKTS, SENT_L2, RECV_PKTS, RECV_L2, GONE (--json has all five
+figures); per host the classes add up to what the host counted since
+classification began. --iface NAME: that interface's hosts only. JSON:
+{"host_classes": [{"interface", "mac", "ip", "class_id", "class", "sent": C,
+"received": C, "gone"}]}.)",
+     kClasses},
     {"help", Command::Help, nullptr, "help", "Print this text.", {}},
 };
 

@@ -30,6 +30,8 @@ enum class Target {
     Interval,        // top --interval DURATION
     SignKey,         // rules compile --sign KEY
     VerifyKey,       // rules verify --key PUB
+    ClassHosts,      // classes --hosts
+    Iface,           // classes --iface NAME
 };
 
 struct OptionSpec {

@@ -16,7 +16,9 @@ namespace {
 constexpr int kStateVersion = 1;
 
 DatapathOptions datapath_options(const Config& c) {
-    return DatapathOptions{c.max_flows, c.max_hosts, c.count_hosts, c.pin_dir.string()};
+    DatapathOptions o{c.max_flows, c.max_hosts, c.count_hosts, c.pin_dir.string()};
+    o.max_host_classes = c.rules.host_class_entries();
+    return o;
 }
 
 History make_history(const Config& c) {
@@ -189,9 +191,11 @@ void Accounting::poll(uint64_t now_us) {
 
 std::optional<History> Accounting::check_reload(const Config& cur, const Config& next) const {
     if (next.max_flows != cur.max_flows || next.max_hosts != cur.max_hosts ||
-        next.count_hosts != cur.count_hosts || next.pin_dir != cur.pin_dir || next.state_dir != cur.state_dir)
-        throw ConfigError(next.path, 0, 0, "flows/hosts/pin_dir/state_dir",
-                          "map sizes, hosts.enabled, pin_dir and state_dir take effect only at start: "
+        next.count_hosts != cur.count_hosts || next.pin_dir != cur.pin_dir ||
+        next.state_dir != cur.state_dir || next.rules.host_class_entries() != cur.rules.host_class_entries())
+        throw ConfigError(next.path, 0, 0, "flows/hosts/rules/pin_dir/state_dir",
+                          "map sizes (rules.max_host_classes and whether a rules section exists included), "
+                          "hosts.enabled, pin_dir and state_dir take effect only at start: "
                           "restart nettallyd to change them");
     if (next.cgroups.enabled != cur.cgroups.enabled || next.cgroups.max_entries != cur.cgroups.max_entries ||
         next.cgroups.all_netns != cur.cgroups.all_netns)

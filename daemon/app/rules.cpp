@@ -421,6 +421,13 @@ void Rules::add_status(Status& m) const {
     m["class_reconcile_violations"] = st.class_reconcile_violations;
     m["class_snapshot_misses"] = st.class_snapshot_misses;
     m["class_overflow_packets"] = collector_.class_overflow().total().packets;
+    m["host_class_reconcile_checks"] = st.host_class_reconcile_checks;
+    m["host_class_reconcile_exact"] = st.host_class_reconcile_exact;
+    m["host_class_reconcile_violations"] = st.host_class_reconcile_violations;
+    m["host_class_last_violation"] = st.last_host_class_violation;
+    m["host_class_snapshot_misses"] = st.host_class_snapshot_misses;
+    m["host_class_overflow_packets"] = collector_.host_class_overflow_sent().total().packets +
+                                       collector_.host_class_overflow_received().total().packets;
     if (fetcher_) {
         const RulesFetchStatus f = fetcher_->status();
         m["rules_pull_fetches"] = f.fetches;

@@ -57,6 +57,9 @@ using WireHostUser = sdbus::Struct<std::string, std::string, std::string, std::s
 // org.nettally.Accounting1.Rules.xml
 // ListClasses (ssusCb): interface, direction, class_id, class, counters, gone.
 using WireClass = sdbus::Struct<std::string, std::string, uint32_t, std::string, WireCounters, bool>;
+// ListHostClasses (sssusCCb): interface, mac, ip, class_id, class, sent, received, gone.
+using WireHostClass = sdbus::Struct<std::string, std::string, std::string, uint32_t, std::string,
+                                    WireCounters, WireCounters, bool>;
 
 // org.nettally.Accounting1.Records.xml ListSpool (stst): name, size, type, created.
 using WireRecordFile = sdbus::Struct<std::string, uint64_t, std::string, uint64_t>;

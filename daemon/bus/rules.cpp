@@ -80,4 +80,16 @@ RulesService::ListClasses() {
     return out;
 }
 
+std::vector<sdbus::Struct<std::string, std::string, std::string, uint32_t, std::string, RulesService::C,
+                          RulesService::C, bool>>
+RulesService::ListHostClasses(const std::string& iface) {
+    std::vector<sdbus::Struct<std::string, std::string, std::string, uint32_t, std::string, C, C, bool>> out;
+    const auto wire = [](const Counts& t) { return C(t.packets, t.l2, t.l3, t.l4, t.payload); };
+    for (const auto& [key, c] : collector_.host_classes())
+        if (iface.empty() || c.interface == iface)
+            out.emplace_back(c.interface, c.mac, c.ip, c.id, c.name, wire(c.sent.total()),
+                             wire(c.received.total()), c.gone);
+    return out;
+}
+
 } // namespace nettally

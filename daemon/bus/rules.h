@@ -44,6 +44,8 @@ private:
     std::map<std::string, sdbus::Variant> GetRulesStatus() override;
     std::vector<sdbus::Struct<std::string, std::string, uint32_t, std::string, C, bool>>
     ListClasses() override;
+    std::vector<sdbus::Struct<std::string, std::string, std::string, uint32_t, std::string, C, C, bool>>
+    ListHostClasses(const std::string& iface) override;
 
     const Collector& collector_;
     RulesHooks hooks_;

@@ -41,4 +41,8 @@ static_assert(sizeof(nt_cls_mac_key) == 8);
 static_assert(sizeof(nt_cls_iface_key) == 8);
 static_assert(sizeof(nt_cls_count_key) == 16);
 static_assert(NT_CLS_SCALAR_SPAN == 2 + 256 + 65536 * 2 + 64 + 4096);
+// Per host and class (a new pinned map: the existing layouts are unchanged).
+static_assert(sizeof(nt_host_cls_key) == sizeof(nt_host_key) + 4);
+static_assert(offsetof(nt_host_cls_key, class_id) == 28);
+static_assert(sizeof(nt_host_cls_val) == 2 * sizeof(nt_counts));
 static_assert(NT_ABI_VERSION == 2, "update the asserts above with the ABI version");

@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 #include <optional>
 #include <set>
+#include <stdexcept>
+#include <tuple>
 
 namespace nettally {
 namespace {
@@ -22,6 +24,43 @@ std::string user_key(const std::string& iface, const std::string& user) {
 // A class's ledger key: interface, direction and stable class id.
 std::string class_key(const std::string& iface, uint8_t dir, uint32_t id) {
     return iface + "|" + std::to_string(dir) + "|" + std::to_string(id);
+}
+
+// A host and class's ledger key: the host's key and the stable class id.
+std::string host_class_key(const std::string& host, uint32_t id) {
+    return host + "|" + std::to_string(id);
+}
+
+// The kernel's host key as bytes: the host-class reconciliation offsets are kept per raw key.
+std::string raw_host_key(const nt_host_key& k) {
+    return {reinterpret_cast<const char*>(&k), sizeof(k)};
+}
+
+std::string to_hex(const std::string& bytes) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string out;
+    for (const char c : bytes) {
+        const auto b = static_cast<unsigned char>(c);
+        out += kDigits[b >> 4];
+        out += kDigits[b & 15];
+    }
+    return out;
+}
+
+std::string from_hex(const std::string& hex) {
+    if (hex.size() % 2)
+        throw std::invalid_argument("odd hex length");
+    const auto nibble = [](char c) -> int {
+        if (c >= '0' && c <= '9')
+            return c - '0';
+        if (c >= 'a' && c <= 'f')
+            return c - 'a' + 10;
+        throw std::invalid_argument("not a hex digit");
+    };
+    std::string out;
+    for (size_t i = 0; i < hex.size(); i += 2)
+        out += static_cast<char>(nibble(hex[i]) << 4 | nibble(hex[i + 1]));
+    return out;
 }
 
 // a - b figure by figure; nullopt when some figure of b exceeds a's.
@@ -47,6 +86,30 @@ std::vector<uint64_t> class_figures(const std::vector<ClassEntry>& raw, const Co
         out.insert(out.end(), {c.key.ifindex, c.key.dir, c.key.class_id, c.counts.packets, c.counts.l2,
                                c.counts.l3, c.counts.l4, c.counts.payload});
     return out;
+}
+
+// Collector::to_json's host-class keys.
+void add_host_classes_json(nlohmann::json& out, const std::map<std::string, HostClassTotals>& totals,
+                           const std::map<std::string, std::array<Counts, 2>>& offsets,
+                           const std::array<MonotonicCounts, 2>& overflow) {
+    nlohmann::json host_classes = nlohmann::json::array();
+    for (const auto& [key, c] : totals)
+        host_classes.push_back({{"interface", c.interface},
+                                {"mac", c.mac},
+                                {"ip", c.ip},
+                                {"id", c.id},
+                                {"name", c.name},
+                                {"gone", c.gone},
+                                {"sent", c.sent.to_json()},
+                                {"received", c.received.to_json()}});
+    nlohmann::json host_offsets = nlohmann::json::array();
+    for (const auto& [key, o] : offsets)
+        host_offsets.push_back({{"host", to_hex(key)},
+                                {"sent", nettally::to_json(o[0])},
+                                {"received", nettally::to_json(o[1])}});
+    out["host_classes"] = std::move(host_classes);
+    out["host_class_offsets"] = std::move(host_offsets);
+    out["host_class_overflow"] = {overflow[0].to_json(), overflow[1].to_json()};
 }
 
 } // namespace
@@ -82,6 +145,13 @@ void Collector::set_interfaces(const std::vector<InterfaceInfo>& ifaces) {
                 classes[class_key(c.interface, c.dir, c.id)] = std::move(c);
             }
             classes_ = std::move(classes);
+            std::map<std::string, HostClassTotals> host_classes;
+            for (auto& [key, c] : host_classes_) {
+                if (c.interface == old->second)
+                    c.interface = i.name;
+                host_classes[host_class_key(host_id(c.interface, c.mac, c.ip), c.id)] = std::move(c);
+            }
+            host_classes_ = std::move(host_classes);
         }
         next[i.ifindex] = i.name;
     }
@@ -116,14 +186,13 @@ void Collector::poll(const PollClock& clock) {
     std::vector<ClassEntry> classes_low, classes_high;
     Counts class_overflow;
     IfaceSnapshot after = read_ifaces_and_classes(classes_low, classes_high, class_overflow);
-    std::vector<HostEntry> hosts;
-    std::vector<UserEntry> users;
-    UserEntry user_overflow;
-    read_hosts_and_users(hosts, users, user_overflow);
+    HostRead hr;
+    read_hosts_and_users(hr);
 
     last_clock_ = clock;
     check_reconciliation(before, after);
     check_class_reconciliation(after, classes_low, classes_high);
+    check_host_class_reconciliation(hr);
 
     for (const auto& [key, counters] : after) {
         auto n = names_.find(key.first);
@@ -135,9 +204,10 @@ void Collector::poll(const PollClock& clock) {
             d.bucket[b].observe(counters.bucket[b]);
         d.host_overflow.observe(Counts(counters.host_overflow, 0, 0, 0, 0));
     }
-    update_hosts(hosts);
-    update_users(users, user_overflow);
+    update_hosts(hr.hosts);
+    update_users(hr.users, hr.user_overflow);
     update_classes(classes_high, class_overflow);
+    update_host_classes(hr.host_classes_high, hr.hc_overflow);
     track_overflow(after);
     evict(clock);
     stats_.polls++;
@@ -157,29 +227,146 @@ std::vector<uint64_t> user_packets(const std::vector<UserEntry>& users, const Us
     return out;
 }
 
+// What tells two reads of the host-class counters apart: every key's packets.
+std::vector<uint64_t> host_class_packets(const std::vector<HostClassEntry>& raw,
+                                         const HostClassEntry& overflow) {
+    std::vector<uint64_t> out{overflow.sent.packets, overflow.received.packets};
+    for (const auto& e : raw) {
+        const std::string k = raw_host_key(e.key.host);
+        for (const char c : k)
+            out.push_back(static_cast<unsigned char>(c));
+        out.insert(out.end(), {e.key.class_id, e.sent.packets, e.sent.l2, e.received.packets, e.received.l2});
+    }
+    return out;
+}
+
+// Σ classes per host (raw key), sent and received.
+std::map<std::string, std::array<Counts, 2>> host_class_sums(const std::vector<HostClassEntry>& raw) {
+    std::map<std::string, std::array<Counts, 2>> out;
+    for (const auto& e : raw) {
+        auto& s = out[raw_host_key(e.key.host)];
+        s[0] += e.sent;
+        s[1] += e.received;
+    }
+    return out;
+}
+
 } // namespace
 
-void Collector::read_hosts_and_users(std::vector<HostEntry>& hosts, std::vector<UserEntry>& users,
-                                     UserEntry& overflow) {
-    // The programs count a lan packet for its host and for its user in the same run, so users
-    // read before and after the hosts, unchanged, mean the hosts hold exactly the users' packets:
-    // Σ users + unbound == hosts at every poll, under traffic too. Without subscribers the user
-    // maps are empty and the second read costs little.
-    users = reader_.read_users();
-    overflow = reader_.read_user_overflow();
-    auto before = user_packets(users, overflow);
+void Collector::read_hosts_and_users(HostRead& r) {
+    // The programs count a lan packet for its host, then its user, then its host and class, in
+    // the same run, so users and host classes read before and after the hosts, unchanged, mean
+    // the hosts hold exactly their packets: Σ users + unbound == hosts and, per host, Σ classes ==
+    // the host since classification began, at every poll, under traffic too. Without subscribers
+    // or classes those maps are empty and the second read costs little.
+    r.users = reader_.read_users();
+    r.user_overflow = reader_.read_user_overflow();
+    r.host_classes_low = reader_.read_host_classes();
+    r.hc_overflow = reader_.read_host_class_overflow();
+    auto users_before = user_packets(r.users, r.user_overflow);
+    auto hc_before = host_class_packets(r.host_classes_low, r.hc_overflow);
     for (int attempt = 0;; attempt++) {
-        hosts = reader_.read_hosts();
-        users = reader_.read_users();
-        overflow = reader_.read_user_overflow();
-        auto after = user_packets(users, overflow);
-        if (after == before)
+        r.hosts = reader_.read_hosts();
+        r.users = reader_.read_users();
+        r.user_overflow = reader_.read_user_overflow();
+        r.host_classes_high = reader_.read_host_classes();
+        r.hc_overflow = reader_.read_host_class_overflow();
+        auto users_after = user_packets(r.users, r.user_overflow);
+        auto hc_after = host_class_packets(r.host_classes_high, r.hc_overflow);
+        const bool users_same = users_after == users_before, hc_same = hc_after == hc_before;
+        if (users_same && hc_same)
             return;
         if (attempt == 7) {
-            stats_.user_snapshot_misses++; // published as read: off by the packets in between
+            // Published as read: off by the packets in between (host classes: checked as bracketed).
+            if (!users_same)
+                stats_.user_snapshot_misses++;
+            if (!hc_same)
+                stats_.host_class_snapshot_misses++;
             return;
         }
-        before = std::move(after);
+        users_before = std::move(users_after);
+        hc_before = std::move(hc_after);
+        r.host_classes_low = r.host_classes_high;
+    }
+}
+
+void Collector::update_host_classes(const std::vector<HostClassEntry>& raw, const HostClassEntry& overflow) {
+    host_class_overflow_[0].observe(overflow.sent);
+    host_class_overflow_[1].observe(overflow.received);
+    for (const auto& e : raw) {
+        const std::string& iface = name_of(e.key.host.ifindex);
+        if (iface.empty())
+            continue;
+        const std::string mac = format_mac(e.key.host.mac);
+        const std::string ip = format_addr(e.key.host.family, e.key.host.addr);
+        auto [it, added] = host_classes_.try_emplace(host_class_key(host_id(iface, mac, ip), e.key.class_id));
+        HostClassTotals& t = it->second;
+        if (added) {
+            t.interface = iface;
+            t.mac = mac;
+            t.ip = ip;
+            t.id = e.key.class_id;
+            auto n = class_names_.find(t.id);
+            t.gone = n == class_names_.end();
+            t.name = t.gone ? "class " + std::to_string(t.id) : n->second;
+        }
+        t.sent.observe(e.sent);
+        t.received.observe(e.received);
+    }
+}
+
+void Collector::check_host_class_reconciliation(const HostRead& r) {
+    if (class_names_.empty())
+        return; // no ruleset: nothing is classified
+    if (r.hc_overflow.sent.packets || r.hc_overflow.received.packets)
+        return; // some host's class entry is missing: the line cannot hold
+    const auto lows = host_class_sums(r.host_classes_low), highs = host_class_sums(r.host_classes_high);
+    for (const auto& h : r.hosts) {
+        const std::string key = raw_host_key(h.key);
+        const std::array<Counts, 2> totals{h.sent, h.received};
+        auto l = lows.find(key);
+        auto hi = highs.find(key);
+        const std::array<Counts, 2> low = l == lows.end() ? std::array<Counts, 2>{} : l->second;
+        const std::array<Counts, 2> high = hi == highs.end() ? std::array<Counts, 2>{} : hi->second;
+        auto off = host_class_offsets_.find(key);
+        if (off == host_class_offsets_.end()) {
+            // First sight with classes on: what the host holds beyond its classes was counted
+            // before classification began.
+            if (low == high) {
+                auto s = minus(totals[0], high[0]);
+                auto rv = minus(totals[1], high[1]);
+                if (s && rv)
+                    host_class_offsets_[key] = {*s, *rv};
+            }
+            continue;
+        }
+        for (size_t d = 0; d < 2; d++) {
+            ClassReconcileInput in;
+            in.offset = off->second[d];
+            in.total = totals[d];
+            in.classes_low = low[d];
+            in.classes_high = high[d];
+            stats_.host_class_reconcile_checks++;
+            switch (reconcile_classes(in)) {
+            case ReconcileOutcome::Exact:
+                stats_.host_class_reconcile_exact++;
+                break;
+            case ReconcileOutcome::Bracketed:
+                break;
+            case ReconcileOutcome::Violated: {
+                stats_.host_class_reconcile_violations++;
+                std::string msg =
+                    "host " + format_mac(h.key.mac) + " " + format_addr(h.key.family, h.key.addr) +
+                    " on ifindex " + std::to_string(h.key.ifindex) + (d ? " received" : " sent") + ": {" +
+                    in.total.to_string() + "} - unclassified {" + in.offset.to_string() + "} but classes {" +
+                    in.classes_low.to_string() + "} .. {" + in.classes_high.to_string() + "}";
+                stats_.last_host_class_violation = msg;
+                if (on_violation_)
+                    on_violation_("host classes: " + msg);
+                break;
+            }
+            }
+        }
     }
 }
 
@@ -225,6 +412,12 @@ void Collector::set_classes(const std::map<uint32_t, std::string>& active, uint6
         if (!c.gone)
             c.name = n->second;
     }
+    for (auto& [key, c] : host_classes_) {
+        auto n = active.find(c.id);
+        c.gone = n == active.end();
+        if (!c.gone)
+            c.name = n->second;
+    }
 }
 
 Collector::FlowClass Collector::flow_class(const FlowEntry& f) const {
@@ -250,6 +443,7 @@ Collector::FlowClass Collector::flow_class(const FlowEntry& f) const {
 
 void Collector::classes_started() {
     class_offsets_.clear();
+    host_class_offsets_.clear();
 }
 
 void Collector::update_classes(const std::vector<ClassEntry>& raw, const Counts& overflow) {
@@ -604,17 +798,19 @@ nlohmann::json Collector::to_json() const {
     nlohmann::json offsets = nlohmann::json::array();
     for (const auto& [key, o] : class_offsets_)
         offsets.push_back({{"ifindex", key.first}, {"dir", key.second}, {"counts", nettally::to_json(o)}});
-    return {{"interfaces", std::move(ifaces)},
-            {"classes", std::move(classes)},
-            {"class_offsets", std::move(offsets)},
-            {"class_overflow", class_overflow_.to_json()},
-            {"hosts", std::move(hosts)},
-            {"evicted", std::move(evicted)},
-            {"finished", std::move(finished)},
-            {"live", std::move(live)},
-            {"flows_evicted", stats_.flows_evicted},
-            {"users", std::move(users)},
-            {"user_overflow", {user_overflow_[0].to_json(), user_overflow_[1].to_json()}}};
+    nlohmann::json out = {{"interfaces", std::move(ifaces)},
+                          {"classes", std::move(classes)},
+                          {"class_offsets", std::move(offsets)},
+                          {"class_overflow", class_overflow_.to_json()},
+                          {"hosts", std::move(hosts)},
+                          {"evicted", std::move(evicted)},
+                          {"finished", std::move(finished)},
+                          {"live", std::move(live)},
+                          {"flows_evicted", stats_.flows_evicted},
+                          {"users", std::move(users)},
+                          {"user_overflow", {user_overflow_[0].to_json(), user_overflow_[1].to_json()}}};
+    add_host_classes_json(out, host_classes_, host_class_offsets_, host_class_overflow_);
+    return out;
 }
 
 namespace {
@@ -715,6 +911,66 @@ std::map<std::string, ClassTotals> classes_from_json(const nlohmann::json& j, bo
     return classes;
 }
 
+// The saved host-class totals (Collector::to_json "host_classes"); none in older states.
+std::map<std::string, HostClassTotals> host_classes_from_json(const nlohmann::json& j, bool same_counters) {
+    std::map<std::string, HostClassTotals> out;
+    if (!j.contains("host_classes"))
+        return out;
+    for (const auto& cj : j.at("host_classes")) {
+        HostClassTotals c;
+        c.interface = cj.at("interface").get<std::string>();
+        c.mac = cj.at("mac").get<std::string>();
+        c.ip = cj.at("ip").get<std::string>();
+        c.id = cj.at("id").get<uint32_t>();
+        c.name = cj.at("name").get<std::string>();
+        c.gone = cj.at("gone").get<bool>();
+        c.sent.restore(cj.at("sent"), same_counters);
+        c.received.restore(cj.at("received"), same_counters);
+        out[host_class_key(host_id(c.interface, c.mac, c.ip), c.id)] = std::move(c);
+    }
+    return out;
+}
+
+// The per-host reconciliation offsets: the same kernel counters only.
+std::map<std::string, std::array<Counts, 2>> host_class_offsets_from_json(const nlohmann::json& j,
+                                                                          bool same_counters) {
+    std::map<std::string, std::array<Counts, 2>> out;
+    if (!same_counters || !j.contains("host_class_offsets"))
+        return out;
+    for (const auto& oj : j.at("host_class_offsets")) {
+        std::string key = from_hex(oj.at("host").get<std::string>());
+        if (key.size() != sizeof(nt_host_key))
+            throw std::invalid_argument("host key of " + std::to_string(key.size()) + " bytes");
+        out[std::move(key)] = {counts_from_json(oj.at("sent")), counts_from_json(oj.at("received"))};
+    }
+    return out;
+}
+
+// The class overflow counter of a state; zero in states written before it.
+MonotonicCounts class_overflow_from_json(const nlohmann::json& j, bool same_counters) {
+    MonotonicCounts out;
+    if (j.contains("class_overflow"))
+        out.restore(j.at("class_overflow"), same_counters);
+    return out;
+}
+
+// Everything per host and class a state holds (none in states written before it).
+struct HostClassState {
+    std::map<std::string, HostClassTotals> totals;
+    std::map<std::string, std::array<Counts, 2>> offsets;
+    std::array<MonotonicCounts, 2> overflow{};
+};
+
+HostClassState host_class_state_from_json(const nlohmann::json& j, bool same_counters) {
+    HostClassState s;
+    s.totals = host_classes_from_json(j, same_counters);
+    s.offsets = host_class_offsets_from_json(j, same_counters);
+    if (j.contains("host_class_overflow"))
+        for (size_t d = 0; d < 2; d++)
+            s.overflow[d].restore(j.at("host_class_overflow").at(d), same_counters);
+    return s;
+}
+
 // The reconciliation offsets: they hold for the same kernel counters only.
 std::map<IfaceKey, Counts> class_offsets_from_json(const nlohmann::json& j, bool same_counters) {
     std::map<IfaceKey, Counts> out;
@@ -763,9 +1019,8 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
     std::array<MonotonicCounts, 2> user_overflow = user_overflow_from_json(j, same_counters);
     std::map<std::string, ClassTotals> classes = classes_from_json(j, same_counters);
     std::map<IfaceKey, Counts> class_offsets = class_offsets_from_json(j, same_counters);
-    MonotonicCounts class_overflow;
-    if (j.contains("class_overflow"))
-        class_overflow.restore(j.at("class_overflow"), same_counters);
+    const MonotonicCounts class_overflow = class_overflow_from_json(j, same_counters);
+    HostClassState host_class_state = host_class_state_from_json(j, same_counters);
     // Evicted sums belong to the kernel counters they reconcile with.
     std::map<IfaceKey, EvictedSums> saved;
     std::set<IfaceKey> flows_unknown; // states written before the flow count was kept
@@ -827,6 +1082,8 @@ void Collector::restore(const nlohmann::json& j, bool same_counters) {
     classes_ = std::move(classes);
     class_offsets_ = std::move(class_offsets);
     class_overflow_ = class_overflow;
+    std::tie(host_classes_, host_class_offsets_, host_class_overflow_) = std::forward_as_tuple(
+        std::move(host_class_state.totals), std::move(host_class_state.offsets), host_class_state.overflow);
     evicted_ = std::move(evicted);
     finished_ = std::move(finished);
     stats_.flows_evicted = flows_evicted;

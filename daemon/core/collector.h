@@ -1,8 +1,8 @@
 // The Collector turns kernel map snapshots into the daemon's view: 64-bit
-// totals per interface and per host that never go backwards, the live flow
-// table, flow eviction (idle/active timeouts) with the finished flows handed
-// on, overflow episodes, and the reconciliation check at every poll. Map
-// access is injected (MapReader) so the logic runs in unit tests without root.
+// totals per interface, per host, per user, per class and per host and class
+// that never go backwards, the live flow table, flow eviction (idle/active timeouts) with the finished flows
+// handed on, overflow episodes, and the reconciliation check at every poll. Map access is injected
+// (MapReader) so the logic runs in unit tests without root.
 #pragma once
 
 #include "core/counters.h"
@@ -53,6 +53,10 @@ public:
     // no ruleset was ever loaded.
     virtual std::vector<ClassEntry> read_classes() { return {}; }
     virtual Counts read_class_overflow() { return {}; }
+    // Per lan host and class counters (nt_host_cls) and what found no entry (nt_host_cls_overflow:
+    // its sent and received). Empty while no ruleset was ever loaded.
+    virtual std::vector<HostClassEntry> read_host_classes() { return {}; }
+    virtual HostClassEntry read_host_class_overflow() { return {}; }
 };
 
 struct InterfaceInfo {
@@ -113,6 +117,20 @@ struct ClassTotals {
     MonotonicCounts counts;
 };
 
+// A lan host's totals in one traffic class: the host as HostTotals keys it (interface name, MAC,
+// address), the class by its stable id; gone as in ClassTotals. Kept, like the host totals, for as
+// long as the daemon keeps state (hosts are never evicted).
+struct HostClassTotals {
+    std::string interface;
+    std::string mac;
+    std::string ip;
+    uint32_t id = 0;
+    std::string name;
+    bool gone = false;
+    MonotonicCounts sent;
+    MonotonicCounts received;
+};
+
 // The class reconciliation line of one interface and direction, on the kernel's raw counters:
 // while classes are on, every packet the interface total counts is counted in exactly one class,
 // so total - Σ classes stays what it was when classification started there (the packets counted
@@ -141,6 +159,15 @@ struct CollectorStats : PollStats {
     std::string last_class_violation;
     // Polls whose class counters moved under every one of 8 re-reads around the interface totals.
     uint64_t class_snapshot_misses = 0;
+    // The same line per lan host and direction (sent, received): the host's classes grew by what
+    // the host grew by since classification began (reconcile_classes on the host's raw figures).
+    // Not checked while nt_host_cls_overflow is non-zero (a class entry was missing somewhere).
+    uint64_t host_class_reconcile_checks = 0;
+    uint64_t host_class_reconcile_exact = 0;
+    uint64_t host_class_reconcile_violations = 0;
+    std::string last_host_class_violation;
+    // Polls whose host-class counters moved under every one of 8 re-reads around the hosts.
+    uint64_t host_class_snapshot_misses = 0;
 };
 
 // Clock readings taken by the caller at poll time, to convert the kernel's
@@ -223,6 +250,11 @@ public:
     // The active ruleset's classes (id -> name, "other" included); empty: no ruleset.
     const std::map<uint32_t, std::string>& class_names() const { return class_names_; }
     const MonotonicCounts& class_overflow() const { return class_overflow_; }
+    // Per "interface|mac|ip|id" (the host's key and the class id), lan interfaces only.
+    const std::map<std::string, HostClassTotals>& host_classes() const { return host_classes_; }
+    // Host packets whose host-class entry could not be created (map full): sent, received.
+    const MonotonicCounts& host_class_overflow_sent() const { return host_class_overflow_[0]; }
+    const MonotonicCounts& host_class_overflow_received() const { return host_class_overflow_[1]; }
     const CollectorStats& stats() const { return stats_; }
     uint64_t last_poll_us() const { return last_clock_.realtime_us; }
     // Finished (evicted) flows' counts per interface and direction, kept for
@@ -250,8 +282,20 @@ private:
     void check_reconciliation(const IfaceSnapshot& before, const IfaceSnapshot& after);
     void update_hosts(const std::vector<HostEntry>& raw);
     void update_users(const std::vector<UserEntry>& raw, const UserEntry& overflow);
-    void read_hosts_and_users(std::vector<HostEntry>& hosts, std::vector<UserEntry>& users,
-                              UserEntry& overflow);
+    // Hosts between two reads of the user and host-class counters (re-read until both agree, at
+    // most 8 times): host_classes_low / _high and hc_overflow are the host-class counters before and
+    // after.
+    struct HostRead {
+        std::vector<HostEntry> hosts;
+        std::vector<UserEntry> users;
+        UserEntry user_overflow;
+        std::vector<HostClassEntry> host_classes_low;
+        std::vector<HostClassEntry> host_classes_high;
+        HostClassEntry hc_overflow;
+    };
+    void read_hosts_and_users(HostRead& r);
+    void update_host_classes(const std::vector<HostClassEntry>& raw, const HostClassEntry& overflow);
+    void check_host_class_reconciliation(const HostRead& r);
     // The interface totals (`after`) between two reads of the class counters, re-read until those
     // agree (at most 8 times): `low` and `high` are the class counters before and after.
     IfaceSnapshot read_ifaces_and_classes(std::vector<ClassEntry>& low, std::vector<ClassEntry>& high,
@@ -282,6 +326,11 @@ private:
     std::vector<std::pair<uint32_t, uint64_t>> serial_versions_; // latest loads: serial, version
     MonotonicCounts class_overflow_;
     std::map<IfaceKey, Counts> class_offsets_; // see ClassReconcileInput (raw kernel figures)
+    std::map<std::string, HostClassTotals> host_classes_;
+    std::array<MonotonicCounts, 2> host_class_overflow_{};
+    // Per host (the raw nt_host_key bytes), sent and received: what the host counted before
+    // classification began (raw kernel figures), as class_offsets_.
+    std::map<std::string, std::array<Counts, 2>> host_class_offsets_;
     uint64_t restored_late_flows_ = 0;
     std::map<std::string, std::array<Counts, NT_DIR_MAX>> finished_;
     uint64_t overflow_seen_ = 0;

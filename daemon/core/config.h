@@ -110,6 +110,10 @@ struct RulesConfig {
     std::chrono::milliseconds refresh{std::chrono::minutes{5}}; // rules.refresh
     std::filesystem::path ca_file;                              // rules.ca_file: for the pull ("": system)
     uint64_t max_size = uint64_t{16} << 20;                     // rules.max_size: largest bundle file
+    bool section = false; // the config has a rules section (sizes the per host and class map)
+    uint32_t max_host_classes = NT_DEFAULT_MAX_HOST_CLASSES; // rules.max_host_classes
+    // Entries of the per host and class map: 1 (nothing worth counting) without a rules section.
+    uint32_t host_class_entries() const { return section ? max_host_classes : 1; }
     bool operator==(const RulesConfig&) const = default;
 };
 
@@ -172,6 +176,8 @@ inline constexpr size_t max_radius_clients = 1024;
 inline constexpr std::chrono::milliseconds min_rules_refresh{std::chrono::seconds{10}};
 inline constexpr std::chrono::milliseconds max_rules_refresh{std::chrono::hours{24}};
 inline constexpr uint64_t min_rules_size = 1024;
+inline constexpr uint32_t min_host_classes = 256;
+inline constexpr uint32_t max_host_classes = 4194304;
 inline constexpr uint64_t max_rules_size = uint64_t{64} << 20; // kBundleMaxSize
 inline constexpr size_t max_trusted_keys = 64;
 } // namespace config_limits

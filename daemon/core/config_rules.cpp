@@ -40,8 +40,14 @@ std::string rules_url(const YamlReader& y, const Entry& e, const std::string& p)
 } // namespace
 
 void ConfigParser::parse_rules(const Entry& entry, const std::string& path, RulesConfig& rc) const {
+    rc.section = true;
     section(entry, path,
-            {{"bundle", [&](const Entry& e, const std::string& p) { rc.bundle = abs_file(*this, e, p); }},
+            {{"max_host_classes",
+              [&](const Entry& e, const std::string& p) {
+                  rc.max_host_classes =
+                      number(e, p, config_limits::min_host_classes, config_limits::max_host_classes);
+              }},
+             {"bundle", [&](const Entry& e, const std::string& p) { rc.bundle = abs_file(*this, e, p); }},
              {"trusted_keys",
               [&](const Entry& e, const std::string& p) { rc.trusted_keys = trusted_keys(e, p); }},
              {"url", [&](const Entry& e, const std::string& p) { rc.url = rules_url(*this, e, p); }},

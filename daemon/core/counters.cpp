@@ -112,6 +112,16 @@ UserEntry fold_percpu(const nt_user_key& key, std::span<const nt_user_val> per_c
     return e;
 }
 
+HostClassEntry fold_percpu(const nt_host_cls_key& key, std::span<const nt_host_cls_val> per_cpu) {
+    HostClassEntry e;
+    e.key = key;
+    for (const auto& v : per_cpu) {
+        e.sent += Counts(v.sent);
+        e.received += Counts(v.received);
+    }
+    return e;
+}
+
 ClassEntry fold_percpu(const nt_cls_count_key& key, std::span<const nt_counts> per_cpu) {
     ClassEntry e;
     e.key = key;

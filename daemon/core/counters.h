@@ -97,12 +97,20 @@ struct ClassEntry {
     Counts counts;
 };
 
+// One lan host and traffic class (nt_host_cls), folded over CPUs.
+struct HostClassEntry {
+    nt_host_cls_key key{};
+    Counts sent;
+    Counts received;
+};
+
 // Per-CPU folding. Each span holds one value per possible CPU.
 IfaceCounters fold_percpu(std::span<const nt_iface_val> per_cpu);
 FlowEntry fold_percpu(const nt_flow_key& key, std::span<const nt_flow_val> per_cpu);
 HostEntry fold_percpu(const nt_host_key& key, std::span<const nt_host_val> per_cpu);
 UserEntry fold_percpu(const nt_user_key& key, std::span<const nt_user_val> per_cpu);
 ClassEntry fold_percpu(const nt_cls_count_key& key, std::span<const nt_counts> per_cpu);
+HostClassEntry fold_percpu(const nt_host_cls_key& key, std::span<const nt_host_cls_val> per_cpu);
 
 // A 64-bit total that never goes backwards although the raw kernel counter it
 // follows may restart from zero (map recreated, interface re-attached).

@@ -74,6 +74,7 @@ Datapath::Datapath(const DatapathOptions& opts) : max_flows_(opts.max_flows), ma
     }
     bpf_map__set_max_entries(skel_->maps.nt_flows, opts.max_flows);
     bpf_map__set_max_entries(skel_->maps.nt_hosts, opts.max_hosts);
+    bpf_map__set_max_entries(skel_->maps.nt_host_cls, std::max<uint32_t>(opts.max_host_classes, 1));
     if (!opts.pin_dir.empty()) {
         try {
             pin_maps(opts.pin_dir);
@@ -168,7 +169,16 @@ void Datapath::pin_maps(const std::string& dir) {
                                   std::to_string(have.value_size) + " B; expected " +
                                   std::to_string(want.key_size) + " B, " + std::to_string(want.value_size) +
                                   " B): run `nettallyd --detach` to save the totals and remove the pins");
-            if (have.max_entries != want.max_entries)
+            if (have.max_entries != want.max_entries && m == skel_->maps.nt_host_cls) {
+                // Sized by the rules section, which an operator adds or removes: a new empty map
+                // rather than a refused start. The collector sees the counters restart (totals
+                // continue from the saved state; what was counted since the last save is lost).
+                spdlog::warn("datapath: pinned {} holds {} entries, the config asks for {}: it starts "
+                             "again empty (the per host and class totals continue from the state file)",
+                             path, have.max_entries, want.max_entries);
+                if (unlink(path.c_str()) != 0)
+                    throw SysError(errno, "removing the pin " + path);
+            } else if (have.max_entries != want.max_entries)
                 throw PinMismatch("pinned map " + path + " holds " + std::to_string(have.max_entries) +
                                   " entries but the config asks for " + std::to_string(want.max_entries) +
                                   ": the live counts are in the pinned map; run `nettallyd --detach` (saves "
@@ -190,10 +200,13 @@ void Datapath::pin_maps(const std::string& dir) {
 }
 
 std::vector<bpf_map*> Datapath::pinned_maps() const {
-    return {skel_->maps.nt_ifaces,        skel_->maps.nt_flows,       skel_->maps.nt_hosts,
-            skel_->maps.nt_frags,         skel_->maps.nt_meta,        skel_->maps.nt_evicted,
-            skel_->maps.nt_bindings,      skel_->maps.nt_user_counts, skel_->maps.nt_user_names,
-            skel_->maps.nt_user_overflow, skel_->maps.nt_cls_counts,  skel_->maps.nt_cls_overflow};
+    return {skel_->maps.nt_ifaces,     skel_->maps.nt_flows,
+            skel_->maps.nt_hosts,      skel_->maps.nt_frags,
+            skel_->maps.nt_meta,       skel_->maps.nt_evicted,
+            skel_->maps.nt_bindings,   skel_->maps.nt_user_counts,
+            skel_->maps.nt_user_names, skel_->maps.nt_user_overflow,
+            skel_->maps.nt_cls_counts, skel_->maps.nt_cls_overflow,
+            skel_->maps.nt_host_cls,   skel_->maps.nt_host_cls_overflow};
 }
 
 void Datapath::remove_pins() {
@@ -579,6 +592,19 @@ Counts Datapath::read_class_overflow() {
     for (const auto& v : vals)
         sum += Counts(v);
     return sum;
+}
+
+std::vector<HostClassEntry> Datapath::read_host_classes() {
+    return read_folded<HostClassEntry, nt_host_cls_key, nt_host_cls_val>(
+        bpf_map__fd(skel_->maps.nt_host_cls), ncpus_, "reading host-class counters");
+}
+
+HostClassEntry Datapath::read_host_class_overflow() {
+    std::vector<nt_host_cls_val> vals(static_cast<size_t>(ncpus_));
+    const uint32_t zero = 0;
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.nt_host_cls_overflow), &zero, vals.data()))
+        throw SysError(errno, "reading the host-class overflow counter");
+    return fold_percpu(nt_host_cls_key{}, std::span<const nt_host_cls_val>(vals));
 }
 
 KernelClasses::Maps Datapath::class_maps() const {

@@ -33,6 +33,9 @@ struct DatapathOptions {
     // lookup-and-delete syscall per flow (what kernels without the program get; the bench
     // compares the two).
     bool batched_eviction = true;
+    // Entries of the per host and class map (nt_host_cls): rules.max_host_classes, 1 without a
+    // rules section (a gateway without classes pays no memory for it).
+    uint32_t max_host_classes = NT_DEFAULT_MAX_HOST_CLASSES;
 };
 
 // Pinned maps exist but cannot be reused (ABI or size changed): never reset
@@ -78,6 +81,9 @@ public:
     // The per-class counters (pinned, like the other counters) and their overflow.
     std::vector<ClassEntry> read_classes() override;
     Counts read_class_overflow() override;
+    // The per host and class counters (pinned) and their overflow.
+    std::vector<HostClassEntry> read_host_classes() override;
+    HostClassEntry read_host_class_overflow() override;
     // Traffic classes (kernel/classes.h): the object's nt_cls_* tables and its nt_cls_gen.
     KernelClasses::Maps class_maps() const;
 

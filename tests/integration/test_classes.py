@@ -25,6 +25,14 @@ record carries its class and version 1, each IPFIX record (a TCP collector, deco
 rulesVersion 1 and the class id in the enterprise elements; the class records (version 1) add up
 to the class totals. v2 loaded over D-Bus: the records after it carry version 2 (flow, class,
 interface, IPFIX), the class records of version 2 add up to the totals since the load.
+HostClassesTest: two lan hosts (cli behind lan0, cli2 behind lan1; each an IPv4 and an IPv6 host),
+the five classes, mixed traffic of different amounts from each: every host x class figure (sent and
+received, the five layers) of `nettallyctl classes --hosts` over the window equals the lan captures
+filtered by the host (as the hosts table counts it: source MAC and address on ingress, unicast
+destination on egress) and the class's display filter; per host the classes add up to the host's
+totals; the per-host reconciliation line holds at every poll; --iface and ListHostClasses filter.
+HostClassesRestartTest: traffic while nettallyd is down (SIGTERM, then kill -9) lands in the
+host x class totals after the restart, which continue exactly.
 PullTest: rules.url served by nginx in the gateway namespace, rules.trusted_keys set: the first
 bundle is applied at start, a new version put on the server is applied within one refresh, the
 next requests get 304 (counted, no reload), a bundle signed by another key and an unsigned one are
@@ -158,8 +166,8 @@ def send_non_ip(topo, lengths=(60, 200)):
     h.run(topo.exec_argv(topo.cli, [h.PYTHON, "-c", code]))
 
 
-def filtered_sums(cap, display_filter):
-    """(iface, direction) -> C of the captured frames the display filter selects."""
+def filtered_frames(cap, display_filter):
+    """The captured frames the display filter selects, parsed (ntharness Packet)."""
     argv = ["tshark", "-r", cap.path, "-n", "-Y", display_filter, "-T", "fields", "-E", "separator=/t",
             "-E", "occurrence=a", "-E", "aggregator=|",
             "-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE",
@@ -168,13 +176,48 @@ def filtered_sums(cap, display_filter):
     for f in h._TSHARK_FIELDS:
         argv += ["-e", f]
     out = h.run(argv, timeout=120).stdout
+    return [h.parse_frame(line.split("\t"), cap.iface, cap.mac) for line in out.splitlines() if line.strip()]
+
+
+def filtered_sums(cap, display_filter):
+    """(iface, direction) -> C of the captured frames the display filter selects."""
     sums = {}
-    for line in out.splitlines():
-        if line.strip():
-            p = h.parse_frame(line.split("\t"), cap.iface, cap.mac)
-            k = (p.iface, p.direction)
-            sums[k] = h.cadd(sums.get(k, h.zero()), p.c)
+    for p in filtered_frames(cap, display_filter):
+        k = (p.iface, p.direction)
+        sums[k] = h.cadd(sums.get(k, h.zero()), p.c)
     return sums
+
+
+def host_sums(packets, lan_iface):
+    """(iface, mac, ip) -> {"sent": C, "received": C} of frames on a lan interface, attributed to
+    hosts as the hosts table does (ntharness CaptureResult.add_hosts)."""
+    r = h.CaptureResult(packets)
+    r.add_hosts(lan_iface)
+    return {(i, m.lower(), h.norm_ip(a)): v for (i, m, a), v in r.hosts.items()}
+
+
+def host_classes(ctl, *args):
+    """(iface, mac, ip, class) -> {"sent": C, "received": C, "gone": bool, "id": N}."""
+    out = {}
+    for r in ctl.json("classes", "--hosts", *args)["host_classes"]:
+        key = (r["interface"], r["mac"].lower(), h.norm_ip(r["ip"]), r["class"])
+        if key in out:
+            raise AssertionError(f"classes --hosts lists {key} twice")
+        out[key] = {"sent": h.cget(r["sent"]), "received": h.cget(r["received"]), "gone": r["gone"],
+                    "id": r["class_id"]}
+    return out
+
+
+def host_class_delta(after, before, key, side):
+    empty = {"sent": h.zero(), "received": h.zero()}
+    return h.csub(after.get(key, empty)[side], before.get(key, empty)[side])
+
+
+def client2_run(topo, *args, timeout=60):
+    """A traffic client (ntharness traffic_main) in the second lan client's namespace."""
+    p = h.run(topo.exec_argv(topo.cli2, [h.PYTHON, os.path.abspath(h.__file__)] + [str(a) for a in args]),
+              timeout=timeout)
+    return json.loads(p.stdout)
 
 
 def start_servers(topo, ports):
@@ -717,6 +760,257 @@ class SwapTest(unittest.TestCase):
         self.assertFalse(problems, "\n".join(problems))
         self.assertGreater(class_delta(after, before, ("lan0", "ingress", "high"))["packets"], 0)
         self.assertGreater(class_delta(after, before, ("lan0", "ingress", "low"))["packets"], 0)
+
+
+# -- per host and class ------------------------------------------------------------------------
+
+LANS = ("lan0", "lan1")
+LAN2_IFACES = (("lan0", "lan"), ("lan1", "lan"), ("wan0", "wan"))
+
+
+class HostClassesTest(unittest.TestCase):
+    """One measured window in setUpClass (two lan hosts, five classes); each test checks one aspect."""
+
+    @classmethod
+    def setUpClass(cls):
+        h.require_all()
+        h.open_env(cls, cli2=True)
+        cls.daemon = h.Daemon(cls.topo, cls.bus, cls.workdir, poll="200ms", flows=h.NO_EVICTION,
+                              interfaces=LAN2_IFACES, extra=rules_config())
+        cls.ctl = h.Ctl(cls.bus.address)
+        try:
+            cls.daemon.start()
+            cls.servers = start_servers(cls.topo, [53, 80, 443, 5060, RTP_PORTS[0] + 16, OTHER_PORT])
+            path, _ = compile_bundle(cls.ctl, cls.workdir, rules_text(1), "v1")
+            p = load(cls.ctl, path)
+            if p.returncode != 0:
+                raise AssertionError(f"rules load: {p.stderr}")
+            cls.topo.settle()
+            cls._measure()
+        except BaseException:
+            cls._teardown()
+            raise
+
+    @classmethod
+    def _measure(cls):
+        topo = cls.topo
+        caps = [h.Capture(topo, i, cls.workdir).start() for i in LANS]
+        try:
+            for c in caps:
+                c.wait_running()
+            cls.status_before = cls.daemon.wait_polls(2)
+            cls.before = host_classes(cls.ctl)
+            cls.hosts_before = cls.ctl.snapshot().hosts
+            cls.samples = []
+            rtp = RTP_PORTS[0] + 16
+            # Different mixes and sizes per host, so a figure credited to the wrong host or class
+            # shows.
+            for srv in (topo.SRV4, topo.SRV6):
+                h.client_run(topo, "udp", srv, 53, "40,300", 3)
+                h.client_run(topo, "tcp", srv, 80, 20000, 60000)
+                h.client_run(topo, "udp", srv, 5060, "500", 3)
+                h.client_run(topo, "udp", srv, rtp, "160,1200", 4, RTP_PORTS[0] + 2)
+                h.client_run(topo, "icmp", srv, "56,1000", 2)
+                cls.samples.append(cls.bus.status())
+                client2_run(topo, "udp", srv, 53, "90", 5)
+                client2_run(topo, "tcp", srv, 443, 7000, 3000)
+                client2_run(topo, "tcp", srv, 5060, 1000, 1000)
+                client2_run(topo, "udp", srv, OTHER_PORT, "100,1000", 2)
+                client2_run(topo, "tcp", srv, OTHER_PORT, 5000, 5000)
+                cls.samples.append(cls.bus.status())
+            send_multicast(topo)
+            send_non_ip(topo)
+            cls.status_after = cls.daemon.wait_polls(2)
+            cls.after = host_classes(cls.ctl)
+            cls.hosts_after = cls.ctl.snapshot().hosts
+            cls.status_end = cls.bus.status()
+        finally:
+            for c in caps:
+                c.stop()
+        cls.capture = {}  # (iface, mac, ip, class) -> {"sent": C, "received": C}
+        for name, flt in class_filters():
+            for c in caps:
+                for (iface, mac, ip), v in host_sums(filtered_frames(c, flt), c.iface).items():
+                    cls.capture[(iface, mac, ip, name)] = v
+        cls.whole_hosts = {}
+        for c in caps:
+            cls.whole_hosts.update(host_sums(c.read(), c.iface))
+
+    @classmethod
+    def _teardown(cls):
+        for s in getattr(cls, "servers", []):
+            s.stop()
+        if getattr(cls, "daemon", None):
+            cls.daemon.stop()
+        cls.bus.stop()
+        cls.topo.down()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls._teardown()
+
+    def changed(self):
+        """Every host x class key nettally moved or the capture has."""
+        keys = set(self.capture)
+        for k in self.after:
+            for side in ("sent", "received"):
+                if host_class_delta(self.after, self.before, k, side) != h.zero():
+                    keys.add(k)
+        return sorted(keys)
+
+    def test_each_host_class_equals_its_capture(self):
+        problems = []
+        empty = {"sent": h.zero(), "received": h.zero()}
+        for k in self.changed():
+            want = self.capture.get(k, empty)
+            for side in ("sent", "received"):
+                got = host_class_delta(self.after, self.before, k, side)
+                h.log(f"{k} {side:8}: nettally {h.fmt_c(got)}, capture {h.fmt_c(want[side])}")
+                for f in h.FIGURES:
+                    if got[f] != want[side][f]:
+                        problems.append(f"  {k} {side} {f}: nettally {got[f]} != capture {want[side][f]}")
+        if problems:
+            self.fail("host x class figures differ from the capture:\n" + "\n".join(problems))
+
+    def test_both_hosts_had_several_classes(self):
+        per_host = {}
+        for (iface, mac, ip, name), v in self.capture.items():
+            if v["sent"]["packets"] and v["received"]["packets"]:
+                per_host.setdefault((iface, mac, ip), set()).add(name)
+        for mac, ip, classes_want in ((h.Topology.MAC["cli"], self.topo.CLI4, {"dns", "voip", "web", "other"}),
+                                      (h.Topology.MAC["cli"], self.topo.CLI6, {"dns", "voip", "web", "other"}),
+                                      (h.Topology.MAC["cli2"], self.topo.CLI2_4, {"dns", "voip", "web", "other"}),
+                                      (h.Topology.MAC["cli2"], self.topo.CLI2_6, {"dns", "voip", "web", "other"})):
+            iface = "lan0" if mac == h.Topology.MAC["cli"] else "lan1"
+            got = per_host.get((iface, mac, h.norm_ip(ip)), set())
+            self.assertTrue(classes_want <= got, f"{iface} {ip}: classes with traffic both ways {got}")
+        # The multicast (iptv) packets were sent by cli's IPv4 host and received by nobody.
+        iptv = self.capture.get(("lan0", h.Topology.MAC["cli"], h.norm_ip(self.topo.CLI4), "iptv"))
+        self.assertIsNotNone(iptv)
+        self.assertEqual(iptv["sent"]["packets"], 5)
+        self.assertEqual(iptv["received"]["packets"], 0)
+
+    def test_classes_add_up_to_each_host(self):
+        problems = []
+        hosts = set(self.whole_hosts) | {k[:3] for k in self.changed()}
+        empty = {"sent": h.zero(), "received": h.zero()}
+        for host in sorted(hosts):
+            for side in ("sent", "received"):
+                s = h.zero()
+                for k in self.after:
+                    if k[:3] == host:
+                        s = h.cadd(s, host_class_delta(self.after, self.before, k, side))
+                total = h.csub(self.hosts_after.get(host, empty)[side], self.hosts_before.get(host, empty)[side])
+                if s != total:
+                    problems.append(f"  {host} {side}: classes {h.fmt_c(s)} != host {h.fmt_c(total)}")
+                if total != self.whole_hosts.get(host, empty)[side]:
+                    problems.append(f"  {host} {side}: host {h.fmt_c(total)} != capture "
+                                    f"{h.fmt_c(self.whole_hosts.get(host, empty)[side])}")
+        if problems:
+            self.fail("\n".join(problems))
+
+    def test_daemon_host_class_reconciliation(self):
+        every = [self.status_before] + self.samples + [self.status_after, self.status_end]
+        for i, s in enumerate(every):
+            self.assertEqual(s["host_class_reconcile_violations"], 0,
+                             f"sample {i}: {s.get('host_class_last_violation')}")
+            self.assertEqual(s["class_reconcile_violations"], 0, f"sample {i}")
+        self.assertGreater(self.status_end["host_class_reconcile_checks"],
+                           self.status_before["host_class_reconcile_checks"])
+        self.assertGreater(self.status_end["host_class_reconcile_exact"], 0)
+        self.assertEqual(self.status_end["host_class_overflow_packets"], 0)
+
+    def test_iface_filter_and_bus(self):
+        only = host_classes(self.ctl, "--iface", "lan1")
+        self.assertTrue(only)
+        self.assertEqual({k for k in self.after if k[0] == "lan1"}, set(only))
+        # Open to every local user, like ListClasses.
+        rows = self.bus.busctl("--json=short", "call", h.BUS_NAME, h.BUS_PATH, "org.nettally.Accounting1.Rules",
+                               "ListHostClasses", "s", "lan0", user=h.NOBODY)
+        self.assertEqual(rows.returncode, 0, rows.stderr)
+        data = json.loads(rows.stdout)["data"][0]
+        self.assertTrue(data)
+        for iface, mac, ip, cid, name, sent, received, gone in data:
+            self.assertEqual(iface, "lan0")
+            key = (iface, mac.lower(), h.norm_ip(ip), name)
+            self.assertIn(key, self.after)
+            self.assertEqual(self.after[key]["id"], cid)
+            self.assertFalse(gone)
+        self.assertEqual(host_classes(self.ctl, "--iface", "nosuch0"), {})
+        p = self.ctl.run("classes", "--iface", "lan0")
+        self.assertEqual(p.returncode, 2, p.stderr)
+
+
+class HostClassesRestartTest(unittest.TestCase):
+
+    def setUp(self):
+        h.require_all()
+        h.open_env(self, cli2=True, add_cleanup=self.addCleanup)
+        self.daemon = h.Daemon(self.topo, self.bus, self.workdir, poll="200ms", flows=h.NO_EVICTION,
+                               interfaces=LAN2_IFACES, extra=rules_config())
+        self.addCleanup(self.daemon.stop)
+        self.ctl = h.Ctl(self.bus.address)
+        self.daemon.start()
+        for s in start_servers(self.topo, [53, 80]):
+            self.addCleanup(s.stop)
+
+    def test_totals_continue_across_restarts(self):
+        ctl, topo = self.ctl, self.topo
+        path, _ = compile_bundle(ctl, self.workdir, rules_text(1), "v1")
+        self.assertEqual(load(ctl, path).returncode, 0)
+        h.client_run(topo, "udp", topo.SRV4, 53, "100", 2)
+        client2_run(topo, "tcp", topo.SRV4, 80, 3000, 9000)
+        cli = ("lan0", h.Topology.MAC["cli"], h.norm_ip(topo.CLI4))
+        cli2 = ("lan1", h.Topology.MAC["cli2"], h.norm_ip(topo.CLI2_4))
+        for how in ("term", "kill"):
+            with self.subTest(restart=how):
+                self.daemon.wait_polls(2)
+                before = host_classes(ctl)
+                hosts_before = ctl.snapshot().hosts
+                if how == "term":
+                    self.assertEqual(self.daemon.stop(keep_pins=True), 0)
+                else:
+                    self.daemon.proc.send_signal(signal.SIGKILL)
+                    self.daemon.proc.wait(10)
+                    self.daemon.stop(keep_pins=True)
+                # While nettallyd is down: 5 DNS queries from cli, one web download to cli2.
+                h.client_run(topo, "udp", topo.SRV4, 53, "100", 5)
+                r = client2_run(topo, "tcp", topo.SRV4, 80, 1000, 4000)
+                self.daemon.start()
+                self.daemon.wait_polls(2)
+                after = host_classes(ctl)
+                hosts_after = ctl.snapshot().hosts
+                self.assertTrue(set(before) <= set(after))
+                dns = cli + ("dns",)
+                for side in ("sent", "received"):
+                    d = host_class_delta(after, before, dns, side)
+                    self.assertEqual(d["packets"], 5, f"{dns} {side} after {how}")
+                    self.assertEqual(d["l3"], 5 * 128, f"{dns} {side} after {how}")
+                    self.assertEqual(d["payload"], 5 * 100, f"{dns} {side} after {how}")
+                web = cli2 + ("web",)
+                self.assertGreaterEqual(host_class_delta(after, before, web, "received")["payload"], 4000)
+                self.assertGreaterEqual(host_class_delta(after, before, web, "sent")["payload"], 1000)
+                # Everything else stood still, and per host the classes moved as the host did.
+                for k in set(after) - {dns, web}:
+                    for side in ("sent", "received"):
+                        self.assertEqual(host_class_delta(after, before, k, side), h.zero(), f"{k} {side}")
+                for host in (cli, cli2):
+                    for side in ("sent", "received"):
+                        s = h.zero()
+                        for k in after:
+                            if k[:3] == host:
+                                s = h.cadd(s, host_class_delta(after, before, k, side))
+                        self.assertEqual(s, h.csub(hosts_after[host][side], hosts_before[host][side]),
+                                         f"{host} {side} after {how}")
+                st = self.bus.status()
+                self.assertEqual(st["host_class_reconcile_violations"], 0, st.get("host_class_last_violation"))
+                h.log(f"restart {how}: tcp report {r}")
+        # Counting goes on in the restarted daemon.
+        before = host_classes(ctl)
+        h.client_run(topo, "udp", topo.SRV4, 53, "100", 1)
+        self.daemon.wait_polls(2)
+        self.assertEqual(host_class_delta(host_classes(ctl), before, cli + ("dns",), "sent")["packets"], 1)
+        self.assertGreater(self.bus.status()["host_class_reconcile_exact"], 0)
 
 
 # -- lifecycle -----------------------------------------------------------------------------------
