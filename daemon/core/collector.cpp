@@ -315,6 +315,41 @@ void Collector::update_host_classes(const std::vector<HostClassEntry>& raw, cons
     }
 }
 
+ReconcileOutcome reconcile_classes(const ClassReconcileInput& in) {
+    const auto classified = minus(in.total, in.offset);
+    if (!classified)
+        return ReconcileOutcome::Violated;
+    if (*classified == in.classes_low && in.classes_low == in.classes_high)
+        return ReconcileOutcome::Exact;
+    if (in.classes_low.all_le(*classified) && classified->all_le(in.classes_high))
+        return ReconcileOutcome::Bracketed;
+    return ReconcileOutcome::Violated;
+}
+
+namespace {
+
+// One check of a class line (interface or host), counted in `checks` and in `exact` or
+// `violations`: "" when it held, else what broke ("{total} - unclassified {offset} but classes
+// {low} .. {high}").
+std::string check_class_line(const ClassReconcileInput& in, uint64_t& checks, uint64_t& exact,
+                             uint64_t& violations) {
+    checks++;
+    switch (reconcile_classes(in)) {
+    case ReconcileOutcome::Exact:
+        exact++;
+        return "";
+    case ReconcileOutcome::Bracketed:
+        return "";
+    case ReconcileOutcome::Violated:
+        break;
+    }
+    violations++;
+    return "{" + in.total.to_string() + "} - unclassified {" + in.offset.to_string() + "} but classes {" +
+           in.classes_low.to_string() + "} .. {" + in.classes_high.to_string() + "}";
+}
+
+} // namespace
+
 void Collector::check_host_class_reconciliation(const HostRead& r) {
     if (class_names_.empty())
         return; // no ruleset: nothing is classified
@@ -346,26 +381,16 @@ void Collector::check_host_class_reconciliation(const HostRead& r) {
             in.total = totals[d];
             in.classes_low = low[d];
             in.classes_high = high[d];
-            stats_.host_class_reconcile_checks++;
-            switch (reconcile_classes(in)) {
-            case ReconcileOutcome::Exact:
-                stats_.host_class_reconcile_exact++;
-                break;
-            case ReconcileOutcome::Bracketed:
-                break;
-            case ReconcileOutcome::Violated: {
-                stats_.host_class_reconcile_violations++;
-                std::string msg =
-                    "host " + format_mac(h.key.mac) + " " + format_addr(h.key.family, h.key.addr) +
-                    " on ifindex " + std::to_string(h.key.ifindex) + (d ? " received" : " sent") + ": {" +
-                    in.total.to_string() + "} - unclassified {" + in.offset.to_string() + "} but classes {" +
-                    in.classes_low.to_string() + "} .. {" + in.classes_high.to_string() + "}";
-                stats_.last_host_class_violation = msg;
-                if (on_violation_)
-                    on_violation_("host classes: " + msg);
-                break;
-            }
-            }
+            const std::string broken =
+                check_class_line(in, stats_.host_class_reconcile_checks, stats_.host_class_reconcile_exact,
+                                 stats_.host_class_reconcile_violations);
+            if (broken.empty())
+                continue;
+            stats_.last_host_class_violation =
+                "host " + format_mac(h.key.mac) + " " + format_addr(h.key.family, h.key.addr) +
+                " on ifindex " + std::to_string(h.key.ifindex) + (d ? " received" : " sent") + ": " + broken;
+            if (on_violation_)
+                on_violation_("host classes: " + stats_.last_host_class_violation);
         }
     }
 }
@@ -467,17 +492,6 @@ void Collector::update_classes(const std::vector<ClassEntry>& raw, const Counts&
     }
 }
 
-ReconcileOutcome reconcile_classes(const ClassReconcileInput& in) {
-    const auto classified = minus(in.total, in.offset);
-    if (!classified)
-        return ReconcileOutcome::Violated;
-    if (*classified == in.classes_low && in.classes_low == in.classes_high)
-        return ReconcileOutcome::Exact;
-    if (in.classes_low.all_le(*classified) && classified->all_le(in.classes_high))
-        return ReconcileOutcome::Bracketed;
-    return ReconcileOutcome::Violated;
-}
-
 void Collector::check_class_reconciliation(const IfaceSnapshot& after, const std::vector<ClassEntry>& low,
                                            const std::vector<ClassEntry>& high) {
     if (class_names_.empty())
@@ -500,26 +514,16 @@ void Collector::check_class_reconciliation(const IfaceSnapshot& after, const std
             continue;
         }
         in.offset = off->second;
-        stats_.class_reconcile_checks++;
-        switch (reconcile_classes(in)) {
-        case ReconcileOutcome::Exact:
-            stats_.class_reconcile_exact++;
-            break;
-        case ReconcileOutcome::Bracketed:
-            break;
-        case ReconcileOutcome::Violated: {
-            stats_.class_reconcile_violations++;
-            std::string msg = "ifindex " + std::to_string(key.first) + " " +
-                              std::string(to_string(static_cast<Direction>(key.second))) + ": total {" +
-                              in.total.to_string() + "} - unclassified {" + in.offset.to_string() +
-                              "} but classes {" + in.classes_low.to_string() + "} .. {" +
-                              in.classes_high.to_string() + "}";
-            stats_.last_class_violation = msg;
-            if (on_violation_)
-                on_violation_("classes: " + msg);
-            break;
-        }
-        }
+        const std::string broken =
+            check_class_line(in, stats_.class_reconcile_checks, stats_.class_reconcile_exact,
+                             stats_.class_reconcile_violations);
+        if (broken.empty())
+            continue;
+        stats_.last_class_violation = "ifindex " + std::to_string(key.first) + " " +
+                                      std::string(to_string(static_cast<Direction>(key.second))) +
+                                      ": total " + broken;
+        if (on_violation_)
+            on_violation_("classes: " + stats_.last_class_violation);
     }
 }
 

@@ -102,8 +102,12 @@ HostEntry fold_percpu(const nt_host_key& key, std::span<const nt_host_val> per_c
     return e;
 }
 
-UserEntry fold_percpu(const nt_user_key& key, std::span<const nt_user_val> per_cpu) {
-    UserEntry e;
+namespace {
+
+// An entry of sent and received figures (users, host x class): the sum over the CPUs.
+template <typename Entry, typename Key, typename Val>
+Entry fold_sides(const Key& key, std::span<const Val> per_cpu) {
+    Entry e;
     e.key = key;
     for (const auto& v : per_cpu) {
         e.sent += Counts(v.sent);
@@ -112,14 +116,14 @@ UserEntry fold_percpu(const nt_user_key& key, std::span<const nt_user_val> per_c
     return e;
 }
 
+} // namespace
+
+UserEntry fold_percpu(const nt_user_key& key, std::span<const nt_user_val> per_cpu) {
+    return fold_sides<UserEntry>(key, per_cpu);
+}
+
 HostClassEntry fold_percpu(const nt_host_cls_key& key, std::span<const nt_host_cls_val> per_cpu) {
-    HostClassEntry e;
-    e.key = key;
-    for (const auto& v : per_cpu) {
-        e.sent += Counts(v.sent);
-        e.received += Counts(v.received);
-    }
-    return e;
+    return fold_sides<HostClassEntry>(key, per_cpu);
 }
 
 ClassEntry fold_percpu(const nt_cls_count_key& key, std::span<const nt_counts> per_cpu) {
