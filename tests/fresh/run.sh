@@ -16,7 +16,10 @@
 # Environment: NT_FRESH_CACHE (default /var/cache/nettally-fresh) keeps the
 # debootstrap result and the downloaded .debs between runs (and the last run's
 # logs in last-run/); every run starts from a copy of that bare root with an
-# empty apt state and a fresh clone.
+# empty apt state and a fresh clone. The root's build uses this machine's
+# ccache directory (bind-mounted; NT_FRESH_CCACHE=DIR another one, =none no
+# cache): objects of the same source, flags, compiler and headers are taken from
+# it, anything else is compiled in the root; the report counts the hits.
 # Needs root, git, the machine's network to Debian's archive, and a kernel
 # with BTF; it attaches nettallyd to this machine's interfaces for the trial.
 set -euo pipefail
@@ -217,6 +220,27 @@ mounted+=("$root/run")
 mount --make-shared "$root/run"
 bind "$cache/debs" "$root/var/cache/apt/archives"
 
+# --- the compiler cache: this machine's, lent to the root ------------------------------------------
+# scripts/deps.sh installs ccache and scripts/build.sh compiles through it with paths taken relative
+# to the clone (CCACHE_BASEDIR), so the root's build of a commit this machine has built (in CI: the
+# suite's build just before) takes those objects instead of compiling the tree a second time. ccache
+# reuses an object only when the compiler, the flags, the source and every header it read are the
+# same (hashed); whatever the bare root has in another version is compiled there for real, and a
+# header the root lacks still fails its build. The linking, the BPF objects and skeletons are made
+# in the root as before. NT_FRESH_CCACHE=DIR lends another cache, =none none (a full compile).
+cc_env=()
+ccache_dir=${NT_FRESH_CCACHE:-}
+if [ -z "$ccache_dir" ] && command -v ccache >/dev/null; then
+	ccache_dir=$(ccache -k cache_dir)
+fi
+if [ -n "$ccache_dir" ] && [ "$ccache_dir" != none ]; then
+	mkdir -p "$ccache_dir"
+	bind "$ccache_dir" "$root/var/cache/nettally-ccache"
+	# Where the root's cache lookups are counted, for the report (hits of the root's build only).
+	cc_env=(CCACHE_DIR=/var/cache/nettally-ccache CCACHE_STATSLOG=/var/tmp/ccache-stats.log)
+	say "the root's build uses this machine's compiler cache $ccache_dir"
+fi
+
 say "cloning $commit into the root"
 git clone -q --no-checkout "$repo" "$root/root/nettally"
 git -C "$root/root/nettally" -c advice.detachedHead=false checkout -q --detach "$commit"
@@ -234,7 +258,7 @@ t0=$(date +%s.%N)
 # ignored (a background job of this script would start with SIGINT ignored, and bash cannot trap
 # a signal ignored at its start).
 setsid env --default-signal=INT chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
-	PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+	PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "${cc_env[@]}" \
 	/bin/bash -c 'cd /root/nettally && exec scripts/run.sh' >"$log" 2>&1 </dev/null &
 run_pid=$!
 pgid=$run_pid
@@ -261,6 +285,11 @@ took[deps]=$(secs "$t0" "${t_build:-$t_start}") && order+=(deps)
 took[build]=$(secs "${t_build:-$t_start}" "$t_start") && order+=(build)
 took[start-to-status]=$(secs "$t_start" "$t_up") && order+=(start-to-status)
 say "steps: deps ${took[deps]} s, build ${took[build]} s, start-to-status ${took[start-to-status]} s"
+if [ -s "$root/var/tmp/ccache-stats.log" ]; then
+	cc_stats=$(CCACHE_STATSLOG="$root/var/tmp/ccache-stats.log" ccache --show-log-stats -v 2>/dev/null || true)
+	say "the root's build and the compiler cache:"
+	grep -E '^ *(Cacheable calls|Hits|Misses|Uncacheable)' <<<"$cc_stats" | sed 's/^/    /' >&2 || true
+fi
 say "nettallyctl status answers:"
 sed 's/^/    /' "$run_dir/status.txt" >&2
 [ -d "$pin_dir" ] || die "nettallyd runs but $pin_dir is not there: the check would prove nothing"
