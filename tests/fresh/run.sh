@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's set-up on a bare Debian 12, checked for real: makes a minbase
-# bookworm root with debootstrap, clones the current commit (HEAD) into it,
+# bookworm root with debootstrap, clones the current commit (HEAD) into it
+# (at this repository's path),
 # runs scripts/run.sh there as root until `build/ctl/nettallyctl status`
 # answers on the root's own system bus, stops it with SIGINT as Ctrl-C does
 # and checks that the machine is as it was: no nettally TC filter, qdisc or
@@ -48,6 +49,10 @@ logs=$cache/last-run # the logs of the last run (run.log, test.log), kept
 suite=bookworm
 pin_dir=/sys/fs/bpf/nettally # config/nettally.yaml's pin_dir
 state_file=var/lib/nettally/state.json # config/nettally.yaml's state_dir, in the root
+# The clone in the root sits at the same path as this repository, so the root's build compiles the
+# same command lines as this machine's (the BPF objects hold their source's path) and the compiler
+# cache lent to it below can answer them.
+src=$repo
 
 declare -A took=()
 order=()
@@ -116,9 +121,9 @@ cleanup() {
 			kill -INT -- "-$pgid" 2>/dev/null
 			for _ in $(seq 60); do kill -0 -- "-$pgid" 2>/dev/null || break; sleep 1; done
 		fi
-		if [ -x "$root/root/nettally/build/daemon/nettallyd" ] && [ -e "$pin_dir" ]; then
+		if [ -x "$root$src/build/daemon/nettallyd" ] && [ -e "$pin_dir" ]; then
 			say "cleanup: pins left in $pin_dir; nettallyd --detach"
-			chroot "$root" /bin/sh -c 'cd /root/nettally && build/daemon/nettallyd --config config/nettally.yaml --detach'
+			chroot "$root" /bin/sh -c "cd '$src' && build/daemon/nettallyd --config config/nettally.yaml --detach"
 		fi
 		# --detach leaves the clsact qdiscs nettallyd added: remove those that were not there before
 		# and carry no filter now.
@@ -221,9 +226,9 @@ mount --make-shared "$root/run"
 bind "$cache/debs" "$root/var/cache/apt/archives"
 
 # --- the compiler cache: this machine's, lent to the root ------------------------------------------
-# scripts/deps.sh installs ccache and scripts/build.sh compiles through it with paths taken relative
-# to the clone (CCACHE_BASEDIR), so the root's build of a commit this machine has built (in CI: the
-# suite's build just before) takes those objects instead of compiling the tree a second time. ccache
+# scripts/deps.sh installs ccache and scripts/build.sh compiles through it; the clone is at the same
+# path as here, so the root's build of a commit this machine has built (in CI: the suite's build just
+# before) takes those objects instead of compiling the tree a second time. ccache
 # reuses an object only when the compiler, the flags, the source and every header it read are the
 # same (hashed); whatever the bare root has in another version is compiled there for real, and a
 # header the root lacks still fails its build. The linking, the BPF objects and skeletons are made
@@ -242,8 +247,9 @@ if [ -n "$ccache_dir" ] && [ "$ccache_dir" != none ]; then
 fi
 
 say "cloning $commit into the root"
-git clone -q --no-checkout "$repo" "$root/root/nettally"
-git -C "$root/root/nettally" -c advice.detachedHead=false checkout -q --detach "$commit"
+mkdir -p "$(dirname "$root$src")"
+git clone -q --no-checkout "$repo" "$root$src"
+git -C "$root$src" -c advice.detachedHead=false checkout -q --detach "$commit"
 
 before=$(snapshot)
 
@@ -259,7 +265,7 @@ t0=$(date +%s.%N)
 # a signal ignored at its start).
 setsid env --default-signal=INT chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
 	PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "${cc_env[@]}" \
-	/bin/bash -c 'cd /root/nettally && exec scripts/run.sh' >"$log" 2>&1 </dev/null &
+	/bin/bash -c "cd '$src' && exec scripts/run.sh" >"$log" 2>&1 </dev/null &
 run_pid=$!
 pgid=$run_pid
 t_build='' t_start='' t_up=''
@@ -273,7 +279,7 @@ while :; do
 	fi
 	[ -n "$t_build" ] || ! grep -q '^run.sh: building' "$log" || t_build=$(date +%s.%N)
 	[ -n "$t_start" ] || ! grep -q '^run.sh: starting nettallyd' "$log" || t_start=$(date +%s.%N)
-	if [ -n "$t_start" ] && in_root /root/nettally/build/ctl/nettallyctl status >"$run_dir/status.txt" 2>&1; then
+	if [ -n "$t_start" ] && in_root "$src/build/ctl/nettallyctl" status >"$run_dir/status.txt" 2>&1; then
 		t_up=$(date +%s.%N)
 		break
 	fi
@@ -298,7 +304,7 @@ during=$(snapshot)
 
 # Counts to find again in the state file: a little traffic, then what the daemon reports.
 sleep 2
-in_root /root/nettally/build/ctl/nettallyctl --json interfaces >"$run_dir/interfaces.json" ||
+in_root "$src/build/ctl/nettallyctl" --json interfaces >"$run_dir/interfaces.json" ||
 	die "nettallyctl --json interfaces failed"
 
 # --- Ctrl-C ----------------------------------------------------------------------------------------
@@ -368,7 +374,7 @@ if [ "$with_test" -eq 1 ]; then
 	tlog=$run_dir/test.log
 	begin "scripts/test.sh in the root, CI=true (log: $tlog)"
 	trc=0
-	in_root CI=true /bin/bash -c 'cd /root/nettally && exec scripts/test.sh' >"$tlog" 2>&1 </dev/null || trc=$?
+	in_root CI=true /bin/bash -c "cd '$src' && exec scripts/test.sh" >"$tlog" 2>&1 </dev/null || trc=$?
 	took test
 	cp "$tlog" "$logs/test.log"
 	grep -E '^[[:space:]]*[0-9]+/[0-9]+ Test +#[0-9]+: (integration|systemd)' "$tlog" | sed 's/^/    /' >&2 || true
