@@ -71,12 +71,14 @@ report() {
 }
 
 # --- the mirror: the machine's own apt source for bookworm main ------------------------------
+# mirror [SUITE]: the URI this machine takes SUITE from (default bookworm; for bookworm itself
+# deb.debian.org when it has none, for another suite nothing).
 mirror() {
-	local f uri
+	local f uri want=${1:-$suite}
 	for f in /etc/apt/sources.list.d/*.sources; do
 		[ -f "$f" ] || continue
 		# deb822 stanzas: the first one of type deb whose suites include bookworm itself.
-		uri=$(awk -v s="$suite" '
+		uri=$(awk -v s="$want" '
 			/^[[:space:]]*$/ { if (deb && hit && u != "") { print u; exit } deb = hit = 0; u = ""; next }
 			tolower($1) == "types:" { for (i = 2; i <= NF; i++) if ($i == "deb") deb = 1 }
 			tolower($1) == "uris:" { u = $2 }
@@ -86,10 +88,10 @@ mirror() {
 	done
 	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
 		[ -f "$f" ] || continue
-		uri=$(awk -v s="$suite" '$1 == "deb" { o = ($2 ~ /^\[/) ? 1 : 0; if ($(3 + o) == s) { print $(2 + o); exit } }' "$f")
+		uri=$(awk -v s="$want" '$1 == "deb" { o = ($2 ~ /^\[/) ? 1 : 0; if ($(3 + o) == s) { print $(2 + o); exit } }' "$f")
 		[ -n "$uri" ] && { echo "$uri"; return; }
 	done
-	echo http://deb.debian.org/debian
+	[ "$want" != "$suite" ] || echo http://deb.debian.org/debian
 }
 
 # --- the machine's state that the trial must leave as it was ---------------------------------
@@ -200,6 +202,17 @@ cp -a "$base" "$root"
 rm -f "$root/.complete"
 took copy-root
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# The update suites a Debian 12 installation has (the installer adds them), from this machine's
+# sources when it has them: the root then installs the versions this machine runs (the same
+# headers, so the lent compiler cache below can answer), not the release's first ones.
+for upd in "$suite-updates" "$suite-security"; do
+	uri=$(mirror "$upd")
+	[ -z "$uri" ] || echo "deb $uri $upd main" >>"$root/etc/apt/sources.list"
+done
+# dpkg without an fsync per file: the root is thrown away after the run (a crash loses it anyway),
+# and the deps step installs some 500 packages.
+echo force-unsafe-io >"$root/etc/dpkg/dpkg.cfg.d/nettally-fresh-unsafe-io"
+say "apt sources of the root: $(grep -c '^deb ' "$root/etc/apt/sources.list") ($(awk '$1 == "deb" { print $3 }' "$root/etc/apt/sources.list" | paste -sd' '))"
 
 # --- mounts: the kernel's file systems, a /run of its own, the .deb cache ------------------------
 bind() { # bind SRC DST: recursive, slave (nothing done inside propagates back)
