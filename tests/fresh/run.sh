@@ -307,7 +307,7 @@ say "steps: deps ${took[deps]} s, build ${took[build]} s, start-to-status ${took
 if [ -s "$root/var/tmp/ccache-stats.log" ]; then
 	cc_stats=$(CCACHE_STATSLOG="$root/var/tmp/ccache-stats.log" ccache --show-log-stats -v 2>/dev/null || true)
 	say "the root's build and the compiler cache:"
-	grep -E '^ *(Cacheable calls|Hits|Misses|Uncacheable)' <<<"$cc_stats" | sed 's/^/    /' >&2 || true
+	grep -E '^ *(Cacheable calls|Hits|Misses|Uncacheable)' <<<"$cc_stats" | awk '!seen[$1]++' | sed 's/^/    /' >&2 || true
 fi
 say "nettallyctl status answers:"
 sed 's/^/    /' "$run_dir/status.txt" >&2
