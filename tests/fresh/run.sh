@@ -10,10 +10,13 @@
 # root left (nettallyd, dbus-daemon), and the totals kept in the state file.
 # Reports how long each step took.
 #
-# Usage: tests/fresh/run.sh [--test] [--keep]
+# Usage: tests/fresh/run.sh [--test] [--keep] [--root-only]
 #   --test  also runs scripts/test.sh in the root (CI=true: a missing tool
 #           fails its test) and requires that no integration suite is skipped
 #   --keep  leaves the root's directory (unmounted) for a look afterwards
+#   --root-only  makes (or finds) the cached bare root and stops: .ci/run
+#           has it made while the suite builds and runs (debootstrap is
+#           network and dpkg work), then runs the check itself
 # Environment: NT_FRESH_CACHE (default /var/cache/nettally-fresh) keeps the
 # debootstrap result and the downloaded .debs between runs (and the last run's
 # logs in last-run/); every run starts from a copy of that bare root with an
@@ -25,11 +28,12 @@
 # with BTF; it attaches nettallyd to this machine's interfaces for the trial.
 set -euo pipefail
 
-with_test=0 keep=0
+with_test=0 keep=0 root_only=0
 for a in "$@"; do
 	case $a in
 	--test) with_test=1 ;;
 	--keep) keep=1 ;;
+	--root-only) root_only=1 ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "fresh: unknown argument: $a" >&2; exit 2 ;;
 	esac
@@ -173,15 +177,17 @@ if ! command -v debootstrap >/dev/null; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >/dev/null ||
 		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >/dev/null; }
 fi
-if ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then
-	# As scripts/test.sh does; nettallyd would mount it too, but inside the root only.
-	say "mounting bpffs on /sys/fs/bpf (it stays mounted, as on any systemd machine)"
-	mount -t bpf bpf /sys/fs/bpf
+if [ "$root_only" -eq 0 ]; then
+	if ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then
+		# As scripts/test.sh does; nettallyd would mount it too, but inside the root only.
+		say "mounting bpffs on /sys/fs/bpf (it stays mounted, as on any systemd machine)"
+		mount -t bpf bpf /sys/fs/bpf
+	fi
+	[ ! -e "$pin_dir" ] || die "$pin_dir exists already (a nettallyd runs on this machine?): cannot tell what the trial leaves"
+	rm -rf "$logs" && mkdir -p "$logs"
 fi
-[ ! -e "$pin_dir" ] || die "$pin_dir exists already (a nettallyd runs on this machine?): cannot tell what the trial leaves"
 
 mkdir -p "$cache/debs/partial"
-rm -rf "$logs" && mkdir -p "$logs"
 base=$cache/$suite-minbase
 if [ ! -f "$base/.complete" ]; then
 	url=$(mirror)
@@ -193,6 +199,10 @@ if [ ! -f "$base/.complete" ]; then
 	took debootstrap
 else
 	say "bare root from the cache: $base (remove it to debootstrap again)"
+fi
+if [ "$root_only" -eq 1 ]; then
+	report
+	exit 0
 fi
 
 run_dir=$(mktemp -d /var/tmp/nettally-fresh.XXXXXX)
