@@ -54,6 +54,9 @@ packages=(
 	# the VM suite (tests/vm): qemu in TCG mode with its BIOS, qemu-img, mmdebstrap for the guest's
 	# root, mkfs.ext4 -d for its disk
 	qemu-system-x86 qemu-utils seabios mmdebstrap e2fsprogs
+	# build: the compiler cache scripts/build.sh uses when present; tests/fresh/run.sh lends the
+	# bare root this machine's cache, so its build of the same tree is not a second full compile
+	ccache
 )
 
 missing=()

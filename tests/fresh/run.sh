@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's set-up on a bare Debian 12, checked for real: makes a minbase
-# bookworm root with debootstrap, clones the current commit (HEAD) into it,
+# bookworm root with debootstrap, clones the current commit (HEAD) into it
+# (at this repository's path),
 # runs scripts/run.sh there as root until `build/ctl/nettallyctl status`
 # answers on the root's own system bus, stops it with SIGINT as Ctrl-C does
 # and checks that the machine is as it was: no nettally TC filter, qdisc or
@@ -9,23 +10,30 @@
 # root left (nettallyd, dbus-daemon), and the totals kept in the state file.
 # Reports how long each step took.
 #
-# Usage: tests/fresh/run.sh [--test] [--keep]
+# Usage: tests/fresh/run.sh [--test] [--keep] [--root-only]
 #   --test  also runs scripts/test.sh in the root (CI=true: a missing tool
 #           fails its test) and requires that no integration suite is skipped
 #   --keep  leaves the root's directory (unmounted) for a look afterwards
+#   --root-only  makes (or finds) the cached bare root and stops: .ci/run
+#           has it made while the suite builds and runs (debootstrap is
+#           network and dpkg work), then runs the check itself
 # Environment: NT_FRESH_CACHE (default /var/cache/nettally-fresh) keeps the
 # debootstrap result and the downloaded .debs between runs (and the last run's
 # logs in last-run/); every run starts from a copy of that bare root with an
-# empty apt state and a fresh clone.
+# empty apt state and a fresh clone. The root's build uses this machine's
+# ccache directory (bind-mounted; NT_FRESH_CCACHE=DIR another one, =none no
+# cache): objects of the same source, flags, compiler and headers are taken from
+# it, anything else is compiled in the root; the report counts the hits.
 # Needs root, git, the machine's network to Debian's archive, and a kernel
 # with BTF; it attaches nettallyd to this machine's interfaces for the trial.
 set -euo pipefail
 
-with_test=0 keep=0
+with_test=0 keep=0 root_only=0
 for a in "$@"; do
 	case $a in
 	--test) with_test=1 ;;
 	--keep) keep=1 ;;
+	--root-only) root_only=1 ;;
 	-h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
 	*) echo "fresh: unknown argument: $a" >&2; exit 2 ;;
 	esac
@@ -45,6 +53,10 @@ logs=$cache/last-run # the logs of the last run (run.log, test.log), kept
 suite=bookworm
 pin_dir=/sys/fs/bpf/nettally # config/nettally.yaml's pin_dir
 state_file=var/lib/nettally/state.json # config/nettally.yaml's state_dir, in the root
+# The clone in the root sits at the same path as this repository, so the root's build compiles the
+# same command lines as this machine's (the BPF objects hold their source's path) and the compiler
+# cache lent to it below can answer them.
+src=$repo
 
 declare -A took=()
 order=()
@@ -63,12 +75,14 @@ report() {
 }
 
 # --- the mirror: the machine's own apt source for bookworm main ------------------------------
+# mirror [SUITE]: the URI this machine takes SUITE from (default bookworm; for bookworm itself
+# deb.debian.org when it has none, for another suite nothing).
 mirror() {
-	local f uri
+	local f uri want=${1:-$suite}
 	for f in /etc/apt/sources.list.d/*.sources; do
 		[ -f "$f" ] || continue
 		# deb822 stanzas: the first one of type deb whose suites include bookworm itself.
-		uri=$(awk -v s="$suite" '
+		uri=$(awk -v s="$want" '
 			/^[[:space:]]*$/ { if (deb && hit && u != "") { print u; exit } deb = hit = 0; u = ""; next }
 			tolower($1) == "types:" { for (i = 2; i <= NF; i++) if ($i == "deb") deb = 1 }
 			tolower($1) == "uris:" { u = $2 }
@@ -78,10 +92,10 @@ mirror() {
 	done
 	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
 		[ -f "$f" ] || continue
-		uri=$(awk -v s="$suite" '$1 == "deb" { o = ($2 ~ /^\[/) ? 1 : 0; if ($(3 + o) == s) { print $(2 + o); exit } }' "$f")
+		uri=$(awk -v s="$want" '$1 == "deb" { o = ($2 ~ /^\[/) ? 1 : 0; if ($(3 + o) == s) { print $(2 + o); exit } }' "$f")
 		[ -n "$uri" ] && { echo "$uri"; return; }
 	done
-	echo http://deb.debian.org/debian
+	[ "$want" != "$suite" ] || echo http://deb.debian.org/debian
 }
 
 # --- the machine's state that the trial must leave as it was ---------------------------------
@@ -113,9 +127,9 @@ cleanup() {
 			kill -INT -- "-$pgid" 2>/dev/null
 			for _ in $(seq 60); do kill -0 -- "-$pgid" 2>/dev/null || break; sleep 1; done
 		fi
-		if [ -x "$root/root/nettally/build/daemon/nettallyd" ] && [ -e "$pin_dir" ]; then
+		if [ -x "$root$src/build/daemon/nettallyd" ] && [ -e "$pin_dir" ]; then
 			say "cleanup: pins left in $pin_dir; nettallyd --detach"
-			chroot "$root" /bin/sh -c 'cd /root/nettally && build/daemon/nettallyd --config config/nettally.yaml --detach'
+			chroot "$root" /bin/sh -c "cd '$src' && build/daemon/nettallyd --config config/nettally.yaml --detach"
 		fi
 		# --detach leaves the clsact qdiscs nettallyd added: remove those that were not there before
 		# and carry no filter now.
@@ -163,15 +177,17 @@ if ! command -v debootstrap >/dev/null; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >/dev/null ||
 		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap >/dev/null; }
 fi
-if ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then
-	# As scripts/test.sh does; nettallyd would mount it too, but inside the root only.
-	say "mounting bpffs on /sys/fs/bpf (it stays mounted, as on any systemd machine)"
-	mount -t bpf bpf /sys/fs/bpf
+if [ "$root_only" -eq 0 ]; then
+	if ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then
+		# As scripts/test.sh does; nettallyd would mount it too, but inside the root only.
+		say "mounting bpffs on /sys/fs/bpf (it stays mounted, as on any systemd machine)"
+		mount -t bpf bpf /sys/fs/bpf
+	fi
+	[ ! -e "$pin_dir" ] || die "$pin_dir exists already (a nettallyd runs on this machine?): cannot tell what the trial leaves"
+	rm -rf "$logs" && mkdir -p "$logs"
 fi
-[ ! -e "$pin_dir" ] || die "$pin_dir exists already (a nettallyd runs on this machine?): cannot tell what the trial leaves"
 
 mkdir -p "$cache/debs/partial"
-rm -rf "$logs" && mkdir -p "$logs"
 base=$cache/$suite-minbase
 if [ ! -f "$base/.complete" ]; then
 	url=$(mirror)
@@ -184,6 +200,10 @@ if [ ! -f "$base/.complete" ]; then
 else
 	say "bare root from the cache: $base (remove it to debootstrap again)"
 fi
+if [ "$root_only" -eq 1 ]; then
+	report
+	exit 0
+fi
 
 run_dir=$(mktemp -d /var/tmp/nettally-fresh.XXXXXX)
 root=$run_dir/root
@@ -192,6 +212,17 @@ cp -a "$base" "$root"
 rm -f "$root/.complete"
 took copy-root
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# The update suites a Debian 12 installation has (the installer adds them), from this machine's
+# sources when it has them: the root then installs the versions this machine runs (the same
+# headers, so the lent compiler cache below can answer), not the release's first ones.
+for upd in "$suite-updates" "$suite-security"; do
+	uri=$(mirror "$upd")
+	[ -z "$uri" ] || echo "deb $uri $upd main" >>"$root/etc/apt/sources.list"
+done
+# dpkg without an fsync per file: the root is thrown away after the run (a crash loses it anyway),
+# and the deps step installs some 500 packages.
+echo force-unsafe-io >"$root/etc/dpkg/dpkg.cfg.d/nettally-fresh-unsafe-io"
+say "apt sources of the root: $(grep -c '^deb ' "$root/etc/apt/sources.list") ($(awk '$1 == "deb" { print $3 }' "$root/etc/apt/sources.list" | paste -sd' '))"
 
 # --- mounts: the kernel's file systems, a /run of its own, the .deb cache ------------------------
 bind() { # bind SRC DST: recursive, slave (nothing done inside propagates back)
@@ -217,9 +248,31 @@ mounted+=("$root/run")
 mount --make-shared "$root/run"
 bind "$cache/debs" "$root/var/cache/apt/archives"
 
+# --- the compiler cache: this machine's, lent to the root ------------------------------------------
+# scripts/deps.sh installs ccache and scripts/build.sh compiles through it; the clone is at the same
+# path as here, so the root's build of a commit this machine has built (in CI: the suite's build just
+# before) takes those objects instead of compiling the tree a second time. ccache
+# reuses an object only when the compiler, the flags, the source and every header it read are the
+# same (hashed); whatever the bare root has in another version is compiled there for real, and a
+# header the root lacks still fails its build. The linking, the BPF objects and skeletons are made
+# in the root as before. NT_FRESH_CCACHE=DIR lends another cache, =none none (a full compile).
+cc_env=()
+ccache_dir=${NT_FRESH_CCACHE:-}
+if [ -z "$ccache_dir" ] && command -v ccache >/dev/null; then
+	ccache_dir=$(ccache -k cache_dir)
+fi
+if [ -n "$ccache_dir" ] && [ "$ccache_dir" != none ]; then
+	mkdir -p "$ccache_dir"
+	bind "$ccache_dir" "$root/var/cache/nettally-ccache"
+	# Where the root's cache lookups are counted, for the report (hits of the root's build only).
+	cc_env=(CCACHE_DIR=/var/cache/nettally-ccache CCACHE_STATSLOG=/var/tmp/ccache-stats.log)
+	say "the root's build uses this machine's compiler cache $ccache_dir"
+fi
+
 say "cloning $commit into the root"
-git clone -q --no-checkout "$repo" "$root/root/nettally"
-git -C "$root/root/nettally" -c advice.detachedHead=false checkout -q --detach "$commit"
+mkdir -p "$(dirname "$root$src")"
+git clone -q --no-checkout "$repo" "$root$src"
+git -C "$root$src" -c advice.detachedHead=false checkout -q --detach "$commit"
 
 before=$(snapshot)
 
@@ -234,8 +287,8 @@ t0=$(date +%s.%N)
 # ignored (a background job of this script would start with SIGINT ignored, and bash cannot trap
 # a signal ignored at its start).
 setsid env --default-signal=INT chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb LANG=C.UTF-8 \
-	PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-	/bin/bash -c 'cd /root/nettally && exec scripts/run.sh' >"$log" 2>&1 </dev/null &
+	PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "${cc_env[@]}" \
+	/bin/bash -c "cd '$src' && exec scripts/run.sh" >"$log" 2>&1 </dev/null &
 run_pid=$!
 pgid=$run_pid
 t_build='' t_start='' t_up=''
@@ -249,7 +302,7 @@ while :; do
 	fi
 	[ -n "$t_build" ] || ! grep -q '^run.sh: building' "$log" || t_build=$(date +%s.%N)
 	[ -n "$t_start" ] || ! grep -q '^run.sh: starting nettallyd' "$log" || t_start=$(date +%s.%N)
-	if [ -n "$t_start" ] && in_root /root/nettally/build/ctl/nettallyctl status >"$run_dir/status.txt" 2>&1; then
+	if [ -n "$t_start" ] && in_root "$src/build/ctl/nettallyctl" status >"$run_dir/status.txt" 2>&1; then
 		t_up=$(date +%s.%N)
 		break
 	fi
@@ -261,6 +314,11 @@ took[deps]=$(secs "$t0" "${t_build:-$t_start}") && order+=(deps)
 took[build]=$(secs "${t_build:-$t_start}" "$t_start") && order+=(build)
 took[start-to-status]=$(secs "$t_start" "$t_up") && order+=(start-to-status)
 say "steps: deps ${took[deps]} s, build ${took[build]} s, start-to-status ${took[start-to-status]} s"
+if [ -s "$root/var/tmp/ccache-stats.log" ]; then
+	cc_stats=$(CCACHE_STATSLOG="$root/var/tmp/ccache-stats.log" ccache --show-log-stats -v 2>/dev/null || true)
+	say "the root's build and the compiler cache:"
+	grep -E '^ *(Cacheable calls|Hits|Misses|Uncacheable)' <<<"$cc_stats" | awk '!seen[$1]++' | sed 's/^/    /' >&2 || true
+fi
 say "nettallyctl status answers:"
 sed 's/^/    /' "$run_dir/status.txt" >&2
 [ -d "$pin_dir" ] || die "nettallyd runs but $pin_dir is not there: the check would prove nothing"
@@ -269,7 +327,7 @@ during=$(snapshot)
 
 # Counts to find again in the state file: a little traffic, then what the daemon reports.
 sleep 2
-in_root /root/nettally/build/ctl/nettallyctl --json interfaces >"$run_dir/interfaces.json" ||
+in_root "$src/build/ctl/nettallyctl" --json interfaces >"$run_dir/interfaces.json" ||
 	die "nettallyctl --json interfaces failed"
 
 # --- Ctrl-C ----------------------------------------------------------------------------------------
@@ -339,7 +397,7 @@ if [ "$with_test" -eq 1 ]; then
 	tlog=$run_dir/test.log
 	begin "scripts/test.sh in the root, CI=true (log: $tlog)"
 	trc=0
-	in_root CI=true /bin/bash -c 'cd /root/nettally && exec scripts/test.sh' >"$tlog" 2>&1 </dev/null || trc=$?
+	in_root CI=true /bin/bash -c "cd '$src' && exec scripts/test.sh" >"$tlog" 2>&1 </dev/null || trc=$?
 	took test
 	cp "$tlog" "$logs/test.log"
 	grep -E '^[[:space:]]*[0-9]+/[0-9]+ Test +#[0-9]+: (integration|systemd)' "$tlog" | sed 's/^/    /' >&2 || true

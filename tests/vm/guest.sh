@@ -92,7 +92,7 @@ fi
 # (exit 1: the daemon answered with an error; 3 would be "not reachable", 127 no nettallyctl)
 rc=0
 runuser -u vmuser -- nettallyctl reload >/root/reload-user.txt 2>&1 || rc=$?
-if [ "$rc" -eq 1 ]; then
+if [ "$rc" -eq 1 ] && grep -qiE 'denied|not allowed|permission|needs root' /root/reload-user.txt; then
 	ok reload-user-refused "$(head -n1 /root/reload-user.txt)"
 else
 	fail reload-user-refused "exit status $rc: $(head -n1 /root/reload-user.txt)"
