@@ -252,6 +252,9 @@ for s in suites:
 PY
 	sed -n 's/^\[ verifier \] \([^ ]*\) *\([0-9]*\) verified insns.*/\1 \2/p' "$share/kt-logs/bpf-tests.log" |
 		while read -r prog n; do figure "verified_insns_$prog" "$n"; done
+	# A program the kernel refuses (VerifierBudget then loads each program on its own).
+	sed -n 's/^\[ verifier \] \([^ ]*\) *refused: \(.*\)/\1 \2/p' "$share/kt-logs/bpf-tests.log" |
+		while read -r prog why; do figure "verified_insns_$prog" "refused_(${why// /_})"; done
 	grep -q '^\[ verifier \] nt_cg_\* (netns): not loadable' "$share/kt-logs/bpf-tests.log" &&
 		figure cgroup_netns_filter fallback_cookie_0
 	figure bpf_tests_s "$(($(date +%s) - t0))"
