@@ -3,12 +3,26 @@
 # HEAD, so nothing uncommitted or built in the working tree gets in. The .deb (and its -dbgsym
 # .deb) land in OUTDIR (default build/package). Prints how long the build took.
 #
-# Usage: scripts/package.sh [OUTDIR]
+# Usage: scripts/package.sh [--from-build BUILD_DIR] [OUTDIR]
+#   --from-build BUILD_DIR  packages a build tree already compiled (scripts/build.sh; the suite's
+#              own, as ctest package.deb does) instead of compiling again: dpkg-buildpackage with
+#              debian/rules' NT_PREBUILT mode, which brings the tree's nettallyd, nettallyctl and man
+#              pages up to date (a no-op when they are) and installs them with `cmake --install`.
+#              The binaries are then those the suite tested, built with that tree's flags (not
+#              dpkg-buildflags' hardening); without it the package is compiled from the clone the
+#              Debian way.
 # Needs the build dependencies of debian/control (scripts/deps.sh installs them) and git.
 # ccache is used when installed (CCACHE_BASEDIR is the clone, so every clone hits the same
 # cache); DEB_BUILD_OPTIONS defaults to parallel=2.
 set -euo pipefail
 repo=$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)
+prebuilt=''
+if [ "${1:-}" = --from-build ]; then
+	[ $# -ge 2 ] || { echo "package: --from-build needs a build directory" >&2; exit 2; }
+	[ -f "$2/CMakeCache.txt" ] || { echo "package: $2 is not a configured build tree (no CMakeCache.txt)" >&2; exit 2; }
+	prebuilt=$(cd "$2" && pwd)
+	shift 2
+fi
 out=${1:-$repo/build/package}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -31,10 +45,15 @@ if command -v ccache >/dev/null; then
 	export CCACHE_BASEDIR=$work/nettally CCACHE_NOHASHDIR=1
 	cmake_args='-DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CXX_COMPILER_LAUNCHER=ccache'
 fi
+if [ -n "$prebuilt" ] && command -v ccache >/dev/null; then
+	# The tree's own compile (if anything is out of date) hashes paths relative to its source.
+	CCACHE_BASEDIR=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$prebuilt/CMakeCache.txt")
+	export CCACHE_BASEDIR
+fi
 start=$(date +%s)
 (
 	cd "$work/nettally"
-	DEB_BUILD_OPTIONS=${DEB_BUILD_OPTIONS:-parallel=2} NT_CMAKE_ARGS=$cmake_args \
+	DEB_BUILD_OPTIONS=${DEB_BUILD_OPTIONS:-parallel=2} NT_CMAKE_ARGS=$cmake_args NT_PREBUILT=$prebuilt \
 		dpkg-buildpackage -b -us -uc
 ) >"$work/build.log" 2>&1 || {
 	tail -n 60 "$work/build.log" >&2
@@ -48,5 +67,5 @@ cp "$work"/nettally-dbgsym_*.deb "$out"/ 2>/dev/null || true
 cp "$work/build.log" "$out/build.log"
 echo "package: build log in $out/build.log"
 for f in "$out"/nettally_*.deb; do
-	echo "package: $f ($(du -k "$f" | cut -f1) KiB), built in ${took} s"
+	echo "package: $f ($(du -k "$f" | cut -f1) KiB), built in ${took} s${prebuilt:+ from $prebuilt}"
 done

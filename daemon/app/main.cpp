@@ -5,11 +5,13 @@
 #include "core/config.h"
 #include "core/history.h"
 #include "core/interfaces.h"
+#include "kernel/bpffs.h"
 #include "os/logging.h"
 #include "os/system.h"
 
 #include <cstdio>
 #include <cstring>
+#include <pwd.h>
 #include <spdlog/spdlog.h>
 #include <string>
 #include <unistd.h>
@@ -24,7 +26,7 @@ constexpr const char* kDefaultConfig = "/etc/nettally/nettally.yaml";
 
 void usage(FILE* to) {
     std::fprintf(to,
-                 "Usage: nettallyd [--config PATH] [--check-config]\n"
+                 "Usage: nettallyd [--config PATH] [--check-config | --detach | --prepare-pins USER]\n"
                  "\n"
                  "Accounts network traffic per interface, layer, flow and host with eBPF,\n"
                  "and serves the totals on the system bus as org.nettally.Accounting1.\n"
@@ -33,6 +35,10 @@ void usage(FILE* to) {
                  "      --check-config  validate the config and exit (0 valid, 2 invalid)\n"
                  "      --detach        uninstall: save totals to the state file, remove every nettally\n"
                  "                      program from every interface and the pinned maps, exit\n"
+                 "      --prepare-pins USER\n"
+                 "                      as root, before nettallyd starts as USER: give the config's pin_dir\n"
+                 "                      and its pins to USER and let USER reach it (o+x on the bpffs\n"
+                 "                      directories above it), exit (the unit's ExecStartPre)\n"
                  "  -h, --help          this help\n"
                  "      --version       print the version\n"
                  "\n"
@@ -74,12 +80,36 @@ int run_daemon(nettally::Config cfg, bool detach) {
     }
 }
 
+// --prepare-pins USER: see kernel/bpffs.h.
+int prepare_pins(const nettally::Config& cfg, const std::string& user) {
+    const passwd* pw = getpwnam(user.c_str());
+    if (pw == nullptr) {
+        spdlog::critical("--prepare-pins: no such user '{}'", user);
+        return 2;
+    }
+    if (cfg.pin_dir.empty()) {
+        spdlog::info("--prepare-pins: pin_dir is empty (no pins): nothing to prepare");
+        return 0;
+    }
+    try {
+        const nettally::PinDirChanges c = nettally::prepare_pin_dir(cfg.pin_dir, pw->pw_uid, pw->pw_gid);
+        spdlog::info("--prepare-pins: {} ready for {} (uid {}): {} directories made searchable, {} created, "
+                     "{} entries given to it",
+                     cfg.pin_dir.string(), user, pw->pw_uid, c.searchable, c.created, c.chowned);
+        return 0;
+    } catch (const nettally::SysError& e) {
+        spdlog::critical("--prepare-pins: {}", e.what());
+        return 1;
+    }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
     std::string config_path = kDefaultConfig;
     bool check_only = false;
     bool detach = false;
+    std::string prepare_user;
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
         if ((a == "-c" || a == "--config") && i + 1 < argc) {
@@ -90,6 +120,8 @@ int main(int argc, char** argv) {
             check_only = true;
         } else if (a == "--detach") {
             detach = true;
+        } else if (a == "--prepare-pins" && i + 1 < argc) {
+            prepare_user = argv[++i];
         } else if (a == "-h" || a == "--help") {
             usage(stdout);
             return 0;
@@ -126,12 +158,24 @@ int main(int argc, char** argv) {
         std::printf("%s: valid\n", config_path.c_str());
         return 0;
     }
+    if (!prepare_user.empty())
+        return prepare_pins(cfg, prepare_user);
 
     for (const std::string& problem : {nettally::check_btf(), nettally::check_capabilities()}) {
         if (!problem.empty()) {
             spdlog::critical("daemon: {}", problem);
             return 1;
         }
+    }
+    if (const auto used = nettally::internet_features(cfg);
+        !used.empty() && !nettally::internet_sockets_allowed()) {
+        std::string keys;
+        for (const std::string& k : used)
+            keys += (keys.empty() ? "" : ", ") + k;
+        spdlog::error("daemon: {} need internet sockets (AF_INET, AF_INET6), which this process may not "
+                      "create (the unit's RestrictAddressFamilies=): add the drop-in of README \"Network "
+                      "features under the unit\"; counting goes on without them",
+                      keys);
     }
     nettally::route_libbpf_logs();
 

@@ -283,4 +283,19 @@ Config load_config(const std::filesystem::path& path) {
     return config;
 }
 
+std::vector<std::string> internet_features(const Config& config) {
+    std::vector<std::string> used;
+    if (!config.upload.url.empty())
+        used.emplace_back("upload.url");
+    if (!config.metrics.listen.empty())
+        used.emplace_back("metrics.listen");
+    if (!config.exports.collectors.empty())
+        used.emplace_back("export.collectors");
+    if (!config.subscribers.radius.listen.empty())
+        used.emplace_back("subscribers.radius.listen");
+    if (!config.rules.url.empty())
+        used.emplace_back("rules.url");
+    return used;
+}
+
 } // namespace nettally

@@ -212,6 +212,11 @@ Config parse_config(const std::string& text, const std::string& source_name);
 // ConfigError too ("<file>: cannot read: <strerror>").
 Config load_config(const std::filesystem::path& path);
 
+// The configured features that open internet (AF_INET/AF_INET6) sockets, by their config key:
+// upload.url, metrics.listen, export.collectors, subscribers.radius.listen, rules.url. Empty when
+// nettallyd needs none (the systemd unit denies those families unless a drop-in allows them).
+std::vector<std::string> internet_features(const Config& config);
+
 // True if the name contains a glob metacharacter (* ? [); such names are matched with fnmatch(3),
 // all others compare exactly.
 bool interface_is_glob(std::string_view name);

@@ -2,6 +2,7 @@
 // has no TCX), and batched per-CPU map reads. See datapath.h.
 #include "kernel/datapath.h"
 
+#include "kernel/bpffs.h"
 #include "kernel/evict.h"
 #include "kernel/percpu_map.h"
 #include "nettally.skel.h"
@@ -11,14 +12,12 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <cstdarg>
+#include <fcntl.h>
 #include <filesystem>
 #include <linux/if_link.h>
-#include <linux/magic.h>
 #include <net/if.h>
 #include <random>
 #include <spdlog/spdlog.h>
-#include <sys/mount.h>
-#include <sys/statfs.h>
 #include <unistd.h>
 #include <vector>
 
@@ -104,14 +103,16 @@ Datapath::Datapath(const DatapathOptions& opts) : max_flows_(opts.max_flows), ma
 
 namespace {
 
-bool is_bpffs(const std::string& path) {
-    struct statfs st {};
-    return statfs(path.c_str(), &st) == 0 && st.f_type == BPF_FS_MAGIC;
-}
-
 struct MapShape {
     uint32_t type, key_size, value_size, max_entries;
 };
+
+// For a pin_dir this process may not use: who it runs as and how the directory is handed over.
+std::string prepare_hint() {
+    return " (nettallyd runs as uid " + std::to_string(geteuid()) +
+           "; `nettallyd --prepare-pins USER`, as root, gives pin_dir to USER, as the unit's ExecStartPre "
+           "does)";
+}
 
 MapShape shape_of(int fd) {
     bpf_map_info info{};
@@ -125,23 +126,21 @@ MapShape shape_of(int fd) {
 
 void Datapath::pin_maps(const std::string& dir) {
     namespace fs = std::filesystem;
-    // bpffs is usually mounted by systemd at /sys/fs/bpf; mount it there when
-    // it is not (containers, minimal systems, test machines).
-    const fs::path parent = fs::path(dir).parent_path();
-    if (!is_bpffs(parent.string()) && !is_bpffs(dir)) {
-        if (parent == "/sys/fs/bpf") {
-            if (mount("bpf", "/sys/fs/bpf", "bpf", 0, nullptr) != 0)
-                throw SysError(errno, "bpffs is not mounted at /sys/fs/bpf and mounting it failed");
-            spdlog::info("datapath: mounted bpffs at /sys/fs/bpf");
-        } else {
-            throw SysError(ENOTSUP, "pin_dir " + dir + " is not inside a mounted bpffs");
-        }
-    }
+    ensure_bpffs(dir);
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec)
-        throw SysError(ec.value(), "creating pin directory " + dir);
+        throw SysError(ec.value(), "creating pin directory " + dir + prepare_hint());
     pin_dir_ = dir;
+    // A pin this user may not open reads as "not pinned" below and would then fail as "exists":
+    // say why instead (pins of root after the unit gained User=, or the other way round).
+    if (faccessat(AT_FDCWD, dir.c_str(), R_OK | W_OK | X_OK, AT_EACCESS) != 0)
+        throw SysError(errno, "pin directory " + dir + prepare_hint());
+    for (bpf_map* m : pinned_maps()) {
+        const std::string path = dir + "/" + bpf_map__name(m);
+        if (faccessat(AT_FDCWD, path.c_str(), R_OK | W_OK, AT_EACCESS) != 0 && errno != ENOENT)
+            throw SysError(errno, "pinned map " + path + prepare_hint());
+    }
 
     // An ABI change is refused before any map is touched.
     const std::string meta_path = dir + "/nt_meta";

@@ -13,6 +13,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 
@@ -102,6 +103,15 @@ std::string check_capabilities() {
         return {};
     return "missing privileges: " + missing +
            " (run nettallyd as root or through its systemd unit, which grants them)";
+}
+
+bool internet_sockets_allowed() {
+    for (const int family : {AF_INET, AF_INET6}) {
+        const Fd fd(socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        if (fd || errno != EAFNOSUPPORT)
+            return true;
+    }
+    return false;
 }
 
 socklen_t socket_address(int family, const void* addr, uint16_t port, sockaddr_storage& ss) {

@@ -37,4 +37,8 @@ std::string read_boot_id();
 std::string check_btf();
 std::string check_capabilities();
 
+// Whether this process may create internet sockets (AF_INET or AF_INET6): false when
+// socket() fails with EAFNOSUPPORT for both, as under the unit's RestrictAddressFamilies=.
+bool internet_sockets_allowed();
+
 } // namespace nettally

@@ -49,6 +49,7 @@ import ctypes
 import ipaddress
 import json
 import os
+import pwd
 import random
 import re
 import shutil
@@ -1294,6 +1295,8 @@ class Daemon:
         self.log_start = 0
         self.notify = []  # every sd_notify message of the current run, in order
         self.env = {}     # added to its environment (e.g. CREDENTIALS_DIRECTORY)
+        self.wrapper = []  # argv before nettallyd's (e.g. setpriv: another user, fewer capabilities)
+        self.owner = None  # a user the daemon's files are given to before it starts (with wrapper)
         self._sock = None
         self._reader = None
         self._token = None
@@ -1319,11 +1322,21 @@ class Daemon:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.bind(self.notify_path)
         self._sock.settimeout(0.2)
+        if self.owner is not None:
+            # The daemon reads its config, writes its state and sends to the notify socket as that
+            # user: its directory is given to it and the directories above made searchable.
+            pw = pwd.getpwnam(self.owner)
+            for d in (os.path.dirname(self.dir),):
+                os.chmod(d, os.stat(d).st_mode | 0o001)
+            for root, dirs, files in os.walk(self.dir):
+                for n in [root] + [os.path.join(root, x) for x in dirs + files]:
+                    os.lchown(n, pw.pw_uid, pw.pw_gid)
         default_pins_before = os.path.exists(DEFAULT_PIN_DIR)
         env = self.bus.env() if self.bus else isolated_env()
         env["NOTIFY_SOCKET"] = self.notify_path
         env.update(self.env)
-        argv = self.topo.nsenter_argv(self.topo.gw, [nettallyd_path(), "--config", self.config_path])
+        argv = self.topo.nsenter_argv(self.topo.gw,
+                                      self.wrapper + [nettallyd_path(), "--config", self.config_path])
         with open(self.log_path, "a") as logf:
             self.log_start = logf.tell()
             self.proc = spawn(argv, env=env, stdout=logf, stderr=subprocess.STDOUT)

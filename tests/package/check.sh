@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The Debian package: builds it from a clean clone of HEAD (scripts/package.sh), runs lintian on
+# The Debian package: builds it from a clean clone of HEAD (scripts/package.sh; with BUILD_DIR,
+# --from-build BUILD_DIR: that tree's binaries, not compiled again), runs lintian on
 # it (no error allowed; warnings are printed) and checks its contents: the file list, the conffile,
 # the maintainer scripts (enable/start the Debian way, detach on remove, state removed on purge),
 # the man pages as man reads them. The .deb stays in OUT for the VM suite (tests/vm).
-# Usage: check.sh SOURCE_DIR OUT
+# Usage: check.sh SOURCE_DIR OUT [BUILD_DIR]
 set -euo pipefail
-src=$1 out=$2
+src=$1 out=$2 build=${3:-}
 missing=()
 for t in dpkg-buildpackage dh lintian scdoc git; do command -v "$t" >/dev/null || missing+=("$t"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -17,7 +18,7 @@ fi
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
-bash "$src/scripts/package.sh" "$out" || { echo "FAIL: the package did not build"; exit 1; }
+bash "$src/scripts/package.sh" ${build:+--from-build "$build"} "$out" || { echo "FAIL: the package did not build"; exit 1; }
 deb=$(ls "$out"/nettally_*.deb | head -n1)
 
 # lintian: errors fail, everything else is shown.

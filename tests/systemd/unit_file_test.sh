@@ -15,8 +15,8 @@ fi
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-# verify wants ExecStart to exist: point it at the freshly built daemon.
-sed "s|^ExecStart=/usr/sbin/nettallyd|ExecStart=$build/daemon/nettallyd|" \
+# verify wants ExecStart and ExecStartPre to exist: point them at the freshly built daemon.
+sed "/^ExecStart/s|/usr/sbin/nettallyd|$build/daemon/nettallyd|" \
 	"$src/systemd/nettallyd.service" > "$tmp/nettallyd.service"
 
 # verify would look each man: reference up with man(1), which needs man-db and the pages

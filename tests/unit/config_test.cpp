@@ -683,5 +683,20 @@ TEST(ConfigThresholds, ParsedAndCheckedWithPositions) {
               "test.yaml:4:13: thresholds: expected a list of thresholds, got the value '5'");
 }
 
+TEST(InternetFeatures, NamesEveryConfiguredFeatureThatOpensInternetSockets) {
+    Config config;
+    EXPECT_TRUE(internet_features(config).empty()) << "the default config needs no internet socket";
+    config.metrics.textfile_dir = "/var/lib/prometheus/node-exporter";
+    EXPECT_TRUE(internet_features(config).empty()) << "the textfile is a file";
+    config.upload.url = "ftp://198.18.0.9/acct/";
+    config.metrics.listen = "127.0.0.1:9847";
+    config.exports.collectors = {"udp://198.18.2.2:4739"};
+    config.subscribers.radius.listen = "0.0.0.0:1813";
+    config.rules.url = "https://198.18.0.9/rules.bundle";
+    EXPECT_EQ(internet_features(config),
+              (std::vector<std::string>{"upload.url", "metrics.listen", "export.collectors",
+                                        "subscribers.radius.listen", "rules.url"}));
+}
+
 } // namespace
 } // namespace nettally

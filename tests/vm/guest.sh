@@ -68,8 +68,18 @@ figure bpffs "$(findmnt -n -o FSTYPE /sys/fs/bpf || echo none)"
 pins=$(find /sys/fs/bpf/nettally -mindepth 1 2>/dev/null | wc -l)
 if [ "$pins" -gt 0 ]; then ok pins "$pins entries under /sys/fs/bpf/nettally"; else fail pins "no pins under /sys/fs/bpf/nettally"; fi
 pid=$(systemctl show -P MainPID nettallyd)
-figure daemon_user "$(ps -o user= -p "$pid" 2>/dev/null || echo '?')"
-figure daemon_capeff "$(awk '$1 == "CapEff:" { print $2 }' "/proc/$pid/status" 2>/dev/null || echo '?')"
+user=$(ps -o user= -p "$pid" 2>/dev/null || echo '?')
+capeff=$(awk '$1 == "CapEff:" { print $2 }' "/proc/$pid/status" 2>/dev/null || echo '?')
+figure daemon_user "$user"
+figure daemon_capeff "$capeff"
+# User=nettally with CAP_NET_ADMIN (12), CAP_PERFMON (38), CAP_BPF (39) and nothing else; the pins
+# are its own (ExecStartPre=+nettallyd --prepare-pins %u).
+owners=$(stat -c %U /sys/fs/bpf/nettally /sys/fs/bpf/nettally/* 2>/dev/null | sort -u | tr '\n' ' ')
+if [ "$user" = nettally ] && [ "$capeff" = 000000c000001000 ] && [ "$owners" = "nettally " ]; then
+	ok unprivileged "user $user, CapEff $capeff, pins of $owners"
+else
+	fail unprivileged "user $user, CapEff $capeff, pins of: $owners"
+fi
 
 # --- nettallyctl as root and as an unprivileged user -------------------------------------------
 if out=$(nettallyctl status 2>&1) && grep -q . <<<"$out"; then ok status-root; else fail status-root "$out"; fi
@@ -147,6 +157,35 @@ if [ -n "$before" ] && [ "$before" -ge 40 ] && [ -n "$after" ] && [ "$after" -ge
 else
 	fail restart-keeps-totals "ntvm0 packets ${before:-?} before, ${after:-?} after"
 fi
+
+# --- cgroup attach as that user, and a network feature behind the drop-in ----------------------
+cp /etc/nettally/nettally.yaml /root/nettally.yaml.orig
+printf 'cgroups:\n  enabled: true\nmetrics:\n  listen: 127.0.0.1:9847\n' >>/etc/nettally/nettally.yaml
+mark=$(date '+%Y-%m-%d %H:%M:%S')
+sleep 1
+systemctl restart nettallyd
+if out=$(nettallyctl --json cgroups 2>&1) && grep -q '"cgroups"' <<<"$out"; then
+	ok cgroups-as-user
+else
+	fail cgroups-as-user "$(head -c 300 <<<"$out")"
+fi
+scrape() { python3 -c 'import urllib.request; print(len(urllib.request.urlopen("http://127.0.0.1:9847/metrics", timeout=5).read()))' 2>/dev/null; }
+denied=$(journalctl -q -o cat -u nettallyd --since "$mark" -p err | grep -c 'metrics.listen need internet sockets' || true)
+before=$(scrape || echo none)
+mkdir -p /etc/systemd/system/nettallyd.service.d
+printf '[Service]\nRestrictAddressFamilies=AF_INET AF_INET6\nIPAddressAllow=localhost\n' >/etc/systemd/system/nettallyd.service.d/net.conf
+systemctl daemon-reload
+systemctl restart nettallyd
+after=$(scrape || echo none)
+if [ "$denied" -ge 1 ] && [ "$before" = none ] && [ "$after" != none ] && [ "$after" -gt 0 ]; then
+	ok network-drop-in "without it: error logged, no scrape; with it: /metrics $after bytes"
+else
+	fail network-drop-in "error lines $denied, scrape without: $before, with: $after"
+fi
+rm -rf /etc/systemd/system/nettallyd.service.d
+cp /root/nettally.yaml.orig /etc/nettally/nettally.yaml
+systemctl daemon-reload
+systemctl restart nettallyd
 
 # --- hardening as systemd rates it here -------------------------------------------------------
 exposure=$(systemd-analyze security nettallyd 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
