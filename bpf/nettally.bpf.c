@@ -279,14 +279,25 @@ static __always_inline void count_class(const struct pkt *p, __u32 ifindex, __u3
 {
 	struct nt_cls_count_key key = {.ifindex = ifindex, .dir = dir, .class_id = class_id};
 	struct nt_counts *v = bpf_map_lookup_elem(&nt_cls_counts, &key);
+	__u32 zero = 0;
 
 	if (!v) {
-		if (bpf_map_update_elem(&nt_cls_counts, &key, &p->c, BPF_NOEXIST) == 0)
+		/*
+		 * The new entry's value from the per-CPU scratch: p is the argument
+		 * of a global function (nt_count_classes), plain memory to the
+		 * verifier, which Linux 6.1 refuses as a map helper's value (only the
+		 * stack, a packet or a map value), and the stack has no room left
+		 * (512 bytes for the caller's frame and this one together).
+		 */
+		struct nt_host_cls_scratch *s = bpf_map_lookup_elem(&nt_host_cls_scratch, &zero);
+
+		if (!s)
+			return;
+		s->cls_init = p->c;
+		if (bpf_map_update_elem(&nt_cls_counts, &key, &s->cls_init, BPF_NOEXIST) == 0)
 			return;
 		v = bpf_map_lookup_elem(&nt_cls_counts, &key);
 		if (!v) {
-			__u32 zero = 0;
-
 			v = bpf_map_lookup_elem(&nt_cls_overflow, &zero);
 			if (!v)
 				return;

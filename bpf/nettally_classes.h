@@ -312,6 +312,8 @@ struct nt_host_cls_scratch {
 	 */
 	__u32 pending;
 	__u32 pad;
+	/* count_class's new nt_cls_counts value (see there) */
+	struct nt_counts cls_init;
 };
 NT_MAP(nt_host_cls_scratch, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct nt_host_cls_scratch);
 

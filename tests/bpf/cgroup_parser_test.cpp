@@ -15,12 +15,17 @@
 //     other than lo" exists without touching the host's links.
 //   - gso_segs/gso_size in ctx_in reach skb_shinfo, as for TC: GSO rows work.
 //
-// Per row, a fresh skeleton, the tracked subtrees and netns filter the row asks for, one
-// run. Then: the direction's total equals the expected counts (the other direction's is
-// zero); exactly one category moved (the cgroup's entry in that direction, or one bucket);
-// total == entries + buckets; nt_cg_busy is back to 0; the program returned 1.
+// Per row, the skeleton loaded with the row's netns filter and map size (one load per such
+// configuration, shared by its rows, every map reset to its state after the load:
+// shared_object.h), the tracked subtrees the row asks for, one run. A netns-filter row where the
+// kernel has no bpf_get_netns_cookie for cgroup_skb (before 6.15) cannot load; it reports SKIPPED
+// with the fallback nettallyd takes there (cookie 0, every namespace: the other rows). Then: the direction's
+// total equals the expected counts (the other direction's is zero); exactly one category moved (the cgroup's
+// entry in that direction, or one bucket); total == entries + buckets; nt_cg_busy is back to 0; the program
+// returned 1.
 #include "bpf_test_util.h"
 #include "packet_builder.h"
+#include "shared_object.h"
 
 #include "nettally_abi.h"
 #include "nettally_cg.skel.h"
@@ -39,6 +44,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -155,11 +161,6 @@ std::optional<uint64_t> own_cgroup_id() {
     std::memcpy(&id, fh->f_handle, sizeof(id));
     return id;
 }
-
-struct SkelDeleter {
-    void operator()(nettally_cg_bpf* s) const { nettally_cg_bpf__destroy(s); }
-};
-using Skel = std::unique_ptr<nettally_cg_bpf, SkelDeleter>;
 
 // ---------------------------------------------------------------------------------------
 // The table
@@ -679,32 +680,41 @@ RunResult cg_test_run(bpf_program* prog, const CgRow& row) {
     return r;
 }
 
-// A fresh skeleton configured as the row says; nullptr (with a failure) if it cannot load.
-Skel load_cg_skeleton(const CgRow& row) {
-    Skel s(nettally_cg_bpf__open());
-    if (!s) {
-        ADD_FAILURE() << row.name << " nettally_cg_bpf__open: " << std::strerror(errno);
-        return nullptr;
+// The load-time configuration a row needs: the netns filter's cookie, a full-map size.
+struct CgConfig {
+    uint64_t cookie = 0;
+    bool full_map = false;
+    bool operator<(const CgConfig& o) const {
+        return cookie != o.cookie ? cookie < o.cookie : full_map < o.full_map;
     }
+};
+
+CgConfig config_of(const CgRow& row) {
+    CgConfig c;
     if (row.setup.netns == Netns::Ours)
-        s->rodata->cfg_netns_cookie = test_netns().cookie;
+        c.cookie = test_netns().cookie;
     else if (row.setup.netns == Netns::Other)
-        s->rodata->cfg_netns_cookie = test_netns().cookie + 1000;
-    if (row.setup.track == Track::FullMap && bpf_map__set_max_entries(s->maps.nt_cg_counts, 1) != 0)
-        ADD_FAILURE() << row.name << " resize nt_cg_counts";
-    if (const int err = nettally_cg_bpf__load(s.get()); err != 0) {
-        ADD_FAILURE() << row.name << " nettally_cg_bpf__load: " << std::strerror(-err)
-                      << " (libbpf log above)";
-        return nullptr;
-    }
-    const uint8_t one = 1;
-    if (row.setup.track != Track::Nothing) {
-        EXPECT_EQ(bpf_map__update_elem(s->maps.nt_cg_subtrees, &kRootCgroupId, sizeof(kRootCgroupId), &one,
-                                       sizeof(one), BPF_ANY),
-                  0)
-            << row.name << " track the cgroup v2 root";
-    }
-    return s;
+        c.cookie = test_netns().cookie + 1000;
+    c.full_map = row.setup.track == Track::FullMap;
+    return c;
+}
+
+// Whether the kernel has bpf_get_netns_cookie for cgroup_skb, probed as nettallyd probes it
+// (daemon/kernel/cgroups.cpp): without it the object with a non-zero cookie does not load, and
+// nettallyd loads it with cookie 0.
+bool cgroup_netns_cookie_helper() {
+    static const bool helper =
+        libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SKB, BPF_FUNC_get_netns_cookie, nullptr) == 1;
+    return helper;
+}
+
+// The skeleton of a configuration, loaded once per configuration for the table.
+void load_cg_skeleton(SharedSkeleton<nettally_cg_bpf>& shared, const CgConfig& c) {
+    shared.load(nettally_cg_bpf__open, nettally_cg_bpf__load, nettally_cg_bpf__destroy,
+                [&](nettally_cg_bpf* s) {
+                    s->rodata->cfg_netns_cookie = c.cookie;
+                    return !c.full_map || bpf_map__set_max_entries(s->maps.nt_cg_counts, 1) == 0;
+                });
 }
 
 // The per-CPU sums of the cgroup maps after one run.
@@ -747,13 +757,36 @@ const char* cg_bucket_name(int b) {
 
 class CgroupParserFixture : public ::testing::TestWithParam<CgRow> {
 protected:
+    static void TearDownTestSuite() { loaded_.clear(); }
     void SetUp() override {
         if (const std::string& why = bpf_unavailable_reason(); !why.empty())
             GTEST_SKIP() << why;
         if (!test_netns().error.empty())
             GTEST_SKIP() << test_netns().error;
+        const CgRow& row = GetParam();
+        const CgConfig c = config_of(row);
+        if (c.cookie != 0 && !cgroup_netns_cookie_helper())
+            GTEST_SKIP() << row.name << ": no bpf_get_netns_cookie for cgroup_skb on this kernel (Linux "
+                         << "6.15): nettallyd loads the object with cookie 0 here and counts every "
+                         << "namespace, as the rows without a netns filter do";
+        SharedSkeleton<nettally_cg_bpf>& shared = loaded_[c];
+        if (!shared.loaded())
+            load_cg_skeleton(shared, c);
+        skel_ = shared.fresh();
+        ASSERT_TRUE(skel_) << row.name << " skeleton";
+        const uint8_t one = 1;
+        if (row.setup.track != Track::Nothing) {
+            ASSERT_EQ(bpf_map__update_elem(skel_->maps.nt_cg_subtrees, &kRootCgroupId, sizeof(kRootCgroupId),
+                                           &one, sizeof(one), BPF_ANY),
+                      0)
+                << row.name << " track the cgroup v2 root";
+        }
     }
+    // One loaded object per configuration, kept for the table's other rows of that configuration.
+    static std::map<CgConfig, SharedSkeleton<nettally_cg_bpf>> loaded_;
+    nettally_cg_bpf* skel_ = nullptr;
 };
+std::map<CgConfig, SharedSkeleton<nettally_cg_bpf>> CgroupParserFixture::loaded_;
 
 // With a full map, one other cgroup's entry is already there (the daemon's or a neighbour's).
 constexpr uint64_t kPrefilledId = 0xFFFF'FFFF'FFFF'0001ull;
@@ -783,8 +816,7 @@ void expect_entry(const CgRow& row, const CgMaps& m, uint64_t prefilled) {
 TEST_P(CgroupParserFixture, CountsOneCategory) {
     const CgRow& row = GetParam();
     const std::string& n = row.name;
-    const Skel skel = load_cg_skeleton(row);
-    ASSERT_TRUE(skel) << n << " skeleton";
+    nettally_cg_bpf* const skel = skel_;
     const uint64_t prefilled = row.setup.track == Track::FullMap ? kPrefilledId : 0;
     if (prefilled) {
         const std::vector<nt_cg_val> zero(static_cast<size_t>(libbpf_num_possible_cpus()));
@@ -801,7 +833,7 @@ TEST_P(CgroupParserFixture, CountsOneCategory) {
                           << row.frame.size() << " bytes): " << std::strerror(run.err);
     EXPECT_EQ(run.retval, 1u) << n << " return code (1: the packet's fate unchanged)";
 
-    const CgMaps m = read_cg_maps(skel.get());
+    const CgMaps m = read_cg_maps(skel);
     const uint32_t other = row.dir == kIn ? kOut : kIn;
     expect_counts(m.dir[row.dir].total, row.expect, n + " total");
     expect_counts(m.dir[other].total, kZero, n + " total, other direction");

@@ -12,6 +12,7 @@
 #include "../classes_random.h"
 #include "bpf_test_util.h"
 #include "packet_builder.h"
+#include "shared_object.h"
 
 #include "core/classes.h"
 #include "core/classes_bundle.h"
@@ -36,11 +37,6 @@
 
 namespace nettally::test {
 namespace {
-
-struct SkelDeleter {
-    void operator()(nettally_bpf* s) const { nettally_bpf__destroy(s); }
-};
-using Skel = std::unique_ptr<nettally_bpf, SkelDeleter>;
 
 const Mac kGwMac = {0x02, 0, 0, 0, 0, 0xfe};
 
@@ -104,14 +100,21 @@ std::vector<uint8_t> frame_of(const PacketFacts& f, uint16_t frag_id) {
 
 class Classes : public ::testing::Test {
 protected:
+    // One load for the suite (shared_object.h); each test starts from every map as after the
+    // load and a new loader.
+    static void SetUpTestSuite() {
+        if (bpf_unavailable_reason().empty())
+            shared_.load(nettally_bpf__open, nettally_bpf__load, nettally_bpf__destroy);
+    }
+    static void TearDownTestSuite() { shared_.release(); }
     void SetUp() override {
         if (const std::string& why = bpf_unavailable_reason(); !why.empty())
             GTEST_SKIP() << why;
-        skel_.reset(nettally_bpf__open_and_load());
-        ASSERT_TRUE(skel_) << "nettally_bpf__open_and_load: " << std::strerror(errno);
+        skel_ = shared_.fresh();
+        ASSERT_TRUE(skel_) << "the suite's skeleton";
         lo_ = if_nametoindex("lo");
         ASSERT_NE(lo_, 0u);
-        const KernelClasses::Maps m = KernelClasses::Maps::of(skel_.get());
+        const KernelClasses::Maps m = KernelClasses::Maps::of(skel_);
         kc_ = std::make_unique<KernelClasses>(m);
     }
 
@@ -132,7 +135,7 @@ protected:
         opts.data_in = frame.data();
         opts.data_size_in = static_cast<uint32_t>(frame.size());
         opts.repeat = 1;
-        if (bpf_prog_test_run_opts(bpf_program__fd(prog_for(skel_.get(), lan, dir)), &opts) != 0) {
+        if (bpf_prog_test_run_opts(bpf_program__fd(prog_for(skel_, lan, dir)), &opts) != 0) {
             ADD_FAILURE() << "test_run: " << std::strerror(errno);
             return -1;
         }
@@ -148,12 +151,14 @@ protected:
         return counts[0].key.class_id;
     }
 
-    Skel skel_;
+    static SharedSkeleton<nettally_bpf> shared_;
+    nettally_bpf* skel_ = nullptr;
     unsigned lo_ = 0;
     std::unique_ptr<KernelClasses> kc_;
     std::string loaded_name_;
     uint16_t frag_id_ = 1;
 };
+SharedSkeleton<nettally_bpf> Classes::shared_;
 
 const char* const kRules = R"(name: fixture
 version: 5

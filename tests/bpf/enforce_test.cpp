@@ -3,8 +3,8 @@
 // then the verdict, the EDT stamp, the interface counters and the entry's drop
 // counters and schedule are compared with what the row says.
 //
-// Per row, a fresh skeleton (empty maps), nt_policy_kinds set as the daemon sets it,
-// and one run. What the rows pin down:
+// Per row, the table's one skeleton with every map reset to its state after the load
+// (shared_object.h), nt_policy_kinds set as the daemon sets it, and one run. What the rows pin down:
 //   - no policy, or a policy for another host, or a wan program: TC_ACT_UNSPEC;
 //   - block: TC_ACT_SHOT, host as source on ingress, as destination on egress, by
 //     IPv4, IPv6 or MAC key;
@@ -14,6 +14,7 @@
 //   - counting: a packet dropped on ingress is counted (it arrived), one dropped on
 //     egress is not (it never left), and the drop counters say which direction.
 #include "packet_builder.h"
+#include "shared_object.h"
 
 #include "nettally.skel.h"
 #include "nettally_abi.h"
@@ -190,11 +191,21 @@ std::vector<Row> rows() {
 
 class EnforceFixture : public ::testing::TestWithParam<Row> {
 protected:
+    static void SetUpTestSuite() {
+        if (bpf_unavailable_reason().empty())
+            shared_.load(nettally_bpf__open, nettally_bpf__load, nettally_bpf__destroy);
+    }
+    static void TearDownTestSuite() { shared_.release(); }
     void SetUp() override {
         if (const std::string why = bpf_unavailable_reason(); !why.empty())
             GTEST_SKIP() << why;
+        skel_ = shared_.fresh();
+        ASSERT_TRUE(skel_) << "the table's skeleton";
     }
+    static SharedSkeleton<nettally_bpf> shared_;
+    nettally_bpf* skel_ = nullptr;
 };
+SharedSkeleton<nettally_bpf> EnforceFixture::shared_;
 
 uint64_t iface_packets(nettally_bpf* s) {
     const int fd = bpf_map__fd(s->maps.nt_ifaces);
@@ -216,16 +227,7 @@ uint64_t iface_packets(nettally_bpf* s) {
 TEST_P(EnforceFixture, Verdict) {
     const Row& row = GetParam();
     const std::string& n = row.name;
-    Skel skel(nettally_bpf__open());
-    ASSERT_TRUE(skel) << n << " open";
-    for (Prog p : {Prog::IngressLan, Prog::EgressLan, Prog::IngressWan})
-        bpf_program__set_autoload(prog_of(skel.get(), p), p == row.prog);
-    for (bpf_program* p :
-         {skel->progs.nt_tc_egress_wan, skel->progs.nt_tc_ingress_l3, skel->progs.nt_tc_egress_l3,
-          skel->progs.nt_tc_ingress_xdpfix_lan, skel->progs.nt_tc_ingress_xdpfix_wan,
-          skel->progs.nt_xdp_ingress_lan, skel->progs.nt_xdp_ingress_wan})
-        bpf_program__set_autoload(p, false);
-    ASSERT_EQ(nettally_bpf__load(skel.get()), 0) << n << " load";
+    nettally_bpf* const skel = skel_;
 
     const uint64_t l2 = row.frame.size();
     const uint64_t cost = l2 * 1'000'000'000ull / kRate;
@@ -265,12 +267,12 @@ TEST_P(EnforceFixture, Verdict) {
     opts.ctx_size_out = sizeof(ctx_out);
     opts.repeat = 1;
     const uint64_t before = mono_ns();
-    ASSERT_EQ(bpf_prog_test_run_opts(bpf_program__fd(prog_of(skel.get(), row.prog)), &opts), 0)
+    ASSERT_EQ(bpf_prog_test_run_opts(bpf_program__fd(prog_of(skel, row.prog)), &opts), 0)
         << n << " test_run: " << std::strerror(errno);
     const uint64_t after = mono_ns();
 
     EXPECT_EQ(opts.retval, row.verdict) << n << " verdict";
-    EXPECT_EQ(iface_packets(skel.get()), row.counted ? 1u : 0u) << n << " interface total packets";
+    EXPECT_EQ(iface_packets(skel), row.counted ? 1u : 0u) << n << " interface total packets";
 
     if (row.stamped) {
         EXPECT_EQ(ctx_out.tstamp, tat0) << n << " skb->tstamp is the schedule's departure time";

@@ -2,7 +2,9 @@
 // programs with BPF_PROG_TEST_RUN, then the per-CPU maps are read back and compared
 // with figures worked out by hand from each frame's construction (DESIGN.md "Layers").
 //
-// Each row gets a fresh skeleton, so the maps hold exactly what one run wrote. Per row:
+// The table shares one loaded skeleton (shared_object.h: loading verifies every program, about
+// 40 s under qemu TCG); each row starts from every map reset to its state after the load, so the
+// maps hold exactly what one run wrote. Per row:
 //   - the interface total (nt_ifaces) equals the expected counts;
 //   - exactly one category moved: the expected flow, or the expected bucket;
 //   - the reconciliation invariant total == sum(flows) + sum(buckets) holds;
@@ -20,6 +22,7 @@
 // path with a frame the kernel accepts.
 #include "bpf_test_util.h"
 #include "packet_builder.h"
+#include "shared_object.h"
 
 #include "nettally.skel.h"
 #include "nettally_abi.h"
@@ -1008,23 +1011,10 @@ RunResult test_run(bpf_program* prog, const std::vector<uint8_t>& frame, const s
     return r;
 }
 
-// A fresh skeleton (fresh, empty maps). With `only`, the other programs are not loaded:
-// verifying all four takes about a second, and a row runs just one.
-Skel load_skeleton(std::optional<Prog> only = std::nullopt) {
-    Skel s(nettally_bpf__open());
-    if (!s) {
-        ADD_FAILURE() << "nettally_bpf__open: " << std::strerror(errno);
-        return nullptr;
-    }
-    if (only) {
-        for (Prog p : {Prog::IngressLan, Prog::EgressLan, Prog::IngressWan, Prog::EgressWan})
-            bpf_program__set_autoload(prog_of(s.get(), p), p == *only);
-    }
-    if (const int err = nettally_bpf__load(s.get()); err != 0) {
-        ADD_FAILURE() << "nettally_bpf__load: " << std::strerror(-err) << " (libbpf log above)";
-        return nullptr;
-    }
-    return s;
+// A suite's shared skeleton: loaded once in SetUpTestSuite when BPF can be used here.
+void load_shared(SharedSkeleton<nettally_bpf>& shared) {
+    if (bpf_unavailable_reason().empty())
+        shared.load(nettally_bpf__open, nettally_bpf__load, nettally_bpf__destroy);
 }
 
 template <size_t N>
@@ -1042,19 +1032,25 @@ void expect_addr(const __u32 (&got)[N], const char* text, uint8_t family, const 
 
 class ParserFixture : public ::testing::TestWithParam<Row> {
 protected:
+    static void SetUpTestSuite() { load_shared(shared_); }
+    static void TearDownTestSuite() { shared_.release(); }
     void SetUp() override {
         if (const std::string& why = bpf_unavailable_reason(); !why.empty())
             GTEST_SKIP() << why;
+        skel_ = shared_.fresh();
+        ASSERT_TRUE(skel_) << "the table's skeleton";
     }
+    static SharedSkeleton<nettally_bpf> shared_;
+    nettally_bpf* skel_ = nullptr;
 };
+SharedSkeleton<nettally_bpf> ParserFixture::shared_;
 
 TEST_P(ParserFixture, CountsOneCategory) {
     const Row& row = GetParam();
     const std::string& n = row.name;
-    const Skel skel = load_skeleton(row.prog);
-    ASSERT_TRUE(skel) << n << " skeleton";
+    nettally_bpf* const skel = skel_;
 
-    const RunResult run = test_run(prog_of(skel.get(), row.prog), row.frame, row.ctx);
+    const RunResult run = test_run(prog_of(skel, row.prog), row.frame, row.ctx);
     if (run.err == EINVAL && row.refusal_note)
         GTEST_SKIP() << n << ": " << row.refusal_note << " [kernel said: " << std::strerror(run.err) << "]";
     ASSERT_EQ(run.err, 0) << n << " bpf_prog_test_run_opts(" << prog_name(row.prog) << ", "
@@ -1137,17 +1133,23 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ParserFixture, ::testing::ValuesIn(rows()),
 
 class ParserProgram : public ::testing::Test {
 protected:
+    static void SetUpTestSuite() { load_shared(shared_); }
+    static void TearDownTestSuite() { shared_.release(); }
     void SetUp() override {
         if (const std::string& why = bpf_unavailable_reason(); !why.empty())
             GTEST_SKIP() << why;
+        skel_ = shared_.fresh();
+        ASSERT_TRUE(skel_) << "the suite's skeleton";
     }
+    static SharedSkeleton<nettally_bpf> shared_;
+    nettally_bpf* skel_ = nullptr;
 };
+SharedSkeleton<nettally_bpf> ParserProgram::shared_;
 
 // Every program returns TC_ACT_UNSPEC (-1, reported by test_run as u32 0xffffffff) and
 // leaves the packet as it was, whatever the frame.
 TEST_F(ParserProgram, AlwaysReturnsTcActUnspecAndLeavesPacketAlone) {
-    const Skel skel = load_skeleton();
-    ASSERT_TRUE(skel);
+    nettally_bpf* const skel = skel_;
     const std::vector<std::pair<const char*, std::vector<uint8_t>>> frames = {
         {"ipv4_tcp", PacketBuilder()
                          .eth(kGwMac, kHostMac)
@@ -1167,7 +1169,7 @@ TEST_F(ParserProgram, AlwaysReturnsTcActUnspecAndLeavesPacketAlone) {
     for (Prog p : {Prog::IngressLan, Prog::EgressLan, Prog::IngressWan, Prog::EgressWan}) {
         for (const auto& [what, frame] : frames) {
             const std::string label = std::string(prog_name(p)) + " " + what;
-            const RunResult r = test_run(prog_of(skel.get(), p), frame, std::nullopt);
+            const RunResult r = test_run(prog_of(skel, p), frame, std::nullopt);
             ASSERT_EQ(r.err, 0) << label << " test_run: " << std::strerror(r.err);
             EXPECT_EQ(r.retval, 0xFFFFFFFFu) << label << " retval";
             EXPECT_EQ(r.data_out, frame) << label << " data_out unchanged";
@@ -1177,8 +1179,7 @@ TEST_F(ParserProgram, AlwaysReturnsTcActUnspecAndLeavesPacketAlone) {
 
 // The same flow twice: the second packet takes the lookup-and-add path, not the create path.
 TEST_F(ParserProgram, SecondPacketOfAFlowAddsToTheSameEntries) {
-    const Skel skel = load_skeleton(Prog::IngressLan);
-    ASSERT_TRUE(skel);
+    nettally_bpf* const skel = skel_;
     const std::vector<uint8_t> frame = PacketBuilder()
                                            .eth(kGwMac, kHostMac)
                                            .ipv4(v4(kHost4, kRemote4))
@@ -1250,8 +1251,7 @@ TEST_F(ParserProgram, FullMapsOverflowIntoBucketAndHostOverflow) {
 // direction the users add up to the hosts. Broadcast egress (no host) and wan packets
 // count for no user; with nt_users_on 0 no user entry is made at all.
 TEST_F(ParserProgram, BoundAddressCountsForItsUser) {
-    const Skel skel = load_skeleton();
-    ASSERT_TRUE(skel);
+    nettally_bpf* const skel = skel_;
     const auto bind = [&](uint8_t family, const char* addr, uint32_t len, uint32_t user) {
         nt_bind_key k{};
         k.prefixlen = NT_BIND_KEY_BITS + len;
@@ -1286,7 +1286,7 @@ TEST_F(ParserProgram, BoundAddressCountsForItsUser) {
             .build();
     };
     const auto run = [&](Prog p, const std::vector<uint8_t>& frame) {
-        ASSERT_EQ(test_run(prog_of(skel.get(), p), frame, std::nullopt).err, 0) << prog_name(p);
+        ASSERT_EQ(test_run(prog_of(skel, p), frame, std::nullopt).err, 0) << prog_name(p);
     };
     const auto counts4 = [](unsigned n) { return nt_counts{1, 14 + 20 + 8 + n, 20 + 8 + n, 8 + n, n}; };
     const auto counts6 = [](unsigned n) { return nt_counts{1, 14 + 40 + 8 + n, 40 + 8 + n, 8 + n, n}; };
@@ -1352,8 +1352,7 @@ TEST_F(ParserProgram, BoundAddressCountsForItsUser) {
 // user from the first packet after the serial moves (nettallyd moves it right after every
 // change of nt_bindings), and the cached user only while it has not moved.
 TEST_F(ParserProgram, RebindTakesEffectWhenTheSerialMoves) {
-    const Skel skel = load_skeleton();
-    ASSERT_TRUE(skel);
+    nettally_bpf* const skel = skel_;
     const auto bind = [&](uint32_t user) {
         nt_bind_key k{};
         k.prefixlen = NT_BIND_KEY_BITS + 32;
@@ -1370,7 +1369,7 @@ TEST_F(ParserProgram, RebindTakesEffectWhenTheSerialMoves) {
                                .udp({.sport = 4000, .dport = 53})
                                .payload(n)
                                .build();
-        ASSERT_EQ(test_run(prog_of(skel.get(), Prog::IngressLan), frame, std::nullopt).err, 0);
+        ASSERT_EQ(test_run(prog_of(skel, Prog::IngressLan), frame, std::nullopt).err, 0);
     };
     const auto packets_of = [&]() {
         std::map<uint32_t, uint64_t> out;
