@@ -32,6 +32,12 @@
 
 /* Start-up knobs, set by nettallyd through the skeleton's rodata before load. */
 const volatile __u8 cfg_count_hosts = 1;
+/*
+ * 0: no traffic classes (the config has no rules: section). The verifier then drops the
+ * classifier and the class counters as dead code: a smaller, cheaper program, and the one
+ * Linux 6.1's verifier takes (the classifier alone puts nt_tc_egress_lan over its limit there).
+ */
+const volatile __u8 cfg_classes = 1;
 
 NT_MAP(nt_ifaces, BPF_MAP_TYPE_PERCPU_HASH, NT_MAX_IFACES *NT_DIR_MAX, struct nt_iface_key,
        struct nt_iface_val);
@@ -520,7 +526,7 @@ static __always_inline __u8 account(const struct pctx *c, __u32 dir, const int l
 {
 	struct pkt p = {};
 	struct nt_iface_val *iv;
-	__u32 cls_gen = *(volatile __u32 *)&nt_cls_gen;
+	__u32 cls_gen = cfg_classes ? *(volatile __u32 *)&nt_cls_gen : 0;
 	struct nt_flow_val *fv = NULL;
 	int ports_known = 1;
 	int ip = 0;

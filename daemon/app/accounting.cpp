@@ -18,6 +18,7 @@ constexpr int kStateVersion = 1;
 DatapathOptions datapath_options(const Config& c) {
     DatapathOptions o{c.max_flows, c.max_hosts, c.count_hosts, c.pin_dir.string()};
     o.max_host_classes = c.rules.host_class_entries();
+    o.classes = c.rules.section;
     return o;
 }
 

@@ -184,6 +184,9 @@ void Rules::note_rejection(const std::string& reason) {
 }
 
 Rules::Applied Rules::load(std::span<const uint8_t> bytes, const std::string& origin) {
+    if (!cfg_.section)
+        refuse("the config has no rules section, so nettallyd loaded its programs without the classifier: "
+               "add one (rules: {} will do) and restart nettallyd to load rulesets");
     Entry next;
     try {
         next = validate(bytes, origin);
@@ -337,6 +340,13 @@ void Rules::start(const Interfaces& ifaces) {
     ifaces_ = ifaces;
     std::optional<Entry> saved, saved_previous;
     restore_saved(saved, saved_previous);
+    if (!cfg_.section && saved) {
+        spdlog::warn("rules: {} version {} was in force, but the config has no rules section now: the programs "
+                     "run without the classifier and no ruleset is put in force",
+                     saved->bundle.name, saved->bundle.version);
+        saved.reset();
+        saved_previous.reset();
+    }
     std::optional<Entry> from_config;
     if (!cfg_.bundle.empty()) {
         try {

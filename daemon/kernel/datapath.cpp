@@ -62,6 +62,7 @@ Datapath::Datapath(const DatapathOptions& opts) : max_flows_(opts.max_flows), ma
     if (!skel_)
         throw SysError(errno, "opening BPF object");
     skel_->rodata->cfg_count_hosts = opts.count_hosts ? 1 : 0;
+    skel_->rodata->cfg_classes = opts.classes ? 1 : 0;
 
     // XDP mode needs bpf_xdp_load_bytes (Linux 5.18). Probe once; without it
     // the XDP programs are not loaded and `mode: xdp` interfaces are refused.

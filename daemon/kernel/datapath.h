@@ -36,6 +36,9 @@ struct DatapathOptions {
     // Entries of the per host and class map (nt_host_cls): rules.max_host_classes, 1 without a
     // rules section (a gateway without classes pays no memory for it).
     uint32_t max_host_classes = NT_DEFAULT_MAX_HOST_CLASSES;
+    // Traffic classes (a rules section in the config): false loads the programs without the
+    // classifier (cfg_classes 0), which the verifier drops as dead code.
+    bool classes = true;
 };
 
 // Pinned maps exist but cannot be reused (ABI or size changed): never reset

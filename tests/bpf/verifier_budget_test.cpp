@@ -3,7 +3,9 @@
 // so parser growth (more tags, more extension headers, unrolled loops) is caught long
 // before a kernel refuses to load it. The counts come from bpf_prog_info.verified_insns
 // (kernel >= 5.16) and are printed and recorded as test properties so growth is visible.
-// Both objects are measured: nettally (TC, XDP) and nettally_cg (cgroup_skb), the latter
+// Both objects are measured: nettally (TC, XDP), with and without traffic classes
+// (cfg_classes: nettallyd loads the classifier only for a config with a rules section), and
+// nettally_cg (cgroup_skb), the latter
 // with and without the netns filter (cfg_netns_cookie), since the filter is dead code
 // the verifier prunes when the cookie is 0. The filtered object loads only where the
 // kernel has bpf_get_netns_cookie for cgroup_skb (Linux 6.15); elsewhere nettallyd
@@ -88,7 +90,7 @@ int measure(bpf_object* obj, const std::string& suffix) {
 
 // After the object failed to load: each program loaded alone, so that every program the kernel
 // takes still has its figure and every one it refuses is named ("[ verifier ] NAME refused: ...").
-void measure_one_by_one() {
+void measure_one_by_one(bool classes, const std::string& suffix) {
     std::vector<std::string> names;
     {
         std::unique_ptr<nettally_bpf, SkelDeleter> skel(nettally_bpf__open());
@@ -102,39 +104,48 @@ void measure_one_by_one() {
         bpf_program* prog;
         bpf_object__for_each_program(prog, skel->obj)
             bpf_program__set_autoload(prog, name == bpf_program__name(prog));
+        skel->rodata->cfg_classes = classes ? 1 : 0;
         if (const int err = nettally_bpf__load(skel.get()); err != 0) {
-            std::printf("[ verifier ] %-28s refused: %s\n", name.c_str(), std::strerror(-err));
+            std::printf("[ verifier ] %-28s refused: %s\n", (name + suffix).c_str(), std::strerror(-err));
             std::fflush(stdout);
-            ADD_FAILURE() << name << " does not load: " << std::strerror(-err) << " (libbpf log above)";
+            ADD_FAILURE() << name << suffix << " does not load: " << std::strerror(-err) << " (libbpf log above)";
             continue;
         }
-        measure(skel->obj, "");
+        measure(skel->obj, suffix);
     }
 }
 
 constexpr const char* kNoVerifiedInsns =
     "kernel does not report bpf_prog_info.verified_insns (needs >= 5.16)";
 
-TEST(VerifierBudget, EveryProgramWithinQuarterOfComplexityLimit) {
+// The TC and XDP object as nettallyd loads it: cfg_classes 1 with a rules section in the config
+// (the classifier and the class counters are live code), 0 without (the verifier drops them).
+void check_object(bool classes) {
     if (const std::string why = bpf_unavailable_reason(); !why.empty())
         GTEST_SKIP() << why;
 
+    const std::string suffix = classes ? " (classes)" : "";
     std::unique_ptr<nettally_bpf, SkelDeleter> skel(nettally_bpf__open());
     ASSERT_TRUE(skel) << "nettally_bpf__open: " << std::strerror(errno);
+    skel->rodata->cfg_classes = classes ? 1 : 0;
     if (const int err = nettally_bpf__load(skel.get()); err != 0) {
-        ADD_FAILURE() << "nettally_bpf__load: " << std::strerror(-err) << " (libbpf log above); each "
-                      << "program on its own follows";
-        measure_one_by_one();
+        ADD_FAILURE() << "nettally_bpf__load (cfg_classes " << classes << "): " << std::strerror(-err)
+                      << " (libbpf log above); each program on its own follows";
+        measure_one_by_one(classes, suffix);
         return;
     }
 
-    const int programs = measure(skel->obj, "");
+    const int programs = measure(skel->obj, suffix);
     if (programs < 0)
         GTEST_SKIP() << kNoVerifiedInsns;
     EXPECT_EQ(programs, 10) << "programs in the object: nt_tc_{ingress,egress}_{lan,wan,l3}, "
                                "nt_tc_ingress_xdpfix_{lan,wan} and nt_xdp_ingress_{lan,wan}; a new "
                                "program must be measured here too";
 }
+
+TEST(VerifierBudget, EveryProgramWithinQuarterOfComplexityLimit) { check_object(false); }
+
+TEST(VerifierBudget, EveryProgramWithClassesWithinQuarterOfComplexityLimit) { check_object(true); }
 
 TEST(VerifierBudget, CgroupProgramsWithinQuarterOfComplexityLimit) {
     if (const std::string why = bpf_unavailable_reason(); !why.empty())
