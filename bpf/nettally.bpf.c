@@ -32,6 +32,8 @@
 
 /* Start-up knobs, set by nettallyd through the skeleton's rodata before load. */
 const volatile __u8 cfg_count_hosts = 1;
+/* Zeros in map memory (.rodata), the first value of a new class counter (count_class). */
+static const volatile struct nt_counts nt_zero_counts = {};
 
 NT_MAP(nt_ifaces, BPF_MAP_TYPE_PERCPU_HASH, NT_MAX_IFACES *NT_DIR_MAX, struct nt_iface_key,
        struct nt_iface_val);
@@ -281,8 +283,14 @@ static __always_inline void count_class(const struct pkt *p, __u32 ifindex, __u3
 	struct nt_counts *v = bpf_map_lookup_elem(&nt_cls_counts, &key);
 
 	if (!v) {
-		if (bpf_map_update_elem(&nt_cls_counts, &key, &p->c, BPF_NOEXIST) == 0)
-			return;
+		/* A new entry starts from zeros in .rodata and the packet is added
+		 * to it as to any entry: a map update's value must be stack, packet
+		 * or map memory, and in the global nt_count_classes p is plain
+		 * memory, which Linux 6.1's verifier refuses there ("R3 type=mem");
+		 * a copy on the stack would pass the 512-byte stack limit with the
+		 * caller's frame. */
+		bpf_map_update_elem(&nt_cls_counts, &key, (const void *)&nt_zero_counts,
+				    BPF_NOEXIST);
 		v = bpf_map_lookup_elem(&nt_cls_counts, &key);
 		if (!v) {
 			__u32 zero = 0;
