@@ -168,19 +168,19 @@ class EnforceBase(unittest.TestCase):
 
     # -- measurement ---------------------------------------------------------------------------
 
-    def measure(self, flows, measure_s=MEASURE_S):
+    def measure(self, flows, seconds=MEASURE_S + WARMUP_S + 1):
         """flows: [(label, client ns, reverse, receiver ns[, server address])]. Runs them together;
-        returns {label: wire bytes per second at the receiver, over measure_s after WARMUP_S}
+        returns {label: wire bytes per second at the receiver, over MEASURE_S after WARMUP_S}
         (flows with the same receiver: the sum of them, under each label)."""
-        seconds = measure_s + WARMUP_S + 1
         runs = [(f[0], Iperf(self.topo, f[1], next(self.ports), seconds, f[2], *f[4:]), f[3]) for f in flows]
         time.sleep(WARMUP_S)  # time: iperf3 reaches its steady rate
         t0 = time.monotonic()
         b0 = {label: rx_bytes(self.topo, rx_ns) for label, _, rx_ns in runs}
-        time.sleep(measure_s)  # time: the rate measurement window
+        time.sleep(MEASURE_S)  # time: the rate measurement window
         t1 = time.monotonic()
         b1 = {label: rx_bytes(self.topo, rx_ns) for label, _, rx_ns in runs}
-        self.iperf_reports = {label: ip.wait() for label, ip, _ in runs}  # iperf3's own JSON
+        for _, ip, _ in runs:
+            ip.wait()
         rates = {label: (b1[label] - b0[label]) / (t1 - t0) for label in b0}
         h.log("measured (wire B/s at the receiver): " +
               ", ".join(f"{k} {v / 1e6:.3f} MB/s" for k, v in rates.items()))
@@ -393,6 +393,30 @@ class EdtTest(EnforceBase):
         q = (json.loads(out) or [{}])[0]
         return q.get("kind", ""), q.get("drops", 0)
 
+    @staticmethod
+    def rx_now(pid, dev="eth0"):
+        """(monotonic time, rx bytes of dev) in pid's network namespace, read from /proc at once:
+        no process started between the clock and the counter (under emulation starting `ip`
+        takes long and varies, which would blur a 3% measurement)."""
+        with open(f"/proc/{pid}/net/dev") as f:
+            text = f.read()
+        now = time.monotonic()
+        for line in text.splitlines():
+            name, _, rest = line.partition(":")
+            if name.strip() == dev:
+                return now, int(rest.split()[0])
+        raise AssertionError(f"no {dev} in /proc/{pid}/net/dev")
+
+    def paced_download(self, seconds):
+        """iperf3 srv -> cli; returns (wire bytes per second at cli's eth0 over `seconds` after
+        WARMUP_S, iperf3's report "end")."""
+        ip = Iperf(self.topo, self.topo.cli, next(self.ports), seconds + WARMUP_S + 1, True)
+        time.sleep(WARMUP_S)  # time: iperf3 reaches its steady rate
+        t0, b0 = self.rx_now(ip.client.pid)  # the client (ip netns exec execs it) lives in cli
+        time.sleep(seconds)  # time: the rate measurement window
+        t1, b1 = self.rx_now(ip.client.pid)
+        return (b1 - b0) / (t1 - t0), ip.wait()["end"]
+
     def test_edt_paces_throttled_download(self):
         t = self.topo
         st = self.bus.status()
@@ -403,8 +427,7 @@ class EdtTest(EnforceBase):
         kind, fq_drops0 = self.fq_stats()
         self.assertEqual(kind, "fq", "fq installed as lan0's root qdisc while the throttle is in force")
         dropped0 = self.bus.status().get("enforce_dropped_packets", 0)
-        got = self.measure([("cli down", t.cli, True, t.cli)], measure_s=EDT_MEASURE_S)["cli down"]
-        report = self.iperf_reports["cli down"]["end"]
+        got, report = self.paced_download(EDT_MEASURE_S)
         sent = report["sum_sent"]
         retransmits = sent.get("retransmits", 0)
         segments = max(1, sent["bytes"] // 1448)
