@@ -28,6 +28,9 @@ packages=(
 	# ping, useradd/userdel/chpasswd (passwd), stdbuf (coreutils), gzip, bpftool (above),
 	# systemd-analyze (systemd, above)
 	python3 tshark iperf3 ethtool procps iputils-ping passwd gzip
+	# test: a real PPPoE session where the kernel has PPP (test_wire.py PppdSessionTest; the VM
+	# suite's guest): pppd with its kernel-mode PPPoE plugin (ppp), rp-pppoe's pppoe-server (pppoe)
+	ppp pppoe
 	# test: the Prometheus server and promtool the metrics test starts (prometheus); the terminal
 	# nettallyctl top runs in (tmux); the SVG converter that opens history --graph's file
 	prometheus tmux librsvg2-bin

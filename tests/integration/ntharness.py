@@ -496,15 +496,16 @@ class Topology:
 # Traffic. The generator is this file run as a script inside a namespace.
 
 class TrafficServer:
-    """UDP echo + TCP (upload, then download) server in the server namespace."""
+    """UDP echo + TCP (upload, then download) server in the server namespace (or in ns)."""
 
-    def __init__(self, topo, port, addrs):
+    def __init__(self, topo, port, addrs, ns=None):
         self.topo, self.port, self.addrs = topo, port, addrs
+        self.ns = ns or topo.srv
         self.proc = None
         self._token = None
 
     def start(self):
-        argv = self.topo.exec_argv(self.topo.srv, [PYTHON, os.path.abspath(__file__), "serve",
+        argv = self.topo.exec_argv(self.ns, [PYTHON, os.path.abspath(__file__), "serve",
                                                    str(self.port)] + list(self.addrs))
         self.proc = spawn(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._token = add_cleanup(self.stop)

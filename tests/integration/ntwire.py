@@ -365,6 +365,16 @@ class FrameSender:
         self.unpush_vlan(iface, "ingress")
         return True
 
+    def tc_vlan_supported(self, iface):
+        """Whether tc's vlan action (act_vlan, with cls_matchall) pushes tags here: one push
+        added and removed with push_vlan_tc."""
+        try:
+            self.push_vlan_tc(iface, "egress", [(0x8100, 1)])
+        except OSError:
+            return False
+        self.unpush_vlan_tc(iface, "egress")
+        return True
+
     def push_vlan(self, iface, direction, tags):
         """Attaches a TCX program (first in the chain, so before nettally's clsact filter) that
         pushes tags [(tpid, vid), ...] into the skb: the last one ends up in metadata."""
@@ -377,6 +387,29 @@ class FrameSender:
         reply = self._cmd(f"unpush {iface} {direction}")
         if not reply.startswith("ok"):
             raise OSError(int(reply.split()[1]), f"TCX detach on {iface} {direction}: {reply}")
+
+    # The same pushes where the kernel has no TCX (before Linux 6.6): a clsact qdisc with a
+    # matchall filter of vlan push actions, each one skb_vlan_push() as bpf_skb_vlan_push() is, so
+    # the last tag ends up in metadata. It runs wherever the interface's clsact chain puts it: fit
+    # for an interface no other program is attached to (a peer's eth0), not for nettally's own.
+    TC_PUSH_PREF = 1
+
+    def push_vlan_tc(self, iface, direction, tags):
+        tc = ["tc", "-n", self.ns]
+        h.run(tc + ["qdisc", "replace", "dev", iface, "clsact"], check=False)
+        acts = []
+        for tpid, vid in tags:
+            acts += ["action", "vlan", "push", "id", str(vid), "protocol", {0x8100: "802.1Q", 0x88A8: "802.1ad"}[tpid]]
+        p = h.run(tc + ["filter", "add", "dev", iface, direction, "pref", str(self.TC_PUSH_PREF), "matchall"] + acts,
+                  check=False)
+        if p.returncode != 0:
+            raise OSError(errno.EOPNOTSUPP, f"tc vlan push on {iface} {direction}: {p.stderr.strip()}")
+
+    def unpush_vlan_tc(self, iface, direction):
+        p = h.run(["tc", "-n", self.ns, "filter", "del", "dev", iface, direction, "pref", str(self.TC_PUSH_PREF)],
+                  check=False)
+        if p.returncode != 0:
+            raise OSError(errno.EINVAL, f"tc vlan push removal on {iface} {direction}: {p.stderr.strip()}")
 
     def close(self):
         if self._token:

@@ -226,7 +226,10 @@ kt=$share/kt
 if [ -d "$kt" ]; then
 	export NT_SOURCE_DIR=$kt/src NT_BUILD_DIR=$kt/build CI=true PYTHONDONTWRITEBYTECODE=1 NT_TIME_SCALE=10
 	mkdir -p "$share/kt-logs"
-	# The blocked criterion first: 802.1Q/802.1ad sub-interfaces (CONFIG_VLAN_8021Q=m here).
+	# The blocked criteria first, what the host's kernel may lack: 802.1Q/802.1ad sub-interfaces
+	# (CONFIG_VLAN_8021Q=m here), a real pppd PPPoE session (CONFIG_PPPOE=m), EDT with fq
+	# (CONFIG_NET_SCH_FQ=m); then XDP mode without TCX (6.1), per-cgroup accounting without
+	# bpf_get_netns_cookie in cgroup_skb (every namespace's sockets counted), offloads vs captures.
 	# check-name file test-class...
 	while read -r name file classes; do
 		t0=$(date +%s)
@@ -243,6 +246,11 @@ if [ -d "$kt" ]; then
 		figure "${name}_s" "$(($(date +%s) - t0))"
 	done <<'TESTS'
 vlan-subinterfaces test_wire.py VlanSubinterfaceTest
+pppd-session test_wire.py PppdSessionTest
+edt-fq test_enforce.py EdtTest
+xdp-vs-tc test_wire.py XdpVsTcTest
+cgroups test_cgroups.py CgroupAccountingTest
+offloads test_wire.py OffloadTest
 TESTS
 	# tests/bpf on 6.1: the whole nettally_bpf_tests (each table loads its BPF object once, about
 	# 40 s a load under TCG), one check per test suite: verifier-budget for VerifierBudget (every
