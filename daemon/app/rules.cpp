@@ -341,9 +341,10 @@ void Rules::start(const Interfaces& ifaces) {
     std::optional<Entry> saved, saved_previous;
     restore_saved(saved, saved_previous);
     if (!cfg_.section && saved) {
-        spdlog::warn("rules: {} version {} was in force, but the config has no rules section now: the programs "
-                     "run without the classifier and no ruleset is put in force",
-                     saved->bundle.name, saved->bundle.version);
+        spdlog::warn(
+            "rules: {} version {} was in force, but the config has no rules section now: the programs "
+            "run without the classifier and no ruleset is put in force",
+            saved->bundle.name, saved->bundle.version);
         saved.reset();
         saved_previous.reset();
     }

@@ -24,7 +24,7 @@ bool is_bpffs(const fs::path& path) {
 void ensure_bpffs(const fs::path& dir) {
     // The nearest directory that exists: dir, or the parent its creation starts from.
     fs::path p = dir;
-    for (struct stat st {}; stat(p.c_str(), &st) != 0 && p != p.root_path(); p = p.parent_path()) {
+    for (struct stat st{}; stat(p.c_str(), &st) != 0 && p != p.root_path(); p = p.parent_path()) {
     }
     if (is_bpffs(p))
         return;
@@ -41,7 +41,7 @@ PinDirChanges prepare_pin_dir(const fs::path& dir, uid_t uid, gid_t gid) {
     // The directories to create above dir, then those that exist on the bpffs up to its root.
     std::vector<fs::path> missing, above;
     fs::path p = dir.parent_path();
-    for (struct stat st {}; stat(p.c_str(), &st) != 0 && p != p.root_path(); p = p.parent_path())
+    for (struct stat st{}; stat(p.c_str(), &st) != 0 && p != p.root_path(); p = p.parent_path())
         missing.push_back(p);
     for (; is_bpffs(p); p = p.parent_path()) {
         above.push_back(p);

@@ -108,7 +108,8 @@ void measure_one_by_one(bool classes, const std::string& suffix) {
         if (const int err = nettally_bpf__load(skel.get()); err != 0) {
             std::printf("[ verifier ] %-28s refused: %s\n", (name + suffix).c_str(), std::strerror(-err));
             std::fflush(stdout);
-            ADD_FAILURE() << name << suffix << " does not load: " << std::strerror(-err) << " (libbpf log above)";
+            ADD_FAILURE() << name << suffix << " does not load: " << std::strerror(-err)
+                          << " (libbpf log above)";
             continue;
         }
         measure(skel->obj, suffix);
@@ -143,9 +144,13 @@ void check_object(bool classes) {
                                "program must be measured here too";
 }
 
-TEST(VerifierBudget, EveryProgramWithinQuarterOfComplexityLimit) { check_object(false); }
+TEST(VerifierBudget, EveryProgramWithinQuarterOfComplexityLimit) {
+    check_object(false);
+}
 
-TEST(VerifierBudget, EveryProgramWithClassesWithinQuarterOfComplexityLimit) { check_object(true); }
+TEST(VerifierBudget, EveryProgramWithClassesWithinQuarterOfComplexityLimit) {
+    check_object(true);
+}
 
 TEST(VerifierBudget, CgroupProgramsWithinQuarterOfComplexityLimit) {
     if (const std::string why = bpf_unavailable_reason(); !why.empty())
