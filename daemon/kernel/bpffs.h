@@ -5,7 +5,7 @@
 // CAP_NET_ADMIN. Pins are files: opening one takes search permission on every directory above it
 // and read-write permission on the pin itself, which capabilities other than CAP_DAC_* do not
 // give. systemd mounts /sys/fs/bpf with mode 0700 (root only), so before the daemon starts the
-// unit's `ExecStartPre=+nettallyd --prepare-pins %u` (run with full privileges) calls
+// unit's `ExecStartPre=+nettallyd --prepare-pins nettally` (run with full privileges) calls
 // prepare_pin_dir(): it adds search permission for others (o+x, no read: names cannot be listed)
 // to the bpffs directories above pin_dir, creates pin_dir (mode 0700) and gives it and every pin
 // in it to that user. The pins keep their own mode (0600, created by the kernel for their owner),

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """nettallyd as the unprivileged system user "nettally", as its systemd unit runs it (README
 "Install as a service"): `User=nettally`, only CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN (ambient and
-bounding set), and `ExecStartPre=+nettallyd --prepare-pins %u` run as root before it.
+bounding set), and `ExecStartPre=+nettallyd --prepare-pins nettally` run as root before it.
 
 Here setpriv stands for the unit (no systemd as PID 1 on the build machine; the VM suite runs the
 real unit on Debian 12). The pins live in a bpffs mounted for the test (mode 0700, root's, as
