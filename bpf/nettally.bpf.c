@@ -419,6 +419,29 @@ struct verdict {
 	__u64 tstamp; /* EDT departure time (CLOCK_MONOTONIC ns), 0 = leave as is */
 };
 
+/*
+ * The verdict lives in this per-CPU scratch, not on the stack: what the
+ * program reads of it after the class counters (tc_account, xdp_account) is
+ * then an unknown value to the verifier. A known one (0 where no policy
+ * applied) would be marked precise, and Linux < 6.3 cannot trace precision
+ * back across the calls of nt_classify and nt_count_classes: it marks every
+ * scalar precise instead, and then prunes almost no state (the lan programs
+ * went past the complexity limit on 6.1).
+ */
+NT_MAP(nt_verdict, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct verdict);
+
+/* This CPU's verdict, cleared for a new packet (NULL: never, the array has key 0). */
+static __always_inline struct verdict *verdict_new(void)
+{
+	struct verdict *vd = bpf_map_lookup_elem(&nt_verdict, (void *)&nt_cls_key0);
+
+	if (vd) {
+		vd->drop = 0;
+		vd->tstamp = 0;
+	}
+	return vd;
+}
+
 /* Of two entries in force for one packet: block beats throttle, the lower rate wins. */
 static __always_inline struct nt_policy_val *stricter(struct nt_policy_val *a,
 						      struct nt_policy_val *b)
@@ -642,14 +665,16 @@ static __always_inline int tc_account(struct __sk_buff *skb, __u32 dir, const in
 	    .ifindex = skb->ifindex,
 	    .xdp_data_tags = xdp_tags,
 	};
-	struct verdict vd = {};
+	struct verdict *vd = verdict_new();
 
+	if (!vd)
+		return TC_ACT_UNSPEC;
 	pctx_from_skb(&c, skb);
-	account(&c, dir, lan, 0, l3dev, vlan_fix, &vd);
-	if (vd.drop)
+	account(&c, dir, lan, 0, l3dev, vlan_fix, vd);
+	if (vd->drop)
 		return TC_ACT_SHOT;
-	if (vd.tstamp)
-		skb->tstamp = vd.tstamp; /* EDT: fq holds the packet until then */
+	if (vd->tstamp)
+		skb->tstamp = vd->tstamp; /* EDT: fq holds the packet until then */
 	return TC_ACT_UNSPEC;
 }
 
@@ -670,10 +695,13 @@ static __always_inline int xdp_account(struct xdp_md *xdp, const int lan)
 	    .ifindex = xdp->ingress_ifindex,
 	};
 
-	struct verdict vd = {};
-	__u8 tags = account(&c, NT_DIR_INGRESS, lan, 1, 0, 0, &vd);
+	struct verdict *vd = verdict_new();
+	__u8 tags;
 
-	if (vd.drop)
+	if (!vd)
+		return XDP_PASS;
+	tags = account(&c, NT_DIR_INGRESS, lan, 1, 0, 0, vd);
+	if (vd->drop)
 		return XDP_DROP;
 
 	/*

@@ -63,31 +63,56 @@ NT_MAP(nt_cls_overflow, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct nt_counts);
 
 /*
  * Classification's working set: off the stack, which account() nearly fills.
- * cand, slot and rule are the chunk loop's (cls_chunk) input and answer.
+ * cand, slot and rule are the chunk loop's (cls_chunk) input and answer;
+ * slot and flags are nt_classify's arguments, kept here so that they are not
+ * spilled to its stack frame (see there).
  */
 #define NT_CLS_NO_RULE 0xFFFFFFFFu
 struct nt_cls_scratch {
 	__u32 eq[NT_CLS_DIMS];
 	__u32 key[NT_CLS_DIMS]; /* each dimension's chunk 0 in the masks map */
-	__u32 idx;		/* a masks map key: not on the stack, see cls_chunk */
+	__u32 idx;		/* a map key: not on the stack, see cls_chunk */
 	__u32 slot;
 	__u32 rule;
-	__u32 pad;
+	__u32 flags;
 	__u64 cand;
 	__u64 acc[NT_CLS_CHUNK_WORDS];
 	struct nt_cls_lpm_key lpm;
 	struct nt_cls_mac_key mac;
 	struct nt_cls_iface_key iface;
+	/* where class_of records the class of a packet without a flow entry */
+	struct nt_flow_val no_flow;
 };
 NT_MAP(nt_cls_scratch, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct nt_cls_scratch);
 
-/* Equivalence id of value v of a scalar dimension (offset off) in a slot. */
-static __always_inline __u32 cls_scalar(__u32 slot, __u32 off, __u32 v, __u32 none)
-{
-	__u32 idx = slot * NT_CLS_SCALAR_SPAN + off + v;
-	__u32 *e = bpf_map_lookup_elem(&nt_cls_scalar, &idx);
+/* nt_classify's flags beside the direction (bit 0) */
+#define NT_CLS_F_LAN 2u	  /* a lan interface with a link layer: the MAC dimension */
+#define NT_CLS_F_PORTS 4u /* TCP or UDP with known ports */
 
-	return e ? *e : none;
+/*
+ * Key 0 of the per-CPU scratch map, in .rodata rather than on the stack:
+ * nt_classify's frame and its bpf_loop callback's add to the program's
+ * (512 bytes for the three).
+ */
+static const __u32 nt_cls_key0 = 0;
+
+/*
+ * A scratch field read from memory where it is used: clang would otherwise
+ * keep it in a register across the helper calls, spilled to the stack.
+ */
+#define NT_CLS_RD(x) (*(volatile __typeof__(x) *)&(x))
+
+/*
+ * Equivalence id of value v of a scalar dimension (offset off) in the
+ * scratch's slot; the map key in the scratch, not on the stack.
+ */
+static __always_inline __u32 cls_scalar(struct nt_cls_scratch *s, __u32 off, __u32 v)
+{
+	__u32 *e;
+
+	s->idx = NT_CLS_RD(s->slot) * NT_CLS_SCALAR_SPAN + off + v;
+	e = bpf_map_lookup_elem(&nt_cls_scalar, &s->idx);
+	return e ? *e : 0;
 }
 
 static __always_inline __u32 cls_addr(struct nt_cls_scratch *s, __u32 slot, __u8 dim,
@@ -140,8 +165,8 @@ static __always_inline __u32 cls_stride(__u32 chunks) { return chunks == 1 ? 1 :
  */
 static long cls_chunk(__u32 i, void *unused)
 {
-	__u32 zero = 0, c;
-	struct nt_cls_scratch *s = bpf_map_lookup_elem(&nt_cls_scratch, &zero);
+	__u32 c;
+	struct nt_cls_scratch *s = bpf_map_lookup_elem(&nt_cls_scratch, (void *)&nt_cls_key0);
 	void *masks;
 	__u64 cand;
 
@@ -184,53 +209,72 @@ static long cls_chunk(__u32 i, void *unused)
 }
 
 /*
- * The packet's class by the tables of generation gen (1 or 2): each
- * dimension's equivalence id; the AND of their summaries (one chunk: that
- * chunk) gives the candidate chunks; in ascending order, the first whose AND
- * of the dimensions' masks is not zero holds the first rule that matches, its
- * lowest set bit.
+ * The packet's class by the tables of slot (0 or 1): each dimension's
+ * equivalence id; the AND of their summaries (one chunk: that chunk) gives
+ * the candidate chunks; in ascending order, the first whose AND of the
+ * dimensions' masks is not zero holds the first rule that matches, its lowest
+ * set bit. flags: the direction (bit 0), NT_CLS_F_LAN, NT_CLS_F_PORTS.
+ *
+ * A global function: the verifier checks it once, on its own, with scalar
+ * arguments, instead of once per state the parser and the counters before it
+ * end in (Linux 6.1 prunes few of those: the lan programs went past the
+ * complexity limit). Its working set stays in the scratch map: its frame and
+ * cls_chunk's add to the program's, 512 bytes for the three.
  */
-static __always_inline __u32 classify(const struct pkt *p, __u32 ifindex, __u32 dir, const int lan,
-				      int has_ports, __u32 slot, struct nt_cls_info *info)
+__attribute__((noinline)) int nt_classify(const struct pkt *p, __u32 ifindex, __u32 flags,
+					  __u32 slot)
 {
-	__u32 zero = 0;
-	struct nt_cls_scratch *s = bpf_map_lookup_elem(&nt_cls_scratch, &zero);
-	void *masks = bpf_map_lookup_elem(&nt_cls_masks, &slot);
-	__u32 *eq, chunks, stride, *e;
-	__u64 cand = ~0ull;
+	struct nt_cls_scratch *s = bpf_map_lookup_elem(&nt_cls_scratch, (void *)&nt_cls_key0);
+	struct nt_cls_info *info;
+	__u32 *e, chunks, stride;
+	void *masks;
 
-	if (!s || !masks)
+	if (!p || !s)
 		return NT_CLASS_OTHER;
-	eq = s->eq;
-	s->iface.slot = slot;
+	/* Live across the calls below: s, p and info only (the frame, see above). */
+	s->slot = slot & 1;
+	s->flags = flags;
+	s->iface.slot = slot & 1;
 	s->iface.ifindex = ifindex;
+	info = bpf_map_lookup_elem(&nt_cls_info, &s->slot);
+	if (!info)
+		return NT_CLASS_OTHER;
 	e = bpf_map_lookup_elem(&nt_cls_iface, &s->iface);
-	eq[NT_CLS_IFACE] = e ? *e : info->none_eq[NT_CLS_IFACE];
-	eq[NT_CLS_DIR] = cls_scalar(slot, NT_CLS_OFF_DIR, dir & 1, 0);
-	eq[NT_CLS_PROTO] = cls_scalar(slot, NT_CLS_OFF_PROTO, p->proto, 0);
-	eq[NT_CLS_SPORT] = has_ports ? cls_scalar(slot, NT_CLS_OFF_SPORT, p->sport, 0)
-				     : info->none_eq[NT_CLS_SPORT];
-	eq[NT_CLS_DPORT] = has_ports ? cls_scalar(slot, NT_CLS_OFF_DPORT, p->dport, 0)
-				     : info->none_eq[NT_CLS_DPORT];
-	eq[NT_CLS_DSCP] = cls_scalar(slot, NT_CLS_OFF_DSCP, p->dscp & 63, 0);
-	eq[NT_CLS_VLAN] = cls_scalar(slot, NT_CLS_OFF_VLAN, p->vlan & 0xFFF, 0);
-	eq[NT_CLS_SRC] = cls_addr(s, slot, NT_CLS_SRC, p, p->src);
-	eq[NT_CLS_DST] = cls_addr(s, slot, NT_CLS_DST, p, p->dst);
-	eq[NT_CLS_MAC] = info->none_eq[NT_CLS_MAC];
-	if (lan) {
-		s->mac.slot = slot;
+	s->eq[NT_CLS_IFACE] = e ? *e : info->none_eq[NT_CLS_IFACE];
+	s->eq[NT_CLS_DIR] = cls_scalar(s, NT_CLS_OFF_DIR, NT_CLS_RD(s->flags) & 1);
+	s->eq[NT_CLS_PROTO] = cls_scalar(s, NT_CLS_OFF_PROTO, p->proto);
+	if (NT_CLS_RD(s->flags) & NT_CLS_F_PORTS) {
+		s->eq[NT_CLS_SPORT] = cls_scalar(s, NT_CLS_OFF_SPORT, p->sport);
+		s->eq[NT_CLS_DPORT] = cls_scalar(s, NT_CLS_OFF_DPORT, p->dport);
+	} else {
+		s->eq[NT_CLS_SPORT] = info->none_eq[NT_CLS_SPORT];
+		s->eq[NT_CLS_DPORT] = info->none_eq[NT_CLS_DPORT];
+	}
+	s->eq[NT_CLS_DSCP] = cls_scalar(s, NT_CLS_OFF_DSCP, p->dscp & 63);
+	s->eq[NT_CLS_VLAN] = cls_scalar(s, NT_CLS_OFF_VLAN, p->vlan & 0xFFF);
+	s->eq[NT_CLS_SRC] = cls_addr(s, NT_CLS_RD(s->slot), NT_CLS_SRC, p, p->src);
+	s->eq[NT_CLS_DST] = cls_addr(s, NT_CLS_RD(s->slot), NT_CLS_DST, p, p->dst);
+	s->eq[NT_CLS_MAC] = info->none_eq[NT_CLS_MAC];
+	if (NT_CLS_RD(s->flags) & NT_CLS_F_LAN) {
+		s->mac.slot = NT_CLS_RD(s->slot);
 		s->mac.pad = 0;
-		__builtin_memcpy(s->mac.mac, dir == NT_DIR_INGRESS ? p->smac : p->dmac, 6);
+		__builtin_memcpy(
+		    s->mac.mac, (NT_CLS_RD(s->flags) & 1) == NT_DIR_INGRESS ? p->smac : p->dmac, 6);
 		e = bpf_map_lookup_elem(&nt_cls_mac, &s->mac);
 		if (e)
-			eq[NT_CLS_MAC] = *e;
+			s->eq[NT_CLS_MAC] = *e;
 	}
 	chunks = cls_chunks(info);
 	stride = cls_stride(chunks);
 #pragma unroll
 	for (int d = 0; d < NT_CLS_DIMS; d++)
-		s->key[d] = info->base[d] + eq[d] * stride + (stride - chunks);
+		s->key[d] = info->base[d] + s->eq[d] * stride + (stride - chunks);
+	s->cand = 1;
 	if (chunks > 1) {
+		masks = bpf_map_lookup_elem(&nt_cls_masks, &s->slot);
+		if (!masks)
+			return NT_CLASS_OTHER;
+		s->cand = ~0ull;
 #pragma unroll
 		for (int d = 0; d < NT_CLS_DIMS; d++) {
 			struct nt_cls_chunk *m;
@@ -239,21 +283,17 @@ static __always_inline __u32 classify(const struct pkt *p, __u32 ifindex, __u32 
 			m = bpf_map_lookup_elem(masks, &s->idx);
 			if (!m)
 				return NT_CLASS_OTHER;
-			cand &= m->w[0];
+			s->cand &= m->w[0];
 		}
-		if (!cand)
+		if (!s->cand)
 			return NT_CLASS_OTHER;
-	} else {
-		cand = 1;
 	}
-	s->cand = cand;
-	s->slot = slot;
 	s->rule = NT_CLS_NO_RULE;
 	bpf_loop(NT_CLS_MAX_CHUNKS, cls_chunk, NULL, 0);
 	if (s->rule >= NT_CLS_MAX_RULES)
 		return NT_CLASS_OTHER;
-	slot = slot * NT_CLS_MAX_RULES + s->rule;
-	e = bpf_map_lookup_elem(&nt_cls_rule_class, &slot);
+	s->idx = NT_CLS_RD(s->slot) * NT_CLS_MAX_RULES + s->rule;
+	e = bpf_map_lookup_elem(&nt_cls_rule_class, &s->idx);
 	return e ? *e : NT_CLASS_OTHER;
 }
 
@@ -278,11 +318,22 @@ static __always_inline __u32 class_of(const struct pkt *p, __u32 ifindex, __u32 
 		return NT_CLASS_OTHER;
 	if (fv && !(info->flags & NT_CLS_PER_PACKET) && fv->cls_serial == info->serial)
 		return fv->cls_id;
-	cls = classify(p, ifindex, dir, lan, has_ports, slot, info);
-	if (fv) {
-		fv->cls_id = cls;
-		fv->cls_serial = info->serial;
+	/*
+	 * Where the class goes is decided before the call: fv is the constant
+	 * NULL on some paths, and a test of it after the call would have
+	 * Linux < 6.3 mark every scalar precise (see nt_verdict).
+	 */
+	if (!fv) {
+		fv = bpf_map_lookup_elem(&nt_cls_scratch, (void *)&nt_cls_key0);
+		if (!fv)
+			return NT_CLASS_OTHER;
+		fv = &((struct nt_cls_scratch *)fv)->no_flow;
 	}
+	cls = nt_classify(p, ifindex,
+			  (dir & 1) | (lan ? NT_CLS_F_LAN : 0) | (has_ports ? NT_CLS_F_PORTS : 0),
+			  slot);
+	fv->cls_id = cls;
+	fv->cls_serial = info->serial;
 	return cls;
 }
 
