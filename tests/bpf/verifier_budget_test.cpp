@@ -12,6 +12,8 @@
 // (daemon/kernel/cgroups.cpp) probes the helper and loads the object with cookie 0, so
 // the test probes the same way and then measures what the daemon loads: the unfiltered
 // object only, saying so on a "[ verifier ]" line and in a test property.
+// The stack is checked as Linux 6.1 counts it (each frame rounded up to 32 bytes, the frames
+// of a call chain at most 512 together), which is stricter than the build machine's kernel.
 #include "nettally.skel.h"
 #include "nettally_cg.skel.h"
 
@@ -21,11 +23,14 @@
 #include <linux/bpf.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -182,6 +187,95 @@ TEST(VerifierBudget, CgroupProgramsWithinQuarterOfComplexityLimit) {
         EXPECT_EQ(programs, 2) << "programs in the cgroup object: nt_cg_{ingress,egress}; a new "
                                   "program must be measured here too";
     }
+}
+
+// The deepest chain of stack frames of a loaded program as Linux 6.1 counts it
+// (check_max_stack_depth: each function's depth rounded up to 32 bytes, at least 32, summed
+// along bpf-to-bpf calls and callbacks such as bpf_loop's). Newer kernels round to 16 bytes
+// when they JIT, so a program can pass the build machine's verifier and still be refused by
+// 6.1 ("combined stack size of N calls is M. Too large"). A function's depth is the lowest
+// offset from r10 it reads, writes or takes the address of (a pointer into the stack handed
+// to a helper: "rX = r10; rX += -N").
+int stack_chain_6_1(const bpf_program* prog) {
+    const bpf_insn* insns = bpf_program__insns(prog);
+    const int n = static_cast<int>(bpf_program__insn_cnt(prog));
+    std::set<int> starts{0};
+    std::map<int, std::set<int>> calls; // instruction index -> callee start
+    for (int i = 0; i < n; i++) {
+        const bpf_insn& in = insns[i];
+        const bool call = in.code == (BPF_JMP | BPF_CALL) && in.src_reg == BPF_PSEUDO_CALL;
+        const bool func = in.code == (BPF_LD | BPF_IMM | BPF_DW) && in.src_reg == BPF_PSEUDO_FUNC;
+        if (call || func) {
+            starts.insert(i + in.imm + 1);
+            calls[i].insert(i + in.imm + 1);
+        }
+        if (in.code == (BPF_LD | BPF_IMM | BPF_DW))
+            i++; // its second half
+    }
+    const std::vector<int> begin(starts.begin(), starts.end());
+    std::map<int, int> depth;             // function start -> rounded frame
+    std::map<int, std::set<int>> callees; // function start -> callee starts
+    for (size_t f = 0; f < begin.size(); f++) {
+        const int end = f + 1 < begin.size() ? begin[f + 1] : n;
+        int low = 0;
+        std::set<int> from_fp; // registers holding r10 (plus an offset, tracked in low)
+        for (int i = begin[f]; i < end; i++) {
+            const bpf_insn& in = insns[i];
+            const int cls = BPF_CLASS(in.code);
+            if ((cls == BPF_STX || cls == BPF_ST) && in.dst_reg == BPF_REG_10)
+                low = std::min(low, static_cast<int>(in.off));
+            if (cls == BPF_LDX && in.src_reg == BPF_REG_10)
+                low = std::min(low, static_cast<int>(in.off));
+            if (in.code == (BPF_ALU64 | BPF_MOV | BPF_X) && in.src_reg == BPF_REG_10)
+                from_fp.insert(in.dst_reg);
+            else if (in.code == (BPF_ALU64 | BPF_ADD | BPF_K) && from_fp.count(in.dst_reg) != 0)
+                low = std::min(low, in.imm);
+            else if (cls == BPF_ALU64 || cls == BPF_ALU || cls == BPF_LDX ||
+                     (cls == BPF_LD && in.code == (BPF_LD | BPF_IMM | BPF_DW)))
+                from_fp.erase(in.dst_reg);
+            if (calls.count(i) != 0)
+                callees[begin[f]].insert(calls[i].begin(), calls[i].end());
+            if (in.code == (BPF_LD | BPF_IMM | BPF_DW))
+                i++;
+        }
+        depth[begin[f]] = (std::max(-low, 1) + 31) / 32 * 32;
+    }
+    // The call graph has no cycles (the verifier refuses recursion): the deepest chain from 0.
+    std::map<int, int> chain;
+    auto deepest = [&](auto&& self, int fn) -> int {
+        if (const auto it = chain.find(fn); it != chain.end())
+            return it->second;
+        int below = 0;
+        for (const int c : callees[fn])
+            below = std::max(below, self(self, c));
+        return chain[fn] = depth[fn] + below;
+    };
+    return deepest(deepest, 0);
+}
+
+// The nettally object as loaded with classes on: program + nt_classify + its bpf_loop callback
+// is the deepest chain (bpf/nettally_classes.h).
+TEST(VerifierBudget, StackWithinLimitAsLinux61CountsIt) {
+    if (const std::string why = bpf_unavailable_reason(); !why.empty())
+        GTEST_SKIP() << why;
+
+    std::unique_ptr<nettally_bpf, SkelDeleter> skel(nettally_bpf__open());
+    ASSERT_TRUE(skel) << "nettally_bpf__open: " << std::strerror(errno);
+    skel->rodata->cfg_classes = 1;
+    ASSERT_EQ(nettally_bpf__load(skel.get()), 0) << "nettally_bpf__load (cfg_classes 1)";
+    int programs = 0;
+    bpf_program* prog;
+    bpf_object__for_each_program(prog, skel->obj) {
+        const int stack = stack_chain_6_1(prog);
+        std::printf("[ verifier ] %-28s %8d stack bytes as 6.1 counts them (limit 512)\n",
+                    bpf_program__name(prog), stack);
+        EXPECT_LE(stack, 512) << bpf_program__name(prog)
+                              << ": 6.1 would refuse it (combined stack size too large)";
+        EXPECT_GE(stack, 32) << bpf_program__name(prog) << ": no instructions read";
+        programs++;
+    }
+    std::fflush(stdout);
+    EXPECT_EQ(programs, 10);
 }
 
 } // namespace
