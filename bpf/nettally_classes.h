@@ -90,9 +90,10 @@ NT_MAP(nt_cls_scratch, BPF_MAP_TYPE_PERCPU_ARRAY, 1, __u32, struct nt_cls_scratc
 #define NT_CLS_F_PORTS 4u /* TCP or UDP with known ports */
 
 /*
- * Key 0 of the per-CPU scratch map, in .rodata rather than on the stack:
- * nt_classify's frame and its bpf_loop callback's add to the program's
- * (512 bytes for the three).
+ * Key 0 of the single-entry per-CPU maps (nt_cls_scratch, nettally.bpf.c's
+ * nt_verdict), in .rodata rather than on the stack: nt_classify's frame and
+ * its bpf_loop callback's add to the program's (512 bytes for the three, as
+ * Linux 6.1 counts them: tests/bpf VerifierBudget).
  */
 static const __u32 nt_cls_key0 = 0;
 
