@@ -46,7 +46,12 @@ grep -q 'deb-systemd-helper.* enable .*nettallyd.service\|deb-systemd-helper .*u
 	fail "postinst does not enable the unit with deb-systemd-helper"
 grep -q '_dh_action=start' "$ctl/postinst" && grep -q "deb-systemd-invoke \$_dh_action 'nettallyd.service'" "$ctl/postinst" ||
 	fail "postinst does not start the service"
-grep -q 'systemd-sysusers.*nettally.conf' "$ctl/postinst" || fail "postinst does not create group nettally"
+grep -q 'systemd-sysusers.*nettally.conf' "$ctl/postinst" || fail "postinst does not create user nettally"
+# The bus re-reads its policy (which names user nettally) after the user exists, before the start.
+reload=$(grep -n 'ReloadConfig' "$ctl/postinst" | cut -d: -f1 | head -n1)
+start=$(grep -n "deb-systemd-invoke \$_dh_action 'nettallyd.service'" "$ctl/postinst" | cut -d: -f1 | head -n1)
+[ -n "$reload" ] && [ -n "$start" ] && [ "$reload" -lt "$start" ] ||
+	fail "postinst does not reload the bus policy before it starts the service"
 grep -q 'deb-systemd-invoke stop.*nettallyd.service' "$ctl/prerm" || fail "prerm does not stop the service"
 grep -q 'nettallyd --config /etc/nettally/nettally.yaml --detach' "$ctl/prerm" || fail "prerm does not detach"
 awk '/"\$1" = purge/,/fi/' "$ctl/postrm" | grep -q 'rm -rf /var/lib/nettally' || fail "postrm purge does not remove the state"

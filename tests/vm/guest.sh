@@ -160,7 +160,9 @@ fi
 
 # --- cgroup attach as that user, and a network feature behind the drop-in ----------------------
 cp /etc/nettally/nettally.yaml /root/nettally.yaml.orig
-printf 'cgroups:\n  enabled: true\nmetrics:\n  listen: 127.0.0.1:9847\n' >>/etc/nettally/nettally.yaml
+# The shipped config has cgroups.enabled: false (the only "  enabled: false" line) and no metrics key.
+sed -i 's/^  enabled: false$/  enabled: true/' /etc/nettally/nettally.yaml
+printf 'metrics:\n  listen: 127.0.0.1:9847\n' >>/etc/nettally/nettally.yaml
 mark=$(date '+%Y-%m-%d %H:%M:%S')
 sleep 1
 systemctl restart nettallyd
