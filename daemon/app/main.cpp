@@ -174,7 +174,8 @@ int main(int argc, char** argv) {
             keys += (keys.empty() ? "" : ", ") + k;
         spdlog::error("daemon: {} need internet sockets (AF_INET, AF_INET6), which this process may not "
                       "create (the unit's RestrictAddressFamilies=): add the drop-in of README \"Network "
-                      "features under the unit\"; counting goes on without them",
+                      "features under the unit\" (until then each fails as without a network: metrics.listen "
+                      "stops the start, the others retry or report)",
                       keys);
     }
     nettally::route_libbpf_logs();
