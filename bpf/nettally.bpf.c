@@ -34,8 +34,8 @@
 const volatile __u8 cfg_count_hosts = 1;
 /*
  * 0: no traffic classes (the config has no rules: section). The verifier then drops the
- * classifier and the class counters as dead code: a smaller, cheaper program, and the one
- * Linux 6.1's verifier takes (the classifier alone puts nt_tc_egress_lan over its limit there).
+ * classifier and the class counters as dead code: a smaller, cheaper program (on Linux 6.1
+ * nt_tc_egress_lan 75,773 verified instructions against 158,144 with classes).
  */
 const volatile __u8 cfg_classes = 1;
 
