@@ -16,16 +16,26 @@ namespace nettally {
 
 namespace fs = std::filesystem;
 
+namespace {
+
 bool is_bpffs(const fs::path& path) {
     struct statfs st {};
     return statfs(path.c_str(), &st) == 0 && st.f_type == BPF_FS_MAGIC;
 }
 
+// The nearest of p and its ancestors that exists; those that do not go to missing (nearest last).
+fs::path nearest_existing(fs::path p, std::vector<fs::path>* missing = nullptr) {
+    for (struct stat st{}; stat(p.c_str(), &st) != 0 && p != p.root_path(); p = p.parent_path())
+        if (missing)
+            missing->push_back(p);
+    return p;
+}
+
+} // namespace
+
 void ensure_bpffs(const fs::path& dir) {
-    // The nearest directory that exists: dir, or the parent its creation starts from.
-    fs::path p = dir;
-    for (struct stat st{}; stat(p.c_str(), &st) != 0 && p != p.root_path(); p = p.parent_path()) {
-    }
+    // dir, or the directory its creation starts from.
+    const fs::path p = nearest_existing(dir);
     if (is_bpffs(p))
         return;
     if (p != "/sys/fs/bpf" || dir.parent_path() != p)
@@ -40,10 +50,7 @@ PinDirChanges prepare_pin_dir(const fs::path& dir, uid_t uid, gid_t gid) {
     PinDirChanges done;
     // The directories to create above dir, then those that exist on the bpffs up to its root.
     std::vector<fs::path> missing, above;
-    fs::path p = dir.parent_path();
-    for (struct stat st{}; stat(p.c_str(), &st) != 0 && p != p.root_path(); p = p.parent_path())
-        missing.push_back(p);
-    for (; is_bpffs(p); p = p.parent_path()) {
+    for (fs::path p = nearest_existing(dir.parent_path(), &missing); is_bpffs(p); p = p.parent_path()) {
         above.push_back(p);
         if (p == p.root_path())
             break;

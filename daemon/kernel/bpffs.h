@@ -20,9 +20,6 @@
 
 namespace nettally {
 
-// Whether path is on a bpffs (statfs BPF_FS_MAGIC).
-bool is_bpffs(const std::filesystem::path& path);
-
 // Makes sure dir is, or will be created, inside a mounted bpffs (its nearest existing ancestor is
 // on one): mounts one at /sys/fs/bpf when dir's parent is /sys/fs/bpf and nothing is mounted there
 // (containers, minimal systems, test machines). Throws SysError (ENOTSUP) when dir is elsewhere

@@ -115,6 +115,16 @@ std::string prepare_hint() {
            "does)";
 }
 
+// A pin in pin_dir, or an empty Fd when there is none. One this user may not open would read as
+// "not pinned" and then fail as "exists": it is an error that says why (pins of root after the
+// unit gained User=, or the other way round).
+Fd open_pin(const std::string& path) {
+    Fd fd{bpf_obj_get(path.c_str())};
+    if (!fd && (errno == EACCES || errno == EPERM))
+        throw SysError(errno, "pinned map " + path + prepare_hint());
+    return fd;
+}
+
 MapShape shape_of(int fd) {
     bpf_map_info info{};
     uint32_t len = sizeof(info);
@@ -133,19 +143,13 @@ void Datapath::pin_maps(const std::string& dir) {
     if (ec)
         throw SysError(ec.value(), "creating pin directory " + dir + prepare_hint());
     pin_dir_ = dir;
-    // A pin this user may not open reads as "not pinned" below and would then fail as "exists":
-    // say why instead (pins of root after the unit gained User=, or the other way round).
+    // New pins are made here: a directory this user may not write is refused now, with the why.
     if (faccessat(AT_FDCWD, dir.c_str(), R_OK | W_OK | X_OK, AT_EACCESS) != 0)
         throw SysError(errno, "pin directory " + dir + prepare_hint());
-    for (bpf_map* m : pinned_maps()) {
-        const std::string path = dir + "/" + bpf_map__name(m);
-        if (faccessat(AT_FDCWD, path.c_str(), R_OK | W_OK, AT_EACCESS) != 0 && errno != ENOENT)
-            throw SysError(errno, "pinned map " + path + prepare_hint());
-    }
 
     // An ABI change is refused before any map is touched.
     const std::string meta_path = dir + "/nt_meta";
-    if (const Fd meta{bpf_obj_get(meta_path.c_str())}) {
+    if (const Fd meta = open_pin(meta_path)) {
         uint32_t zero = 0, version = 0;
         bpf_map_lookup_elem(meta.get(), &zero, &version);
         if (version != NT_ABI_VERSION)
@@ -158,7 +162,7 @@ void Datapath::pin_maps(const std::string& dir) {
     bool any_pinned = false, all_pinned = true;
     for (bpf_map* m : pinned_maps()) {
         const std::string path = dir + "/" + bpf_map__name(m);
-        if (const Fd fd{bpf_obj_get(path.c_str())}) {
+        if (const Fd fd = open_pin(path)) {
             const MapShape have = shape_of(fd.get());
             const MapShape want{static_cast<uint32_t>(bpf_map__type(m)), bpf_map__key_size(m),
                                 bpf_map__value_size(m), bpf_map__max_entries(m)};
