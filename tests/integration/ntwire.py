@@ -356,24 +356,24 @@ class FrameSender:
             raise OSError(int(reply.split()[1]), f"writing to tap {name}: {reply}")
         return [int(x) for x in reply[3:].split(",")]
 
-    def tcx_supported(self, iface):
-        """Whether this kernel attaches TCX programs (Linux 6.6): one push attached and removed."""
+    @staticmethod
+    def _can_push(push, unpush, iface, direction):
+        """One tag pushed with push and removed with unpush: whether that works here."""
         try:
-            self.push_vlan(iface, "ingress", [(0x8100, 1)])
+            push(iface, direction, [(0x8100, 1)])
         except OSError:
             return False
-        self.unpush_vlan(iface, "ingress")
+        unpush(iface, direction)
         return True
+
+    def tcx_supported(self, iface):
+        """Whether this kernel attaches TCX programs (Linux 6.6): one push attached and removed."""
+        return self._can_push(self.push_vlan, self.unpush_vlan, iface, "ingress")
 
     def tc_vlan_supported(self, iface):
         """Whether tc's vlan action (act_vlan, with cls_matchall) pushes tags here: one push
         added and removed with push_vlan_tc."""
-        try:
-            self.push_vlan_tc(iface, "egress", [(0x8100, 1)])
-        except OSError:
-            return False
-        self.unpush_vlan_tc(iface, "egress")
-        return True
+        return self._can_push(self.push_vlan_tc, self.unpush_vlan_tc, iface, "egress")
 
     def push_vlan(self, iface, direction, tags):
         """Attaches a TCX program (first in the chain, so before nettally's clsact filter) that
