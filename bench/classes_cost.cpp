@@ -115,10 +115,18 @@ int main(int argc, char** argv) {
             json_path = argv[i + 1];
     }
     pin_to_cpu(0);
-    std::unique_ptr<nettally_bpf, void (*)(nettally_bpf*)> skel(nettally_bpf__open_and_load(),
-                                                                nettally_bpf__destroy);
+    std::unique_ptr<nettally_bpf, void (*)(nettally_bpf*)> skel(nettally_bpf__open(), nettally_bpf__destroy);
     if (!skel) {
-        std::perror("nettally_bpf__open_and_load");
+        std::perror("nettally_bpf__open");
+        return 1;
+    }
+    // Only the TC programs run here; the XDP ones (which a kernel may refuse) stay unloaded.
+    bpf_program* p;
+    bpf_object__for_each_program(p, skel->obj) {
+        bpf_program__set_autoload(p, std::string(bpf_program__name(p)).rfind("nt_tc_", 0) == 0);
+    }
+    if (const int err = nettally_bpf__load(skel.get()); err != 0) {
+        std::fprintf(stderr, "nettally_bpf__load: %s\n", std::strerror(-err));
         return 1;
     }
     const KernelClasses::Maps m = KernelClasses::Maps::of(skel.get());

@@ -12,12 +12,16 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <cstdarg>
+#include <cstring>
 #include <fcntl.h>
 #include <filesystem>
+#include <iterator>
+#include <linux/bpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
 #include <random>
 #include <spdlog/spdlog.h>
+#include <string>
 #include <unistd.h>
 #include <vector>
 
@@ -55,23 +59,72 @@ void route_libbpf_logs() {
     libbpf_set_print(libbpf_print);
 }
 
+const std::string& xdp_unavailable() {
+    static const std::string why = [] {
+        // r6 = ctx; bpf_xdp_adjust_meta(ctx, -4); bpf_xdp_load_bytes(ctx, 0, fp - 8, 1); return XDP_PASS
+        const bpf_insn insns[] = {
+            {0xbf, 6, 1, 0, 0},                        // r6 = r1
+            {0xb7, 2, 0, 0, -4},                       // r2 = -4
+            {0x85, 0, 0, 0, BPF_FUNC_xdp_adjust_meta}, // call
+            {0xbf, 1, 6, 0, 0},                        // r1 = r6
+            {0xb7, 2, 0, 0, 0},                        // r2 = 0
+            {0xbf, 3, 10, 0, 0},                       // r3 = r10
+            {0x07, 3, 0, 0, -8},                       // r3 += -8
+            {0xb7, 4, 0, 0, 1},                        // r4 = 1
+            {0x85, 0, 0, 0, BPF_FUNC_xdp_load_bytes},  // call
+            {0xb7, 0, 0, 0, XDP_PASS},                 // r0 = XDP_PASS
+            {0x95, 0, 0, 0, 0},                        // exit
+        };
+        std::string log(4096, '\0');
+        LIBBPF_OPTS(bpf_prog_load_opts, opts, .log_level = 1, .log_size = static_cast<uint32_t>(log.size()),
+                    .log_buf = log.data());
+        const int fd =
+            bpf_prog_load(BPF_PROG_TYPE_XDP, "nt_xdp_probe", "GPL", insns, std::size(insns), &opts);
+        if (fd >= 0) {
+            close(fd);
+            return std::string();
+        }
+        const int err = errno;
+        // The verifier's reason: the line naming the helper ("cannot use helper", "unknown func").
+        log.resize(std::strlen(log.c_str()));
+        std::string reason = std::strerror(err);
+        for (size_t at = 0; at < log.size();) {
+            const size_t end = std::min(log.find('\n', at), log.size());
+            if (const std::string line = log.substr(at, end - at);
+                line.find("helper") != std::string::npos || line.find("func") != std::string::npos) {
+                reason = line;
+                break;
+            }
+            at = end + 1;
+        }
+        return "the kernel refuses an XDP program calling bpf_xdp_adjust_meta and bpf_xdp_load_bytes: " +
+               reason;
+    }();
+    return why;
+}
+
+nettally_bpf* open_datapath_object() {
+    nettally_bpf* skel = nettally_bpf__open();
+    if (skel && !xdp_unavailable().empty()) {
+        bpf_program__set_autoload(skel->progs.nt_xdp_ingress_lan, false);
+        bpf_program__set_autoload(skel->progs.nt_xdp_ingress_wan, false);
+    }
+    return skel;
+}
+
 Datapath::Datapath(const DatapathOptions& opts) : max_flows_(opts.max_flows), max_hosts_(opts.max_hosts) {
     ncpus_ = possible_cpus();
 
-    skel_ = nettally_bpf__open();
+    skel_ = open_datapath_object();
     if (!skel_)
         throw SysError(errno, "opening BPF object");
     skel_->rodata->cfg_count_hosts = opts.count_hosts ? 1 : 0;
     skel_->rodata->cfg_classes = opts.classes ? 1 : 0;
 
-    // XDP mode needs bpf_xdp_load_bytes (Linux 5.18). Probe once; without it
-    // the XDP programs are not loaded and `mode: xdp` interfaces are refused.
-    xdp_supported_ = libbpf_probe_bpf_helper(BPF_PROG_TYPE_XDP, BPF_FUNC_xdp_load_bytes, nullptr) == 1;
-    if (!xdp_supported_) {
-        spdlog::warn("datapath: kernel lacks bpf_xdp_load_bytes; XDP mode unavailable, TC only");
-        bpf_program__set_autoload(skel_->progs.nt_xdp_ingress_lan, false);
-        bpf_program__set_autoload(skel_->progs.nt_xdp_ingress_wan, false);
-    }
+    // Without the XDP helpers the XDP programs are not loaded and `mode: xdp` interfaces are refused.
+    xdp_supported_ = xdp_unavailable().empty();
+    if (!xdp_supported_)
+        spdlog::warn("datapath: XDP mode unavailable, TC only: {}", xdp_unavailable());
     bpf_map__set_max_entries(skel_->maps.nt_flows, opts.max_flows);
     bpf_map__set_max_entries(skel_->maps.nt_hosts, opts.max_hosts);
     bpf_map__set_max_entries(skel_->maps.nt_host_cls, std::max<uint32_t>(opts.max_host_classes, 1));
@@ -231,7 +284,8 @@ Datapath::~Datapath() {
 
 void Datapath::attach(uint32_t ifindex, bool lan, bool xdp, bool l3) {
     if (xdp && !xdp_supported_)
-        throw SysError(EOPNOTSUPP, "XDP mode on ifindex " + std::to_string(ifindex));
+        throw SysError(EOPNOTSUPP,
+                       "XDP mode on ifindex " + std::to_string(ifindex) + " (" + xdp_unavailable() + ")");
     // Create the counter entries first so the first packet never races an insert.
     const nt_iface_val zero_val{};
     std::vector<nt_iface_val> zeros(static_cast<size_t>(ncpus_), zero_val);

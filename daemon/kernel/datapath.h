@@ -22,6 +22,16 @@ namespace nettally {
 
 class FlowEvictor;
 
+// Why this kernel cannot run nettally's XDP programs, "" when it can. They call
+// bpf_xdp_load_bytes (Linux 5.18) and bpf_xdp_adjust_meta, and a kernel may refuse either to XDP
+// programs. Asked once, by loading a program that calls both (libbpf 1.1's helper probe takes a
+// refusal worded as newer kernels word it for support).
+const std::string& xdp_unavailable();
+
+// The nettally object opened for this kernel: its XDP programs left out of the load where
+// xdp_unavailable() says why (mode: xdp is then refused). nullptr with errno on failure.
+nettally_bpf* open_datapath_object();
+
 struct DatapathOptions {
     uint32_t max_flows = NT_DEFAULT_MAX_FLOWS;
     uint32_t max_hosts = NT_DEFAULT_MAX_HOSTS;

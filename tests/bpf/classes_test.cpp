@@ -18,6 +18,7 @@
 #include "core/classes_bundle.h"
 #include "core/counters.h"
 #include "kernel/classes.h"
+#include "kernel/datapath.h"
 #include "nettally.skel.h"
 #include "nettally_abi.h"
 
@@ -104,7 +105,7 @@ protected:
     // load and a new loader.
     static void SetUpTestSuite() {
         if (bpf_unavailable_reason().empty())
-            shared_.load(nettally_bpf__open, nettally_bpf__load, nettally_bpf__destroy);
+            shared_.load(open_datapath_object, nettally_bpf__load, nettally_bpf__destroy);
     }
     static void TearDownTestSuite() { shared_.release(); }
     void SetUp() override {

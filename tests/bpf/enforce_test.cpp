@@ -16,6 +16,7 @@
 #include "packet_builder.h"
 #include "shared_object.h"
 
+#include "kernel/datapath.h"
 #include "nettally.skel.h"
 #include "nettally_abi.h"
 
@@ -193,7 +194,7 @@ class EnforceFixture : public ::testing::TestWithParam<Row> {
 protected:
     static void SetUpTestSuite() {
         if (bpf_unavailable_reason().empty())
-            shared_.load(nettally_bpf__open, nettally_bpf__load, nettally_bpf__destroy);
+            shared_.load(open_datapath_object, nettally_bpf__load, nettally_bpf__destroy);
     }
     static void TearDownTestSuite() { shared_.release(); }
     void SetUp() override {
@@ -312,7 +313,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, EnforceFixture, ::testing::ValuesIn(rows()),
 TEST(EnforceProgram, PolicerPassesBurstThenDrops) {
     if (const std::string why = bpf_unavailable_reason(); !why.empty())
         GTEST_SKIP() << why;
-    Skel skel(nettally_bpf__open());
+    Skel skel(open_datapath_object());
     ASSERT_TRUE(skel);
     ASSERT_EQ(nettally_bpf__load(skel.get()), 0);
     const auto frame = udp4(kHost4, kRemote4, kHostMac, kGwMac);

@@ -24,6 +24,7 @@
 #include "packet_builder.h"
 #include "shared_object.h"
 
+#include "kernel/datapath.h"
 #include "nettally.skel.h"
 #include "nettally_abi.h"
 
@@ -1014,7 +1015,7 @@ RunResult test_run(bpf_program* prog, const std::vector<uint8_t>& frame, const s
 // A suite's shared skeleton: loaded once in SetUpTestSuite when BPF can be used here.
 void load_shared(SharedSkeleton<nettally_bpf>& shared) {
     if (bpf_unavailable_reason().empty())
-        shared.load(nettally_bpf__open, nettally_bpf__load, nettally_bpf__destroy);
+        shared.load(open_datapath_object, nettally_bpf__load, nettally_bpf__destroy);
 }
 
 template <size_t N>
@@ -1206,7 +1207,7 @@ TEST_F(ParserProgram, SecondPacketOfAFlowAddsToTheSameEntries) {
 // With room for one flow and one host, a second flow from a second host goes to the
 // flow-overflow bucket, and its host miss is reported in host_overflow.
 TEST_F(ParserProgram, FullMapsOverflowIntoBucketAndHostOverflow) {
-    Skel skel(nettally_bpf__open());
+    Skel skel(open_datapath_object());
     ASSERT_TRUE(skel) << "nettally_bpf__open: " << std::strerror(errno);
     ASSERT_EQ(bpf_map__set_max_entries(skel->maps.nt_flows, 1), 0) << "resize nt_flows";
     ASSERT_EQ(bpf_map__set_max_entries(skel->maps.nt_hosts, 1), 0) << "resize nt_hosts";

@@ -14,6 +14,7 @@
 // object only, saying so on a "[ verifier ]" line and in a test property.
 // The stack is checked as Linux 6.1 counts it (each frame rounded up to 32 bytes, the frames
 // of a call chain at most 512 together), which is stricter than the build machine's kernel.
+#include "kernel/datapath.h"
 #include "nettally.skel.h"
 #include "nettally_cg.skel.h"
 
@@ -93,19 +94,38 @@ int measure(bpf_object* obj, const std::string& suffix) {
     return programs;
 }
 
+bool is_xdp_program(const std::string& name) {
+    return name.rfind("nt_xdp_", 0) == 0;
+}
+
+// The programs of the object nettallyd loads on this kernel: 10, or 8 where the kernel refuses the
+// XDP programs' helpers (nettally::xdp_unavailable(), said on a "[ verifier ]" line and in a test
+// property). The VM suite measures them on Debian 12's kernel.
+int programs_loaded_here() {
+    const std::string& why = nettally::xdp_unavailable();
+    if (why.empty())
+        return 10;
+    std::printf("[ verifier ] nt_xdp_ingress_{lan,wan}: not loaded on this kernel: %s\n", why.c_str());
+    std::fflush(stdout);
+    ::testing::Test::RecordProperty("xdp_programs", "not loaded: " + why);
+    return 8;
+}
+
 // After the object failed to load: each program loaded alone, so that every program the kernel
 // takes still has its figure and every one it refuses is named ("[ verifier ] NAME refused: ...").
 void measure_one_by_one(bool classes, const std::string& suffix) {
     std::vector<std::string> names;
     {
-        std::unique_ptr<nettally_bpf, SkelDeleter> skel(nettally_bpf__open());
-        ASSERT_TRUE(skel) << "nettally_bpf__open: " << std::strerror(errno);
+        std::unique_ptr<nettally_bpf, SkelDeleter> skel(nettally::open_datapath_object());
+        ASSERT_TRUE(skel) << "open_datapath_object: " << std::strerror(errno);
         bpf_program* prog;
         bpf_object__for_each_program(prog, skel->obj) names.emplace_back(bpf_program__name(prog));
     }
     for (const std::string& name : names) {
-        std::unique_ptr<nettally_bpf, SkelDeleter> skel(nettally_bpf__open());
-        ASSERT_TRUE(skel) << "nettally_bpf__open: " << std::strerror(errno);
+        if (is_xdp_program(name) && !nettally::xdp_unavailable().empty())
+            continue; // nettallyd does not load it here either (note_xdp_left_out)
+        std::unique_ptr<nettally_bpf, SkelDeleter> skel(nettally::open_datapath_object());
+        ASSERT_TRUE(skel) << "open_datapath_object: " << std::strerror(errno);
         bpf_program* prog;
         bpf_object__for_each_program(prog, skel->obj)
             bpf_program__set_autoload(prog, name == bpf_program__name(prog));
@@ -131,8 +151,8 @@ void check_object(bool classes) {
         GTEST_SKIP() << why;
 
     const std::string suffix = classes ? " (classes)" : "";
-    std::unique_ptr<nettally_bpf, SkelDeleter> skel(nettally_bpf__open());
-    ASSERT_TRUE(skel) << "nettally_bpf__open: " << std::strerror(errno);
+    std::unique_ptr<nettally_bpf, SkelDeleter> skel(nettally::open_datapath_object());
+    ASSERT_TRUE(skel) << "open_datapath_object: " << std::strerror(errno);
     skel->rodata->cfg_classes = classes ? 1 : 0;
     if (const int err = nettally_bpf__load(skel.get()); err != 0) {
         ADD_FAILURE() << "nettally_bpf__load (cfg_classes " << classes << "): " << std::strerror(-err)
@@ -144,9 +164,10 @@ void check_object(bool classes) {
     const int programs = measure(skel->obj, suffix);
     if (programs < 0)
         GTEST_SKIP() << kNoVerifiedInsns;
-    EXPECT_EQ(programs, 10) << "programs in the object: nt_tc_{ingress,egress}_{lan,wan,l3}, "
-                               "nt_tc_ingress_xdpfix_{lan,wan} and nt_xdp_ingress_{lan,wan}; a new "
-                               "program must be measured here too";
+    EXPECT_EQ(programs, programs_loaded_here())
+        << "programs in the object: nt_tc_{ingress,egress}_{lan,wan,l3}, "
+           "nt_tc_ingress_xdpfix_{lan,wan} and nt_xdp_ingress_{lan,wan}; a new "
+           "program must be measured here too";
 }
 
 TEST(VerifierBudget, EveryProgramWithinQuarterOfComplexityLimit) {
@@ -259,13 +280,15 @@ TEST(VerifierBudget, StackWithinLimitAsLinux61CountsIt) {
     if (const std::string why = bpf_unavailable_reason(); !why.empty())
         GTEST_SKIP() << why;
 
-    std::unique_ptr<nettally_bpf, SkelDeleter> skel(nettally_bpf__open());
-    ASSERT_TRUE(skel) << "nettally_bpf__open: " << std::strerror(errno);
+    std::unique_ptr<nettally_bpf, SkelDeleter> skel(nettally::open_datapath_object());
+    ASSERT_TRUE(skel) << "open_datapath_object: " << std::strerror(errno);
     skel->rodata->cfg_classes = 1;
     ASSERT_EQ(nettally_bpf__load(skel.get()), 0) << "nettally_bpf__load (cfg_classes 1)";
     int programs = 0;
     bpf_program* prog;
     bpf_object__for_each_program(prog, skel->obj) {
+        if (!bpf_program__autoload(prog))
+            continue; // left out on this kernel (programs_loaded_here)
         const int stack = stack_chain_6_1(prog);
         std::printf("[ verifier ] %-28s %8d stack bytes as 6.1 counts them (limit 512)\n",
                     bpf_program__name(prog), stack);
@@ -275,7 +298,7 @@ TEST(VerifierBudget, StackWithinLimitAsLinux61CountsIt) {
         programs++;
     }
     std::fflush(stdout);
-    EXPECT_EQ(programs, 10);
+    EXPECT_EQ(programs, programs_loaded_here());
 }
 
 } // namespace

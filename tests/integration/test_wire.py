@@ -129,7 +129,8 @@ class WireBase(unittest.TestCase):
             d.start()
         except AssertionError:
             if any(m == "xdp" for _n, _r, m in interfaces) and "XDP mode unavailable" in d.log_text():
-                raise h.EnvSkip("kernel without bpf_xdp_load_bytes: nettallyd has no XDP mode here")
+                why = [ln for ln in d.log_text().splitlines() if "XDP mode unavailable" in ln][0]
+                raise h.EnvSkip("nettallyd has no XDP mode on this kernel: " + why.split("TC only: ", 1)[-1])
             raise
         cls.daemon = d
         return d
