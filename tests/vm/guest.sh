@@ -258,6 +258,10 @@ xdp-vs-tc test_wire.py XdpVsTcTest
 cgroups test_cgroups.py CgroupAccountingTest
 offloads test_wire.py OffloadTest
 TESTS
+	# The cgroup test's kernel probe: cgroup egress packets of one IPv6 loopback handshake (3 where
+	# the kernel shows the SYN-ACK to cgroup programs, 2 before Linux 6.5).
+	sed -n 's/.*one loopback handshake: IPv4 [0-9]*, IPv6 \([0-9]*\).*/\1/p' "$share/kt-logs/cgroups.log" |
+		head -n1 | while read -r n; do figure cgroup_ipv6_handshake_egress_packets "$n"; done
 	# tests/bpf on 6.1: the whole nettally_bpf_tests (each table loads its BPF object once, about
 	# 40 s a load under TCG), one check per test suite: verifier-budget for VerifierBudget (every
 	# program's verified_insns against its budget, as figures), bpf-SUITE for the others (the
