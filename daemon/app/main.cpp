@@ -6,6 +6,7 @@
 #include "core/history.h"
 #include "core/interfaces.h"
 #include "kernel/bpffs.h"
+#include "kernel/support.h"
 #include "os/logging.h"
 #include "os/system.h"
 
