@@ -6,7 +6,6 @@
 #include "core/history.h"
 #include "core/interfaces.h"
 #include "kernel/bpffs.h"
-#include "kernel/support.h"
 #include "os/logging.h"
 #include "os/system.h"
 

@@ -2,7 +2,6 @@
 #include "kernel/cgroups.h"
 
 #include "kernel/percpu_map.h"
-#include "kernel/support.h"
 
 #include "nettally_cg.skel.h"
 #include "os/error.h"
@@ -88,7 +87,8 @@ CgroupAccounting::CgroupAccounting(const CgroupConfig& cfg)
     if (cfg.all_netns) {
         netns_mode_ = "all";
     } else {
-        const bool helper = helper_refusal(BPF_PROG_TYPE_CGROUP_SKB, BPF_FUNC_get_netns_cookie).empty();
+        const bool helper =
+            libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SKB, BPF_FUNC_get_netns_cookie, nullptr) == 1;
         cookie = helper ? own_netns_cookie() : 0;
         if (cookie) {
             netns_mode_ = "own";

@@ -11,9 +11,12 @@
 #include <algorithm>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <cstdarg>
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
+#include <iterator>
+#include <linux/bpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
 #include <random>
@@ -30,7 +33,75 @@ namespace {
 constexpr uint32_t kTcHandle = 0x4e54; // "NT"
 constexpr uint32_t kTcPriority = 1;    // first: see every packet before others act on it
 
+int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
+    char buf[1024];
+    int n = std::vsnprintf(buf, sizeof(buf), fmt, ap);
+    std::string msg(buf, n > 0 ? std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1) : 0);
+    while (!msg.empty() && msg.back() == '\n')
+        msg.pop_back();
+    switch (level) {
+    case LIBBPF_WARN:
+        spdlog::info("{}", msg);
+        break;
+    case LIBBPF_INFO:
+        spdlog::debug("{}", msg);
+        break;
+    default:
+        spdlog::trace("{}", msg);
+        break;
+    }
+    return n;
+}
+
 } // namespace
+
+void route_libbpf_logs() {
+    libbpf_set_print(libbpf_print);
+}
+
+const std::string& xdp_unavailable() {
+    static const std::string why = [] {
+        // r6 = ctx; bpf_xdp_adjust_meta(ctx, -4); bpf_xdp_load_bytes(ctx, 0, fp - 8, 1); return XDP_PASS
+        const bpf_insn insns[] = {
+            {0xbf, 6, 1, 0, 0},                        // r6 = r1
+            {0xb7, 2, 0, 0, -4},                       // r2 = -4
+            {0x85, 0, 0, 0, BPF_FUNC_xdp_adjust_meta}, // call
+            {0xbf, 1, 6, 0, 0},                        // r1 = r6
+            {0xb7, 2, 0, 0, 0},                        // r2 = 0
+            {0xbf, 3, 10, 0, 0},                       // r3 = r10
+            {0x07, 3, 0, 0, -8},                       // r3 += -8
+            {0xb7, 4, 0, 0, 1},                        // r4 = 1
+            {0x85, 0, 0, 0, BPF_FUNC_xdp_load_bytes},  // call
+            {0xb7, 0, 0, 0, XDP_PASS},                 // r0 = XDP_PASS
+            {0x95, 0, 0, 0, 0},                        // exit
+        };
+        std::string log(4096, '\0');
+        LIBBPF_OPTS(bpf_prog_load_opts, opts, .log_level = 1, .log_size = static_cast<uint32_t>(log.size()),
+                    .log_buf = log.data());
+        const int fd =
+            bpf_prog_load(BPF_PROG_TYPE_XDP, "nt_xdp_probe", "GPL", insns, std::size(insns), &opts);
+        if (fd >= 0) {
+            close(fd);
+            return std::string();
+        }
+        const int err = errno;
+        // The verifier's reason: the line naming the helper ("cannot use helper", "unknown func").
+        log.resize(std::strlen(log.c_str()));
+        std::string reason = std::strerror(err);
+        for (size_t at = 0; at < log.size();) {
+            const size_t end = std::min(log.find('\n', at), log.size());
+            if (const std::string line = log.substr(at, end - at);
+                line.find("helper") != std::string::npos || line.find("func") != std::string::npos) {
+                reason = line;
+                break;
+            }
+            at = end + 1;
+        }
+        return "the kernel refuses an XDP program calling bpf_xdp_adjust_meta and bpf_xdp_load_bytes: " +
+               reason;
+    }();
+    return why;
+}
 
 nettally_bpf* open_datapath_object() {
     nettally_bpf* skel = nettally_bpf__open();
@@ -51,7 +122,8 @@ Datapath::Datapath(const DatapathOptions& opts) : max_flows_(opts.max_flows), ma
     skel_->rodata->cfg_classes = opts.classes ? 1 : 0;
 
     // Without the XDP helpers the XDP programs are not loaded and `mode: xdp` interfaces are refused.
-    if (!xdp_supported())
+    xdp_supported_ = xdp_unavailable().empty();
+    if (!xdp_supported_)
         spdlog::warn("datapath: XDP mode unavailable, TC only: {}", xdp_unavailable());
     bpf_map__set_max_entries(skel_->maps.nt_flows, opts.max_flows);
     bpf_map__set_max_entries(skel_->maps.nt_hosts, opts.max_hosts);
@@ -211,7 +283,7 @@ Datapath::~Datapath() {
 }
 
 void Datapath::attach(uint32_t ifindex, bool lan, bool xdp, bool l3) {
-    if (xdp && !xdp_supported())
+    if (xdp && !xdp_supported_)
         throw SysError(EOPNOTSUPP,
                        "XDP mode on ifindex " + std::to_string(ifindex) + " (" + xdp_unavailable() + ")");
     // Create the counter entries first so the first packet never races an insert.

@@ -5,7 +5,6 @@
 
 #include "core/collector.h"
 #include "kernel/classes.h"
-#include "kernel/support.h"
 #include "os/error.h"
 
 #include <cerrno>
@@ -23,8 +22,14 @@ namespace nettally {
 
 class FlowEvictor;
 
+// Why this kernel cannot run nettally's XDP programs, "" when it can. They call
+// bpf_xdp_load_bytes (Linux 5.18) and bpf_xdp_adjust_meta, and a kernel may refuse either to XDP
+// programs. Asked once, by loading a program that calls both (libbpf 1.1's helper probe takes a
+// refusal worded as newer kernels word it for support).
+const std::string& xdp_unavailable();
+
 // The nettally object opened for this kernel: its XDP programs left out of the load where
-// xdp_unavailable() (kernel/support.h) says why (mode: xdp is then refused). nullptr with errno on failure.
+// xdp_unavailable() says why (mode: xdp is then refused). nullptr with errno on failure.
 nettally_bpf* open_datapath_object();
 
 struct DatapathOptions {
@@ -129,7 +134,7 @@ public:
     // The interfaces attached with the lan role (where actions are enforced).
     std::vector<uint32_t> lan_interfaces() const;
 
-    bool xdp_supported() const { return xdp_unavailable().empty(); }
+    bool xdp_supported() const { return xdp_supported_; }
     // True when evict_flows() takes many flows at once (the eviction program loaded).
     bool batched_eviction() const { return evictor_ != nullptr; }
     uint32_t flow_capacity() const { return max_flows_; }
@@ -150,11 +155,15 @@ private:
     // The maps pinned in pin_dir: the counters and what belongs with them.
     std::vector<bpf_map*> pinned_maps() const;
 
+    bool xdp_supported_ = false;
     bool reused_ = false;
     bool lookup_and_delete_ok_ = true;
     std::unique_ptr<FlowEvictor> evictor_; // null: one syscall per flow
     std::string pin_dir_;
     std::map<uint32_t, Attachment> attached_;
 };
+
+// Installs libbpf's print callback into the project logger, one level down.
+void route_libbpf_logs();
 
 } // namespace nettally

@@ -27,7 +27,6 @@
 #include "packet_builder.h"
 #include "shared_object.h"
 
-#include "kernel/support.h"
 #include "nettally_abi.h"
 #include "nettally_cg.skel.h"
 
@@ -704,7 +703,8 @@ CgConfig config_of(const CgRow& row) {
 // (daemon/kernel/cgroups.cpp): without it the object with a non-zero cookie does not load, and
 // nettallyd loads it with cookie 0.
 bool cgroup_netns_cookie_helper() {
-    static const bool helper = helper_refusal(BPF_PROG_TYPE_CGROUP_SKB, BPF_FUNC_get_netns_cookie).empty();
+    static const bool helper =
+        libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SKB, BPF_FUNC_get_netns_cookie, nullptr) == 1;
     return helper;
 }
 

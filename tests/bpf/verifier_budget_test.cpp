@@ -184,7 +184,8 @@ TEST(VerifierBudget, CgroupProgramsWithinQuarterOfComplexityLimit) {
 
     // cfg_netns_cookie 0: every namespace counted; non-zero: the netns filter is live code, where
     // the kernel has the helper (nettallyd's probe, daemon/kernel/cgroups.cpp).
-    const bool helper = nettally::helper_refusal(BPF_PROG_TYPE_CGROUP_SKB, BPF_FUNC_get_netns_cookie).empty();
+    const bool helper =
+        libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SKB, BPF_FUNC_get_netns_cookie, nullptr) == 1;
     ::testing::Test::RecordProperty("cgroup_netns_filter", helper ? "measured" : "fallback: cookie 0");
     if (!helper) {
         std::printf("[ verifier ] nt_cg_* (netns): not loadable here (no bpf_get_netns_cookie for "
