@@ -19,6 +19,11 @@ DatapathOptions datapath_options(const Config& c) {
     DatapathOptions o{c.max_flows, c.max_hosts, c.count_hosts, c.pin_dir.string()};
     o.max_host_classes = c.rules.host_class_entries();
     o.classes = c.rules.section;
+    // The programs the interface rules ask for load with the maps; an l3 link or a kind a reload
+    // brings loads its own at its first attach.
+    o.preload.emplace();
+    for (const InterfaceRule& r : c.interfaces)
+        o.preload->push_back(AttachKind{r.role == Role::Lan, r.mode == AttachMode::Xdp, false});
     return o;
 }
 

@@ -33,75 +33,7 @@ namespace {
 constexpr uint32_t kTcHandle = 0x4e54; // "NT"
 constexpr uint32_t kTcPriority = 1;    // first: see every packet before others act on it
 
-int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
-    char buf[1024];
-    int n = std::vsnprintf(buf, sizeof(buf), fmt, ap);
-    std::string msg(buf, n > 0 ? std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1) : 0);
-    while (!msg.empty() && msg.back() == '\n')
-        msg.pop_back();
-    switch (level) {
-    case LIBBPF_WARN:
-        spdlog::info("{}", msg);
-        break;
-    case LIBBPF_INFO:
-        spdlog::debug("{}", msg);
-        break;
-    default:
-        spdlog::trace("{}", msg);
-        break;
-    }
-    return n;
-}
-
 } // namespace
-
-void route_libbpf_logs() {
-    libbpf_set_print(libbpf_print);
-}
-
-const std::string& xdp_unavailable() {
-    static const std::string why = [] {
-        // r6 = ctx; bpf_xdp_adjust_meta(ctx, -4); bpf_xdp_load_bytes(ctx, 0, fp - 8, 1); return XDP_PASS
-        const bpf_insn insns[] = {
-            {0xbf, 6, 1, 0, 0},                        // r6 = r1
-            {0xb7, 2, 0, 0, -4},                       // r2 = -4
-            {0x85, 0, 0, 0, BPF_FUNC_xdp_adjust_meta}, // call
-            {0xbf, 1, 6, 0, 0},                        // r1 = r6
-            {0xb7, 2, 0, 0, 0},                        // r2 = 0
-            {0xbf, 3, 10, 0, 0},                       // r3 = r10
-            {0x07, 3, 0, 0, -8},                       // r3 += -8
-            {0xb7, 4, 0, 0, 1},                        // r4 = 1
-            {0x85, 0, 0, 0, BPF_FUNC_xdp_load_bytes},  // call
-            {0xb7, 0, 0, 0, XDP_PASS},                 // r0 = XDP_PASS
-            {0x95, 0, 0, 0, 0},                        // exit
-        };
-        std::string log(4096, '\0');
-        LIBBPF_OPTS(bpf_prog_load_opts, opts, .log_level = 1, .log_size = static_cast<uint32_t>(log.size()),
-                    .log_buf = log.data());
-        const int fd =
-            bpf_prog_load(BPF_PROG_TYPE_XDP, "nt_xdp_probe", "GPL", insns, std::size(insns), &opts);
-        if (fd >= 0) {
-            close(fd);
-            return std::string();
-        }
-        const int err = errno;
-        // The verifier's reason: the line naming the helper ("cannot use helper", "unknown func").
-        log.resize(std::strlen(log.c_str()));
-        std::string reason = std::strerror(err);
-        for (size_t at = 0; at < log.size();) {
-            const size_t end = std::min(log.find('\n', at), log.size());
-            if (const std::string line = log.substr(at, end - at);
-                line.find("helper") != std::string::npos || line.find("func") != std::string::npos) {
-                reason = line;
-                break;
-            }
-            at = end + 1;
-        }
-        return "the kernel refuses an XDP program calling bpf_xdp_adjust_meta and bpf_xdp_load_bytes: " +
-               reason;
-    }();
-    return why;
-}
 
 nettally_bpf* open_datapath_object() {
     nettally_bpf* skel = nettally_bpf__open();
@@ -125,6 +57,8 @@ Datapath::Datapath(const DatapathOptions& opts) : max_flows_(opts.max_flows), ma
     xdp_supported_ = xdp_unavailable().empty();
     if (!xdp_supported_)
         spdlog::warn("datapath: XDP mode unavailable, TC only: {}", xdp_unavailable());
+    if (opts.preload)
+        preload_only(*opts.preload);
     bpf_map__set_max_entries(skel_->maps.nt_flows, opts.max_flows);
     bpf_map__set_max_entries(skel_->maps.nt_hosts, opts.max_hosts);
     bpf_map__set_max_entries(skel_->maps.nt_host_cls, std::max<uint32_t>(opts.max_host_classes, 1));
@@ -286,6 +220,8 @@ void Datapath::attach(uint32_t ifindex, bool lan, bool xdp, bool l3) {
     if (xdp && !xdp_supported_)
         throw SysError(EOPNOTSUPP,
                        "XDP mode on ifindex " + std::to_string(ifindex) + " (" + xdp_unavailable() + ")");
+    // ingress, egress, and with xdp the XDP program; loaded now if the start did not load them.
+    const std::vector<int> fds = program_fds(programs_for(AttachKind{lan, xdp, l3}));
     // Create the counter entries first so the first packet never races an insert.
     const nt_iface_val zero_val{};
     std::vector<nt_iface_val> zeros(static_cast<size_t>(ncpus_), zero_val);
@@ -310,31 +246,22 @@ void Datapath::attach(uint32_t ifindex, bool lan, bool xdp, bool l3) {
     const uint32_t prev_xdp = fresh ? 0 : prev->second.xdp_flags;
     Attachment a{lan, 0};
 
-    // In XDP mode the TC ingress slot holds the fix-up for VLAN tags XDP
-    // could not see (held outside the frame); it counts nothing else.
-    bpf_program* ingress =
-        xdp   ? (lan ? skel_->progs.nt_tc_ingress_xdpfix_lan : skel_->progs.nt_tc_ingress_xdpfix_wan)
-        : l3  ? skel_->progs.nt_tc_ingress_l3
-        : lan ? skel_->progs.nt_tc_ingress_lan
-              : skel_->progs.nt_tc_ingress_wan;
-    bpf_program* egress = l3    ? skel_->progs.nt_tc_egress_l3
-                          : lan ? skel_->progs.nt_tc_egress_lan
-                                : skel_->progs.nt_tc_egress_wan;
     if (xdp) {
         // XDP first: moving ingress from TC to XDP may count a packet twice
         // in that instant, never lose one.
         try {
-            attach_xdp(ifindex, lan, a);
+            attach_xdp(ifindex, fds[2], a);
         } catch (...) {
             if (fresh)
                 detach(ifindex);
             throw;
         }
     }
-    for (const auto& [point, prog] : {std::pair{BPF_TC_INGRESS, ingress}, std::pair{BPF_TC_EGRESS, egress}}) {
+    for (const auto& [point, prog_fd] :
+         {std::pair{BPF_TC_INGRESS, fds[0]}, std::pair{BPF_TC_EGRESS, fds[1]}}) {
         hook.attach_point = point;
-        LIBBPF_OPTS(bpf_tc_opts, tc, .prog_fd = bpf_program__fd(prog), .flags = BPF_TC_F_REPLACE,
-                    .handle = kTcHandle, .priority = kTcPriority);
+        LIBBPF_OPTS(bpf_tc_opts, tc, .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE, .handle = kTcHandle,
+                    .priority = kTcPriority);
         err = bpf_tc_attach(&hook, &tc);
         if (err) {
             if (fresh)
@@ -351,8 +278,7 @@ void Datapath::attach(uint32_t ifindex, bool lan, bool xdp, bool l3) {
     attached_[ifindex] = a;
 }
 
-void Datapath::attach_xdp(uint32_t ifindex, bool lan, Attachment& a) {
-    const int fd = bpf_program__fd(lan ? skel_->progs.nt_xdp_ingress_lan : skel_->progs.nt_xdp_ingress_wan);
+void Datapath::attach_xdp(uint32_t ifindex, int fd, Attachment& a) {
     // Never replace somebody else's XDP program; replace only one of ours
     // (nt_xdp_*), e.g. left behind by a crashed run.
     uint32_t existing = 0;

@@ -6,6 +6,7 @@
 #include "core/collector.h"
 #include "kernel/classes.h"
 #include "os/error.h"
+#include "os/fd.h"
 
 #include <cerrno>
 #include <cstring>
@@ -14,9 +15,11 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 struct nettally_bpf;
 struct bpf_map;
+struct bpf_program;
 
 namespace nettally {
 
@@ -31,6 +34,14 @@ const std::string& xdp_unavailable();
 // The nettally object opened for this kernel: its XDP programs left out of the load where
 // xdp_unavailable() says why (mode: xdp is then refused). nullptr with errno on failure.
 nettally_bpf* open_datapath_object();
+
+// The programs one interface needs are chosen by its role, its mode, and whether the link has no
+// Ethernet header (l3: programs that start at IP; known once the link is found).
+struct AttachKind {
+    bool lan = true;
+    bool xdp = false;
+    bool l3 = false;
+};
 
 struct DatapathOptions {
     uint32_t max_flows = NT_DEFAULT_MAX_FLOWS;
@@ -49,6 +60,10 @@ struct DatapathOptions {
     // Traffic classes (a rules section in the config): false loads the programs without the
     // classifier (cfg_classes 0), which the verifier drops as dead code.
     bool classes = true;
+    // The attachments whose programs load with the maps (nettallyd: its interface rules); any
+    // other kind (an l3 link, a role or mode a reload brings) loads its programs at its first
+    // attach, sharing every map. Each program verified costs start-up time. nullopt: every program.
+    std::optional<std::vector<AttachKind>> preload;
 };
 
 // Pinned maps exist but cannot be reused (ABI or size changed): never reset
@@ -135,6 +150,8 @@ public:
     std::vector<uint32_t> lan_interfaces() const;
 
     bool xdp_supported() const { return xdp_supported_; }
+    // The programs loaded so far (with the maps, or later for an attachment), by name, sorted.
+    std::vector<std::string> loaded_programs() const;
     // True when evict_flows() takes many flows at once (the eviction program loaded).
     bool batched_eviction() const { return evictor_ != nullptr; }
     uint32_t flow_capacity() const { return max_flows_; }
@@ -149,7 +166,18 @@ private:
         bool lan = false;
         uint32_t xdp_flags = 0; // XDP_FLAGS_*_MODE when ingress is at XDP, else 0
     };
-    void attach_xdp(uint32_t ifindex, bool lan, Attachment& a);
+    void attach_xdp(uint32_t ifindex, int prog_fd, Attachment& a);
+
+    // kernel/programs.cpp. The programs an attachment of this kind runs: ingress, egress, and with
+    // xdp the XDP program.
+    std::vector<bpf_program*> programs_for(const AttachKind& kind) const;
+    // Before the load: only these kinds' programs load with the maps.
+    void preload_only(const std::vector<AttachKind>& kinds);
+    // The programs' fds, loading those not loaded yet (load_late) first. Throws SysError.
+    std::vector<int> program_fds(const std::vector<bpf_program*>& progs);
+    // Loads programs by name in a second object that shares every map of this one, keeps their
+    // fds and lets the object go.
+    void load_late(const std::vector<std::string>& names);
 
     void pin_maps(const std::string& dir);
     // The maps pinned in pin_dir: the counters and what belongs with them.
@@ -161,6 +189,7 @@ private:
     std::unique_ptr<FlowEvictor> evictor_; // null: one syscall per flow
     std::string pin_dir_;
     std::map<uint32_t, Attachment> attached_;
+    std::map<std::string, Fd> late_; // programs loaded after the maps: name -> fd
 };
 
 // Installs libbpf's print callback into the project logger, one level down.

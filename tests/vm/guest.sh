@@ -270,7 +270,7 @@ TESTS
 	# the skipped tests are named in its line. Not run here: Classes.DifferentialRandom* (120,000
 	# random packets over 60 rulesets: 160 s on the build machine, hours under TCG).
 	# Keep the list in step with tests/vm/CMakeLists.txt.
-	suites='VerifierBudget ParserFixture ParserProgram CgroupParserFixture EnforceFixture EnforceProgram FlowEviction Classes'
+	suites='VerifierBudget ParserFixture ParserProgram CgroupParserFixture EnforceFixture EnforceProgram FlowEviction DatapathPrograms Classes'
 	t0=$(date +%s)
 	rc=0
 	# (1800 s: one pass is about 15 minutes once the object verifies on 6.1; an object the
