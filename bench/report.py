@@ -120,6 +120,13 @@ def main():
                 rows.append((f"throughput with {tool} vs none, {label}",
                              f"{rel:.1f}% (runs: {s['min'] / s['median'] * rel:.0f}..{s['max'] / s['median'] * rel:.0f}%)",
                              f">= {target}%", verdict(rel, target, higher_is_better=True, unit=" points"), "-"))
+    for test, label in (("tcp", "TCP"), ("udp64", "small UDP (64 B payload)")):
+        s = tp.get(f"empty TC program|{test}")
+        if s and s.get("relative"):
+            rel = s["relative"] * 100
+            rows.append((f"throughput with an empty TC program on lan0 (the hook's own cost) vs none, {label}",
+                         f"{rel:.1f}% (runs: {s['min'] / s['median'] * rel:.0f}..{s['max'] / s['median'] * rel:.0f}%)",
+                         "figure only", "-", "-"))
     bs = tp.get("nettally+bpf_stats|udp64")
     if bs and bs.get("bpf_ns_per_run"):
         rows.append(("in-kernel ns per forwarded small UDP packet (bpf_stats, real traffic, lan0)",

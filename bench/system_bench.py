@@ -338,6 +338,33 @@ class NoTool:
         pass
 
 
+class EmptyTc:
+    """An empty TC program (bench/bpf/empty.bpf.c) on lan0's ingress and egress, loaded by tc(8): what
+    the clsact hook and a BPF program call cost by themselves, the floor of any TC-based counter."""
+    name = "empty TC program"
+
+    def __init__(self, args, topo):
+        self.topo = topo
+        self.obj = os.path.join(args.build, "bpf", "nt_bench_empty.bpf.o")
+
+    def start(self):
+        if not os.path.exists(self.obj):
+            raise RuntimeError(f"{self.obj} not built")
+        nsrun(self.topo.gw, ["tc", "qdisc", "add", "dev", "lan0", "clsact"])
+        for hook in ("ingress", "egress"):
+            nsrun(self.topo.gw, ["tc", "filter", "add", "dev", "lan0", hook, "bpf", "direct-action",
+                                 "obj", self.obj, "sec", "tc"])
+
+    def read(self):
+        return {}
+
+    def pids(self):
+        return []
+
+    def stop(self):
+        nsrun(self.topo.gw, ["tc", "qdisc", "del", "dev", "lan0", "clsact"], check=False)
+
+
 def next_pow2(n):
     p = 1024
     while p < n:
@@ -756,6 +783,7 @@ def throughput_section(args, topo, workdir, bus, errors):
     port = 5201 + (os.getpid() % 1000)
     factories = {
         "none": lambda: NoTool(),
+        "empty-tc": lambda: EmptyTc(args, topo),
         "nettally": lambda: Nettally(args, topo, workdir, bus, tag="t"),
         "nettally-gw": lambda: Nettally(args, topo, workdir, bus, both=True, tag="tg"),
         "pmacctd": lambda: Pmacctd(topo, workdir),
@@ -892,7 +920,7 @@ def main():
     ap.add_argument("--build", required=True, help="build directory (nettallyd, nettallyctl, nt_bench_poll)")
     ap.add_argument("--source", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     ap.add_argument("--sections", default="daemon,throughput")
-    ap.add_argument("--tools", default="none,nettally,nettally-gw,pmacctd,softflowd")
+    ap.add_argument("--tools", default="none,empty-tc,nettally,nettally-gw,pmacctd,softflowd")
     ap.add_argument("--tests", default="tcp,udp64")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=4, help="iperf3 run length")
