@@ -163,6 +163,11 @@ def main():
         rss = idle["rss_kib"] / 1024
         rows.append(("nettallyd VmRSS idle (peak VmHWM in brackets)", f"{rss:.1f} MiB ({idle['hwm_kib'] / 1024:.1f} MiB)",
                      "<= 8 MiB", verdict(rss, 8, unit=" MiB"), BEFORE["idle"]))
+        fl = idle.get("library_floor")
+        if idle.get("anon_kib") is not None and fl:
+            rows.append(("  of which anonymous (heap, stacks) / file-backed; floor: sleep(1) with its shared libraries",
+                         f"{idle['anon_kib'] / 1024:.1f} / {idle['file_kib'] / 1024:.1f} MiB; "
+                         f"floor {fl['sleep + libraries']['VmRSS'] / 1024:.1f} MiB", "figure only", "-", "-"))
     if dm.get("ready_ms"):
         r = statistics.median(dm["ready_ms"])
         rows.append(("nettallyd start to READY=1 (flows.max_entries 65536, median)", f"{r:.0f} ms", "<= 250 ms",

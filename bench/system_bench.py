@@ -637,6 +637,29 @@ class Softflowd:
 # Daemon section
 
 
+def library_floor(binary):
+    """VmRSS of sleep(1) with the binary's shared libraries (its DT_NEEDED) preloaded: what mapping
+    and relocating them costs any process, before the program does anything. None if unknown."""
+    p = subprocess.run(["readelf", "-d", binary], capture_output=True, text=True, check=False)
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", p.stdout)
+    if p.returncode != 0 or not needed:
+        return None
+    out = {}
+    for name, preload in (("sleep", None), ("sleep + libraries", " ".join(needed))):
+        env = dict(os.environ)
+        if preload:
+            env["LD_PRELOAD"] = preload
+        proc = subprocess.Popen(["sleep", "3"], env=env)
+        try:
+            time.sleep(1)
+            out[name] = {f: status_kib(proc.pid, f) for f in ("VmRSS", "RssAnon", "RssFile")}
+        finally:
+            proc.kill()
+            proc.wait()
+    out["libraries"] = len(needed)
+    return out
+
+
 def daemon_section(args, topo, workdir, bus):
     res = {"ready_ms": [], "at_flows": []}
     log("daemon: READY time and idle cost")
@@ -652,7 +675,9 @@ def daemon_section(args, topo, workdir, bus):
             res["idle"] = {"seconds": t1 - t0, "cpu_s": c1 - c0, "cpu_ns_schedstat": s1 - s0,
                            "cpu_pct": (s1 - s0) / 1e9 / (t1 - t0) * 100,
                            "rss_kib": status_kib(d.proc.pid, "VmRSS"), "hwm_kib": status_kib(d.proc.pid, "VmHWM"),
-                           "max_entries": 65536}
+                           "anon_kib": status_kib(d.proc.pid, "RssAnon"),
+                           "file_kib": status_kib(d.proc.pid, "RssFile"),
+                           "library_floor": library_floor(args.nettallyd), "max_entries": 65536}
         d.stop()
     for n in args.daemon_flows:
         clean_gateway(topo, f"the daemon at {n} flows")
@@ -687,6 +712,14 @@ def print_daemon(res):
     if i:
         print(f"  idle {i['seconds']:.0f} s: CPU {i['cpu_ns_schedstat'] / 1e6:.1f} ms ({i['cpu_pct']:.3f}% of one CPU; "
               f"utime+stime {i['cpu_s']:.2f} s); VmRSS {i['rss_kib'] / 1024:.1f} MiB, VmHWM {i['hwm_kib'] / 1024:.1f} MiB")
+        if i.get("anon_kib") is not None:
+            print(f"  idle VmRSS = RssAnon {i['anon_kib'] / 1024:.1f} MiB + RssFile {i['file_kib'] / 1024:.1f} MiB "
+                  f"(file: the binary and shared libraries' pages, shared with every process mapping them)")
+        fl = i.get("library_floor")
+        if fl:
+            a, b = fl["sleep"], fl["sleep + libraries"]
+            print(f"  floor: sleep(1) alone VmRSS {a['VmRSS'] / 1024:.1f} MiB; with nettallyd's {fl['libraries']} "
+                  f"shared libraries preloaded {b['VmRSS'] / 1024:.1f} MiB (RssFile {b['RssFile'] / 1024:.1f} MiB)")
     if res["at_flows"]:
         print(f"  {'live flows':>10} {'max_entries':>11} {'READY':>8} {'VmRSS':>10} {'VmHWM':>10} {'CPU/poll':>10} "
               f"{'per flow':>9} {'SIGTERM->exit':>13}")
