@@ -13,6 +13,8 @@ packages=(
 	libsystemd-dev libsdbus-c++-dev libsdbus-c++-bin
 	libyaml-cpp-dev libspdlog-dev libfmt-dev libgtest-dev nlohmann-json3-dev
 	libcurl4-openssl-dev libcli11-dev prometheus-cpp-dev
+	# (libcurl4-openssl-dev brings libcurl4: nettallyd builds against the headers and dlopen()s
+	# libcurl.so.4 at its first transfer; the Debian package names libcurl4 in Depends)
 	# MD5 of the RADIUS authenticators (daemon/core/radius.h): OpenSSL's libcrypto, named here
 	# rather than relied on through libcurl4-openssl-dev
 	libssl-dev

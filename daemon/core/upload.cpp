@@ -1,4 +1,4 @@
-// See upload.h. libcurl's header is included for its result codes only.
+// See upload.h. libcurl's header is included for its result codes only (no libcurl function is called).
 #include "core/upload.h"
 
 #include "core/enum_names.h"
@@ -329,7 +329,9 @@ Classified classify_transfer(UploadScheme scheme, const TransferResult& r, std::
     const bool http = scheme == UploadScheme::Http || scheme == UploadScheme::Https;
     const std::string what = std::string(step) + ": ";
     auto make = [&](UploadOutcome o, std::string text) { return Classified{o, what + text}; };
-    const std::string detail = r.curl_error.empty() ? std::string(curl_easy_strerror(code)) : r.curl_error;
+    const std::string detail = !r.curl_error.empty()  ? r.curl_error
+                               : !r.code_text.empty() ? r.code_text
+                                                      : "curl error " + std::to_string(r.curl_code);
 
     if (code == CURLE_OK)
         return classify_reply(http, rc, what);

@@ -92,6 +92,7 @@ struct TransferResult {
     int curl_code = 0;      // CURLcode
     long response_code = 0; // last HTTP status or FTP reply code (0: none)
     std::string curl_error; // curl's error buffer
+    std::string code_text;  // curl_easy_strerror(curl_code), from io/ (the core calls no libcurl)
 };
 struct Classified {
     UploadOutcome outcome = UploadOutcome::Transient;

@@ -3,7 +3,7 @@
 #include "io/rules_fetch.h"
 
 #include "core/rules_fetch.h"
-#include "io/curl_init.h"
+#include "io/curl_api.h"
 #include "os/error.h"
 
 #include <curl/curl.h>
@@ -67,6 +67,12 @@ int on_progress(void* userp, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
 // The worker thread's whole job.
 void perform(const RulesFetchOptions& opt, const std::string& etag, const std::atomic<bool>& abort,
              RulesFetcher::Result& r) {
+    // libcurl comes with the first pull (io/curl_api.h); without it the attempt fails like any other.
+    if (std::string why; !curl_load(&why)) {
+        r.curl_code = CURLE_FAILED_INIT;
+        r.curl_error = why;
+        return;
+    }
     CURL* e = curl_easy_init();
     if (!e) {
         r.curl_code = CURLE_FAILED_INIT;
@@ -126,7 +132,6 @@ RulesFetcher::RulesFetcher(sd_event* ev, RulesFetchOptions opt, OnBundle on_bund
         throw std::invalid_argument("rules.url: '" + opt_.url + "' is not an http:// or https:// URL");
     if (opt_.refresh < rules_fetch_limits::min_refresh || opt_.refresh > rules_fetch_limits::max_refresh)
         throw std::invalid_argument("rules.refresh: out of range (1s..24h)");
-    curl_global_once();
     st_.url = opt_.url;
     done_fd_ = Fd(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!done_fd_)

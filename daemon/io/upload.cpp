@@ -3,7 +3,6 @@
 // upload_transfer.cpp.
 #include "io/upload.h"
 
-#include "io/curl_init.h"
 #include "io/upload_transfer.h"
 
 #include "os/error.h"
@@ -55,7 +54,6 @@ Uploader::Uploader(sd_event* ev, fs::path spool_dir, fs::path state_dir, const U
                    UploadEvents events)
     : ev_(ev), spool_dir_(std::move(spool_dir)), override_path_(state_dir / "upload.json"),
       events_(std::move(events)), rng_(std::random_device{}()) {
-    curl_global_once();
     check_config(cfg);
     cfg_ = cfg;
     cfg_password_ = resolve_upload_password(cfg);
@@ -63,13 +61,7 @@ Uploader::Uploader(sd_event* ev, fs::path spool_dir, fs::path state_dir, const U
     fs::create_directories(spool_dir_, ec);
     if (ec)
         throw SysError(ec.value(), "creating spool directory " + spool_dir_.string());
-    multi_ = curl_multi_init();
-    if (!multi_)
-        throw SysError(ENOMEM, "curl_multi_init");
-    curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &Uploader::on_socket);
-    curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
-    curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &Uploader::on_curl_timer);
-    curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
+    // The multi handle (and libcurl) come with the first transfer: open_multi().
     int r = sd_event_add_time(ev_, curl_timer_.put(), CLOCK_MONOTONIC, UINT64_MAX, 0, on_curl_timeout, this);
     if (r >= 0)
         r = sd_event_source_set_enabled(curl_timer_.get(), SD_EVENT_OFF);

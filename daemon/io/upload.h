@@ -100,6 +100,7 @@ private:
     void schedule(uint64_t delay_us);
     void kick();
     void start(const std::string& name, uint64_t size);
+    std::optional<Classified> open_multi();
     void start_step();
     void set_options(Transfer& t);
     void finish_step(int curl_code, long response_code);
@@ -132,7 +133,7 @@ private:
     std::optional<UploadTarget> target_;
     std::string username_, password_, source_;
 
-    void* multi_ = nullptr;         // CURLM*
+    void* multi_ = nullptr;         // CURLM*, from the first transfer on (open_multi)
     std::map<int, EventSource> io_; // curl's sockets
     EventSource curl_timer_;
     EventSource kick_timer_;

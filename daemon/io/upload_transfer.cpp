@@ -5,6 +5,7 @@
 // are a copy through the OS layer instead.
 #include "io/upload.h"
 
+#include "io/curl_api.h"
 #include "io/upload_transfer.h"
 #include "os/error.h"
 #include "os/file.h"
@@ -108,11 +109,33 @@ void Uploader::set_options(Transfer& t) {
         curl_easy_setopt(e, CURLOPT_HTTPAUTH, static_cast<long>(CURLAUTH_BASIC));
 }
 
+// libcurl (io/curl_api.h) and the multi handle come with the first transfer, not with the
+// Uploader: a daemon that never uploads never loads libcurl. nullopt when ready, else the failure.
+std::optional<Classified> Uploader::open_multi() {
+    if (multi_)
+        return std::nullopt;
+    std::string why;
+    if (!curl_load(&why)) // not installed: retried at the slow pace, as a refusal is
+        return Classified{UploadOutcome::Permanent, why};
+    multi_ = curl_multi_init();
+    if (!multi_)
+        return Classified{UploadOutcome::Transient, "curl_multi_init failed"};
+    curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &Uploader::on_socket);
+    curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
+    curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &Uploader::on_curl_timer);
+    curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
+    return std::nullopt;
+}
+
 void Uploader::start_step() {
     Transfer& t = *transfer_;
     t.release();
     t.error[0] = 0;
     t.retry_after.clear();
+    if (const auto failed = open_multi()) {
+        finish(*failed);
+        return;
+    }
     CURL* e = curl_easy_init();
     if (!e) {
         finish(Classified{UploadOutcome::Transient, "curl_easy_init failed"});
@@ -238,7 +261,7 @@ void Uploader::check_done() {
 
 void Uploader::finish_step(int curl_code, long response_code) {
     Transfer& t = *transfer_;
-    TransferResult r{curl_code, response_code, t.error};
+    TransferResult r{curl_code, response_code, t.error, curl_easy_strerror(static_cast<CURLcode>(curl_code))};
     const Classified c = classify_transfer(target_->scheme, r, t.step == 0 ? "upload" : "rename (MOVE)");
     if (c.outcome == UploadOutcome::Success && !t.plan.move_destination.empty() && t.step == 0) {
         t.step = 1;

@@ -52,6 +52,7 @@ import os
 import pwd
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -225,6 +226,20 @@ def spawn(argv, env=None, stdin=subprocess.DEVNULL, stdout=None, stderr=None, de
     """Popen with PR_SET_PDEATHSIG, so the child dies with the harness whatever happens."""
     return subprocess.Popen(argv, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
                             preexec_fn=_child_setup(deathsig), text=text)
+
+
+def without_library(soname):
+    """argv to put before a command so that it runs with the shared library `soname` unloadable:
+    in a mount namespace of its own, the file the dynamic loader finds for it (ldconfig's cache) is
+    covered by /dev/null, so dlopen() fails as where the library is not installed. The host's file
+    is untouched."""
+    cache = run(["ldconfig", "-p"]).stdout
+    paths = sorted({os.path.realpath(line.split("=>")[-1].strip()) for line in cache.splitlines()
+                    if line.split() and line.split()[0] == soname})
+    if not paths:
+        raise AssertionError(f"{soname} is not in ldconfig's cache: nothing to hide")
+    script = "set -e; " + "; ".join(f"mount --bind /dev/null {shlex.quote(p)}" for p in paths) + '; exec "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh"]
 
 
 def run(argv, check=True, timeout=60, input=None, env=None):

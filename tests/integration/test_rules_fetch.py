@@ -19,6 +19,8 @@ test's key and the bundle read). The bundles are real: `nettallyctl rules keygen
 - https: with the server's CA as ca_file the bundle arrives; without it the request fails
   (certificate not trusted), no bundle.
 - A bundle signed by another key is fetched and refused by the check ("signature by unknown key").
+- libcurl not installed (libcurl.so.4 covered in the driver's mount namespace; it is loaded at the
+  first pull): every attempt fails naming the library and is counted, nothing reaches nginx.
 """
 
 import json
@@ -53,8 +55,8 @@ def rules_doc(version, classes):
 class Driver:
     """The driver process in the gateway namespace, its JSON lines collected by a thread."""
 
-    def __init__(self, topo, workdir, url, *args):
-        argv = topo.exec_argv(topo.gw, [driver_path(), url, str(REFRESH_MS)] + list(args))
+    def __init__(self, topo, workdir, url, *args, wrapper=()):
+        argv = topo.exec_argv(topo.gw, list(wrapper) + [driver_path(), url, str(REFRESH_MS)] + list(args))
         self.log = os.path.join(workdir, f"driver-{time.monotonic_ns()}.log")  # its spdlog lines
         with open(self.log, "w") as logf:
             self.proc = h.spawn(argv, stdout=subprocess.PIPE, stderr=logf)
@@ -234,6 +236,25 @@ class RulesFetchTest(unittest.TestCase):
         self.addCleanup(d.stop)
         a, bundles = d.next_attempt(10, "an accepted request")
         self.assertEqual((a["fetches"], len(bundles), bundles[0]["bytes"]), (1, 1, len(data)), a)
+
+    def test_without_libcurl_every_attempt_fails_and_is_counted(self):
+        server = self.nginx().start()
+        url = self.serve(server, self.bundle(1))
+        d = Driver(self.topo, self.workdir, url, "--key", self.pub, wrapper=h.without_library("libcurl.so.4"))
+        self.addCleanup(d.stop)
+        for i in range(2):
+            a, bundles = d.next_attempt(10, "a request without libcurl")
+            self.assertEqual(bundles, [])
+            self.assertEqual((a["fetches"], a["failures"], a["consecutive_failures"]), (0, i + 1, i + 1), a)
+            self.assertIn("libcurl.so.4", a["last_error"])
+        h.log(f"without libcurl: {a['last_error']!r}")
+        self.assertFalse([x for x in server.access_log() if "/rules/gw.bundle" in x], "a request reached nginx")
+        d.stop()
+        # The same driver with libcurl: the bundle arrives.
+        d = Driver(self.topo, self.workdir, url, "--key", self.pub)
+        self.addCleanup(d.stop)
+        a, bundles = d.next_attempt(10, "the request with libcurl")
+        self.assertEqual((a["fetches"], a["failures"], len(bundles)), (1, 0, 1), a)
 
     def test_https_with_and_without_the_ca_file(self):
         server = self.nginx(tls=True).start()

@@ -25,6 +25,10 @@ enabled, small files, Rotate over D-Bus), never from the test.
   SpoolDropped is seen; the newest stay.
 - Credentials: the password read from upload.password_file, and from upload.password_credential
   in $CREDENTIALS_DIRECTORY (systemd LoadCredential=), uploads every file.
+- libcurl not installed (libcurl.so.4 covered in the daemon's mount namespace; nettallyd loads it
+  at its first transfer, never at start): nettallyd starts, every attempt fails naming the
+  library and is counted (UploadFailed, failed_attempts), the file stays in the spool, nothing
+  reaches the server and the counters go on counting; restarted with libcurl, the file goes out.
 - In every test the password appears nowhere in the daemon's log, any process's command line, or
   any D-Bus reply.
 """
@@ -83,13 +87,14 @@ class UploadBase(unittest.TestCase):
         if self.daemon is not None:
             self.daemon.stop()
 
-    def start_daemon(self, upload, records=RECORDS, env=None):
+    def start_daemon(self, upload, records=RECORDS, env=None, wrapper=None):
         upload = dict({"retry_min": "200ms", "retry_max": "1s", "connect_timeout": "2s", "stall_timeout": "3s"},
                       **upload)
         text = h.config_yaml("{state_dir}", poll="200ms", pin_dir="{pin_dir}",
                              extra=section("records", records) + section("upload", upload))
         self.daemon = h.Daemon(self.topo, self.bus, self.workdir, config_text=text)
         self.daemon.env.update(env or {})
+        self.daemon.wrapper = list(wrapper or [])
         os.chmod(self.daemon.config_path, 0o600)
         self.daemon.start()
         self.spool = os.path.join(self.daemon.state_dir, "spool")
@@ -504,6 +509,42 @@ class FlakyHttpTest(UploadBase):
         h.log(f"cut after {torn['bytes']} bytes of {torn['path']}; retried whole, then moved into place")
         self.assertTrue(first and second)
         self.check_server_dir(os.path.join(server.root, "in"), {})
+        self.check_no_leak()
+
+
+class WithoutLibcurlTest(UploadBase):
+    def test_without_libcurl_attempts_fail_counting_goes_on_then_restart_sends(self):
+        server = us.Nginx(self.topo, self.workdir, self.user.name, self.user.password).start()
+        self.addCleanup(server.stop)
+        self.start_daemon({"url": server.url("incoming"), "username": self.user.name,
+                           "password": self.user.password}, wrapper=h.without_library("libcurl.so.4"))
+        self.traffic(1)
+        self.assertTrue(self.rotate(), "Rotate closed no file")
+        h.wait_until(lambda: len(self.failed()) >= 2, 20, "2 failed attempts without libcurl")
+        st = self.status()
+        h.log(f"without libcurl: state {st['state']}, {st['failed_attempts']} failed attempts; "
+              f"error: {st['last_error']}")
+        self.assertIn("libcurl.so.4", st["last_error"])
+        self.assertTrue(all("libcurl.so.4" in f[2] for f in self.failed()), self.failed())
+        self.assertGreaterEqual(st["failed_attempts"], 2, st)
+        self.assertEqual(st["uploaded_files"], 0, st)
+        self.assertFalse([x for x in server.access_log() if '"PUT ' in x], "a request reached the server")
+        spooled = {n: sha256(os.path.join(self.spool, n)) for n in os.listdir(self.spool) if not n.startswith(".")}
+        self.assertEqual(sorted(spooled), sorted(self.rotated_names()), "spool != rotated files")
+        # Counting goes on.
+        before = self.list_interfaces()[("lan0", "ingress")]["packets"]
+        self.traffic(1)
+        h.wait_until(lambda: self.list_interfaces()[("lan0", "ingress")]["packets"] > before, 10,
+                     "lan0 ingress to count the new traffic")
+        self.assertTrue(self.daemon.alive())
+        # With libcurl back (a restart outside the covering namespace), the spooled files go out.
+        self.daemon.stop(keep_pins=True)
+        self.daemon.wrapper = []
+        self.daemon.start()
+        self.wait_spool_empty()
+        for n, digest in spooled.items():
+            self.assertEqual(sha256(os.path.join(server.path("incoming"), n)), digest, f"{n} on the server")
+        h.log(f"restarted with libcurl: {len(spooled)} spooled files uploaded")
         self.check_no_leak()
 
 
