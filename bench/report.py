@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Summary table of a bench/run.sh run: every targeted figure next to its target.
 
-Usage: report.py RESULTS_DIR   (reads machine.json, kernel.json, classes.json, poll-*.json, system.json, export.json, fanin.json, radius.json written by run.sh)
+Usage: report.py RESULTS_DIR [--before BEFORE_DIR]
+  (reads machine.json, kernel.json, classes.json, poll-*.json, system.json, export.json, fanin.json,
+  radius.json written by run.sh)
+With --before, the "before" column is what the same figures were in BEFORE_DIR, the results of an
+earlier run (run.sh's NT_BENCH_BEFORE: e.g. the commit before a change, run on the same machine),
+read by the same code; without it, the figures the performance work started from (BEFORE below).
 Benches print figures; they do not pass or fail. "met" / "MISSED by" is information for the reader only,
 and this script always exits 0 when it could read the results.
 """
@@ -38,10 +43,8 @@ def verdict(value, target, higher_is_better=False, unit=""):
     return f"MISSED by {value - target:.1f}{unit} ({value / target:.1f}x the target)"
 
 
-def main():
-    if len(sys.argv) != 2:
-        sys.exit(__doc__)
-    d = sys.argv[1]
+def summarize(d):
+    """(machine, rows, errors) of the results in d; a row: (figure, measured, target, verdict, before)."""
     machine = load(os.path.join(d, "machine.json")) or {}
     kernel = load(os.path.join(d, "kernel.json"))
     system = load(os.path.join(d, "system.json")) or {}
@@ -144,7 +147,8 @@ def main():
         worst = max(e.get("evict_cpu_us_per_flow", e["evict_us_per_flow"]) for e in evicts)
         rows.append(("eviction (finishing flows) per flow at " + ", ".join(f"{e['flows']}" for e in evicts) +
                      ": wall (CPU); verdict on CPU",
-                     " / ".join(f"{e['evict_us_per_flow']:.2f} ({e.get('evict_cpu_us_per_flow', 0):.2f})"
+                     " / ".join(f"{e['evict_us_per_flow']:.2f} " + (f"({e['evict_cpu_us_per_flow']:.2f})"
+                                                                      if "evict_cpu_us_per_flow" in e else "(-)")
                                 for e in evicts) + " us", "<= 1 us", verdict(worst, 1, unit=" us"), BEFORE["evict"]))
         for e in evicts:
             if "per_key_evict_us_per_flow" in e:
@@ -223,6 +227,37 @@ def main():
                      f"{radius['requests_sent']} answered, {radius['daemon_cpu_us_per_request']:.0f} us CPU/req",
                      ">= 2,000/s, all", "met" if answered and min(rates) >= 2000 else "MISSED", "-"))
 
+    errors = list(system.get("errors", []))
+    for name, present in (("kernel.json (nt_bench_kernel)", kernel), ("poll-*.json (nt_bench_poll)", polls),
+                          ("system.json (system_bench.py)", system)):
+        if not present:
+            errors.append(f"no {name}")
+    return machine, rows, errors
+
+
+def describe(machine):
+    return (f"{machine.get('date', '?')}; {machine.get('cpu', '?')}, {machine.get('nproc', '?')} CPUs, "
+            f"kernel {machine.get('kernel', '?')}; load average at start {machine.get('loadavg', '?')}")
+
+
+def main():
+    args = sys.argv[1:]
+    before_dir = None
+    if len(args) == 3 and args[1] == "--before":
+        before_dir = args[2]
+    elif len(args) != 1:
+        sys.exit(__doc__)
+    machine, rows, errors = summarize(args[0])
+    before_source = BEFORE_SOURCE
+    if before_dir:
+        # Any earlier layout of the results is read as far as it goes: a figure it lacks shows "-".
+        try:
+            b_machine, b_rows, _ = summarize(before_dir)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            sys.exit(f"report.py: cannot read the results in {before_dir}: {e!r}")
+        earlier = {r[0]: r[1] for r in b_rows}
+        rows = [r[:4] + (earlier.get(r[0], "-"),) for r in rows]
+        before_source = f"the run in {before_dir}: {describe(b_machine)}"
     print(f"\nnettally benchmarks: {machine.get('date', '?')}; {machine.get('cpu', '?')}, "
           f"{machine.get('nproc', '?')} CPUs, kernel {machine.get('kernel', '?')}; "
           f"load average at start {machine.get('loadavg', '?')}")
@@ -233,12 +268,7 @@ def main():
     print(f"{'-' * w0}  {'-' * w4}  {'-' * w1}  {'-' * 14}  {'-' * 7}")
     for r in rows:
         print(f"{r[0]:<{w0}}  {r[4]:<{w4}}  {r[1]:<{w1}}  {r[2]:<14}  {r[3]}")
-    print(f"\nbefore: {BEFORE_SOURCE}")
-    errors = list(system.get("errors", []))
-    for name, present in (("kernel.json (nt_bench_kernel)", kernel), ("poll-*.json (nt_bench_poll)", polls),
-                          ("system.json (system_bench.py)", system)):
-        if not present:
-            errors.append(f"no {name}")
+    print(f"\nbefore: {before_source}")
     if errors:
         print("\nnot measured: " + "; ".join(errors))
 

@@ -17,7 +17,9 @@
 #
 # Environment: NT_BENCH_BUILD (build dir, default build-bench), NT_BENCH_OUT (results dir, default
 # $NT_BENCH_BUILD/bench-results), NT_BENCH_QUICK=1 (shorter runs, for trying the script out),
-# NT_BENCH_SKIP="kernel poll system export radius profile" (any subset).
+# NT_BENCH_SKIP="kernel poll system export radius profile" (any subset), NT_BENCH_BEFORE (the results
+# directory of an earlier run, e.g. of the commit before a change on the same machine: the summary's
+# "before" column then shows that run's figures).
 #
 # Network: traffic flows only between the namespaces this script creates (ntb-<pid>-*), with
 # addresses from 198.18.0.0/15. Every namespace, pin and process is removed on exit, on failure
@@ -246,7 +248,7 @@ if [[ "$skip" != *" profile "* ]]; then
 fi
 
 # ---- 5. summary ----------------------------------------------------------------------------
-python3 bench/report.py "$out" | tee "$out/summary.txt"
+python3 bench/report.py "$out" ${NT_BENCH_BEFORE:+--before "$NT_BENCH_BEFORE"} | tee "$out/summary.txt"
 echo
 echo "results: $out (*.json, *.txt)"
 if [ ${#failed[@]} -gt 0 ]; then
