@@ -518,12 +518,14 @@ def tc_filters(topo, dev):
 
 
 def clean_gateway(topo, before):
-    """Removes whatever a tool left on the gateway's clsact hooks, saying so."""
+    """Removes whatever a tool left on the gateway's clsact hooks (saying so when filters were
+    left), and the clsact qdisc itself: nettallyd leaves it when it stops, and an empty clsact
+    still costs every packet a pass through the TC hook, which "none" must not pay."""
     for dev in ("lan0", "wan0"):
         left = tc_filters(topo, dev).strip()
         if left:
             log(f"warning: filters left on {dev} before {before}, removing them: {left}")
-            nsrun(topo.gw, ["tc", "qdisc", "del", "dev", dev, "clsact"], check=False)
+        nsrun(topo.gw, ["tc", "qdisc", "del", "dev", dev, "clsact"], check=False)
 
 
 class Pmacctd:
