@@ -319,6 +319,8 @@ private:
     std::map<std::string, UserTotals> users_;
     std::array<MonotonicCounts, 2> user_overflow_{};
     std::map<IfaceKey, EvictedSums> evicted_;
+    // Interfaces whose last check fell outside its bracket: a violation once the next one does too.
+    std::set<IfaceKey> reconcile_suspects_;
     std::map<std::string, ClassTotals> classes_;
     std::map<uint32_t, std::string> class_names_;      // the active ruleset's; empty: none
     std::map<uint32_t, std::string> seen_class_names_; // every ruleset's of this run, latest name

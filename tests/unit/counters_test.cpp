@@ -222,9 +222,21 @@ TEST(Collector, TotalsByNameAndReconciliation) {
     EXPECT_EQ(col.name_of(3), "lan0");
     EXPECT_EQ(col.name_of(99), "");
 
-    // A packet counted in the total but in no category is a violation.
+    // A packet in the total but in no flow or category for one poll only: in flight between the
+    // program's two adds when the maps were read (its flow shows at the next poll). Not a violation.
     maps.ifaces[{3, NT_DIR_INGRESS}].total += Counts(1, 60, 46, 26, 6);
     col.poll({2'000'000, 6'000'000'000});
+    EXPECT_EQ(col.stats().reconcile_violations, 0u);
+    maps.flows.back().counts += Counts(1, 60, 46, 26, 6);
+    col.poll({3'000'000, 7'000'000'000});
+    EXPECT_EQ(col.stats().reconcile_violations, 0u);
+    EXPECT_TRUE(violations.empty());
+
+    // One that stays missing is a violation, at the second poll that misses it.
+    maps.ifaces[{3, NT_DIR_INGRESS}].total += Counts(1, 60, 46, 26, 6);
+    col.poll({4'000'000, 8'000'000'000});
+    EXPECT_EQ(col.stats().reconcile_violations, 0u);
+    col.poll({5'000'000, 9'000'000'000});
     EXPECT_EQ(col.stats().reconcile_violations, 1u);
     ASSERT_EQ(violations.size(), 1u);
     EXPECT_NE(violations[0].find("ifindex 3 ingress"), std::string::npos) << violations[0];
