@@ -748,6 +748,8 @@ void Collector::check_reconciliation(const IfaceSnapshot& before, const IfaceSna
         }
         }
     }
+    // An interface no longer read (gone, forgotten) leaves no suspicion to a link that reuses its ifindex.
+    std::erase_if(reconcile_suspects_, [&](const IfaceKey& k) { return !after.contains(k); });
 }
 
 nlohmann::json Collector::to_json() const {

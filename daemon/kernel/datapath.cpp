@@ -11,11 +11,9 @@
 #include <algorithm>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <cstdarg>
 #include <cstring>
 #include <fcntl.h>
 #include <filesystem>
-#include <iterator>
 #include <linux/bpf.h>
 #include <linux/if_link.h>
 #include <net/if.h>
