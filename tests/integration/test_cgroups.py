@@ -134,6 +134,10 @@ class TestCgroups:
         self.U = "/" + base + "-u"
         for p in (self.T, self.U):
             h.add_cleanup(_remove_cgroup_tree, self.fs(p))
+        # UDP source ports of this tree's clients, each used once (below the ephemeral range).
+        # The capture tells flows apart by their gateway-side endpoint, and the kernel may give
+        # two clients of the same destination the same ephemeral port, one after the other.
+        self._sport = random.randrange(20000, 30000, 1000)
 
     def fs(self, path):
         return self.mount + path
@@ -153,6 +157,12 @@ class TestCgroups:
         cmd = f"echo 0 > {shlex.quote(self.fs(path) + '/cgroup.procs')} && exec {inner}"
         p = h.run(["sh", "-c", cmd], timeout=timeout)
         return json.loads(p.stdout)
+
+    def udp_in(self, topo, path, dst, port, sizes, count):
+        """A UDP client in cgroup path (run_in), from a source port no earlier client of this
+        tree used."""
+        self._sport += 1
+        return self.run_in(topo, path, "udp", dst, port, sizes, count, self._sport)
 
     def sh_in(self, topo, path, code):
         cmd = (f"echo 0 > {shlex.quote(self.fs(path) + '/cgroup.procs')} && exec nsenter "
@@ -557,6 +567,9 @@ class CgroupChecks:
     """What the tests of a measured window (owner.flows, owner.packets) compare with."""
 
     def expected(self, path):
+        keys = [k for flows in self.flows.values() for k in flows]
+        shared = sorted({k for k in keys if keys.count(k) > 1})
+        self.assertFalse(shared, "clients that shared a gateway endpoint: the capture cannot tell their flows apart")
         out = zdir()
         for proto, gw, port in self.flows[path]:
             out = adddir(out, flows_of(self.packets, proto, gw, port))
@@ -604,7 +617,7 @@ class CgroupAccountingTest(CgroupChecks, unittest.TestCase):
         cls.reports = []
 
         def udp(path, dst, gw, fam, port):
-            r = cg.run_in(topo, path, "udp", dst, port, UDP_SIZES[fam], 3)
+            r = cg.udp_in(topo, path, dst, port, UDP_SIZES[fam], 3)
             cls.reports.append((path, "udp", r))
             cls.flows[path].append(("udp", gw, r["sport"]))
 
@@ -822,7 +835,7 @@ class CgroupChangesTest(CgroupChecks, unittest.TestCase):
                                          (self.B, topo.CLI6, topo.LAN6, 6, CLI_PORT),
                                          (self.G, topo.SRV4, topo.WAN4, 4, SRV_PORT),
                                          (cg.U, topo.SRV4, topo.WAN4, 4, SRV_PORT)):
-            r = cg.run_in(topo, path, "udp", dst, port, UDP_SIZES[fam], 1)
+            r = cg.udp_in(topo, path, dst, port, UDP_SIZES[fam], 1)
             self.flows[path].append(("udp", gw, r["sport"]))
 
     def test_reload_moves_the_subtrees(self):
@@ -836,7 +849,7 @@ class CgroupChangesTest(CgroupChecks, unittest.TestCase):
         flows = []
 
         def traffic():
-            r = self.cg.run_in(self.topo, self.A, "udp", self.topo.SRV4, SRV_PORT, UDP_SIZES[4], 2)
+            r = self.cg.udp_in(self.topo, self.A, self.topo.SRV4, SRV_PORT, UDP_SIZES[4], 2)
             flows.append(("udp", self.topo.WAN4, r["sport"]))
         before, after, packets = window(self, traffic)
         self.assert_dir_equal(bucket_delta(after, before, "untracked"), flows_of(packets, *flows[0]),
@@ -849,7 +862,7 @@ class CgroupChangesTest(CgroupChecks, unittest.TestCase):
         kernel entry is retired (the slot is given back)."""
         self.measure()
         # Fresh traffic after the window, so G's kernel entry is live when it goes.
-        self.cg.run_in(self.topo, self.G, "udp", self.topo.SRV4, SRV_PORT, "100", 2)
+        self.cg.udp_in(self.topo, self.G, self.topo.SRV4, SRV_PORT, "100", 2)
         self.daemon.wait_polls(2)
         at_removal = Listing(self.bus.call_ok("ListCgroups"))
         retired_before = self.bus.status()["cgroup_retired"]
@@ -960,7 +973,7 @@ class FragmentedDatagramTest(unittest.TestCase):
 
             def traffic():
                 for dst, gw in ((cls.topo.SRV4, cls.topo.WAN4), (cls.topo.SRV6, cls.topo.WAN6)):
-                    r = cls.cg.run_in(cls.topo, cls.F, "udp", dst, SRV_PORT, cls.SIZE, cls.COUNT)
+                    r = cls.cg.udp_in(cls.topo, cls.F, dst, SRV_PORT, cls.SIZE, cls.COUNT)
                     cls.flows.append((gw, r))
             cls.before, cls.after, cls.packets = window(cls, traffic)
         except BaseException:
@@ -1085,6 +1098,7 @@ class OverflowTest(unittest.TestCase):
         stop_env(cls)
 
     def test_third_cgroup_overflows_exactly(self):
+        self.assertEqual(len(set(self.flows.values())), len(self.paths), f"distinct endpoints: {self.flows}")
         want = {p: flows_of(self.packets, *self.flows[p]) for p in self.paths}
         ov = bucket_delta(self.after, self.before, "overflow")
         h.log(f"overflow bucket: in {fmt(ov['ingress'])} | out {fmt(ov['egress'])}")
