@@ -15,9 +15,9 @@ packages=(
 	libcurl4-openssl-dev libcli11-dev prometheus-cpp-dev
 	# (libcurl4-openssl-dev brings libcurl4: nettallyd builds against the headers and dlopen()s
 	# libcurl.so.4 at its first transfer; the Debian package names libcurl4 in Depends)
-	# MD5 of the RADIUS authenticators (daemon/core/radius.h): OpenSSL's libcrypto, named here
-	# rather than relied on through libcurl4-openssl-dev
-	libssl-dev
+	# MD5 of the RADIUS authenticators (daemon/core/radius.h): libgcrypt, which libsystemd maps
+	# anyway, named here rather than relied on through another -dev package
+	libgcrypt20-dev
 	# Ed25519 signatures of traffic class bundles (daemon/core/classes_sign.h)
 	libsodium-dev
 	# the conntrack table and its events (NAT: daemon/os/conntrack.h)

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <arpa/inet.h>
 #include <cstring>
-#include <openssl/evp.h>
+#include <gcrypt.h>
 #include <stdexcept>
 
 namespace nettally::radius {
@@ -292,18 +292,25 @@ std::vector<Prefix> AccountingRequest::prefixes() const {
 }
 
 Authenticator md5(std::initializer_list<std::pair<const uint8_t*, size_t>> parts) {
-    Authenticator out{};
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    if (!ctx)
-        throw std::bad_alloc();
-    unsigned int n = 0;
-    bool ok = EVP_DigestInit_ex(ctx, EVP_md5(), nullptr) == 1;
+    // libgcrypt wants its version check before first use; libsystemd initialises it the same way
+    // (and skips that when it is done already), so whichever comes first, the other finds it done.
+    static const bool ready = [] {
+        if (gcry_control(GCRYCTL_INITIALIZATION_FINISHED_P))
+            return true;
+        if (!gcry_check_version(GCRYPT_VERSION))
+            return false;
+        gcry_control(GCRYCTL_DISABLE_SECMEM, 0);
+        gcry_control(GCRYCTL_INITIALIZATION_FINISHED, 0);
+        return true;
+    }();
+    std::vector<gcry_buffer_t> iov;
+    iov.reserve(parts.size());
     for (const auto& [p, len] : parts)
-        ok = ok && EVP_DigestUpdate(ctx, p, len) == 1;
-    ok = ok && EVP_DigestFinal_ex(ctx, out.data(), &n) == 1 && n == out.size();
-    EVP_MD_CTX_free(ctx);
-    if (!ok)
-        throw std::runtime_error("MD5 unavailable in libcrypto");
+        iov.push_back({.size = len, .off = 0, .len = len, .data = const_cast<uint8_t*>(p)});
+    Authenticator out{};
+    if (!ready || gcry_md_get_algo_dlen(GCRY_MD_MD5) != out.size() ||
+        gcry_md_hash_buffers(GCRY_MD_MD5, 0, out.data(), iov.data(), static_cast<int>(iov.size())) != 0)
+        throw std::runtime_error("MD5 unavailable in libgcrypt (FIPS mode?)");
     return out;
 }
 

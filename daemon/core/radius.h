@@ -9,7 +9,7 @@
 //     in the BindingTable: Start / Interim-Update open or refresh them, Stop closes them,
 //     Accounting-On / Off closes every session of the NAS.
 // The small parser is ours (README "Subscribers"): the RADIUS client libraries are written for
-// the NAS side, not for a server that verifies requests. MD5 is OpenSSL's libcrypto.
+// the NAS side, not for a server that verifies requests. MD5 is libgcrypt's (libsystemd maps it anyway).
 #pragma once
 
 #include "core/subscribers.h"
@@ -114,7 +114,7 @@ struct ParseResult {
 ParseResult parse_accounting_request(const uint8_t* data, size_t size, std::string_view secret,
                                      uint64_t now_s);
 
-// MD5 of the concatenated parts (OpenSSL).
+// MD5 of the concatenated parts (libgcrypt; throws where MD5 is refused, as in FIPS mode).
 Authenticator md5(std::initializer_list<std::pair<const uint8_t*, size_t>> parts);
 // The Request Authenticator a NAS puts in an Accounting-Request (RFC 2866 3): packet is the whole
 // request, its authenticator field taken as 16 zero octets.
