@@ -2,6 +2,7 @@
 #include "kernel/cgroups.h"
 
 #include "kernel/percpu_map.h"
+#include "kernel/probe.h"
 
 #include "nettally_cg.skel.h"
 #include "os/error.h"
@@ -87,15 +88,15 @@ CgroupAccounting::CgroupAccounting(const CgroupConfig& cfg)
     if (cfg.all_netns) {
         netns_mode_ = "all";
     } else {
-        const bool helper =
-            libbpf_probe_bpf_helper(BPF_PROG_TYPE_CGROUP_SKB, BPF_FUNC_get_netns_cookie, nullptr) == 1;
-        cookie = helper ? own_netns_cookie() : 0;
+        const std::string refused = netns_cookie_unavailable();
+        cookie = refused.empty() ? own_netns_cookie() : 0;
         if (cookie) {
             netns_mode_ = "own";
         } else {
             netns_mode_ = "all (kernel cannot tell namespaces apart in cgroup_skb)";
             spdlog::warn("cgroups: this kernel cannot tell network namespaces apart in cgroup_skb programs "
-                         "(bpf_get_netns_cookie, Linux 6.15); sockets of every namespace are counted");
+                         "(bpf_get_netns_cookie, Linux 6.15: {}); sockets of every namespace are counted",
+                         refused.empty() ? "no cookie for this namespace" : refused);
         }
     }
     skel_->rodata->cfg_netns_cookie = cookie;

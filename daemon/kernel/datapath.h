@@ -27,8 +27,7 @@ class FlowEvictor;
 
 // Why this kernel cannot run nettally's XDP programs, "" when it can. They call
 // bpf_xdp_load_bytes (Linux 5.18) and bpf_xdp_adjust_meta, and a kernel may refuse either to XDP
-// programs. Asked once, by loading a program that calls both (libbpf 1.1's helper probe takes a
-// refusal worded as newer kernels word it for support).
+// programs. Asked once, by loading a program that calls both (kernel/probe.h).
 const std::string& xdp_unavailable();
 
 // The nettally object opened for this kernel: its XDP programs left out of the load where

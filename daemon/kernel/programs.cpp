@@ -1,7 +1,8 @@
 // Which of the object's programs load, and when (see datapath.h): libbpf's log routing, the XDP
-// probe, and the programs a Datapath loads after its maps, for an attachment the config did not
-// ask for at start.
+// probe (kernel/probe.h), and the programs a Datapath loads after its maps, for an attachment the config did
+// not ask for at start.
 #include "kernel/datapath.h"
+#include "kernel/probe.h"
 
 #include "nettally.skel.h"
 #include "os/fd.h"
@@ -11,14 +12,12 @@
 #include <bpf/libbpf.h>
 #include <chrono>
 #include <cstdarg>
-#include <cstring>
 #include <fcntl.h>
 #include <iterator>
 #include <linux/bpf.h>
 #include <memory>
 #include <spdlog/spdlog.h>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 namespace nettally {
@@ -66,28 +65,10 @@ const std::string& xdp_unavailable() {
             {0xb7, 0, 0, 0, XDP_PASS},                 // r0 = XDP_PASS
             {0x95, 0, 0, 0, 0},                        // exit
         };
-        std::string log(4096, '\0');
-        LIBBPF_OPTS(bpf_prog_load_opts, opts, .log_level = 1, .log_size = static_cast<uint32_t>(log.size()),
-                    .log_buf = log.data());
-        const int fd =
-            bpf_prog_load(BPF_PROG_TYPE_XDP, "nt_xdp_probe", "GPL", insns, std::size(insns), &opts);
-        if (fd >= 0) {
-            close(fd);
-            return std::string();
-        }
-        const int err = errno;
-        // The verifier's reason: the line naming the helper ("cannot use helper", "unknown func").
-        log.resize(std::strlen(log.c_str()));
-        std::string reason = std::strerror(err);
-        for (size_t at = 0; at < log.size();) {
-            const size_t end = std::min(log.find('\n', at), log.size());
-            if (const std::string line = log.substr(at, end - at);
-                line.find("helper") != std::string::npos || line.find("func") != std::string::npos) {
-                reason = line;
-                break;
-            }
-            at = end + 1;
-        }
+        const std::string reason =
+            program_refusal(BPF_PROG_TYPE_XDP, BPF_XDP, "nt_xdp_probe", insns, std::size(insns));
+        if (reason.empty())
+            return reason;
         return "the kernel refuses an XDP program calling bpf_xdp_adjust_meta and bpf_xdp_load_bytes: " +
                reason;
     }();

@@ -1,8 +1,10 @@
 // Which programs a Datapath loads with its maps and which at a later attach (kernel/programs.cpp):
 // the preloaded kinds only, and a program loaded later counts into the same maps (one object
-// sharing every map with the first), on the loopback of a network namespace of the test's own.
+// sharing every map with the first), on the loopback of a network namespace of the test's own;
+// and the probe that asks the kernel what it lets them do (kernel/probe.h).
 #include "bpf_test_util.h"
 #include "kernel/datapath.h"
+#include "kernel/probe.h"
 #include "nettally_abi.h"
 
 #include <arpa/inet.h>
@@ -16,6 +18,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <vector>
@@ -118,6 +121,26 @@ TEST(DatapathPrograms, PreloadsTheConfiguredKindsAndLoadsOthersSharingTheMaps) {
     // thread ends, whatever the outcome.
     std::thread t(run_in_own_netns);
     t.join();
+}
+
+// The probe decides by loading: a valid program loads (""), and a helper the kernel does not give
+// that program type is refused with the verifier's line naming it, however the kernel words it
+// ("unknown func" on 6.1, "program of this type cannot use helper" later). XDP has no
+// bpf_get_netns_cookie on any kernel.
+TEST(DatapathPrograms, ProbeLoadsWhatTheKernelTakesAndNamesTheHelperItRefuses) {
+    if (const std::string why = bpf_unavailable_reason(); !why.empty())
+        GTEST_SKIP() << why;
+    const bpf_insn pass[] = {{0xb7, 0, 0, 0, XDP_PASS}, {0x95, 0, 0, 0, 0}};
+    EXPECT_EQ(program_refusal(BPF_PROG_TYPE_XDP, BPF_XDP, "nt_probe_pass", pass, std::size(pass)), "");
+    const bpf_insn cookie[] = {
+        {0x85, 0, 0, 0, BPF_FUNC_get_netns_cookie}, {0xb7, 0, 0, 0, XDP_PASS}, {0x95, 0, 0, 0, 0}};
+    const std::string why =
+        program_refusal(BPF_PROG_TYPE_XDP, BPF_XDP, "nt_probe_cookie", cookie, std::size(cookie));
+    EXPECT_NE(why.find("get_netns_cookie"), std::string::npos) << "the refusal: " << why;
+    // What the daemon asks with it: both probes give "" or a reason, never throw; the kernel's answer
+    // is compared with an independent probe by the cgroup and XDP integration tests.
+    RecordProperty("xdp_unavailable", xdp_unavailable());
+    RecordProperty("netns_cookie_unavailable", netns_cookie_unavailable());
 }
 
 } // namespace
