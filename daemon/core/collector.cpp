@@ -10,11 +10,6 @@
 namespace nettally {
 namespace {
 
-using ledger::class_key;
-using ledger::host_class_key;
-using ledger::host_id;
-using ledger::user_key;
-
 // The kernel's host key as bytes: the host-class reconciliation offsets are kept per raw key.
 std::string raw_host_key(const nt_host_key& k) {
     return {reinterpret_cast<const char*>(&k), sizeof(k)};
@@ -61,28 +56,29 @@ void Collector::set_interfaces(const std::vector<InterfaceInfo>& ifaces) {
             for (auto& [key, h] : hosts_) {
                 if (h.interface == old->second)
                     h.interface = i.name;
-                rekeyed[host_id(h.interface, h.mac, h.ip)] = std::move(h);
+                rekeyed[ledger::host_id(h.interface, h.mac, h.ip)] = std::move(h);
             }
             hosts_ = std::move(rekeyed);
             std::map<std::string, UserTotals> users;
             for (auto& [key, u] : users_) {
                 if (u.interface == old->second)
                     u.interface = i.name;
-                users[user_key(u.interface, u.user)] = std::move(u);
+                users[ledger::user_key(u.interface, u.user)] = std::move(u);
             }
             users_ = std::move(users);
             std::map<std::string, ClassTotals> classes;
             for (auto& [key, c] : classes_) {
                 if (c.interface == old->second)
                     c.interface = i.name;
-                classes[class_key(c.interface, c.dir, c.id)] = std::move(c);
+                classes[ledger::class_key(c.interface, c.dir, c.id)] = std::move(c);
             }
             classes_ = std::move(classes);
             std::map<std::string, HostClassTotals> host_classes;
             for (auto& [key, c] : host_classes_) {
                 if (c.interface == old->second)
                     c.interface = i.name;
-                host_classes[host_class_key(host_id(c.interface, c.mac, c.ip), c.id)] = std::move(c);
+                host_classes[ledger::host_class_key(ledger::host_id(c.interface, c.mac, c.ip), c.id)] =
+                    std::move(c);
             }
             host_classes_ = std::move(host_classes);
         }
@@ -232,7 +228,8 @@ void Collector::update_host_classes(const std::vector<HostClassEntry>& raw, cons
             continue;
         const std::string mac = format_mac(e.key.host.mac);
         const std::string ip = format_addr(e.key.host.family, e.key.host.addr);
-        auto [it, added] = host_classes_.try_emplace(host_class_key(host_id(iface, mac, ip), e.key.class_id));
+        auto [it, added] = host_classes_.try_emplace(
+            ledger::host_class_key(ledger::host_id(iface, mac, ip), e.key.class_id));
         HostClassTotals& t = it->second;
         if (added) {
             t.interface = iface;
@@ -411,7 +408,7 @@ void Collector::update_classes(const std::vector<ClassEntry>& raw, const Counts&
         if (name.empty() || e.key.dir >= NT_DIR_MAX)
             continue;
         const auto dir = static_cast<uint8_t>(e.key.dir);
-        auto [it, added] = classes_.try_emplace(class_key(name, dir, e.key.class_id));
+        auto [it, added] = classes_.try_emplace(ledger::class_key(name, dir, e.key.class_id));
         ClassTotals& c = it->second;
         if (added) {
             c.interface = name;
@@ -501,7 +498,7 @@ void Collector::update_hosts(const std::vector<HostEntry>& raw) {
             continue;
         const std::string mac = format_mac(h.key.mac);
         const std::string ip = format_addr(h.key.family, h.key.addr);
-        auto& t = hosts_[host_id(iface, mac, ip)];
+        auto& t = hosts_[ledger::host_id(iface, mac, ip)];
         if (t.interface.empty()) {
             t.interface = iface;
             t.mac = mac;
@@ -571,7 +568,7 @@ void Collector::update_users(const std::vector<UserEntry>& raw, const UserEntry&
             if (user.empty()) // an id whose name is lost: kept apart, never merged into unbound
                 user = "#" + std::to_string(u.key.user);
         }
-        auto& t = users_[user_key(iface, user)];
+        auto& t = users_[ledger::user_key(iface, user)];
         if (t.interface.empty()) {
             t.interface = iface;
             t.user = user;

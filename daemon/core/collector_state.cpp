@@ -9,11 +9,6 @@
 namespace nettally {
 namespace {
 
-using ledger::class_key;
-using ledger::host_class_key;
-using ledger::host_id;
-using ledger::user_key;
-
 std::string to_hex(const std::string& bytes) {
     static constexpr char kDigits[] = "0123456789abcdef";
     std::string out;
@@ -182,7 +177,7 @@ std::map<std::string, HostTotals> hosts_from_json(const nlohmann::json& list, bo
             h.wan_received = counts_from_json(hj.at("wan_received"));
         h.first_us = hj.at("first_us").get<uint64_t>();
         h.last_us = hj.at("last_us").get<uint64_t>();
-        hosts[host_id(h.interface, h.mac, h.ip)] = std::move(h);
+        hosts[ledger::host_id(h.interface, h.mac, h.ip)] = std::move(h);
     }
     return hosts;
 }
@@ -198,7 +193,7 @@ std::map<std::string, UserTotals> users_from_json(const nlohmann::json& j, bool 
         u.user = uj.at("user").get<std::string>();
         u.sent.restore(uj.at("sent"), same_counters);
         u.received.restore(uj.at("received"), same_counters);
-        users[user_key(u.interface, u.user)] = std::move(u);
+        users[ledger::user_key(u.interface, u.user)] = std::move(u);
     }
     return users;
 }
@@ -236,7 +231,7 @@ std::map<std::string, ClassTotals> classes_from_json(const nlohmann::json& j, bo
         c.name = cj.at("name").get<std::string>();
         c.gone = cj.at("gone").get<bool>();
         c.counts.restore(cj.at("counts"), same_counters);
-        classes[class_key(c.interface, c.dir, c.id)] = std::move(c);
+        classes[ledger::class_key(c.interface, c.dir, c.id)] = std::move(c);
     }
     return classes;
 }
@@ -256,7 +251,7 @@ std::map<std::string, HostClassTotals> host_classes_from_json(const nlohmann::js
         c.gone = cj.at("gone").get<bool>();
         c.sent.restore(cj.at("sent"), same_counters);
         c.received.restore(cj.at("received"), same_counters);
-        out[host_class_key(host_id(c.interface, c.mac, c.ip), c.id)] = std::move(c);
+        out[ledger::host_class_key(ledger::host_id(c.interface, c.mac, c.ip), c.id)] = std::move(c);
     }
     return out;
 }

@@ -5,6 +5,7 @@
 
 #include "core/collector.h"
 #include "kernel/classes.h"
+#include "kernel/probe.h"
 #include "os/error.h"
 #include "os/fd.h"
 
@@ -25,13 +26,8 @@ namespace nettally {
 
 class FlowEvictor;
 
-// Why this kernel cannot run nettally's XDP programs, "" when it can. They call
-// bpf_xdp_load_bytes (Linux 5.18) and bpf_xdp_adjust_meta, and a kernel may refuse either to XDP
-// programs. Asked once, by loading a program that calls both (kernel/probe.h).
-const std::string& xdp_unavailable();
-
 // The nettally object opened for this kernel: its XDP programs left out of the load where
-// xdp_unavailable() says why (mode: xdp is then refused). nullptr with errno on failure.
+// xdp_unavailable() (kernel/probe.h) says why (mode: xdp is then refused). nullptr with errno on failure.
 nettally_bpf* open_datapath_object();
 
 // The programs one interface needs are chosen by its role, its mode, and whether the link has no

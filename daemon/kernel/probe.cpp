@@ -45,4 +45,30 @@ std::string netns_cookie_unavailable() {
                            std::size(insns));
 }
 
+const std::string& xdp_unavailable() {
+    static const std::string why = [] {
+        // r6 = ctx; bpf_xdp_adjust_meta(ctx, -4); bpf_xdp_load_bytes(ctx, 0, fp - 8, 1); return XDP_PASS
+        const bpf_insn insns[] = {
+            {0xbf, 6, 1, 0, 0},                        // r6 = r1
+            {0xb7, 2, 0, 0, -4},                       // r2 = -4
+            {0x85, 0, 0, 0, BPF_FUNC_xdp_adjust_meta}, // call
+            {0xbf, 1, 6, 0, 0},                        // r1 = r6
+            {0xb7, 2, 0, 0, 0},                        // r2 = 0
+            {0xbf, 3, 10, 0, 0},                       // r3 = r10
+            {0x07, 3, 0, 0, -8},                       // r3 += -8
+            {0xb7, 4, 0, 0, 1},                        // r4 = 1
+            {0x85, 0, 0, 0, BPF_FUNC_xdp_load_bytes},  // call
+            {0xb7, 0, 0, 0, XDP_PASS},                 // r0 = XDP_PASS
+            {0x95, 0, 0, 0, 0},                        // exit
+        };
+        const std::string reason =
+            program_refusal(BPF_PROG_TYPE_XDP, BPF_XDP, "nt_xdp_probe", insns, std::size(insns));
+        if (reason.empty())
+            return reason;
+        return "the kernel refuses an XDP program calling bpf_xdp_adjust_meta and bpf_xdp_load_bytes: " +
+               reason;
+    }();
+    return why;
+}
+
 } // namespace nettally

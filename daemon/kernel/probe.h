@@ -16,6 +16,11 @@ namespace nettally {
 std::string program_refusal(bpf_prog_type type, bpf_attach_type expected_attach, const char* name,
                             const bpf_insn* insns, size_t count);
 
+// Why this kernel cannot run nettally's XDP programs, "" when it can. They call
+// bpf_xdp_load_bytes (Linux 5.18) and bpf_xdp_adjust_meta, and a kernel may refuse either to XDP
+// programs. Asked once, by loading a program that calls both.
+const std::string& xdp_unavailable();
+
 // Why cgroup_skb programs cannot call bpf_get_netns_cookie here (Linux 6.15), "" when they can.
 std::string netns_cookie_unavailable();
 

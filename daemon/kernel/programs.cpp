@@ -1,8 +1,6 @@
-// Which of the object's programs load, and when (see datapath.h): libbpf's log routing, the XDP
-// probe (kernel/probe.h), and the programs a Datapath loads after its maps, for an attachment the config did
-// not ask for at start.
+// Which of the object's programs load, and when (see datapath.h): libbpf's log routing and the
+// programs a Datapath loads after its maps, for an attachment the config did not ask for at start.
 #include "kernel/datapath.h"
-#include "kernel/probe.h"
 
 #include "nettally.skel.h"
 #include "os/fd.h"
@@ -13,7 +11,6 @@
 #include <chrono>
 #include <cstdarg>
 #include <fcntl.h>
-#include <iterator>
 #include <linux/bpf.h>
 #include <memory>
 #include <spdlog/spdlog.h>
@@ -47,32 +44,6 @@ int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list ap) {
 
 void route_libbpf_logs() {
     libbpf_set_print(libbpf_print);
-}
-
-const std::string& xdp_unavailable() {
-    static const std::string why = [] {
-        // r6 = ctx; bpf_xdp_adjust_meta(ctx, -4); bpf_xdp_load_bytes(ctx, 0, fp - 8, 1); return XDP_PASS
-        const bpf_insn insns[] = {
-            {0xbf, 6, 1, 0, 0},                        // r6 = r1
-            {0xb7, 2, 0, 0, -4},                       // r2 = -4
-            {0x85, 0, 0, 0, BPF_FUNC_xdp_adjust_meta}, // call
-            {0xbf, 1, 6, 0, 0},                        // r1 = r6
-            {0xb7, 2, 0, 0, 0},                        // r2 = 0
-            {0xbf, 3, 10, 0, 0},                       // r3 = r10
-            {0x07, 3, 0, 0, -8},                       // r3 += -8
-            {0xb7, 4, 0, 0, 1},                        // r4 = 1
-            {0x85, 0, 0, 0, BPF_FUNC_xdp_load_bytes},  // call
-            {0xb7, 0, 0, 0, XDP_PASS},                 // r0 = XDP_PASS
-            {0x95, 0, 0, 0, 0},                        // exit
-        };
-        const std::string reason =
-            program_refusal(BPF_PROG_TYPE_XDP, BPF_XDP, "nt_xdp_probe", insns, std::size(insns));
-        if (reason.empty())
-            return reason;
-        return "the kernel refuses an XDP program calling bpf_xdp_adjust_meta and bpf_xdp_load_bytes: " +
-               reason;
-    }();
-    return why;
 }
 
 std::vector<bpf_program*> Datapath::programs_for(const AttachKind& k) const {
